@@ -1,0 +1,185 @@
+//! The manifest: what a package changes, in a form an auditor can read (TOML).
+//!
+//! This file is the contract between the builder (which fills it), the applier (which obeys it)
+//! and auditors (who read it). Every field is specified in `spec/lpkg-format.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The manifest format version this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Name of the payload holding the patch module (an ELF relocatable object).
+pub const MODULE_PAYLOAD: &str = "module.o";
+/// Name of the payload holding the symbol map (TOML, [`SymbolMap`]).
+pub const SYMBOLS_PAYLOAD: &str = "symbols.toml";
+
+/// The whole manifest.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always [`FORMAT_VERSION`] for packages written by this crate.
+    pub format_version: u32,
+    /// Who and what the package is.
+    pub package: PackageInfo,
+    /// The one object file (executable or shared library) this package patches.
+    pub target: Target,
+    /// Packages that must already be applied before this one (stacking).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Requirement>,
+    /// Every replaced or new function.
+    #[serde(default, rename = "function", skip_serializing_if = "Vec::is_empty")]
+    pub functions: Vec<Function>,
+    /// Every new data object carried in the patch module.
+    #[serde(default, rename = "data", skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<Data>,
+    /// Init routines (run after the switch) and exit routines (run on revert).
+    #[serde(default, rename = "routine", skip_serializing_if = "Vec::is_empty")]
+    pub routines: Vec<Routine>,
+    /// A digest for every payload in the container.
+    #[serde(rename = "payload")]
+    pub payloads: Vec<Payload>,
+}
+
+/// Identity of the package.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PackageInfo {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub description: String,
+    /// `lpkg-builder <version>` of the tool that wrote the package.
+    pub builder_version: String,
+}
+
+/// The object the package is bound to.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// File name (no directory) of the executable or shared library, e.g. `server` or `libfoo.so.1`.
+    pub file_name: String,
+    /// GNU build-id, lower-case hex.
+    pub build_id: String,
+    /// SHA-256 of the whole target file, lower-case hex.
+    pub sha256: String,
+    /// ELF machine, e.g. `x86_64`.
+    pub machine: String,
+}
+
+/// A package that must be applied first.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub name: String,
+    /// Package id (SHA-256 of its manifest bytes, lower-case hex).
+    pub id: String,
+}
+
+/// What happens to a function.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The function exists in the target; its entry is overwritten with a jump to the new code.
+    Replace,
+    /// The function exists only in the patch module.
+    New,
+}
+
+/// One replaced or new function.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Function {
+    /// Symbol name in the target (for `replace`) or in the new object (for `new`).
+    pub name: String,
+    pub action: Action,
+    /// `file.c:LINE` from DWARF, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Why the builder includes it, e.g. `changed bytes`, `inlined callee changed: helper`.
+    pub reason: String,
+    /// Name of the function's symbol inside the patch module.
+    pub module_symbol: String,
+    /// Offset of the old function from the target's load base (`replace` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_offset: Option<u64>,
+    /// Size in bytes of the old function (`replace` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_size: Option<u64>,
+    /// SHA-256 of the old function's bytes as read from the target file (`replace` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_sha256: Option<String>,
+    /// Size in bytes of the new function.
+    pub new_size: u64,
+}
+
+/// A new data object carried in the patch module.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    pub name: String,
+    /// Section of the patch module holding it (`.data.x`, `.bss.x`, `.rodata.x`).
+    pub section: String,
+    pub size: u64,
+}
+
+/// When a routine runs.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutineKind {
+    /// After the switch; a non-zero return rolls the patch back.
+    Init,
+    /// Before the original code is restored on revert.
+    Exit,
+}
+
+/// An init or exit routine, marked in the source with `LPKG_INIT(fn)` or `LPKG_EXIT(fn)`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Routine {
+    pub kind: RoutineKind,
+    /// Symbol name inside the patch module; the routine takes no argument and returns `int`.
+    pub module_symbol: String,
+}
+
+/// Digest of one payload.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    pub name: String,
+    pub size: u64,
+    /// SHA-256, lower-case hex.
+    pub sha256: String,
+}
+
+/// The symbol map payload: how each undefined symbol of the patch module is resolved.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolMap {
+    #[serde(default, rename = "symbol")]
+    pub symbols: Vec<SymbolBinding>,
+}
+
+/// How one undefined symbol of the patch module is resolved at apply time.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SymbolBinding {
+    /// Something that stays in the target: its address is the target's load base + `offset`.
+    Target { name: String, offset: u64 },
+    /// Something in another loaded object (libc...), found by `symbol` name in the process's
+    /// dynamic symbol tables; `version` (e.g. `GLIBC_2.2.5`) when the reference was versioned.
+    External {
+        name: String,
+        symbol: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+}
+
+impl SymbolBinding {
+    /// The undefined symbol's name in the patch module.
+    pub fn name(&self) -> &str {
+        match self {
+            SymbolBinding::Target { name, .. } | SymbolBinding::External { name, .. } => name,
+        }
+    }
+}
