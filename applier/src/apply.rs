@@ -1,0 +1,249 @@
+//! `lpkg apply`: verify, find the target, check pre-images, load, switch, record.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use lpkg_format::{Action, Package, RoutineKind, SymbolMap, TrustStore, MODULE_PAYLOAD, SYMBOLS_PAYLOAD};
+use lpkg_kernel::{memory, Pid, Tracee};
+use sha2::{Digest, Sha256};
+
+use crate::link::{Layout, Region};
+use crate::quiesce::{stop_clear, Guarded};
+use crate::record::{hex, unhex, Entry, RecordBody, State, NAME_PREFIX, STATE_OFFSET};
+use crate::records::{self, LiveRecord};
+use crate::reloc::{jump, jump_target, JUMP_LEN};
+use crate::revert::{recover, Rollback};
+use crate::{target, Error};
+
+/// How apply behaves.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How long to keep retrying while a thread is inside a function being replaced.
+    pub timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { timeout: Duration::from_secs(10) }
+    }
+}
+
+/// What apply did.
+#[derive(Debug, Clone)]
+pub struct ApplyReport {
+    /// The package id.
+    pub id: String,
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// Trusted signers.
+    pub signers: Vec<String>,
+    /// Every replaced entry.
+    pub entries: Vec<Entry>,
+    /// Where the patch module lives.
+    pub module_address: u64,
+    /// Interrupted operations found and rolled back first (package ids).
+    pub recovered: Vec<String>,
+    /// How long every thread was stopped for the switch.
+    pub pause: Duration,
+}
+
+const PROT_READ: i32 = 1;
+const PROT_WRITE: i32 = 2;
+const PROT_EXEC: i32 = 4;
+
+fn page_align(len: u64) -> u64 {
+    len.div_ceil(4096) * 4096
+}
+
+/// The bytes that should be at a function's entry before we patch it, and what they mean.
+fn check_preimage(
+    pid: Pid,
+    function: &lpkg_format::Function,
+    address: u64,
+    applied: &[LiveRecord],
+) -> Result<Vec<u8>, Error> {
+    let size = function.old_size.unwrap_or(0) as usize;
+    let expected = function.old_sha256.as_deref().unwrap_or("");
+    let mismatch = || Error::PreimageMismatch { function: function.name.clone(), address };
+    if size < JUMP_LEN {
+        return Err(Error::Module(format!("function {} is shorter than a jump", function.name)));
+    }
+    let live = memory::read(pid, address, size)?;
+    if hex(&Sha256::digest(&live)) == expected {
+        return Ok(live[..JUMP_LEN].to_vec());
+    }
+    // Stacking: the entry may hold the jump of a package lpkg applied, over the expected bytes.
+    let target = jump_target(address, &live).ok_or_else(mismatch)?;
+    for record in applied {
+        for entry in &record.body.entries {
+            if entry.address == address && entry.new_address == target {
+                let mut original = unhex(&entry.original).ok_or_else(mismatch)?;
+                original.extend_from_slice(&live[JUMP_LEN..]);
+                if hex(&Sha256::digest(&original)) == expected {
+                    return Ok(live[..JUMP_LEN].to_vec());
+                }
+            }
+        }
+    }
+    Err(mismatch())
+}
+
+/// Verifies `package_bytes` against `trust` and applies the package to process `pid`.
+pub fn apply(pid: Pid, package_bytes: &[u8], trust: &TrustStore, options: &ApplyOptions) -> Result<ApplyReport, Error> {
+    let (package, signers) = lpkg_format::open_verified(package_bytes, trust)?;
+    let signers: Vec<String> = signers.iter().map(|k| k.to_string()).collect();
+    apply_verified(pid, &package, signers, options)
+}
+
+fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &ApplyOptions) -> Result<ApplyReport, Error> {
+    let manifest = package.manifest();
+    let id = package.id();
+    if manifest.target.machine != "x86_64" {
+        return Err(Error::Module(format!("package is for {}, not x86_64", manifest.target.machine)));
+    }
+    let module = package
+        .payload(MODULE_PAYLOAD)
+        .ok_or_else(|| Error::Module(format!("package has no {MODULE_PAYLOAD}")))?;
+    let symbols = package
+        .payload(SYMBOLS_PAYLOAD)
+        .ok_or_else(|| Error::Module(format!("package has no {SYMBOLS_PAYLOAD}")))?;
+    let symbols: SymbolMap = std::str::from_utf8(symbols)
+        .ok()
+        .and_then(|s| toml::from_str(s).ok())
+        .ok_or_else(|| Error::Module(format!("{SYMBOLS_PAYLOAD} is not a valid symbol map")))?;
+    let (target, mapped) = target::find(pid, &manifest.target)?;
+    let layout = Layout::new(module)?;
+
+    let mut recovered = Vec::new();
+    for record in records::read(pid)? {
+        if record.state.is_interrupted() {
+            recover(pid, &record, options.timeout)?;
+            recovered.push(record.body.id.clone());
+        } else if record.body.id == id {
+            return Err(Error::AlreadyApplied { pid, id });
+        }
+    }
+    let applied = records::read(pid)?;
+
+    let mut entries = Vec::new();
+    for function in manifest.functions.iter().filter(|f| f.action == Action::Replace) {
+        let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
+        let original = check_preimage(pid, function, address, &applied)?;
+        entries.push(Entry {
+            function: function.name.clone(),
+            address,
+            size: function.old_size.unwrap_or(0),
+            original: hex(&original),
+            new_address: 0,
+        });
+    }
+    let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
+
+    let mut tracee = Tracee::seize(pid)?;
+    let mut rollback = Rollback::new(pid);
+    let result = (|| -> Result<ApplyReport, Error> {
+        // Load: the process is stopped only for the injected syscalls.
+        tracee.stop()?;
+        let module_address = tracee.map_near(target.base, layout.len(), PROT_READ | PROT_WRITE)?;
+        rollback.mapping(module_address, layout.len());
+        tracee.resume()?;
+        let image = layout.link(module, module_address, &resolver)?;
+        let symbol = |name: &str| {
+            image
+                .symbols
+                .get(name)
+                .copied()
+                .ok_or_else(|| Error::Module(format!("module does not define {name}")))
+        };
+        let replaced = manifest.functions.iter().filter(|f| f.action == Action::Replace);
+        for (entry, function) in entries.iter_mut().zip(replaced) {
+            entry.new_address = symbol(&function.module_symbol)?;
+            if jump(entry.address, entry.new_address).is_none() {
+                return Err(Error::Module(format!("{} is out of jump reach of its patch", entry.function)));
+            }
+        }
+        let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
+            manifest
+                .routines
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| Ok((r.module_symbol.clone(), symbol(&r.module_symbol)?)))
+                .collect()
+        };
+        let init = routines(RoutineKind::Init)?;
+        let body = RecordBody {
+            id: id.clone(),
+            name: manifest.package.name.clone(),
+            version: manifest.package.version.clone(),
+            signers: signers.clone(),
+            applied_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            sequence: applied.iter().map(|r| r.body.sequence).max().unwrap_or(0) + 1,
+            target_path: target.path.display().to_string(),
+            module_address,
+            module_len: layout.len(),
+            exit_routines: routines(RoutineKind::Exit)?.into_iter().map(|(_, a)| a).collect(),
+            entries: entries.clone(),
+        };
+        let record = body.encode(State::Loading);
+        memory::write(pid, module_address, &image.bytes)?;
+
+        tracee.stop()?;
+        let record_len = page_align(record.len() as u64);
+        let record_address = tracee.memfd_map(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
+        rollback.mapping(record_address, record_len);
+        memory::write(pid, record_address, &record)?;
+        for &(offset, len, region) in &image.regions {
+            let prot = match region {
+                Region::Text => PROT_READ | PROT_EXEC,
+                Region::ReadOnly => PROT_READ,
+                Region::Data => PROT_READ | PROT_WRITE,
+            };
+            tracee.mprotect(module_address + offset, len, prot)?;
+        }
+        tracee.resume()?;
+
+        // Switch: every thread stopped, none inside a function being replaced.
+        let guarded: Vec<Guarded> = entries
+            .iter()
+            .map(|e| Guarded { range: e.address..e.address + e.size, function: e.function.clone() })
+            .collect();
+        stop_clear(&mut tracee, &guarded, options.timeout)?;
+        let paused = Instant::now();
+        memory::write(pid, record_address + STATE_OFFSET, &State::Switching.word().to_le_bytes())?;
+        for entry in &entries {
+            let bytes = jump(entry.address, entry.new_address).expect("reach checked above");
+            rollback.entry(entry.address, unhex(&entry.original).expect("we wrote this hex"));
+            memory::write(pid, entry.address, &bytes)?;
+        }
+        for (name, address) in init {
+            let value = tracee.call(address, &[], options.timeout)? as i32 as i64;
+            if value != 0 {
+                return Err(Error::InitFailed { routine: name, value });
+            }
+        }
+        memory::write(pid, record_address + STATE_OFFSET, &State::Applied.word().to_le_bytes())?;
+        tracee.resume()?;
+        let pause = paused.elapsed();
+        Ok(ApplyReport {
+            id: id.clone(),
+            name: manifest.package.name.clone(),
+            version: manifest.package.version.clone(),
+            signers: signers.clone(),
+            entries: entries.clone(),
+            module_address,
+            recovered: recovered.clone(),
+            pause,
+        })
+    })();
+    match result {
+        Ok(report) => {
+            tracee.detach()?;
+            Ok(report)
+        }
+        Err(error) => {
+            rollback.run(&mut tracee);
+            Err(error)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The applier's error type.
+
+use std::time::Duration;
+
+/// Everything that can stop an apply, list or revert. After any error the target is as it was
+/// before the command started (or, for a crash of lpkg itself, recorded as interrupted).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The package failed verification (signature, trust or digests).
+    #[error(transparent)]
+    Package(#[from] lpkg_format::Error),
+    /// Contact with the process failed.
+    #[error(transparent)]
+    Process(#[from] lpkg_kernel::Error),
+    /// No object mapped in the process has the package's build-id.
+    #[error("process {pid} has no object with build-id {build_id} ({file_name}): this package is for another binary")]
+    WrongTarget {
+        /// The process.
+        pid: i32,
+        /// The build-id the package is bound to.
+        build_id: String,
+        /// The target's file name from the manifest.
+        file_name: String,
+    },
+    /// A function's live bytes are neither the original nor an lpkg jump.
+    #[error("function {function} at {address:#x} does not hold the bytes the package expects: someone else changed this code")]
+    PreimageMismatch {
+        /// The function.
+        function: String,
+        /// Its address in the process.
+        address: u64,
+    },
+    /// The patch module or symbol map cannot be loaded.
+    #[error("patch module: {0}")]
+    Module(String),
+    /// A symbol the module needs is nowhere in the process.
+    #[error("symbol {symbol} is not defined by any object loaded in process {pid}")]
+    UnresolvedSymbol {
+        /// The process.
+        pid: i32,
+        /// The symbol.
+        symbol: String,
+    },
+    /// Threads stayed inside functions being replaced until the timeout.
+    #[error("gave up after {waited:?}: {}", busy.join("; "))]
+    Busy {
+        /// How long apply kept retrying.
+        waited: Duration,
+        /// One line per busy thread: TID, name, function.
+        busy: Vec<String>,
+    },
+    /// An init routine returned non-zero; the patch was rolled back.
+    #[error("init routine {routine} returned {value}: the patch was rolled back")]
+    InitFailed {
+        /// The routine's symbol.
+        routine: String,
+        /// What it returned.
+        value: i64,
+    },
+    /// The package is already applied to this process.
+    #[error("package {id} is already applied to process {pid}")]
+    AlreadyApplied {
+        /// The process.
+        pid: i32,
+        /// The package id.
+        id: String,
+    },
+    /// Nothing matches what revert was asked for.
+    #[error("{0}")]
+    NothingToRevert(String),
+    /// An in-target record cannot be read.
+    #[error("record at {address:#x} in process {pid} is unreadable: {reason}")]
+    BadRecord {
+        /// The process.
+        pid: i32,
+        /// Where the record is mapped.
+        address: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Another operation would break a stacked package.
+    #[error("{0}")]
+    Stacking(String),
+}

@@ -1,0 +1,289 @@
+//! Links the patch module (an ELF relocatable object) at the address where it will live in the
+//! target: lays its sections out in three regions (code, read-only, writable), resolves every
+//! symbol and applies every relocation, all in our own memory before the target is touched.
+//!
+//! The mapping is laid out as `[text | read-only (incl. GOT) | writable]`, each region page
+//! aligned so it gets its own protection: code r-x, read-only r--, data rw-; never rwx.
+
+use std::collections::BTreeMap;
+
+use object::read::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SymbolSection};
+use object::{RelocationFlags, SectionFlags, SectionKind, SymbolIndex};
+
+use crate::reloc::{self, RelocKind};
+use crate::Error;
+
+const PAGE: u64 = 4096;
+
+/// The three regions of the patch mapping, in mapping order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Region {
+    /// Executable code and call stubs: mapped r-x.
+    Text,
+    /// Constants and the GOT: mapped r--.
+    ReadOnly,
+    /// Writable data and bss: mapped rw-.
+    Data,
+}
+
+/// How the linker finds what the patch module does not define.
+pub trait Resolve {
+    /// The run-time address of an undefined symbol of the module.
+    fn address(&self, name: &str) -> Result<u64, Error>;
+    /// The offset from the thread pointer of a TLS symbol of the target (x86_64 variant II).
+    fn tls_offset(&self, name: &str) -> Result<i64, Error>;
+}
+
+/// Where every allocated section of the module goes, and how big each region is.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    sections: BTreeMap<usize, (Region, u64)>,
+    /// GOT slots by (symbol index, is TLS offset), each 8 bytes in the read-only region.
+    got: BTreeMap<(usize, bool), u64>,
+    /// Indirect call stubs by symbol index, each `STUB_LEN` bytes in the text region.
+    stubs: BTreeMap<usize, u64>,
+    sizes: [u64; 3],
+}
+
+/// A call stub: `jmp *0(%rip)` followed by the 8-byte absolute target.
+const STUB_LEN: u64 = 14;
+
+/// The linked image, ready to be written at its base address.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Address of the first byte of the mapping in the target.
+    pub base: u64,
+    /// The whole mapping's bytes (bss included as zeros).
+    pub bytes: Vec<u8>,
+    /// `(offset, length, region)` of each non-empty region, in order.
+    pub regions: Vec<(u64, u64, Region)>,
+    /// Run-time address of every global symbol the module defines.
+    pub symbols: BTreeMap<String, u64>,
+}
+
+fn align_up(value: u64, align: u64) -> u64 {
+    let align = align.max(1);
+    value.div_ceil(align) * align
+}
+
+fn region_of(section: &object::Section<'_, '_>) -> Option<Region> {
+    let SectionFlags::Elf { sh_flags } = section.flags() else {
+        return None;
+    };
+    if sh_flags & u64::from(object::elf::SHF_ALLOC) == 0 {
+        return None;
+    }
+    if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0 {
+        Some(Region::Text)
+    } else if sh_flags & u64::from(object::elf::SHF_WRITE) != 0 {
+        Some(Region::Data)
+    } else {
+        Some(Region::ReadOnly)
+    }
+}
+
+fn r_type(flags: RelocationFlags) -> Result<u32, Error> {
+    match flags {
+        RelocationFlags::Elf { r_type } => Ok(r_type),
+        other => Err(Error::Module(format!("unexpected relocation flags {other:?}"))),
+    }
+}
+
+fn parse(module: &[u8]) -> Result<object::File<'_>, Error> {
+    let file = object::File::parse(module)
+        .map_err(|e| Error::Module(format!("patch module is not a valid ELF object: {e}")))?;
+    if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
+        return Err(Error::Module("patch module is not an x86_64 relocatable object".into()));
+    }
+    Ok(file)
+}
+
+fn is_defined(file: &object::File<'_>, index: SymbolIndex) -> Result<bool, Error> {
+    let symbol = file
+        .symbol_by_index(index)
+        .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
+    Ok(!matches!(symbol.section(), SymbolSection::Undefined))
+}
+
+impl Layout {
+    /// Lays out every allocated section of `module`.
+    pub fn new(module: &[u8]) -> Result<Layout, Error> {
+        let file = parse(module)?;
+        let mut sizes = [0u64; 3];
+        let mut sections = BTreeMap::new();
+        for section in file.sections() {
+            let Some(region) = region_of(&section) else { continue };
+            let slot = &mut sizes[region as usize];
+            let offset = align_up(*slot, section.align());
+            *slot = offset + section.size();
+            sections.insert(section.index().0, (region, offset));
+        }
+        let mut got = BTreeMap::new();
+        let mut stubs = BTreeMap::new();
+        for section in file.sections() {
+            if !sections.contains_key(&section.index().0) {
+                continue;
+            }
+            for (_, relocation) in section.relocations() {
+                let RelocationTarget::Symbol(symbol) = relocation.target() else { continue };
+                match RelocKind::of(r_type(relocation.flags())?)? {
+                    RelocKind::Got => {
+                        got.entry((symbol.0, false)).or_insert(0);
+                    }
+                    RelocKind::GotTpOff => {
+                        got.entry((symbol.0, true)).or_insert(0);
+                    }
+                    // Calls to other libraries may be further than ±2 GiB: route them through a stub.
+                    RelocKind::Plt if !is_defined(&file, symbol)? => {
+                        stubs.entry(symbol.0).or_insert(0);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for offset in stubs.values_mut() {
+            *offset = sizes[Region::Text as usize];
+            sizes[Region::Text as usize] += STUB_LEN;
+        }
+        sizes[Region::ReadOnly as usize] = align_up(sizes[Region::ReadOnly as usize], 8);
+        for offset in got.values_mut() {
+            *offset = sizes[Region::ReadOnly as usize];
+            sizes[Region::ReadOnly as usize] += 8;
+        }
+        Ok(Layout { sections, got, stubs, sizes })
+    }
+
+    /// Offset of a region from the start of the mapping.
+    fn region_start(&self, region: Region) -> u64 {
+        let mut start = 0;
+        for r in [Region::Text, Region::ReadOnly, Region::Data] {
+            if r == region {
+                return start;
+            }
+            start += align_up(self.sizes[r as usize], PAGE);
+        }
+        unreachable!("every region is in the list")
+    }
+
+    /// Length of the whole mapping, a multiple of the page size (at least one page).
+    pub fn len(&self) -> u64 {
+        (self.region_start(Region::Data) + align_up(self.sizes[Region::Data as usize], PAGE)).max(PAGE)
+    }
+
+    /// Offset of a section of the module from the start of the mapping.
+    fn section_offset(&self, index: usize) -> Option<u64> {
+        self.sections.get(&index).map(|&(region, offset)| self.region_start(region) + offset)
+    }
+
+    /// Links the module to live at `base`, resolving undefined symbols through `resolve`.
+    pub fn link(&self, module: &[u8], base: u64, resolve: &dyn Resolve) -> Result<Image, Error> {
+        let file = parse(module)?;
+        let mut bytes = vec![0u8; self.len() as usize];
+        for section in file.sections() {
+            let Some(offset) = self.section_offset(section.index().0) else { continue };
+            if section.kind() == SectionKind::UninitializedData || section.kind() == SectionKind::UninitializedTls {
+                continue;
+            }
+            let data = section
+                .data()
+                .map_err(|e| Error::Module(format!("section {}: {e}", section.name().unwrap_or("?"))))?;
+            bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        }
+
+        let symbol_address = |index: SymbolIndex| -> Result<u64, Error> {
+            let symbol = file
+                .symbol_by_index(index)
+                .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
+            match symbol.section() {
+                SymbolSection::Section(section) => {
+                    let offset = self.section_offset(section.0).ok_or_else(|| {
+                        Error::Module(format!(
+                            "symbol {} lives in a section that is not loaded",
+                            symbol.name().unwrap_or("?")
+                        ))
+                    })?;
+                    Ok(base + offset + symbol.address())
+                }
+                SymbolSection::Undefined => resolve.address(symbol.name().unwrap_or("")),
+                SymbolSection::Absolute => Ok(symbol.address()),
+                other => Err(Error::Module(format!(
+                    "symbol {} has unsupported section {other:?}",
+                    symbol.name().unwrap_or("?")
+                ))),
+            }
+        };
+        let symbol_name = |index: SymbolIndex| -> String {
+            file.symbol_by_index(index)
+                .ok()
+                .and_then(|s| s.name().ok().map(str::to_owned))
+                .unwrap_or_else(|| format!("#{}", index.0))
+        };
+
+        let ro = self.region_start(Region::ReadOnly);
+        for (&(symbol, tls), &offset) in &self.got {
+            let value = if tls {
+                resolve.tls_offset(&symbol_name(SymbolIndex(symbol)))? as u64
+            } else {
+                symbol_address(SymbolIndex(symbol))?
+            };
+            let at = (ro + offset) as usize;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        let text = self.region_start(Region::Text);
+        for (&symbol, &offset) in &self.stubs {
+            let at = (text + offset) as usize;
+            bytes[at..at + 14].copy_from_slice(&reloc::indirect_jump_stub(symbol_address(SymbolIndex(symbol))?));
+        }
+
+        for section in file.sections() {
+            let Some(section_offset) = self.section_offset(section.index().0) else { continue };
+            for (offset, relocation) in section.relocations() {
+                let RelocationTarget::Symbol(symbol) = relocation.target() else {
+                    return Err(Error::Module(format!(
+                        "relocation at {}+{offset:#x} has no symbol",
+                        section.name().unwrap_or("?")
+                    )));
+                };
+                let kind = RelocKind::of(r_type(relocation.flags())?)?;
+                let place = base + section_offset + offset;
+                let target = match kind {
+                    RelocKind::Got => base + ro + self.got[&(symbol.0, false)],
+                    RelocKind::GotTpOff => base + ro + self.got[&(symbol.0, true)],
+                    RelocKind::TpOff => resolve.tls_offset(&symbol_name(symbol))? as u64,
+                    RelocKind::Plt => match self.stubs.get(&symbol.0) {
+                        Some(stub) => base + text + stub,
+                        None => symbol_address(symbol)?,
+                    },
+                    RelocKind::Absolute | RelocKind::PcRelative => symbol_address(symbol)?,
+                };
+                let at = (section_offset + offset) as usize;
+                reloc::apply(r_type(relocation.flags())?, &mut bytes[at..], place, target, relocation.addend())
+                    .map_err(|reason| {
+                        Error::Module(format!(
+                            "relocation at {}+{offset:#x} against {}: {reason}",
+                            section.name().unwrap_or("?"),
+                            symbol_name(symbol)
+                        ))
+                    })?;
+            }
+        }
+
+        let mut symbols = BTreeMap::new();
+        for symbol in file.symbols() {
+            if !symbol.is_global() {
+                continue;
+            }
+            if let SymbolSection::Section(_) = symbol.section() {
+                if let Ok(name) = symbol.name() {
+                    symbols.insert(name.to_owned(), symbol_address(symbol.index())?);
+                }
+            }
+        }
+        let regions = [Region::Text, Region::ReadOnly, Region::Data]
+            .into_iter()
+            .filter(|&r| self.sizes[r as usize] > 0)
+            .map(|r| (self.region_start(r), align_up(self.sizes[r as usize], PAGE), r))
+            .collect();
+        Ok(Image { base, bytes, regions, symbols })
+    }
+}

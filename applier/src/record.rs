@@ -1,0 +1,203 @@
+//! The record of an applied package, kept inside the target process itself.
+//!
+//! Each package applied to a process has one record: a shared mapping of a memfd named
+//! `lpkg:<first 16 hex digits of the package id>`, so it shows in `/proc/PID/maps` as
+//! `/memfd:lpkg:… (deleted)` on any kernel and dies with the process. Layout (spec/apply-protocol.md):
+//!
+//! ```text
+//! 0   magic   b"LPKGREC1"
+//! 8   state   u32 little-endian (State)
+//! 12  length  u32 little-endian: bytes of body that follow
+//! 16  body    TOML (RecordBody), written once, before any jump is written
+//! ```
+//! Only the state word changes after the body is written; a 4-byte aligned store is atomic,
+//! so a reader never sees a torn state.
+
+use serde::{Deserialize, Serialize};
+
+/// Magic at the start of every record.
+pub const MAGIC: &[u8; 8] = b"LPKGREC1";
+/// Offset of the state word.
+pub const STATE_OFFSET: u64 = 8;
+/// Size of the fixed header.
+pub const HEADER_LEN: usize = 16;
+/// Prefix of the memfd name of a record.
+pub const NAME_PREFIX: &str = "lpkg:";
+/// Largest body accepted when reading a record.
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Where an operation on a package stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// The module is being loaded; no entry has been touched.
+    Loading = 1,
+    /// Jumps are being written: some entries may be patched, the originals are in the record.
+    Switching = 2,
+    /// Every entry jumps to the patch.
+    Applied = 3,
+    /// Original bytes are being restored.
+    Reverting = 4,
+}
+
+impl State {
+    /// Decodes a state word.
+    pub fn from_word(word: u32) -> Option<State> {
+        Some(match word {
+            1 => State::Loading,
+            2 => State::Switching,
+            3 => State::Applied,
+            4 => State::Reverting,
+            _ => return None,
+        })
+    }
+
+    /// The word stored in the record.
+    pub fn word(self) -> u32 {
+        self as u32
+    }
+
+    /// How `lpkg list` names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Loading => "interrupted (loading)",
+            State::Switching => "interrupted (switching)",
+            State::Applied => "applied",
+            State::Reverting => "interrupted (reverting)",
+        }
+    }
+
+    /// Whether an operation died half-way through.
+    pub fn is_interrupted(self) -> bool {
+        self != State::Applied
+    }
+}
+
+/// Everything needed to list and revert a package, without the package file.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBody {
+    /// Package id (hex SHA-256 of its manifest).
+    pub id: String,
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// Key ids of the trusted signatures that admitted it.
+    pub signers: Vec<String>,
+    /// When the apply started, seconds since the Unix epoch.
+    pub applied_at: u64,
+    /// Order among packages applied to this process (1 = first).
+    pub sequence: u64,
+    /// Path of the patched object as mapped in the process.
+    pub target_path: String,
+    /// Start and length of the patch module's mapping.
+    pub module_address: u64,
+    /// Length of the patch module's mapping.
+    pub module_len: u64,
+    /// Exit routines to run on revert, as addresses in the module.
+    #[serde(default)]
+    pub exit_routines: Vec<u64>,
+    /// Every entry overwritten with a jump.
+    #[serde(default, rename = "entry")]
+    pub entries: Vec<Entry>,
+}
+
+/// One overwritten function entry.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The function's name in the target.
+    pub function: String,
+    /// Address of its entry.
+    pub address: u64,
+    /// Size of the old function (the range no thread may be in at switch time).
+    pub size: u64,
+    /// The bytes that were there before the jump (lower-case hex).
+    pub original: String,
+    /// Where the jump leads.
+    pub new_address: u64,
+}
+
+impl RecordBody {
+    /// Header and body, ready to be written at the start of the record mapping.
+    pub fn encode(&self, state: State) -> Vec<u8> {
+        let body = toml::to_string(self).expect("a record body always serialises");
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&state.word().to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(body.as_bytes());
+        bytes
+    }
+
+    /// Parses a header; returns the state and the body length.
+    pub fn decode_header(header: &[u8]) -> Result<(State, usize), String> {
+        if header.len() < HEADER_LEN || &header[..8] != MAGIC {
+            return Err("no record magic".into());
+        }
+        let word = u32::from_le_bytes(header[8..12].try_into().unwrap());
+        let state = State::from_word(word).ok_or_else(|| format!("unknown state {word}"))?;
+        let len = u32::from_le_bytes(header[12..16].try_into().unwrap()) as usize;
+        if len > MAX_BODY {
+            return Err(format!("body length {len} is over the limit"));
+        }
+        Ok((state, len))
+    }
+
+    /// Parses a body.
+    pub fn decode_body(body: &[u8]) -> Result<RecordBody, String> {
+        let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
+        toml::from_str(text).map_err(|e| format!("body: {e}"))
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes from lower-case or upper-case hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips() {
+        let body = RecordBody {
+            id: "ab".repeat(32),
+            name: "fix".into(),
+            version: "1".into(),
+            signers: vec!["0011223344556677".into()],
+            applied_at: 1,
+            sequence: 1,
+            target_path: "/srv/a b (deleted)".into(),
+            module_address: 0x5555_0000_0000,
+            module_len: 8192,
+            exit_routines: vec![],
+            entries: vec![Entry {
+                function: "f".into(),
+                address: 0x1000,
+                size: 20,
+                original: hex(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55]),
+                new_address: 0x2000,
+            }],
+        };
+        let bytes = body.encode(State::Switching);
+        let (state, len) = RecordBody::decode_header(&bytes).unwrap();
+        assert_eq!(state, State::Switching);
+        assert_eq!(RecordBody::decode_body(&bytes[HEADER_LEN..HEADER_LEN + len]).unwrap(), body);
+        assert!(RecordBody::decode_header(b"LPKGREC1\x09\0\0\0\0\0\0\0").is_err());
+        assert_eq!(unhex("f30f").unwrap(), vec![0xf3, 0x0f]);
+        assert!(unhex("f3x").is_none());
+    }
+}

@@ -1,0 +1,125 @@
+//! x86_64 relocation types: which ones the linker supports, and how each is computed.
+//!
+//! Everything here is specific to x86_64; a second architecture gets a module of its own.
+
+use object::elf;
+
+use crate::Error;
+
+/// What a relocation needs from the linker before it can be computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelocKind {
+    /// `S + A`.
+    Absolute,
+    /// `S + A - P`.
+    PcRelative,
+    /// A call: `L + A - P`, through a stub when the callee is in another library.
+    Plt,
+    /// `G + GOT + A - P`: needs a GOT slot holding the symbol's address.
+    Got,
+    /// A GOT slot holding the symbol's thread-pointer offset.
+    GotTpOff,
+    /// The symbol's thread-pointer offset itself.
+    TpOff,
+}
+
+impl RelocKind {
+    /// Classifies an ELF relocation type; unsupported types are refused.
+    pub fn of(r_type: u32) -> Result<RelocKind, Error> {
+        Ok(match r_type {
+            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S => RelocKind::Absolute,
+            elf::R_X86_64_PC32 | elf::R_X86_64_PC64 => RelocKind::PcRelative,
+            elf::R_X86_64_PLT32 => RelocKind::Plt,
+            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::Got,
+            elf::R_X86_64_GOTTPOFF => RelocKind::GotTpOff,
+            elf::R_X86_64_TPOFF32 => RelocKind::TpOff,
+            other => {
+                return Err(Error::Module(format!("unsupported x86_64 relocation type {other}")));
+            }
+        })
+    }
+}
+
+/// Writes relocation `r_type` at the start of `at`, for a place at address `place` whose
+/// resolved target (symbol, stub, GOT slot or TLS offset, per [`RelocKind`]) is `target`.
+pub fn apply(r_type: u32, at: &mut [u8], place: u64, target: u64, addend: i64) -> Result<(), String> {
+    let absolute = target.wrapping_add(addend as u64);
+    let relative = absolute.wrapping_sub(place) as i64;
+    match r_type {
+        elf::R_X86_64_64 => put(at, &absolute.to_le_bytes()),
+        elf::R_X86_64_PC64 => put(at, &relative.to_le_bytes()),
+        elf::R_X86_64_32 => {
+            let value = u32::try_from(absolute).map_err(|_| format!("{absolute:#x} does not fit in 32 bits"))?;
+            put(at, &value.to_le_bytes())
+        }
+        elf::R_X86_64_32S | elf::R_X86_64_TPOFF32 => {
+            let value = i32::try_from(absolute as i64)
+                .map_err(|_| format!("{:#x} does not fit in a signed 32-bit field", absolute as i64))?;
+            put(at, &value.to_le_bytes())
+        }
+        _ => {
+            let value = i32::try_from(relative)
+                .map_err(|_| format!("target {absolute:#x} is out of ±2 GiB reach of {place:#x}"))?;
+            put(at, &value.to_le_bytes())
+        }
+    }
+}
+
+fn put(at: &mut [u8], value: &[u8]) -> Result<(), String> {
+    at.get_mut(..value.len())
+        .ok_or_else(|| "relocation runs past the end of its section".to_owned())?
+        .copy_from_slice(value);
+    Ok(())
+}
+
+/// `jmp *0(%rip)` followed by the absolute address: reaches anywhere in the address space.
+pub fn indirect_jump_stub(target: u64) -> [u8; 14] {
+    let mut stub = [0u8; 14];
+    stub[..6].copy_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
+    stub[6..].copy_from_slice(&target.to_le_bytes());
+    stub
+}
+
+/// Length of the jump written over a function's entry.
+pub const JUMP_LEN: usize = 5;
+
+/// `jmp rel32` from `from` to `to`, or `None` when `to` is out of ±2 GiB reach.
+pub fn jump(from: u64, to: u64) -> Option<[u8; JUMP_LEN]> {
+    let rel = i32::try_from(to.wrapping_sub(from.wrapping_add(JUMP_LEN as u64)) as i64).ok()?;
+    let mut bytes = [0xe9, 0, 0, 0, 0];
+    bytes[1..].copy_from_slice(&rel.to_le_bytes());
+    Some(bytes)
+}
+
+/// Where a `jmp rel32` at `from` leads, if `bytes` is one.
+pub fn jump_target(from: u64, bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < JUMP_LEN || bytes[0] != 0xe9 {
+        return None;
+    }
+    let rel = i32::from_le_bytes(bytes[1..5].try_into().ok()?);
+    Some(from.wrapping_add(JUMP_LEN as u64).wrapping_add(rel as i64 as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jump_round_trips_and_refuses_far_targets() {
+        let bytes = jump(0x5555_0000_1000, 0x5555_0100_0000).unwrap();
+        assert_eq!(jump_target(0x5555_0000_1000, &bytes), Some(0x5555_0100_0000));
+        let back = jump(0x5555_0100_0000, 0x5555_0000_1000).unwrap();
+        assert_eq!(jump_target(0x5555_0100_0000, &back), Some(0x5555_0000_1000));
+        assert!(jump(0x1000, 0x1000 + (1 << 32)).is_none());
+    }
+
+    #[test]
+    fn pc32_out_of_range_is_an_error_not_a_panic() {
+        let mut at = [0u8; 4];
+        assert!(apply(elf::R_X86_64_PC32, &mut at, 0x1000, 0x7fff_0000_0000, 0).is_err());
+        apply(elf::R_X86_64_PC32, &mut at, 0x1000, 0x2000, -4).unwrap();
+        assert_eq!(i32::from_le_bytes(at), 0x2000 - 4 - 0x1000);
+        let mut short = [0u8; 2];
+        assert!(apply(elf::R_X86_64_64, &mut short, 0, 0, 0).is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! `lpkg revert`, the rollback of a failed apply, and the recovery of interrupted operations.
+
+use std::time::Duration;
+
+use lpkg_kernel::{memory, Pid, Tracee};
+
+use crate::quiesce::{stop_clear, Guarded};
+use crate::record::{unhex, State, STATE_OFFSET};
+use crate::records::{self, LiveRecord};
+use crate::reloc::jump;
+use crate::Error;
+
+/// Undo log of an apply in progress: entries written and mappings made, undone in reverse.
+pub struct Rollback {
+    pid: Pid,
+    entries: Vec<(u64, Vec<u8>)>,
+    mappings: Vec<(u64, u64)>,
+}
+
+impl Rollback {
+    /// An empty log for `pid`.
+    pub fn new(pid: Pid) -> Rollback {
+        Rollback { pid, entries: Vec::new(), mappings: Vec::new() }
+    }
+
+    /// Remembers a mapping to remove.
+    pub fn mapping(&mut self, address: u64, len: u64) {
+        self.mappings.push((address, len));
+    }
+
+    /// Remembers the original bytes of an entry about to be overwritten.
+    pub fn entry(&mut self, address: u64, original: Vec<u8>) {
+        self.entries.push((address, original));
+    }
+
+    /// Restores every entry, removes every mapping, resumes and detaches. Best effort: a
+    /// failure here leaves the record in the target, so `lpkg revert` can finish the job.
+    pub fn run(self, tracee: &mut Tracee) {
+        if tracee.stop().is_err() {
+            return;
+        }
+        for (address, original) in self.entries.iter().rev() {
+            let _ = memory::write(self.pid, *address, original);
+        }
+        for (address, len) in self.mappings.iter().rev() {
+            let _ = tracee.munmap(*address, *len);
+        }
+        let _ = tracee.resume();
+    }
+}
+
+/// What revert did for one package.
+#[derive(Debug, Clone)]
+pub struct RevertReport {
+    /// The package id.
+    pub id: String,
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// The state the package was in (an interrupted operation is completed as a rollback).
+    pub state: &'static str,
+    /// How many entries got their original bytes back.
+    pub restored: usize,
+}
+
+/// Which packages to revert.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// The most recently applied package.
+    Latest,
+    /// The package whose id starts with this prefix.
+    Id(String),
+    /// Every package, newest first.
+    All,
+}
+
+/// Reverts packages applied to `pid`.
+pub fn revert(pid: Pid, selection: &Selection, timeout: Duration) -> Result<Vec<RevertReport>, Error> {
+    let records = records::read(pid)?;
+    if records.is_empty() {
+        return Err(Error::NothingToRevert(format!("no lpkg package is applied to process {pid}")));
+    }
+    let chosen: Vec<&LiveRecord> = match selection {
+        Selection::Latest => records.iter().rev().take(1).collect(),
+        Selection::All => records.iter().rev().collect(),
+        Selection::Id(prefix) => {
+            let matching: Vec<&LiveRecord> = records.iter().filter(|r| r.body.id.starts_with(prefix.as_str())).collect();
+            match matching.len() {
+                0 => return Err(Error::NothingToRevert(format!("no package with id {prefix} is applied to process {pid}"))),
+                1 => matching,
+                _ => return Err(Error::NothingToRevert(format!("id {prefix} is ambiguous: give more digits"))),
+            }
+        }
+    };
+    if let [one] = chosen.as_slice() {
+        // A package that a newer one patched over must wait for the newer one.
+        for newer in records.iter().filter(|r| r.body.sequence > one.body.sequence) {
+            if newer.body.entries.iter().any(|n| one.body.entries.iter().any(|o| o.address == n.address)) {
+                return Err(Error::Stacking(format!(
+                    "package {} {} replaces functions that package {} {} replaced again: revert {} first",
+                    one.body.name, one.body.version, newer.body.name, newer.body.version, newer.body.name
+                )));
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for record in chosen {
+        reports.push(recover(pid, record, timeout)?);
+    }
+    Ok(reports)
+}
+
+/// Takes one package out of `pid`, whatever state it was left in: runs its exit routines if it
+/// was applied, restores every entry that still holds its jump, removes its mappings.
+pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<RevertReport, Error> {
+    let body = &record.body;
+    let mut tracee = Tracee::seize(pid)?;
+    let guarded = [Guarded {
+        range: body.module_address..body.module_address + body.module_len,
+        function: format!("the code of package {} {}", body.name, body.version),
+    }];
+    let result = (|| -> Result<usize, Error> {
+        stop_clear(&mut tracee, &guarded, timeout)?;
+        memory::write(pid, record.address + STATE_OFFSET, &State::Reverting.word().to_le_bytes())?;
+        if record.state == State::Applied {
+            for &routine in &body.exit_routines {
+                tracee.call(routine, &[], timeout)?;
+            }
+        }
+        let mut restored = 0;
+        for entry in body.entries.iter().rev() {
+            let ours = jump(entry.address, entry.new_address);
+            let live = memory::read(pid, entry.address, crate::reloc::JUMP_LEN)?;
+            if ours.as_ref().map(|j| &j[..]) == Some(&live[..]) {
+                let original = unhex(&entry.original).ok_or_else(|| Error::BadRecord {
+                    pid,
+                    address: record.address,
+                    reason: format!("entry {} has bad original bytes", entry.function),
+                })?;
+                memory::write(pid, entry.address, &original)?;
+                restored += 1;
+            }
+        }
+        tracee.munmap(body.module_address, body.module_len)?;
+        tracee.munmap(record.address, record.len)?;
+        tracee.resume()?;
+        Ok(restored)
+    })();
+    match result {
+        Ok(restored) => {
+            tracee.detach()?;
+            Ok(RevertReport {
+                id: body.id.clone(),
+                name: body.name.clone(),
+                version: body.version.clone(),
+                state: record.state.name(),
+                restored,
+            })
+        }
+        Err(error) => {
+            let _ = tracee.resume();
+            Err(error)
+        }
+    }
+}

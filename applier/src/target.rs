@@ -1,0 +1,193 @@
+//! Finding the patched object in a process, and resolving the patch module's symbols there.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader, Sym};
+use object::{Endianness, SymbolIndex};
+
+use lpkg_format::{SymbolBinding, SymbolMap};
+use lpkg_kernel::objects::{self, MappedObject};
+use lpkg_kernel::Pid;
+
+use crate::link::Resolve;
+use crate::record::hex;
+use crate::Error;
+
+/// The object a package patches, as mapped in the process.
+#[derive(Debug, Clone)]
+pub struct TargetObject {
+    /// Path of the object as the process mapped it.
+    pub path: PathBuf,
+    /// Run-time address minus link-time address (0 for a non-PIE executable).
+    pub bias: u64,
+    /// Lowest mapped address: the patch is placed within ±2 GiB of it.
+    pub base: u64,
+    /// `(p_memsz, p_align)` of the object's PT_TLS segment, if any.
+    tls: Option<(u64, u64)>,
+    /// Whether the object is the main executable (its TLS offsets are fixed at link time).
+    is_executable: bool,
+}
+
+struct ElfFacts {
+    first_load: u64,
+    tls: Option<(u64, u64)>,
+    is_executable: bool,
+}
+
+fn elf_facts(data: &[u8]) -> Result<ElfFacts, String> {
+    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| e.to_string())?;
+    let endian = header.endian().map_err(|e| e.to_string())?;
+    let mut first_load = None;
+    let mut tls = None;
+    let mut has_interp = false;
+    for segment in header.program_headers(endian, data).map_err(|e| e.to_string())? {
+        match segment.p_type(endian) {
+            elf::PT_LOAD if first_load.is_none() => first_load = Some(segment.p_vaddr(endian) & !0xfff),
+            elf::PT_TLS => tls = Some((segment.p_memsz(endian), segment.p_align(endian))),
+            elf::PT_INTERP => has_interp = true,
+            _ => {}
+        }
+    }
+    Ok(ElfFacts {
+        first_load: first_load.ok_or("no PT_LOAD segment")?,
+        tls,
+        is_executable: header.e_type(endian) == elf::ET_EXEC || has_interp,
+    })
+}
+
+/// Finds the object with the manifest's build-id among those mapped in `pid`.
+pub fn find(pid: Pid, target: &lpkg_format::Target) -> Result<(TargetObject, Vec<MappedObject>), Error> {
+    let mapped = objects::mapped_objects(pid)?;
+    let found = mapped
+        .iter()
+        .find(|o| o.build_id.as_deref().map(hex).as_deref() == Some(target.build_id.as_str()))
+        .ok_or_else(|| Error::WrongTarget {
+            pid,
+            build_id: target.build_id.clone(),
+            file_name: target.file_name.clone(),
+        })?;
+    let data = objects::read_file(found)?;
+    let facts = elf_facts(&data).map_err(|e| Error::Module(format!("{}: {e}", found.path.display())))?;
+    let object = TargetObject {
+        path: found.path.clone(),
+        bias: found.base.wrapping_sub(facts.first_load),
+        base: found.base,
+        tls: facts.tls,
+        is_executable: facts.is_executable,
+    };
+    Ok((object, mapped))
+}
+
+/// Resolves the module's undefined symbols: the target's own through the symbol map, the
+/// rest by name through the dynamic symbol tables of every object loaded in the process.
+pub struct Resolver<'a> {
+    pid: Pid,
+    target: &'a TargetObject,
+    bindings: BTreeMap<&'a str, &'a SymbolBinding>,
+    mapped: &'a [MappedObject],
+    /// Dynamic symbols of each mapped object, read on first use: name -> [(version, hidden, address)].
+    tables: RefCell<Vec<Option<DynamicSymbols>>>,
+}
+
+type DynamicSymbols = BTreeMap<Vec<u8>, Vec<(Option<Vec<u8>>, bool, u64)>>;
+
+fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Error> {
+    let header = elf::FileHeader64::<Endianness>::parse(data)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, data)?;
+    let table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
+    let versions = sections.versions(endian, data)?;
+    let mut out = DynamicSymbols::new();
+    for (index, symbol) in table.symbols().iter().enumerate() {
+        if symbol.is_undefined(endian) || symbol.st_name(endian) == 0 {
+            continue;
+        }
+        let kind = symbol.st_type();
+        if kind != elf::STT_FUNC && kind != elf::STT_OBJECT && kind != elf::STT_GNU_IFUNC && kind != elf::STT_NOTYPE {
+            continue;
+        }
+        let name = table.symbol_name(endian, symbol)?.to_vec();
+        let (version, hidden) = match &versions {
+            Some(v) => {
+                let vi = v.version_index(endian, SymbolIndex(index));
+                (v.version(vi)?.map(|v| v.name().to_vec()), vi.is_hidden())
+            }
+            None => (None, false),
+        };
+        let address = bias.wrapping_add(symbol.st_value(endian));
+        out.entry(name).or_default().push((version, hidden, address));
+    }
+    Ok(out)
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver for `pid`, where `target` is patched by a module with `map`.
+    pub fn new(pid: Pid, target: &'a TargetObject, map: &'a SymbolMap, mapped: &'a [MappedObject]) -> Resolver<'a> {
+        Resolver {
+            pid,
+            target,
+            bindings: map.symbols.iter().map(|b| (b.name(), b)).collect(),
+            mapped,
+            tables: RefCell::new(vec![None; mapped.len()]),
+        }
+    }
+
+    fn binding(&self, name: &str) -> Result<&'a SymbolBinding, Error> {
+        self.bindings
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::Module(format!("undefined symbol {name} is not in the symbol map")))
+    }
+
+    fn external(&self, symbol: &str, version: Option<&str>) -> Result<u64, Error> {
+        let mut tables = self.tables.borrow_mut();
+        for (index, object) in self.mapped.iter().enumerate() {
+            if tables[index].is_none() {
+                let data = objects::read_file(object)?;
+                let facts = elf_facts(&data).map_err(|e| Error::Module(format!("{}: {e}", object.path.display())))?;
+                let bias = object.base.wrapping_sub(facts.first_load);
+                tables[index] = Some(dynamic_symbols(&data, bias).unwrap_or_default());
+            }
+            let Some(candidates) = tables[index].as_ref().and_then(|t| t.get(symbol.as_bytes())) else {
+                continue;
+            };
+            let chosen = candidates.iter().find(|(v, hidden, _)| match version {
+                Some(wanted) => v.as_deref() == Some(wanted.as_bytes()),
+                None => !hidden,
+            });
+            if let Some((_, _, address)) = chosen {
+                return Ok(*address);
+            }
+        }
+        Err(Error::UnresolvedSymbol { pid: self.pid, symbol: symbol.to_owned() })
+    }
+}
+
+impl Resolve for Resolver<'_> {
+    fn address(&self, name: &str) -> Result<u64, Error> {
+        match self.binding(name)? {
+            SymbolBinding::Target { offset, .. } => Ok(self.target.bias.wrapping_add(*offset)),
+            SymbolBinding::External { symbol, version, .. } => self.external(symbol, version.as_deref()),
+        }
+    }
+
+    fn tls_offset(&self, name: &str) -> Result<i64, Error> {
+        let SymbolBinding::Target { offset, .. } = self.binding(name)? else {
+            return Err(Error::Module(format!("TLS symbol {name} of another library is not supported")));
+        };
+        match self.target.tls {
+            // x86_64 variant II: the executable's TLS block ends at the thread pointer.
+            Some((memsz, align)) if self.target.is_executable => {
+                let block = memsz.div_ceil(align.max(1)) * align.max(1);
+                Ok(*offset as i64 - block as i64)
+            }
+            Some(_) => Err(Error::Module(format!(
+                "TLS symbol {name} lives in a shared library, whose TLS offset is only known to the dynamic linker"
+            ))),
+            None => Err(Error::Module(format!("TLS symbol {name}: the target has no TLS segment"))),
+        }
+    }
+}
