@@ -87,6 +87,12 @@ pub enum Error {
         /// The payload's name.
         name: String,
     },
+    /// A payload the caller needs is not in the package.
+    #[error("payload {name} is missing")]
+    MissingPayload {
+        /// The payload's name.
+        name: String,
+    },
     /// The package carries no signature at all.
     #[error("package is not signed")]
     Unsigned,

@@ -4,7 +4,9 @@ use crate::container::{self, Signature, MAX_SIGNATURES};
 use crate::digest::{sha256_hex, to_hex};
 use crate::error::Error;
 use crate::keys::{KeyId, SecretKey};
-use crate::manifest::{Manifest, Payload, FORMAT_VERSION};
+use crate::manifest::{
+    Manifest, Payload, SymbolMap, FORMAT_VERSION, MODULE_PAYLOAD, SYMBOLS_PAYLOAD,
+};
 use crate::trust::TrustStore;
 
 /// A structurally valid package whose payloads match the manifest's digests. Whether its
@@ -129,6 +131,27 @@ impl Package {
         self.payloads
             .iter()
             .map(|(n, b)| (n.as_str(), b.as_slice()))
+    }
+
+    /// The patch module (`module.o`), an ELF relocatable object.
+    pub fn module(&self) -> Result<&[u8], Error> {
+        self.payload(MODULE_PAYLOAD)
+            .ok_or_else(|| Error::MissingPayload {
+                name: MODULE_PAYLOAD.into(),
+            })
+    }
+
+    /// The parsed symbol map (`symbols.toml`).
+    pub fn symbol_map(&self) -> Result<SymbolMap, Error> {
+        let bytes = self
+            .payload(SYMBOLS_PAYLOAD)
+            .ok_or_else(|| Error::MissingPayload {
+                name: SYMBOLS_PAYLOAD.into(),
+            })?;
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::SymbolMap {
+            reason: "not UTF-8".into(),
+        })?;
+        SymbolMap::from_toml(text)
     }
 
     /// The signatures, in container order.

@@ -315,6 +315,7 @@ fn random_and_mutated_inputs_never_panic_and_never_smuggle_content() {
         if let Ok((read, _)) = open_verified(&bytes, &trust) {
             assert_eq!(read.manifest_bytes(), package.manifest_bytes());
             assert!(read.payloads().eq(package.payloads()));
+            assert_eq!(read.to_bytes(), bytes, "one encoding per package");
         }
     }
 }

@@ -54,5 +54,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn verify(args: &Args) -> anyhow::Result<(lpkg_format::Package, Vec<lpkg_format::KeyId>)> {
     let trust = TrustStore::resolve(args.trust.as_deref())?;
     let bytes = super::read_package_file(&args.package)?;
-    Ok(open_verified(&bytes, &trust).with_context(|| args.package.display().to_string())?)
+    open_verified(&bytes, &trust).with_context(|| args.package.display().to_string())
 }
