@@ -213,12 +213,85 @@ impl Manifest {
         })
     }
 
-    /// Parses a manifest; unknown fields are errors.
+    /// Parses a manifest; unknown fields are errors. Does not [`Manifest::validate`].
     pub fn from_toml(text: &str) -> Result<Manifest, Error> {
         toml::from_str(text).map_err(|e| Error::Manifest {
             reason: one_line(e.message()),
         })
     }
+
+    /// Checks what the schema alone cannot: digests and ids are lower-case hex of the right
+    /// length, and each function carries exactly the fields its action calls for. Readers and
+    /// [`crate::Package::new`] call it, so a malformed manifest never reaches the applier.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |what: String, reason: &str| Error::Manifest {
+            reason: format!("{what}: {reason}"),
+        };
+        let digest = |what: String, value: &str| {
+            if is_hex(value) && value.len() == 64 {
+                Ok(())
+            } else {
+                Err(invalid(what, "not 64 lower-case hex digits"))
+            }
+        };
+        if self.format_version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                version: self.format_version,
+            });
+        }
+        let build_id = &self.target.build_id;
+        if !(is_hex(build_id)
+            && build_id.len().is_multiple_of(2)
+            && (2..=128).contains(&build_id.len()))
+        {
+            return Err(invalid(
+                "target.build_id".into(),
+                "not 1 to 64 bytes of lower-case hex",
+            ));
+        }
+        digest("target.sha256".into(), &self.target.sha256)?;
+        for r in &self.requires {
+            digest(format!("requires {}: id", r.name), &r.id)?;
+        }
+        for f in &self.functions {
+            let what = format!("function {}", f.name);
+            if f.name.is_empty() || f.module_symbol.is_empty() {
+                return Err(invalid(what, "empty name or module_symbol"));
+            }
+            let old = [
+                f.old_offset.is_some(),
+                f.old_size.is_some(),
+                f.old_sha256.is_some(),
+            ];
+            match f.action {
+                Action::Replace if old != [true; 3] => {
+                    return Err(invalid(
+                        what,
+                        "replace needs old_offset, old_size and old_sha256",
+                    ))
+                }
+                Action::New if old != [false; 3] => {
+                    return Err(invalid(
+                        what,
+                        "new must not have old_offset, old_size or old_sha256",
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(old_sha256) = &f.old_sha256 {
+                digest(format!("{what}: old_sha256"), old_sha256)?;
+            }
+        }
+        for p in &self.payloads {
+            digest(format!("payload {}: sha256", p.name), &p.sha256)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl SymbolMap {

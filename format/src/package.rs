@@ -46,6 +46,7 @@ impl Package {
                 sha256: sha256_hex(bytes),
             })
             .collect();
+        manifest.validate()?;
         let manifest_bytes = manifest.to_toml()?.into_bytes();
         if manifest_bytes.len() > container::MAX_MANIFEST_LEN as usize {
             return Err(Error::LimitExceeded {
@@ -169,11 +170,7 @@ impl Package {
             reason: "not UTF-8".into(),
         })?;
         let manifest = Manifest::from_toml(text)?;
-        if manifest.format_version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                version: manifest.format_version,
-            });
-        }
+        manifest.validate()?;
         check_payloads(&manifest.payloads, &raw.payloads)?;
         Ok(Package {
             manifest,

@@ -319,3 +319,60 @@ fn random_and_mutated_inputs_never_panic_and_never_smuggle_content() {
         }
     }
 }
+
+#[test]
+fn malformed_manifests_are_refused_with_the_field_named() {
+    type Breakage = fn(&mut Manifest);
+    let cases: Vec<(Breakage, &str)> = vec![
+        (
+            |m| m.target.sha256 = "ABC".into(),
+            "manifest: target.sha256: not 64 lower-case hex digits",
+        ),
+        (
+            |m| m.target.build_id = String::new(),
+            "manifest: target.build_id: not 1 to 64 bytes of lower-case hex",
+        ),
+        (
+            |m| m.target.build_id = "abc".into(),
+            "manifest: target.build_id: not 1 to 64 bytes of lower-case hex",
+        ),
+        (
+            |m| m.functions[0].old_sha256 = None,
+            "manifest: function parse_header: replace needs old_offset, old_size and old_sha256",
+        ),
+        (
+            |m| m.functions[1].old_offset = Some(1),
+            "manifest: function check_len: new must not have old_offset, old_size or old_sha256",
+        ),
+        (
+            |m| m.functions[0].old_sha256 = Some("00".into()),
+            "manifest: function parse_header: old_sha256: not 64 lower-case hex digits",
+        ),
+        (
+            |m| {
+                m.requires.push(Requirement {
+                    name: "base".into(),
+                    id: "x".into(),
+                })
+            },
+            "manifest: requires base: id: not 64 lower-case hex digits",
+        ),
+    ];
+    for (break_it, expected) in cases {
+        let mut m = manifest();
+        break_it(&mut m);
+        // The writer refuses it...
+        assert_eq!(
+            Package::new(m.clone(), payloads()).unwrap_err().to_string(),
+            expected
+        );
+        // ...and so does the reader.
+        m.payloads = signed().manifest().payloads.clone();
+        let text = m.to_toml().unwrap();
+        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+        assert_eq!(
+            Package::from_bytes(&bytes).unwrap_err().to_string(),
+            expected
+        );
+    }
+}
