@@ -118,7 +118,7 @@ mod tests {
             .iter()
             .find(|o| o.path == exe)
             .expect("own executable listed");
-        assert!(me.contains(own_objects_have_build_ids as usize as u64));
+        assert!(me.contains(own_objects_have_build_ids as fn() as usize as u64));
         let libc = objects
             .iter()
             .find(|o| o.path.to_string_lossy().contains("libc.so"))
