@@ -1,3 +1,22 @@
 //! The `.lpkg` package format: container, manifest, digests, signatures and trust.
+//!
+//! The byte layout and every rule are specified in `spec/lpkg-format.md`. Readers check limits
+//! before allocating, and [`open_verified`] checks signatures over the raw signed bytes before
+//! the manifest they cover is parsed.
+#![deny(missing_docs)]
+
+pub mod container;
+pub mod digest;
+mod error;
+pub mod keys;
 pub mod manifest;
+mod package;
+pub mod trust;
+
+pub use container::{Signature, MAX_SIGNATURES};
+pub use digest::sha256_hex;
+pub use error::Error;
+pub use keys::{KeyId, PublicKey, SecretKey};
 pub use manifest::*;
+pub use package::{open_verified, Package};
+pub use trust::TrustStore;

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{one_line, Error};
+
 /// The manifest format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -44,8 +46,11 @@ pub struct Manifest {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PackageInfo {
+    /// Package name, e.g. `server-fix-cve-2026-1234`.
     pub name: String,
+    /// Package version, free text (e.g. `1.0.2`).
     pub version: String,
+    /// One or more sentences for the auditor; may be empty.
     #[serde(default)]
     pub description: String,
     /// `lpkg-builder <version>` of the tool that wrote the package.
@@ -70,6 +75,7 @@ pub struct Target {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Requirement {
+    /// Name of the required package.
     pub name: String,
     /// Package id (SHA-256 of its manifest bytes, lower-case hex).
     pub id: String,
@@ -91,6 +97,7 @@ pub enum Action {
 pub struct Function {
     /// Symbol name in the target (for `replace`) or in the new object (for `new`).
     pub name: String,
+    /// Replace an existing function or add a new one.
     pub action: Action,
     /// `file.c:LINE` from DWARF, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,9 +123,11 @@ pub struct Function {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Data {
+    /// Symbol name of the object in the patch module.
     pub name: String,
     /// Section of the patch module holding it (`.data.x`, `.bss.x`, `.rodata.x`).
     pub section: String,
+    /// Size in bytes.
     pub size: u64,
 }
 
@@ -136,6 +145,7 @@ pub enum RoutineKind {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Routine {
+    /// Init or exit.
     pub kind: RoutineKind,
     /// Symbol name inside the patch module; the routine takes no argument and returns `int`.
     pub module_symbol: String,
@@ -145,7 +155,9 @@ pub struct Routine {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Payload {
+    /// Payload name, e.g. `module.o`.
     pub name: String,
+    /// Size in bytes.
     pub size: u64,
     /// SHA-256, lower-case hex.
     pub sha256: String,
@@ -155,6 +167,7 @@ pub struct Payload {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SymbolMap {
+    /// One binding per undefined symbol of the patch module.
     #[serde(default, rename = "symbol")]
     pub symbols: Vec<SymbolBinding>,
 }
@@ -164,12 +177,20 @@ pub struct SymbolMap {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SymbolBinding {
     /// Something that stays in the target: its address is the target's load base + `offset`.
-    Target { name: String, offset: u64 },
+    Target {
+        /// Undefined symbol name in the patch module.
+        name: String,
+        /// Offset from the target's load base.
+        offset: u64,
+    },
     /// Something in another loaded object (libc...), found by `symbol` name in the process's
     /// dynamic symbol tables; `version` (e.g. `GLIBC_2.2.5`) when the reference was versioned.
     External {
+        /// Undefined symbol name in the patch module.
         name: String,
+        /// Dynamic symbol to look up in the process.
         symbol: String,
+        /// Symbol version, when the reference was versioned.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         version: Option<String>,
     },
@@ -181,5 +202,110 @@ impl SymbolBinding {
         match self {
             SymbolBinding::Target { name, .. } | SymbolBinding::External { name, .. } => name,
         }
+    }
+}
+
+impl Manifest {
+    /// The canonical TOML encoding: the one [`crate::Package::new`] stores and signs.
+    pub fn to_toml(&self) -> Result<String, Error> {
+        toml::to_string(self).map_err(|e| Error::Manifest {
+            reason: one_line(e),
+        })
+    }
+
+    /// Parses a manifest; unknown fields are errors. Does not [`Manifest::validate`].
+    pub fn from_toml(text: &str) -> Result<Manifest, Error> {
+        toml::from_str(text).map_err(|e| Error::Manifest {
+            reason: one_line(e.message()),
+        })
+    }
+
+    /// Checks what the schema alone cannot: digests and ids are lower-case hex of the right
+    /// length, and each function carries exactly the fields its action calls for. Readers and
+    /// [`crate::Package::new`] call it, so a malformed manifest never reaches the applier.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |what: String, reason: &str| Error::Manifest {
+            reason: format!("{what}: {reason}"),
+        };
+        let digest = |what: String, value: &str| {
+            if is_hex(value) && value.len() == 64 {
+                Ok(())
+            } else {
+                Err(invalid(what, "not 64 lower-case hex digits"))
+            }
+        };
+        if self.format_version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                version: self.format_version,
+            });
+        }
+        let build_id = &self.target.build_id;
+        if !(is_hex(build_id)
+            && build_id.len().is_multiple_of(2)
+            && (2..=128).contains(&build_id.len()))
+        {
+            return Err(invalid(
+                "target.build_id".into(),
+                "not 1 to 64 bytes of lower-case hex",
+            ));
+        }
+        digest("target.sha256".into(), &self.target.sha256)?;
+        for r in &self.requires {
+            digest(format!("requires {}: id", r.name), &r.id)?;
+        }
+        for f in &self.functions {
+            let what = format!("function {}", f.name);
+            if f.name.is_empty() || f.module_symbol.is_empty() {
+                return Err(invalid(what, "empty name or module_symbol"));
+            }
+            let old = [
+                f.old_offset.is_some(),
+                f.old_size.is_some(),
+                f.old_sha256.is_some(),
+            ];
+            match f.action {
+                Action::Replace if old != [true; 3] => {
+                    return Err(invalid(
+                        what,
+                        "replace needs old_offset, old_size and old_sha256",
+                    ))
+                }
+                Action::New if old != [false; 3] => {
+                    return Err(invalid(
+                        what,
+                        "new must not have old_offset, old_size or old_sha256",
+                    ))
+                }
+                _ => {}
+            }
+            if let Some(old_sha256) = &f.old_sha256 {
+                digest(format!("{what}: old_sha256"), old_sha256)?;
+            }
+        }
+        for p in &self.payloads {
+            digest(format!("payload {}: sha256", p.name), &p.sha256)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_hex(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl SymbolMap {
+    /// The TOML encoding stored as the `symbols.toml` payload.
+    pub fn to_toml(&self) -> Result<String, Error> {
+        toml::to_string(self).map_err(|e| Error::SymbolMap {
+            reason: one_line(e),
+        })
+    }
+
+    /// Parses a symbol map; unknown fields are errors.
+    pub fn from_toml(text: &str) -> Result<SymbolMap, Error> {
+        toml::from_str(text).map_err(|e| Error::SymbolMap {
+            reason: one_line(e.message()),
+        })
     }
 }

@@ -1,1 +1,25 @@
-//! placeholder
+//! lpkg-kernel: every contact with a target process.
+//!
+//! The 2005 pannus patch gave the kernel six system calls for live patching (mmap3, accesspvm,
+//! init_pend, rt_handlereturn, check_init, munmap3). This crate provides the same operations on
+//! stock Linux with ptrace, `/proc/PID/mem` and system calls injected into the target; see
+//! `spec/kernel-operations.md` for the mapping. It is the only crate of lpkg allowed `unsafe`.
+#![deny(missing_docs)]
+
+pub mod arch;
+pub mod error;
+mod inject;
+pub mod maps;
+pub mod memory;
+pub mod objects;
+mod procfs;
+mod ptrace;
+mod remote_call;
+mod remote_syscall;
+mod tracer;
+
+pub use error::{Error, Result};
+pub use tracer::Tracee;
+
+/// A process or thread id, as the kernel gives it.
+pub type Pid = i32;

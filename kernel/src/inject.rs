@@ -1,0 +1,248 @@
+//! Running our code on a stopped thread of the target and getting the thread back exactly as
+//! it was: shared by injected system calls and injected function calls.
+
+use std::time::Instant;
+
+use nix::errno::Errno;
+
+use crate::arch::current::Registers;
+use crate::ptrace::{self, Stop};
+use crate::tracer::{ThreadState, Tracee};
+use crate::{Error, Pid, Result};
+
+/// Signals the kernel forces on a thread when it faults; blocking them would make the kernel
+/// reset the target's handler to the default on a fault, so they are never blocked.
+const SYNCHRONOUS: [i32; 6] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGTRAP,
+    libc::SIGSYS,
+];
+
+/// System calls that swap the signal mask for their duration (restored on return through
+/// TIF_RESTORE_SIGMASK, which PTRACE_SETSIGMASK would clear): leave the mask alone there.
+const MASK_SWAPPING_SYSCALLS: [u64; 6] = [
+    130, // rt_sigsuspend
+    270, // pselect6
+    271, // ppoll
+    281, // epoll_pwait
+    333, // io_pgetevents
+    441, // epoll_pwait2
+];
+
+fn sigbit(sig: i32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// A thread's state before we borrowed it.
+pub(crate) struct Saved {
+    pub tid: Pid,
+    pub regs: Registers,
+    /// The original mask, when we replaced it with one blocking asynchronous signals.
+    mask: Option<u64>,
+}
+
+/// How to let the thread run our code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Run {
+    /// One instruction (a `syscall`).
+    Step,
+    /// Until it traps.
+    Continue,
+}
+
+/// How the run ended.
+pub(crate) enum Outcome {
+    /// The thread stopped with a signal it raised itself (trap, fault).
+    Trapped {
+        sig: i32,
+        info: libc::siginfo_t,
+        regs: Registers,
+    },
+    /// The deadline passed; the thread was interrupted and is stopped.
+    TimedOut,
+}
+
+impl Tracee {
+    /// Save a stopped thread's registers and block its asynchronous signals, so signals that
+    /// arrive while our code runs stay pending in the kernel until the thread is resumed.
+    pub(crate) fn borrow_thread(&mut self, tid: Pid) -> Result<Saved> {
+        self.require_stopped_thread(tid)?;
+        let pid = self.pid;
+        let regs =
+            ptrace::getregs(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+        let swapping = regs
+            .syscall_nr()
+            .is_some_and(|nr| MASK_SWAPPING_SYSCALLS.contains(&nr));
+        let mask = if swapping {
+            None
+        } else {
+            let mask = ptrace::get_sigmask(tid)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
+            let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
+            ptrace::set_sigmask(tid, !allowed)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+            Some(mask)
+        };
+        Ok(Saved { tid, regs, mask })
+    }
+
+    /// Put back exactly the registers (orig_rax included, so an interrupted system call is
+    /// restarted by the kernel on resume) and the signal mask.
+    pub(crate) fn give_back(&mut self, saved: &Saved) -> Result<()> {
+        let (pid, tid) = (self.pid, saved.tid);
+        ptrace::setregs(tid, &saved.regs)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+        if let Some(mask) = saved.mask {
+            ptrace::set_sigmask(tid, mask)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+        }
+        Ok(())
+    }
+
+    /// Set `regs` on the borrowed thread and run it until it traps or `deadline` passes.
+    pub(crate) fn run_borrowed(
+        &mut self,
+        tid: Pid,
+        regs: &Registers,
+        run: Run,
+        deadline: Instant,
+    ) -> Result<Outcome> {
+        let pid = self.pid;
+        ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+        let mut created_threads = false;
+        let outcome = loop {
+            let issued = match run {
+                Run::Step => ptrace::step(tid),
+                Run::Continue => ptrace::cont(tid, 0),
+            };
+            issued.map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))?;
+            self.threads.insert(tid, ThreadState::Running);
+            let stop = match ptrace::wait_until(tid, deadline) {
+                Ok(Some(stop)) => stop,
+                Ok(None) => {
+                    self.interrupt_and_wait(tid)?;
+                    break Outcome::TimedOut;
+                }
+                Err(Errno::ECHILD) => Stop::Gone,
+                Err(e) => return Err(ptrace::error(pid, tid, "waitpid", e)),
+            };
+            self.threads
+                .insert(tid, ThreadState::Stopped { group_stop: false });
+            match stop {
+                Stop::Gone => {
+                    self.threads.remove(&tid);
+                    return Err(Error::ProcessExited { pid });
+                }
+                // Our own stale interrupt or a group stop, taken before any instruction ran:
+                // issue the same request again.
+                Stop::Event {
+                    event: libc::PTRACE_EVENT_STOP,
+                    ..
+                } => continue,
+                Stop::Event {
+                    event: libc::PTRACE_EVENT_CLONE,
+                    ..
+                } => {
+                    // The code we run created a thread: it joins the stopped world later.
+                    let child = ptrace::event_msg(tid)
+                        .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETEVENTMSG", e))?;
+                    self.threads.entry(child).or_insert(ThreadState::Stopping);
+                    created_threads = true;
+                    continue;
+                }
+                Stop::Event { event, sig } => {
+                    return Err(Error::UnexpectedStop {
+                        pid,
+                        tid,
+                        what: format!("ptrace event {event} (signal {sig})"),
+                    })
+                }
+                Stop::Signal(sig) => {
+                    let info = ptrace::getsiginfo(tid)
+                        .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGINFO", e))?;
+                    if raised_by_thread(pid, sig, &info) {
+                        let regs = ptrace::getregs(tid)
+                            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+                        break Outcome::Trapped { sig, info, regs };
+                    }
+                    // Sent by someone else and not blockable by us: hand it over later.
+                    self.deferred.push((tid, sig));
+                    if run == Run::Step {
+                        // The stop may come after the instruction ran; the pc tells.
+                        let now = ptrace::getregs(tid)
+                            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+                        if now.pc() != regs.pc() {
+                            break Outcome::Trapped {
+                                sig: libc::SIGTRAP,
+                                info,
+                                regs: now,
+                            };
+                        }
+                    }
+                }
+            }
+        };
+        if created_threads {
+            self.wait_stopping(deadline.max(Instant::now() + std::time::Duration::from_secs(5)))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Interrupt a running borrowed thread and wait until it is in a ptrace-stop.
+    fn interrupt_and_wait(&mut self, tid: Pid) -> Result<()> {
+        let pid = self.pid;
+        ptrace::interrupt(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_INTERRUPT", e))?;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match ptrace::wait_until(tid, deadline) {
+                Ok(Some(Stop::Event {
+                    event: libc::PTRACE_EVENT_STOP,
+                    ..
+                })) => {
+                    self.threads
+                        .insert(tid, ThreadState::Stopped { group_stop: false });
+                    return Ok(());
+                }
+                Ok(Some(Stop::Gone)) | Err(Errno::ECHILD) => {
+                    self.threads.remove(&tid);
+                    return Err(Error::ProcessExited { pid });
+                }
+                Ok(Some(Stop::Event {
+                    event: libc::PTRACE_EVENT_CLONE,
+                    ..
+                })) => {
+                    if let Ok(child) = ptrace::event_msg(tid) {
+                        self.threads.entry(child).or_insert(ThreadState::Stopping);
+                    }
+                    ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))?;
+                }
+                // Whatever the runaway code raises now is dropped: we abandon it.
+                Ok(Some(_)) => {
+                    ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))?
+                }
+                Ok(None) => {
+                    return Err(Error::StopTimedOut {
+                        pid,
+                        tids: vec![tid],
+                        timeout: std::time::Duration::from_secs(10),
+                    })
+                }
+                Err(e) => return Err(ptrace::error(pid, tid, "waitpid", e)),
+            }
+        }
+    }
+}
+
+/// True when the thread raised `sig` itself: a fault or trap from the kernel, or a signal it
+/// sent to itself (abort, raise). Anything else was sent from outside while our code ran.
+fn raised_by_thread(pid: Pid, sig: i32, info: &libc::siginfo_t) -> bool {
+    if SYNCHRONOUS.contains(&sig) && info.si_code > 0 {
+        return true;
+    }
+    // SAFETY: the kernel fills the whole siginfo union; for si_code <= 0 (SI_USER, SI_TKILL,
+    // SI_QUEUE...) the sender's pid is at this offset, and reading it is a plain integer read.
+    info.si_code <= 0 && unsafe { info.si_pid() } == pid
+}

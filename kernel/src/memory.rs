@@ -1,0 +1,103 @@
+//! accesspvm: read and write target memory through /proc/PID/mem.
+//!
+//! /proc/PID/mem writes go through the kernel's FOLL_FORCE path, so they work on read-only
+//! code pages (the copy-on-write page becomes private to the target) as a debugger's do. The
+//! caller needs ptrace access to the target (it need not be stopped, but writing code that a
+//! thread may be executing is only safe when the process is stopped).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+
+use crate::{Error, Pid, Result};
+
+fn open(pid: Pid, write: bool) -> Result<File> {
+    let path = format!("/proc/{pid}/mem");
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(&path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ESRCH) => Error::NoSuchProcess { pid },
+            Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { pid },
+            _ => Error::Proc {
+                path: path.into(),
+                source,
+            },
+        })
+}
+
+/// Read exactly `len` bytes at `addr` of process `pid`.
+pub fn read(pid: Pid, addr: u64, len: usize) -> Result<Vec<u8>> {
+    let file = open(pid, false)?;
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], addr + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // A read that stops at an unmapped page reports what it got before failing.
+            Err(_) if got > 0 => break,
+            Err(source) => {
+                return Err(Error::Memory {
+                    pid,
+                    addr,
+                    len,
+                    source,
+                })
+            }
+        }
+    }
+    if got < len {
+        return Err(Error::ShortRead {
+            pid,
+            addr,
+            len,
+            got,
+        });
+    }
+    Ok(buf)
+}
+
+/// Write all of `data` at `addr` of process `pid` (works on read-only and executable pages).
+pub fn write(pid: Pid, addr: u64, data: &[u8]) -> Result<()> {
+    let file = open(pid, true)?;
+    let len = data.len();
+    let mut written = 0;
+    while written < len {
+        match file.write_at(&data[written..], addr + written as u64) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) if written > 0 => break,
+            Err(source) => {
+                return Err(Error::Memory {
+                    pid,
+                    addr,
+                    len,
+                    source,
+                })
+            }
+        }
+    }
+    if written < len {
+        return Err(Error::ShortWrite {
+            pid,
+            addr,
+            len,
+            written,
+        });
+    }
+    Ok(())
+}
+
+/// Read a little-endian u64 at `addr`.
+pub fn read_u64(pid: Pid, addr: u64) -> Result<u64> {
+    let bytes = read(pid, addr, 8)?;
+    Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+}
+
+/// Write a little-endian u64 at `addr`.
+pub fn write_u64(pid: Pid, addr: u64, value: u64) -> Result<()> {
+    write(pid, addr, &value.to_le_bytes())
+}

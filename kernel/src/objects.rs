@@ -1,0 +1,129 @@
+//! The ELF objects (executable, shared libraries) mapped into a process.
+
+use std::path::PathBuf;
+
+use object::{Object, ReadCache};
+
+use crate::maps::{self, MapEntry};
+use crate::{Error, Pid, Result};
+
+/// One ELF file mapped into the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedObject {
+    /// Path as /proc/PID/maps shows it (without ` (deleted)`).
+    pub path: PathBuf,
+    /// Load base: start of the mapping with file offset 0.
+    pub base: u64,
+    /// GNU build-id of what is really mapped, if the object has one.
+    pub build_id: Option<Vec<u8>>,
+    /// `/proc/PID/map_files/START-END` of the offset-0 mapping: opens the mapped file itself,
+    /// even when the path on disk was replaced or deleted.
+    pub map_file: PathBuf,
+    /// Every mapping of the object, in address order.
+    pub ranges: Vec<MapEntry>,
+}
+
+impl MappedObject {
+    /// True when `addr` lies in one of the object's mappings.
+    pub fn contains(&self, addr: u64) -> bool {
+        self.ranges.iter().any(|r| r.contains(addr))
+    }
+}
+
+/// Every file-backed ELF object mapped into process `pid`.
+///
+/// Mappings of one file that follow a mapping at file offset 0 are grouped with it. Files
+/// that are not ELF (fonts, locale archives, memfds holding data) are left out.
+pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
+    let mut objects: Vec<MappedObject> = Vec::new();
+    for entry in maps::read(pid)? {
+        if !entry.is_file() {
+            continue;
+        }
+        let same_file = |o: &MappedObject| {
+            let first = &o.ranges[0];
+            first.inode == entry.inode && first.dev == entry.dev && first.path == entry.path
+        };
+        match objects.last_mut() {
+            Some(last) if same_file(last) && entry.offset != 0 => last.ranges.push(entry),
+            _ if entry.offset == 0 => objects.push(MappedObject {
+                path: entry.path.clone().expect("file mappings have a path"),
+                base: entry.start,
+                build_id: None,
+                map_file: PathBuf::from(format!(
+                    "/proc/{pid}/map_files/{:x}-{:x}",
+                    entry.start, entry.end
+                )),
+                ranges: vec![entry],
+            }),
+            // A piece of a file whose offset-0 mapping is not right before it: no load base.
+            _ => {}
+        }
+    }
+    let mut elves = Vec::with_capacity(objects.len());
+    for mut object in objects {
+        match read_build_id(&object.map_file) {
+            Ok(Some(build_id)) => {
+                object.build_id = build_id;
+                elves.push(object);
+            }
+            Ok(None) => {} // not an ELF file
+            Err(Error::Proc { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // Unmapped since we read the maps (or the process exited).
+                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    return Err(Error::ProcessExited { pid });
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(elves)
+}
+
+/// `Ok(None)` when the file is not ELF; `Ok(Some(None))` for ELF without a build-id.
+fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Proc {
+        path: path.clone(),
+        source,
+    })?;
+    let cache = ReadCache::new(file);
+    let mut magic = [0u8; 4];
+    match object::ReadRef::read_bytes_at(&cache, 0, 4) {
+        Ok(bytes) => magic.copy_from_slice(bytes),
+        Err(()) => return Ok(None),
+    }
+    if magic != *b"\x7fELF" {
+        return Ok(None);
+    }
+    let elf = object::File::parse(&cache).map_err(|source| Error::Elf {
+        path: path.clone(),
+        source,
+    })?;
+    let id = elf.build_id().map_err(|source| Error::Elf {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Some(id.map(<[u8]>::to_vec)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_objects_have_build_ids() {
+        let objects = mapped_objects(std::process::id() as Pid).unwrap();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let me = objects
+            .iter()
+            .find(|o| o.path == exe)
+            .expect("own executable listed");
+        assert!(me.contains(own_objects_have_build_ids as fn() as usize as u64));
+        let libc = objects
+            .iter()
+            .find(|o| o.path.to_string_lossy().contains("libc.so"))
+            .expect("libc listed");
+        assert_eq!(libc.build_id.as_ref().map(Vec::len), Some(20));
+        assert_eq!(libc.base % 4096, 0);
+    }
+}

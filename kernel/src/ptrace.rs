@@ -1,0 +1,164 @@
+//! Thin wrappers over the ptrace requests and waitpid, all per thread.
+//!
+//! nix is used where it covers the request. Restarting requests and waitpid go through libc
+//! because nix's `Signal` has no real-time signals, and a tracer must be able to see and
+//! re-deliver any signal number.
+
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::unistd::Pid as NixPid;
+
+use crate::arch::current::Registers;
+use crate::{Error, Pid};
+
+/// Map a failed ptrace request to the crate error. ESRCH (the thread is gone or not stopped as
+/// expected because it exited) becomes [`Error::ProcessExited`] here and only here.
+pub(crate) fn error(pid: Pid, tid: Pid, op: &'static str, errno: Errno) -> Error {
+    match errno {
+        Errno::ESRCH => Error::ProcessExited { pid },
+        errno => Error::Ptrace {
+            pid,
+            tid,
+            op,
+            errno,
+        },
+    }
+}
+
+fn npid(tid: Pid) -> NixPid {
+    NixPid::from_raw(tid)
+}
+
+pub(crate) fn seize(tid: Pid) -> Result<(), Errno> {
+    ptrace::seize(npid(tid), ptrace::Options::PTRACE_O_TRACECLONE)
+}
+
+pub(crate) fn interrupt(tid: Pid) -> Result<(), Errno> {
+    ptrace::interrupt(npid(tid))
+}
+
+fn request(req: libc::c_uint, tid: Pid, addr: usize, data: usize) -> Result<libc::c_long, Errno> {
+    // SAFETY: the requests passed here (CONT, LISTEN, SINGLESTEP, DETACH) take integers, not
+    // pointers, in `addr` and `data`: the kernel reads no memory of ours.
+    let ret = unsafe { libc::ptrace(req, tid, addr, data) };
+    Errno::result(ret)
+}
+
+/// Resume, delivering signal `sig` (0 for none) if the thread is in a signal-delivery-stop.
+pub(crate) fn cont(tid: Pid, sig: i32) -> Result<(), Errno> {
+    request(libc::PTRACE_CONT, tid, 0, sig as usize).map(drop)
+}
+
+/// Resume from a group-stop without ending the group-stop.
+pub(crate) fn listen(tid: Pid) -> Result<(), Errno> {
+    request(libc::PTRACE_LISTEN, tid, 0, 0).map(drop)
+}
+
+pub(crate) fn step(tid: Pid) -> Result<(), Errno> {
+    request(libc::PTRACE_SINGLESTEP, tid, 0, 0).map(drop)
+}
+
+pub(crate) fn detach(tid: Pid, sig: i32) -> Result<(), Errno> {
+    request(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
+}
+
+pub(crate) fn getregs(tid: Pid) -> Result<Registers, Errno> {
+    ptrace::getregs(npid(tid)).map(Registers)
+}
+
+pub(crate) fn setregs(tid: Pid, regs: &Registers) -> Result<(), Errno> {
+    ptrace::setregs(npid(tid), regs.0)
+}
+
+pub(crate) fn getsiginfo(tid: Pid) -> Result<libc::siginfo_t, Errno> {
+    ptrace::getsiginfo(npid(tid))
+}
+
+/// The new thread's id at a PTRACE_EVENT_CLONE stop.
+pub(crate) fn event_msg(tid: Pid) -> Result<Pid, Errno> {
+    ptrace::getevent(npid(tid)).map(|msg| msg as Pid)
+}
+
+/// The thread's blocked-signal mask (a 64-bit set: bit n-1 for signal n).
+pub(crate) fn get_sigmask(tid: Pid) -> Result<u64, Errno> {
+    let mut mask = 0u64;
+    // SAFETY: PTRACE_GETSIGMASK writes `addr` (= 8) bytes to `data`, a valid, exclusive u64.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>(),
+            &mut mask as *mut u64,
+        )
+    };
+    Errno::result(ret).map(|_| mask)
+}
+
+pub(crate) fn set_sigmask(tid: Pid, mask: u64) -> Result<(), Errno> {
+    // SAFETY: PTRACE_SETSIGMASK reads `addr` (= 8) bytes from `data`, a valid u64.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>(),
+            &mask as *const u64,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Send signal `sig` to thread `tid` of process `pid`.
+pub(crate) fn tgkill(pid: Pid, tid: Pid, sig: i32) -> Result<(), Errno> {
+    // SAFETY: tgkill takes three integers and touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, sig) };
+    Errno::result(ret).map(drop)
+}
+
+/// What waitpid reported about one traced thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The thread exited or was killed (no longer traced).
+    Gone,
+    /// A PTRACE_EVENT_* stop: `event` is the event number, `sig` the stop signal.
+    Event { event: i32, sig: i32 },
+    /// Signal-delivery-stop: the thread is about to receive `sig`.
+    Signal(i32),
+}
+
+/// Poll thread `tid` once without blocking. `Ok(None)`: nothing to report yet.
+pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int to `status`, a valid local.
+    let ret = unsafe { libc::waitpid(tid, &mut status, libc::WNOHANG | libc::__WALL) };
+    match Errno::result(ret)? {
+        0 => Ok(None),
+        _ if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) => Ok(Some(Stop::Gone)),
+        _ if libc::WIFSTOPPED(status) => {
+            let sig = libc::WSTOPSIG(status);
+            let event = status >> 16;
+            Ok(Some(if event != 0 {
+                Stop::Event { event, sig }
+            } else {
+                Stop::Signal(sig)
+            }))
+        }
+        // WIFCONTINUED is not asked for; treat anything else as "nothing yet".
+        _ => Ok(None),
+    }
+}
+
+/// Poll `tid` until it reports or `deadline` passes (`Ok(None)`), backing off from spinning
+/// to 1 ms sleeps so quick stops are seen quickly without burning a core on slow ones.
+pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Option<Stop>, Errno> {
+    let mut pause = std::time::Duration::from_micros(5);
+    loop {
+        if let Some(stop) = poll(tid)? {
+            return Ok(Some(stop));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(1));
+    }
+}

@@ -1,0 +1,300 @@
+//! mmap3 / munmap3 and friends: system calls run inside the target by one of its threads.
+//!
+//! The thread's registers are saved, pointed at an existing `syscall` instruction (found in
+//! the vdso, else libc's text) with the call's number and arguments, single-stepped over it,
+//! and restored exactly, `orig_rax` included, so that a thread stopped inside a blocking system
+//! call has it restarted by the kernel on resume as if nothing had happened.
+
+use std::time::{Duration, Instant};
+
+use crate::arch::current::{self as arch, SYSCALL_INSN};
+use crate::inject::{Outcome, Run};
+use crate::maps::{self, MapEntry};
+use crate::{memory, Error, Result, Tracee};
+
+/// Longest time an injected system call may take (ours never block).
+const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How far a mapping may be from the address it must be near: a little under 2 GiB, so a
+/// `jmp rel32` from `near` reaches every byte of it.
+const NEAR_LIMIT: u64 = 0x7fff_0000;
+
+/// Highest user-space address on x86_64 with 4-level page tables.
+const USER_TOP: u64 = 0x7fff_ffff_f000;
+
+const PAGE: u64 = 4096;
+
+/// `MAP_FIXED_NOREPLACE` (Linux 4.17); older kernels ignore it and treat the address as a hint.
+const MAP_FIXED_NOREPLACE: i32 = 0x10_0000;
+
+/// Longest name memfd_create accepts (249 bytes plus the `memfd:` prefix fit in 255).
+const MEMFD_NAME_MAX: usize = 249;
+
+fn page_up(x: u64) -> u64 {
+    x.div_ceil(PAGE) * PAGE
+}
+
+impl Tracee {
+    /// Run system call `nr` with `args` in the target (which must be stopped) on its main
+    /// thread. Returns the raw result: a negative value is `-errno`.
+    pub fn syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
+        let tid = self.worker_thread()?;
+        let insn = self.syscall_insn()?;
+        let saved = self.borrow_thread(tid)?;
+        let mut regs = saved.regs;
+        regs.prepare_syscall(insn, nr, args);
+        let outcome = self.run_borrowed(tid, &regs, Run::Step, Instant::now() + SYSCALL_TIMEOUT);
+        let restored = self.give_back(&saved);
+        let result = match outcome? {
+            Outcome::Trapped {
+                sig: libc::SIGTRAP,
+                regs,
+                ..
+            } if regs.pc() == insn + SYSCALL_INSN.len() as u64 => Ok(regs.return_value() as i64),
+            Outcome::Trapped { sig, regs, .. } => Err(Error::UnexpectedStop {
+                pid: self.pid,
+                tid,
+                what: format!(
+                    "signal {sig} at pc {:#x} while running system call {nr}",
+                    regs.pc()
+                ),
+            }),
+            Outcome::TimedOut => Err(Error::UnexpectedStop {
+                pid: self.pid,
+                tid,
+                what: format!("system call {nr} did not complete within {SYSCALL_TIMEOUT:?}"),
+            }),
+        };
+        restored?;
+        result
+    }
+
+    /// Like [`Tracee::syscall`], turning `-errno` into [`Error::SyscallFailed`].
+    fn checked_syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<u64> {
+        let ret = self.syscall(nr, args)?;
+        if (-4095..0).contains(&ret) {
+            return Err(Error::SyscallFailed {
+                pid: self.pid,
+                nr,
+                errno: -ret as i32,
+            });
+        }
+        Ok(ret as u64)
+    }
+
+    /// mmap(2) in the target; returns the mapping's address.
+    pub fn mmap(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: i32,
+        flags: i32,
+        fd: i32,
+        off: u64,
+    ) -> Result<u64> {
+        self.checked_syscall(
+            arch::SYS_MMAP,
+            [addr, len, prot as u64, flags as u64, fd as i64 as u64, off],
+        )
+    }
+
+    /// mprotect(2) in the target.
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: i32) -> Result<()> {
+        self.checked_syscall(arch::SYS_MPROTECT, [addr, len, prot as u64, 0, 0, 0])
+            .map(drop)
+    }
+
+    /// munmap(2) in the target.
+    pub fn munmap(&mut self, addr: u64, len: u64) -> Result<()> {
+        self.checked_syscall(arch::SYS_MUNMAP, [addr, len, 0, 0, 0, 0])
+            .map(drop)
+    }
+
+    /// Map `len` bytes of anonymous private memory with `prot` in a free range whose every byte
+    /// is within ±2 GiB of `near` (reachable by a `jmp rel32` placed at `near`). Never replaces
+    /// an existing mapping.
+    pub fn map_near(&mut self, near: u64, len: u64, prot: i32) -> Result<u64> {
+        let len = page_up(len.max(1));
+        let no_hole = Error::NoHoleNear {
+            pid: self.pid,
+            addr: near,
+            len,
+        };
+        let min_addr = std::fs::read_to_string("/proc/sys/vm/mmap_min_addr")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(65536)
+            .max(PAGE);
+        let low = near.saturating_sub(NEAR_LIMIT).max(min_addr);
+        let high = near.saturating_add(NEAR_LIMIT).min(USER_TOP);
+        let reachable = |a: u64| a >= low && a.checked_add(len).is_some_and(|e| e <= high);
+        let candidates = holes(&maps::read(self.pid)?, low, high, len, near);
+        if candidates.is_empty() {
+            return Err(no_hole);
+        }
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+        for want in candidates {
+            match self.mmap(want, len, prot, flags, -1, 0) {
+                Ok(got) if got == want || reachable(got) => return Ok(got),
+                // A kernel without MAP_FIXED_NOREPLACE took the address as a mere hint.
+                Ok(got) => self.munmap(got, len)?,
+                // Someone mapped there since we read the maps: try the next hole.
+                Err(Error::SyscallFailed {
+                    errno: libc::EEXIST,
+                    ..
+                }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(no_hole)
+    }
+
+    /// Create a memfd named `name` in the target, size it to `len`, map it shared read-write,
+    /// and close the descriptor. The mapping shows in /proc/PID/maps as
+    /// `/memfd:NAME (deleted)`, which is how lpkg finds its records again.
+    pub fn memfd_map(&mut self, name: &str, len: u64) -> Result<u64> {
+        if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "memfd name {name:?} must be at most {MEMFD_NAME_MAX} bytes without NUL"
+                ),
+            });
+        }
+        // The name must be in the target's memory: put it on a scratch page.
+        let scratch = self.mmap(
+            0,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
+        let result = self.memfd_map_named(scratch, name, len);
+        let unmapped = self.munmap(scratch, PAGE);
+        let addr = result?;
+        unmapped?;
+        Ok(addr)
+    }
+
+    fn memfd_map_named(&mut self, scratch: u64, name: &str, len: u64) -> Result<u64> {
+        let mut cname = name.as_bytes().to_vec();
+        cname.push(0);
+        memory::write(self.pid, scratch, &cname)?;
+        let fd = self.checked_syscall(
+            arch::SYS_MEMFD_CREATE,
+            [scratch, libc::MFD_CLOEXEC as u64, 0, 0, 0, 0],
+        )?;
+        let mapped = self
+            .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
+            .and_then(|_| {
+                self.mmap(
+                    0,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd as i32,
+                    0,
+                )
+            });
+        let closed = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+        let addr = mapped?;
+        closed?;
+        Ok(addr)
+    }
+
+    /// Address of a `syscall` instruction in the target: the vdso has one (its fallback
+    /// paths), libc certainly does. Bytes `0f 05` decode as `syscall` wherever they are.
+    fn syscall_insn(&mut self) -> Result<u64> {
+        if let Some(addr) = self.syscall_insn {
+            return Ok(addr);
+        }
+        let maps = maps::read(self.pid)?;
+        let named = |m: &&MapEntry, what: &str| {
+            m.exec
+                && m.read
+                && m.path
+                    .as_ref()
+                    .is_some_and(|p| p.to_string_lossy().contains(what))
+        };
+        let candidates = maps
+            .iter()
+            .filter(|m| named(m, "[vdso]"))
+            .chain(maps.iter().filter(|m| named(m, "libc")))
+            .chain(maps.iter().filter(|m| m.exec && m.read));
+        for map in candidates {
+            let Ok(code) = memory::read(self.pid, map.start, map.len() as usize) else {
+                continue;
+            };
+            if let Some(i) = code.windows(2).position(|w| w == SYSCALL_INSN) {
+                self.syscall_insn = Some(map.start + i as u64);
+                return Ok(map.start + i as u64);
+            }
+        }
+        Err(Error::NoSyscallInsn { pid: self.pid })
+    }
+}
+
+/// Free, page-aligned start addresses for `len` bytes inside [`low`, `high`), one per hole,
+/// each as close to `near` as its hole allows, nearest first.
+fn holes(maps: &[MapEntry], low: u64, high: u64, len: u64, near: u64) -> Vec<u64> {
+    let mut starts = Vec::new();
+    let mut prev_end = 0u64;
+    let bounds = maps
+        .iter()
+        .map(|m| (m.start, m.end))
+        .chain(std::iter::once((u64::MAX, u64::MAX)));
+    for (start, end) in bounds {
+        // Keep one free page on each side so the mapping never touches a neighbour (stack
+        // guard gaps, growsdown stacks).
+        let hole_lo = page_up(prev_end.saturating_add(PAGE)).max(page_up(low));
+        let hole_hi = (start.saturating_sub(PAGE) & !(PAGE - 1)).min(high & !(PAGE - 1));
+        prev_end = prev_end.max(end);
+        if hole_hi <= hole_lo || hole_hi - hole_lo < len {
+            continue;
+        }
+        let ideal = (near & !(PAGE - 1)).clamp(hole_lo, hole_hi - len);
+        starts.push(ideal);
+    }
+    starts.sort_by_key(|&a| a.abs_diff(near));
+    starts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(start: u64, end: u64) -> MapEntry {
+        MapEntry {
+            start,
+            end,
+            read: true,
+            write: false,
+            exec: false,
+            shared: false,
+            offset: 0,
+            dev: (0, 0),
+            inode: 0,
+            path: None,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn holes_prefer_nearest_and_keep_guard_pages() {
+        let maps = [map(0x10_0000, 0x20_0000), map(0x40_0000, 0x50_0000)];
+        let h = holes(&maps, 0x1_0000, 0x100_0000, 0x1000, 0x48_0000);
+        assert_eq!(h[0], 0x50_1000); // just above the mapping holding `near`
+        assert!(h.contains(&0x3f_e000)); // just below it, guard page kept
+        let h = holes(&maps, 0x1_0000, 0x100_0000, 0x3f_0000, 0x48_0000);
+        assert!(
+            !h.contains(&0x20_1000),
+            "hole between maps too small: {h:x?}"
+        );
+    }
+
+    #[test]
+    fn holes_respect_bounds() {
+        let maps = [map(0x10_0000, 0x20_0000)];
+        assert!(holes(&maps, 0x10_0000, 0x20_0000, 0x1000, 0x18_0000).is_empty());
+    }
+}

@@ -1,0 +1,428 @@
+//! Attach to a process and stop the world: every thread seized, stopped, and resumed exactly
+//! as it was.
+//!
+//! How signals are kept intact: a signal that reaches a thread while we stop it shows up as a
+//! signal-delivery-stop; we let the kernel deliver it right there (`PTRACE_CONT` with the
+//! signal, siginfo untouched), so the thread's handler frame is set up as it would have been,
+//! and the thread then stops for our `PTRACE_INTERRUPT`. While we run code in a thread we block
+//! its asynchronous signals (see `remote_syscall`), so they stay pending in the kernel and are
+//! delivered after we resume it. Nothing is held in this process except signals sent by
+//! someone else that could not be blocked (synchronous signal numbers sent with kill), which
+//! are re-sent with tgkill when the thread is resumed.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+
+use crate::arch::current::Registers;
+use crate::ptrace::{self, Stop};
+use crate::{procfs, Error, Pid, Result};
+
+/// How long `stop` waits for every thread to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What we know about one seized thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThreadState {
+    /// Running (or in a stop we have not waited for yet).
+    Running,
+    /// Auto-attached at clone: it will report its first stop by itself, no interrupt needed.
+    Starting,
+    /// Interrupted; its stop has not been reported yet.
+    Stopping,
+    /// In a ptrace-stop we waited for. `group_stop`: the process is stopped by SIGSTOP & co.
+    Stopped { group_stop: bool },
+}
+
+/// A seized process: every thread is traced by the calling thread.
+///
+/// All ptrace requests must come from the thread that seized the process, so a `Tracee` is
+/// neither `Send` nor `Sync`. Dropping it resumes every thread and detaches.
+///
+/// While seized but not stopped, the process runs; a thread that receives a signal or creates
+/// a thread waits in a ptrace-stop until the next [`Tracee::stop`], [`Tracee::resume`] or
+/// [`Tracee::detach`], so do not leave a process seized and running for long.
+pub struct Tracee {
+    pub(crate) pid: Pid,
+    pub(crate) threads: BTreeMap<Pid, ThreadState>,
+    /// Address of a `syscall` instruction in the target, found on first use.
+    pub(crate) syscall_insn: Option<u64>,
+    /// Signals (thread, signal) to re-send when the thread is resumed.
+    pub(crate) deferred: Vec<(Pid, i32)>,
+    detached: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Tracee {
+    /// Seize every thread of process `pid`. The process keeps running.
+    ///
+    /// Threads that appear while we attach are caught: either they are created by a thread
+    /// already seized (and so traced automatically, `PTRACE_O_TRACECLONE`), or a rescan of
+    /// /proc/PID/task finds them. The scan repeats until it finds nothing new.
+    pub fn seize(pid: Pid) -> Result<Tracee> {
+        if pid <= 0 {
+            return Err(Error::NoSuchProcess { pid });
+        }
+        check_seizable(pid)?;
+        let mut tracee = Tracee {
+            pid,
+            threads: BTreeMap::new(),
+            syscall_insn: None,
+            deferred: Vec::new(),
+            detached: false,
+            _not_send: PhantomData,
+        };
+        let mut gone = std::collections::BTreeSet::new();
+        loop {
+            let mut found_new = false;
+            for tid in procfs::tasks(pid)? {
+                if tracee.threads.contains_key(&tid) || gone.contains(&tid) {
+                    continue;
+                }
+                found_new = true;
+                match ptrace::seize(tid) {
+                    Ok(()) => {
+                        tracee.threads.insert(tid, ThreadState::Running);
+                    }
+                    // Exited between the listing and the seize.
+                    Err(Errno::ESRCH) if tid != pid => {
+                        gone.insert(tid);
+                    }
+                    // Already ours: auto-attached when a seized thread created it.
+                    Err(Errno::EPERM) if tid != pid && traced_by_us(pid, tid) => {
+                        tracee.threads.insert(tid, ThreadState::Starting);
+                    }
+                    Err(errno) if tid == pid => {
+                        // Drop detaches whatever was seized; report why the leader failed.
+                        return Err(seize_error(pid, errno));
+                    }
+                    Err(errno) => return Err(ptrace::error(pid, tid, "PTRACE_SEIZE", errno)),
+                }
+            }
+            if !found_new {
+                break;
+            }
+        }
+        Ok(tracee)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Thread ids currently known (the complete, stable set after [`Tracee::stop`]).
+    pub fn threads(&self) -> Vec<Pid> {
+        self.threads.keys().copied().collect()
+    }
+
+    /// True when every thread is stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.threads
+            .values()
+            .all(|s| matches!(s, ThreadState::Stopped { .. }))
+    }
+
+    /// A thread's name (/proc/PID/task/TID/comm), `?` when unreadable.
+    pub fn thread_name(&self, tid: Pid) -> String {
+        procfs::comm(&format!("/proc/{}/task/{tid}/comm", self.pid))
+    }
+
+    /// A stopped thread's registers.
+    pub fn registers(&self, tid: Pid) -> Result<Registers> {
+        self.require_stopped_thread(tid)?;
+        ptrace::getregs(tid).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_GETREGS", e))
+    }
+
+    /// Every thread's registers in one pass (the process must be stopped).
+    pub fn all_registers(&self) -> Result<Vec<(Pid, Registers)>> {
+        self.require_stopped()?;
+        self.threads
+            .keys()
+            .map(|&tid| Ok((tid, self.registers(tid)?)))
+            .collect()
+    }
+
+    /// Overwrite a stopped thread's registers.
+    pub fn write_registers(&mut self, tid: Pid, regs: &Registers) -> Result<()> {
+        self.require_stopped_thread(tid)?;
+        ptrace::setregs(tid, regs).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_SETREGS", e))
+    }
+
+    /// Stop the world: every thread in a ptrace-stop, threads created meanwhile included.
+    pub fn stop(&mut self) -> Result<()> {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            for (&tid, state) in self.threads.iter_mut() {
+                match *state {
+                    ThreadState::Running => {
+                        // ESRCH: the thread is exiting; waitpid will report it gone.
+                        match ptrace::interrupt(tid) {
+                            Ok(()) | Err(Errno::ESRCH) => {}
+                            Err(e) => {
+                                return Err(ptrace::error(self.pid, tid, "PTRACE_INTERRUPT", e))
+                            }
+                        }
+                        *state = ThreadState::Stopping;
+                    }
+                    ThreadState::Starting => *state = ThreadState::Stopping,
+                    ThreadState::Stopping | ThreadState::Stopped { .. } => {}
+                }
+            }
+            self.wait_stopping(deadline)?;
+            // Every clone event was seen (each creator reached its interrupt stop after it), so
+            // /proc should list nothing new; a rescan guards against anything we missed.
+            let mut new = false;
+            for tid in procfs::tasks(self.pid)? {
+                if self.threads.contains_key(&tid) {
+                    continue;
+                }
+                match ptrace::seize(tid) {
+                    Ok(()) => {
+                        self.threads.insert(tid, ThreadState::Running);
+                        new = true;
+                    }
+                    Err(Errno::EPERM) if traced_by_us(self.pid, tid) => {
+                        self.threads.insert(tid, ThreadState::Starting);
+                        new = true;
+                    }
+                    Err(_) => {} // exited meanwhile
+                }
+            }
+            if !new {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Wait until no thread is `Stopping`, handling whatever they report on the way.
+    pub(crate) fn wait_stopping(&mut self, deadline: Instant) -> Result<()> {
+        let mut pause = Duration::from_micros(5);
+        loop {
+            let stopping: Vec<Pid> = self
+                .threads
+                .iter()
+                .filter(|(_, s)| **s == ThreadState::Stopping)
+                .map(|(&t, _)| t)
+                .collect();
+            if stopping.is_empty() {
+                return Ok(());
+            }
+            let mut progress = false;
+            for tid in stopping {
+                let stop = match ptrace::poll(tid) {
+                    Ok(Some(stop)) => stop,
+                    Ok(None) => continue,
+                    Err(Errno::ECHILD) => Stop::Gone,
+                    Err(e) => return Err(ptrace::error(self.pid, tid, "waitpid", e)),
+                };
+                progress = true;
+                self.handle_stop_while_stopping(tid, stop)?;
+            }
+            if progress {
+                pause = Duration::from_micros(5);
+                continue;
+            }
+            if Instant::now() >= deadline {
+                let tids = self
+                    .threads
+                    .iter()
+                    .filter(|(_, s)| **s == ThreadState::Stopping)
+                    .map(|(&t, _)| t);
+                return Err(Error::StopTimedOut {
+                    pid: self.pid,
+                    tids: tids.collect(),
+                    timeout: STOP_TIMEOUT,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(1));
+        }
+    }
+
+    fn handle_stop_while_stopping(&mut self, tid: Pid, stop: Stop) -> Result<()> {
+        let pid = self.pid;
+        match stop {
+            Stop::Gone => {
+                self.threads.remove(&tid);
+                if tid == pid {
+                    // With __WALL the leader is reported only once the whole group is gone.
+                    return Err(Error::ProcessExited { pid });
+                }
+            }
+            Stop::Event {
+                event: libc::PTRACE_EVENT_STOP,
+                sig,
+            } => {
+                let group_stop = matches!(
+                    sig,
+                    libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+                );
+                self.threads
+                    .insert(tid, ThreadState::Stopped { group_stop });
+            }
+            Stop::Event {
+                event: libc::PTRACE_EVENT_CLONE,
+                ..
+            } => {
+                let child = ptrace::event_msg(tid)
+                    .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETEVENTMSG", e))?;
+                // The child reports its first stop by itself.
+                self.threads.entry(child).or_insert(ThreadState::Stopping);
+                // Our interrupt is still pending for the creator: it stops again right away.
+                self.cont_or_gone(tid, 0)?;
+            }
+            Stop::Event { .. } => self.cont_or_gone(tid, 0)?,
+            // Deliver the signal as the kernel would have; the pending interrupt stops the
+            // thread right after its handler frame is set up.
+            Stop::Signal(sig) => self.cont_or_gone(tid, sig)?,
+        }
+        Ok(())
+    }
+
+    /// PTRACE_CONT a thread; a thread that vanished is dropped (its exit is reported later).
+    fn cont_or_gone(&mut self, tid: Pid, sig: i32) -> Result<()> {
+        match ptrace::cont(tid, sig) {
+            Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            Err(e) => Err(ptrace::error(self.pid, tid, "PTRACE_CONT", e)),
+        }
+    }
+
+    /// Let every thread run again (still seized). Threads stopped inside a system call go back
+    /// into it: the kernel restarts it from the registers we restored.
+    pub fn resume(&mut self) -> Result<()> {
+        for (&tid, state) in self.threads.iter_mut() {
+            if let ThreadState::Stopped { group_stop } = *state {
+                let result = if group_stop {
+                    ptrace::listen(tid)
+                } else {
+                    ptrace::cont(tid, 0)
+                };
+                match result {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => return Err(ptrace::error(self.pid, tid, "PTRACE_CONT", e)),
+                }
+                *state = ThreadState::Running;
+            }
+        }
+        self.send_deferred();
+        Ok(())
+    }
+
+    /// Stop (if needed) and detach from every thread, leaving each as it was.
+    pub fn detach(mut self) -> Result<()> {
+        self.detach_all()
+    }
+
+    fn detach_all(&mut self) -> Result<()> {
+        self.detached = true;
+        if !self.is_stopped() {
+            self.stop()?;
+        }
+        let mut first_error = None;
+        for &tid in self.threads.keys() {
+            match ptrace::detach(tid, 0) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => {
+                    first_error.get_or_insert(ptrace::error(self.pid, tid, "PTRACE_DETACH", e));
+                }
+            }
+        }
+        self.threads.clear();
+        self.send_deferred();
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn send_deferred(&mut self) {
+        for (tid, sig) in std::mem::take(&mut self.deferred) {
+            // The thread may have exited meanwhile; then the signal has nobody to go to.
+            let _ = ptrace::tgkill(self.pid, tid, sig);
+        }
+    }
+
+    pub(crate) fn require_stopped(&self) -> Result<()> {
+        if self.threads.is_empty() || !self.is_stopped() {
+            return Err(Error::NotStopped { pid: self.pid });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn require_stopped_thread(&self, tid: Pid) -> Result<()> {
+        match self.threads.get(&tid) {
+            Some(ThreadState::Stopped { .. }) => Ok(()),
+            Some(_) => Err(Error::NotStopped { pid: self.pid }),
+            None => Err(Error::NoSuchThread { pid: self.pid, tid }),
+        }
+    }
+
+    /// The thread injected code runs on: the main thread if it is still there.
+    pub(crate) fn worker_thread(&self) -> Result<Pid> {
+        self.require_stopped()?;
+        Ok(if self.threads.contains_key(&self.pid) {
+            self.pid
+        } else {
+            *self
+                .threads
+                .keys()
+                .next()
+                .expect("stopped means at least one thread")
+        })
+    }
+}
+
+impl Drop for Tracee {
+    fn drop(&mut self) {
+        if !self.detached {
+            let _ = self.detach_all();
+        }
+    }
+}
+
+/// Refuse early, with a precise error, what PTRACE_SEIZE would refuse with a vague one.
+fn check_seizable(pid: Pid) -> Result<()> {
+    let status = procfs::status(pid)?;
+    if status.state == 'Z' || status.state == 'X' {
+        return Err(Error::Zombie { pid });
+    }
+    if status.tracer_pid != 0 {
+        return Err(already_traced(pid, status.tracer_pid));
+    }
+    Ok(())
+}
+
+fn already_traced(pid: Pid, tracer_pid: Pid) -> Error {
+    Error::AlreadyTraced {
+        pid,
+        tracer_pid,
+        tracer_name: procfs::comm(&format!("/proc/{tracer_pid}/comm")),
+    }
+}
+
+fn seize_error(pid: Pid, errno: Errno) -> Error {
+    match errno {
+        Errno::ESRCH => match procfs::status(pid) {
+            Ok(s) if s.state == 'Z' => Error::Zombie { pid },
+            Ok(_) => Error::ProcessExited { pid },
+            Err(e) => e,
+        },
+        Errno::EPERM => match procfs::status(pid) {
+            Ok(s) if s.tracer_pid != 0 => already_traced(pid, s.tracer_pid),
+            Ok(s) if s.state == 'Z' => Error::Zombie { pid },
+            Ok(_) => Error::PermissionDenied { pid },
+            Err(e) => e,
+        },
+        errno => ptrace::error(pid, pid, "PTRACE_SEIZE", errno),
+    }
+}
+
+fn traced_by_us(pid: Pid, tid: Pid) -> bool {
+    let path = format!("/proc/{pid}/task/{tid}/status");
+    std::fs::read_to_string(path).is_ok_and(|text| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            == Some(std::process::id())
+    })
+}

@@ -1,0 +1,491 @@
+//! lpkg-kernel against real processes: C targets compiled at test time, traced with ptrace.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use lpkg_kernel::arch::current::encode_jmp_rel32;
+use lpkg_kernel::{maps, memory, objects, Error, Tracee};
+use util::{bin, fields, with_timeout, Proc, Target};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
+const RX: i32 = libc::PROT_READ | libc::PROT_EXEC;
+
+/// The pannus cycle on a stopped target: map code near a function, call it, patch the
+/// function's entry with a jmp to it, call through the patch, undo, unmap. Returns how many
+/// times `bump` incremented the target's counter.
+fn exercise(t: &mut Tracee, target: &Target) -> i64 {
+    let pid = t.pid();
+    let answer = target.a("answer");
+    let code = t.map_near(answer, 4096, RW).expect("map_near");
+    assert!(
+        encode_jmp_rel32(answer, code).is_some(),
+        "{code:#x} out of reach of {answer:#x}"
+    );
+    memory::write(pid, code, &[0xb8, 43, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 43; ret
+    t.mprotect(code, 4096, RX).unwrap();
+    assert_eq!(t.call(code, &[], CALL_TIMEOUT).unwrap() as u32, 43);
+    assert_eq!(
+        t.call(target.a("add6"), &[1, 2, 3, 4, 5, 6], CALL_TIMEOUT)
+            .unwrap(),
+        91
+    );
+    assert_eq!(
+        t.call(target.a("stack_mod16"), &[], CALL_TIMEOUT).unwrap(),
+        0,
+        "misaligned stack"
+    );
+    let before = memory::read_u64(pid, target.a("counter")).unwrap();
+    assert_eq!(
+        t.call(target.a("bump"), &[1], CALL_TIMEOUT).unwrap(),
+        before + 1
+    );
+
+    let original = memory::read(pid, answer, 5).unwrap();
+    memory::write(pid, answer, &encode_jmp_rel32(answer, code).unwrap()).unwrap();
+    assert_eq!(
+        t.call(answer, &[], CALL_TIMEOUT).unwrap(),
+        43,
+        "call through the patched entry"
+    );
+    memory::write(pid, answer, &original).unwrap();
+    assert_eq!(t.call(answer, &[], CALL_TIMEOUT).unwrap(), 42);
+
+    t.munmap(code, 4096).unwrap();
+    assert!(
+        maps::read(pid).unwrap().iter().all(|m| !m.contains(code)),
+        "mapping still there"
+    );
+    1
+}
+
+fn seize_stopped(pid: i32) -> Tracee {
+    let mut t = Tracee::seize(pid).expect("seize");
+    t.stop().expect("stop");
+    t
+}
+
+#[test]
+fn single_thread_in_nanosleep_and_read() {
+    with_timeout(60, || {
+        let mut target = Target::start(&[]);
+        // Blocked in nanosleep: the sleep must still last its full second, without EINTR.
+        target.proc.send("sleep 1000");
+        std::thread::sleep(Duration::from_millis(100));
+        let mut t = seize_stopped(target.pid());
+        assert_eq!(t.threads(), vec![target.pid()]);
+        let regs = t.registers(target.pid()).unwrap();
+        assert!(
+            regs.in_restartable_syscall(),
+            "stopped in nanosleep: {regs:?}"
+        );
+        let mut bumps = exercise(&mut t, &target);
+        t.detach().unwrap();
+        let slept = fields(&target.proc.expect("slept", Duration::from_secs(5)));
+        assert!((1000..1400).contains(&slept["ms"]), "{slept:?}");
+        assert_eq!((slept["rc"], slept["errno"]), (0, 0));
+
+        // Blocked in read(stdin): data written while it is stopped must arrive intact.
+        let mut t = seize_stopped(target.pid());
+        bumps += exercise(&mut t, &target);
+        target.proc.send("ping");
+        bumps += exercise(&mut t, &target);
+        t.resume().unwrap();
+        let pong = fields(&target.proc.expect("pong", Duration::from_secs(5)));
+        assert_eq!(pong["counter"], bumps);
+        assert_eq!(pong["errors"], 0);
+        t.stop().unwrap();
+        bumps += exercise(&mut t, &target);
+        drop(t);
+        let pong = target.ping();
+        assert_eq!(
+            (pong["counter"], pong["errors"], pong["sig"]),
+            (bumps, 0, 0)
+        );
+    });
+}
+
+#[test]
+fn sixty_four_threads_blocked_in_syscalls() {
+    with_timeout(60, || {
+        let mut target = Target::start(&["--blockers", "16", "--sleep-ms", "1500"]);
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut t = seize_stopped(target.pid());
+        let threads = t.threads();
+        assert_eq!(threads.len(), 65, "{threads:?}");
+        let names: Vec<String> = threads.iter().map(|&tid| t.thread_name(tid)).collect();
+        for kind in ["pipe-15", "accept-0", "sleep-7", "futex-3"] {
+            assert!(
+                names.iter().any(|n| n == kind),
+                "{kind} missing from {names:?}"
+            );
+        }
+        let regs = t.all_registers().unwrap();
+        let in_syscall = regs
+            .iter()
+            .filter(|(_, r)| r.in_restartable_syscall())
+            .count();
+        assert_eq!(
+            in_syscall, 65,
+            "every thread waits in a restartable system call"
+        );
+        let bumps = exercise(&mut t, &target);
+        // Calls on another thread than the main one.
+        let sleeper = threads[threads.len() / 2];
+        assert_eq!(
+            t.call_on(sleeper, target.a("add6"), &[6, 5, 4, 3, 2, 1], CALL_TIMEOUT)
+                .unwrap(),
+            56
+        );
+        t.detach().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(1400),
+            "operations too slow for the sleep check"
+        );
+        target.proc.send("wake");
+        let woke = fields(&target.proc.expect("woke", Duration::from_secs(10)));
+        assert_eq!(woke["errors"], 0);
+        assert!((1500..1900).contains(&woke["sleepmin"]), "{woke:?}");
+        let pong = target.ping();
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+    });
+}
+
+#[test]
+fn signal_stream_during_operations() {
+    with_timeout(90, || {
+        let mut target = Target::start(&[]);
+        const COUNT: i64 = 3000;
+        let pid = target.pid().to_string();
+        let mut sender = Proc::spawn(&bin("sender"), &[&pid, &COUNT.to_string(), "100"]);
+        let mut bumps = 0;
+        let mut rounds = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut t = seize_stopped(target.pid());
+            bumps += exercise(&mut t, &target);
+            t.detach().unwrap();
+            rounds += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            if sender.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "sender did not finish");
+        }
+        sender.expect("sent 3000", Duration::from_secs(5));
+        assert!(
+            rounds >= 3,
+            "only {rounds} rounds overlapped the signal stream"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pong = loop {
+            let pong = target.ping();
+            if pong["sig"] == COUNT || Instant::now() > deadline {
+                break pong;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            (pong["sig"], pong["counter"], pong["errors"]),
+            (COUNT, bumps, 0),
+            "{pong:?}"
+        );
+    });
+}
+
+#[test]
+fn threads_created_and_ended_while_attaching() {
+    with_timeout(60, || {
+        let mut target = Target::start(&["--churn", "4"]);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut bumps = 0;
+        for _ in 0..5 {
+            let mut t = seize_stopped(target.pid());
+            assert!(t.threads().len() >= 5, "{:?}", t.threads());
+            // The set is complete: /proc lists no thread we do not hold.
+            let mut listed: Vec<i32> = std::fs::read_dir(format!("/proc/{}/task", target.pid()))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+                .collect();
+            listed.sort();
+            assert_eq!(listed, t.threads());
+            bumps += exercise(&mut t, &target);
+            t.resume().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            t.stop().unwrap();
+            t.detach().unwrap();
+        }
+        let first = target.ping();
+        std::thread::sleep(Duration::from_millis(100));
+        let second = target.ping();
+        assert!(
+            second["churn"] > first["churn"],
+            "churn stalled: {first:?} {second:?}"
+        );
+        assert_eq!((second["counter"], second["errors"]), (bumps, 0));
+    });
+}
+
+#[test]
+fn memfd_mapping_is_named() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let mut t = seize_stopped(target.pid());
+        let addr = t.memfd_map("lpkg:record test", 8192).unwrap();
+        let entry = maps::read(target.pid())
+            .unwrap()
+            .into_iter()
+            .find(|m| m.start == addr)
+            .expect("mapped");
+        assert_eq!(
+            entry.path.as_deref(),
+            Some(std::path::Path::new("/memfd:lpkg:record test"))
+        );
+        assert!(entry.deleted && entry.shared && entry.read && entry.write && entry.len() == 8192);
+        memory::write(target.pid(), addr + 100, b"hello").unwrap();
+        assert_eq!(memory::read(target.pid(), addr + 100, 5).unwrap(), b"hello");
+        // The descriptor was closed: only the mapping keeps the memfd alive.
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", target.pid())).unwrap();
+        for fd in fds {
+            let link = std::fs::read_link(fd.unwrap().path()).unwrap();
+            assert!(
+                !link.to_string_lossy().contains("memfd"),
+                "fd left open: {link:?}"
+            );
+        }
+        assert!(matches!(
+            t.memfd_map("bad\0name", 4096),
+            Err(Error::InvalidArgument { .. })
+        ));
+        drop(t);
+        assert_eq!(target.ping()["errors"], 0);
+    });
+}
+
+#[test]
+fn mapped_objects_identify_replaced_files() {
+    with_timeout(30, || {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("my target");
+        std::fs::copy(bin("target"), &exe).unwrap();
+        let mut proc = Proc::spawn(&exe, &[]);
+        proc.expect("ready", Duration::from_secs(10));
+        let find = |pid| {
+            objects::mapped_objects(pid)
+                .unwrap()
+                .into_iter()
+                .find(|o| o.path == exe)
+                .expect("target object listed")
+        };
+        let before = find(proc.pid());
+        let id = before.build_id.clone().expect("gcc writes a build-id");
+        assert_eq!(before.base % 4096, 0);
+        assert!(before.ranges.iter().any(|r| r.exec));
+        assert!(objects::mapped_objects(proc.pid())
+            .unwrap()
+            .iter()
+            .any(|o| o.path.to_string_lossy().contains("libc.so")));
+        // Replace the file on disk by another ELF: the mapping is still identified correctly.
+        std::fs::remove_file(&exe).unwrap();
+        std::fs::copy(bin("sender"), &exe).unwrap();
+        let after = find(proc.pid());
+        assert!(after.ranges[0].deleted);
+        assert_eq!(after.build_id, Some(id));
+    });
+}
+
+#[test]
+fn call_that_faults_is_caught() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let mut t = seize_stopped(target.pid());
+        let before = t.registers(target.pid()).unwrap();
+        match t.call(target.a("null_deref"), &[], CALL_TIMEOUT) {
+            Err(Error::CallFaulted {
+                signal: libc::SIGSEGV,
+                addr: 0,
+                pc,
+                ..
+            }) => {
+                assert!(
+                    pc >= target.a("null_deref") && pc < target.a("null_deref") + 16,
+                    "pc {pc:#x}"
+                )
+            }
+            other => panic!("expected a SIGSEGV fault, got {other:?}"),
+        }
+        let after = t.registers(target.pid()).unwrap();
+        assert_eq!(
+            format!("{before:?}"),
+            format!("{after:?}"),
+            "registers restored"
+        );
+        assert_eq!(t.call(target.a("answer"), &[], CALL_TIMEOUT).unwrap(), 42);
+        drop(t);
+        assert_eq!(target.ping()["errors"], 0);
+    });
+}
+
+#[test]
+fn call_that_never_returns_times_out() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let mut t = seize_stopped(target.pid());
+        let started = Instant::now();
+        match t.call(target.a("spin"), &[], Duration::from_millis(300)) {
+            Err(Error::CallTimedOut { func, .. }) => assert_eq!(func, target.a("spin")),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(t.call(target.a("answer"), &[], CALL_TIMEOUT).unwrap(), 42);
+        assert!(matches!(
+            t.call(target.a("answer"), &[0; 7], CALL_TIMEOUT),
+            Err(Error::TooManyArgs { count: 7, .. })
+        ));
+        drop(t);
+        let pong = target.ping();
+        assert!(pong["counter"] > 0, "spin ran");
+        assert_eq!(pong["errors"], 0);
+    });
+}
+
+#[test]
+fn operations_need_a_stopped_process() {
+    with_timeout(30, || {
+        let target = Target::start(&[]);
+        let mut t = Tracee::seize(target.pid()).unwrap();
+        assert!(matches!(
+            t.call(target.a("answer"), &[], CALL_TIMEOUT),
+            Err(Error::NotStopped { .. })
+        ));
+        assert!(matches!(
+            t.mmap(0, 4096, RW, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0),
+            Err(Error::NotStopped { .. })
+        ));
+        t.stop().unwrap();
+        assert!(matches!(
+            t.registers(1),
+            Err(Error::NoSuchThread { tid: 1, .. })
+        ));
+        let err = t.munmap(1, 4096).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::SyscallFailed {
+                    nr: 11,
+                    errno: libc::EINVAL,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        t.detach().unwrap();
+    });
+}
+
+#[test]
+fn vanished_and_zombie_processes() {
+    with_timeout(30, || {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Exited but not reaped: a zombie.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap()
+            .contains(") Z")
+        {
+            assert!(Instant::now() < deadline, "child did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(matches!(Tracee::seize(pid), Err(Error::Zombie { pid: p }) if p == pid));
+        child.wait().unwrap();
+        assert!(matches!(Tracee::seize(pid), Err(Error::NoSuchProcess { pid: p }) if p == pid));
+        assert!(matches!(
+            memory::read(pid, 0x1000, 1),
+            Err(Error::NoSuchProcess { .. })
+        ));
+        assert!(matches!(maps::read(pid), Err(Error::NoSuchProcess { .. })));
+    });
+}
+
+#[test]
+fn process_exiting_while_seized() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let mut t = seize_stopped(target.pid());
+        t.resume().unwrap();
+        target.proc.send("quit");
+        std::thread::sleep(Duration::from_millis(100));
+        match t.stop() {
+            Err(Error::ProcessExited { pid }) => assert_eq!(pid, target.pid()),
+            other => panic!("expected ProcessExited, got {other:?}"),
+        }
+        assert!(t.threads().is_empty());
+    });
+}
+
+#[test]
+fn second_tracer_is_named() {
+    with_timeout(30, || {
+        let mut holder = Proc::spawn(&bin("holder"), &[]);
+        let line = holder.expect("traced", Duration::from_secs(10));
+        let traced: i32 = line["traced ".len()..].parse().unwrap();
+        // The held child dies with the holder (PR_SET_PDEATHSIG); kill it by PID as well.
+        struct Kill(i32);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                // SAFETY: kill(2) on the PID the holder printed, a process this test created.
+                unsafe { libc::kill(self.0, libc::SIGKILL) };
+            }
+        }
+        let _kill = Kill(traced);
+        match Tracee::seize(traced) {
+            Err(Error::AlreadyTraced {
+                pid,
+                tracer_pid,
+                tracer_name,
+            }) => {
+                assert_eq!(
+                    (pid, tracer_pid, tracer_name.as_str()),
+                    (traced, holder.pid(), "holder")
+                );
+            }
+            other => panic!("expected AlreadyTraced, got {:?}", other.map(|t| t.pid())),
+        }
+    });
+}
+
+#[test]
+fn memory_errors_are_reported() {
+    with_timeout(30, || {
+        let target = Target::start(&[]);
+        let pid = target.pid();
+        let code = target.a("answer");
+        assert_eq!(
+            memory::read(pid, code, 6).unwrap(),
+            [0xb8, 42, 0, 0, 0, 0xc3]
+        );
+        // Read-only code pages are writable through /proc/PID/mem.
+        memory::write(pid, code + 1, &[42]).unwrap();
+        assert!(matches!(
+            memory::read(pid, 0x10, 8),
+            Err(Error::Memory { addr: 0x10, .. })
+        ));
+        // A read running off the end of a mapping into unmapped memory is short, not truncated.
+        let maps = maps::read(pid).unwrap();
+        let last_before_gap = maps
+            .windows(2)
+            .find(|w| w[0].end < w[1].start && w[0].read)
+            .map(|w| w[0].clone())
+            .expect("a gap");
+        let err = memory::read(pid, last_before_gap.end - 4, 8).unwrap_err();
+        assert!(
+            matches!(err, Error::ShortRead { len: 8, got: 4, .. }),
+            "{err}"
+        );
+        let err = memory::write(pid, 0x10, b"x").unwrap_err();
+        assert!(matches!(err, Error::Memory { addr: 0x10, .. }), "{err}");
+    });
+}

@@ -1,0 +1,175 @@
+//! Test helpers: C targets compiled once per test binary, processes killed by PID on drop,
+//! line-based talk with a target, and a watchdog for every test.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Directory holding the compiled C programs of tests/targets.
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets");
+        for name in ["target", "sender", "holder"] {
+            let out = Command::new("gcc")
+                .args(["-O2", "-g", "-pthread", "-Wall", "-o"])
+                .arg(dir.path().join(name))
+                .arg(src.join(format!("{name}.c")))
+                .output()
+                .expect("run gcc");
+            assert!(
+                out.status.success(),
+                "gcc {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        dir
+    });
+    dir.path().join(name)
+}
+
+/// A process started by the test; SIGKILLed by PID and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Proc {
+    pub fn spawn(program: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to target");
+        stdin.flush().unwrap();
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Next output line; it must start with `prefix` (an `ERR` line fails the test).
+    pub fn expect(&mut self, prefix: &str, timeout: Duration) -> String {
+        let line = self
+            .lines
+            .recv_timeout(timeout)
+            .unwrap_or_else(|e| panic!("no line starting with {prefix:?} within {timeout:?}: {e}"));
+        assert!(
+            line.starts_with(prefix),
+            "expected {prefix:?}, got {line:?}"
+        );
+        line
+    }
+
+    /// No output line arrives within `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        if let Ok(line) = self.lines.recv_timeout(wait) {
+            panic!("unexpected output {line:?}");
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the PID of our own child, which is not reaped before wait below.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` fields of a line, values parsed as decimal or 0x-hex.
+pub fn fields(line: &str) -> HashMap<String, i64> {
+    line.split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .map(|(k, v)| {
+            let n = match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).expect("hex") as i64,
+                None => v.parse().unwrap_or_else(|_| panic!("number in {line:?}")),
+            };
+            (k.to_owned(), n)
+        })
+        .collect()
+}
+
+/// A running C target with the addresses it printed at start.
+pub struct Target {
+    pub proc: Proc,
+    pub addr: HashMap<String, u64>,
+}
+
+impl Target {
+    pub fn start(args: &[&str]) -> Target {
+        let mut proc = Proc::spawn(&bin("target"), args);
+        let ready = proc.expect("ready", Duration::from_secs(10));
+        let addr = fields(&ready)
+            .into_iter()
+            .map(|(k, v)| (k, v as u64))
+            .collect();
+        Target { proc, addr }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    pub fn a(&self, name: &str) -> u64 {
+        self.addr[name]
+    }
+
+    /// Ask for the target's counters.
+    pub fn ping(&mut self) -> HashMap<String, i64> {
+        self.proc.send("ping");
+        fields(&self.proc.expect("pong", Duration::from_secs(10)))
+    }
+}
+
+/// Run `body` on its own thread and fail the test when it takes longer than `secs`.
+pub fn with_timeout<F: FnOnce() + Send + 'static>(secs: u64, body: F) {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(()) => handle.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test timed out after {secs} s"),
+    }
+}

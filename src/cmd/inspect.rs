@@ -1,0 +1,174 @@
+//! `lpkg inspect PKG [--trust FILE|DIR] [--json]`
+//!
+//! Shows the content of any structurally valid package (digests checked), then exits like
+//! `lpkg verify`: 0 only when a trusted signature is valid. An auditor can thus read an
+//! unverified package, and a script can never mistake one for a verified one.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use lpkg_format::{Action, KeyId, Manifest, Package, RoutineKind, TrustStore};
+use serde_json::{json, Value};
+
+/// Arguments of `lpkg inspect`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The package to show.
+    #[arg(value_name = "PKG")]
+    package: PathBuf,
+    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
+    #[arg(long, value_name = "FILE|DIR")]
+    trust: Option<PathBuf>,
+    /// Print everything as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let bytes = super::read_package_file(&args.package)?;
+    let package =
+        Package::from_bytes(&bytes).with_context(|| args.package.display().to_string())?;
+    let verdict = TrustStore::resolve(args.trust.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|trust| {
+            package
+                .verify(&trust)
+                .with_context(|| args.package.display().to_string())
+        });
+    if args.json {
+        println!("{}", to_json(&package, &verdict));
+    } else {
+        print_text(&package, &verdict);
+    }
+    verdict.map(|_| ())
+}
+
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn action(action: Action) -> &'static str {
+    match action {
+        Action::Replace => "replace",
+        Action::New => "new",
+    }
+}
+
+fn kind(kind: RoutineKind) -> &'static str {
+    match kind {
+        RoutineKind::Init => "init",
+        RoutineKind::Exit => "exit",
+    }
+}
+
+fn to_json(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) -> Value {
+    let m: &Manifest = package.manifest();
+    let ids = |keys: &[KeyId]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let signers: Vec<KeyId> = package.signatures().iter().map(|s| s.key_id).collect();
+    json!({
+        "id": package.id(),
+        "format_version": m.format_version,
+        "name": m.package.name,
+        "version": m.package.version,
+        "description": m.package.description,
+        "builder_version": m.package.builder_version,
+        "target": {
+            "file_name": m.target.file_name,
+            "build_id": m.target.build_id,
+            "sha256": m.target.sha256,
+            "machine": m.target.machine,
+        },
+        "requires": m.requires.iter().map(|r| json!({"name": r.name, "id": r.id})).collect::<Vec<_>>(),
+        "functions": m.functions.iter().map(|f| json!({
+            "name": f.name,
+            "action": action(f.action),
+            "source": f.source,
+            "reason": f.reason,
+            "module_symbol": f.module_symbol,
+            "old_offset": f.old_offset,
+            "old_size": f.old_size,
+            "old_sha256": f.old_sha256,
+            "new_size": f.new_size,
+        })).collect::<Vec<_>>(),
+        "data": m.data.iter().map(|d| json!({"name": d.name, "section": d.section, "size": d.size})).collect::<Vec<_>>(),
+        "routines": m.routines.iter().map(|r| json!({"kind": kind(r.kind), "module_symbol": r.module_symbol})).collect::<Vec<_>>(),
+        "payloads": m.payloads.iter().map(|p| json!({"name": p.name, "size": p.size, "sha256": p.sha256})).collect::<Vec<_>>(),
+        "signatures": ids(&signers),
+        "verified": verdict.is_ok(),
+        "trusted_signers": verdict.as_ref().map(|k| ids(k)).unwrap_or_default(),
+        "verification_error": verdict.as_ref().err().map(one_line),
+    })
+}
+
+fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
+    let m = package.manifest();
+    println!("package      {} {}", m.package.name, m.package.version);
+    println!("id           {}", package.id());
+    match verdict {
+        Ok(keys) => {
+            let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            println!(
+                "verified     yes, signed by trusted key {}",
+                keys.join(", ")
+            );
+        }
+        Err(err) => println!("verified     NO: {}", one_line(err)),
+    }
+    if !m.package.description.is_empty() {
+        println!("description  {}", m.package.description);
+    }
+    println!("builder      {}", m.package.builder_version);
+    println!("format       {}", m.format_version);
+    println!("target       {} ({})", m.target.file_name, m.target.machine);
+    println!("  build-id   {}", m.target.build_id);
+    println!("  sha256     {}", m.target.sha256);
+    println!("requires     {}", m.requires.len());
+    for r in &m.requires {
+        println!("  {} {}", r.name, r.id);
+    }
+    println!("functions    {}", m.functions.len());
+    for f in &m.functions {
+        println!(
+            "  {:<8} {}  [{}]  reason: {}",
+            action(f.action),
+            f.name,
+            f.source.as_deref().unwrap_or("source unknown"),
+            f.reason
+        );
+        if let (Some(offset), Some(size)) = (f.old_offset, f.old_size) {
+            println!(
+                "           old: offset {offset:#x}, {size} bytes, sha256 {}",
+                f.old_sha256.as_deref().unwrap_or("-")
+            );
+        }
+        println!(
+            "           new: module symbol {}, {} bytes",
+            f.module_symbol, f.new_size
+        );
+    }
+    println!("data         {}", m.data.len());
+    for d in &m.data {
+        println!("  {} in {}, {} bytes", d.name, d.section, d.size);
+    }
+    println!("routines     {}", m.routines.len());
+    for r in &m.routines {
+        println!("  {} {}", kind(r.kind), r.module_symbol);
+    }
+    println!("payloads     {}", m.payloads.len());
+    for p in &m.payloads {
+        println!("  {:<14} {:>9} bytes  sha256 {}", p.name, p.size, p.sha256);
+    }
+    println!("signatures   {}", package.signatures().len());
+    let trusted: &[KeyId] = verdict.as_ref().map(|k| k.as_slice()).unwrap_or(&[]);
+    for s in package.signatures() {
+        let status = if trusted.contains(&s.key_id) {
+            "trusted, valid"
+        } else {
+            "not trusted"
+        };
+        println!("  {}  {status}", s.key_id);
+    }
+}

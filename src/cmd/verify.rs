@@ -1,0 +1,58 @@
+//! `lpkg verify PKG [--trust FILE|DIR] [--json]`
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use lpkg_format::{open_verified, TrustStore};
+
+/// Arguments of `lpkg verify`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The package to verify.
+    #[arg(value_name = "PKG")]
+    package: PathBuf,
+    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
+    #[arg(long, value_name = "FILE|DIR")]
+    trust: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let result = verify(&args);
+    if args.json {
+        let value = match &result {
+            Ok((package, signers)) => serde_json::json!({
+                "ok": true,
+                "id": package.id(),
+                "name": package.manifest().package.name,
+                "version": package.manifest().package.version,
+                "trusted_signers": signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            }),
+            Err(err) => serde_json::json!({
+                "ok": false,
+                "error": err.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": "),
+            }),
+        };
+        println!("{value}");
+    }
+    let (package, signers) = result?;
+    if !args.json {
+        let signers: Vec<String> = signers.iter().map(|k| k.to_string()).collect();
+        println!(
+            "OK {} {} (id {}) signed by trusted key {}",
+            package.manifest().package.name,
+            package.manifest().package.version,
+            package.id(),
+            signers.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn verify(args: &Args) -> anyhow::Result<(lpkg_format::Package, Vec<lpkg_format::KeyId>)> {
+    let trust = TrustStore::resolve(args.trust.as_deref())?;
+    let bytes = super::read_package_file(&args.package)?;
+    open_verified(&bytes, &trust).with_context(|| args.package.display().to_string())
+}

@@ -1,0 +1,49 @@
+//! Exit codes, in one place, and how an error maps to one.
+
+use std::process::ExitCode;
+
+/// Success.
+pub const SUCCESS: u8 = 0;
+/// Operational failure (I/O, keys, trust store, not implemented...).
+pub const FAILURE: u8 = 1;
+/// Usage error (bad command line); clap exits with this code itself.
+#[allow(dead_code)]
+pub const USAGE: u8 = 2;
+/// The package is rejected: no trusted signature, an invalid signature, or corrupt.
+pub const REJECTED: u8 = 3;
+/// The package does not match the target (wrong build, already patched...). Used by `apply`.
+#[allow(dead_code)]
+pub const MISMATCH: u8 = 4;
+
+/// The exit code table shown at the end of `lpkg --help`.
+pub const HELP: &str = "\
+Exit codes:
+  0  success
+  1  operational failure (I/O, keys, trust store, ...)
+  2  usage error
+  3  package rejected: no trusted signature, invalid signature, or corrupt package
+  4  package does not match the target process";
+
+/// Prints the error (every cause, on one line) and returns the exit code for `result`.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(SUCCESS),
+        Err(err) => {
+            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", causes.join(": "));
+            ExitCode::from(code_for(&err))
+        }
+    }
+}
+
+fn code_for(err: &anyhow::Error) -> u8 {
+    let rejected = err
+        .chain()
+        .filter_map(|c| c.downcast_ref::<lpkg_format::Error>())
+        .any(|e| e.is_rejection());
+    if rejected {
+        REJECTED
+    } else {
+        FAILURE
+    }
+}

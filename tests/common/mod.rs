@@ -1,0 +1,117 @@
+//! Helpers for the CLI tests: run the built `lpkg`, make keys and packages in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lpkg_format::{Manifest, Package, SecretKey, MODULE_PAYLOAD, SYMBOLS_PAYLOAD};
+
+/// What one run of `lpkg` produced.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The single error line, without its `error: ` prefix; fails unless stderr is exactly one line.
+    pub fn error_line(&self) -> &str {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "stderr is not one line: {:?}", self.stderr);
+        lines[0]
+            .strip_prefix("error: ")
+            .unwrap_or_else(|| panic!("no error prefix: {:?}", lines[0]))
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {:?}", self.stdout))
+    }
+}
+
+/// A scratch folder with helpers; everything is removed on drop.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs `lpkg` with `args`; `LPKG_TRUST` is removed unless `trust_env` is given.
+    pub fn run_env(&self, args: &[&str], trust_env: Option<&Path>) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lpkg"));
+        command.args(args).current_dir(self.dir.path());
+        match trust_env {
+            Some(path) => command.env("LPKG_TRUST", path),
+            None => command.env_remove("LPKG_TRUST"),
+        };
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = command.output().expect("run lpkg");
+        Run {
+            code: status.code().expect("lpkg exited by signal"),
+            stdout: String::from_utf8(stdout).unwrap(),
+            stderr: String::from_utf8(stderr).unwrap(),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, None)
+    }
+
+    /// `lpkg keygen -o NAME`, returning (NAME.key, NAME.pub).
+    pub fn keygen(&self, name: &str) -> (PathBuf, PathBuf) {
+        let run = self.run(&["keygen", "-o", self.path(name).to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        (
+            self.path(&format!("{name}.key")),
+            self.path(&format!("{name}.pub")),
+        )
+    }
+
+    /// The test-vector package content, signed by `key`, written to NAME; returns its path.
+    pub fn package(&self, name: &str, key: &Path) -> PathBuf {
+        let package = signed_package(&SecretKey::read(key).unwrap());
+        let path = self.path(name);
+        std::fs::write(&path, package.to_bytes()).unwrap();
+        path
+    }
+}
+
+fn vectors() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/vectors")
+}
+
+/// The payloads of the test-vector package.
+pub fn payloads() -> Vec<(String, Vec<u8>)> {
+    [MODULE_PAYLOAD, SYMBOLS_PAYLOAD]
+        .iter()
+        .map(|name| {
+            (
+                name.to_string(),
+                std::fs::read(vectors().join(name)).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The test-vector manifest and payloads signed by `key`.
+pub fn signed_package(key: &SecretKey) -> Package {
+    let text = std::fs::read_to_string(vectors().join("manifest.toml")).unwrap();
+    let mut package = Package::new(Manifest::from_toml(&text).unwrap(), payloads()).unwrap();
+    package.sign(key).unwrap();
+    package
+}
+
+/// Offset of the first byte of the `module.o` payload in `package`'s bytes.
+pub fn module_offset(package: &Package) -> usize {
+    16 + package.manifest_bytes().len() + 4 + 2 + MODULE_PAYLOAD.len() + 8
+}
