@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use lpkg_format::{Action, Package, RoutineKind, SymbolMap, TrustStore, MODULE_PAYLOAD, SYMBOLS_PAYLOAD};
+use lpkg_format::{Action, Package, RoutineKind, TrustStore};
 use lpkg_kernel::{memory, Pid, Tracee};
 use sha2::{Digest, Sha256};
 
@@ -102,16 +102,8 @@ fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &A
     if manifest.target.machine != "x86_64" {
         return Err(Error::Module(format!("package is for {}, not x86_64", manifest.target.machine)));
     }
-    let module = package
-        .payload(MODULE_PAYLOAD)
-        .ok_or_else(|| Error::Module(format!("package has no {MODULE_PAYLOAD}")))?;
-    let symbols = package
-        .payload(SYMBOLS_PAYLOAD)
-        .ok_or_else(|| Error::Module(format!("package has no {SYMBOLS_PAYLOAD}")))?;
-    let symbols: SymbolMap = std::str::from_utf8(symbols)
-        .ok()
-        .and_then(|s| toml::from_str(s).ok())
-        .ok_or_else(|| Error::Module(format!("{SYMBOLS_PAYLOAD} is not a valid symbol map")))?;
+    let module = package.module()?;
+    let symbols = package.symbol_map()?;
     let (target, mapped) = target::find(pid, &manifest.target)?;
     let layout = Layout::new(module)?;
 

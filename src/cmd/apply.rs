@@ -1,5 +1,11 @@
 //! `lpkg apply PKG --pid PID [--trust FILE|DIR] [--timeout SECS] [--json]`
 
+use std::time::Duration;
+
+use anyhow::Context;
+use lpkg_applier::ApplyOptions;
+use lpkg_format::TrustStore;
+
 use std::path::PathBuf;
 
 /// Arguments of `lpkg apply`.
@@ -22,6 +28,48 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    super::not_yet_implemented("apply")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let trust = TrustStore::resolve(args.trust.as_deref())?;
+    let bytes = super::read_package_file(&args.package)?;
+    let mut options = ApplyOptions::default();
+    if let Some(secs) = args.timeout {
+        options.timeout = Duration::from_secs(secs);
+    }
+    let pid = super::pid(args.pid)?;
+    let report = lpkg_applier::apply(pid, &bytes, &trust, &options)
+        .with_context(|| format!("applying {} to process {pid}", args.package.display()))?;
+    if args.json {
+        let value = serde_json::json!({
+            "pid": pid,
+            "id": report.id,
+            "name": report.name,
+            "version": report.version,
+            "signers": report.signers,
+            "module_address": format!("{:#x}", report.module_address),
+            "recovered": report.recovered,
+            "pause_us": report.pause.as_micros() as u64,
+            "functions": report.entries.iter().map(|e| serde_json::json!({
+                "name": e.function,
+                "address": format!("{:#x}", e.address),
+                "new_address": format!("{:#x}", e.new_address),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+    } else {
+        for id in &report.recovered {
+            println!("rolled back an interrupted operation of package {}", &id[..16]);
+        }
+        println!(
+            "applied {} {} (id {}) to process {pid}: {} function(s) replaced, threads paused {} us",
+            report.name,
+            report.version,
+            &report.id[..16],
+            report.entries.len(),
+            report.pause.as_micros()
+        );
+        for entry in &report.entries {
+            println!("  {} {:#x} -> {:#x}", entry.function, entry.address, entry.new_address);
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,7 @@
 //! `lpkg list --pid PID [--json]`
 
+use anyhow::Context;
+
 /// Arguments of `lpkg list`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -11,6 +13,49 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    super::not_yet_implemented("list")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let pid = super::pid(args.pid)?;
+    let records = lpkg_applier::records::read(pid).with_context(|| format!("reading the lpkg records of process {pid}"))?;
+    if args.json {
+        let value: Vec<_> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.body.id,
+                    "name": r.body.name,
+                    "version": r.body.version,
+                    "signers": r.body.signers,
+                    "applied_at": r.body.applied_at,
+                    "sequence": r.body.sequence,
+                    "state": r.state.name(),
+                    "interrupted": r.state.is_interrupted(),
+                    "target": r.body.target_path,
+                    "functions": r.body.entries.iter().map(|e| e.function.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(value));
+        return Ok(());
+    }
+    if records.is_empty() {
+        println!("no lpkg package is applied to process {pid}");
+        return Ok(());
+    }
+    println!("{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  STATE", "ID", "NAME", "VERSION", "SIGNER", "APPLIED (UTC)", "FUNCTIONS");
+    for r in &records {
+        println!(
+            "{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  {}",
+            &r.body.id[..16.min(r.body.id.len())],
+            r.body.name,
+            r.body.version,
+            r.body.signers.first().map(String::as_str).unwrap_or("-"),
+            super::utc(r.body.applied_at),
+            r.body.entries.len(),
+            r.state.name()
+        );
+        for entry in &r.body.entries {
+            println!("    {} at {:#x}", entry.function, entry.address);
+        }
+    }
+    Ok(())
 }

@@ -23,3 +23,25 @@ pub fn read_package_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 pub fn not_yet_implemented(command: &str) -> anyhow::Result<()> {
     anyhow::bail!("lpkg {command}: not yet implemented")
 }
+
+/// A PID from the command line, as the kernel crate takes it.
+pub fn pid(pid: u32) -> anyhow::Result<lpkg_kernel::Pid> {
+    lpkg_kernel::Pid::try_from(pid).map_err(|_| anyhow::anyhow!("{pid} is not a valid process id"))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC for seconds since the Unix epoch.
+pub fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rem = seconds % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+}
