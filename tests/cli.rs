@@ -88,6 +88,19 @@ fn verify_accepts_a_trusted_package_from_flag_env_or_folder() {
     let run = s.run_env(&["verify", pkg], Some(s.dir.path()));
     assert_eq!(run.code, 0, "{}", run.stderr);
 
+    // --trust wins over $LPKG_TRUST, in both directions.
+    let (_, stranger) = s.keygen("stranger");
+    let run = s.run_env(
+        &["verify", pkg, "--trust", public.to_str().unwrap()],
+        Some(&stranger),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = s.run_env(
+        &["verify", pkg, "--trust", stranger.to_str().unwrap()],
+        Some(&public),
+    );
+    assert_eq!(run.code, 3, "{}", run.stderr);
+
     let run = s.run(&[
         "verify",
         pkg,
