@@ -206,12 +206,14 @@ pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairD
                         .or_insert_with(|| Verdict::New(format!("{kind} routine")));
                     list.push(name);
                 }
-                other => return Err(refuse(
-                    sec.name.clone(),
-                    format!(
+                other => {
+                    return Err(refuse(
+                        sec.name.clone(),
+                        format!(
                         "routine marker does not point at a function of this object ({other:?})"
                     ),
-                )),
+                    ))
+                }
             }
         }
     }

@@ -358,4 +358,21 @@ macro_rules! cases {
     };
 }
 
-cases!(changed_function, new_functions);
+cases!(
+    changed_function,
+    new_functions,
+    moved_unchanged,
+    static_local,
+    several_statics,
+    string_literal,
+    jump_table,
+    cswtch,
+    inline_changed,
+    line_only,
+    line_only_allowed,
+    debug_only,
+    cold_part,
+    constprop_clone,
+    isra_clone,
+    part_clone
+);
