@@ -201,9 +201,16 @@ pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairD
                     } else {
                         "exit"
                     };
-                    functions
-                        .entry(name.clone())
-                        .or_insert_with(|| Verdict::New(format!("{kind} routine")));
+                    let routine = Verdict::New(format!("{kind} routine"));
+                    match functions.get(&name) {
+                        None => {
+                            functions.insert(name.clone(), routine);
+                        }
+                        Some(Verdict::New(r)) if r == "new function" => {
+                            functions.insert(name.clone(), routine);
+                        }
+                        Some(_) => {}
+                    }
                     list.push(name);
                 }
                 other => {
