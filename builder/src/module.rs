@@ -226,7 +226,9 @@ impl<'a> ModuleWriter<'a> {
 
     /// Writes the relocations of every copied section (copying what they need on the way).
     pub fn relocate(&mut self, units: &[Unit]) -> Result<(), Error> {
-        while let Some((u, sec)) = self.pending.pop() {
+        // First in, first out: names are handed out in file and function order.
+        while !self.pending.is_empty() {
+            let (u, sec) = self.pending.remove(0);
             let side = units[u].new;
             let section = &side.obj.sections[sec];
             let code = section.exec().then_some(&section.data[..]);

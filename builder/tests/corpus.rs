@@ -377,6 +377,7 @@ cases!(
     libc_new_import,
     line_only,
     line_only_allowed,
+    line_only_logger,
     moved_unchanged,
     multi_function_text,
     new_data,
