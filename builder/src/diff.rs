@@ -62,7 +62,8 @@ impl Side {
         let section = &self.obj.sections[sec];
         for rel in &section.relocs {
             if let Ref::Func { name: callee, .. } =
-                self.analysis.resolve(&self.obj, rel, Some(&section.data))
+                self.analysis
+                    .resolve(&self.obj, rel, Some(&section.instructions))
             {
                 if callee != name {
                     out.insert(callee);

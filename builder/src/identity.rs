@@ -24,10 +24,10 @@ pub enum Ref {
     Data { sym: usize, off: i64 },
 }
 
-/// Whether the relocation's bias (distance to the end of the instruction) applies.
-pub fn bias(code_section: bool, code: &[u8], rel: &Rel) -> i64 {
-    match (code_section, arch::reloc_class(rel.r_type)) {
-        (true, Some(RelocClass::PcRelative)) => arch::pc_relative_bias(code, rel.offset),
+/// The relocation's bias (distance to the end of the instruction) in a code section.
+pub fn bias(bounds: &[(u64, u64)], rel: &Rel) -> i64 {
+    match arch::reloc_class(rel.r_type) {
+        Some(RelocClass::PcRelative) => arch::pc_relative_bias(bounds, rel.offset),
         _ => 0,
     }
 }
@@ -128,14 +128,14 @@ impl Analysis {
         }
     }
 
-    /// What `rel` (in a section whose code is `code` when it is executable) designates.
+    /// What `rel` designates; `code` holds the instruction bounds when it is in a code section.
     /// `off` values include the bias, i.e. they are real offsets into the referenced thing.
-    pub fn resolve(&self, obj: &Obj, rel: &Rel, code: Option<&[u8]>) -> Ref {
+    pub fn resolve(&self, obj: &Obj, rel: &Rel, code: Option<&[(u64, u64)]>) -> Ref {
         let s = &obj.symbols[rel.sym];
         let Some(sec) = s.section else {
             return Ref::Undefined(s.name.clone());
         };
-        let b = code.map_or(0, |c| bias(true, c, rel));
+        let b = code.map_or(0, |c| bias(c, rel));
         let off = s.value as i64 + rel.addend + b;
         let section = &obj.sections[sec];
         if section.exec() {
@@ -233,7 +233,7 @@ impl Analysis {
     /// relocations.
     pub fn form(&self, obj: &Obj, sec: usize, start: u64, size: u64) -> (Vec<u8>, Vec<String>) {
         let section = &obj.sections[sec];
-        let code = section.exec().then_some(&section.data[..]);
+        let code = section.exec().then_some(&section.instructions[..]);
         let bytes = if section.nobits() {
             vec![0; size as usize]
         } else {

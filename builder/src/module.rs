@@ -231,7 +231,7 @@ impl<'a> ModuleWriter<'a> {
             let (u, sec) = self.pending.remove(0);
             let side = units[u].new;
             let section = &side.obj.sections[sec];
-            let code = section.exec().then_some(&section.data[..]);
+            let code = section.exec().then_some(&section.instructions[..]);
             let holder = side
                 .obj
                 .named_in(sec)

@@ -63,6 +63,10 @@ pub struct Sec {
     pub addr: u64,
     /// Member of a COMDAT group.
     pub comdat: bool,
+    /// Named function/data symbols defined here, by value.
+    pub named: Vec<usize>,
+    /// Instruction boundaries `(start, end)` of executable sections, for relocation biases.
+    pub instructions: Vec<(u64, u64)>,
 }
 
 impl Sec {
@@ -148,6 +152,8 @@ impl Obj {
                 relocs: Vec::new(),
                 addr: 0,
                 comdat: false,
+                named: Vec::new(),
+                instructions: Vec::new(),
             })
             .collect();
         let mut next_addr = 0x1000u64;
@@ -201,6 +207,8 @@ impl Obj {
                 relocs,
                 addr,
                 comdat: comdat_members.contains(&idx),
+                named: Vec::new(),
+                instructions: Vec::new(),
             };
         }
         let mut symbols = Vec::new();
@@ -244,6 +252,19 @@ impl Obj {
                 value: sym.st_value(endian),
                 size: sym.st_size(endian),
             });
+        }
+        for (i, s) in symbols.iter().enumerate() {
+            if matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls) {
+                if let Some(sec) = s.section.and_then(|x| sections.get_mut(x)) {
+                    sec.named.push(i);
+                }
+            }
+        }
+        for sec in &mut sections {
+            sec.named.sort_by_key(|&i| (symbols[i].value, i));
+            if sec.exec() {
+                sec.instructions = crate::arch::x86_64::instruction_bounds(&sec.data);
+            }
         }
         let mut obj = Obj {
             path: path.to_path_buf(),
@@ -291,34 +312,20 @@ impl Obj {
         self.debug = debug;
     }
 
-    /// The defined symbol of `kind`-like class that covers `offset` in section `sec`
-    /// (named functions, objects and TLS objects only).
+    /// The named function/data symbol of section `sec` covering `offset`.
     pub fn covering_symbol(&self, sec: usize, offset: u64) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for (i, s) in self.symbols.iter().enumerate() {
-            if s.section != Some(sec)
-                || !matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls)
-            {
-                continue;
-            }
-            let end = s.value + s.size.max(1);
-            if s.value <= offset && offset < end.max(s.value + 1) {
-                best = Some(i);
-                break;
-            }
-        }
-        best
+        self.sections.get(sec)?.named.iter().copied().find(|&i| {
+            let s = &self.symbols[i];
+            s.value <= offset && offset < s.value + s.size.max(1)
+        })
     }
 
-    /// Named data/function symbols defined in section `sec`.
+    /// Named function/data symbols defined in section `sec`.
     pub fn named_in(&self, sec: usize) -> Vec<usize> {
-        (0..self.symbols.len())
-            .filter(|&i| {
-                let s = &self.symbols[i];
-                s.section == Some(sec)
-                    && matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls)
-            })
-            .collect()
+        self.sections
+            .get(sec)
+            .map(|s| s.named.clone())
+            .unwrap_or_default()
     }
 
     /// Address (synthetic) to (section, offset).

@@ -74,22 +74,24 @@ fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
     out
 }
 
-/// For each relocation offset (sorted or not) inside `code`, the bias to add to its addend to
-/// get the offset it really designates in its target: for PC-relative fields this is the
-/// distance from the field to the end of its instruction (4 for a plain `rip`-relative
-/// displacement, more when an immediate follows).
-pub fn pc_relative_bias(code: &[u8], reloc_offset: u64) -> i64 {
-    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
-    while decoder.can_decode() {
-        let ins = decoder.decode();
-        if ins.ip() <= reloc_offset && reloc_offset < ins.next_ip() {
-            return (ins.next_ip() - reloc_offset) as i64;
-        }
-        if ins.ip() > reloc_offset {
-            break;
-        }
+/// `(start, end)` of every instruction of a code section, in order.
+pub fn instruction_bounds(code: &[u8]) -> Vec<(u64, u64)> {
+    decode_all(code, 0)
+        .iter()
+        .map(|i| (i.ip(), i.next_ip()))
+        .collect()
+}
+
+/// The bias to add to a PC-relative relocation's addend to get the offset it really designates
+/// in its target: the distance from the field to the end of its instruction (4 for a plain
+/// `rip`-relative displacement, more when an immediate follows). `bounds` comes from
+/// [`instruction_bounds`].
+pub fn pc_relative_bias(bounds: &[(u64, u64)], reloc_offset: u64) -> i64 {
+    let i = bounds.partition_point(|&(_, end)| end <= reloc_offset);
+    match bounds.get(i) {
+        Some(&(start, end)) if start <= reloc_offset => (end - reloc_offset) as i64,
+        _ => 4,
     }
-    4
 }
 
 /// Why a function's entry cannot take a 5-byte jump, if it cannot.
@@ -188,4 +190,56 @@ fn first_immediate(ins: &Instruction) -> Option<u64> {
         | OpKind::Immediate32to64 => Some(ins.immediate(i)),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_is_distance_to_instruction_end() {
+        // lea rax, [rip+0] (7 bytes, field at 3); cmp byte [rip+0], 0 (7 bytes, field at 9).
+        let code = [
+            0x48, 0x8d, 0x05, 0, 0, 0, 0, //
+            0x80, 0x3d, 0, 0, 0, 0, 0x00, //
+            0xc3,
+        ];
+        let bounds = instruction_bounds(&code);
+        assert_eq!(pc_relative_bias(&bounds, 3), 4);
+        assert_eq!(pc_relative_bias(&bounds, 9), 5);
+    }
+
+    #[test]
+    fn entry_checks() {
+        // mov rax, rdi; ret: 4 bytes.
+        let short = entry_problem(&[0x48, 0x89, 0xf8, 0xc3], 0x1000).unwrap();
+        assert!(short.contains("4 bytes long"), "{short}");
+        // xor eax,eax; nop; 1: add rax,1; cmp rax,rdi; jl 1b; ret  (loop head at offset 3)
+        let code = [
+            0x31, 0xc0, 0x90, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x39, 0xf8, 0x7c, 0xf7, 0xc3,
+        ];
+        let branch = entry_problem(&code, 0x1000).unwrap();
+        assert!(branch.contains("lands at offset 0x3"), "{branch}");
+        // push rbx; mov rbx, rdi; ... ret: fine.
+        assert_eq!(
+            entry_problem(&[0x53, 0x48, 0x89, 0xfb, 0x5b, 0xc3], 0x1000),
+            None
+        );
+    }
+
+    #[test]
+    fn immediate_only() {
+        // mov edx, 10; ret  vs  mov edx, 12; ret
+        let a = [0xba, 10, 0, 0, 0, 0xc3];
+        let b = [0xba, 12, 0, 0, 0, 0xc3];
+        assert_eq!(immediate_only_differences(&a, &b), Some(vec![(10, 12)]));
+        // mov edx, 10 vs mov ecx, 10: a register differs.
+        let c = [0xb9, 10, 0, 0, 0, 0xc3];
+        assert_eq!(immediate_only_differences(&a, &c), None);
+        // Displacement difference is not an immediate: mov eax,[rdi+8] vs [rdi+16].
+        assert_eq!(
+            immediate_only_differences(&[0x8b, 0x47, 8], &[0x8b, 0x47, 16]),
+            None
+        );
+    }
 }
