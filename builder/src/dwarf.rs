@@ -15,6 +15,8 @@ pub type Layout = (u64, Vec<(String, u64, u64)>);
 /// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
+    /// Full path (comp_dir joined with name) of the compile unit.
+    pub cu_path: Option<String>,
     /// Source function name -> `file:line` of its declaration.
     pub decl: BTreeMap<String, String>,
     /// Section index -> source function whose code lives there.
@@ -153,6 +155,9 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
+        if facts.cu_path.is_none() {
+            facts.cu_path = unit_path(&dwarf, &unit);
+        }
         if let Some(program) = unit.line_program.clone() {
             let mut rows = program.rows();
             while let Some((_, row)) = rows.next_row()? {
@@ -310,4 +315,38 @@ impl Facts {
         }
         out
     }
+}
+
+/// `comp_dir/name` of a compile unit (just `name` when it is absolute).
+fn unit_path<'a>(dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+    let name = unit.name.map(|n| n.to_string_lossy().into_owned())?;
+    if name.starts_with('/') {
+        return Some(name);
+    }
+    let _ = dwarf;
+    match unit.comp_dir {
+        Some(dir) => Some(format!("{}/{name}", dir.to_string_lossy())),
+        None => Some(name),
+    }
+}
+
+/// Compile unit paths of a linked file, in link order; empty without DWARF.
+pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let empty: &[u8] = &[];
+    let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = sections.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    }) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        if let Ok(unit) = dwarf.unit(header) {
+            if let Some(p) = unit_path(&dwarf, &unit) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

@@ -151,6 +151,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             } else {
                 old.obj.file_name.clone()
             },
+            unit_path: old.facts.cu_path.clone(),
         })
         .collect();
 
@@ -179,7 +180,14 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                 let old = units[u].old;
                 let old_sym = &old.obj.symbols[old.analysis.functions[name]];
                 let t = target
-                    .lookup(&units[u].file, name, old_sym.local)?
+                    .lookup(
+                        &target::FileId {
+                            name: units[u].file.clone(),
+                            unit_path: units[u].unit_path.clone(),
+                        },
+                        name,
+                        old_sym.local,
+                    )?
                     .ok_or_else(|| Error::NotInTarget {
                         symbol: name.clone(),
                         path: target.path.clone(),

@@ -13,7 +13,7 @@ use crate::arch::x86_64 as arch;
 use crate::diff::Side;
 use crate::error::Error;
 use crate::identity::Ref;
-use crate::target::TargetFile;
+use crate::target::{FileId, TargetFile};
 
 /// One pair as the module writer sees it.
 pub struct Unit<'a> {
@@ -21,6 +21,8 @@ pub struct Unit<'a> {
     pub new: &'a Side,
     /// STT_FILE name to look local symbols up in the target with.
     pub file: String,
+    /// Compile unit path of the old object, to tell same-named files apart.
+    pub unit_path: Option<String>,
 }
 
 /// Builds the module.
@@ -186,7 +188,11 @@ impl<'a> ModuleWriter<'a> {
         local: bool,
     ) -> Result<SymbolId, Error> {
         let file = units[u].file.clone();
-        let found = self.target.lookup(&file, name, local)?;
+        let id = FileId {
+            name: file.clone(),
+            unit_path: units[u].unit_path.clone(),
+        };
+        let found = self.target.lookup(&id, name, local)?;
         let Some(t) = found else {
             return Err(Error::NotInTarget {
                 symbol: name.to_string(),

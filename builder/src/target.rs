@@ -17,6 +17,15 @@ pub struct TargetSym {
     pub size: u64,
 }
 
+/// Which object of the target a local symbol belongs to.
+#[derive(Debug, Clone)]
+pub struct FileId {
+    /// STT_FILE name (the source base name).
+    pub name: String,
+    /// DWARF compile unit path of the old object, when it has DWARF.
+    pub unit_path: Option<String>,
+}
+
 /// The parsed target.
 #[derive(Debug)]
 pub struct TargetFile {
@@ -27,8 +36,13 @@ pub struct TargetFile {
     bytes: Vec<u8>,
     /// Global (and weak) defined symbols by name.
     globals: BTreeMap<String, TargetSym>,
-    /// Local defined symbols: (STT_FILE name, symbol name) -> every match (one per block).
-    locals: BTreeMap<(String, String), Vec<TargetSym>>,
+    /// Local defined symbols: (STT_FILE name, symbol name) -> every match, with the ordinal of
+    /// its STT_FILE block among the blocks of that file name.
+    locals: BTreeMap<(String, String), Vec<(usize, TargetSym)>>,
+    /// Number of STT_FILE blocks per file name.
+    file_blocks: BTreeMap<String, usize>,
+    /// DWARF compile unit paths, in link order.
+    unit_paths: Vec<String>,
     /// Version of undefined symbols the target imports (`printf` -> `GLIBC_2.2.5`).
     versions: BTreeMap<String, String>,
     /// (address, size, file offset) of sections with file contents.
@@ -71,7 +85,9 @@ impl TargetFile {
             });
         }
         let mut globals = BTreeMap::new();
-        let mut locals: BTreeMap<(String, String), Vec<TargetSym>> = BTreeMap::new();
+        let mut locals: BTreeMap<(String, String), Vec<(usize, TargetSym)>> = BTreeMap::new();
+        let mut file_blocks: BTreeMap<String, usize> = BTreeMap::new();
+        let mut block = 0;
         let mut versions = BTreeMap::new();
         let mut current_file = String::new();
         for sym in table.iter() {
@@ -81,6 +97,9 @@ impl TargetFile {
                 .unwrap_or_default();
             let kind = sym.st_type();
             if kind == elf::STT_FILE {
+                let n = file_blocks.entry(name.clone()).or_default();
+                block = *n;
+                *n += 1;
                 current_file = name;
                 continue;
             }
@@ -105,7 +124,7 @@ impl TargetFile {
                 locals
                     .entry((current_file.clone(), name))
                     .or_default()
-                    .push(entry);
+                    .push((block, entry));
             } else {
                 globals.entry(name).or_insert(entry);
             }
@@ -117,6 +136,15 @@ impl TargetFile {
                 (s.address() != 0).then_some((s.address(), size, offset))
             })
             .collect();
+        let mut debug = BTreeMap::new();
+        for s in file.sections() {
+            if let (Ok(name), Ok(data)) = (s.name(), s.uncompressed_data()) {
+                if name.starts_with(".debug_") {
+                    debug.insert(name.to_string(), data.into_owned());
+                }
+            }
+        }
+        let unit_paths = crate::dwarf::unit_paths(&debug);
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -129,6 +157,8 @@ impl TargetFile {
             sha256,
             globals,
             locals,
+            file_blocks,
+            unit_paths,
             versions,
             sections,
             bytes,
@@ -140,22 +170,49 @@ impl TargetFile {
         self.globals.get(name)
     }
 
-    /// A local symbol of source file `file` (its STT_FILE name). Errors when several
-    /// same-named files define it.
-    pub fn local(&self, file: &str, name: &str) -> Result<Option<&TargetSym>, Error> {
-        match self.locals.get(&(file.to_string(), name.to_string())) {
-            None => Ok(None),
-            Some(v) if v.len() == 1 => Ok(v.first()),
-            Some(_) => Err(Error::NotInTarget {
-                symbol: name.to_string(),
-                path: self.path.clone(),
-                reason: format!("several source files named {file} define a local {name}"),
-            }),
+    /// A local symbol of the object whose STT_FILE name is `file.name`. When several
+    /// same-named files define it, the object's DWARF compile unit path picks the block: the
+    /// k-th block of that name belongs to the k-th compile unit with that base name.
+    pub fn local(&self, file: &FileId, name: &str) -> Result<Option<&TargetSym>, Error> {
+        let Some(found) = self.locals.get(&(file.name.clone(), name.to_string())) else {
+            return Ok(None);
+        };
+        if found.len() == 1 {
+            return Ok(Some(&found[0].1));
         }
+        let ambiguous = || Error::NotInTarget {
+            symbol: name.to_string(),
+            path: self.path.clone(),
+            reason: format!(
+                "several source files named {} define a local {name}",
+                file.name
+            ),
+        };
+        let same_base: Vec<&String> = self
+            .unit_paths
+            .iter()
+            .filter(|p| p.rsplit('/').next() == Some(file.name.as_str()))
+            .collect();
+        if Some(&same_base.len()) != self.file_blocks.get(&file.name) {
+            return Err(ambiguous());
+        }
+        let Some(k) = file
+            .unit_path
+            .as_ref()
+            .and_then(|u| same_base.iter().position(|p| *p == u))
+        else {
+            return Err(ambiguous());
+        };
+        Ok(found.iter().find(|(b, _)| *b == k).map(|(_, s)| s))
     }
 
-    /// A symbol defined by the object compiled from `file`: local first, then global.
-    pub fn lookup(&self, file: &str, name: &str, local: bool) -> Result<Option<&TargetSym>, Error> {
+    /// A symbol defined by the object compiled from `file`: local or global.
+    pub fn lookup(
+        &self,
+        file: &FileId,
+        name: &str,
+        local: bool,
+    ) -> Result<Option<&TargetSym>, Error> {
         if local {
             self.local(file, name)
         } else {

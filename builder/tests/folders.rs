@@ -27,7 +27,8 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/folder")
 }
 
-/// Local symbols of the target by (STT_FILE, name).
+/// Local symbols of the target by (STT_FILE, name); later same-named blocks overwrite
+/// earlier ones, so `util.c` means the last one linked (y/util.c).
 fn target_locals(path: &Path) -> BTreeMap<(String, String), u64> {
     let data = std::fs::read(path).unwrap();
     let file = ElfFile64::<Endianness>::parse(&data[..]).unwrap();
@@ -58,17 +59,21 @@ fn folder_pairs_keep_same_named_locals_apart() {
         "-c",
     ];
     for side in ["old", "new"] {
-        let out = dir.path().join(side).join("sub");
-        std::fs::create_dir_all(&out).unwrap();
-        for entry in std::fs::read_dir(src().join(side)).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
-            std::fs::copy(&path, out.join(&name)).unwrap();
+        let root = dir.path().join(side);
+        for rel in ["a.c", "b.c", "c.c", "d.c", "x/util.c", "y/util.c"] {
+            let from = src().join(side).join(rel);
+            if !from.exists() {
+                continue;
+            }
+            let to = root.join("sub").join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+            let rel_src = format!("sub/{rel}");
+            let rel_obj = rel_src.replace(".c", ".o");
             let mut args = flags.to_vec();
-            let obj = name.replace(".c", ".o");
-            args.extend([name.as_str(), "-o", obj.as_str()]);
-            gcc(&args, &out);
-            std::fs::remove_file(out.join(&name)).unwrap();
+            args.extend([rel_src.as_str(), "-o", rel_obj.as_str()]);
+            gcc(&args, &root);
+            std::fs::remove_file(&to).unwrap();
         }
     }
     let harness = dir.path().join("harness.o");
@@ -91,6 +96,8 @@ fn folder_pairs_keep_same_named_locals_apart() {
             "old/sub/a.o",
             "old/sub/b.o",
             "old/sub/c.o",
+            "old/sub/x/util.o",
+            "old/sub/y/util.o",
             "-o",
             "prog",
         ],
@@ -129,8 +136,9 @@ fn folder_pairs_keep_same_named_locals_apart() {
                 Action::Replace,
                 "helper@b.c".to_string()
             ),
+            ("y_bump".to_string(), Action::Replace, "y_bump".to_string()),
         ],
-        "c.o is identical and contributes nothing"
+        "c.o is identical and x/util.o differs only in DWARF: neither contributes"
     );
     // Each helper replaces its own file's copy.
     let locals = target_locals(&opts.target);
@@ -171,6 +179,12 @@ fn folder_pairs_keep_same_named_locals_apart() {
             (
                 "count@b.c".to_string(),
                 locals[&("b.c".to_string(), "count".to_string())]
+            ),
+            // Two files are named util.c: the compile unit path picks y/util.c's block
+            // (the last one linked, which target_locals keeps).
+            (
+                "count@util.c".to_string(),
+                locals[&("util.c".to_string(), "count".to_string())]
             ),
         ]
     );
