@@ -1,1 +1,272 @@
-//! placeholder
+//! lpkg-builder: compare old and new ELF objects (compiled with `-ffunction-sections
+//! -fdata-sections`) and produce a live-patch module, its symbol map and a manifest.
+//!
+//! The output contract is described in `spec/builder.md`.
+#![deny(missing_docs)]
+
+mod arch;
+mod diff;
+mod dwarf;
+mod error;
+mod identity;
+mod module;
+mod objfile;
+mod target;
+
+use std::path::{Path, PathBuf};
+
+use lpkg_format::{
+    Action, Data, Function, Manifest, PackageInfo, Routine, RoutineKind, SymbolMap, Target,
+    FORMAT_VERSION, MODULE_PAYLOAD, SYMBOLS_PAYLOAD,
+};
+use sha2::{Digest, Sha256};
+
+pub use error::Error;
+
+use diff::{Side, Verdict};
+use module::{ModuleWriter, Unit};
+use objfile::Obj;
+use target::{hex, TargetFile};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The exact executable or shared library that runs in production (build-id source).
+    pub target: PathBuf,
+    /// A `.o` file, or a folder of `.o` files paired with `new` by relative path.
+    pub old: PathBuf,
+    /// The new `.o` file or folder.
+    pub new: PathBuf,
+    /// Package name.
+    pub name: String,
+    /// Package version.
+    pub version: String,
+    /// Free text for auditors.
+    pub description: String,
+    /// Include functions whose only change is shifted `__LINE__` immediates.
+    pub allow_line_changes: bool,
+}
+
+/// The result of a build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The manifest; `payloads` is left empty (the package writer fills it).
+    pub manifest: Manifest,
+    /// `("module.o", ELF bytes)` and `("symbols.toml", SymbolMap TOML)`.
+    pub payloads: Vec<(String, Vec<u8>)>,
+    /// Things the engineer should read (e.g. line-only changes not patched).
+    pub notes: Vec<String>,
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn collect_objects(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.is_dir() {
+            collect_objects(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "o") {
+            let rel = path.strip_prefix(root).unwrap_or(&path);
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Old/new object pairs (old `None` when the file is new), identical pairs skipped.
+fn pairs(
+    opts: &BuildOptions,
+    notes: &mut Vec<String>,
+) -> Result<Vec<(Option<PathBuf>, PathBuf)>, Error> {
+    if !opts.old.is_dir() && !opts.new.is_dir() {
+        return Ok(vec![(Some(opts.old.clone()), opts.new.clone())]);
+    }
+    if !(opts.old.is_dir() && opts.new.is_dir()) {
+        return Err(Error::BadInput {
+            path: opts.new.clone(),
+            reason: "old and new must both be .o files or both be folders".into(),
+        });
+    }
+    let (mut olds, mut news) = (Vec::new(), Vec::new());
+    collect_objects(&opts.old, &opts.old, &mut olds)?;
+    collect_objects(&opts.new, &opts.new, &mut news)?;
+    olds.sort();
+    news.sort();
+    for gone in olds.iter().filter(|o| !news.contains(o)) {
+        notes.push(format!(
+            "{gone}: only in the old build; its code stays as it is"
+        ));
+    }
+    let mut out = Vec::new();
+    for rel in news {
+        let new = opts.new.join(&rel);
+        if olds.contains(&rel) {
+            let old = opts.old.join(&rel);
+            if read_bytes(&old)? == read_bytes(&new)? {
+                continue;
+            }
+            out.push((Some(old), new));
+        } else {
+            out.push((None, new));
+        }
+    }
+    Ok(out)
+}
+
+/// Builds a patch from old and new objects for `opts.target`.
+pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
+    let target = TargetFile::read(&opts.target)?;
+    let mut notes = Vec::new();
+    let mut sides = Vec::new();
+    for (old, new) in pairs(opts, &mut notes)? {
+        let new = Obj::read(&new)?;
+        let old = match old {
+            Some(p) => Obj::read(&p)?,
+            None => Obj::empty(&new),
+        };
+        sides.push((Side::new(old), Side::new(new)));
+    }
+    let mut diffs = Vec::new();
+    for (old, new) in &sides {
+        let d = diff::compare(old, new, opts.allow_line_changes)?;
+        notes.extend(d.notes.iter().cloned());
+        diffs.push(d);
+    }
+    let units: Vec<Unit> = sides
+        .iter()
+        .map(|(old, new)| Unit {
+            old,
+            new,
+            file: if old.obj.file_name.is_empty() {
+                new.obj.file_name.clone()
+            } else {
+                old.obj.file_name.clone()
+            },
+            unit_path: old.facts.cu_path.clone(),
+        })
+        .collect();
+
+    let mut writer = ModuleWriter::new(&target);
+    let mut functions = Vec::new();
+    let mut data = Vec::new();
+    let mut routines = Vec::new();
+    // Functions first, so that their names win over undefined references.
+    for (u, d) in diffs.iter().enumerate() {
+        for (name, verdict) in &d.functions {
+            let module_symbol = writer.add_function(&units, u, name);
+            let side = units[u].new;
+            let sym = &side.obj.symbols[side.analysis.functions[name]];
+            let mut f = Function {
+                name: name.clone(),
+                action: Action::New,
+                source: side.source(name),
+                reason: verdict.reason().to_string(),
+                module_symbol: module_symbol.clone(),
+                old_offset: None,
+                old_size: None,
+                old_sha256: None,
+                new_size: sym.size,
+            };
+            if let Verdict::Replace(_) = verdict {
+                let old = units[u].old;
+                let old_sym = &old.obj.symbols[old.analysis.functions[name]];
+                let t = target
+                    .lookup(
+                        &target::FileId {
+                            name: units[u].file.clone(),
+                            unit_path: units[u].unit_path.clone(),
+                        },
+                        name,
+                        old_sym.local,
+                    )?
+                    .ok_or_else(|| Error::NotInTarget {
+                        symbol: name.clone(),
+                        path: target.path.clone(),
+                        reason: "the function to replace is not in the target's .symtab (was the target built from the old objects?)".into(),
+                    })?;
+                let bytes = target
+                    .bytes_at(t.value, t.size)
+                    .ok_or_else(|| Error::NotInTarget {
+                        symbol: name.clone(),
+                        path: target.path.clone(),
+                        reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
+                    })?;
+                if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value) {
+                    return Err(error::refuse(
+                        name.clone(),
+                        format!("cannot patch entry: {problem}"),
+                    ));
+                }
+                f.action = Action::Replace;
+                f.old_offset = Some(t.value);
+                f.old_size = Some(t.size);
+                f.old_sha256 = Some(hex(&Sha256::digest(bytes)));
+            }
+            for (list, kind) in [(&d.inits, RoutineKind::Init), (&d.exits, RoutineKind::Exit)] {
+                if list.contains(name) {
+                    routines.push(Routine {
+                        kind,
+                        module_symbol: module_symbol.clone(),
+                    });
+                }
+            }
+            functions.push(f);
+        }
+    }
+    for (u, d) in diffs.iter().enumerate() {
+        for &sym in &d.new_data {
+            let (name, section, size) = writer.add_data(&units, u, sym);
+            data.push(Data {
+                name,
+                section,
+                size,
+            });
+        }
+    }
+    writer.relocate(&units)?;
+    let mut bindings = std::mem::take(&mut writer.bindings);
+    bindings.sort_by(|a, b| a.name().cmp(b.name()));
+    let module = writer.finish()?;
+    let symbols = toml::to_string(&SymbolMap { symbols: bindings })
+        .map_err(|e| Error::Write(e.to_string()))?;
+    if functions.is_empty() {
+        notes.push("no function changed: the package would change nothing".into());
+    }
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        package: PackageInfo {
+            name: opts.name.clone(),
+            version: opts.version.clone(),
+            description: opts.description.clone(),
+            builder_version: format!("lpkg-builder {}", env!("CARGO_PKG_VERSION")),
+        },
+        target: Target {
+            file_name: target.file_name.clone(),
+            build_id: target.build_id.clone(),
+            sha256: target.sha256.clone(),
+            machine: "x86_64".into(),
+        },
+        requires: Vec::new(),
+        functions,
+        data,
+        routines,
+        payloads: Vec::new(),
+    };
+    Ok(Built {
+        manifest,
+        payloads: vec![
+            (MODULE_PAYLOAD.to_string(), module),
+            (SYMBOLS_PAYLOAD.to_string(), symbols.into_bytes()),
+        ],
+        notes,
+    })
+}

@@ -1,0 +1,3 @@
+//! Architecture-specific knowledge; x86_64 is the only architecture so far.
+
+pub mod x86_64;

@@ -1,0 +1,245 @@
+//! x86_64: relocation types, instruction decoding for relocation biases, entry checks and
+//! line-number-only difference detection.
+
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+use object::elf;
+
+/// Bytes overwritten at a replaced function's entry (`jmp rel32`).
+pub const JUMP_SIZE: u64 = 5;
+
+/// How the applier treats a relocation type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelocClass {
+    /// Absolute (`S + A`): the addend is the offset into the target.
+    Absolute,
+    /// PC-relative (`S + A - P`) or GOT-relative: the addend is biased by the distance from the
+    /// relocated field to the end of the instruction.
+    PcRelative,
+}
+
+/// Class of a supported relocation type, or `None` when the applier cannot handle it.
+pub fn reloc_class(r_type: u32) -> Option<RelocClass> {
+    match r_type {
+        elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S | elf::R_X86_64_TPOFF32 => {
+            Some(RelocClass::Absolute)
+        }
+        elf::R_X86_64_PC32
+        | elf::R_X86_64_PLT32
+        | elf::R_X86_64_GOTPCREL
+        | elf::R_X86_64_GOTPCRELX
+        | elf::R_X86_64_REX_GOTPCRELX
+        | elf::R_X86_64_GOTTPOFF => Some(RelocClass::PcRelative),
+        _ => None,
+    }
+}
+
+/// A readable name for a relocation type.
+pub fn reloc_name(r_type: u32) -> String {
+    let name = match r_type {
+        elf::R_X86_64_64 => "R_X86_64_64",
+        elf::R_X86_64_PC32 => "R_X86_64_PC32",
+        elf::R_X86_64_GOT32 => "R_X86_64_GOT32",
+        elf::R_X86_64_PLT32 => "R_X86_64_PLT32",
+        elf::R_X86_64_GOTPCREL => "R_X86_64_GOTPCREL",
+        elf::R_X86_64_32 => "R_X86_64_32",
+        elf::R_X86_64_32S => "R_X86_64_32S",
+        elf::R_X86_64_16 => "R_X86_64_16",
+        elf::R_X86_64_PC16 => "R_X86_64_PC16",
+        elf::R_X86_64_8 => "R_X86_64_8",
+        elf::R_X86_64_PC8 => "R_X86_64_PC8",
+        elf::R_X86_64_DTPMOD64 => "R_X86_64_DTPMOD64",
+        elf::R_X86_64_DTPOFF64 => "R_X86_64_DTPOFF64",
+        elf::R_X86_64_TPOFF64 => "R_X86_64_TPOFF64",
+        elf::R_X86_64_TLSGD => "R_X86_64_TLSGD",
+        elf::R_X86_64_TLSLD => "R_X86_64_TLSLD",
+        elf::R_X86_64_DTPOFF32 => "R_X86_64_DTPOFF32",
+        elf::R_X86_64_GOTTPOFF => "R_X86_64_GOTTPOFF",
+        elf::R_X86_64_TPOFF32 => "R_X86_64_TPOFF32",
+        elf::R_X86_64_PC64 => "R_X86_64_PC64",
+        elf::R_X86_64_GOTOFF64 => "R_X86_64_GOTOFF64",
+        elf::R_X86_64_GOTPC32 => "R_X86_64_GOTPC32",
+        elf::R_X86_64_GOTPCRELX => "R_X86_64_GOTPCRELX",
+        elf::R_X86_64_REX_GOTPCRELX => "R_X86_64_REX_GOTPCRELX",
+        _ => return format!("#{r_type}"),
+    };
+    name.to_string()
+}
+
+fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        out.push(decoder.decode());
+    }
+    out
+}
+
+/// `(start, end)` of every instruction of a code section, in order.
+pub fn instruction_bounds(code: &[u8]) -> Vec<(u64, u64)> {
+    decode_all(code, 0)
+        .iter()
+        .map(|i| (i.ip(), i.next_ip()))
+        .collect()
+}
+
+/// The bias to add to a PC-relative relocation's addend to get the offset it really designates
+/// in its target: the distance from the field to the end of its instruction (4 for a plain
+/// `rip`-relative displacement, more when an immediate follows). `bounds` comes from
+/// [`instruction_bounds`].
+pub fn pc_relative_bias(bounds: &[(u64, u64)], reloc_offset: u64) -> i64 {
+    let i = bounds.partition_point(|&(_, end)| end <= reloc_offset);
+    match bounds.get(i) {
+        Some(&(start, end)) if start <= reloc_offset => (end - reloc_offset) as i64,
+        _ => 4,
+    }
+}
+
+/// Why a function's entry cannot take a 5-byte jump, if it cannot.
+pub fn entry_problem(code: &[u8], start: u64) -> Option<String> {
+    if (code.len() as u64) < JUMP_SIZE {
+        return Some(format!(
+            "function is {} bytes long, shorter than the {JUMP_SIZE}-byte jump",
+            code.len()
+        ));
+    }
+    let instructions = decode_all(code, start);
+    for ins in &instructions {
+        if ins.ip() >= start + JUMP_SIZE {
+            break;
+        }
+        if ins.is_invalid() {
+            return Some(format!(
+                "the first {JUMP_SIZE} bytes do not decode as whole instructions"
+            ));
+        }
+    }
+    for ins in &instructions {
+        let branches = matches!(
+            ins.flow_control(),
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch | FlowControl::Call
+        );
+        if branches {
+            let to = ins.near_branch_target();
+            if to > start && to < start + JUMP_SIZE {
+                return Some(format!(
+                    "a branch at offset {:#x} lands at offset {:#x}, inside the first {JUMP_SIZE} bytes",
+                    ins.ip() - start,
+                    to - start
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// When `old` and `new` differ only in immediate operands, the `(old, new)` immediate pairs.
+/// `None` when they differ in anything else (length, opcode, registers, displacements).
+pub fn immediate_only_differences(old: &[u8], new: &[u8]) -> Option<Vec<(u64, u64)>> {
+    if old.len() != new.len() {
+        return None;
+    }
+    let mut d_old = Decoder::with_ip(64, old, 0, DecoderOptions::NONE);
+    let mut d_new = Decoder::with_ip(64, new, 0, DecoderOptions::NONE);
+    let mut pairs = Vec::new();
+    while d_old.can_decode() {
+        if !d_new.can_decode() {
+            return None;
+        }
+        let a = d_old.decode();
+        let b = d_new.decode();
+        if a.ip() != b.ip() || a.len() != b.len() || a.code() != b.code() {
+            return None;
+        }
+        let (start, end) = (a.ip() as usize, a.next_ip() as usize);
+        if old[start..end] == new[start..end] {
+            continue;
+        }
+        let offsets_a = d_old.get_constant_offsets(&a);
+        let offsets_b = d_new.get_constant_offsets(&b);
+        if !offsets_a.has_immediate()
+            || offsets_a.immediate_offset() != offsets_b.immediate_offset()
+            || offsets_a.immediate_size() != offsets_b.immediate_size()
+        {
+            return None;
+        }
+        let imm_start = start + offsets_a.immediate_offset();
+        let imm_end = imm_start + offsets_a.immediate_size();
+        if old[start..imm_start] != new[start..imm_start] || old[imm_end..end] != new[imm_end..end]
+        {
+            return None;
+        }
+        pairs.push((first_immediate(&a)?, first_immediate(&b)?));
+    }
+    if d_new.can_decode() {
+        return None;
+    }
+    Some(pairs)
+}
+
+fn first_immediate(ins: &Instruction) -> Option<u64> {
+    use iced_x86::OpKind;
+    (0..ins.op_count()).find_map(|i| match ins.op_kind(i) {
+        OpKind::Immediate8
+        | OpKind::Immediate8_2nd
+        | OpKind::Immediate16
+        | OpKind::Immediate32
+        | OpKind::Immediate64
+        | OpKind::Immediate8to16
+        | OpKind::Immediate8to32
+        | OpKind::Immediate8to64
+        | OpKind::Immediate32to64 => Some(ins.immediate(i)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bias_is_distance_to_instruction_end() {
+        // lea rax, [rip+0] (7 bytes, field at 3); cmp byte [rip+0], 0 (7 bytes, field at 9).
+        let code = [
+            0x48, 0x8d, 0x05, 0, 0, 0, 0, //
+            0x80, 0x3d, 0, 0, 0, 0, 0x00, //
+            0xc3,
+        ];
+        let bounds = instruction_bounds(&code);
+        assert_eq!(pc_relative_bias(&bounds, 3), 4);
+        assert_eq!(pc_relative_bias(&bounds, 9), 5);
+    }
+
+    #[test]
+    fn entry_checks() {
+        // mov rax, rdi; ret: 4 bytes.
+        let short = entry_problem(&[0x48, 0x89, 0xf8, 0xc3], 0x1000).unwrap();
+        assert!(short.contains("4 bytes long"), "{short}");
+        // xor eax,eax; nop; 1: add rax,1; cmp rax,rdi; jl 1b; ret  (loop head at offset 3)
+        let code = [
+            0x31, 0xc0, 0x90, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x39, 0xf8, 0x7c, 0xf7, 0xc3,
+        ];
+        let branch = entry_problem(&code, 0x1000).unwrap();
+        assert!(branch.contains("lands at offset 0x3"), "{branch}");
+        // push rbx; mov rbx, rdi; ... ret: fine.
+        assert_eq!(
+            entry_problem(&[0x53, 0x48, 0x89, 0xfb, 0x5b, 0xc3], 0x1000),
+            None
+        );
+    }
+
+    #[test]
+    fn immediate_only() {
+        // mov edx, 10; ret  vs  mov edx, 12; ret
+        let a = [0xba, 10, 0, 0, 0, 0xc3];
+        let b = [0xba, 12, 0, 0, 0, 0xc3];
+        assert_eq!(immediate_only_differences(&a, &b), Some(vec![(10, 12)]));
+        // mov edx, 10 vs mov ecx, 10: a register differs.
+        let c = [0xb9, 10, 0, 0, 0, 0xc3];
+        assert_eq!(immediate_only_differences(&a, &c), None);
+        // Displacement difference is not an immediate: mov eax,[rdi+8] vs [rdi+16].
+        assert_eq!(
+            immediate_only_differences(&[0x8b, 0x47, 8], &[0x8b, 0x47, 16]),
+            None
+        );
+    }
+}

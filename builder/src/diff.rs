@@ -1,0 +1,468 @@
+//! Comparing one old/new object pair: which functions changed, which are new, which data is
+//! new, and which changes cannot be live-patched.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::arch::x86_64 as arch;
+use crate::dwarf::{self, Facts};
+use crate::error::{refuse, Error};
+use crate::identity::{ignored_section, Analysis, Ref};
+use crate::objfile::{Obj, SymKind};
+
+/// One side of a pair, parsed and analysed.
+#[derive(Debug)]
+pub struct Side {
+    pub obj: Obj,
+    pub facts: Facts,
+    pub analysis: Analysis,
+}
+
+impl Side {
+    pub fn new(obj: Obj) -> Side {
+        let facts = dwarf::read(&obj);
+        let analysis = Analysis::new(&obj, &facts);
+        Side {
+            obj,
+            facts,
+            analysis,
+        }
+    }
+
+    fn function_form(&self, name: &str) -> Option<(Vec<u8>, Vec<String>)> {
+        let &i = self.analysis.functions.get(name)?;
+        let s = &self.obj.symbols[i];
+        Some(self.analysis.form(&self.obj, s.section?, s.value, s.size))
+    }
+
+    fn function_section(&self, name: &str) -> Option<usize> {
+        self.analysis
+            .functions
+            .get(name)
+            .and_then(|&i| self.obj.symbols[i].section)
+    }
+
+    /// Source function a symbol's code belongs to (clones and cold parts map to their origin).
+    pub fn source_function(&self, name: &str) -> String {
+        self.function_section(name)
+            .and_then(|sec| self.facts.section_function.get(&sec).cloned())
+            .unwrap_or_else(|| clone_base(name).to_string())
+    }
+
+    /// `file.c:LINE` of a function, from DWARF.
+    pub fn source(&self, name: &str) -> Option<String> {
+        self.facts.decl.get(&self.source_function(name)).cloned()
+    }
+
+    /// Function symbols referenced by the relocations of function `name`.
+    fn callees(&self, name: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(sec) = self.function_section(name) else {
+            return out;
+        };
+        let section = &self.obj.sections[sec];
+        for rel in &section.relocs {
+            if let Ref::Func { name: callee, .. } =
+                self.analysis
+                    .resolve(&self.obj, rel, Some(&section.instructions))
+            {
+                if callee != name {
+                    out.insert(callee);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `foo.isra.0.cold` -> `foo`.
+pub fn clone_base(name: &str) -> &str {
+    [".part.", ".isra.", ".constprop.", ".cold", ".lto_priv."]
+        .iter()
+        .filter_map(|m| name.find(m))
+        .min()
+        .map_or(name, |i| &name[..i])
+}
+
+/// A cold part (`foo.cold`) is entered only by jumps from its parent, at several offsets:
+/// it is never replaced in place, always carried with its parent.
+pub fn is_cold(name: &str) -> bool {
+    name.ends_with(".cold") || name.contains(".cold.")
+}
+
+fn is_clone(name: &str) -> bool {
+    clone_base(name) != name && !is_cold(name)
+}
+
+/// How a function of the new object is treated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Exists in the target; patched with a jump.
+    Replace(String),
+    /// Only in the module.
+    New(String),
+}
+
+impl Verdict {
+    pub fn reason(&self) -> &str {
+        match self {
+            Verdict::Replace(r) | Verdict::New(r) => r,
+        }
+    }
+}
+
+/// The outcome of comparing one pair.
+#[derive(Debug)]
+pub struct PairDiff {
+    /// Included functions of the new object by name.
+    pub functions: BTreeMap<String, Verdict>,
+    /// New data symbols (indices in the new object) carried in the module.
+    pub new_data: Vec<usize>,
+    /// Init and exit routines (function names in the new object).
+    pub inits: Vec<String>,
+    pub exits: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// Compares one pair. `old` is an empty object when the file is new.
+pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairDiff, Error> {
+    let mut notes = Vec::new();
+    let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
+    let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
+    for name in new.analysis.functions.keys() {
+        let Some(old_form) = old.function_form(name) else {
+            functions.insert(name.clone(), Verdict::New("new function".into()));
+            continue;
+        };
+        let new_form = new.function_form(name).unwrap_or_default();
+        if old_form == new_form {
+            continue;
+        }
+        if old_form.1 == new_form.1 {
+            if let Some(pairs) = arch::immediate_only_differences(&old_form.0, &new_form.0) {
+                if !pairs.is_empty() && line_shift_only(old, new, name, &pairs) {
+                    let shown: Vec<String> =
+                        pairs.iter().map(|(a, b)| format!("{a}->{b}")).collect();
+                    let source = new.source(name).unwrap_or_default();
+                    if allow_line_changes {
+                        notes.push(format!(
+                            "{name} ({source}): only line numbers changed ({}); included because line changes are allowed",
+                            shown.join(", ")
+                        ));
+                        functions.insert(
+                            name.clone(),
+                            Verdict::Replace("line numbers changed".into()),
+                        );
+                    } else {
+                        notes.push(format!(
+                            "{name} ({source}): only line numbers changed ({}); not patched (allow line changes to include it)",
+                            shown.join(", ")
+                        ));
+                    }
+                    continue;
+                }
+            }
+            changed_bytes.insert(name.clone());
+            functions.insert(name.clone(), Verdict::Replace("changed bytes".into()));
+        } else if old_form.0 != new_form.0 {
+            changed_bytes.insert(name.clone());
+            functions.insert(name.clone(), Verdict::Replace("changed bytes".into()));
+        } else {
+            let what = new_form
+                .1
+                .iter()
+                .find(|r| !old_form.1.contains(r))
+                .or_else(|| old_form.1.iter().find(|r| !new_form.1.contains(r)))
+                .cloned()
+                .unwrap_or_default();
+            functions.insert(
+                name.clone(),
+                Verdict::Replace(format!("changed relocation: {what}")),
+            );
+        }
+    }
+
+    explain_inlining(old, new, &mut functions, &changed_bytes);
+    propagate_clones(new, &mut functions);
+
+    // Init and exit routines.
+    let mut inits = Vec::new();
+    let mut exits = Vec::new();
+    for (sec_idx, sec) in new.obj.sections.iter().enumerate() {
+        let list = match sec.name.as_str() {
+            ".lpkg.init" => &mut inits,
+            ".lpkg.exit" => &mut exits,
+            _ => continue,
+        };
+        let _ = sec_idx;
+        for rel in &sec.relocs {
+            match new.analysis.resolve(&new.obj, rel, None) {
+                Ref::Func { name, .. } => {
+                    let kind = if sec.name == ".lpkg.init" {
+                        "init"
+                    } else {
+                        "exit"
+                    };
+                    let routine = Verdict::New(format!("{kind} routine"));
+                    match functions.get(&name) {
+                        None => {
+                            functions.insert(name.clone(), routine);
+                        }
+                        Some(Verdict::New(r)) if r == "new function" => {
+                            functions.insert(name.clone(), routine);
+                        }
+                        Some(_) => {}
+                    }
+                    list.push(name);
+                }
+                other => {
+                    return Err(refuse(
+                        sec.name.clone(),
+                        format!(
+                        "routine marker does not point at a function of this object ({other:?})"
+                    ),
+                    ))
+                }
+            }
+        }
+    }
+
+    // Cold parts are carried, never replaced in place.
+    for (name, verdict) in functions.iter_mut() {
+        if is_cold(name) {
+            if let Verdict::Replace(_) = verdict {
+                *verdict = Verdict::New(format!("cold part of {}", clone_base(name)));
+            }
+        }
+    }
+
+    let new_data = check_data(old, new)?;
+    if !functions.is_empty() {
+        check_structure(old, new, &functions)?;
+    }
+    Ok(PairDiff {
+        functions,
+        new_data,
+        inits,
+        exits,
+        notes,
+    })
+}
+
+/// Differing immediates are all line numbers of the function, shifted consistently: the k-th
+/// line with code in the old function maps to the k-th in the new one.
+fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> bool {
+    let lines = |side: &Side| -> Vec<u64> {
+        side.function_section(name)
+            .and_then(|s| side.facts.lines.get(&s))
+            .map(|l| l.iter().copied().collect())
+            .unwrap_or_default()
+    };
+    let (old_lines, new_lines) = (lines(old), lines(new));
+    if old_lines.len() != new_lines.len() || old_lines.is_empty() {
+        return false;
+    }
+    pairs.iter().all(|&(o, n)| {
+        o != n
+            && matches!(
+                (old_lines.binary_search(&o), new_lines.binary_search(&n)),
+                (Ok(a), Ok(b)) if a == b
+            )
+    })
+}
+
+/// Names the inlined callee behind a caller's change, when DWARF tells. A callee counts as
+/// changed when its own out-of-line copy changed, or when it is inlined into several functions
+/// and all of them changed (its body is then the likely common cause). This is a heuristic: the
+/// builder never sees source text.
+fn explain_inlining(
+    old: &Side,
+    new: &Side,
+    functions: &mut BTreeMap<String, Verdict>,
+    changed_bytes: &BTreeSet<String>,
+) {
+    let _ = old;
+    let mut inliners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, &i) in &new.analysis.functions {
+        if let Some(sec) = new.obj.symbols[i].section {
+            for callee in new.facts.inlined.get(&sec).into_iter().flatten() {
+                inliners
+                    .entry(callee.clone())
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+    let suspects: BTreeSet<String> = inliners
+        .iter()
+        .filter(|(callee, users)| {
+            changed_bytes.contains(*callee)
+                || (users.len() > 1 && users.iter().all(|u| changed_bytes.contains(u)))
+        })
+        .map(|(c, _)| c.clone())
+        .collect();
+    for name in changed_bytes {
+        let Some(sec) = new.function_section(name) else {
+            continue;
+        };
+        let callee = new
+            .facts
+            .inlined
+            .get(&sec)
+            .into_iter()
+            .flatten()
+            .find(|c| suspects.contains(*c) && *c != name);
+        if let (Some(callee), Some(Verdict::Replace(reason))) = (callee, functions.get_mut(name)) {
+            *reason = format!("inlined callee changed: {callee}");
+        }
+    }
+}
+
+/// A changed clone or cold part marks every function that uses it (its parent): the parent
+/// may call it with a different convention, or jump into it at different offsets. A cold part
+/// always travels with an included parent.
+fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
+    loop {
+        let mut added = Vec::new();
+        for name in new.analysis.functions.keys() {
+            let callees = new.callees(name);
+            if functions.contains_key(name) {
+                for c in callees.iter().filter(|c| is_cold(c)) {
+                    if !functions.contains_key(c) && new.analysis.functions.contains_key(c) {
+                        added.push((c.clone(), Verdict::New(format!("cold part of {name}"))));
+                    }
+                }
+                continue;
+            }
+            if let Some(c) = callees
+                .iter()
+                .find(|c| (is_clone(c) || is_cold(c)) && functions.contains_key(*c))
+            {
+                added.push((
+                    name.clone(),
+                    Verdict::Replace(format!("changed clone: {c}")),
+                ));
+            }
+        }
+        if added.is_empty() {
+            break;
+        }
+        for (n, v) in added {
+            functions.entry(n).or_insert(v);
+        }
+    }
+    // A changed clone whose origin also changed says so.
+    let snapshot = functions.clone();
+    for (name, verdict) in functions.iter_mut() {
+        if is_clone(name) && snapshot.contains_key(clone_base(name)) {
+            if let Verdict::Replace(reason) = verdict {
+                if reason == "changed bytes" {
+                    *reason = format!("clone of changed {}", clone_base(name));
+                }
+            }
+        }
+    }
+}
+
+/// Existing data must keep its size and initial value; new TLS cannot be added.
+/// Returns the new data symbols to carry.
+fn check_data(old: &Side, new: &Side) -> Result<Vec<usize>, Error> {
+    let old_by_key: BTreeMap<&String, usize> = old
+        .analysis
+        .data_keys
+        .iter()
+        .map(|(s, k)| (k, *s))
+        .collect();
+    let mut new_data = Vec::new();
+    for (&sym, key) in &new.analysis.data_keys {
+        let s = &new.obj.symbols[sym];
+        let Some(&o) = old_by_key.get(key) else {
+            if s.kind == SymKind::Tls || new.obj.sections[s.section.unwrap_or(0)].tls() {
+                return Err(refuse(
+                    s.name.clone(),
+                    "new thread-local variable; TLS cannot be added to a running process",
+                ));
+            }
+            new_data.push(sym);
+            continue;
+        };
+        let os = &old.obj.symbols[o];
+        if os.size != s.size {
+            return Err(refuse(
+                s.name.clone(),
+                format!(
+                    "size of existing data changed ({} -> {} bytes); migrate state with an init routine instead",
+                    os.size, s.size
+                ),
+            ));
+        }
+        let old_form = old
+            .analysis
+            .form(&old.obj, os.section.unwrap_or(0), os.value, os.size);
+        let new_form = new
+            .analysis
+            .form(&new.obj, s.section.unwrap_or(0), s.value, s.size);
+        if old_form != new_form {
+            return Err(refuse(
+                s.name.clone(),
+                "initial value of existing data changed; the running process keeps the old value (use an init routine to migrate it)",
+            ));
+        }
+    }
+    Ok(new_data)
+}
+
+/// Refuses changes the module cannot carry: COMDAT members, changed struct layouts used by an
+/// included function, and objects without -ffunction-sections.
+fn check_structure(
+    old: &Side,
+    new: &Side,
+    functions: &BTreeMap<String, Verdict>,
+) -> Result<(), Error> {
+    for side in [old, new] {
+        let in_text: Vec<&str> = side
+            .obj
+            .symbols
+            .iter()
+            .filter(|s| {
+                s.kind == SymKind::Func
+                    && s.section
+                        .is_some_and(|sec| side.obj.sections[sec].name == ".text")
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if in_text.len() > 1 {
+            return Err(Error::MultiFunctionText {
+                path: side.obj.path.clone(),
+                functions: in_text.join(", "),
+            });
+        }
+    }
+    for (name, verdict) in functions {
+        if let Some(sec) = new.function_section(name) {
+            if new.obj.sections[sec].comdat {
+                return Err(refuse(
+                    name.clone(),
+                    "function is in a COMDAT group (C++ inline or template); changed COMDAT groups are not supported",
+                ));
+            }
+        }
+        if matches!(verdict, Verdict::New(_)) && !old.analysis.functions.contains_key(name) {
+            // A new function still sees the target's data, so layouts matter for it too.
+        }
+        let source_fn = new.source_function(name);
+        for ty in new.facts.types_used_by(&source_fn) {
+            if let (Some(a), Some(b)) = (old.facts.layouts.get(&ty), new.facts.layouts.get(&ty)) {
+                if a != b {
+                    return Err(refuse(
+                        format!("struct {ty}"),
+                        format!(
+                            "layout changed (member offsets or sizes) and it is used by changed function {name}; keep the layout, or migrate state with an init routine into new data"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let _ = ignored_section;
+    Ok(())
+}

@@ -1,0 +1,352 @@
+//! What the builder needs from an object's DWARF: source positions, which section belongs to
+//! which source function, inlined callees, static variables, line numbers and struct layouts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
+
+use crate::objfile::Obj;
+
+type R<'a> = EndianSlice<'a, LittleEndian>;
+
+/// One struct or union layout: byte size and `(member, offset, size)`.
+pub type Layout = (u64, Vec<(String, u64, u64)>);
+
+/// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
+#[derive(Debug, Default, Clone)]
+pub struct Facts {
+    /// Full path (comp_dir joined with name) of the compile unit.
+    pub cu_path: Option<String>,
+    /// Source function name -> `file:line` of its declaration.
+    pub decl: BTreeMap<String, String>,
+    /// Section index -> source function whose code lives there.
+    pub section_function: BTreeMap<usize, String>,
+    /// Section index -> names of functions inlined into that code.
+    pub inlined: BTreeMap<usize, BTreeSet<String>>,
+    /// `(section, offset)` of a static variable -> `function::variable` (`::variable` at file
+    /// scope).
+    pub statics: BTreeMap<(usize, u64), String>,
+    /// Section index -> line numbers with code in that section.
+    pub lines: BTreeMap<usize, BTreeSet<u64>>,
+    /// Struct/union name -> layout.
+    pub layouts: BTreeMap<String, Layout>,
+    /// Source function name -> struct/union names its code uses (parameters, locals, inlined
+    /// code, through pointers and typedefs).
+    pub uses_types: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
+pub fn read(obj: &Obj) -> Facts {
+    let mut facts = Facts::default();
+    let _ = read_into(obj, &mut facts);
+    facts
+}
+
+fn die_name<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    offset: UnitOffset,
+    depth: u32,
+) -> Option<String> {
+    if depth > 4 {
+        return None;
+    }
+    let entry = unit.entry(offset).ok()?;
+    if let Ok(Some(v)) = entry.attr_value(gimli::DW_AT_name) {
+        if let Ok(s) = dwarf.attr_string(unit, v) {
+            return Some(s.to_string_lossy().into_owned());
+        }
+    }
+    for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
+        if let Ok(Some(AttributeValue::UnitRef(o))) = entry.attr_value(at) {
+            return die_name(dwarf, unit, o, depth + 1);
+        }
+    }
+    None
+}
+
+fn decl_of<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    offset: UnitOffset,
+    depth: u32,
+) -> Option<String> {
+    if depth > 4 {
+        return None;
+    }
+    let entry = unit.entry(offset).ok()?;
+    let line = entry
+        .attr_value(gimli::DW_AT_decl_line)
+        .ok()
+        .flatten()
+        .and_then(|v| v.udata_value());
+    let file = match entry.attr_value(gimli::DW_AT_decl_file).ok().flatten() {
+        Some(AttributeValue::FileIndex(i)) => Some(i),
+        Some(v) => v.udata_value(),
+        None => None,
+    };
+    if let (Some(line), Some(file)) = (line, file) {
+        let program = unit.line_program.as_ref()?;
+        let entry = program.header().file(file)?;
+        let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
+        let path = path.to_string_lossy().into_owned();
+        let base = path.rsplit('/').next().unwrap_or(&path).to_string();
+        return Some(format!("{base}:{line}"));
+    }
+    for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
+        if let Ok(Some(AttributeValue::UnitRef(o))) = entry.attr_value(at) {
+            return decl_of(dwarf, unit, o, depth + 1);
+        }
+    }
+    None
+}
+
+/// Name of the struct/union reached from a type reference, through pointers, typedefs,
+/// qualifiers and arrays.
+fn struct_behind<'a>(
+    unit: &gimli::Unit<R<'a>>,
+    dwarf: &gimli::Dwarf<R<'a>>,
+    mut offset: UnitOffset,
+) -> Option<String> {
+    for _ in 0..10 {
+        let entry = unit.entry(offset).ok()?;
+        match entry.tag() {
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                let v = entry.attr_value(gimli::DW_AT_name).ok()??;
+                return Some(
+                    dwarf
+                        .attr_string(unit, v)
+                        .ok()?
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+            _ => match entry.attr_value(gimli::DW_AT_type).ok()? {
+                Some(AttributeValue::UnitRef(o)) => offset = o,
+                _ => return None,
+            },
+        }
+    }
+    None
+}
+
+fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
+    for _ in 0..10 {
+        let Ok(entry) = unit.entry(offset) else {
+            return 0;
+        };
+        if let Ok(Some(v)) = entry.attr_value(gimli::DW_AT_byte_size) {
+            return v.udata_value().unwrap_or(0);
+        }
+        match entry.attr_value(gimli::DW_AT_type) {
+            Ok(Some(AttributeValue::UnitRef(o))) => offset = o,
+            _ => return 0,
+        }
+    }
+    0
+}
+
+fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
+    let empty: &[u8] = &[];
+    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = obj.debug.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    })?;
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        if facts.cu_path.is_none() {
+            facts.cu_path = unit_path(&dwarf, &unit);
+        }
+        if let Some(program) = unit.line_program.clone() {
+            let mut rows = program.rows();
+            while let Some((_, row)) = rows.next_row()? {
+                if row.end_sequence() {
+                    continue;
+                }
+                if let (Some((sec, _)), Some(line)) = (obj.section_at(row.address()), row.line()) {
+                    facts.lines.entry(sec).or_default().insert(line.get());
+                }
+            }
+        }
+        // Stack of enclosing source function names, by DIE depth.
+        let mut stack: Vec<Option<String>> = Vec::new();
+        let mut depth: isize = 0;
+        let mut entries = unit.entries();
+        while let Some((delta, entry)) = entries.next_dfs()? {
+            depth += delta;
+            stack.truncate(depth.max(0) as usize);
+            let offset = entry.offset();
+            let enclosing = stack.iter().rev().flatten().next().cloned();
+            let mut this_function = None;
+            match entry.tag() {
+                gimli::DW_TAG_subprogram => {
+                    let name = die_name(&dwarf, &unit, offset, 0);
+                    if let Some(name) = &name {
+                        if let Some(decl) = decl_of(&dwarf, &unit, offset, 0) {
+                            facts.decl.entry(name.clone()).or_insert(decl);
+                        }
+                        let mut ranges = dwarf.die_ranges(&unit, entry)?;
+                        while let Some(range) = ranges.next()? {
+                            if let Some((sec, _)) = obj.section_at(range.begin) {
+                                facts
+                                    .section_function
+                                    .entry(sec)
+                                    .or_insert_with(|| name.clone());
+                            }
+                        }
+                    }
+                    this_function = name;
+                }
+                gimli::DW_TAG_inlined_subroutine => {
+                    if let Some(callee) = die_name(&dwarf, &unit, offset, 0) {
+                        let mut ranges = dwarf.die_ranges(&unit, entry)?;
+                        while let Some(range) = ranges.next()? {
+                            if let Some((sec, _)) = obj.section_at(range.begin) {
+                                facts.inlined.entry(sec).or_default().insert(callee.clone());
+                            }
+                        }
+                    }
+                }
+                gimli::DW_TAG_variable => {
+                    if let Ok(Some(AttributeValue::Exprloc(expr))) =
+                        entry.attr_value(gimli::DW_AT_location)
+                    {
+                        let bytes = expr.0.slice();
+                        if bytes.len() == 9 && bytes[0] == gimli::DW_OP_addr.0 {
+                            let addr = u64::from_le_bytes(bytes[1..9].try_into().unwrap());
+                            if let (Some(at), Some(var)) =
+                                (obj.section_at(addr), die_name(&dwarf, &unit, offset, 0))
+                            {
+                                let scope = enclosing.clone().unwrap_or_default();
+                                facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
+                            }
+                        }
+                    }
+                }
+                gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                    let declaration = matches!(
+                        entry.attr_value(gimli::DW_AT_declaration),
+                        Ok(Some(AttributeValue::Flag(true)))
+                    );
+                    if let (false, Ok(Some(v))) = (declaration, entry.attr_value(gimli::DW_AT_name))
+                    {
+                        let name = dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned();
+                        let size = entry
+                            .attr_value(gimli::DW_AT_byte_size)?
+                            .and_then(|v| v.udata_value())
+                            .unwrap_or(0);
+                        let mut members = Vec::new();
+                        let mut tree = unit.entries_tree(Some(offset))?;
+                        let root = tree.root()?;
+                        let mut children = root.children();
+                        while let Some(child) = children.next()? {
+                            let e = child.entry();
+                            if e.tag() != gimli::DW_TAG_member {
+                                continue;
+                            }
+                            let mname = match e.attr_value(gimli::DW_AT_name)? {
+                                Some(v) => {
+                                    dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned()
+                                }
+                                None => String::new(),
+                            };
+                            let moff = e
+                                .attr_value(gimli::DW_AT_data_member_location)?
+                                .and_then(|v| v.udata_value())
+                                .unwrap_or(0);
+                            let msize = match e.attr_value(gimli::DW_AT_type)? {
+                                Some(AttributeValue::UnitRef(t)) => type_size(&unit, t),
+                                _ => 0,
+                            };
+                            members.push((mname, moff, msize));
+                        }
+                        facts.layouts.insert(name, (size, members));
+                    }
+                }
+                _ => {}
+            }
+            // Types used by the enclosing (or this) function.
+            let user = this_function.clone().or(enclosing.clone());
+            if let (Some(user), Ok(Some(AttributeValue::UnitRef(t)))) =
+                (user, entry.attr_value(gimli::DW_AT_type))
+            {
+                if let Some(s) = struct_behind(&unit, &dwarf, t) {
+                    facts.uses_types.entry(user).or_default().insert(s);
+                }
+            }
+            if entry.tag() == gimli::DW_TAG_inlined_subroutine {
+                // Code inlined here uses the callee's types too: record the callee so that the
+                // caller inherits them below.
+                if let (Some(user), Some(callee)) =
+                    (enclosing.clone(), die_name(&dwarf, &unit, offset, 0))
+                {
+                    facts
+                        .uses_types
+                        .entry(user)
+                        .or_default()
+                        .insert(format!("fn {callee}"));
+                }
+            }
+            stack.push(this_function);
+        }
+    }
+    Ok(())
+}
+
+impl Facts {
+    /// Struct/union names used by `function`, including through functions inlined into it.
+    pub fn types_used_by(&self, function: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut todo = vec![function.to_string()];
+        let mut seen = BTreeSet::new();
+        while let Some(f) = todo.pop() {
+            if !seen.insert(f.clone()) {
+                continue;
+            }
+            for t in self.uses_types.get(&f).into_iter().flatten() {
+                match t.strip_prefix("fn ") {
+                    Some(callee) => todo.push(callee.to_string()),
+                    None => {
+                        out.insert(t.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `comp_dir/name` of a compile unit (just `name` when it is absolute).
+fn unit_path<'a>(dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+    let name = unit.name.map(|n| n.to_string_lossy().into_owned())?;
+    if name.starts_with('/') {
+        return Some(name);
+    }
+    let _ = dwarf;
+    match unit.comp_dir {
+        Some(dir) => Some(format!("{}/{name}", dir.to_string_lossy())),
+        None => Some(name),
+    }
+}
+
+/// Compile unit paths of a linked file, in link order; empty without DWARF.
+pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let empty: &[u8] = &[];
+    let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = sections.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    }) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        if let Ok(unit) = dwarf.unit(header) {
+            if let Some(p) = unit_path(&dwarf, &unit) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

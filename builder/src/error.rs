@@ -1,0 +1,87 @@
+//! The one error type of the builder.
+
+use std::path::PathBuf;
+
+/// Why a build failed or was refused.
+///
+/// Refusals name the symbol (or type) and the reason, so the engineer knows what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file is not an ELF object this builder understands.
+    #[error("{path}: {reason}")]
+    BadInput {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The target has no GNU build-id note.
+    #[error("{path}: target has no GNU build-id (link with --build-id)")]
+    NoBuildId {
+        /// The target file.
+        path: PathBuf,
+    },
+    /// The target has no `.symtab` (it was stripped).
+    #[error("{path}: target is stripped (no .symtab); use the unstripped build or its debug file")]
+    StrippedTarget {
+        /// The target file.
+        path: PathBuf,
+    },
+    /// An object was not compiled with `-ffunction-sections`.
+    #[error("{path}: several functions share section .text ({functions}); compile with -ffunction-sections -fdata-sections")]
+    MultiFunctionText {
+        /// The object file.
+        path: PathBuf,
+        /// Some of the functions found in `.text`.
+        functions: String,
+    },
+    /// The change cannot be expressed as a live patch.
+    #[error("refused: {symbol}: {reason}")]
+    Refused {
+        /// The function, data object or type concerned.
+        symbol: String,
+        /// Why.
+        reason: String,
+    },
+    /// A relocation type the applier does not support.
+    #[error("refused: {symbol}: unsupported relocation type {r_type} at offset {offset:#x} (against {target})")]
+    UnsupportedRelocation {
+        /// The function or data object holding the relocation.
+        symbol: String,
+        /// Offset of the relocation inside it.
+        offset: u64,
+        /// ELF relocation type name or number.
+        r_type: String,
+        /// The symbol the relocation refers to.
+        target: String,
+    },
+    /// A symbol the patch needs is not where it should be in the target.
+    #[error("refused: {symbol}: not found in target {path} ({reason})")]
+    NotInTarget {
+        /// The symbol.
+        symbol: String,
+        /// The target file.
+        path: PathBuf,
+        /// Details.
+        reason: String,
+    },
+    /// Writing the patch module failed.
+    #[error("cannot write module.o: {0}")]
+    Write(String),
+}
+
+/// Shorthand for a refusal.
+pub(crate) fn refuse(symbol: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Refused {
+        symbol: symbol.into(),
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,320 @@
+//! Writing `module.o` and the symbol map from the included functions and data.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lpkg_format::SymbolBinding;
+use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
+use object::{
+    Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind,
+    SymbolScope,
+};
+
+use crate::arch::x86_64 as arch;
+use crate::diff::Side;
+use crate::error::Error;
+use crate::identity::Ref;
+use crate::target::{FileId, TargetFile};
+
+/// One pair as the module writer sees it.
+pub struct Unit<'a> {
+    pub old: &'a Side,
+    pub new: &'a Side,
+    /// STT_FILE name to look local symbols up in the target with.
+    pub file: String,
+    /// Compile unit path of the old object, to tell same-named files apart.
+    pub unit_path: Option<String>,
+}
+
+/// Builds the module.
+pub struct ModuleWriter<'a> {
+    target: &'a TargetFile,
+    out: Object<'static>,
+    used_names: BTreeSet<String>,
+    /// (unit, function name) -> module symbol of an included function.
+    functions: BTreeMap<(usize, String), SymbolId>,
+    /// Global included functions by name, for references from other files.
+    global_functions: BTreeMap<String, SymbolId>,
+    /// (unit, new-object section) -> copied section.
+    sections: BTreeMap<(usize, usize), SectionId>,
+    /// (unit, new-object symbol) -> module symbol of new data.
+    data: BTreeMap<(usize, usize), SymbolId>,
+    /// Binding key -> undefined module symbol.
+    undefined: BTreeMap<String, SymbolId>,
+    pub bindings: Vec<SymbolBinding>,
+    /// Copied sections whose relocations are still to be written.
+    pending: Vec<(usize, usize)>,
+}
+
+fn section_kind(sec: &crate::objfile::Sec) -> SectionKind {
+    if sec.exec() {
+        SectionKind::Text
+    } else if sec.nobits() {
+        SectionKind::UninitializedData
+    } else if sec.write() {
+        SectionKind::Data
+    } else {
+        SectionKind::ReadOnlyData
+    }
+}
+
+impl<'a> ModuleWriter<'a> {
+    pub fn new(target: &'a TargetFile) -> ModuleWriter<'a> {
+        ModuleWriter {
+            target,
+            out: Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little),
+            used_names: BTreeSet::new(),
+            functions: BTreeMap::new(),
+            global_functions: BTreeMap::new(),
+            sections: BTreeMap::new(),
+            data: BTreeMap::new(),
+            undefined: BTreeMap::new(),
+            bindings: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// A module-wide unique symbol name: `name`, else `name@file`, else `name@file.N`.
+    fn unique(&mut self, name: &str, file: &str) -> String {
+        let mut candidate = name.to_string();
+        let mut n = 1;
+        while self.used_names.contains(&candidate) {
+            candidate = if n == 1 {
+                format!("{name}@{file}")
+            } else {
+                format!("{name}@{file}.{n}")
+            };
+            n += 1;
+        }
+        self.used_names.insert(candidate.clone());
+        candidate
+    }
+
+    fn copy_section(&mut self, units: &[Unit], u: usize, sec: usize, name: &str) -> SectionId {
+        if let Some(&id) = self.sections.get(&(u, sec)) {
+            return id;
+        }
+        let s = &units[u].new.obj.sections[sec];
+        let id = self
+            .out
+            .add_section(Vec::new(), name.as_bytes().to_vec(), section_kind(s));
+        if s.nobits() {
+            self.out.append_section_bss(id, s.size, s.align);
+        } else {
+            self.out.append_section_data(id, &s.data, s.align);
+        }
+        self.sections.insert((u, sec), id);
+        self.pending.push((u, sec));
+        id
+    }
+
+    /// Adds an included function; returns its module symbol name.
+    pub fn add_function(&mut self, units: &[Unit], u: usize, name: &str) -> String {
+        let side = units[u].new;
+        let &i = &side.analysis.functions[name];
+        let sym = side.obj.symbols[i].clone();
+        let module_name = self.unique(name, &units[u].file);
+        let sec = sym.section.expect("defined function");
+        let id = self.copy_section(units, u, sec, &format!(".text.{module_name}"));
+        let symbol = self.out.add_symbol(Symbol {
+            name: module_name.as_bytes().to_vec(),
+            value: sym.value,
+            size: sym.size,
+            kind: SymbolKind::Text,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Section(id),
+            flags: SymbolFlags::None,
+        });
+        self.functions.insert((u, name.to_string()), symbol);
+        if !sym.local {
+            self.global_functions.insert(name.to_string(), symbol);
+        }
+        module_name
+    }
+
+    /// Adds a new data object; returns `(name, section name, size)`.
+    pub fn add_data(&mut self, units: &[Unit], u: usize, sym_idx: usize) -> (String, String, u64) {
+        let side = units[u].new;
+        let sym = side.obj.symbols[sym_idx].clone();
+        let sec = sym.section.expect("defined data");
+        let sec_name = side.obj.sections[sec].name.clone();
+        let id = self.copy_section(units, u, sec, &sec_name);
+        let symbol = self.out.add_symbol(Symbol {
+            name: sym.name.as_bytes().to_vec(),
+            value: sym.value,
+            size: sym.size,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Compilation,
+            weak: false,
+            section: SymbolSection::Section(id),
+            flags: SymbolFlags::None,
+        });
+        self.data.insert((u, sym_idx), symbol);
+        (sym.name, sec_name, sym.size)
+    }
+
+    fn bind(
+        &mut self,
+        key: String,
+        name: &str,
+        file: &str,
+        binding: impl FnOnce(String) -> SymbolBinding,
+    ) -> SymbolId {
+        if let Some(&id) = self.undefined.get(&key) {
+            return id;
+        }
+        let module_name = self.unique(name, file);
+        let id = self.out.add_symbol(Symbol {
+            name: module_name.as_bytes().to_vec(),
+            value: 0,
+            size: 0,
+            kind: SymbolKind::Unknown,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Undefined,
+            flags: SymbolFlags::None,
+        });
+        self.bindings.push(binding(module_name));
+        self.undefined.insert(key, id);
+        id
+    }
+
+    /// A symbol that stays in the target, looked up by the old object's name and binding.
+    fn target_symbol(
+        &mut self,
+        u: usize,
+        units: &[Unit],
+        name: &str,
+        local: bool,
+    ) -> Result<SymbolId, Error> {
+        let file = units[u].file.clone();
+        let id = FileId {
+            name: file.clone(),
+            unit_path: units[u].unit_path.clone(),
+        };
+        let found = self.target.lookup(&id, name, local)?;
+        let Some(t) = found else {
+            return Err(Error::NotInTarget {
+                symbol: name.to_string(),
+                path: self.target.path.clone(),
+                reason: if local {
+                    format!("no local symbol {name} after STT_FILE {file}")
+                } else {
+                    format!("no global symbol {name}")
+                },
+            });
+        };
+        let offset = t.value;
+        let key = format!("t:{file}:{name}:{local}");
+        Ok(self.bind(key, name, &file, |n| SymbolBinding::Target {
+            name: n,
+            offset,
+        }))
+    }
+
+    fn global_symbol(&mut self, u: usize, units: &[Unit], name: &str) -> Result<SymbolId, Error> {
+        if let Some(&id) = self.global_functions.get(name) {
+            return Ok(id);
+        }
+        if self.target.global(name).is_some() {
+            return self.target_symbol(u, units, name, false);
+        }
+        let version = self.target.import_version(name);
+        let file = units[u].file.clone();
+        Ok(self.bind(format!("x:{name}"), name, &file, |n| {
+            SymbolBinding::External {
+                name: n,
+                symbol: name.to_string(),
+                version,
+            }
+        }))
+    }
+
+    /// Writes the relocations of every copied section (copying what they need on the way).
+    pub fn relocate(&mut self, units: &[Unit]) -> Result<(), Error> {
+        // First in, first out: names are handed out in file and function order.
+        while !self.pending.is_empty() {
+            let (u, sec) = self.pending.remove(0);
+            let side = units[u].new;
+            let section = &side.obj.sections[sec];
+            let code = section.exec().then_some(&section.instructions[..]);
+            let holder = side
+                .obj
+                .named_in(sec)
+                .first()
+                .map(|&i| side.obj.symbols[i].name.clone())
+                .unwrap_or_else(|| section.name.clone());
+            let out_id = self.sections[&(u, sec)];
+            for rel in section.relocs.clone() {
+                let target_sym = &side.obj.symbols[rel.sym];
+                if arch::reloc_class(rel.r_type).is_none() {
+                    return Err(Error::UnsupportedRelocation {
+                        symbol: holder.clone(),
+                        offset: rel.offset,
+                        r_type: arch::reloc_name(rel.r_type),
+                        target: target_sym.name.clone(),
+                    });
+                }
+                // Raw offset into the referenced symbol's section, without bias.
+                let raw = target_sym.value as i64 + rel.addend;
+                let r = side.analysis.resolve(&side.obj, &rel, code);
+                let (symbol, addend) = match r {
+                    Ref::Undefined(name) => (self.global_symbol(u, units, &name)?, rel.addend),
+                    Ref::Func { name, .. } => {
+                        let fsym = &side.obj.symbols[side.analysis.functions[&name]];
+                        let addend = raw - fsym.value as i64;
+                        if let Some(&id) = self.functions.get(&(u, name.clone())) {
+                            (id, addend)
+                        } else {
+                            let local = fsym.local;
+                            (self.target_symbol(u, units, &name, local)?, addend)
+                        }
+                    }
+                    Ref::Content { sec: csec, .. } => {
+                        let cname = side.obj.sections[csec].name.clone();
+                        let id = self.copy_section(units, u, csec, &cname);
+                        (self.out.section_symbol(id), raw)
+                    }
+                    Ref::Data { sym, .. } => {
+                        let addend = raw - side.obj.symbols[sym].value as i64;
+                        if let Some(&id) = self.data.get(&(u, sym)) {
+                            (id, addend)
+                        } else {
+                            // Existing data: the old object's symbol with the same key.
+                            let key = &side.analysis.data_keys[&sym];
+                            let old = units[u].old;
+                            let old_sym = old
+                                .analysis
+                                .data_keys
+                                .iter()
+                                .find(|(_, k)| *k == key)
+                                .map(|(&s, _)| old.obj.symbols[s].clone())
+                                .expect("data without a correlated old symbol is new data");
+                            (
+                                self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
+                                addend,
+                            )
+                        }
+                    }
+                };
+                self.out
+                    .add_relocation(
+                        out_id,
+                        Relocation {
+                            offset: rel.offset,
+                            symbol,
+                            addend,
+                            flags: RelocationFlags::Elf { r_type: rel.r_type },
+                        },
+                    )
+                    .map_err(|e| Error::Write(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The finished object file.
+    pub fn finish(self) -> Result<Vec<u8>, Error> {
+        self.out.write().map_err(|e| Error::Write(e.to_string()))
+    }
+}

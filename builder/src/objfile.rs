@@ -1,0 +1,351 @@
+//! A relocatable object (`.o`) read into plain owned tables, with synthetic addresses so that
+//! DWARF addresses can be mapped back to sections.
+
+use std::path::{Path, PathBuf};
+
+use object::elf;
+use object::read::elf::{ElfFile64, FileHeader, SectionHeader, Sym as _};
+use object::{Endianness, Object, ObjectSection, RelocationFlags, RelocationTarget};
+
+use crate::error::Error;
+
+/// What a symbol is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymKind {
+    /// STT_FUNC.
+    Func,
+    /// STT_OBJECT.
+    Object,
+    /// STT_TLS.
+    Tls,
+    /// STT_SECTION.
+    Section,
+    /// STT_FILE.
+    File,
+    /// Anything else (STT_NOTYPE labels such as `.LC0`, undefined references).
+    Other,
+}
+
+/// One symbol table entry.
+#[derive(Debug, Clone)]
+pub struct Sym {
+    pub name: String,
+    pub kind: SymKind,
+    pub local: bool,
+    /// Defining section index; `None` when undefined (or absolute/common).
+    pub section: Option<usize>,
+    pub value: u64,
+    pub size: u64,
+}
+
+/// One RELA relocation.
+#[derive(Debug, Clone)]
+pub struct Rel {
+    pub offset: u64,
+    pub r_type: u32,
+    pub sym: usize,
+    pub addend: i64,
+}
+
+/// One section.
+#[derive(Debug, Clone)]
+pub struct Sec {
+    pub name: String,
+    pub sh_type: u32,
+    pub flags: u64,
+    pub entsize: u64,
+    pub align: u64,
+    pub size: u64,
+    /// Empty for SHT_NOBITS.
+    pub data: Vec<u8>,
+    pub relocs: Vec<Rel>,
+    /// Synthetic address (alloc sections only) used to relocate DWARF.
+    pub addr: u64,
+    /// Member of a COMDAT group.
+    pub comdat: bool,
+    /// Named function/data symbols defined here, by value.
+    pub named: Vec<usize>,
+    /// Instruction boundaries `(start, end)` of executable sections, for relocation biases.
+    pub instructions: Vec<(u64, u64)>,
+}
+
+impl Sec {
+    pub fn alloc(&self) -> bool {
+        self.flags & u64::from(elf::SHF_ALLOC) != 0
+    }
+    pub fn exec(&self) -> bool {
+        self.flags & u64::from(elf::SHF_EXECINSTR) != 0
+    }
+    pub fn write(&self) -> bool {
+        self.flags & u64::from(elf::SHF_WRITE) != 0
+    }
+    pub fn tls(&self) -> bool {
+        self.flags & u64::from(elf::SHF_TLS) != 0
+    }
+    pub fn nobits(&self) -> bool {
+        self.sh_type == elf::SHT_NOBITS
+    }
+    pub fn strings(&self) -> bool {
+        self.flags & u64::from(elf::SHF_STRINGS) != 0
+    }
+    pub fn merge(&self) -> bool {
+        self.flags & u64::from(elf::SHF_MERGE) != 0
+    }
+}
+
+/// A parsed relocatable object.
+#[derive(Debug, Clone)]
+pub struct Obj {
+    pub path: PathBuf,
+    /// Name of the first STT_FILE symbol (the source file name the compiler recorded).
+    pub file_name: String,
+    pub sections: Vec<Sec>,
+    pub symbols: Vec<Sym>,
+    /// Raw DWARF sections by name (relocated against synthetic addresses).
+    pub debug: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::BadInput {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl Obj {
+    /// Reads and parses an ELF64 x86_64 relocatable object.
+    pub fn read(path: &Path) -> Result<Obj, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Obj::parse(path, &bytes)
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Obj, Error> {
+        let file = ElfFile64::<Endianness>::parse(bytes)
+            .map_err(|e| bad(path, format!("not an ELF64 object: {e}")))?;
+        let endian = file.endian();
+        let header = file.elf_header();
+        if header.e_type(endian) != elf::ET_REL {
+            return Err(bad(path, "not a relocatable object (.o)"));
+        }
+        if header.e_machine(endian) != elf::EM_X86_64 {
+            return Err(bad(path, "not an x86_64 object"));
+        }
+        let mut comdat_members = std::collections::BTreeSet::new();
+        for comdat in file.comdats() {
+            for idx in object::ObjectComdat::sections(&comdat) {
+                comdat_members.insert(idx.0);
+            }
+        }
+        let count = file.elf_section_table().len();
+        let mut sections: Vec<Sec> = (0..count)
+            .map(|_| Sec {
+                name: String::new(),
+                sh_type: 0,
+                flags: 0,
+                entsize: 0,
+                align: 1,
+                size: 0,
+                data: Vec::new(),
+                relocs: Vec::new(),
+                addr: 0,
+                comdat: false,
+                named: Vec::new(),
+                instructions: Vec::new(),
+            })
+            .collect();
+        let mut next_addr = 0x1000u64;
+        for section in file.sections() {
+            let idx = section.index().0;
+            let sh = section.elf_section_header();
+            let name = section.name().unwrap_or("").to_string();
+            let sh_type = sh.sh_type(endian);
+            let data = if sh_type == elf::SHT_NOBITS {
+                Vec::new()
+            } else {
+                section
+                    .data()
+                    .map_err(|e| bad(path, format!("section {name}: {e}")))?
+                    .to_vec()
+            };
+            let mut relocs = Vec::new();
+            for (offset, rel) in section.relocations() {
+                let RelocationFlags::Elf { r_type } = rel.flags() else {
+                    return Err(bad(path, "non-ELF relocation"));
+                };
+                let sym = match rel.target() {
+                    RelocationTarget::Symbol(s) => s.0,
+                    _ => 0,
+                };
+                relocs.push(Rel {
+                    offset,
+                    r_type,
+                    sym,
+                    addend: rel.addend(),
+                });
+            }
+            relocs.sort_by_key(|r| r.offset);
+            let flags = sh.sh_flags(endian);
+            let align = sh.sh_addralign(endian).max(1);
+            let size = sh.sh_size(endian);
+            let mut addr = 0;
+            if flags & u64::from(elf::SHF_ALLOC) != 0 {
+                next_addr = next_addr.div_ceil(align) * align;
+                addr = next_addr;
+                next_addr += size.max(1);
+            }
+            sections[idx] = Sec {
+                name,
+                sh_type,
+                flags,
+                entsize: sh.sh_entsize(endian),
+                align,
+                size,
+                data,
+                relocs,
+                addr,
+                comdat: comdat_members.contains(&idx),
+                named: Vec::new(),
+                instructions: Vec::new(),
+            };
+        }
+        let mut symbols = Vec::new();
+        let mut file_name = String::new();
+        let table = file.elf_symbol_table();
+        for (i, sym) in table.iter().enumerate() {
+            let name = table
+                .symbol_name(endian, sym)
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            let kind = match sym.st_type() {
+                elf::STT_FUNC => SymKind::Func,
+                elf::STT_OBJECT => SymKind::Object,
+                elf::STT_TLS => SymKind::Tls,
+                elf::STT_SECTION => SymKind::Section,
+                elf::STT_FILE => SymKind::File,
+                _ => SymKind::Other,
+            };
+            if kind == SymKind::File && file_name.is_empty() {
+                file_name = name.clone();
+            }
+            let shndx = sym.st_shndx(endian);
+            let section = if shndx != elf::SHN_UNDEF && (shndx as u32) < elf::SHN_LORESERVE as u32 {
+                Some(shndx as usize)
+            } else {
+                None
+            };
+            let _ = i;
+            let mut name = name;
+            if kind == SymKind::Section {
+                name = section
+                    .and_then(|s| sections.get(s))
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+            }
+            symbols.push(Sym {
+                name,
+                kind,
+                local: sym.st_bind() == elf::STB_LOCAL,
+                section,
+                value: sym.st_value(endian),
+                size: sym.st_size(endian),
+            });
+        }
+        for (i, s) in symbols.iter().enumerate() {
+            if matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls) {
+                if let Some(sec) = s.section.and_then(|x| sections.get_mut(x)) {
+                    sec.named.push(i);
+                }
+            }
+        }
+        for sec in &mut sections {
+            sec.named.sort_by_key(|&i| (symbols[i].value, i));
+            if sec.exec() {
+                sec.instructions = crate::arch::x86_64::instruction_bounds(&sec.data);
+            }
+        }
+        let mut obj = Obj {
+            path: path.to_path_buf(),
+            file_name,
+            sections,
+            symbols,
+            debug: Default::default(),
+        };
+        obj.relocate_debug();
+        Ok(obj)
+    }
+
+    /// Applies the relocations of `.debug_*` sections against the synthetic section addresses,
+    /// so DWARF addresses identify sections.
+    fn relocate_debug(&mut self) {
+        let mut debug = std::collections::BTreeMap::new();
+        for sec in &self.sections {
+            if !sec.name.starts_with(".debug_") {
+                continue;
+            }
+            let mut data = sec.data.clone();
+            for r in &sec.relocs {
+                let Some(sym) = self.symbols.get(r.sym) else {
+                    continue;
+                };
+                let base = sym
+                    .section
+                    .and_then(|s| self.sections.get(s))
+                    .map(|s| s.addr)
+                    .unwrap_or(0);
+                let value = (base + sym.value).wrapping_add(r.addend as u64);
+                let at = r.offset as usize;
+                match r.r_type {
+                    elf::R_X86_64_64 if at + 8 <= data.len() => {
+                        data[at..at + 8].copy_from_slice(&value.to_le_bytes())
+                    }
+                    elf::R_X86_64_32 | elf::R_X86_64_32S if at + 4 <= data.len() => {
+                        data[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes())
+                    }
+                    _ => {}
+                }
+            }
+            debug.insert(sec.name.clone(), data);
+        }
+        self.debug = debug;
+    }
+
+    /// The named function/data symbol of section `sec` covering `offset`.
+    pub fn covering_symbol(&self, sec: usize, offset: u64) -> Option<usize> {
+        self.sections.get(sec)?.named.iter().copied().find(|&i| {
+            let s = &self.symbols[i];
+            s.value <= offset && offset < s.value + s.size.max(1)
+        })
+    }
+
+    /// Named function/data symbols defined in section `sec`.
+    pub fn named_in(&self, sec: usize) -> Vec<usize> {
+        self.sections
+            .get(sec)
+            .map(|s| s.named.clone())
+            .unwrap_or_default()
+    }
+
+    /// Address (synthetic) to (section, offset).
+    pub fn section_at(&self, addr: u64) -> Option<(usize, u64)> {
+        self.sections.iter().enumerate().find_map(|(i, s)| {
+            (s.alloc() && s.addr <= addr && addr < s.addr + s.size.max(1))
+                .then(|| (i, addr - s.addr))
+        })
+    }
+}
+
+impl Obj {
+    /// An object with nothing in it, standing for the old side of a new file.
+    pub fn empty(like: &Obj) -> Obj {
+        Obj {
+            path: PathBuf::from("/dev/null"),
+            file_name: like.file_name.clone(),
+            sections: Vec::new(),
+            symbols: Vec::new(),
+            debug: Default::default(),
+        }
+    }
+}

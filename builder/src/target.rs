@@ -1,0 +1,237 @@
+//! The production executable or shared library: identity, symbol table (with STT_FILE blocks
+//! to tell same-named local symbols apart) and the bytes of its functions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use object::read::elf::{ElfFile64, Sym as _};
+use object::{elf, Endianness, Object, ObjectSection};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// One defined symbol of the target.
+#[derive(Debug, Clone)]
+pub struct TargetSym {
+    pub value: u64,
+    pub size: u64,
+}
+
+/// Which object of the target a local symbol belongs to.
+#[derive(Debug, Clone)]
+pub struct FileId {
+    /// STT_FILE name (the source base name).
+    pub name: String,
+    /// DWARF compile unit path of the old object, when it has DWARF.
+    pub unit_path: Option<String>,
+}
+
+/// The parsed target.
+#[derive(Debug)]
+pub struct TargetFile {
+    pub path: PathBuf,
+    pub file_name: String,
+    pub build_id: String,
+    pub sha256: String,
+    bytes: Vec<u8>,
+    /// Global (and weak) defined symbols by name.
+    globals: BTreeMap<String, TargetSym>,
+    /// Local defined symbols: (STT_FILE name, symbol name) -> every match, with the ordinal of
+    /// its STT_FILE block among the blocks of that file name.
+    locals: BTreeMap<(String, String), Vec<(usize, TargetSym)>>,
+    /// Number of STT_FILE blocks per file name.
+    file_blocks: BTreeMap<String, usize>,
+    /// DWARF compile unit paths, in link order.
+    unit_paths: Vec<String>,
+    /// Version of undefined symbols the target imports (`printf` -> `GLIBC_2.2.5`).
+    versions: BTreeMap<String, String>,
+    /// (address, size, file offset) of sections with file contents.
+    sections: Vec<(u64, u64, u64)>,
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl TargetFile {
+    /// Reads and checks the target.
+    pub fn read(path: &Path) -> Result<TargetFile, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| Error::BadInput {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = ElfFile64::<Endianness>::parse(&bytes[..])
+            .map_err(|e| bad(format!("not an ELF64 file: {e}")))?;
+        let endian = file.endian();
+        if file.elf_header().e_machine.get(endian) != elf::EM_X86_64 {
+            return Err(bad("target is not x86_64".into()));
+        }
+        let build_id = match file.build_id() {
+            Ok(Some(id)) => hex(id),
+            _ => {
+                return Err(Error::NoBuildId {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        let table = file.elf_symbol_table();
+        if table.is_empty() {
+            return Err(Error::StrippedTarget {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut globals = BTreeMap::new();
+        let mut locals: BTreeMap<(String, String), Vec<(usize, TargetSym)>> = BTreeMap::new();
+        let mut file_blocks: BTreeMap<String, usize> = BTreeMap::new();
+        let mut block = 0;
+        let mut versions = BTreeMap::new();
+        let mut current_file = String::new();
+        for sym in table.iter() {
+            let name = table
+                .symbol_name(endian, sym)
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .unwrap_or_default();
+            let kind = sym.st_type();
+            if kind == elf::STT_FILE {
+                let n = file_blocks.entry(name.clone()).or_default();
+                block = *n;
+                *n += 1;
+                current_file = name;
+                continue;
+            }
+            let shndx = sym.st_shndx(endian);
+            if shndx == elf::SHN_UNDEF {
+                if let Some((base, version)) = name.split_once('@') {
+                    versions.insert(
+                        base.to_string(),
+                        version.trim_start_matches('@').to_string(),
+                    );
+                }
+                continue;
+            }
+            if name.is_empty() || kind == elf::STT_SECTION {
+                continue;
+            }
+            let entry = TargetSym {
+                value: sym.st_value(endian),
+                size: sym.st_size(endian),
+            };
+            if sym.st_bind() == elf::STB_LOCAL {
+                locals
+                    .entry((current_file.clone(), name))
+                    .or_default()
+                    .push((block, entry));
+            } else {
+                globals.entry(name).or_insert(entry);
+            }
+        }
+        let sections = file
+            .sections()
+            .filter_map(|s| {
+                let (offset, size) = s.file_range()?;
+                (s.address() != 0).then_some((s.address(), size, offset))
+            })
+            .collect();
+        let mut debug = BTreeMap::new();
+        for s in file.sections() {
+            if let (Ok(name), Ok(data)) = (s.name(), s.uncompressed_data()) {
+                if name.starts_with(".debug_") {
+                    debug.insert(name.to_string(), data.into_owned());
+                }
+            }
+        }
+        let unit_paths = crate::dwarf::unit_paths(&debug);
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let sha256 = hex(&Sha256::digest(&bytes));
+        Ok(TargetFile {
+            path: path.to_path_buf(),
+            file_name,
+            build_id,
+            sha256,
+            globals,
+            locals,
+            file_blocks,
+            unit_paths,
+            versions,
+            sections,
+            bytes,
+        })
+    }
+
+    /// A global symbol defined in the target.
+    pub fn global(&self, name: &str) -> Option<&TargetSym> {
+        self.globals.get(name)
+    }
+
+    /// A local symbol of the object whose STT_FILE name is `file.name`. When several
+    /// same-named files define it, the object's DWARF compile unit path picks the block: the
+    /// k-th block of that name belongs to the k-th compile unit with that base name.
+    pub fn local(&self, file: &FileId, name: &str) -> Result<Option<&TargetSym>, Error> {
+        let Some(found) = self.locals.get(&(file.name.clone(), name.to_string())) else {
+            return Ok(None);
+        };
+        if found.len() == 1 {
+            return Ok(Some(&found[0].1));
+        }
+        let ambiguous = || Error::NotInTarget {
+            symbol: name.to_string(),
+            path: self.path.clone(),
+            reason: format!(
+                "several source files named {} define a local {name}",
+                file.name
+            ),
+        };
+        let same_base: Vec<&String> = self
+            .unit_paths
+            .iter()
+            .filter(|p| p.rsplit('/').next() == Some(file.name.as_str()))
+            .collect();
+        if Some(&same_base.len()) != self.file_blocks.get(&file.name) {
+            return Err(ambiguous());
+        }
+        let Some(k) = file
+            .unit_path
+            .as_ref()
+            .and_then(|u| same_base.iter().position(|p| *p == u))
+        else {
+            return Err(ambiguous());
+        };
+        Ok(found.iter().find(|(b, _)| *b == k).map(|(_, s)| s))
+    }
+
+    /// A symbol defined by the object compiled from `file`: local or global.
+    pub fn lookup(
+        &self,
+        file: &FileId,
+        name: &str,
+        local: bool,
+    ) -> Result<Option<&TargetSym>, Error> {
+        if local {
+            self.local(file, name)
+        } else {
+            Ok(self.global(name))
+        }
+    }
+
+    /// Version the target imports `name` with, if it imports it.
+    pub fn import_version(&self, name: &str) -> Option<String> {
+        self.versions.get(name).cloned()
+    }
+
+    /// The file bytes at virtual address `addr`.
+    pub fn bytes_at(&self, addr: u64, size: u64) -> Option<&[u8]> {
+        self.sections.iter().find_map(|&(start, len, offset)| {
+            (start <= addr && addr + size <= start + len).then(|| {
+                let from = (offset + addr - start) as usize;
+                &self.bytes[from..from + size as usize]
+            })
+        })
+    }
+}

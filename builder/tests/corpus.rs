@@ -1,0 +1,394 @@
+//! Corpus tests: every `tests/corpus/<case>/{old.c,new.c,expect.toml}` is compiled with gcc
+//! both into a PIE executable (harness + case) and into a `-fPIC` shared library (the harness
+//! is then the executable), the builder runs against the linked old build, and the result must
+//! match `expect.toml` exactly. Probes are checked against the old and new builds run for real.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lpkg_builder::{build, BuildOptions, Built};
+use lpkg_format::{Action, SymbolBinding, SymbolMap};
+use object::{Object, ObjectSymbol};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+fn include() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
+}
+
+fn gcc(args: &[&str], cwd: &Path) {
+    let out = Command::new("gcc")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The harness object, compiled once per test binary.
+fn harness() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = corpus().join("harness.c");
+        gcc(
+            &[
+                "-O2",
+                "-g",
+                "-fPIE",
+                "-c",
+                src.to_str().unwrap(),
+                "-o",
+                "harness.o",
+            ],
+            dir.path(),
+        );
+        dir
+    });
+    dir.path()
+}
+
+/// A compiled case: object folders and linked targets.
+pub struct Compiled {
+    pub dir: tempfile::TempDir,
+}
+
+const CFLAGS: &[&str] = &["-O2", "-g", "-ffunction-sections", "-fdata-sections"];
+
+/// Compiles `old.c` and `new.c` of a case (as `old/case.c` and `new/case.c`, so both record
+/// the same file name) in both shapes.
+pub fn compile(case: &str) -> Compiled {
+    let dir = tempfile::tempdir().unwrap();
+    let inc = format!("-I{}", include().display());
+    let harness_o = harness().join("harness.o");
+    for side in ["old", "new"] {
+        for shape in ["pie", "pic"] {
+            let d = dir.path().join(format!("{side}-{shape}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(
+                corpus().join(case).join(format!("{side}.c")),
+                d.join("case.c"),
+            )
+            .unwrap();
+            let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
+            let mut args: Vec<&str> = CFLAGS.to_vec();
+            args.extend([pic, inc.as_str(), "-c", "case.c", "-o", "case.o"]);
+            gcc(&args, &d);
+            if shape == "pie" {
+                gcc(
+                    &["-pie", harness_o.to_str().unwrap(), "case.o", "-o", "prog"],
+                    &d,
+                );
+            } else {
+                gcc(&["-shared", "case.o", "-o", "libcase.so"], &d);
+                gcc(
+                    &[
+                        harness_o.to_str().unwrap(),
+                        "-L.",
+                        "-lcase",
+                        "-Wl,-rpath,$ORIGIN",
+                        "-o",
+                        "prog",
+                    ],
+                    &d,
+                );
+            }
+        }
+    }
+    Compiled { dir }
+}
+
+impl Compiled {
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn options(&self, shape: &str) -> BuildOptions {
+        let target = if shape == "pie" { "prog" } else { "libcase.so" };
+        BuildOptions {
+            target: self.path(&format!("old-{shape}/{target}")),
+            old: self.path(&format!("old-{shape}/case.o")),
+            new: self.path(&format!("new-{shape}/case.o")),
+            name: "case".into(),
+            version: "1".into(),
+            description: String::new(),
+            allow_line_changes: false,
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a program with the inputs and returns its output lines (with a timeout).
+fn run_probes(prog: &Path, inputs: &[i64]) -> Vec<i64> {
+    let mut child = Child(
+        Command::new(prog)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start case program"),
+    );
+    let mut stdin = child.0.stdin.take().unwrap();
+    for x in inputs {
+        writeln!(stdin, "{x}").unwrap();
+    }
+    drop(stdin);
+    let start = Instant::now();
+    loop {
+        if child.0.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} timed out",
+            prog.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    out.lines().map(|l| l.trim().parse().unwrap()).collect()
+}
+
+fn strings(v: Option<&toml::Value>) -> BTreeSet<String> {
+    v.and_then(|v| v.as_array())
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Checks the module's shape against the manifest and the symbol map.
+pub fn check_module(built: &Built) {
+    let module = &built.payloads[0].1;
+    let map: SymbolMap =
+        toml::from_str(std::str::from_utf8(&built.payloads[1].1).unwrap()).unwrap();
+    let file = object::File::parse(&module[..]).expect("module.o parses");
+    assert_eq!(file.kind(), object::ObjectKind::Relocatable);
+    let names: BTreeSet<String> = map.symbols.iter().map(|b| b.name().to_string()).collect();
+    for sym in file.symbols() {
+        if sym.is_undefined() && !sym.name().unwrap().is_empty() {
+            assert!(
+                names.contains(sym.name().unwrap()),
+                "undefined {} not in symbols.toml",
+                sym.name().unwrap()
+            );
+        }
+    }
+    for f in &built.manifest.functions {
+        let s = file
+            .symbol_by_name(&f.module_symbol)
+            .unwrap_or_else(|| panic!("module symbol {} missing", f.module_symbol));
+        assert!(
+            s.is_global() && !s.is_undefined(),
+            "{} must be a global definition",
+            f.module_symbol
+        );
+    }
+}
+
+/// Runs one case in one shape and checks `expect.toml`.
+fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
+    let mut opts = c.options(shape);
+    opts.allow_line_changes = expect
+        .get("allow_line_changes")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let result = build(&opts);
+    if let Some(refusal) = expect.get("refuse").and_then(|v| v.as_str()) {
+        match result {
+            Err(e) => assert!(
+                e.to_string().contains(refusal),
+                "{case}/{shape}: refusal {e} does not mention {refusal:?}"
+            ),
+            Ok(b) => panic!(
+                "{case}/{shape}: expected refusal {refusal:?}, got {:#?}",
+                b.manifest.functions
+            ),
+        }
+        return;
+    }
+    let built = result.unwrap_or_else(|e| panic!("{case}/{shape}: build failed: {e}"));
+    let got = |a: Action| -> BTreeSet<String> {
+        built
+            .manifest
+            .functions
+            .iter()
+            .filter(|f| f.action == a)
+            .map(|f| f.name.clone())
+            .collect()
+    };
+    assert_eq!(
+        got(Action::Replace),
+        strings(expect.get("replace")),
+        "{case}/{shape}: replaced functions; manifest {:#?}",
+        built.manifest.functions
+    );
+    assert_eq!(
+        got(Action::New),
+        strings(expect.get("new")),
+        "{case}/{shape}: new functions; manifest {:#?}",
+        built.manifest.functions
+    );
+    let data: BTreeSet<String> = built.manifest.data.iter().map(|d| d.name.clone()).collect();
+    assert_eq!(
+        data,
+        strings(expect.get("data")),
+        "{case}/{shape}: new data"
+    );
+    if let Some(reasons) = expect.get("reasons").and_then(|v| v.as_table()) {
+        for (name, want) in reasons {
+            let f = built
+                .manifest
+                .functions
+                .iter()
+                .find(|f| &f.name == name)
+                .unwrap();
+            assert!(
+                f.reason.contains(want.as_str().unwrap()),
+                "{case}/{shape}: reason of {name} is {:?}",
+                f.reason
+            );
+        }
+    }
+    for note in strings(expect.get("notes")) {
+        assert!(
+            built.notes.iter().any(|n| n.contains(&note)),
+            "{case}/{shape}: no note with {note:?} in {:?}",
+            built.notes
+        );
+    }
+    let map: SymbolMap =
+        toml::from_str(std::str::from_utf8(&built.payloads[1].1).unwrap()).unwrap();
+    for want in strings(expect.get("target_symbols")) {
+        assert!(
+            map.symbols
+                .iter()
+                .any(|b| matches!(b, SymbolBinding::Target { name, .. } if name == &want)),
+            "{case}/{shape}: {want} not bound to the target in {map:?}"
+        );
+    }
+    for want in strings(expect.get("external_symbols")) {
+        assert!(
+            map.symbols
+                .iter()
+                .any(|b| matches!(b, SymbolBinding::External { symbol, .. } if symbol == &want)),
+            "{case}/{shape}: {want} not external in {map:?}"
+        );
+    }
+    for f in &built.manifest.functions {
+        assert!(
+            f.source.is_some(),
+            "{case}/{shape}: {} has no source",
+            f.name
+        );
+    }
+    check_module(&built);
+    // Same inputs, same bytes.
+    let again = build(&opts).unwrap();
+    assert_eq!(
+        again.payloads, built.payloads,
+        "{case}/{shape}: not deterministic"
+    );
+    assert_eq!(
+        again.manifest, built.manifest,
+        "{case}/{shape}: not deterministic"
+    );
+}
+
+pub fn run_case(case: &str) {
+    let text = std::fs::read_to_string(corpus().join(case).join("expect.toml")).unwrap();
+    let expect: toml::Value = toml::from_str(&text).unwrap();
+    let c = compile(case);
+    if let Some(probes) = expect.get("probes").and_then(|v| v.as_array()) {
+        let rows: Vec<Vec<i64>> = probes
+            .iter()
+            .map(|p| {
+                p.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_integer().unwrap())
+                    .collect()
+            })
+            .collect();
+        let inputs: Vec<i64> = rows.iter().map(|r| r[0]).collect();
+        for (side, col) in [("old", 1), ("new", 2)] {
+            for shape in ["pie", "pic"] {
+                let got = run_probes(&c.path(&format!("{side}-{shape}/prog")), &inputs);
+                let want: Vec<i64> = rows.iter().map(|r| r[col]).collect();
+                assert_eq!(
+                    got, want,
+                    "{case}: {side} {shape} build disagrees with the probes"
+                );
+            }
+        }
+    }
+    let shapes: Vec<String> = match expect.get("shapes") {
+        Some(v) => strings(Some(v)).into_iter().collect(),
+        None => vec!["pie".into(), "pic".into()],
+    };
+    for shape in shapes {
+        let per_shape = expect
+            .get(shape.as_str())
+            .cloned()
+            .unwrap_or_else(|| expect.clone());
+        check_shape(case, &c, &shape, &per_shape);
+    }
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(#[test] fn $name() { run_case(stringify!($name)); })*
+    };
+}
+
+cases!(
+    branch_into_entry,
+    changed_function,
+    changed_initializer,
+    changed_size,
+    cold_part,
+    constprop_clone,
+    cswtch,
+    debug_only,
+    existing_data,
+    existing_tls,
+    function_pointer,
+    init_routine,
+    inline_changed,
+    isra_clone,
+    jump_table,
+    libc_new_import,
+    line_only,
+    line_only_allowed,
+    line_only_logger,
+    moved_unchanged,
+    multi_function_text,
+    new_data,
+    new_functions,
+    new_tls,
+    part_clone,
+    pointer_table,
+    several_statics,
+    short_function,
+    static_local,
+    string_literal,
+    struct_layout,
+    struct_layout_only,
+);

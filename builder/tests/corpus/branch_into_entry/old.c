@@ -1,0 +1,10 @@
+/* A loop whose head is at offset 3: a jump there would land inside the 5-byte patch. */
+__attribute__((naked, noinline)) long count_up(long x) {
+    __asm__("xor %eax, %eax\n"
+            "nop\n"
+            "1: add $1, %rax\n"
+            "cmp %rdi, %rax\n"
+            "jl 1b\n"
+            "ret\n");
+}
+long case_entry(long x) { return count_up(x); }

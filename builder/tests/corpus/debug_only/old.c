@@ -1,0 +1,4 @@
+long case_entry(long x) {
+    long doubled = x * 2;
+    return doubled + 1;
+}

@@ -1,0 +1,3 @@
+long counter = 40;
+static long scale = 3;
+long case_entry(long x) { if (x == 777) scale++; counter++; return x * scale + counter; }

@@ -1,0 +1,4 @@
+long __attribute__((noinline)) inserted(long x) { return x * x * x; }
+long __attribute__((noinline)) first(long x) { return x * 7; }
+long __attribute__((noinline)) second(long x) { return x ^ 5; }
+long case_entry(long x) { return first(x) + second(x) + inserted(x); }

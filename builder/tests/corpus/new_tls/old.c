@@ -1,0 +1,1 @@
+long case_entry(long x) { return x + 2; }

@@ -1,0 +1,5 @@
+long case_entry(long x) {
+    static long calls;
+    calls++;
+    return x + calls;
+}

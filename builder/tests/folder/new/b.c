@@ -1,0 +1,3 @@
+static long count;
+static long __attribute__((noinline)) helper(long x) { count -= 3 * x; return count; }
+long __attribute__((noinline)) b_api(long x) { return helper(x) * 100; }

@@ -1,0 +1,159 @@
+//! Bad inputs and refusals that do not fit the corpus shape: clear errors, never panics.
+
+use std::path::Path;
+use std::process::Command;
+
+use lpkg_builder::{build, BuildOptions, Error};
+
+fn run(cmd: &str, args: &[&str], cwd: &Path) {
+    let out = Command::new(cmd)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const FLAGS: &[&str] = &[
+    "-O2",
+    "-g",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-fPIC",
+    "-c",
+];
+
+/// old.c/new.c compiled to old/x.o and new/x.o, old linked as libx.so with `link` flags.
+fn setup(
+    compiler: &str,
+    ext: &str,
+    old: &str,
+    new: &str,
+    link: &[&str],
+) -> (tempfile::TempDir, BuildOptions) {
+    let dir = tempfile::tempdir().unwrap();
+    for (side, text) in [("old", old), ("new", new)] {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        let src = format!("x.{ext}");
+        std::fs::write(d.join(&src), text).unwrap();
+        let mut args = FLAGS.to_vec();
+        args.extend([src.as_str(), "-o", "x.o"]);
+        run(compiler, &args, &d);
+    }
+    let mut args = vec!["-shared", "old/x.o", "-o", "libx.so"];
+    args.extend(link);
+    run(compiler, &args, dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("libx.so"),
+        old: dir.path().join("old/x.o"),
+        new: dir.path().join("new/x.o"),
+        name: "x".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    (dir, opts)
+}
+
+const OLD: &str = "long f(long x) { return x * 3 + 1; }\n";
+const NEW: &str = "long f(long x) { return x * 5 + 1; }\n";
+
+#[test]
+fn stripped_target_is_refused() {
+    let (_dir, opts) = setup("gcc", "c", OLD, NEW, &["-s"]);
+    let err = build(&opts).unwrap_err();
+    assert!(matches!(err, Error::StrippedTarget { .. }), "{err}");
+    assert!(err.to_string().contains("stripped"), "{err}");
+}
+
+#[test]
+fn target_without_build_id_is_refused() {
+    let (_dir, opts) = setup("gcc", "c", OLD, NEW, &["-Wl,--build-id=none"]);
+    let err = build(&opts).unwrap_err();
+    assert!(matches!(err, Error::NoBuildId { .. }), "{err}");
+}
+
+#[test]
+fn shared_library_build_records_target_identity() {
+    let (_dir, opts) = setup("gcc", "c", OLD, NEW, &[]);
+    let built = build(&opts).unwrap();
+    let t = &built.manifest.target;
+    assert_eq!(t.file_name, "libx.so");
+    assert_eq!(t.machine, "x86_64");
+    assert_eq!(t.build_id.len(), 40, "sha1 build-id in hex: {}", t.build_id);
+    assert_eq!(t.sha256.len(), 64);
+    assert!(
+        built.manifest.payloads.is_empty(),
+        "payload digests are the package writer's job"
+    );
+    assert_eq!(built.payloads[0].0, "module.o");
+    assert_eq!(built.payloads[1].0, "symbols.toml");
+    let f = &built.manifest.functions[0];
+    assert_eq!(f.name, "f");
+    assert_eq!(f.source.as_deref(), Some("x.c:1"));
+    let size = f.old_size.unwrap() as usize;
+    let bytes = std::fs::read(&opts.target).unwrap();
+    // In a shared library the text's virtual addresses equal its file offsets.
+    let off = f.old_offset.unwrap() as usize;
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&bytes[off..off + size])
+    };
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(f.old_sha256.as_deref(), Some(hex.as_str()));
+}
+
+#[test]
+fn not_an_object_is_a_clear_error() {
+    let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    std::fs::write(dir.path().join("junk.o"), b"not elf at all").unwrap();
+    opts.new = dir.path().join("junk.o");
+    let err = build(&opts).unwrap_err();
+    assert!(matches!(err, Error::BadInput { .. }), "{err}");
+    opts.new = dir.path().join("missing.o");
+    assert!(matches!(build(&opts).unwrap_err(), Error::Io { .. }));
+    opts.new = dir.path().join("new");
+    assert!(build(&opts)
+        .unwrap_err()
+        .to_string()
+        .contains("both be folders"));
+    // An executable where an object is expected.
+    opts.new = opts.target.clone();
+    assert!(build(&opts)
+        .unwrap_err()
+        .to_string()
+        .contains("not a relocatable object"));
+}
+
+#[test]
+fn target_not_built_from_old_objects_is_refused() {
+    let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("y.c"), "long g(long x) { return x; }\n").unwrap();
+    run("gcc", &["-shared", "-fPIC", "y.c", "-o", "liby.so"], &other);
+    opts.target = other.join("liby.so");
+    let err = build(&opts).unwrap_err();
+    assert!(matches!(err, Error::NotInTarget { .. }), "{err}");
+    assert!(err.to_string().contains("f"), "{err}");
+}
+
+#[test]
+fn changed_cxx_comdat_function_is_refused() {
+    let old = "inline long __attribute__((noinline)) twice(long x) { return 2 * x; }\n\
+               long entry(long x) { return twice(x) + 1; }\n";
+    let new = "inline long __attribute__((noinline)) twice(long x) { return 3 * x; }\n\
+               long entry(long x) { return twice(x) + 1; }\n";
+    let (_dir, opts) = setup("g++", "cc", old, new, &[]);
+    let err = build(&opts).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("_Z5twicel") && text.contains("COMDAT"),
+        "{text}"
+    );
+}
