@@ -12,7 +12,6 @@ pub const USAGE: u8 = 2;
 /// The package is rejected: no trusted signature, an invalid signature, or corrupt.
 pub const REJECTED: u8 = 3;
 /// The package does not match the target (wrong build, already patched...). Used by `apply`.
-#[allow(dead_code)]
 pub const MISMATCH: u8 = 4;
 
 /// The exit code table shown at the end of `lpkg --help`.
@@ -37,12 +36,19 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 fn code_for(err: &anyhow::Error) -> u8 {
+    let applier = || {
+        err.chain()
+            .filter_map(|c| c.downcast_ref::<lpkg_applier::Error>())
+    };
     let rejected = err
         .chain()
         .filter_map(|c| c.downcast_ref::<lpkg_format::Error>())
-        .any(|e| e.is_rejection());
+        .any(|e| e.is_rejection())
+        || applier().any(|e| e.is_rejection());
     if rejected {
         REJECTED
+    } else if applier().any(|e| e.is_mismatch()) {
+        MISMATCH
     } else {
         FAILURE
     }

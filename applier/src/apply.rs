@@ -23,7 +23,9 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { timeout: Duration::from_secs(10) }
+        ApplyOptions {
+            timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -65,9 +67,15 @@ fn check_preimage(
 ) -> Result<Vec<u8>, Error> {
     let size = function.old_size.unwrap_or(0) as usize;
     let expected = function.old_sha256.as_deref().unwrap_or("");
-    let mismatch = || Error::PreimageMismatch { function: function.name.clone(), address };
+    let mismatch = || Error::PreimageMismatch {
+        function: function.name.clone(),
+        address,
+    };
     if size < JUMP_LEN {
-        return Err(Error::Module(format!("function {} is shorter than a jump", function.name)));
+        return Err(Error::Module(format!(
+            "function {} is shorter than a jump",
+            function.name
+        )));
     }
     let live = memory::read(pid, address, size)?;
     if hex(&Sha256::digest(&live)) == expected {
@@ -90,17 +98,30 @@ fn check_preimage(
 }
 
 /// Verifies `package_bytes` against `trust` and applies the package to process `pid`.
-pub fn apply(pid: Pid, package_bytes: &[u8], trust: &TrustStore, options: &ApplyOptions) -> Result<ApplyReport, Error> {
+pub fn apply(
+    pid: Pid,
+    package_bytes: &[u8],
+    trust: &TrustStore,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, Error> {
     let (package, signers) = lpkg_format::open_verified(package_bytes, trust)?;
     let signers: Vec<String> = signers.iter().map(|k| k.to_string()).collect();
     apply_verified(pid, &package, signers, options)
 }
 
-fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &ApplyOptions) -> Result<ApplyReport, Error> {
+fn apply_verified(
+    pid: Pid,
+    package: &Package,
+    signers: Vec<String>,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, Error> {
     let manifest = package.manifest();
     let id = package.id();
     if manifest.target.machine != "x86_64" {
-        return Err(Error::Module(format!("package is for {}, not x86_64", manifest.target.machine)));
+        return Err(Error::Module(format!(
+            "package is for {}, not x86_64",
+            manifest.target.machine
+        )));
     }
     let module = package.module()?;
     let symbols = package.symbol_map()?;
@@ -119,7 +140,11 @@ fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &A
     let applied = records::read(pid)?;
 
     let mut entries = Vec::new();
-    for function in manifest.functions.iter().filter(|f| f.action == Action::Replace) {
+    for function in manifest
+        .functions
+        .iter()
+        .filter(|f| f.action == Action::Replace)
+    {
         let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
         let original = check_preimage(pid, function, address, &applied)?;
         entries.push(Entry {
@@ -148,11 +173,17 @@ fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &A
                 .copied()
                 .ok_or_else(|| Error::Module(format!("module does not define {name}")))
         };
-        let replaced = manifest.functions.iter().filter(|f| f.action == Action::Replace);
+        let replaced = manifest
+            .functions
+            .iter()
+            .filter(|f| f.action == Action::Replace);
         for (entry, function) in entries.iter_mut().zip(replaced) {
             entry.new_address = symbol(&function.module_symbol)?;
             if jump(entry.address, entry.new_address).is_none() {
-                return Err(Error::Module(format!("{} is out of jump reach of its patch", entry.function)));
+                return Err(Error::Module(format!(
+                    "{} is out of jump reach of its patch",
+                    entry.function
+                )));
             }
         }
         let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
@@ -169,12 +200,17 @@ fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &A
             name: manifest.package.name.clone(),
             version: manifest.package.version.clone(),
             signers: signers.clone(),
-            applied_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            applied_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             sequence: applied.iter().map(|r| r.body.sequence).max().unwrap_or(0) + 1,
             target_path: target.path.display().to_string(),
             module_address,
             module_len: layout.len(),
-            exit_routines: routines(RoutineKind::Exit)?.into_iter().map(|(_, a)| a).collect(),
+            exit_routines: routines(RoutineKind::Exit)?
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
             entries: entries.clone(),
         };
         let record = body.encode(State::Loading);
@@ -182,7 +218,8 @@ fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &A
 
         tracee.stop()?;
         let record_len = page_align(record.len() as u64);
-        let record_address = tracee.memfd_map(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
+        let record_address =
+            tracee.memfd_map(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
         rollback.mapping(record_address, record_len);
         memory::write(pid, record_address, &record)?;
         for &(offset, len, region) in &image.regions {
@@ -198,23 +235,40 @@ fn apply_verified(pid: Pid, package: &Package, signers: Vec<String>, options: &A
         // Switch: every thread stopped, none inside a function being replaced.
         let guarded: Vec<Guarded> = entries
             .iter()
-            .map(|e| Guarded { range: e.address..e.address + e.size, function: e.function.clone() })
+            .map(|e| Guarded {
+                range: e.address..e.address + e.size,
+                function: e.function.clone(),
+            })
             .collect();
         stop_clear(&mut tracee, &guarded, options.timeout)?;
         let paused = Instant::now();
-        memory::write(pid, record_address + STATE_OFFSET, &State::Switching.word().to_le_bytes())?;
+        memory::write(
+            pid,
+            record_address + STATE_OFFSET,
+            &State::Switching.word().to_le_bytes(),
+        )?;
         for entry in &entries {
             let bytes = jump(entry.address, entry.new_address).expect("reach checked above");
-            rollback.entry(entry.address, unhex(&entry.original).expect("we wrote this hex"));
+            rollback.entry(
+                entry.address,
+                unhex(&entry.original).expect("we wrote this hex"),
+            );
             memory::write(pid, entry.address, &bytes)?;
         }
         for (name, address) in init {
             let value = tracee.call(address, &[], options.timeout)? as i32 as i64;
             if value != 0 {
-                return Err(Error::InitFailed { routine: name, value });
+                return Err(Error::InitFailed {
+                    routine: name,
+                    value,
+                });
             }
         }
-        memory::write(pid, record_address + STATE_OFFSET, &State::Applied.word().to_le_bytes())?;
+        memory::write(
+            pid,
+            record_address + STATE_OFFSET,
+            &State::Applied.word().to_le_bytes(),
+        )?;
         tracee.resume()?;
         let pause = paused.elapsed();
         Ok(ApplyReport {

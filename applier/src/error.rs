@@ -82,3 +82,20 @@ pub enum Error {
     #[error("{0}")]
     Stacking(String),
 }
+
+impl Error {
+    /// The package was refused before anything was touched: bad signature, untrusted, corrupt.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, Error::Package(e) if e.is_rejection())
+    }
+
+    /// The package does not fit this process: another binary, or code someone else changed.
+    pub fn is_mismatch(&self) -> bool {
+        matches!(
+            self,
+            Error::WrongTarget { .. }
+                | Error::PreimageMismatch { .. }
+                | Error::AlreadyApplied { .. }
+        )
+    }
+}

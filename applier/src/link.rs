@@ -85,15 +85,21 @@ fn region_of(section: &object::Section<'_, '_>) -> Option<Region> {
 fn r_type(flags: RelocationFlags) -> Result<u32, Error> {
     match flags {
         RelocationFlags::Elf { r_type } => Ok(r_type),
-        other => Err(Error::Module(format!("unexpected relocation flags {other:?}"))),
+        other => Err(Error::Module(format!(
+            "unexpected relocation flags {other:?}"
+        ))),
     }
 }
 
 fn parse(module: &[u8]) -> Result<object::File<'_>, Error> {
     let file = object::File::parse(module)
         .map_err(|e| Error::Module(format!("patch module is not a valid ELF object: {e}")))?;
-    if file.architecture() != object::Architecture::X86_64 || file.kind() != object::ObjectKind::Relocatable {
-        return Err(Error::Module("patch module is not an x86_64 relocatable object".into()));
+    if file.architecture() != object::Architecture::X86_64
+        || file.kind() != object::ObjectKind::Relocatable
+    {
+        return Err(Error::Module(
+            "patch module is not an x86_64 relocatable object".into(),
+        ));
     }
     Ok(file)
 }
@@ -112,7 +118,9 @@ impl Layout {
         let mut sizes = [0u64; 3];
         let mut sections = BTreeMap::new();
         for section in file.sections() {
-            let Some(region) = region_of(&section) else { continue };
+            let Some(region) = region_of(&section) else {
+                continue;
+            };
             let slot = &mut sizes[region as usize];
             let offset = align_up(*slot, section.align());
             *slot = offset + section.size();
@@ -125,7 +133,9 @@ impl Layout {
                 continue;
             }
             for (_, relocation) in section.relocations() {
-                let RelocationTarget::Symbol(symbol) = relocation.target() else { continue };
+                let RelocationTarget::Symbol(symbol) = relocation.target() else {
+                    continue;
+                };
                 match RelocKind::of(r_type(relocation.flags())?)? {
                     RelocKind::Got => {
                         got.entry((symbol.0, false)).or_insert(0);
@@ -150,7 +160,12 @@ impl Layout {
             *offset = sizes[Region::ReadOnly as usize];
             sizes[Region::ReadOnly as usize] += 8;
         }
-        Ok(Layout { sections, got, stubs, sizes })
+        Ok(Layout {
+            sections,
+            got,
+            stubs,
+            sizes,
+        })
     }
 
     /// Offset of a region from the start of the mapping.
@@ -167,12 +182,15 @@ impl Layout {
 
     /// Length of the whole mapping, a multiple of the page size (at least one page).
     pub fn len(&self) -> u64 {
-        (self.region_start(Region::Data) + align_up(self.sizes[Region::Data as usize], PAGE)).max(PAGE)
+        (self.region_start(Region::Data) + align_up(self.sizes[Region::Data as usize], PAGE))
+            .max(PAGE)
     }
 
     /// Offset of a section of the module from the start of the mapping.
     fn section_offset(&self, index: usize) -> Option<u64> {
-        self.sections.get(&index).map(|&(region, offset)| self.region_start(region) + offset)
+        self.sections
+            .get(&index)
+            .map(|&(region, offset)| self.region_start(region) + offset)
     }
 
     /// Links the module to live at `base`, resolving undefined symbols through `resolve`.
@@ -180,13 +198,17 @@ impl Layout {
         let file = parse(module)?;
         let mut bytes = vec![0u8; self.len() as usize];
         for section in file.sections() {
-            let Some(offset) = self.section_offset(section.index().0) else { continue };
-            if section.kind() == SectionKind::UninitializedData || section.kind() == SectionKind::UninitializedTls {
+            let Some(offset) = self.section_offset(section.index().0) else {
+                continue;
+            };
+            if section.kind() == SectionKind::UninitializedData
+                || section.kind() == SectionKind::UninitializedTls
+            {
                 continue;
             }
-            let data = section
-                .data()
-                .map_err(|e| Error::Module(format!("section {}: {e}", section.name().unwrap_or("?"))))?;
+            let data = section.data().map_err(|e| {
+                Error::Module(format!("section {}: {e}", section.name().unwrap_or("?")))
+            })?;
             bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         }
 
@@ -232,11 +254,15 @@ impl Layout {
         let text = self.region_start(Region::Text);
         for (&symbol, &offset) in &self.stubs {
             let at = (text + offset) as usize;
-            bytes[at..at + 14].copy_from_slice(&reloc::indirect_jump_stub(symbol_address(SymbolIndex(symbol))?));
+            bytes[at..at + 14].copy_from_slice(&reloc::indirect_jump_stub(symbol_address(
+                SymbolIndex(symbol),
+            )?));
         }
 
         for section in file.sections() {
-            let Some(section_offset) = self.section_offset(section.index().0) else { continue };
+            let Some(section_offset) = self.section_offset(section.index().0) else {
+                continue;
+            };
             for (offset, relocation) in section.relocations() {
                 let RelocationTarget::Symbol(symbol) = relocation.target() else {
                     return Err(Error::Module(format!(
@@ -257,14 +283,20 @@ impl Layout {
                     RelocKind::Absolute | RelocKind::PcRelative => symbol_address(symbol)?,
                 };
                 let at = (section_offset + offset) as usize;
-                reloc::apply(r_type(relocation.flags())?, &mut bytes[at..], place, target, relocation.addend())
-                    .map_err(|reason| {
-                        Error::Module(format!(
-                            "relocation at {}+{offset:#x} against {}: {reason}",
-                            section.name().unwrap_or("?"),
-                            symbol_name(symbol)
-                        ))
-                    })?;
+                reloc::apply(
+                    r_type(relocation.flags())?,
+                    &mut bytes[at..],
+                    place,
+                    target,
+                    relocation.addend(),
+                )
+                .map_err(|reason| {
+                    Error::Module(format!(
+                        "relocation at {}+{offset:#x} against {}: {reason}",
+                        section.name().unwrap_or("?"),
+                        symbol_name(symbol)
+                    ))
+                })?;
             }
         }
 
@@ -282,8 +314,19 @@ impl Layout {
         let regions = [Region::Text, Region::ReadOnly, Region::Data]
             .into_iter()
             .filter(|&r| self.sizes[r as usize] > 0)
-            .map(|r| (self.region_start(r), align_up(self.sizes[r as usize], PAGE), r))
+            .map(|r| {
+                (
+                    self.region_start(r),
+                    align_up(self.sizes[r as usize], PAGE),
+                    r,
+                )
+            })
             .collect();
-        Ok(Image { base, bytes, regions, symbols })
+        Ok(Image {
+            base,
+            bytes,
+            regions,
+            symbols,
+        })
     }
 }

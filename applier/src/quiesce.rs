@@ -18,7 +18,11 @@ pub struct Guarded {
 
 /// Stops every thread of `tracee` with none of them inside `guarded`, retrying with backoff
 /// (the process runs between attempts) until `timeout`. On success the process is stopped.
-pub fn stop_clear(tracee: &mut Tracee, guarded: &[Guarded], timeout: Duration) -> Result<(), Error> {
+pub fn stop_clear(
+    tracee: &mut Tracee,
+    guarded: &[Guarded],
+    timeout: Duration,
+) -> Result<(), Error> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(1);
     loop {
@@ -28,7 +32,10 @@ pub fn stop_clear(tracee: &mut Tracee, guarded: &[Guarded], timeout: Duration) -
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            return Err(Error::Busy { waited: started.elapsed(), busy });
+            return Err(Error::Busy {
+                waited: started.elapsed(),
+                busy,
+            });
         }
         tracee.resume()?;
         std::thread::sleep(backoff.min(timeout.saturating_sub(started.elapsed())));

@@ -195,7 +195,10 @@ mod tests {
         let bytes = body.encode(State::Switching);
         let (state, len) = RecordBody::decode_header(&bytes).unwrap();
         assert_eq!(state, State::Switching);
-        assert_eq!(RecordBody::decode_body(&bytes[HEADER_LEN..HEADER_LEN + len]).unwrap(), body);
+        assert_eq!(
+            RecordBody::decode_body(&bytes[HEADER_LEN..HEADER_LEN + len]).unwrap(),
+            body
+        );
         assert!(RecordBody::decode_header(b"LPKGREC1\x09\0\0\0\0\0\0\0").is_err());
         assert_eq!(unhex("f30f").unwrap(), vec![0xf3, 0x0f]);
         assert!(unhex("f3x").is_none());

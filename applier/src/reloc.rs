@@ -30,11 +30,15 @@ impl RelocKind {
             elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S => RelocKind::Absolute,
             elf::R_X86_64_PC32 | elf::R_X86_64_PC64 => RelocKind::PcRelative,
             elf::R_X86_64_PLT32 => RelocKind::Plt,
-            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => RelocKind::Got,
+            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
+                RelocKind::Got
+            }
             elf::R_X86_64_GOTTPOFF => RelocKind::GotTpOff,
             elf::R_X86_64_TPOFF32 => RelocKind::TpOff,
             other => {
-                return Err(Error::Module(format!("unsupported x86_64 relocation type {other}")));
+                return Err(Error::Module(format!(
+                    "unsupported x86_64 relocation type {other}"
+                )));
             }
         })
     }
@@ -42,24 +46,36 @@ impl RelocKind {
 
 /// Writes relocation `r_type` at the start of `at`, for a place at address `place` whose
 /// resolved target (symbol, stub, GOT slot or TLS offset, per [`RelocKind`]) is `target`.
-pub fn apply(r_type: u32, at: &mut [u8], place: u64, target: u64, addend: i64) -> Result<(), String> {
+pub fn apply(
+    r_type: u32,
+    at: &mut [u8],
+    place: u64,
+    target: u64,
+    addend: i64,
+) -> Result<(), String> {
     let absolute = target.wrapping_add(addend as u64);
     let relative = absolute.wrapping_sub(place) as i64;
     match r_type {
         elf::R_X86_64_64 => put(at, &absolute.to_le_bytes()),
         elf::R_X86_64_PC64 => put(at, &relative.to_le_bytes()),
         elf::R_X86_64_32 => {
-            let value = u32::try_from(absolute).map_err(|_| format!("{absolute:#x} does not fit in 32 bits"))?;
+            let value = u32::try_from(absolute)
+                .map_err(|_| format!("{absolute:#x} does not fit in 32 bits"))?;
             put(at, &value.to_le_bytes())
         }
         elf::R_X86_64_32S | elf::R_X86_64_TPOFF32 => {
-            let value = i32::try_from(absolute as i64)
-                .map_err(|_| format!("{:#x} does not fit in a signed 32-bit field", absolute as i64))?;
+            let value = i32::try_from(absolute as i64).map_err(|_| {
+                format!(
+                    "{:#x} does not fit in a signed 32-bit field",
+                    absolute as i64
+                )
+            })?;
             put(at, &value.to_le_bytes())
         }
         _ => {
-            let value = i32::try_from(relative)
-                .map_err(|_| format!("target {absolute:#x} is out of ±2 GiB reach of {place:#x}"))?;
+            let value = i32::try_from(relative).map_err(|_| {
+                format!("target {absolute:#x} is out of ±2 GiB reach of {place:#x}")
+            })?;
             put(at, &value.to_le_bytes())
         }
     }
@@ -97,7 +113,10 @@ pub fn jump_target(from: u64, bytes: &[u8]) -> Option<u64> {
         return None;
     }
     let rel = i32::from_le_bytes(bytes[1..5].try_into().ok()?);
-    Some(from.wrapping_add(JUMP_LEN as u64).wrapping_add(rel as i64 as u64))
+    Some(
+        from.wrapping_add(JUMP_LEN as u64)
+            .wrapping_add(rel as i64 as u64),
+    )
 }
 
 #[cfg(test)]
@@ -107,7 +126,10 @@ mod tests {
     #[test]
     fn jump_round_trips_and_refuses_far_targets() {
         let bytes = jump(0x5555_0000_1000, 0x5555_0100_0000).unwrap();
-        assert_eq!(jump_target(0x5555_0000_1000, &bytes), Some(0x5555_0100_0000));
+        assert_eq!(
+            jump_target(0x5555_0000_1000, &bytes),
+            Some(0x5555_0100_0000)
+        );
         let back = jump(0x5555_0100_0000, 0x5555_0000_1000).unwrap();
         assert_eq!(jump_target(0x5555_0100_0000, &back), Some(0x5555_0000_1000));
         assert!(jump(0x1000, 0x1000 + (1 << 32)).is_none());

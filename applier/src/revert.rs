@@ -20,7 +20,11 @@ pub struct Rollback {
 impl Rollback {
     /// An empty log for `pid`.
     pub fn new(pid: Pid) -> Rollback {
-        Rollback { pid, entries: Vec::new(), mappings: Vec::new() }
+        Rollback {
+            pid,
+            entries: Vec::new(),
+            mappings: Vec::new(),
+        }
     }
 
     /// Remembers a mapping to remove.
@@ -76,27 +80,52 @@ pub enum Selection {
 }
 
 /// Reverts packages applied to `pid`.
-pub fn revert(pid: Pid, selection: &Selection, timeout: Duration) -> Result<Vec<RevertReport>, Error> {
+pub fn revert(
+    pid: Pid,
+    selection: &Selection,
+    timeout: Duration,
+) -> Result<Vec<RevertReport>, Error> {
     let records = records::read(pid)?;
     if records.is_empty() {
-        return Err(Error::NothingToRevert(format!("no lpkg package is applied to process {pid}")));
+        return Err(Error::NothingToRevert(format!(
+            "no lpkg package is applied to process {pid}"
+        )));
     }
     let chosen: Vec<&LiveRecord> = match selection {
         Selection::Latest => records.iter().rev().take(1).collect(),
         Selection::All => records.iter().rev().collect(),
         Selection::Id(prefix) => {
-            let matching: Vec<&LiveRecord> = records.iter().filter(|r| r.body.id.starts_with(prefix.as_str())).collect();
+            let matching: Vec<&LiveRecord> = records
+                .iter()
+                .filter(|r| r.body.id.starts_with(prefix.as_str()))
+                .collect();
             match matching.len() {
-                0 => return Err(Error::NothingToRevert(format!("no package with id {prefix} is applied to process {pid}"))),
+                0 => {
+                    return Err(Error::NothingToRevert(format!(
+                        "no package with id {prefix} is applied to process {pid}"
+                    )))
+                }
                 1 => matching,
-                _ => return Err(Error::NothingToRevert(format!("id {prefix} is ambiguous: give more digits"))),
+                _ => {
+                    return Err(Error::NothingToRevert(format!(
+                        "id {prefix} is ambiguous: give more digits"
+                    )))
+                }
             }
         }
     };
     if let [one] = chosen.as_slice() {
         // A package that a newer one patched over must wait for the newer one.
-        for newer in records.iter().filter(|r| r.body.sequence > one.body.sequence) {
-            if newer.body.entries.iter().any(|n| one.body.entries.iter().any(|o| o.address == n.address)) {
+        for newer in records
+            .iter()
+            .filter(|r| r.body.sequence > one.body.sequence)
+        {
+            if newer
+                .body
+                .entries
+                .iter()
+                .any(|n| one.body.entries.iter().any(|o| o.address == n.address))
+            {
                 return Err(Error::Stacking(format!(
                     "package {} {} replaces functions that package {} {} replaced again: revert {} first",
                     one.body.name, one.body.version, newer.body.name, newer.body.version, newer.body.name
@@ -122,7 +151,11 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
     }];
     let result = (|| -> Result<usize, Error> {
         stop_clear(&mut tracee, &guarded, timeout)?;
-        memory::write(pid, record.address + STATE_OFFSET, &State::Reverting.word().to_le_bytes())?;
+        memory::write(
+            pid,
+            record.address + STATE_OFFSET,
+            &State::Reverting.word().to_le_bytes(),
+        )?;
         if record.state == State::Applied {
             for &routine in &body.exit_routines {
                 tracee.call(routine, &[], timeout)?;

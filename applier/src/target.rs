@@ -43,9 +43,14 @@ fn elf_facts(data: &[u8]) -> Result<ElfFacts, String> {
     let mut first_load = None;
     let mut tls = None;
     let mut has_interp = false;
-    for segment in header.program_headers(endian, data).map_err(|e| e.to_string())? {
+    for segment in header
+        .program_headers(endian, data)
+        .map_err(|e| e.to_string())?
+    {
         match segment.p_type(endian) {
-            elf::PT_LOAD if first_load.is_none() => first_load = Some(segment.p_vaddr(endian) & !0xfff),
+            elf::PT_LOAD if first_load.is_none() => {
+                first_load = Some(segment.p_vaddr(endian) & !0xfff)
+            }
             elf::PT_TLS => tls = Some((segment.p_memsz(endian), segment.p_align(endian))),
             elf::PT_INTERP => has_interp = true,
             _ => {}
@@ -59,7 +64,10 @@ fn elf_facts(data: &[u8]) -> Result<ElfFacts, String> {
 }
 
 /// Finds the object with the manifest's build-id among those mapped in `pid`.
-pub fn find(pid: Pid, target: &lpkg_format::Target) -> Result<(TargetObject, Vec<MappedObject>), Error> {
+pub fn find(
+    pid: Pid,
+    target: &lpkg_format::Target,
+) -> Result<(TargetObject, Vec<MappedObject>), Error> {
     let mapped = objects::mapped_objects(pid)?;
     let found = mapped
         .iter()
@@ -70,7 +78,8 @@ pub fn find(pid: Pid, target: &lpkg_format::Target) -> Result<(TargetObject, Vec
             file_name: target.file_name.clone(),
         })?;
     let data = objects::read_file(found)?;
-    let facts = elf_facts(&data).map_err(|e| Error::Module(format!("{}: {e}", found.path.display())))?;
+    let facts =
+        elf_facts(&data).map_err(|e| Error::Module(format!("{}: {e}", found.path.display())))?;
     let object = TargetObject {
         path: found.path.clone(),
         bias: found.base.wrapping_sub(facts.first_load),
@@ -106,7 +115,11 @@ fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Err
             continue;
         }
         let kind = symbol.st_type();
-        if kind != elf::STT_FUNC && kind != elf::STT_OBJECT && kind != elf::STT_GNU_IFUNC && kind != elf::STT_NOTYPE {
+        if kind != elf::STT_FUNC
+            && kind != elf::STT_OBJECT
+            && kind != elf::STT_GNU_IFUNC
+            && kind != elf::STT_NOTYPE
+        {
             continue;
         }
         let name = table.symbol_name(endian, symbol)?.to_vec();
@@ -118,14 +131,21 @@ fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Err
             None => (None, false),
         };
         let address = bias.wrapping_add(symbol.st_value(endian));
-        out.entry(name).or_default().push((version, hidden, address));
+        out.entry(name)
+            .or_default()
+            .push((version, hidden, address));
     }
     Ok(out)
 }
 
 impl<'a> Resolver<'a> {
     /// A resolver for `pid`, where `target` is patched by a module with `map`.
-    pub fn new(pid: Pid, target: &'a TargetObject, map: &'a SymbolMap, mapped: &'a [MappedObject]) -> Resolver<'a> {
+    pub fn new(
+        pid: Pid,
+        target: &'a TargetObject,
+        map: &'a SymbolMap,
+        mapped: &'a [MappedObject],
+    ) -> Resolver<'a> {
         Resolver {
             pid,
             target,
@@ -136,10 +156,9 @@ impl<'a> Resolver<'a> {
     }
 
     fn binding(&self, name: &str) -> Result<&'a SymbolBinding, Error> {
-        self.bindings
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::Module(format!("undefined symbol {name} is not in the symbol map")))
+        self.bindings.get(name).copied().ok_or_else(|| {
+            Error::Module(format!("undefined symbol {name} is not in the symbol map"))
+        })
     }
 
     fn external(&self, symbol: &str, version: Option<&str>) -> Result<u64, Error> {
@@ -147,11 +166,15 @@ impl<'a> Resolver<'a> {
         for (index, object) in self.mapped.iter().enumerate() {
             if tables[index].is_none() {
                 let data = objects::read_file(object)?;
-                let facts = elf_facts(&data).map_err(|e| Error::Module(format!("{}: {e}", object.path.display())))?;
+                let facts = elf_facts(&data)
+                    .map_err(|e| Error::Module(format!("{}: {e}", object.path.display())))?;
                 let bias = object.base.wrapping_sub(facts.first_load);
                 tables[index] = Some(dynamic_symbols(&data, bias).unwrap_or_default());
             }
-            let Some(candidates) = tables[index].as_ref().and_then(|t| t.get(symbol.as_bytes())) else {
+            let Some(candidates) = tables[index]
+                .as_ref()
+                .and_then(|t| t.get(symbol.as_bytes()))
+            else {
                 continue;
             };
             let chosen = candidates.iter().find(|(v, hidden, _)| match version {
@@ -162,7 +185,10 @@ impl<'a> Resolver<'a> {
                 return Ok(*address);
             }
         }
-        Err(Error::UnresolvedSymbol { pid: self.pid, symbol: symbol.to_owned() })
+        Err(Error::UnresolvedSymbol {
+            pid: self.pid,
+            symbol: symbol.to_owned(),
+        })
     }
 }
 
@@ -170,13 +196,17 @@ impl Resolve for Resolver<'_> {
     fn address(&self, name: &str) -> Result<u64, Error> {
         match self.binding(name)? {
             SymbolBinding::Target { offset, .. } => Ok(self.target.bias.wrapping_add(*offset)),
-            SymbolBinding::External { symbol, version, .. } => self.external(symbol, version.as_deref()),
+            SymbolBinding::External {
+                symbol, version, ..
+            } => self.external(symbol, version.as_deref()),
         }
     }
 
     fn tls_offset(&self, name: &str) -> Result<i64, Error> {
         let SymbolBinding::Target { offset, .. } = self.binding(name)? else {
-            return Err(Error::Module(format!("TLS symbol {name} of another library is not supported")));
+            return Err(Error::Module(format!(
+                "TLS symbol {name} of another library is not supported"
+            )));
         };
         match self.target.tls {
             // x86_64 variant II: the executable's TLS block ends at the thread pointer.

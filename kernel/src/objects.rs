@@ -131,5 +131,8 @@ mod tests {
 /// The bytes of the file really mapped as `object` (through `/proc/PID/map_files/`), so a file
 /// replaced or deleted on disk since the process loaded it is never read by mistake.
 pub fn read_file(object: &MappedObject) -> Result<Vec<u8>> {
-    std::fs::read(&object.map_file).map_err(|source| Error::Proc { path: object.map_file.clone(), source })
+    std::fs::read(&object.map_file).map_err(|source| Error::Proc {
+        path: object.map_file.clone(),
+        source,
+    })
 }

@@ -57,7 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{value}");
     } else {
         for id in &report.recovered {
-            println!("rolled back an interrupted operation of package {}", &id[..16]);
+            println!(
+                "rolled back an interrupted operation of package {}",
+                &id[..16]
+            );
         }
         println!(
             "applied {} {} (id {}) to process {pid}: {} function(s) replaced, threads paused {} us",
@@ -68,7 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.pause.as_micros()
         );
         for entry in &report.entries {
-            println!("  {} {:#x} -> {:#x}", entry.function, entry.address, entry.new_address);
+            println!(
+                "  {} {:#x} -> {:#x}",
+                entry.function, entry.address, entry.new_address
+            );
         }
     }
     Ok(())

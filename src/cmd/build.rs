@@ -1,6 +1,10 @@
 //! `lpkg build --target BIN --old OLD --new NEW --key KEY -o OUT [--name N] [--version V] [--description D]`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lpkg_builder::BuildOptions;
+use lpkg_format::{Action, Package, SecretKey};
 
 /// Arguments of `lpkg build`.
 #[derive(clap::Args, Debug)]
@@ -8,10 +12,10 @@ pub struct Args {
     /// The executable or shared library running in the field (as installed).
     #[arg(long, value_name = "BIN")]
     pub target: PathBuf,
-    /// The object file the target was built from.
+    /// The object file the target was built from, or a folder of them.
     #[arg(long, value_name = "OLD")]
     pub old: PathBuf,
-    /// The same object file, built from the fixed source.
+    /// The same object file built from the fixed source, or a folder paired by relative path.
     #[arg(long, value_name = "NEW")]
     pub new: PathBuf,
     /// Secret key to sign the package with.
@@ -29,8 +33,71 @@ pub struct Args {
     /// Description for auditors.
     #[arg(long, value_name = "D")]
     pub description: Option<String>,
+    /// Also patch functions whose only change is a line number they pass on (`__LINE__`).
+    #[arg(long)]
+    pub allow_line_changes: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    super::not_yet_implemented("build")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let key = SecretKey::read(&args.key)
+        .with_context(|| format!("reading key {}", args.key.display()))?;
+    let options = BuildOptions {
+        target: args.target.clone(),
+        old: args.old.clone(),
+        new: args.new.clone(),
+        name: args
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(&args.target)),
+        version: args.version.clone().unwrap_or_else(|| "1".to_owned()),
+        description: args.description.clone().unwrap_or_default(),
+        allow_line_changes: args.allow_line_changes,
+    };
+    let built = lpkg_builder::build(&options)?;
+    for note in &built.notes {
+        eprintln!("note: {note}");
+    }
+    let mut package = Package::new(built.manifest, built.payloads)?;
+    package.sign(&key)?;
+    write_new(&args.output, &package.to_bytes())?;
+    let manifest = package.manifest();
+    let count = |action| {
+        manifest
+            .functions
+            .iter()
+            .filter(|f| f.action == action)
+            .count()
+    };
+    println!(
+        "built {} {} (id {}): {} replaced, {} new function(s), {} bytes -> {}",
+        manifest.package.name,
+        manifest.package.version,
+        &package.id()[..16],
+        count(Action::Replace),
+        count(Action::New),
+        package.to_bytes().len(),
+        args.output.display()
+    );
+    for function in &manifest.functions {
+        println!(
+            "  {:?} {} ({})",
+            function.action, function.name, function.reason
+        );
+    }
+    Ok(())
+}
+
+fn default_name(target: &Path) -> String {
+    let file = target
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{file}-fix")
+}
+
+/// Writes the package through a temporary file, so a refused or failed build leaves no package.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("lpkg.partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -15,7 +15,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = super::pid(args.pid)?;
-    let records = lpkg_applier::records::read(pid).with_context(|| format!("reading the lpkg records of process {pid}"))?;
+    let records = lpkg_applier::records::read(pid)
+        .with_context(|| format!("reading the lpkg records of process {pid}"))?;
     if args.json {
         let value: Vec<_> = records
             .iter()
@@ -41,7 +42,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("no lpkg package is applied to process {pid}");
         return Ok(());
     }
-    println!("{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  STATE", "ID", "NAME", "VERSION", "SIGNER", "APPLIED (UTC)", "FUNCTIONS");
+    println!(
+        "{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  STATE",
+        "ID", "NAME", "VERSION", "SIGNER", "APPLIED (UTC)", "FUNCTIONS"
+    );
     for r in &records {
         println!(
             "{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  {}",

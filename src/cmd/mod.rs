@@ -19,11 +19,6 @@ pub fn read_package_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// A command reserved for a later milestone.
-pub fn not_yet_implemented(command: &str) -> anyhow::Result<()> {
-    anyhow::bail!("lpkg {command}: not yet implemented")
-}
-
 /// A PID from the command line, as the kernel crate takes it.
 pub fn pid(pid: u32) -> anyhow::Result<lpkg_kernel::Pid> {
     lpkg_kernel::Pid::try_from(pid).map_err(|_| anyhow::anyhow!("{pid} is not a valid process id"))
@@ -43,5 +38,10 @@ pub fn utc(seconds: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }

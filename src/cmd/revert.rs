@@ -33,7 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, false) => Selection::Latest,
     };
     let timeout = Duration::from_secs(args.timeout.unwrap_or(10));
-    let reports = lpkg_applier::revert(pid, &selection, timeout).with_context(|| format!("reverting in process {pid}"))?;
+    let reports = lpkg_applier::revert(pid, &selection, timeout)
+        .with_context(|| format!("reverting in process {pid}"))?;
     if args.json {
         let value: Vec<_> = reports
             .iter()
