@@ -1,0 +1,403 @@
+//! End-to-end tests on live processes: C targets compiled at test time, packages built and
+//! applied with the `lpkg` binary, behaviour checked from outside through the target's pipes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+
+use common::{Run, Scratch};
+
+/// The calc target compiled in three versions (compute = x * (V+1), scale = x + 100 V), once.
+struct Calc {
+    dir: tempfile::TempDir,
+}
+
+fn gcc(args: &[&str]) {
+    let out = Command::new("gcc").args(args).output().expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn calc() -> &'static Calc {
+    static CALC: OnceLock<Calc> = OnceLock::new();
+    CALC.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/calc.c");
+        for v in 1..=3 {
+            let obj = dir.path().join(format!("calc{v}.o"));
+            gcc(&[
+                "-O2",
+                "-g",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIE",
+                &format!("-DVERSION={v}"),
+                "-c",
+                src.to_str().unwrap(),
+                "-o",
+                obj.to_str().unwrap(),
+            ]);
+        }
+        let bin = dir.path().join("calc");
+        gcc(&[
+            "-pie",
+            "-pthread",
+            dir.path().join("calc1.o").to_str().unwrap(),
+            "-o",
+            bin.to_str().unwrap(),
+        ]);
+        // A second build of the same program: another build-id, for the wrong-target test.
+        let other = dir.path().join("calc-other");
+        gcc(&[
+            "-pie",
+            "-pthread",
+            "-Wl,--build-id=sha1",
+            "-Wl,-z,max-page-size=8192",
+            dir.path().join("calc1.o").to_str().unwrap(),
+            "-o",
+            other.to_str().unwrap(),
+        ]);
+        Calc { dir }
+    })
+}
+
+impl Calc {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A running target; killed (by its PID) when dropped.
+struct Target {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Target {
+    fn start(program: &Path) -> Target {
+        let mut child = Command::new(program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start target");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Target {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        assert!(!answer.is_empty(), "target died answering {line:?}");
+        answer.trim_end().to_owned()
+    }
+
+    /// Everything an apply may change: the mappings and the bytes of the patched functions.
+    fn snapshot(&self, functions: &[(u64, usize)]) -> (String, Vec<Vec<u8>>) {
+        let pid = self.child.id() as i32;
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        let code = functions
+            .iter()
+            .map(|&(a, n)| lpkg_kernel::memory::read(pid, a, n).unwrap())
+            .collect();
+        (maps, code)
+    }
+
+    /// Run-time address and size of a function symbol of the main executable.
+    fn function(&self, binary: &Path, name: &str) -> (u64, usize) {
+        use object::{Object, ObjectSymbol};
+        let data = std::fs::read(binary).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let symbol = file.symbols().find(|s| s.name() == Ok(name)).unwrap();
+        let pid = self.child.id() as i32;
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        let base = u64::from_str_radix(maps.lines().next().unwrap().split('-').next().unwrap(), 16)
+            .unwrap();
+        (base + symbol.address(), symbol.size() as usize)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// Builds a package for the calc binary from version `from` to version `to`.
+fn calc_package(s: &Scratch, key: &Path, from: u32, to: u32) -> PathBuf {
+    let c = calc();
+    let out = s.path(&format!("calc-{from}-{to}.lpkg"));
+    ok(s.run(&[
+        "build",
+        "--target",
+        c.path("calc").to_str().unwrap(),
+        "--old",
+        c.path(&format!("calc{from}.o")).to_str().unwrap(),
+        "--new",
+        c.path(&format!("calc{to}.o")).to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--name",
+        &format!("calc-v{to}"),
+        "--version",
+        &to.to_string(),
+    ]));
+    out
+}
+
+fn apply(s: &Scratch, package: &Path, trust: &Path, target: &Target, extra: &[&str]) -> Run {
+    let pid = target.pid();
+    let mut args = vec![
+        "apply",
+        package.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        trust.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    s.run(&args)
+}
+
+#[test]
+fn apply_changes_behaviour_and_revert_restores_it() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("5"), "10 105");
+    let functions = [
+        target.function(&calc().path("calc"), "compute"),
+        target.function(&calc().path("calc"), "scale"),
+    ];
+    let before = target.snapshot(&functions);
+
+    let run = ok(apply(&s, &package, &public, &target, &["--json"]));
+    let report = run.json();
+    assert_eq!(report["functions"].as_array().unwrap().len(), 2);
+    assert_eq!(target.ask("5"), "15 205");
+
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["state"], "applied");
+    assert_eq!(list[0]["name"], "calc-v2");
+
+    // The same package twice is refused as a mismatch (exit 4), and changes nothing.
+    let again = apply(&s, &package, &public, &target, &[]);
+    assert_eq!(again.code, 4, "{}", again.stderr);
+    assert!(again.stderr.contains("already applied"), "{}", again.stderr);
+
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "10 105");
+    assert_eq!(
+        target.snapshot(&functions),
+        before,
+        "revert must leave no byte and no mapping behind"
+    );
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    assert!(list.as_array().unwrap().is_empty());
+}
+
+#[test]
+fn refusals_leave_the_target_exactly_as_it_was() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let (_, stranger) = s.keygen("stranger");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("3"), "6 103");
+    let compute = target.function(&calc().path("calc"), "compute");
+    let functions = [compute, target.function(&calc().path("calc"), "scale")];
+    let before = target.snapshot(&functions);
+    let check_untouched = |target: &mut Target, what: &str| {
+        assert_eq!(
+            target.snapshot(&functions),
+            before,
+            "{what} changed the target"
+        );
+        assert_eq!(target.ask("3"), "6 103", "{what} changed the behaviour");
+    };
+
+    // Signed by a key the field engineer does not trust.
+    let run = apply(&s, &package, &stranger, &target, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown signer") || run.stderr.contains("trusted"),
+        "{}",
+        run.stderr
+    );
+    check_untouched(&mut target, "an untrusted package");
+
+    // Tampered with after signing.
+    let mut bytes = std::fs::read(&package).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    let tampered = s.path("tampered.lpkg");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let run = apply(&s, &tampered, &public, &target, &[]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    check_untouched(&mut target, "a tampered package");
+
+    // Built for another binary (another build-id).
+    let mut other = Target::start(&calc().path("calc-other"));
+    assert_eq!(other.ask("3"), "6 103");
+    let run = apply(&s, &package, &public, &other, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("build-id"), "{}", run.stderr);
+
+    // Someone else changed compute(): the pre-image no longer matches.
+    let pid = target.child.id() as i32;
+    let (address, size) = compute;
+    let original = lpkg_kernel::memory::read(pid, address + size as u64 - 1, 1).unwrap();
+    lpkg_kernel::memory::write(pid, address + size as u64 - 1, &[0xcc]).unwrap();
+    let run = apply(&s, &package, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("someone else changed"),
+        "{}",
+        run.stderr
+    );
+    lpkg_kernel::memory::write(pid, address + size as u64 - 1, &original).unwrap();
+    check_untouched(&mut target, "a changed pre-image");
+
+    // A thread never leaves compute(): apply gives up after --timeout, naming the thread.
+    assert_eq!(target.ask("park"), "parked");
+    let before_parked = target.snapshot(&functions);
+    let run = apply(&s, &package, &public, &target, &["--timeout", "1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("compute"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("calc"),
+        "the busy thread's name should be given: {}",
+        run.stderr
+    );
+    assert_eq!(
+        target.snapshot(&functions),
+        before_parked,
+        "a timed-out apply changed the target"
+    );
+    assert_eq!(target.ask("3"), "6 103");
+
+    // A process that does not exist.
+    let run = s.run(&[
+        "apply",
+        package.to_str().unwrap(),
+        "--pid",
+        "2147483647",
+        "--trust",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("2147483647"), "{}", run.stderr);
+}
+
+#[test]
+fn stacked_packages_revert_newest_first() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let first = calc_package(&s, &key, 1, 2);
+    let second = calc_package(&s, &key, 2, 3);
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("5"), "10 105");
+    ok(apply(&s, &first, &public, &target, &[]));
+    assert_eq!(target.ask("5"), "15 205");
+    ok(apply(&s, &second, &public, &target, &[]));
+    assert_eq!(target.ask("5"), "20 305");
+
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["calc-v2", "calc-v3"]);
+
+    // The older package cannot go while the newer one patches the same functions.
+    let older = list[0]["id"].as_str().unwrap();
+    let run = s.run(&["revert", "--pid", &target.pid(), "--id", older]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("first"), "{}", run.stderr);
+    assert_eq!(target.ask("5"), "20 305");
+
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(
+        target.ask("5"),
+        "15 205",
+        "reverting the newest restores the previous version"
+    );
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "10 105");
+}
+
+#[test]
+fn apply_and_revert_a_hundred_times_on_a_busy_multithreaded_target() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = std::fs::read(calc_package(&s, &key, 1, 2)).unwrap();
+    let trust = lpkg_format::TrustStore::from_path(&public).unwrap();
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("threads 8"), "started 8");
+    let pid = target.child.id() as i32;
+    let maps_before = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let options = lpkg_applier::ApplyOptions::default();
+    for round in 0..100 {
+        lpkg_applier::apply(pid, &package, &trust, &options)
+            .unwrap_or_else(|e| panic!("apply {round}: {e}"));
+        assert_eq!(target.ask("4"), "12 204", "round {round}");
+        lpkg_applier::revert(pid, &lpkg_applier::Selection::Latest, options.timeout)
+            .unwrap_or_else(|e| panic!("revert {round}: {e}"));
+        assert_eq!(target.ask("4"), "8 104", "round {round}");
+    }
+    let maps_after = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert_eq!(
+        maps_before, maps_after,
+        "leftover mappings after 100 rounds"
+    );
+}
+
+#[test]
+fn examples_run_end_to_end() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for example in ["table-server", "worker-pool", "shared-library"] {
+        let out = Command::new("bash")
+            .arg(examples.join(example).join("run.sh"))
+            .env("LPKG", env!("CARGO_BIN_EXE_lpkg"))
+            .output()
+            .expect("run example");
+        assert!(
+            out.status.success(),
+            "{example} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
