@@ -165,9 +165,21 @@ impl TargetFile {
         })
     }
 
-    /// A global symbol defined in the target.
+    /// A global symbol defined in the target. The linker turns hidden globals into locals, so
+    /// a name found exactly once among the locals of all files counts too.
     pub fn global(&self, name: &str) -> Option<&TargetSym> {
-        self.globals.get(name)
+        if let Some(s) = self.globals.get(name) {
+            return Some(s);
+        }
+        let mut found = self
+            .locals
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .flat_map(|(_, v)| v.iter());
+        match (found.next(), found.next()) {
+            (Some((_, s)), None) => Some(s),
+            _ => None,
+        }
     }
 
     /// A local symbol of the object whose STT_FILE name is `file.name`. When several

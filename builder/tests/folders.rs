@@ -47,6 +47,16 @@ fn target_locals(path: &Path) -> BTreeMap<(String, String), u64> {
     out
 }
 
+/// Value of the first symbol named `name`, whatever its binding.
+fn any_symbol(path: &Path, name: &str) -> u64 {
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&data[..]).unwrap();
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address())
+        .unwrap()
+}
+
 #[test]
 fn folder_pairs_keep_same_named_locals_apart() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,6 +198,13 @@ fn folder_pairs_keep_same_named_locals_apart() {
             ),
         ]
     );
+    // A hidden function of another file (ld may turn it into a local of the linked target).
+    let hidden = any_symbol(&opts.target, "b_hidden");
+    assert!(
+        map.symbols.iter().any(|b| matches!(b,
+            SymbolBinding::Target { name, offset } if name == "b_hidden" && *offset == hidden)),
+        "{map:?}"
+    );
     // case_entry's calls to b_api and d_api go to the module's new versions: no binding.
     assert!(
         !map.symbols
@@ -209,6 +226,7 @@ fn folder_pairs_keep_same_named_locals_apart() {
         targets,
         vec![
             ("b_api".into(), false),
+            ("b_hidden".into(), true),
             ("d_api".into(), false),
             ("helper".into(), false)
         ]
