@@ -200,6 +200,19 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                         path: target.path.clone(),
                         reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
                     })?;
+                let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
+                let expected =
+                    arch::x86_64::masked_code(&old.obj.sections[old_sec], old_value, old_sym.size);
+                let actual = arch::x86_64::mask_like(bytes, &expected);
+                if expected.len() != bytes.len() || actual != expected {
+                    return Err(error::refuse(
+                        name.clone(),
+                        format!(
+                            "the target's copy ({} bytes at {:#x}) differs from the old object's ({} bytes): was the target built from these old objects?",
+                            t.size, t.value, old_sym.size
+                        ),
+                    ));
+                }
                 if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value) {
                     return Err(error::refuse(
                         name.clone(),

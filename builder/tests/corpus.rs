@@ -388,6 +388,7 @@ cases!(
     several_statics,
     short_function,
     static_local,
+    static_renumbered,
     string_literal,
     struct_layout,
     struct_layout_only,

@@ -157,3 +157,17 @@ fn changed_cxx_comdat_function_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn target_from_other_objects_is_refused() {
+    let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    // Link the NEW object as if it were production: f's bytes differ from the old object's.
+    run(
+        "gcc",
+        &["-shared", "new/x.o", "-o", "libnew.so"],
+        dir.path(),
+    );
+    opts.target = dir.path().join("libnew.so");
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(err.contains("refused: f: the target's copy"), "{err}");
+}
