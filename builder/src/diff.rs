@@ -53,6 +53,30 @@ impl Side {
         self.facts.decl.get(&self.source_function(name)).cloned()
     }
 
+    /// Struct/union types of the data objects function `name` refers to.
+    fn data_types_used_by(&self, name: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(sec) = self.function_section(name) else {
+            return out;
+        };
+        let section = &self.obj.sections[sec];
+        for rel in &section.relocs {
+            if let Ref::Data { sym, .. } =
+                self.analysis
+                    .resolve(&self.obj, rel, Some(&section.instructions))
+            {
+                let s = &self.obj.symbols[sym];
+                if let Some(ty) = s
+                    .section
+                    .and_then(|x| self.facts.var_types.get(&(x, s.value)))
+                {
+                    out.insert(ty.clone());
+                }
+            }
+        }
+        out
+    }
+
     /// Function symbols referenced by the relocations of function `name`.
     fn callees(&self, name: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
@@ -450,7 +474,9 @@ fn check_structure(
             // A new function still sees the target's data, so layouts matter for it too.
         }
         let source_fn = new.source_function(name);
-        for ty in new.facts.types_used_by(&source_fn) {
+        let mut types = new.facts.types_used_by(&source_fn);
+        types.extend(new.data_types_used_by(name));
+        for ty in types {
             if let (Some(a), Some(b)) = (old.facts.layouts.get(&ty), new.facts.layouts.get(&ty)) {
                 if a != b {
                     return Err(refuse(

@@ -28,6 +28,8 @@ pub struct Facts {
     pub statics: BTreeMap<(usize, u64), String>,
     /// Section index -> line numbers with code in that section.
     pub lines: BTreeMap<usize, BTreeSet<u64>>,
+    /// `(section, offset)` of a variable -> the struct/union name behind its type.
+    pub var_types: BTreeMap<(usize, u64), String>,
     /// Struct/union name -> layout.
     pub layouts: BTreeMap<String, Layout>,
     /// Source function name -> struct/union names its code uses (parameters, locals, inlined
@@ -220,6 +222,9 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                             {
                                 let scope = enclosing.clone().unwrap_or_default();
                                 facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
+                                if let Some(ty) = variable_struct(&dwarf, &unit, offset) {
+                                    facts.var_types.entry(at).or_insert(ty);
+                                }
                             }
                         }
                     }
@@ -349,4 +354,28 @@ pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
         }
     }
     out
+}
+
+/// The struct/union behind a variable's type (through its abstract origin or specification).
+fn variable_struct<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    offset: UnitOffset,
+) -> Option<String> {
+    let mut offset = offset;
+    for _ in 0..4 {
+        let entry = unit.entry(offset).ok()?;
+        if let Ok(Some(AttributeValue::UnitRef(t))) = entry.attr_value(gimli::DW_AT_type) {
+            return struct_behind(unit, dwarf, t);
+        }
+        match (
+            entry.attr_value(gimli::DW_AT_specification),
+            entry.attr_value(gimli::DW_AT_abstract_origin),
+        ) {
+            (Ok(Some(AttributeValue::UnitRef(o))), _)
+            | (_, Ok(Some(AttributeValue::UnitRef(o)))) => offset = o,
+            _ => return None,
+        }
+    }
+    None
 }

@@ -397,6 +397,7 @@ cases!(
     static_local,
     static_renumbered,
     string_literal,
+    struct_global,
     struct_layout,
     struct_layout_only,
 );
