@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::arch::x86_64 as arch;
 use crate::dwarf::{self, Facts};
 use crate::error::{refuse, Error};
-use crate::identity::{ignored_section, Analysis, Ref};
+use crate::identity::{Analysis, Ref};
 use crate::objfile::{Obj, SymKind};
 
 /// One side of a pair, parsed and analysed.
@@ -205,19 +205,18 @@ pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairD
         }
     }
 
-    explain_inlining(old, new, &mut functions, &changed_bytes);
+    explain_inlining(new, &mut functions, &changed_bytes);
     propagate_clones(new, &mut functions);
 
     // Init and exit routines.
     let mut inits = Vec::new();
     let mut exits = Vec::new();
-    for (sec_idx, sec) in new.obj.sections.iter().enumerate() {
+    for sec in &new.obj.sections {
         let list = match sec.name.as_str() {
             ".lpkg.init" => &mut inits,
             ".lpkg.exit" => &mut exits,
             _ => continue,
         };
-        let _ = sec_idx;
         for rel in &sec.relocs {
             match new.analysis.resolve(&new.obj, rel, None) {
                 Ref::Func { name, .. } => {
@@ -299,12 +298,10 @@ fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> 
 /// and all of them changed (its body is then the likely common cause). This is a heuristic: the
 /// builder never sees source text.
 fn explain_inlining(
-    old: &Side,
     new: &Side,
     functions: &mut BTreeMap<String, Verdict>,
     changed_bytes: &BTreeSet<String>,
 ) {
-    let _ = old;
     let mut inliners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, &i) in &new.analysis.functions {
         if let Some(sec) = new.obj.symbols[i].section {
@@ -461,7 +458,8 @@ fn check_structure(
             });
         }
     }
-    for (name, verdict) in functions {
+    // New functions see the target's data too, so layouts matter for every verdict.
+    for name in functions.keys() {
         if let Some(sec) = new.function_section(name) {
             if new.obj.sections[sec].comdat {
                 return Err(refuse(
@@ -469,9 +467,6 @@ fn check_structure(
                     "function is in a COMDAT group (C++ inline or template); changed COMDAT groups are not supported",
                 ));
             }
-        }
-        if matches!(verdict, Verdict::New(_)) && !old.analysis.functions.contains_key(name) {
-            // A new function still sees the target's data, so layouts matter for it too.
         }
         let source_fn = new.source_function(name);
         let mut types = new.facts.types_used_by(&source_fn);
@@ -489,6 +484,5 @@ fn check_structure(
             }
         }
     }
-    let _ = ignored_section;
     Ok(())
 }

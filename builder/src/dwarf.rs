@@ -40,6 +40,7 @@ pub struct Facts {
 /// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
 pub fn read(obj: &Obj) -> Facts {
     let mut facts = Facts::default();
+    // Partial facts are still useful: DWARF only refines the builder's decisions.
     let _ = read_into(obj, &mut facts);
     facts
 }
@@ -158,7 +159,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
         if facts.cu_path.is_none() {
-            facts.cu_path = unit_path(&dwarf, &unit);
+            facts.cu_path = unit_path(&unit);
         }
         if let Some(program) = unit.line_program.clone() {
             let mut rows = program.rows();
@@ -323,12 +324,11 @@ impl Facts {
 }
 
 /// `comp_dir/name` of a compile unit (just `name` when it is absolute).
-fn unit_path<'a>(dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+fn unit_path(unit: &gimli::Unit<R<'_>>) -> Option<String> {
     let name = unit.name.map(|n| n.to_string_lossy().into_owned())?;
     if name.starts_with('/') {
         return Some(name);
     }
-    let _ = dwarf;
     match unit.comp_dir {
         Some(dir) => Some(format!("{}/{name}", dir.to_string_lossy())),
         None => Some(name),
@@ -348,7 +348,7 @@ pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
         if let Ok(unit) = dwarf.unit(header) {
-            if let Some(p) = unit_path(&dwarf, &unit) {
+            if let Some(p) = unit_path(&unit) {
                 out.push(p);
             }
         }

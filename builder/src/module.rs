@@ -281,15 +281,19 @@ impl<'a> ModuleWriter<'a> {
                             (id, addend)
                         } else {
                             // Existing data: the old object's symbol with the same key.
-                            let key = &side.analysis.data_keys[&sym];
                             let old = units[u].old;
-                            let old_sym = old
+                            let old_sym = side
                                 .analysis
                                 .data_keys
-                                .iter()
-                                .find(|(_, k)| *k == key)
+                                .get(&sym)
+                                .and_then(|key| {
+                                    old.analysis.data_keys.iter().find(|(_, k)| *k == key)
+                                })
                                 .map(|(&s, _)| old.obj.symbols[s].clone())
-                                .expect("data without a correlated old symbol is new data");
+                                .ok_or_else(|| Error::Refused {
+                                    symbol: side.obj.symbols[sym].name.clone(),
+                                    reason: "data referenced by the patch is neither new nor in the old object".into(),
+                                })?;
                             (
                                 self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
                                 addend,

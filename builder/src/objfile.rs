@@ -214,7 +214,7 @@ impl Obj {
         let mut symbols = Vec::new();
         let mut file_name = String::new();
         let table = file.elf_symbol_table();
-        for (i, sym) in table.iter().enumerate() {
+        for sym in table.iter() {
             let name = table
                 .symbol_name(endian, sym)
                 .map(|n| String::from_utf8_lossy(n).into_owned())
@@ -236,7 +236,6 @@ impl Obj {
             } else {
                 None
             };
-            let _ = i;
             let mut name = name;
             if kind == SymKind::Section {
                 name = section
