@@ -126,6 +126,11 @@ impl TargetFile {
                     .or_default()
                     .push((block, entry));
             } else {
+                // Copy-relocated library data (`stdout@GLIBC_2.2.5` in a PIE) is defined in the
+                // target under its versioned name; the objects refer to it by the plain name.
+                if let Some((base, _)) = name.split_once('@') {
+                    globals.entry(base.to_string()).or_insert(entry.clone());
+                }
                 globals.entry(name).or_insert(entry);
             }
         }

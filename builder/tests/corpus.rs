@@ -381,6 +381,7 @@ cases!(
     inline_changed,
     isra_clone,
     jump_table,
+    libc_data,
     libc_new_import,
     line_only,
     line_only_allowed,
