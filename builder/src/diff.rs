@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::arch::x86_64 as arch;
 use crate::dwarf::{self, Facts};
 use crate::error::{refuse, Error};
-use crate::identity::{Analysis, Ref};
+use crate::identity::{strip_number, Analysis, Ref};
 use crate::objfile::{Obj, SymKind};
 
 /// One side of a pair, parsed and analysed.
@@ -397,6 +397,22 @@ fn check_data(old: &Side, new: &Side) -> Result<Vec<usize>, Error> {
     for (&sym, key) in &new.analysis.data_keys {
         let s = &new.obj.symbols[sym];
         let Some(&o) = old_by_key.get(key) else {
+            // Without DWARF, a renumbered static local (`n.0` -> `n.1`) would silently become a
+            // fresh variable and lose the running process's state.
+            let base = strip_number(&s.name);
+            let ambiguous_static = key.starts_with("l:")
+                && base != s.name
+                && old.obj.symbols.iter().any(|o| {
+                    o.local
+                        && matches!(o.kind, SymKind::Object | SymKind::Tls)
+                        && strip_number(&o.name) == base
+                });
+            if ambiguous_static {
+                return Err(refuse(
+                    s.name.clone(),
+                    "cannot tell which old static variable this is without DWARF (compile with -g)",
+                ));
+            }
             if s.kind == SymKind::Tls || new.obj.sections[s.section.unwrap_or(0)].tls() {
                 return Err(refuse(
                     s.name.clone(),

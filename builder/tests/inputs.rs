@@ -171,3 +171,44 @@ fn target_from_other_objects_is_refused() {
     let err = build(&opts).unwrap_err().to_string();
     assert!(err.contains("refused: f: the target's copy"), "{err}");
 }
+
+#[test]
+fn renumbered_static_without_dwarf_is_refused() {
+    let old = "long f(long x) { static long n; n += x; return n; }\n";
+    let new =
+        "static long __attribute__((noinline)) g(long x) { static long n; n -= x; return n; }\n\
+               long f(long x) { static long n; n += x; return n + g(x); }\n";
+    let dir = tempfile::tempdir().unwrap();
+    for (side, text) in [("old", old), ("new", new)] {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.c"), text).unwrap();
+        // No -g: static locals can only be matched by name.
+        run(
+            "gcc",
+            &[
+                "-O2",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIC",
+                "-c",
+                "x.c",
+                "-o",
+                "x.o",
+            ],
+            &d,
+        );
+    }
+    run("gcc", &["-shared", "old/x.o", "-o", "libx.so"], dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("libx.so"),
+        old: dir.path().join("old/x.o"),
+        new: dir.path().join("new/x.o"),
+        name: "x".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(err.contains("without DWARF"), "{err}");
+}
