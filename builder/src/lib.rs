@@ -135,7 +135,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         };
         sides.push((Side::new(old), Side::new(new)));
     }
-    let mut diffs = Vec::new();
+    let mut diffs: Vec<diff::PairDiff> = Vec::new();
     for (old, new) in &sides {
         let d = diff::compare(old, new, opts.allow_line_changes)?;
         notes.extend(d.notes.iter().cloned());
@@ -155,6 +155,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         })
         .collect();
 
+    let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
     let mut functions = Vec::new();
     let mut data = Vec::new();
@@ -177,13 +178,14 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                 new_size: sym.size,
             };
             if let Verdict::Replace(_) = verdict {
-                let old = units[u].old;
+                let from = moved_from.get(&(u, name.clone())).copied().unwrap_or(u);
+                let old = units[from].old;
                 let old_sym = &old.obj.symbols[old.analysis.functions[name]];
                 let t = target
                     .lookup(
                         &target::FileId {
-                            name: units[u].file.clone(),
-                            unit_path: units[u].unit_path.clone(),
+                            name: units[from].file.clone(),
+                            unit_path: units[from].unit_path.clone(),
                         },
                         name,
                         old_sym.local,
@@ -282,4 +284,39 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         ],
         notes,
     })
+}
+
+/// A global function that is new in its object but defined by another old object moved between
+/// files: it replaces the target's copy (so old callers reach the new code). Returns, for each
+/// such `(unit, function)`, the unit whose old object had it.
+fn find_moves(
+    units: &[Unit],
+    diffs: &mut [diff::PairDiff],
+) -> std::collections::BTreeMap<(usize, String), usize> {
+    let mut moved = std::collections::BTreeMap::new();
+    for (u, d) in diffs.iter_mut().enumerate() {
+        for (name, verdict) in d.functions.iter_mut() {
+            if *verdict != Verdict::New("new function".into()) {
+                continue;
+            }
+            let side = units[u].new;
+            if side.obj.symbols[side.analysis.functions[name]].local {
+                continue;
+            }
+            let from = units.iter().position(|other| {
+                other
+                    .old
+                    .analysis
+                    .functions
+                    .get(name)
+                    .is_some_and(|&i| !other.old.obj.symbols[i].local)
+            });
+            if let Some(from) = from {
+                let origin = units[from].file.clone();
+                *verdict = Verdict::Replace(format!("moved from {origin}"));
+                moved.insert((u, name.clone()), from);
+            }
+        }
+    }
+    moved
 }

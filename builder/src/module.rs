@@ -259,7 +259,9 @@ impl<'a> ModuleWriter<'a> {
                 let raw = target_sym.value as i64 + rel.addend;
                 let r = side.analysis.resolve(&side.obj, &rel, code);
                 let (symbol, addend) = match r {
-                    Ref::Undefined(name) => (self.global_symbol(u, units, &name)?, rel.addend),
+                    Ref::Undefined { name, .. } => {
+                        (self.global_symbol(u, units, &name)?, rel.addend)
+                    }
                     Ref::Func { name, .. } => {
                         let fsym = &side.obj.symbols[side.analysis.functions[&name]];
                         let addend = raw - fsym.value as i64;

@@ -232,3 +232,63 @@ fn folder_pairs_keep_same_named_locals_apart() {
         ]
     );
 }
+
+#[test]
+fn function_moved_to_another_file_replaces_the_old_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: [(&str, &str, &str); 3] = [
+        (
+            "old",
+            "a.c",
+            "long __attribute__((noinline)) mover(long x) { return x + 1; }\n\
+             long case_entry(long x) { return mover(x); }\n",
+        ),
+        (
+            "new",
+            "a.c",
+            "long mover(long x);\nlong case_entry(long x) { return mover(x); }\n",
+        ),
+        (
+            "new",
+            "b.c",
+            "long __attribute__((noinline)) mover(long x) { return x + 2; }\n",
+        ),
+    ];
+    for (side, name, text) in files {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), text).unwrap();
+        let obj = name.replace(".c", ".o");
+        gcc(
+            &[
+                "-O2",
+                "-g",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIC",
+                "-c",
+                name,
+                "-o",
+                &obj,
+            ],
+            &d,
+        );
+    }
+    gcc(&["-shared", "old/a.o", "-o", "liba.so"], dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("liba.so"),
+        old: dir.path().join("old"),
+        new: dir.path().join("new"),
+        name: "moved".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let built = build(&opts).unwrap();
+    let f: Vec<_> = built.manifest.functions.iter().collect();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].name, "mover");
+    assert_eq!(f[0].action, Action::Replace);
+    assert_eq!(f[0].reason, "moved from a.c");
+    assert_eq!(f[0].old_offset, Some(any_symbol(&opts.target, "mover")));
+}
