@@ -148,7 +148,14 @@ pub struct PairDiff {
 }
 
 /// Compares one pair. `old` is an empty object when the file is new.
-pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairDiff, Error> {
+/// `old_globals` names the global data objects of every old object of the build (data that
+/// moved between files is not new).
+pub fn compare(
+    old: &Side,
+    new: &Side,
+    allow_line_changes: bool,
+    old_globals: &BTreeSet<String>,
+) -> Result<PairDiff, Error> {
     let mut notes = Vec::new();
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
@@ -258,7 +265,7 @@ pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairD
         }
     }
 
-    let new_data = check_data(old, new)?;
+    let new_data = check_data(old, new, old_globals)?;
     if !functions.is_empty() {
         check_structure(old, new, &functions)?;
     }
@@ -386,7 +393,7 @@ fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
 
 /// Existing data must keep its size and initial value; new TLS cannot be added.
 /// Returns the new data symbols to carry.
-fn check_data(old: &Side, new: &Side) -> Result<Vec<usize>, Error> {
+fn check_data(old: &Side, new: &Side, old_globals: &BTreeSet<String>) -> Result<Vec<usize>, Error> {
     let old_by_key: BTreeMap<&String, usize> = old
         .analysis
         .data_keys
@@ -397,6 +404,10 @@ fn check_data(old: &Side, new: &Side) -> Result<Vec<usize>, Error> {
     for (&sym, key) in &new.analysis.data_keys {
         let s = &new.obj.symbols[sym];
         let Some(&o) = old_by_key.get(key) else {
+            if !s.local && old_globals.contains(&s.name) {
+                // Moved from another file: the target's copy stays in use.
+                continue;
+            }
             // Without DWARF, a renumbered static local (`n.0` -> `n.1`) would silently become a
             // fresh variable and lose the running process's state.
             let base = strip_number(&s.name);

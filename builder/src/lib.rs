@@ -135,9 +135,14 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         };
         sides.push((Side::new(old), Side::new(new)));
     }
+    let old_globals: std::collections::BTreeSet<String> = sides
+        .iter()
+        .flat_map(|(old, _)| old.analysis.data_keys.values())
+        .filter_map(|k| k.strip_prefix("g:").map(str::to_string))
+        .collect();
     let mut diffs: Vec<diff::PairDiff> = Vec::new();
     for (old, new) in &sides {
-        let d = diff::compare(old, new, opts.allow_line_changes)?;
+        let d = diff::compare(old, new, opts.allow_line_changes, &old_globals)?;
         notes.extend(d.notes.iter().cloned());
         diffs.push(d);
     }

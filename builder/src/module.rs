@@ -279,8 +279,13 @@ impl<'a> ModuleWriter<'a> {
                     }
                     Ref::Data { sym, .. } => {
                         let addend = raw - side.obj.symbols[sym].value as i64;
+                        let data_sym = &side.obj.symbols[sym];
                         if let Some(&id) = self.data.get(&(u, sym)) {
                             (id, addend)
+                        } else if !data_sym.local {
+                            // Existing global (possibly defined by another old object).
+                            let name = data_sym.name.clone();
+                            (self.target_symbol(u, units, &name, false)?, addend)
                         } else {
                             // Existing data: the old object's symbol with the same key.
                             let old = units[u].old;

@@ -240,7 +240,8 @@ fn function_moved_to_another_file_replaces_the_old_copy() {
         (
             "old",
             "a.c",
-            "long __attribute__((noinline)) mover(long x) { return x + 1; }\n\
+            "long moved_total;\n\
+             long __attribute__((noinline)) mover(long x) { moved_total += x; return x + 1; }\n\
              long case_entry(long x) { return mover(x); }\n",
         ),
         (
@@ -251,7 +252,8 @@ fn function_moved_to_another_file_replaces_the_old_copy() {
         (
             "new",
             "b.c",
-            "long __attribute__((noinline)) mover(long x) { return x + 2; }\n",
+            "long moved_total;\n\
+             long __attribute__((noinline)) mover(long x) { moved_total += x; return x + 2; }\n",
         ),
     ];
     for (side, name, text) in files {
@@ -291,4 +293,14 @@ fn function_moved_to_another_file_replaces_the_old_copy() {
     assert_eq!(f[0].action, Action::Replace);
     assert_eq!(f[0].reason, "moved from a.c");
     assert_eq!(f[0].old_offset, Some(any_symbol(&opts.target, "mover")));
+    // The data moved along but keeps living in the target.
+    assert!(built.manifest.data.is_empty(), "{:?}", built.manifest.data);
+    let map: SymbolMap =
+        toml::from_str(std::str::from_utf8(&built.payloads[1].1).unwrap()).unwrap();
+    assert!(
+        map.symbols.iter().any(|b| matches!(b,
+            SymbolBinding::Target { name, offset } if name == "moved_total"
+                && *offset == any_symbol(&opts.target, "moved_total"))),
+        "{map:?}"
+    );
 }
