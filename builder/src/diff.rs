@@ -430,6 +430,16 @@ fn check_data(old: &Side, new: &Side, old_globals: &BTreeSet<String>) -> Result<
                     "new thread-local variable; TLS cannot be added to a running process",
                 ));
             }
+            let sec = s.section.unwrap_or(0);
+            if new.obj.named_in(sec).len() > 1 {
+                return Err(refuse(
+                    s.name.clone(),
+                    format!(
+                        "new data shares section {} with other objects; compile with -fdata-sections",
+                        new.obj.sections[sec].name
+                    ),
+                ));
+            }
             new_data.push(sym);
             continue;
         };

@@ -212,3 +212,44 @@ fn renumbered_static_without_dwarf_is_refused() {
     let err = build(&opts).unwrap_err().to_string();
     assert!(err.contains("without DWARF"), "{err}");
 }
+
+#[test]
+fn new_data_without_data_sections_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "long kept = 1;\nlong f(long x) { return x + kept; }\n";
+    let new = "long kept = 1;\nlong added = 2;\nlong f(long x) { return x + kept + added; }\n";
+    for (side, text) in [("old", old), ("new", new)] {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.c"), text).unwrap();
+        run(
+            "gcc",
+            &[
+                "-O2",
+                "-g",
+                "-ffunction-sections",
+                "-fPIC",
+                "-c",
+                "x.c",
+                "-o",
+                "x.o",
+            ],
+            &d,
+        );
+    }
+    run("gcc", &["-shared", "old/x.o", "-o", "libx.so"], dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("libx.so"),
+        old: dir.path().join("old/x.o"),
+        new: dir.path().join("new/x.o"),
+        name: "x".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains("added: new data shares section .data"),
+        "{err}"
+    );
+}
