@@ -477,22 +477,29 @@ fn check_structure(
     functions: &BTreeMap<String, Verdict>,
 ) -> Result<(), Error> {
     for side in [old, new] {
-        let in_text: Vec<&str> = side
-            .obj
-            .symbols
-            .iter()
-            .filter(|s| {
-                s.kind == SymKind::Func
-                    && s.section
-                        .is_some_and(|sec| side.obj.sections[sec].name == ".text")
-            })
-            .map(|s| s.name.as_str())
-            .collect();
-        if in_text.len() > 1 {
-            return Err(Error::MultiFunctionText {
-                path: side.obj.path.clone(),
-                functions: in_text.join(", "),
-            });
+        for sec in &side.obj.sections {
+            let funcs: Vec<&str> = sec
+                .named
+                .iter()
+                .map(|&i| &side.obj.symbols[i])
+                .filter(|s| s.kind == SymKind::Func)
+                .map(|s| s.name.as_str())
+                .collect();
+            // Aliases share an address; distinct functions do not.
+            let starts: BTreeSet<u64> = sec
+                .named
+                .iter()
+                .map(|&i| &side.obj.symbols[i])
+                .filter(|s| s.kind == SymKind::Func)
+                .map(|s| s.value)
+                .collect();
+            if sec.exec() && starts.len() > 1 {
+                return Err(Error::MultiFunctionText {
+                    path: side.obj.path.clone(),
+                    section: sec.name.clone(),
+                    functions: funcs.join(", "),
+                });
+            }
         }
     }
     // New functions see the target's data too, so layouts matter for every verdict.
