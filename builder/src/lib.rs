@@ -3,6 +3,7 @@
 //!
 //! The output contract is described in `spec/builder.md`.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod arch;
 mod diff;
