@@ -358,6 +358,42 @@ pub fn run_case(case: &str) {
     }
 }
 
+/// Every case built backwards (new -> old, against the new build) must give a result or a
+/// clear error, never a panic: the corpus doubles as a pool of odd inputs.
+#[test]
+fn reverse_builds_never_panic() {
+    let mut names: Vec<String> = std::fs::read_dir(corpus())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            e.path()
+                .is_dir()
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    let mut panicked = Vec::new();
+    for case in &names {
+        let text = std::fs::read_to_string(corpus().join(case).join("expect.toml")).unwrap();
+        let expect: toml::Value = toml::from_str(&text).unwrap();
+        let cflags: Vec<String> = expect
+            .get("cflags")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        let c = compile(case, &cflags);
+        for (shape, target) in [("pie", "prog"), ("pic", "libcase.so")] {
+            let mut opts = c.options(shape);
+            std::mem::swap(&mut opts.old, &mut opts.new);
+            opts.target = c.path(&format!("new-{shape}/{target}"));
+            if std::panic::catch_unwind(|| build(&opts)).is_err() {
+                panicked.push(format!("{case}/{shape}"));
+            }
+        }
+    }
+    assert!(panicked.is_empty(), "builder panicked on: {panicked:?}");
+}
+
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
         $(#[test] fn $name() { run_case(stringify!($name)); })*
