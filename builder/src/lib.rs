@@ -254,6 +254,34 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         }
     }
     writer.relocate(&units)?;
+    for (u, name, module_symbol) in std::mem::take(&mut writer.carried_functions) {
+        let side = units[u].new;
+        let sym = &side.obj.symbols[side.analysis.functions[&name]];
+        notes.push(format!(
+            "{name}: not in the target (removed by the linker?); carried unchanged because the patch calls it"
+        ));
+        functions.push(Function {
+            name: name.clone(),
+            action: Action::New,
+            source: side.source(&name),
+            reason: "unchanged, not in target: carried".into(),
+            module_symbol,
+            old_offset: None,
+            old_size: None,
+            old_sha256: None,
+            new_size: sym.size,
+        });
+    }
+    for (name, section, size) in std::mem::take(&mut writer.carried_data) {
+        notes.push(format!(
+            "{name}: not in the target (removed by the linker?); carried with its initial value"
+        ));
+        data.push(Data {
+            name,
+            section,
+            size,
+        });
+    }
     let mut bindings = std::mem::take(&mut writer.bindings);
     bindings.sort_by(|a, b| a.name().cmp(b.name()));
     let module = writer.finish()?;
