@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::arch::x86_64 as arch;
 use crate::dwarf::{self, Facts};
 use crate::error::{refuse, Error};
-use crate::identity::{ignored_section, Analysis, Ref};
+use crate::identity::{strip_number, Analysis, Ref};
 use crate::objfile::{Obj, SymKind};
 
 /// One side of a pair, parsed and analysed.
@@ -51,6 +51,30 @@ impl Side {
     /// `file.c:LINE` of a function, from DWARF.
     pub fn source(&self, name: &str) -> Option<String> {
         self.facts.decl.get(&self.source_function(name)).cloned()
+    }
+
+    /// Struct/union types of the data objects function `name` refers to.
+    fn data_types_used_by(&self, name: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(sec) = self.function_section(name) else {
+            return out;
+        };
+        let section = &self.obj.sections[sec];
+        for rel in &section.relocs {
+            if let Ref::Data { sym, .. } =
+                self.analysis
+                    .resolve(&self.obj, rel, Some(&section.instructions))
+            {
+                let s = &self.obj.symbols[sym];
+                if let Some(ty) = s
+                    .section
+                    .and_then(|x| self.facts.var_types.get(&(x, s.value)))
+                {
+                    out.insert(ty.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Function symbols referenced by the relocations of function `name`.
@@ -124,7 +148,14 @@ pub struct PairDiff {
 }
 
 /// Compares one pair. `old` is an empty object when the file is new.
-pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairDiff, Error> {
+/// `old_globals` names the global data objects of every old object of the build (data that
+/// moved between files is not new).
+pub fn compare(
+    old: &Side,
+    new: &Side,
+    allow_line_changes: bool,
+    old_globals: &BTreeSet<String>,
+) -> Result<PairDiff, Error> {
     let mut notes = Vec::new();
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
@@ -181,19 +212,18 @@ pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairD
         }
     }
 
-    explain_inlining(old, new, &mut functions, &changed_bytes);
+    explain_inlining(new, &mut functions, &changed_bytes);
     propagate_clones(new, &mut functions);
 
     // Init and exit routines.
     let mut inits = Vec::new();
     let mut exits = Vec::new();
-    for (sec_idx, sec) in new.obj.sections.iter().enumerate() {
+    for sec in &new.obj.sections {
         let list = match sec.name.as_str() {
             ".lpkg.init" => &mut inits,
             ".lpkg.exit" => &mut exits,
             _ => continue,
         };
-        let _ = sec_idx;
         for rel in &sec.relocs {
             match new.analysis.resolve(&new.obj, rel, None) {
                 Ref::Func { name, .. } => {
@@ -235,7 +265,7 @@ pub fn compare(old: &Side, new: &Side, allow_line_changes: bool) -> Result<PairD
         }
     }
 
-    let new_data = check_data(old, new)?;
+    let new_data = check_data(old, new, old_globals)?;
     if !functions.is_empty() {
         check_structure(old, new, &functions)?;
     }
@@ -275,12 +305,10 @@ fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> 
 /// and all of them changed (its body is then the likely common cause). This is a heuristic: the
 /// builder never sees source text.
 fn explain_inlining(
-    old: &Side,
     new: &Side,
     functions: &mut BTreeMap<String, Verdict>,
     changed_bytes: &BTreeSet<String>,
 ) {
-    let _ = old;
     let mut inliners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, &i) in &new.analysis.functions {
         if let Some(sec) = new.obj.symbols[i].section {
@@ -365,7 +393,7 @@ fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
 
 /// Existing data must keep its size and initial value; new TLS cannot be added.
 /// Returns the new data symbols to carry.
-fn check_data(old: &Side, new: &Side) -> Result<Vec<usize>, Error> {
+fn check_data(old: &Side, new: &Side, old_globals: &BTreeSet<String>) -> Result<Vec<usize>, Error> {
     let old_by_key: BTreeMap<&String, usize> = old
         .analysis
         .data_keys
@@ -376,10 +404,40 @@ fn check_data(old: &Side, new: &Side) -> Result<Vec<usize>, Error> {
     for (&sym, key) in &new.analysis.data_keys {
         let s = &new.obj.symbols[sym];
         let Some(&o) = old_by_key.get(key) else {
+            if !s.local && old_globals.contains(&s.name) {
+                // Moved from another file: the target's copy stays in use.
+                continue;
+            }
+            // Without DWARF, a renumbered static local (`n.0` -> `n.1`) would silently become a
+            // fresh variable and lose the running process's state.
+            let base = strip_number(&s.name);
+            let ambiguous_static = key.starts_with("l:")
+                && base != s.name
+                && old.obj.symbols.iter().any(|o| {
+                    o.local
+                        && matches!(o.kind, SymKind::Object | SymKind::Tls)
+                        && strip_number(&o.name) == base
+                });
+            if ambiguous_static {
+                return Err(refuse(
+                    s.name.clone(),
+                    "cannot tell which old static variable this is without DWARF (compile with -g)",
+                ));
+            }
             if s.kind == SymKind::Tls || new.obj.sections[s.section.unwrap_or(0)].tls() {
                 return Err(refuse(
                     s.name.clone(),
                     "new thread-local variable; TLS cannot be added to a running process",
+                ));
+            }
+            let sec = s.section.unwrap_or(0);
+            if new.obj.named_in(sec).len() > 1 {
+                return Err(refuse(
+                    s.name.clone(),
+                    format!(
+                        "new data shares section {} with other objects; compile with -fdata-sections",
+                        new.obj.sections[sec].name
+                    ),
                 ));
             }
             new_data.push(sym);
@@ -419,25 +477,33 @@ fn check_structure(
     functions: &BTreeMap<String, Verdict>,
 ) -> Result<(), Error> {
     for side in [old, new] {
-        let in_text: Vec<&str> = side
-            .obj
-            .symbols
-            .iter()
-            .filter(|s| {
-                s.kind == SymKind::Func
-                    && s.section
-                        .is_some_and(|sec| side.obj.sections[sec].name == ".text")
-            })
-            .map(|s| s.name.as_str())
-            .collect();
-        if in_text.len() > 1 {
-            return Err(Error::MultiFunctionText {
-                path: side.obj.path.clone(),
-                functions: in_text.join(", "),
-            });
+        for sec in &side.obj.sections {
+            let funcs: Vec<&str> = sec
+                .named
+                .iter()
+                .map(|&i| &side.obj.symbols[i])
+                .filter(|s| s.kind == SymKind::Func)
+                .map(|s| s.name.as_str())
+                .collect();
+            // Aliases share an address; distinct functions do not.
+            let starts: BTreeSet<u64> = sec
+                .named
+                .iter()
+                .map(|&i| &side.obj.symbols[i])
+                .filter(|s| s.kind == SymKind::Func)
+                .map(|s| s.value)
+                .collect();
+            if sec.exec() && starts.len() > 1 {
+                return Err(Error::MultiFunctionText {
+                    path: side.obj.path.clone(),
+                    section: sec.name.clone(),
+                    functions: funcs.join(", "),
+                });
+            }
         }
     }
-    for (name, verdict) in functions {
+    // New functions see the target's data too, so layouts matter for every verdict.
+    for name in functions.keys() {
         if let Some(sec) = new.function_section(name) {
             if new.obj.sections[sec].comdat {
                 return Err(refuse(
@@ -446,11 +512,10 @@ fn check_structure(
                 ));
             }
         }
-        if matches!(verdict, Verdict::New(_)) && !old.analysis.functions.contains_key(name) {
-            // A new function still sees the target's data, so layouts matter for it too.
-        }
         let source_fn = new.source_function(name);
-        for ty in new.facts.types_used_by(&source_fn) {
+        let mut types = new.facts.types_used_by(&source_fn);
+        types.extend(new.data_types_used_by(name));
+        for ty in types {
             if let (Some(a), Some(b)) = (old.facts.layouts.get(&ty), new.facts.layouts.get(&ty)) {
                 if a != b {
                     return Err(refuse(
@@ -463,6 +528,5 @@ fn check_structure(
             }
         }
     }
-    let _ = ignored_section;
     Ok(())
 }

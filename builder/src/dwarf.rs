@@ -28,6 +28,8 @@ pub struct Facts {
     pub statics: BTreeMap<(usize, u64), String>,
     /// Section index -> line numbers with code in that section.
     pub lines: BTreeMap<usize, BTreeSet<u64>>,
+    /// `(section, offset)` of a variable -> the struct/union name behind its type.
+    pub var_types: BTreeMap<(usize, u64), String>,
     /// Struct/union name -> layout.
     pub layouts: BTreeMap<String, Layout>,
     /// Source function name -> struct/union names its code uses (parameters, locals, inlined
@@ -38,6 +40,7 @@ pub struct Facts {
 /// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
 pub fn read(obj: &Obj) -> Facts {
     let mut facts = Facts::default();
+    // Partial facts are still useful: DWARF only refines the builder's decisions.
     let _ = read_into(obj, &mut facts);
     facts
 }
@@ -156,7 +159,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
         if facts.cu_path.is_none() {
-            facts.cu_path = unit_path(&dwarf, &unit);
+            facts.cu_path = unit_path(&unit);
         }
         if let Some(program) = unit.line_program.clone() {
             let mut rows = program.rows();
@@ -220,6 +223,9 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                             {
                                 let scope = enclosing.clone().unwrap_or_default();
                                 facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
+                                if let Some(ty) = variable_struct(&dwarf, &unit, offset) {
+                                    facts.var_types.entry(at).or_insert(ty);
+                                }
                             }
                         }
                     }
@@ -318,12 +324,11 @@ impl Facts {
 }
 
 /// `comp_dir/name` of a compile unit (just `name` when it is absolute).
-fn unit_path<'a>(dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+fn unit_path(unit: &gimli::Unit<R<'_>>) -> Option<String> {
     let name = unit.name.map(|n| n.to_string_lossy().into_owned())?;
     if name.starts_with('/') {
         return Some(name);
     }
-    let _ = dwarf;
     match unit.comp_dir {
         Some(dir) => Some(format!("{}/{name}", dir.to_string_lossy())),
         None => Some(name),
@@ -343,10 +348,34 @@ pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
         if let Ok(unit) = dwarf.unit(header) {
-            if let Some(p) = unit_path(&dwarf, &unit) {
+            if let Some(p) = unit_path(&unit) {
                 out.push(p);
             }
         }
     }
     out
+}
+
+/// The struct/union behind a variable's type (through its abstract origin or specification).
+fn variable_struct<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    offset: UnitOffset,
+) -> Option<String> {
+    let mut offset = offset;
+    for _ in 0..4 {
+        let entry = unit.entry(offset).ok()?;
+        if let Ok(Some(AttributeValue::UnitRef(t))) = entry.attr_value(gimli::DW_AT_type) {
+            return struct_behind(unit, dwarf, t);
+        }
+        match (
+            entry.attr_value(gimli::DW_AT_specification),
+            entry.attr_value(gimli::DW_AT_abstract_origin),
+        ) {
+            (Ok(Some(AttributeValue::UnitRef(o))), _)
+            | (_, Ok(Some(AttributeValue::UnitRef(o)))) => offset = o,
+            _ => return None,
+        }
+    }
+    None
 }

@@ -36,10 +36,12 @@ pub enum Error {
         path: PathBuf,
     },
     /// An object was not compiled with `-ffunction-sections`.
-    #[error("{path}: several functions share section .text ({functions}); compile with -ffunction-sections -fdata-sections")]
+    #[error("{path}: several functions share section {section} ({functions}); compile with -ffunction-sections -fdata-sections")]
     MultiFunctionText {
         /// The object file.
         path: PathBuf,
+        /// The shared section.
+        section: String,
         /// Some of the functions found in `.text`.
         functions: String,
     },

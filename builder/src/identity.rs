@@ -13,8 +13,9 @@ use crate::target::hex;
 /// What a relocation refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ref {
-    /// A global symbol not defined in this object (another file of the target, or a library).
-    Undefined(String),
+    /// A global symbol not defined in this object (another file of the target, or a library);
+    /// `off` from the symbol.
+    Undefined { name: String, off: i64 },
     /// A function defined in this object; `off` from its first byte.
     Func { name: String, off: i64 },
     /// A section carried by content (string literals, jump tables, constants, CSWTCH, local
@@ -132,10 +133,13 @@ impl Analysis {
     /// `off` values include the bias, i.e. they are real offsets into the referenced thing.
     pub fn resolve(&self, obj: &Obj, rel: &Rel, code: Option<&[(u64, u64)]>) -> Ref {
         let s = &obj.symbols[rel.sym];
-        let Some(sec) = s.section else {
-            return Ref::Undefined(s.name.clone());
-        };
         let b = code.map_or(0, |c| bias(c, rel));
+        let Some(sec) = s.section else {
+            return Ref::Undefined {
+                name: s.name.clone(),
+                off: rel.addend + b,
+            };
+        };
         let off = s.value as i64 + rel.addend + b;
         let section = &obj.sections[sec];
         if section.exec() {
@@ -173,15 +177,27 @@ impl Analysis {
     /// Address-free description of a reference, comparable between old and new objects.
     pub fn describe(&self, obj: &Obj, r: &Ref, depth: u32) -> String {
         match r {
-            Ref::Undefined(n) => format!("ext:{n}"),
-            Ref::Func { name, off } => format!("fn:{name}{off:+}"),
+            // A global is the same thing whether this object defines it or not (functions move
+            // between files).
+            Ref::Undefined { name, off } => format!("g:{name}{off:+}"),
+            Ref::Func { name, off } => {
+                let global = self
+                    .functions
+                    .get(name)
+                    .is_some_and(|&i| !obj.symbols[i].local);
+                if global {
+                    format!("g:{name}{off:+}")
+                } else {
+                    format!("fn:{name}{off:+}")
+                }
+            }
             Ref::Data { sym, off } => {
                 let key = self
                     .data_keys
                     .get(sym)
                     .cloned()
                     .unwrap_or_else(|| obj.symbols[*sym].name.clone());
-                format!("data:{key}{off:+}")
+                format!("{key}{off:+}")
             }
             Ref::Content { sec, off } => {
                 let section = &obj.sections[*sec];

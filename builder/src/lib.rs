@@ -3,6 +3,7 @@
 //!
 //! The output contract is described in `spec/builder.md`.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod arch;
 mod diff;
@@ -135,9 +136,14 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         };
         sides.push((Side::new(old), Side::new(new)));
     }
-    let mut diffs = Vec::new();
+    let old_globals: std::collections::BTreeSet<String> = sides
+        .iter()
+        .flat_map(|(old, _)| old.analysis.data_keys.values())
+        .filter_map(|k| k.strip_prefix("g:").map(str::to_string))
+        .collect();
+    let mut diffs: Vec<diff::PairDiff> = Vec::new();
     for (old, new) in &sides {
-        let d = diff::compare(old, new, opts.allow_line_changes)?;
+        let d = diff::compare(old, new, opts.allow_line_changes, &old_globals)?;
         notes.extend(d.notes.iter().cloned());
         diffs.push(d);
     }
@@ -155,6 +161,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         })
         .collect();
 
+    let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
     let mut functions = Vec::new();
     let mut data = Vec::new();
@@ -177,13 +184,14 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                 new_size: sym.size,
             };
             if let Verdict::Replace(_) = verdict {
-                let old = units[u].old;
+                let from = moved_from.get(&(u, name.clone())).copied().unwrap_or(u);
+                let old = units[from].old;
                 let old_sym = &old.obj.symbols[old.analysis.functions[name]];
                 let t = target
                     .lookup(
                         &target::FileId {
-                            name: units[u].file.clone(),
-                            unit_path: units[u].unit_path.clone(),
+                            name: units[from].file.clone(),
+                            unit_path: units[from].unit_path.clone(),
                         },
                         name,
                         old_sym.local,
@@ -200,6 +208,19 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                         path: target.path.clone(),
                         reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
                     })?;
+                let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
+                let expected =
+                    arch::x86_64::masked_code(&old.obj.sections[old_sec], old_value, old_sym.size);
+                let actual = arch::x86_64::mask_like(bytes, &expected);
+                if expected.len() != bytes.len() || actual != expected {
+                    return Err(error::refuse(
+                        name.clone(),
+                        format!(
+                            "the target's copy ({} bytes at {:#x}) differs from the old object's ({} bytes): was the target built from these old objects?",
+                            t.size, t.value, old_sym.size
+                        ),
+                    ));
+                }
                 if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value) {
                     return Err(error::refuse(
                         name.clone(),
@@ -233,6 +254,34 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         }
     }
     writer.relocate(&units)?;
+    for (u, name, module_symbol) in std::mem::take(&mut writer.carried_functions) {
+        let side = units[u].new;
+        let sym = &side.obj.symbols[side.analysis.functions[&name]];
+        notes.push(format!(
+            "{name}: not in the target (removed by the linker?); carried unchanged because the patch calls it"
+        ));
+        functions.push(Function {
+            name: name.clone(),
+            action: Action::New,
+            source: side.source(&name),
+            reason: "unchanged, not in target: carried".into(),
+            module_symbol,
+            old_offset: None,
+            old_size: None,
+            old_sha256: None,
+            new_size: sym.size,
+        });
+    }
+    for (name, section, size) in std::mem::take(&mut writer.carried_data) {
+        notes.push(format!(
+            "{name}: not in the target (removed by the linker?); carried with its initial value"
+        ));
+        data.push(Data {
+            name,
+            section,
+            size,
+        });
+    }
     let mut bindings = std::mem::take(&mut writer.bindings);
     bindings.sort_by(|a, b| a.name().cmp(b.name()));
     let module = writer.finish()?;
@@ -269,4 +318,39 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         ],
         notes,
     })
+}
+
+/// A global function that is new in its object but defined by another old object moved between
+/// files: it replaces the target's copy (so old callers reach the new code). Returns, for each
+/// such `(unit, function)`, the unit whose old object had it.
+fn find_moves(
+    units: &[Unit],
+    diffs: &mut [diff::PairDiff],
+) -> std::collections::BTreeMap<(usize, String), usize> {
+    let mut moved = std::collections::BTreeMap::new();
+    for (u, d) in diffs.iter_mut().enumerate() {
+        for (name, verdict) in d.functions.iter_mut() {
+            if *verdict != Verdict::New("new function".into()) {
+                continue;
+            }
+            let side = units[u].new;
+            if side.obj.symbols[side.analysis.functions[name]].local {
+                continue;
+            }
+            let from = units.iter().position(|other| {
+                other
+                    .old
+                    .analysis
+                    .functions
+                    .get(name)
+                    .is_some_and(|&i| !other.old.obj.symbols[i].local)
+            });
+            if let Some(from) = from {
+                let origin = units[from].file.clone();
+                *verdict = Verdict::Replace(format!("moved from {origin}"));
+                moved.insert((u, name.clone()), from);
+            }
+        }
+    }
+    moved
 }

@@ -41,6 +41,11 @@ pub struct ModuleWriter<'a> {
     /// Binding key -> undefined module symbol.
     undefined: BTreeMap<String, SymbolId>,
     pub bindings: Vec<SymbolBinding>,
+    /// Unchanged functions `(unit, name, module symbol)` the target lacks (dropped by the
+    /// linker), carried because the patch calls them.
+    pub carried_functions: Vec<(usize, String, String)>,
+    /// Existing data `(name, section, size)` the target lacks, carried likewise.
+    pub carried_data: Vec<(String, String, u64)>,
     /// Copied sections whose relocations are still to be written.
     pending: Vec<(usize, usize)>,
 }
@@ -69,6 +74,8 @@ impl<'a> ModuleWriter<'a> {
             data: BTreeMap::new(),
             undefined: BTreeMap::new(),
             bindings: Vec::new(),
+            carried_functions: Vec::new(),
+            carried_data: Vec::new(),
             pending: Vec::new(),
         }
     }
@@ -179,6 +186,15 @@ impl<'a> ModuleWriter<'a> {
         id
     }
 
+    /// Whether the target defines the symbol (of the object of unit `u`).
+    fn in_target(&self, u: usize, units: &[Unit], name: &str, local: bool) -> Result<bool, Error> {
+        let id = FileId {
+            name: units[u].file.clone(),
+            unit_path: units[u].unit_path.clone(),
+        };
+        Ok(self.target.lookup(&id, name, local)?.is_some())
+    }
+
     /// A symbol that stays in the target, looked up by the old object's name and binding.
     fn target_symbol(
         &mut self,
@@ -259,15 +275,22 @@ impl<'a> ModuleWriter<'a> {
                 let raw = target_sym.value as i64 + rel.addend;
                 let r = side.analysis.resolve(&side.obj, &rel, code);
                 let (symbol, addend) = match r {
-                    Ref::Undefined(name) => (self.global_symbol(u, units, &name)?, rel.addend),
+                    Ref::Undefined { name, .. } => {
+                        (self.global_symbol(u, units, &name)?, rel.addend)
+                    }
                     Ref::Func { name, .. } => {
                         let fsym = &side.obj.symbols[side.analysis.functions[&name]];
                         let addend = raw - fsym.value as i64;
-                        if let Some(&id) = self.functions.get(&(u, name.clone())) {
-                            (id, addend)
-                        } else {
-                            let local = fsym.local;
-                            (self.target_symbol(u, units, &name, local)?, addend)
+                        let local = fsym.local;
+                        if !self.functions.contains_key(&(u, name.clone()))
+                            && !self.in_target(u, units, &name, local)?
+                        {
+                            let module_name = self.add_function(units, u, &name);
+                            self.carried_functions.push((u, name.clone(), module_name));
+                        }
+                        match self.functions.get(&(u, name.clone())) {
+                            Some(&id) => (id, addend),
+                            None => (self.target_symbol(u, units, &name, local)?, addend),
                         }
                     }
                     Ref::Content { sec: csec, .. } => {
@@ -277,23 +300,44 @@ impl<'a> ModuleWriter<'a> {
                     }
                     Ref::Data { sym, .. } => {
                         let addend = raw - side.obj.symbols[sym].value as i64;
+                        let data_sym = &side.obj.symbols[sym];
                         if let Some(&id) = self.data.get(&(u, sym)) {
                             (id, addend)
+                        } else if !data_sym.local {
+                            // Existing global (possibly defined by another old object).
+                            let name = data_sym.name.clone();
+                            if self.in_target(u, units, &name, false)? {
+                                (self.target_symbol(u, units, &name, false)?, addend)
+                            } else {
+                                let carried = self.add_data(units, u, sym);
+                                self.carried_data.push(carried);
+                                (self.data[&(u, sym)], addend)
+                            }
                         } else {
                             // Existing data: the old object's symbol with the same key.
-                            let key = &side.analysis.data_keys[&sym];
                             let old = units[u].old;
-                            let old_sym = old
+                            let old_sym = side
                                 .analysis
                                 .data_keys
-                                .iter()
-                                .find(|(_, k)| *k == key)
+                                .get(&sym)
+                                .and_then(|key| {
+                                    old.analysis.data_keys.iter().find(|(_, k)| *k == key)
+                                })
                                 .map(|(&s, _)| old.obj.symbols[s].clone())
-                                .expect("data without a correlated old symbol is new data");
-                            (
-                                self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
-                                addend,
-                            )
+                                .ok_or_else(|| Error::Refused {
+                                    symbol: side.obj.symbols[sym].name.clone(),
+                                    reason: "data referenced by the patch is neither new nor in the old object".into(),
+                                })?;
+                            if self.in_target(u, units, &old_sym.name, old_sym.local)? {
+                                (
+                                    self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
+                                    addend,
+                                )
+                            } else {
+                                let carried = self.add_data(units, u, sym);
+                                self.carried_data.push(carried);
+                                (self.data[&(u, sym)], addend)
+                            }
                         }
                     }
                 };

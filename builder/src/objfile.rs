@@ -103,6 +103,8 @@ pub struct Obj {
     pub symbols: Vec<Sym>,
     /// Raw DWARF sections by name (relocated against synthetic addresses).
     pub debug: std::collections::BTreeMap<String, Vec<u8>>,
+    /// `(synthetic address, section index)` of allocatable sections, sorted by address.
+    by_addr: Vec<(u64, usize)>,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -214,7 +216,7 @@ impl Obj {
         let mut symbols = Vec::new();
         let mut file_name = String::new();
         let table = file.elf_symbol_table();
-        for (i, sym) in table.iter().enumerate() {
+        for sym in table.iter() {
             let name = table
                 .symbol_name(endian, sym)
                 .map(|n| String::from_utf8_lossy(n).into_owned())
@@ -236,7 +238,6 @@ impl Obj {
             } else {
                 None
             };
-            let _ = i;
             let mut name = name;
             if kind == SymKind::Section {
                 name = section
@@ -272,7 +273,16 @@ impl Obj {
             sections,
             symbols,
             debug: Default::default(),
+            by_addr: Vec::new(),
         };
+        obj.by_addr = obj
+            .sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.alloc())
+            .map(|(i, s)| (s.addr, i))
+            .collect();
+        obj.by_addr.sort();
         obj.relocate_debug();
         Ok(obj)
     }
@@ -330,10 +340,9 @@ impl Obj {
 
     /// Address (synthetic) to (section, offset).
     pub fn section_at(&self, addr: u64) -> Option<(usize, u64)> {
-        self.sections.iter().enumerate().find_map(|(i, s)| {
-            (s.alloc() && s.addr <= addr && addr < s.addr + s.size.max(1))
-                .then(|| (i, addr - s.addr))
-        })
+        let i = self.by_addr.partition_point(|&(start, _)| start <= addr);
+        let &(start, sec) = self.by_addr.get(i.checked_sub(1)?)?;
+        (addr < start + self.sections[sec].size.max(1)).then_some((sec, addr - start))
     }
 }
 
@@ -346,6 +355,7 @@ impl Obj {
             sections: Vec::new(),
             symbols: Vec::new(),
             debug: Default::default(),
+            by_addr: Vec::new(),
         }
     }
 }

@@ -126,6 +126,11 @@ impl TargetFile {
                     .or_default()
                     .push((block, entry));
             } else {
+                // Copy-relocated library data (`stdout@GLIBC_2.2.5` in a PIE) is defined in the
+                // target under its versioned name; the objects refer to it by the plain name.
+                if let Some((base, _)) = name.split_once('@') {
+                    globals.entry(base.to_string()).or_insert(entry.clone());
+                }
                 globals.entry(name).or_insert(entry);
             }
         }
@@ -165,9 +170,21 @@ impl TargetFile {
         })
     }
 
-    /// A global symbol defined in the target.
+    /// A global symbol defined in the target. The linker turns hidden globals into locals, so
+    /// a name found exactly once among the locals of all files counts too.
     pub fn global(&self, name: &str) -> Option<&TargetSym> {
-        self.globals.get(name)
+        if let Some(s) = self.globals.get(name) {
+            return Some(s);
+        }
+        let mut found = self
+            .locals
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .flat_map(|(_, v)| v.iter());
+        match (found.next(), found.next()) {
+            (Some((_, s)), None) => Some(s),
+            _ => None,
+        }
     }
 
     /// A local symbol of the object whose STT_FILE name is `file.name`. When several

@@ -65,9 +65,9 @@ pub struct Compiled {
 
 const CFLAGS: &[&str] = &["-O2", "-g", "-ffunction-sections", "-fdata-sections"];
 
-/// Compiles `old.c` and `new.c` of a case (as `old/case.c` and `new/case.c`, so both record
+/// Compiles `old.c` and `new.c` of a case (with `extra` compiler flags) (as `old/case.c` and `new/case.c`, so both record
 /// the same file name) in both shapes.
-pub fn compile(case: &str) -> Compiled {
+pub fn compile(case: &str, extra: &[String]) -> Compiled {
     let dir = tempfile::tempdir().unwrap();
     let inc = format!("-I{}", include().display());
     let harness_o = harness().join("harness.o");
@@ -82,6 +82,7 @@ pub fn compile(case: &str) -> Compiled {
             .unwrap();
             let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
             let mut args: Vec<&str> = CFLAGS.to_vec();
+            args.extend(extra.iter().map(String::as_str));
             args.extend([pic, inc.as_str(), "-c", "case.c", "-o", "case.o"]);
             gcc(&args, &d);
             if shape == "pie" {
@@ -315,7 +316,12 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
 pub fn run_case(case: &str) {
     let text = std::fs::read_to_string(corpus().join(case).join("expect.toml")).unwrap();
     let expect: toml::Value = toml::from_str(&text).unwrap();
-    let c = compile(case);
+    let cflags: Vec<String> = expect
+        .get("cflags")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    let c = compile(case, &cflags);
     if let Some(probes) = expect.get("probes").and_then(|v| v.as_array()) {
         let rows: Vec<Vec<i64>> = probes
             .iter()
@@ -352,6 +358,42 @@ pub fn run_case(case: &str) {
     }
 }
 
+/// Every case built backwards (new -> old, against the new build) must give a result or a
+/// clear error, never a panic: the corpus doubles as a pool of odd inputs.
+#[test]
+fn reverse_builds_never_panic() {
+    let mut names: Vec<String> = std::fs::read_dir(corpus())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            e.path()
+                .is_dir()
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    names.sort();
+    let mut panicked = Vec::new();
+    for case in &names {
+        let text = std::fs::read_to_string(corpus().join(case).join("expect.toml")).unwrap();
+        let expect: toml::Value = toml::from_str(&text).unwrap();
+        let cflags: Vec<String> = expect
+            .get("cflags")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        let c = compile(case, &cflags);
+        for (shape, target) in [("pie", "prog"), ("pic", "libcase.so")] {
+            let mut opts = c.options(shape);
+            std::mem::swap(&mut opts.old, &mut opts.new);
+            opts.target = c.path(&format!("new-{shape}/{target}"));
+            if std::panic::catch_unwind(|| build(&opts)).is_err() {
+                panicked.push(format!("{case}/{shape}"));
+            }
+        }
+    }
+    assert!(panicked.is_empty(), "builder panicked on: {panicked:?}");
+}
+
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
         $(#[test] fn $name() { run_case(stringify!($name)); })*
@@ -366,6 +408,7 @@ cases!(
     cold_part,
     constprop_clone,
     cswtch,
+    debian_flags,
     debug_only,
     existing_data,
     existing_tls,
@@ -374,6 +417,7 @@ cases!(
     inline_changed,
     isra_clone,
     jump_table,
+    libc_data,
     libc_new_import,
     line_only,
     line_only_allowed,
@@ -388,7 +432,9 @@ cases!(
     several_statics,
     short_function,
     static_local,
+    static_renumbered,
     string_literal,
+    struct_global,
     struct_layout,
     struct_layout_only,
 );

@@ -47,6 +47,16 @@ fn target_locals(path: &Path) -> BTreeMap<(String, String), u64> {
     out
 }
 
+/// Value of the first symbol named `name`, whatever its binding.
+fn any_symbol(path: &Path, name: &str) -> u64 {
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&data[..]).unwrap();
+    file.symbols()
+        .find(|s| s.name() == Ok(name))
+        .map(|s| s.address())
+        .unwrap()
+}
+
 #[test]
 fn folder_pairs_keep_same_named_locals_apart() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,6 +198,13 @@ fn folder_pairs_keep_same_named_locals_apart() {
             ),
         ]
     );
+    // A hidden function of another file (ld may turn it into a local of the linked target).
+    let hidden = any_symbol(&opts.target, "b_hidden");
+    assert!(
+        map.symbols.iter().any(|b| matches!(b,
+            SymbolBinding::Target { name, offset } if name == "b_hidden" && *offset == hidden)),
+        "{map:?}"
+    );
     // case_entry's calls to b_api and d_api go to the module's new versions: no binding.
     assert!(
         !map.symbols
@@ -209,8 +226,81 @@ fn folder_pairs_keep_same_named_locals_apart() {
         targets,
         vec![
             ("b_api".into(), false),
+            ("b_hidden".into(), true),
             ("d_api".into(), false),
             ("helper".into(), false)
         ]
+    );
+}
+
+#[test]
+fn function_moved_to_another_file_replaces_the_old_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: [(&str, &str, &str); 3] = [
+        (
+            "old",
+            "a.c",
+            "long moved_total;\n\
+             long __attribute__((noinline)) mover(long x) { moved_total += x; return x + 1; }\n\
+             long case_entry(long x) { return mover(x); }\n",
+        ),
+        (
+            "new",
+            "a.c",
+            "long mover(long x);\nlong case_entry(long x) { return mover(x); }\n",
+        ),
+        (
+            "new",
+            "b.c",
+            "long moved_total;\n\
+             long __attribute__((noinline)) mover(long x) { moved_total += x; return x + 2; }\n",
+        ),
+    ];
+    for (side, name, text) in files {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(name), text).unwrap();
+        let obj = name.replace(".c", ".o");
+        gcc(
+            &[
+                "-O2",
+                "-g",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIC",
+                "-c",
+                name,
+                "-o",
+                &obj,
+            ],
+            &d,
+        );
+    }
+    gcc(&["-shared", "old/a.o", "-o", "liba.so"], dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("liba.so"),
+        old: dir.path().join("old"),
+        new: dir.path().join("new"),
+        name: "moved".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let built = build(&opts).unwrap();
+    let f: Vec<_> = built.manifest.functions.iter().collect();
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].name, "mover");
+    assert_eq!(f[0].action, Action::Replace);
+    assert_eq!(f[0].reason, "moved from a.c");
+    assert_eq!(f[0].old_offset, Some(any_symbol(&opts.target, "mover")));
+    // The data moved along but keeps living in the target.
+    assert!(built.manifest.data.is_empty(), "{:?}", built.manifest.data);
+    let map: SymbolMap =
+        toml::from_str(std::str::from_utf8(&built.payloads[1].1).unwrap()).unwrap();
+    assert!(
+        map.symbols.iter().any(|b| matches!(b,
+            SymbolBinding::Target { name, offset } if name == "moved_total"
+                && *offset == any_symbol(&opts.target, "moved_total"))),
+        "{map:?}"
     );
 }

@@ -157,3 +157,173 @@ fn changed_cxx_comdat_function_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn target_from_other_objects_is_refused() {
+    let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    // Link the NEW object as if it were production: f's bytes differ from the old object's.
+    run(
+        "gcc",
+        &["-shared", "new/x.o", "-o", "libnew.so"],
+        dir.path(),
+    );
+    opts.target = dir.path().join("libnew.so");
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(err.contains("refused: f: the target's copy"), "{err}");
+}
+
+#[test]
+fn renumbered_static_without_dwarf_is_refused() {
+    let old = "long f(long x) { static long n; n += x; return n; }\n";
+    let new =
+        "static long __attribute__((noinline)) g(long x) { static long n; n -= x; return n; }\n\
+               long f(long x) { static long n; n += x; return n + g(x); }\n";
+    let dir = tempfile::tempdir().unwrap();
+    for (side, text) in [("old", old), ("new", new)] {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.c"), text).unwrap();
+        // No -g: static locals can only be matched by name.
+        run(
+            "gcc",
+            &[
+                "-O2",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIC",
+                "-c",
+                "x.c",
+                "-o",
+                "x.o",
+            ],
+            &d,
+        );
+    }
+    run("gcc", &["-shared", "old/x.o", "-o", "libx.so"], dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("libx.so"),
+        old: dir.path().join("old/x.o"),
+        new: dir.path().join("new/x.o"),
+        name: "x".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(err.contains("without DWARF"), "{err}");
+}
+
+#[test]
+fn new_data_without_data_sections_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "long kept = 1;\nlong f(long x) { return x + kept; }\n";
+    let new = "long kept = 1;\nlong added = 2;\nlong f(long x) { return x + kept + added; }\n";
+    for (side, text) in [("old", old), ("new", new)] {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.c"), text).unwrap();
+        run(
+            "gcc",
+            &[
+                "-O2",
+                "-g",
+                "-ffunction-sections",
+                "-fPIC",
+                "-c",
+                "x.c",
+                "-o",
+                "x.o",
+            ],
+            &d,
+        );
+    }
+    run("gcc", &["-shared", "old/x.o", "-o", "libx.so"], dir.path());
+    let opts = BuildOptions {
+        target: dir.path().join("libx.so"),
+        old: dir.path().join("old/x.o"),
+        new: dir.path().join("new/x.o"),
+        name: "x".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains("added: new data shares section .data"),
+        "{err}"
+    );
+}
+
+#[test]
+fn things_the_linker_dropped_are_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = "long spare_count;\n\
+               long __attribute__((noinline)) spare(long x) { spare_count++; return x * 9; }\n\
+               long entry(long x) { return x + 1; }\n";
+    let new = "long spare_count;\n\
+               long __attribute__((noinline)) spare(long x) { spare_count++; return x * 9; }\n\
+               long entry(long x) { return spare(x) + 1; }\n";
+    for (side, text) in [("old", old), ("new", new)] {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.c"), text).unwrap();
+        run("gcc", &[FLAGS, &["x.c", "-o", "x.o"]].concat(), &d);
+    }
+    std::fs::write(
+        dir.path().join("main.c"),
+        "long entry(long);\nint main(void) { return (int)entry(1); }\n",
+    )
+    .unwrap();
+    run("gcc", &["-O2", "-fPIE", "-c", "main.c"], dir.path());
+    // --gc-sections drops spare and spare_count: nothing in the old program uses them.
+    run(
+        "gcc",
+        &[
+            "-pie",
+            "-Wl,--gc-sections",
+            "main.o",
+            "old/x.o",
+            "-o",
+            "prog",
+        ],
+        dir.path(),
+    );
+    let opts = BuildOptions {
+        target: dir.path().join("prog"),
+        old: dir.path().join("old/x.o"),
+        new: dir.path().join("new/x.o"),
+        name: "x".into(),
+        version: "1".into(),
+        description: String::new(),
+        allow_line_changes: false,
+    };
+    let built = build(&opts).unwrap();
+    let f: Vec<(&str, lpkg_format::Action)> = built
+        .manifest
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.action))
+        .collect();
+    assert_eq!(
+        f,
+        vec![
+            ("entry", lpkg_format::Action::Replace),
+            ("spare", lpkg_format::Action::New)
+        ]
+    );
+    let data: Vec<&str> = built
+        .manifest
+        .data
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(data, vec!["spare_count"]);
+    assert!(
+        built
+            .notes
+            .iter()
+            .any(|n| n.contains("spare: not in the target")),
+        "{:?}",
+        built.notes
+    );
+}

@@ -65,6 +65,48 @@ pub fn reloc_name(r_type: u32) -> String {
     name.to_string()
 }
 
+/// A function's bytes from an object, as `Option<u8>` with `None` where the linker may write:
+/// relocated fields, and the opcode bytes it may rewrite when relaxing GOT and TLS accesses.
+pub fn masked_code(sec: &crate::objfile::Sec, start: u64, size: u64) -> Vec<Option<u8>> {
+    let end = ((start + size) as usize).min(sec.data.len());
+    let mut out: Vec<Option<u8>> = sec.data[(start as usize).min(end)..end]
+        .iter()
+        .map(|&b| Some(b))
+        .collect();
+    for r in &sec.relocs {
+        if r.offset < start || r.offset >= start + size {
+            continue;
+        }
+        let at = (r.offset - start) as usize;
+        // (bytes before the field, field width, bytes after the field) the linker may rewrite;
+        // TLS general/local-dynamic sequences are rewritten up to the following call.
+        let (before, width, after) = match r.r_type {
+            elf::R_X86_64_64 => (0, 8, 0),
+            elf::R_X86_64_GOTPCREL
+            | elf::R_X86_64_GOTPCRELX
+            | elf::R_X86_64_REX_GOTPCRELX
+            | elf::R_X86_64_GOTTPOFF => (4, 4, 0),
+            elf::R_X86_64_TLSGD | elf::R_X86_64_TLSLD => (4, 4, 8),
+            _ => (0, 4, 0),
+        };
+        let from = at.saturating_sub(before);
+        let to = (at + width + after).min(out.len());
+        for b in &mut out[from..to] {
+            *b = None;
+        }
+    }
+    out
+}
+
+/// `bytes` with `None` wherever `pattern` has `None`.
+pub fn mask_like(bytes: &[u8], pattern: &[Option<u8>]) -> Vec<Option<u8>> {
+    bytes
+        .iter()
+        .zip(pattern)
+        .map(|(&b, p)| p.map(|_| b))
+        .collect()
+}
+
 fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
     let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut out = Vec::new();
