@@ -163,6 +163,12 @@ fn apply_verified(
         // Load: the process is stopped only for the injected syscalls.
         tracee.stop()?;
         let module_address = tracee.map_near(target.base, layout.len(), PROT_READ | PROT_WRITE)?;
+        for resolver_address in resolver.ifunc_resolvers(&symbols)? {
+            resolver.set_ifunc(
+                resolver_address,
+                tracee.call(resolver_address, &[], options.timeout)?,
+            );
+        }
         rollback.mapping(module_address, layout.len());
         tracee.resume()?;
         let image = layout.link(module, module_address, &resolver)?;

@@ -97,11 +97,24 @@ pub struct Resolver<'a> {
     target: &'a TargetObject,
     bindings: BTreeMap<&'a str, &'a SymbolBinding>,
     mapped: &'a [MappedObject],
-    /// Dynamic symbols of each mapped object, read on first use: name -> [(version, hidden, address)].
+    /// Dynamic symbols of each mapped object, read on first use.
     tables: RefCell<Vec<Option<DynamicSymbols>>>,
+    /// What each IFUNC resolver returned when run in the target, by resolver address.
+    ifuncs: RefCell<BTreeMap<u64, u64>>,
 }
 
-type DynamicSymbols = BTreeMap<Vec<u8>, Vec<(Option<Vec<u8>>, bool, u64)>>;
+/// One definition of a dynamic symbol.
+#[derive(Debug, Clone)]
+struct Definition {
+    version: Option<Vec<u8>>,
+    hidden: bool,
+    address: u64,
+    /// An `STT_GNU_IFUNC`: `address` is a resolver to run in the target, which returns the
+    /// implementation for this CPU (libc's `strlen`, `memcpy`...).
+    ifunc: bool,
+}
+
+type DynamicSymbols = BTreeMap<Vec<u8>, Vec<Definition>>;
 
 fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Error> {
     let header = elf::FileHeader64::<Endianness>::parse(data)?;
@@ -131,9 +144,13 @@ fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Err
             None => (None, false),
         };
         let address = bias.wrapping_add(symbol.st_value(endian));
-        out.entry(name)
-            .or_default()
-            .push((version, hidden, address));
+        let ifunc = kind == elf::STT_GNU_IFUNC;
+        out.entry(name).or_default().push(Definition {
+            version,
+            hidden,
+            address,
+            ifunc,
+        });
     }
     Ok(out)
 }
@@ -152,7 +169,31 @@ impl<'a> Resolver<'a> {
             bindings: map.symbols.iter().map(|b| (b.name(), b)).collect(),
             mapped,
             tables: RefCell::new(vec![None; mapped.len()]),
+            ifuncs: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// The IFUNC resolvers among the external symbols of `map`: each must be run in the target
+    /// (see [`Resolver::set_ifunc`]) before the module is linked.
+    pub fn ifunc_resolvers(&self, map: &SymbolMap) -> Result<Vec<u64>, Error> {
+        let mut resolvers = Vec::new();
+        for binding in &map.symbols {
+            if let SymbolBinding::External {
+                symbol, version, ..
+            } = binding
+            {
+                let definition = self.definition(symbol, version.as_deref())?;
+                if definition.ifunc && !resolvers.contains(&definition.address) {
+                    resolvers.push(definition.address);
+                }
+            }
+        }
+        Ok(resolvers)
+    }
+
+    /// Records what the IFUNC resolver at `resolver` returned in the target.
+    pub fn set_ifunc(&self, resolver: u64, implementation: u64) {
+        self.ifuncs.borrow_mut().insert(resolver, implementation);
     }
 
     fn binding(&self, name: &str) -> Result<&'a SymbolBinding, Error> {
@@ -162,6 +203,22 @@ impl<'a> Resolver<'a> {
     }
 
     fn external(&self, symbol: &str, version: Option<&str>) -> Result<u64, Error> {
+        let definition = self.definition(symbol, version)?;
+        if !definition.ifunc {
+            return Ok(definition.address);
+        }
+        self.ifuncs
+            .borrow()
+            .get(&definition.address)
+            .copied()
+            .ok_or_else(|| {
+                Error::Module(format!(
+                    "IFUNC {symbol} was not resolved in the target before linking"
+                ))
+            })
+    }
+
+    fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {
         let mut tables = self.tables.borrow_mut();
         for (index, object) in self.mapped.iter().enumerate() {
             if tables[index].is_none() {
@@ -177,12 +234,12 @@ impl<'a> Resolver<'a> {
             else {
                 continue;
             };
-            let chosen = candidates.iter().find(|(v, hidden, _)| match version {
-                Some(wanted) => v.as_deref() == Some(wanted.as_bytes()),
-                None => !hidden,
+            let chosen = candidates.iter().find(|d| match version {
+                Some(wanted) => d.version.as_deref() == Some(wanted.as_bytes()),
+                None => !d.hidden,
             });
-            if let Some((_, _, address)) = chosen {
-                return Ok(*address);
+            if let Some(definition) = chosen {
+                return Ok(definition.clone());
             }
         }
         Err(Error::UnresolvedSymbol {

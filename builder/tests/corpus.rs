@@ -311,6 +311,136 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
         again.manifest, built.manifest,
         "{case}/{shape}: not deterministic"
     );
+    check_live(case, c, shape, expect, built);
+}
+
+/// A running case program that answers one line per input line; killed on drop.
+struct LiveProgram {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl LiveProgram {
+    fn start(prog: &Path) -> LiveProgram {
+        let mut child = Child(
+            Command::new(prog)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start case program"),
+        );
+        let stdin = child.0.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+        LiveProgram {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, x: i64) -> i64 {
+        use std::io::BufRead;
+        writeln!(self.stdin, "{x}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("case program answered {line:?} to {x}"))
+    }
+}
+
+/// Applies the package to the OLD build while it runs, checks that the probes now give the new
+/// answers (or `live_probes`, where an init routine changes live state), then reverts it and
+/// checks that the process still runs and every patched entry holds its original bytes.
+fn check_live(case: &str, c: &Compiled, shape: &str, expect: &toml::Value, built: Built) {
+    let Some(probes) = expect
+        .get("live_probes")
+        .or_else(|| expect.get("probes"))
+        .and_then(|v| v.as_array())
+    else {
+        return;
+    };
+    let key = lpkg_format::SecretKey::from_seed([7; 32]);
+    let trust = lpkg_format::TrustStore::from_keys([key.public()]).unwrap();
+    let mut package = lpkg_format::Package::new(built.manifest, built.payloads).unwrap();
+    package.sign(&key).unwrap();
+    let bytes = package.to_bytes();
+
+    let mut program = LiveProgram::start(&c.path(&format!("old-{shape}/prog")));
+    let pid = program.child.0.id() as i32;
+    // spawn returns before exec and before ld.so maps the libraries: wait until the program
+    // waits for its first line (blocked in read(0, ...), syscall 0, on fd 0).
+    let started = Instant::now();
+    while !std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .unwrap_or_default()
+        .starts_with("0 0x0 ")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{case}/{shape}: program never read its input"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let options = lpkg_applier::ApplyOptions::default();
+    let report = lpkg_applier::apply(pid, &bytes, &trust, &options)
+        .unwrap_or_else(|e| panic!("{case}/{shape}: live apply failed: {e}"));
+    for probe in probes {
+        let row: Vec<i64> = probe
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_integer().unwrap())
+            .collect();
+        assert_eq!(
+            program.ask(row[0]),
+            row[2],
+            "{case}/{shape}: patched process answers {} wrongly",
+            row[0]
+        );
+    }
+    let originals: Vec<(u64, Vec<u8>)> = report
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.address,
+                (0..e.original.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&e.original[i..i + 2], 16).unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    lpkg_applier::revert(pid, &lpkg_applier::Selection::Latest, options.timeout)
+        .unwrap_or_else(|e| panic!("{case}/{shape}: live revert failed: {e}"));
+    for (address, original) in originals {
+        let live = lpkg_kernel_read(pid, address, original.len());
+        assert_eq!(
+            live, original,
+            "{case}/{shape}: entry {address:#x} not restored"
+        );
+    }
+    let first = probes[0].as_array().unwrap()[0].as_integer().unwrap();
+    program.ask(first);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    for line in maps.lines() {
+        let (start, end) = line.split(' ').next().unwrap().split_once('-').unwrap();
+        let range = u64::from_str_radix(start, 16).unwrap()..u64::from_str_radix(end, 16).unwrap();
+        assert!(
+            !line.contains("lpkg") && !range.contains(&report.module_address),
+            "{case}/{shape}: revert left a mapping behind: {line}"
+        );
+    }
+}
+
+/// Reads the target's memory through /proc/PID/mem (we are its parent and root).
+fn lpkg_kernel_read(pid: i32, address: u64, len: usize) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut buf = vec![0; len];
+    file.read_exact_at(&mut buf, address).unwrap();
+    buf
 }
 
 pub fn run_case(case: &str) {
