@@ -149,28 +149,45 @@ fn ok(run: Run) -> Run {
     run
 }
 
-/// Builds a package for the calc binary from version `from` to version `to`.
-fn calc_package(s: &Scratch, key: &Path, from: u32, to: u32) -> PathBuf {
+/// Builds a package for the calc binary from version `from` to version `to`, stacked on the
+/// packages in `requires`.
+fn calc_package_on(s: &Scratch, key: &Path, from: u32, to: u32, requires: &[&Path]) -> PathBuf {
     let c = calc();
     let out = s.path(&format!("calc-{from}-{to}.lpkg"));
-    ok(s.run(&[
+    let mut extra = Vec::new();
+    for r in requires {
+        extra.extend(["--requires", r.to_str().unwrap()]);
+    }
+    let (target, old, new) = (
+        c.path("calc"),
+        c.path(&format!("calc{from}.o")),
+        c.path(&format!("calc{to}.o")),
+    );
+    let (name, version) = (format!("calc-v{to}"), to.to_string());
+    let mut args = vec![
         "build",
         "--target",
-        c.path("calc").to_str().unwrap(),
+        target.to_str().unwrap(),
         "--old",
-        c.path(&format!("calc{from}.o")).to_str().unwrap(),
+        old.to_str().unwrap(),
         "--new",
-        c.path(&format!("calc{to}.o")).to_str().unwrap(),
+        new.to_str().unwrap(),
         "--key",
         key.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
         "--name",
-        &format!("calc-v{to}"),
+        &name,
         "--version",
-        &to.to_string(),
-    ]));
+        &version,
+    ];
+    args.extend(extra);
+    ok(s.run(&args));
     out
+}
+
+fn calc_package(s: &Scratch, key: &Path, from: u32, to: u32) -> PathBuf {
+    calc_package_on(s, key, from, to, &[])
 }
 
 fn apply(s: &Scratch, package: &Path, trust: &Path, target: &Target, extra: &[&str]) -> Run {
@@ -324,8 +341,13 @@ fn stacked_packages_revert_newest_first() {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
     let first = calc_package(&s, &key, 1, 2);
-    let second = calc_package(&s, &key, 2, 3);
+    let second = calc_package_on(&s, &key, 2, 3, &[&first]);
     let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("5"), "10 105");
+    // The second package needs the first one in place.
+    let run = apply(&s, &second, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("requires calc-v2"), "{}", run.stderr);
     assert_eq!(target.ask("5"), "10 105");
     ok(apply(&s, &first, &public, &target, &[]));
     assert_eq!(target.ask("5"), "15 205");

@@ -138,6 +138,18 @@ fn apply_verified(
         }
     }
     let applied = records::read(pid)?;
+    for required in &manifest.requires {
+        if !applied
+            .iter()
+            .any(|r| r.body.id == required.id && r.state == State::Applied)
+        {
+            return Err(Error::MissingRequirement {
+                pid,
+                name: required.name.clone(),
+                id: required.id.clone(),
+            });
+        }
+    }
 
     let mut entries = Vec::new();
     for function in manifest

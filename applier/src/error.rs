@@ -57,6 +57,16 @@ pub enum Error {
         /// What it returned.
         value: i64,
     },
+    /// A package this one stacks on is not applied to the process.
+    #[error("package requires {name} (id {id}) to be applied to process {pid} first")]
+    MissingRequirement {
+        /// The process.
+        pid: i32,
+        /// The required package's name.
+        name: String,
+        /// Its package id.
+        id: String,
+    },
     /// The package is already applied to this process.
     #[error("package {id} is already applied to process {pid}")]
     AlreadyApplied {
@@ -96,6 +106,7 @@ impl Error {
             Error::WrongTarget { .. }
                 | Error::PreimageMismatch { .. }
                 | Error::AlreadyApplied { .. }
+                | Error::MissingRequirement { .. }
         )
     }
 }

@@ -14,6 +14,7 @@ fn main() {
         version: "0".into(),
         description: String::new(),
         allow_line_changes: args.iter().any(|a| a == "--allow-line-changes"),
+        ..Default::default()
     };
     match lpkg_builder::build(&opts) {
         Ok(built) => {

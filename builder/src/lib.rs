@@ -30,7 +30,7 @@ use objfile::Obj;
 use target::{hex, TargetFile};
 
 /// What to build.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildOptions {
     /// The exact executable or shared library that runs in production (build-id source).
     pub target: PathBuf,
@@ -46,6 +46,21 @@ pub struct BuildOptions {
     pub description: String,
     /// Include functions whose only change is shifted `__LINE__` immediates.
     pub allow_line_changes: bool,
+    /// Packages this one stacks on. Their `old` objects already carry their fixes, so a
+    /// function they replaced may differ between `old` and the target: the target keeps the
+    /// original code, which the applier finds behind the earlier package's jump.
+    pub requires: Vec<Required>,
+}
+
+/// A package that must be applied before the one being built.
+#[derive(Debug, Clone, Default)]
+pub struct Required {
+    /// Its name.
+    pub name: String,
+    /// Its package id.
+    pub id: String,
+    /// The functions it replaces.
+    pub replaced: Vec<String>,
 }
 
 /// The result of a build.
@@ -212,7 +227,8 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                 let expected =
                     arch::x86_64::masked_code(&old.obj.sections[old_sec], old_value, old_sym.size);
                 let actual = arch::x86_64::mask_like(bytes, &expected);
-                if expected.len() != bytes.len() || actual != expected {
+                let stacked = opts.requires.iter().any(|r| r.replaced.contains(name));
+                if !stacked && (expected.len() != bytes.len() || actual != expected) {
                     return Err(error::refuse(
                         name.clone(),
                         format!(
@@ -304,7 +320,14 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             sha256: target.sha256.clone(),
             machine: "x86_64".into(),
         },
-        requires: Vec::new(),
+        requires: opts
+            .requires
+            .iter()
+            .map(|r| lpkg_format::Requirement {
+                name: r.name.clone(),
+                id: r.id.clone(),
+            })
+            .collect(),
         functions,
         data,
         routines,

@@ -124,6 +124,7 @@ impl Compiled {
             version: "1".into(),
             description: String::new(),
             allow_line_changes: false,
+            ..Default::default()
         }
     }
 }

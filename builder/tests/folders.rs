@@ -121,6 +121,7 @@ fn folder_pairs_keep_same_named_locals_apart() {
         version: "1".into(),
         description: String::new(),
         allow_line_changes: false,
+        ..Default::default()
     };
     let built = build(&opts).unwrap();
     let mut got: Vec<(String, Action, String)> = built
@@ -285,6 +286,7 @@ fn function_moved_to_another_file_replaces_the_old_copy() {
         version: "1".into(),
         description: String::new(),
         allow_line_changes: false,
+        ..Default::default()
     };
     let built = build(&opts).unwrap();
     let f: Vec<_> = built.manifest.functions.iter().collect();

@@ -56,6 +56,7 @@ fn setup(
         version: "1".into(),
         description: String::new(),
         allow_line_changes: false,
+        ..Default::default()
     };
     (dir, opts)
 }
@@ -208,6 +209,7 @@ fn renumbered_static_without_dwarf_is_refused() {
         version: "1".into(),
         description: String::new(),
         allow_line_changes: false,
+        ..Default::default()
     };
     let err = build(&opts).unwrap_err().to_string();
     assert!(err.contains("without DWARF"), "{err}");
@@ -246,6 +248,7 @@ fn new_data_without_data_sections_is_refused() {
         version: "1".into(),
         description: String::new(),
         allow_line_changes: false,
+        ..Default::default()
     };
     let err = build(&opts).unwrap_err().to_string();
     assert!(
@@ -296,6 +299,7 @@ fn things_the_linker_dropped_are_carried() {
         version: "1".into(),
         description: String::new(),
         allow_line_changes: false,
+        ..Default::default()
     };
     let built = build(&opts).unwrap();
     let f: Vec<(&str, lpkg_format::Action)> = built

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use lpkg_builder::BuildOptions;
+use lpkg_builder::{BuildOptions, Required};
 use lpkg_format::{Action, Package, SecretKey};
 
 /// Arguments of `lpkg build`.
@@ -33,6 +33,10 @@ pub struct Args {
     /// Description for auditors.
     #[arg(long, value_name = "D")]
     pub description: Option<String>,
+    /// A package this one stacks on (built from objects that already carry its fix); the new
+    /// package requires it to be applied first. Repeat for several.
+    #[arg(long, value_name = "PKG")]
+    pub requires: Vec<PathBuf>,
     /// Also patch functions whose only change is a line number they pass on (`__LINE__`).
     #[arg(long)]
     pub allow_line_changes: bool,
@@ -52,6 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         version: args.version.clone().unwrap_or_else(|| "1".to_owned()),
         description: args.description.clone().unwrap_or_default(),
         allow_line_changes: args.allow_line_changes,
+        requires: args
+            .requires
+            .iter()
+            .map(|p| required(p))
+            .collect::<anyhow::Result<_>>()?,
     };
     let built = lpkg_builder::build(&options)?;
     for note in &built.notes {
@@ -85,6 +94,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What a package this one stacks on replaces, read from its manifest.
+fn required(path: &Path) -> anyhow::Result<Required> {
+    let bytes = super::read_package_file(path)?;
+    let package = Package::from_bytes(&bytes).with_context(|| path.display().to_string())?;
+    Ok(Required {
+        name: package.manifest().package.name.clone(),
+        id: package.id(),
+        replaced: package
+            .manifest()
+            .functions
+            .iter()
+            .filter(|f| f.action == Action::Replace)
+            .map(|f| f.name.clone())
+            .collect(),
+    })
 }
 
 fn default_name(target: &Path) -> String {
