@@ -217,12 +217,10 @@ impl Tracee {
                     if let Ok(child) = ptrace::event_msg(tid) {
                         self.threads.entry(child).or_insert(ThreadState::Stopping);
                     }
-                    ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))?;
+                    reinterrupt_and_cont(pid, tid)?;
                 }
                 // Whatever the runaway code raises now is dropped: we abandon it.
-                Ok(Some(_)) => {
-                    ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))?
-                }
+                Ok(Some(_)) => reinterrupt_and_cont(pid, tid)?,
                 Ok(None) => {
                     return Err(Error::StopTimedOut {
                         pid,
@@ -245,4 +243,11 @@ fn raised_by_thread(pid: Pid, sig: i32, info: &libc::siginfo_t) -> bool {
     // SAFETY: the kernel fills the whole siginfo union; for si_code <= 0 (SI_USER, SI_TKILL,
     // SI_QUEUE...) the sender's pid is at this offset, and reading it is a plain integer read.
     info.si_code <= 0 && unsafe { info.si_pid() } == pid
+}
+
+/// Resume a thread from a ptrace-stop that is not our interrupt's: that stop consumed the
+/// pending interrupt, so interrupt again (while stopped, to avoid a race) before resuming.
+fn reinterrupt_and_cont(pid: Pid, tid: Pid) -> Result<()> {
+    ptrace::interrupt(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_INTERRUPT", e))?;
+    ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))
 }

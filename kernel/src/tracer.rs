@@ -94,6 +94,10 @@ impl Tracee {
                     Err(Errno::EPERM) if tid != pid && traced_by_us(pid, tid) => {
                         tracee.threads.insert(tid, ThreadState::Starting);
                     }
+                    // The kernel refuses to attach to a thread that is exiting.
+                    Err(Errno::EPERM) if tid != pid && thread_exiting(pid, tid) => {
+                        gone.insert(tid);
+                    }
                     Err(errno) if tid == pid => {
                         // Drop detaches whatever was seized; report why the leader failed.
                         return Err(seize_error(pid, errno));
@@ -271,19 +275,25 @@ impl Tracee {
                     .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETEVENTMSG", e))?;
                 // The child reports its first stop by itself.
                 self.threads.entry(child).or_insert(ThreadState::Stopping);
-                // Our interrupt is still pending for the creator: it stops again right away.
-                self.cont_or_gone(tid, 0)?;
+                self.reinterrupt_and_cont(tid, 0)?;
             }
-            Stop::Event { .. } => self.cont_or_gone(tid, 0)?,
-            // Deliver the signal as the kernel would have; the pending interrupt stops the
-            // thread right after its handler frame is set up.
-            Stop::Signal(sig) => self.cont_or_gone(tid, sig)?,
+            Stop::Event { .. } => self.reinterrupt_and_cont(tid, 0)?,
+            // Deliver the signal as the kernel would have; the thread stops for our interrupt
+            // right after its handler frame is set up.
+            Stop::Signal(sig) => self.reinterrupt_and_cont(tid, sig)?,
         }
         Ok(())
     }
 
-    /// PTRACE_CONT a thread; a thread that vanished is dropped (its exit is reported later).
-    fn cont_or_gone(&mut self, tid: Pid, sig: i32) -> Result<()> {
+    /// Resume a thread we want stopped from some other ptrace-stop so that it stops for our
+    /// interrupt next. Any ptrace-stop clears a pending PTRACE_INTERRUPT, so whether ours is
+    /// still pending depends on which came first: interrupt again while it is stopped (the
+    /// two merge into one trap), then resume. A thread that vanished is reported later.
+    fn reinterrupt_and_cont(&mut self, tid: Pid, sig: i32) -> Result<()> {
+        match ptrace::interrupt(tid) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => return Err(ptrace::error(self.pid, tid, "PTRACE_INTERRUPT", e)),
+        }
         match ptrace::cont(tid, sig) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),
             Err(e) => Err(ptrace::error(self.pid, tid, "PTRACE_CONT", e)),
@@ -417,12 +427,25 @@ fn seize_error(pid: Pid, errno: Errno) -> Error {
     }
 }
 
+/// True when the calling thread traces `tid` (TracerPid names the tracing thread, not its
+/// process).
 fn traced_by_us(pid: Pid, tid: Pid) -> bool {
     let path = format!("/proc/{pid}/task/{tid}/status");
     std::fs::read_to_string(path).is_ok_and(|text| {
         text.lines()
             .find_map(|l| l.strip_prefix("TracerPid:"))
             .and_then(|v| v.trim().parse::<u32>().ok())
-            == Some(std::process::id())
+            == Some(nix::unistd::gettid().as_raw() as u32)
     })
+}
+
+/// True when the thread is gone or a zombie (exited, not yet reaped).
+fn thread_exiting(pid: Pid, tid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+        // The state follows the parenthesised command name, which may itself hold ')'.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with(['Z', 'X'])),
+        Err(_) => true,
+    }
 }
