@@ -3,6 +3,7 @@
 //! Thin on purpose: parse the command line, call the library crates, print. Each command lives
 //! in its own file under `cmd/`; exit codes are decided in `exit.rs` only.
 
+#![forbid(unsafe_code)]
 mod cmd;
 mod exit;
 

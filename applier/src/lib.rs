@@ -5,6 +5,7 @@
 //! target while the process runs, then stop every thread (none inside a function being
 //! replaced), write the jumps, run the init routines and resume. What was applied is recorded
 //! inside the target itself (`record`), so any later `lpkg` can list and revert it.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod apply;

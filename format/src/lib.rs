@@ -3,6 +3,7 @@
 //! The byte layout and every rule are specified in `spec/lpkg-format.md`. Readers check limits
 //! before allocating, and [`open_verified`] checks signatures over the raw signed bytes before
 //! the manifest they cover is parsed.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod container;
