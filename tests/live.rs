@@ -423,3 +423,70 @@ fn examples_run_end_to_end() {
         );
     }
 }
+
+#[test]
+fn inspect_disasm_shows_old_and_new_code_side_by_side() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let (pkg, trust, bin) = (
+        package.to_str().unwrap(),
+        public.to_str().unwrap(),
+        calc().path("calc"),
+    );
+    let run = ok(s.run(&[
+        "inspect",
+        pkg,
+        "--trust",
+        trust,
+        "--disasm",
+        "--target",
+        bin.to_str().unwrap(),
+        "--json",
+    ]));
+    let listings = run.json()["disasm"].as_array().unwrap().clone();
+    let compute = listings
+        .iter()
+        .find(|l| l["name"] == "compute")
+        .expect("compute listed");
+    let old: Vec<&str> = compute["old"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let new: Vec<&str> = compute["new"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        old.iter().any(|l| l.ends_with("ret")) && new.iter().any(|l| l.ends_with("ret")),
+        "{old:?} {new:?}"
+    );
+    assert_ne!(old, new, "version 1 and 2 of compute differ");
+
+    let run = ok(s.run(&["inspect", pkg, "--trust", trust, "--disasm"]));
+    assert!(
+        run.stdout.contains("old (target)") && run.stdout.contains("give --target"),
+        "{}",
+        run.stdout
+    );
+    // A binary that is not the package's target: said so, not shown as if it were.
+    let other = calc().path("calc-other");
+    let run = ok(s.run(&[
+        "inspect",
+        pkg,
+        "--trust",
+        trust,
+        "--disasm",
+        "--target",
+        other.to_str().unwrap(),
+    ]));
+    assert!(
+        run.stdout.contains("does not hold the old code"),
+        "{}",
+        run.stdout
+    );
+}

@@ -7,6 +7,7 @@
 
 mod arch;
 mod diff;
+pub mod disasm;
 mod dwarf;
 mod error;
 mod identity;

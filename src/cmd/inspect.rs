@@ -1,4 +1,4 @@
-//! `lpkg inspect PKG [--trust FILE|DIR] [--json]`
+//! `lpkg inspect PKG [--trust FILE|DIR] [--json] [--disasm [--target BIN]]`
 //!
 //! Shows the content of any structurally valid package (digests checked), then exits like
 //! `lpkg verify`: 0 only when a trusted signature is valid. An auditor can thus read an
@@ -22,6 +22,12 @@ pub struct Args {
     /// Print everything as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Show every function's old and new instructions side by side.
+    #[arg(long)]
+    disasm: bool,
+    /// The target binary the package was built for: where `--disasm` reads the old code.
+    #[arg(long, value_name = "BIN", requires = "disasm")]
+    target: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -35,10 +41,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .verify(&trust)
                 .with_context(|| args.package.display().to_string())
         });
+    let listings = if args.disasm {
+        let module = package.module()?;
+        Some(lpkg_builder::disasm::listings(
+            package.manifest(),
+            module,
+            args.target.as_deref(),
+        )?)
+    } else {
+        None
+    };
     if args.json {
-        println!("{}", to_json(&package, &verdict));
+        let mut value = to_json(&package, &verdict);
+        if let Some(listings) = &listings {
+            value["disasm"] = listings
+                .iter()
+                .map(|l| json!({"name": l.name, "old": l.old, "old_missing": l.old_missing, "new": l.new}))
+                .collect();
+        }
+        println!("{value}");
     } else {
         print_text(&package, &verdict);
+        if let Some(listings) = &listings {
+            print_disasm(listings);
+        }
     }
     verdict.map(|_| ())
 }
@@ -170,5 +196,25 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
             "not trusted"
         };
         println!("  {}  {status}", s.key_id);
+    }
+}
+
+/// Old code on the left, new on the right, one instruction per row.
+fn print_disasm(listings: &[lpkg_builder::disasm::FunctionListing]) {
+    const WIDTH: usize = 56;
+    for listing in listings {
+        println!();
+        println!("{}", listing.name);
+        let old: Vec<String> = match (&listing.old, &listing.old_missing) {
+            (Some(old), _) => old.clone(),
+            (None, Some(why)) => vec![format!("({why})")],
+            (None, None) => Vec::new(),
+        };
+        println!("  {:<WIDTH$} | {}", "old (target)", "new (patch module)");
+        for row in 0..old.len().max(listing.new.len()) {
+            let left = old.get(row).map(String::as_str).unwrap_or("");
+            let right = listing.new.get(row).map(String::as_str).unwrap_or("");
+            println!("  {left:<WIDTH$} | {right}");
+        }
     }
 }

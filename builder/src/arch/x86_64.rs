@@ -285,3 +285,35 @@ mod tests {
         );
     }
 }
+
+/// One decoded instruction for display: its address, bytes and Intel-syntax text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Address (or offset) of the instruction.
+    pub address: u64,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Intel syntax.
+    pub text: String,
+}
+
+/// Disassembles `code` as if it were at `address`.
+pub fn disassemble(code: &[u8], address: u64) -> Vec<Line> {
+    use iced_x86::{Formatter, IntelFormatter};
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut formatter = IntelFormatter::new();
+    let mut lines = Vec::new();
+    let mut instruction = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        let start = (instruction.ip() - address) as usize;
+        let mut text = String::new();
+        formatter.format(&instruction, &mut text);
+        lines.push(Line {
+            address: instruction.ip(),
+            bytes: code[start..start + instruction.len()].to_vec(),
+            text,
+        });
+    }
+    lines
+}

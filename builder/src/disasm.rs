@@ -1,0 +1,131 @@
+//! Old and new instructions of every function in a package, side by side, for auditors
+//! (`lpkg inspect --disasm`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+use sha2::{Digest, Sha256};
+
+use lpkg_format::Manifest;
+
+use crate::arch::x86_64::{disassemble, reloc_name};
+use crate::error::Error;
+use crate::target::{hex, TargetFile};
+
+/// The listing of one function.
+#[derive(Debug, Clone)]
+pub struct FunctionListing {
+    /// The function's name.
+    pub name: String,
+    /// Old code from the target file, when a target was given and matches the manifest.
+    pub old: Option<Vec<String>>,
+    /// Why the old code is not shown.
+    pub old_missing: Option<String>,
+    /// New code from the patch module, with its relocations named.
+    pub new: Vec<String>,
+}
+
+/// Disassembles every function of a package. `target` is the file the package was built for
+/// (optional: without it only the new code is shown).
+pub fn listings(
+    manifest: &Manifest,
+    module: &[u8],
+    target: Option<&Path>,
+) -> Result<Vec<FunctionListing>, Error> {
+    let bad = |e: object::Error| Error::BadInput {
+        path: "module.o".into(),
+        reason: format!("patch module: {e}"),
+    };
+    let file = object::File::parse(module).map_err(bad)?;
+    let target = target.map(TargetFile::read).transpose()?;
+    let mut out = Vec::new();
+    for function in &manifest.functions {
+        let symbol = file.symbol_by_name(&function.module_symbol);
+        let new = match symbol.and_then(|s| s.section_index().map(|i| (s, i))) {
+            Some((symbol, index)) => {
+                let section = file.section_by_index(index).map_err(bad)?;
+                let data = section.data().map_err(bad)?;
+                let start = symbol.address() as usize;
+                let end = (start + function.new_size as usize).min(data.len());
+                let relocations: BTreeMap<u64, String> = section
+                    .relocations()
+                    .map(|(offset, r)| {
+                        let target = match r.target() {
+                            RelocationTarget::Symbol(i) => symbol_name(&file, i),
+                            _ => String::new(),
+                        };
+                        let kind = match r.flags() {
+                            object::RelocationFlags::Elf { r_type } => reloc_name(r_type),
+                            other => format!("{other:?}"),
+                        };
+                        (offset, format!("{kind} {target}{:+}", r.addend()))
+                    })
+                    .collect();
+                disassemble(data.get(start..end).unwrap_or(&[]), start as u64)
+                    .into_iter()
+                    .map(|line| {
+                        let end = line.address + line.bytes.len() as u64;
+                        let notes: Vec<&str> = relocations
+                            .range(line.address..end)
+                            .map(|(_, n)| n.as_str())
+                            .collect();
+                        let mut text = format!("{:6x}  {}", line.address - start as u64, line.text);
+                        if !notes.is_empty() {
+                            text = format!("{text:<48} ; {}", notes.join(", "));
+                        }
+                        text
+                    })
+                    .collect()
+            }
+            None => vec![format!(
+                "(module symbol {} not found)",
+                function.module_symbol
+            )],
+        };
+        let (mut old, mut old_missing) = (None, None);
+        match (&target, function.old_offset, function.old_size) {
+            (_, None, _) | (_, _, None) => old_missing = Some("new function".to_owned()),
+            (None, _, _) => old_missing = Some("give --target to see the old code".to_owned()),
+            (Some(t), Some(offset), Some(size)) => match t.bytes_at(offset, size) {
+                Some(bytes) if Some(hex(&Sha256::digest(bytes))) == function.old_sha256 => {
+                    old = Some(
+                        disassemble(bytes, offset)
+                            .into_iter()
+                            .map(|l| format!("{:6x}  {}", l.address - offset, l.text))
+                            .collect(),
+                    );
+                }
+                _ => {
+                    old_missing = Some(format!(
+                        "{} does not hold the old code this package expects",
+                        t.path.display()
+                    ))
+                }
+            },
+        }
+        out.push(FunctionListing {
+            name: function.name.clone(),
+            old,
+            old_missing,
+            new,
+        });
+    }
+    Ok(out)
+}
+
+/// A symbol's name, or its section's name for a section symbol (string literals, tables).
+fn symbol_name(file: &object::File<'_>, index: object::SymbolIndex) -> String {
+    let Ok(symbol) = file.symbol_by_index(index) else {
+        return format!("#{}", index.0);
+    };
+    if symbol.kind() == object::SymbolKind::Section {
+        if let Some(section) = symbol
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+        {
+            return section.name().unwrap_or("?").to_owned();
+        }
+    }
+    symbol.name().unwrap_or("?").to_owned()
+}
