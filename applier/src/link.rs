@@ -14,6 +14,8 @@ use crate::reloc::{self, RelocKind};
 use crate::Error;
 
 const PAGE: u64 = 4096;
+/// Largest patch mapping accepted (the package format caps a payload at 256 MiB too).
+const MAX_LEN: u64 = 256 << 20;
 
 /// The three regions of the patch mapping, in mapping order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,9 +123,23 @@ impl Layout {
             let Some(region) = region_of(&section) else {
                 continue;
             };
+            let name = section.name().unwrap_or("?");
+            if section.align() > PAGE {
+                return Err(Error::Module(format!(
+                    "section {name} wants {}-byte alignment",
+                    section.align()
+                )));
+            }
             let slot = &mut sizes[region as usize];
             let offset = align_up(*slot, section.align());
-            *slot = offset + section.size();
+            *slot = offset
+                .checked_add(section.size())
+                .filter(|&end| end <= MAX_LEN)
+                .ok_or_else(|| {
+                    Error::Module(format!(
+                        "section {name} makes the module larger than {MAX_LEN} bytes"
+                    ))
+                })?;
             sections.insert(section.index().0, (region, offset));
         }
         let mut got = BTreeMap::new();
@@ -155,6 +171,7 @@ impl Layout {
             *offset = sizes[Region::Text as usize];
             sizes[Region::Text as usize] += STUB_LEN;
         }
+        // Each stub and GOT slot comes from a distinct relocation, which the sections' sizes bound.
         sizes[Region::ReadOnly as usize] = align_up(sizes[Region::ReadOnly as usize], 8);
         for offset in got.values_mut() {
             *offset = sizes[Region::ReadOnly as usize];
@@ -224,7 +241,7 @@ impl Layout {
                             symbol.name().unwrap_or("?")
                         ))
                     })?;
-                    Ok(base + offset + symbol.address())
+                    Ok(base.wrapping_add(offset).wrapping_add(symbol.address()))
                 }
                 SymbolSection::Undefined => resolve.address(symbol.name().unwrap_or("")),
                 SymbolSection::Absolute => Ok(symbol.address()),
@@ -271,7 +288,7 @@ impl Layout {
                     )));
                 };
                 let kind = RelocKind::of(r_type(relocation.flags())?)?;
-                let place = base + section_offset + offset;
+                let place = base.wrapping_add(section_offset).wrapping_add(offset);
                 let target = match kind {
                     RelocKind::Got => base + ro + self.got[&(symbol.0, false)],
                     RelocKind::GotTpOff => base + ro + self.got[&(symbol.0, true)],
@@ -282,10 +299,13 @@ impl Layout {
                     },
                     RelocKind::Absolute | RelocKind::PcRelative => symbol_address(symbol)?,
                 };
-                let at = (section_offset + offset) as usize;
+                let field = usize::try_from(section_offset.saturating_add(offset))
+                    .ok()
+                    .and_then(|at| bytes.get_mut(at..))
+                    .unwrap_or_default();
                 reloc::apply(
                     r_type(relocation.flags())?,
-                    &mut bytes[at..],
+                    field,
                     place,
                     target,
                     relocation.addend(),

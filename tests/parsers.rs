@@ -1,0 +1,121 @@
+//! Every parser of bytes that come from outside (a process's maps, an in-target record that
+//! the target may have scribbled over, a patch module) refuses mutated input with an error,
+//! never a panic. The same parsers have coverage-guided fuzz targets in `fuzz/`; this runs a
+//! few thousand deterministic mutations in CI, without nightly.
+
+use std::process::Command;
+
+use lpkg_applier::link::{Layout, Resolve};
+use lpkg_applier::record::{Entry, RecordBody, State, HEADER_LEN};
+
+/// xorshift64*: deterministic, so a failure reproduces.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn mutate(&mut self, seed: &[u8]) -> Vec<u8> {
+        let mut bytes = seed.to_vec();
+        for _ in 0..1 + self.next() % 8 {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = (self.next() % bytes.len() as u64) as usize;
+            match self.next() % 4 {
+                0 => bytes[at] ^= 1 << (self.next() % 8),
+                1 => bytes[at] = self.next() as u8,
+                2 => bytes.truncate(at),
+                _ => bytes[at] = [0, 0xff, 0x7f, 0x80][(self.next() % 4) as usize],
+            }
+        }
+        bytes
+    }
+}
+
+struct Anywhere;
+
+impl Resolve for Anywhere {
+    fn address(&self, name: &str) -> Result<u64, lpkg_applier::Error> {
+        Ok(0x7f00_0000_0000 + name.len() as u64)
+    }
+    fn tls_offset(&self, _name: &str) -> Result<i64, lpkg_applier::Error> {
+        Ok(-64)
+    }
+}
+
+#[test]
+fn mutated_patch_modules_are_refused_not_panicked_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("m.c");
+    std::fs::write(
+        &src,
+        "#include <string.h>\nstatic const char *t[] = {\"a\", \"bc\"};\nlong f(long x) { return strlen(t[x & 1]) + x; }\n",
+    )
+    .unwrap();
+    let obj = dir.path().join("m.o");
+    let out = Command::new("gcc")
+        .args([
+            "-O2",
+            "-fPIC",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-c",
+        ])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let module = std::fs::read(&obj).unwrap();
+    let layout = Layout::new(&module).expect("the real module lays out");
+    layout
+        .link(&module, 0x5555_0000_0000, &Anywhere)
+        .expect("the real module links");
+    let mut m = Mutator(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..3000 {
+        let bytes = m.mutate(&module);
+        if let Ok(layout) = Layout::new(&bytes) {
+            let _ = layout.link(&bytes, 0x5555_0000_0000, &Anywhere);
+        }
+    }
+}
+
+#[test]
+fn mutated_records_and_maps_are_refused_not_panicked_on() {
+    let body = RecordBody {
+        id: "ab".repeat(32),
+        name: "fix".into(),
+        version: "1".into(),
+        signers: vec!["0011223344556677".into()],
+        applied_at: 1,
+        sequence: 1,
+        target_path: "/srv/app".into(),
+        module_address: 0x5555_0000_0000,
+        module_len: 8192,
+        exit_routines: vec![],
+        entries: vec![Entry {
+            function: "f".into(),
+            address: 0x1000,
+            size: 20,
+            original: "f30f1efa55".into(),
+            new_address: 0x2000,
+        }],
+    };
+    let record = body.encode(State::Applied);
+    let maps = std::fs::read("/proc/self/maps").unwrap();
+    let mut m = Mutator(42);
+    for _ in 0..3000 {
+        let bytes = m.mutate(&record);
+        if let Ok((_, len)) = RecordBody::decode_header(&bytes) {
+            let rest = &bytes[HEADER_LEN.min(bytes.len())..];
+            let _ = RecordBody::decode_body(&rest[..len.min(rest.len())]);
+        }
+        let _ = lpkg_kernel::maps::parse(1, &m.mutate(&maps));
+    }
+}
