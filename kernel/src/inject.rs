@@ -53,12 +53,14 @@ pub(crate) enum Run {
     Continue,
 }
 
-/// How the run ended.
+/// How the run ended (a short-lived value: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
     /// The thread stopped with a signal it raised itself (trap, fault).
     Trapped {
         sig: i32,
-        info: libc::siginfo_t,
+        /// The faulting address for a kernel-generated fault signal, else 0.
+        addr: u64,
         regs: Registers,
     },
     /// The deadline passed; the thread was interrupted and is stopped.
@@ -166,7 +168,8 @@ impl Tracee {
                     if raised_by_thread(pid, sig, &info) {
                         let regs = ptrace::getregs(tid)
                             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
-                        break Outcome::Trapped { sig, info, regs };
+                        let addr = fault_addr(sig, &info);
+                        break Outcome::Trapped { sig, addr, regs };
                     }
                     // Sent by someone else and not blockable by us: hand it over later.
                     self.deferred.push((tid, sig));
@@ -177,7 +180,7 @@ impl Tracee {
                         if now.pc() != regs.pc() {
                             break Outcome::Trapped {
                                 sig: libc::SIGTRAP,
-                                info,
+                                addr: 0,
                                 regs: now,
                             };
                         }
@@ -250,4 +253,15 @@ fn raised_by_thread(pid: Pid, sig: i32, info: &libc::siginfo_t) -> bool {
 fn reinterrupt_and_cont(pid: Pid, tid: Pid) -> Result<()> {
     ptrace::interrupt(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_INTERRUPT", e))?;
     ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))
+}
+
+/// The faulting address of a kernel-generated fault signal, 0 for anything else.
+fn fault_addr(sig: i32, info: &libc::siginfo_t) -> u64 {
+    if SYNCHRONOUS.contains(&sig) && info.si_code > 0 {
+        // SAFETY: for a kernel-generated fault signal (si_code > 0) the siginfo union holds
+        // the faulting address; reading it is a plain pointer-sized integer read.
+        unsafe { info.si_addr() as u64 }
+    } else {
+        0
+    }
 }

@@ -63,19 +63,11 @@ fn exercise(t: &mut Tracee, target: &Target) -> i64 {
 fn seize_stopped(pid: i32) -> Tracee {
     let mut t = Tracee::seize(pid).expect("seize");
     if let Err(e) = t.stop() {
+        // Say where the threads that did not stop are, to make a failure diagnosable.
         if let Error::StopTimedOut { tids, .. } = &e {
             for tid in tids {
-                let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
-                    .unwrap_or_default();
-                let st: Vec<&str> = st
-                    .lines()
-                    .filter(|l| l.starts_with("State") || l.starts_with("TracerPid"))
-                    .collect();
-                eprintln!(
-                    "DEBUG {tid}: {st:?} me={} {:?}",
-                    nix::unistd::gettid(),
-                    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan"))
-                );
+                let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan"));
+                eprintln!("thread {tid} did not stop; waiting in {wchan:?}");
             }
         }
         panic!("stop: {e}");
