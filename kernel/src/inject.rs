@@ -21,17 +21,6 @@ const SYNCHRONOUS: [i32; 6] = [
     libc::SIGSYS,
 ];
 
-/// System calls that swap the signal mask for their duration (restored on return through
-/// TIF_RESTORE_SIGMASK, which PTRACE_SETSIGMASK would clear): leave the mask alone there.
-const MASK_SWAPPING_SYSCALLS: [u64; 6] = [
-    130, // rt_sigsuspend
-    270, // pselect6
-    271, // ppoll
-    281, // epoll_pwait
-    333, // io_pgetevents
-    441, // epoll_pwait2
-];
-
 fn sigbit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
@@ -40,8 +29,8 @@ fn sigbit(sig: i32) -> u64 {
 pub(crate) struct Saved {
     pub tid: Pid,
     pub regs: Registers,
-    /// The original mask, when we replaced it with one blocking asynchronous signals.
-    mask: Option<u64>,
+    /// The original signal mask (we block asynchronous signals while our code runs).
+    mask: u64,
 }
 
 /// How to let the thread run our code.
@@ -75,19 +64,16 @@ impl Tracee {
         let pid = self.pid;
         let regs =
             ptrace::getregs(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
-        let swapping = regs
-            .syscall_nr()
-            .is_some_and(|nr| MASK_SWAPPING_SYSCALLS.contains(&nr));
-        let mask = if swapping {
-            None
-        } else {
-            let mask = ptrace::get_sigmask(tid)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
-            let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
-            ptrace::set_sigmask(tid, !allowed)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
-            Some(mask)
-        };
+        // A thread inside rt_sigsuspend, ppoll, pselect6... runs with a temporary mask and
+        // the real one saved for its return. Since Linux 5.2 GETSIGMASK returns the saved one
+        // and SETSIGMASK drops the temporary one; the interrupted call is restarted on resume
+        // and sets its temporary mask again. Older kernels read and write the temporary mask
+        // and keep the saved one. Either way the thread ends up as it was.
+        let mask = ptrace::get_sigmask(tid)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
+        let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
+        ptrace::set_sigmask(tid, !allowed)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
         Ok(Saved { tid, regs, mask })
     }
 
@@ -97,11 +83,8 @@ impl Tracee {
         let (pid, tid) = (self.pid, saved.tid);
         ptrace::setregs(tid, &saved.regs)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
-        if let Some(mask) = saved.mask {
-            ptrace::set_sigmask(tid, mask)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
-        }
-        Ok(())
+        ptrace::set_sigmask(tid, saved.mask)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))
     }
 
     /// Set `regs` on the borrowed thread and run it until it traps or `deadline` passes.

@@ -498,3 +498,35 @@ fn memory_errors_are_reported() {
         assert!(matches!(err, Error::Memory { addr: 0x10, .. }), "{err}");
     });
 }
+
+#[test]
+fn thread_in_sigsuspend_keeps_its_mask() {
+    with_timeout(30, || {
+        let mut target = Target::start(&["--suspender", "1"]);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut t = seize_stopped(target.pid());
+        let tid = *t
+            .threads()
+            .iter()
+            .find(|&&tid| t.thread_name(tid) == "suspend")
+            .expect("suspend thread");
+        assert_eq!(
+            t.registers(tid).unwrap().syscall_nr(),
+            Some(130),
+            "in rt_sigsuspend"
+        );
+        assert_eq!(
+            t.call_on(tid, target.a("add6"), &[1, 1, 1, 1, 1, 1], CALL_TIMEOUT)
+                .unwrap(),
+            21
+        );
+        let bumps = exercise(&mut t, &target);
+        t.detach().unwrap();
+        // SAFETY: tgkill(2) to a thread of the target this test started.
+        let rc = unsafe { libc::syscall(libc::SYS_tgkill, target.pid(), tid, libc::SIGUSR2) };
+        assert_eq!(rc, 0);
+        target.proc.expect("suspend ok", Duration::from_secs(5));
+        let pong = target.ping();
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+    });
+}

@@ -1,6 +1,6 @@
 /* Test target for lpkg-kernel: functions to call, threads blocked in system calls, a signal
  * counter, thread churn. Commands arrive on stdin one per line; answers go to stdout.
- *   target [--blockers K] [--sleep-ms MS] [--churn N]
+ *   target [--blockers K] [--sleep-ms MS] [--churn N] [--suspender 1]
  * K threads of each kind (pipe read, accept, nanosleep, futex wait) block until "wake". */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -99,6 +99,21 @@ static void *futex_waiter(void *arg) {
     return arg;
 }
 
+static volatile sig_atomic_t usr2_seen;
+static void on_usr2(int sig) { (void)sig; usr2_seen = 1; }
+
+/* Waits in sigsuspend with a temporary mask; afterwards its own mask must be back. */
+static void *suspender(void *arg) {
+    sigset_t wait_mask, now;
+    sigfillset(&wait_mask);
+    sigdelset(&wait_mask, SIGUSR2);
+    while (!usr2_seen) sigsuspend(&wait_mask);
+    pthread_sigmask(SIG_SETMASK, NULL, &now);
+    if (sigismember(&now, SIGUSR2) && sigismember(&now, SIGRTMIN) && sigismember(&now, SIGSEGV)) say("suspend ok\n");
+    else { errno = 0; error("suspend mask not restored"); }
+    return arg;
+}
+
 static void *churn_child(void *arg) { __sync_fetch_and_add(&churn_count, 1); return arg; }
 
 static void *churner(void *arg) {
@@ -111,11 +126,12 @@ static void *churner(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    int blockers = 0, churn = 0;
+    int blockers = 0, churn = 0, suspend = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--blockers")) blockers = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--sleep-ms")) sleep_ms = atol(argv[i + 1]);
         else if (!strcmp(argv[i], "--churn")) churn = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--suspender")) suspend = atoi(argv[i + 1]);
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -123,6 +139,8 @@ int main(int argc, char **argv) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGRTMIN, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, NULL);
 
     if (pipe(wake_pipe) != 0) error("pipe");
     listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -148,6 +166,11 @@ int main(int argc, char **argv) {
     }
     pthread_t churners[16];
     for (int i = 0; i < churn && i < 16; i++) pthread_create(&churners[i], NULL, churner, NULL);
+    if (suspend) {
+        pthread_t t;
+        pthread_create(&t, NULL, suspender, NULL);
+        pthread_setname_np(t, "suspend");
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     say("ready pid=%d answer=%p add6=%p bump=%p null_deref=%p spin=%p stack_mod16=%p counter=%p\n",
