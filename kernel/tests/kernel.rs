@@ -530,3 +530,37 @@ fn thread_in_sigsuspend_keeps_its_mask() {
         assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
     });
 }
+
+#[test]
+fn stopped_process_stays_stopped() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let pid = target.pid();
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.rsplit_once(") ").unwrap().1.chars().next().unwrap()
+        };
+        // SAFETY: kill(2) to the target this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while state() != 'T' {
+            assert!(Instant::now() < deadline, "target did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut t = seize_stopped(pid);
+        assert_eq!(t.call(target.a("answer"), &[], CALL_TIMEOUT).unwrap(), 42);
+        let bumps = exercise(&mut t, &target);
+        t.resume().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        t.stop().unwrap();
+        t.detach().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(state(), 'T', "job-control stop kept");
+        target.proc.send("ping");
+        target.proc.expect_silence(Duration::from_millis(100));
+        // SAFETY: kill(2) to the target this test started.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let pong = fields(&target.proc.expect("pong", Duration::from_secs(5)));
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+    });
+}
