@@ -141,6 +141,10 @@ fn sixty_four_threads_blocked_in_syscalls() {
             "every thread waits in a restartable system call"
         );
         let bumps = exercise(&mut t, &target);
+        assert!(
+            t.all_registers().unwrap() == regs,
+            "every thread's registers restored"
+        );
         // Calls on another thread than the main one.
         let sleeper = threads[threads.len() / 2];
         assert_eq!(
@@ -326,11 +330,7 @@ fn call_that_faults_is_caught() {
             other => panic!("expected a SIGSEGV fault, got {other:?}"),
         }
         let after = t.registers(target.pid()).unwrap();
-        assert_eq!(
-            format!("{before:?}"),
-            format!("{after:?}"),
-            "registers restored"
-        );
+        assert!(before == after, "registers restored: {before:?} {after:?}");
         assert_eq!(t.call(target.a("answer"), &[], CALL_TIMEOUT).unwrap(), 42);
         drop(t);
         assert_eq!(target.ping()["errors"], 0);
