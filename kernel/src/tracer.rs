@@ -94,9 +94,14 @@ impl Tracee {
                     Err(Errno::EPERM) if tid != pid && traced_by_us(pid, tid) => {
                         tracee.threads.insert(tid, ThreadState::Starting);
                     }
-                    // The kernel refuses to attach to a thread that is exiting.
-                    Err(Errno::EPERM) if tid != pid && thread_exiting(pid, tid) => {
+                    // The kernel refuses to attach to an exiting thread; that includes a leader
+                    // that called pthread_exit and waits as a zombie for the other threads.
+                    Err(Errno::EPERM) if thread_exiting(pid, tid) => {
                         gone.insert(tid);
+                    }
+                    // Traced by someone else (only the leader was checked up front).
+                    Err(Errno::EPERM) if tid != pid && procfs::tracer_of(pid, tid) != 0 => {
+                        return Err(already_traced(pid, procfs::tracer_of(pid, tid)));
                     }
                     Err(errno) if tid == pid => {
                         // Drop detaches whatever was seized; report why the leader failed.
@@ -108,6 +113,9 @@ impl Tracee {
             if !found_new {
                 break;
             }
+        }
+        if tracee.threads.is_empty() {
+            return Err(Error::ProcessExited { pid });
         }
         Ok(tracee)
     }
@@ -393,7 +401,9 @@ impl Drop for Tracee {
 /// Refuse early, with a precise error, what PTRACE_SEIZE would refuse with a vague one.
 fn check_seizable(pid: Pid) -> Result<()> {
     let status = procfs::status(pid)?;
-    if status.state == 'Z' || status.state == 'X' {
+    // A zombie leader with live threads is a running process whose main thread exited.
+    let zombie = status.state == 'Z' || status.state == 'X';
+    if zombie && procfs::tasks(pid).map_or(true, |tids| tids.len() <= 1) {
         return Err(Error::Zombie { pid });
     }
     if status.tracer_pid != 0 {

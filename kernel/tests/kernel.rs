@@ -564,3 +564,28 @@ fn stopped_process_stays_stopped() {
         assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
     });
 }
+
+#[test]
+fn process_whose_main_thread_exited() {
+    with_timeout(30, || {
+        let mut target = Target::start(&["--leader-exit", "1"]);
+        let pid = target.pid();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .contains("State:\tZ")
+        {
+            assert!(Instant::now() < deadline, "leader did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut t = seize_stopped(pid);
+        let threads = t.threads();
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert_ne!(threads[0], pid);
+        assert_eq!(t.thread_name(threads[0]), "commands");
+        let bumps = exercise(&mut t, &target);
+        t.detach().unwrap();
+        let pong = target.ping();
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+    });
+}
