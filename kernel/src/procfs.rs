@@ -10,6 +10,8 @@ pub(crate) struct Status {
     pub state: char,
     /// `TracerPid:` (0 when not traced).
     pub tracer_pid: Pid,
+    /// `Tgid:` the process this id belongs to (differs from the id for a non-main thread).
+    pub tgid: Pid,
 }
 
 /// Read /proc/PID/status; a missing file means there is no such process.
@@ -35,6 +37,7 @@ pub(crate) fn status(pid: Pid) -> Result<Status> {
     Ok(Status {
         state: field("State:").chars().next().unwrap_or('?'),
         tracer_pid: field("TracerPid:").parse().unwrap_or(0),
+        tgid: field("Tgid:").parse().unwrap_or(pid),
     })
 }
 

@@ -401,6 +401,14 @@ impl Drop for Tracee {
 /// Refuse early, with a precise error, what PTRACE_SEIZE would refuse with a vague one.
 fn check_seizable(pid: Pid) -> Result<()> {
     let status = procfs::status(pid)?;
+    if status.tgid != pid {
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "{pid} is a thread of process {}, not a process id",
+                status.tgid
+            ),
+        });
+    }
     // A zombie leader with live threads is a running process whose main thread exited.
     let zombie = status.state == 'Z' || status.state == 'X';
     if zombie && procfs::tasks(pid).map_or(true, |tids| tids.len() <= 1) {

@@ -124,6 +124,10 @@ fn sixty_four_threads_blocked_in_syscalls() {
         let mut t = seize_stopped(target.pid());
         let threads = t.threads();
         assert_eq!(threads.len(), 65, "{threads:?}");
+        assert!(matches!(
+            Tracee::seize(threads[1]),
+            Err(Error::InvalidArgument { .. })
+        ));
         let names: Vec<String> = threads.iter().map(|&tid| t.thread_name(tid)).collect();
         for kind in ["pipe-15", "accept-0", "sleep-7", "futex-3"] {
             assert!(
