@@ -155,7 +155,7 @@ impl Tracee {
                         break Outcome::Trapped { sig, addr, regs };
                     }
                     // Sent by someone else and not blockable by us: hand it over later.
-                    self.deferred.push((tid, sig));
+                    self.deferred.push((tid, sig, info));
                     if run == Run::Step {
                         // The stop may come after the instruction ran; the pc tells.
                         let now = ptrace::getregs(tid)

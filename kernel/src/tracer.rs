@@ -49,8 +49,8 @@ pub struct Tracee {
     pub(crate) threads: BTreeMap<Pid, ThreadState>,
     /// Address of a `syscall` instruction in the target, found on first use.
     pub(crate) syscall_insn: Option<u64>,
-    /// Signals (thread, signal) to re-send when the thread is resumed.
-    pub(crate) deferred: Vec<(Pid, i32)>,
+    /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
+    pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
     detached: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -354,9 +354,9 @@ impl Tracee {
     }
 
     fn send_deferred(&mut self) {
-        for (tid, sig) in std::mem::take(&mut self.deferred) {
+        for (tid, sig, info) in std::mem::take(&mut self.deferred) {
             // The thread may have exited meanwhile; then the signal has nobody to go to.
-            let _ = ptrace::tgkill(self.pid, tid, sig);
+            let _ = ptrace::requeue(self.pid, tid, sig, &info);
         }
     }
 

@@ -593,3 +593,42 @@ fn process_whose_main_thread_exited() {
         assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
     });
 }
+
+#[test]
+fn unblockable_signal_during_call_is_redelivered() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let pid = target.pid();
+        let mut t = seize_stopped(pid);
+        // SIGSYS cannot be blocked while our code runs (a fault would reset its handler), so
+        // one sent meanwhile is held back and re-sent when the thread is given back.
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let value = libc::sigval {
+                sival_ptr: std::ptr::null_mut(),
+            };
+            // SAFETY: sigqueue(3) to the target this test started.
+            assert_eq!(unsafe { libc::sigqueue(pid, libc::SIGSYS, value) }, 0);
+        });
+        let result = t.call(target.a("spin"), &[], Duration::from_millis(400));
+        assert!(
+            matches!(result, Err(Error::CallTimedOut { .. })),
+            "{result:?}"
+        );
+        sender.join().unwrap();
+        t.detach().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pong = target.ping();
+            if pong["sig"] == 1 {
+                assert_eq!(pong["errors"], 0);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIGSYS not re-delivered: {pong:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+}

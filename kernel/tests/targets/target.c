@@ -183,6 +183,7 @@ int main(int argc, char **argv) {
     sa.sa_flags = SA_RESTART;
     sigaction(SIGRTMIN, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGSYS, &sa, NULL);
     sa.sa_handler = on_usr2;
     sigaction(SIGUSR2, &sa, NULL);
 
