@@ -21,17 +21,6 @@ const SYNCHRONOUS: [i32; 6] = [
     libc::SIGSYS,
 ];
 
-/// System calls that swap the signal mask for their duration (restored on return through
-/// TIF_RESTORE_SIGMASK, which PTRACE_SETSIGMASK would clear): leave the mask alone there.
-const MASK_SWAPPING_SYSCALLS: [u64; 6] = [
-    130, // rt_sigsuspend
-    270, // pselect6
-    271, // ppoll
-    281, // epoll_pwait
-    333, // io_pgetevents
-    441, // epoll_pwait2
-];
-
 fn sigbit(sig: i32) -> u64 {
     1u64 << (sig - 1)
 }
@@ -40,8 +29,8 @@ fn sigbit(sig: i32) -> u64 {
 pub(crate) struct Saved {
     pub tid: Pid,
     pub regs: Registers,
-    /// The original mask, when we replaced it with one blocking asynchronous signals.
-    mask: Option<u64>,
+    /// The original signal mask (we block asynchronous signals while our code runs).
+    mask: u64,
 }
 
 /// How to let the thread run our code.
@@ -53,12 +42,14 @@ pub(crate) enum Run {
     Continue,
 }
 
-/// How the run ended.
+/// How the run ended (a short-lived value: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
     /// The thread stopped with a signal it raised itself (trap, fault).
     Trapped {
         sig: i32,
-        info: libc::siginfo_t,
+        /// The faulting address for a kernel-generated fault signal, else 0.
+        addr: u64,
         regs: Registers,
     },
     /// The deadline passed; the thread was interrupted and is stopped.
@@ -73,19 +64,16 @@ impl Tracee {
         let pid = self.pid;
         let regs =
             ptrace::getregs(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
-        let swapping = regs
-            .syscall_nr()
-            .is_some_and(|nr| MASK_SWAPPING_SYSCALLS.contains(&nr));
-        let mask = if swapping {
-            None
-        } else {
-            let mask = ptrace::get_sigmask(tid)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
-            let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
-            ptrace::set_sigmask(tid, !allowed)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
-            Some(mask)
-        };
+        // A thread inside rt_sigsuspend, ppoll, pselect6... runs with a temporary mask and
+        // the real one saved for its return. Since Linux 5.2 GETSIGMASK returns the saved one
+        // and SETSIGMASK drops the temporary one; the interrupted call is restarted on resume
+        // and sets its temporary mask again. Older kernels read and write the temporary mask
+        // and keep the saved one. Either way the thread ends up as it was.
+        let mask = ptrace::get_sigmask(tid)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
+        let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
+        ptrace::set_sigmask(tid, !allowed)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
         Ok(Saved { tid, regs, mask })
     }
 
@@ -95,11 +83,8 @@ impl Tracee {
         let (pid, tid) = (self.pid, saved.tid);
         ptrace::setregs(tid, &saved.regs)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
-        if let Some(mask) = saved.mask {
-            ptrace::set_sigmask(tid, mask)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
-        }
-        Ok(())
+        ptrace::set_sigmask(tid, saved.mask)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))
     }
 
     /// Set `regs` on the borrowed thread and run it until it traps or `deadline` passes.
@@ -166,10 +151,11 @@ impl Tracee {
                     if raised_by_thread(pid, sig, &info) {
                         let regs = ptrace::getregs(tid)
                             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
-                        break Outcome::Trapped { sig, info, regs };
+                        let addr = fault_addr(sig, &info);
+                        break Outcome::Trapped { sig, addr, regs };
                     }
                     // Sent by someone else and not blockable by us: hand it over later.
-                    self.deferred.push((tid, sig));
+                    self.deferred.push((tid, sig, info));
                     if run == Run::Step {
                         // The stop may come after the instruction ran; the pc tells.
                         let now = ptrace::getregs(tid)
@@ -177,7 +163,7 @@ impl Tracee {
                         if now.pc() != regs.pc() {
                             break Outcome::Trapped {
                                 sig: libc::SIGTRAP,
-                                info,
+                                addr: 0,
                                 regs: now,
                             };
                         }
@@ -250,4 +236,15 @@ fn raised_by_thread(pid: Pid, sig: i32, info: &libc::siginfo_t) -> bool {
 fn reinterrupt_and_cont(pid: Pid, tid: Pid) -> Result<()> {
     ptrace::interrupt(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_INTERRUPT", e))?;
     ptrace::cont(tid, 0).map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))
+}
+
+/// The faulting address of a kernel-generated fault signal, 0 for anything else.
+fn fault_addr(sig: i32, info: &libc::siginfo_t) -> u64 {
+    if SYNCHRONOUS.contains(&sig) && info.si_code > 0 {
+        // SAFETY: for a kernel-generated fault signal (si_code > 0) the siginfo union holds
+        // the faulting address; reading it is a plain pointer-sized integer read.
+        unsafe { info.si_addr() as u64 }
+    } else {
+        0
+    }
 }

@@ -63,7 +63,7 @@ impl MapEntry {
 
 /// Read and parse /proc/PID/maps.
 pub fn read(pid: Pid) -> Result<Vec<MapEntry>> {
-    let path = PathBuf::from(format!("/proc/{pid}/maps"));
+    let path = crate::procfs::mm_dir(pid).join("maps");
     let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
         _ => Error::Proc { path, source },

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use crate::{Error, Pid, Result};
 
 fn open(pid: Pid, write: bool) -> Result<File> {
-    let path = format!("/proc/{pid}/mem");
+    let path = crate::procfs::mm_dir(pid).join("mem");
     OpenOptions::new()
         .read(true)
         .write(write)
@@ -20,7 +20,7 @@ fn open(pid: Pid, write: bool) -> Result<File> {
             Some(libc::ENOENT) | Some(libc::ESRCH) => Error::NoSuchProcess { pid },
             Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { pid },
             _ => Error::Proc {
-                path: path.into(),
+                path: path.clone(),
                 source,
             },
         })

@@ -10,6 +10,8 @@ pub(crate) struct Status {
     pub state: char,
     /// `TracerPid:` (0 when not traced).
     pub tracer_pid: Pid,
+    /// `Tgid:` the process this id belongs to (differs from the id for a non-main thread).
+    pub tgid: Pid,
 }
 
 /// Read /proc/PID/status; a missing file means there is no such process.
@@ -35,6 +37,7 @@ pub(crate) fn status(pid: Pid) -> Result<Status> {
     Ok(Status {
         state: field("State:").chars().next().unwrap_or('?'),
         tracer_pid: field("TracerPid:").parse().unwrap_or(0),
+        tgid: field("Tgid:").parse().unwrap_or(pid),
     })
 }
 
@@ -65,4 +68,39 @@ pub(crate) fn tasks(pid: Pid) -> Result<Vec<Pid>> {
     }
     tids.sort_unstable();
     Ok(tids)
+}
+
+/// `TracerPid` of one thread (0 when untraced or unreadable).
+pub(crate) fn tracer_of(pid: Pid, tid: Pid) -> Pid {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The /proc directory that shows the process's memory: /proc/PID, or, when the main thread
+/// has exited (a zombie leader has no memory map any more), the directory of a live thread.
+pub(crate) fn mm_dir(pid: Pid) -> PathBuf {
+    let leader = PathBuf::from(format!("/proc/{pid}"));
+    if !is_zombie(&leader.join("stat")) {
+        return leader;
+    }
+    tasks(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|tid| leader.join(format!("task/{tid}")))
+        .find(|dir| !is_zombie(&dir.join("stat")))
+        .unwrap_or(leader)
+}
+
+fn is_zombie(stat: &std::path::Path) -> bool {
+    std::fs::read_to_string(stat).is_ok_and(|s| {
+        // The state follows the parenthesised command name, which may itself hold ')'.
+        s.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X']))
+    })
 }

@@ -114,6 +114,28 @@ pub(crate) fn tgkill(pid: Pid, tid: Pid, sig: i32) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// Send `sig` to thread `tid` again with its original siginfo where the kernel allows it
+/// (sigqueue, timers, mq: negative si_code other than SI_TKILL), else with tgkill.
+pub(crate) fn requeue(pid: Pid, tid: Pid, sig: i32, info: &libc::siginfo_t) -> Result<(), Errno> {
+    const SI_TKILL: i32 = -6;
+    if info.si_code < 0 && info.si_code != SI_TKILL {
+        // SAFETY: rt_tgsigqueueinfo reads one siginfo_t from `info`, a valid reference.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_tgsigqueueinfo,
+                pid,
+                tid,
+                sig,
+                info as *const libc::siginfo_t,
+            )
+        };
+        if Errno::result(ret).is_ok() {
+            return Ok(());
+        }
+    }
+    tgkill(pid, tid, sig)
+}
+
 /// What waitpid reported about one traced thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {

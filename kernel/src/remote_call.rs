@@ -70,22 +70,13 @@ impl Tracee {
                 regs,
                 ..
             } if regs.pc() == RETURN_TRAP && regs.sp() == sp + 8 => Ok(regs.return_value()),
-            Outcome::Trapped { sig, info, regs } => {
-                let addr = if info.si_code > 0 {
-                    // SAFETY: for a kernel-generated fault signal (si_code > 0) the union holds
-                    // the faulting address; reading it is a plain pointer-sized integer read.
-                    unsafe { info.si_addr() as u64 }
-                } else {
-                    0
-                };
-                Err(Error::CallFaulted {
-                    pid,
-                    tid,
-                    signal: sig,
-                    addr,
-                    pc: regs.pc(),
-                })
-            }
+            Outcome::Trapped { sig, addr, regs } => Err(Error::CallFaulted {
+                pid,
+                tid,
+                signal: sig,
+                addr,
+                pc: regs.pc(),
+            }),
             Outcome::TimedOut => Err(Error::CallTimedOut {
                 pid,
                 tid,

@@ -49,8 +49,8 @@ pub struct Tracee {
     pub(crate) threads: BTreeMap<Pid, ThreadState>,
     /// Address of a `syscall` instruction in the target, found on first use.
     pub(crate) syscall_insn: Option<u64>,
-    /// Signals (thread, signal) to re-send when the thread is resumed.
-    pub(crate) deferred: Vec<(Pid, i32)>,
+    /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
+    pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
     detached: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -94,9 +94,14 @@ impl Tracee {
                     Err(Errno::EPERM) if tid != pid && traced_by_us(pid, tid) => {
                         tracee.threads.insert(tid, ThreadState::Starting);
                     }
-                    // The kernel refuses to attach to a thread that is exiting.
-                    Err(Errno::EPERM) if tid != pid && thread_exiting(pid, tid) => {
+                    // The kernel refuses to attach to an exiting thread; that includes a leader
+                    // that called pthread_exit and waits as a zombie for the other threads.
+                    Err(Errno::EPERM) if thread_exiting(pid, tid) => {
                         gone.insert(tid);
+                    }
+                    // Traced by someone else (only the leader was checked up front).
+                    Err(Errno::EPERM) if tid != pid && procfs::tracer_of(pid, tid) != 0 => {
+                        return Err(already_traced(pid, procfs::tracer_of(pid, tid)));
                     }
                     Err(errno) if tid == pid => {
                         // Drop detaches whatever was seized; report why the leader failed.
@@ -108,6 +113,9 @@ impl Tracee {
             if !found_new {
                 break;
             }
+        }
+        if tracee.threads.is_empty() {
+            return Err(Error::ProcessExited { pid });
         }
         Ok(tracee)
     }
@@ -346,9 +354,9 @@ impl Tracee {
     }
 
     fn send_deferred(&mut self) {
-        for (tid, sig) in std::mem::take(&mut self.deferred) {
+        for (tid, sig, info) in std::mem::take(&mut self.deferred) {
             // The thread may have exited meanwhile; then the signal has nobody to go to.
-            let _ = ptrace::tgkill(self.pid, tid, sig);
+            let _ = ptrace::requeue(self.pid, tid, sig, &info);
         }
     }
 
@@ -393,7 +401,17 @@ impl Drop for Tracee {
 /// Refuse early, with a precise error, what PTRACE_SEIZE would refuse with a vague one.
 fn check_seizable(pid: Pid) -> Result<()> {
     let status = procfs::status(pid)?;
-    if status.state == 'Z' || status.state == 'X' {
+    if status.tgid != pid {
+        return Err(Error::InvalidArgument {
+            what: format!(
+                "{pid} is a thread of process {}, not a process id",
+                status.tgid
+            ),
+        });
+    }
+    // A zombie leader with live threads is a running process whose main thread exited.
+    let zombie = status.state == 'Z' || status.state == 'X';
+    if zombie && procfs::tasks(pid).map_or(true, |tids| tids.len() <= 1) {
         return Err(Error::Zombie { pid });
     }
     if status.tracer_pid != 0 {

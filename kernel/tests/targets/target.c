@@ -1,6 +1,6 @@
 /* Test target for lpkg-kernel: functions to call, threads blocked in system calls, a signal
  * counter, thread churn. Commands arrive on stdin one per line; answers go to stdout.
- *   target [--blockers K] [--sleep-ms MS] [--churn N]
+ *   target [--blockers K] [--sleep-ms MS] [--churn N] [--suspender 1] [--leader-exit 1]
  * K threads of each kind (pipe read, accept, nanosleep, futex wait) block until "wake". */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -99,6 +99,21 @@ static void *futex_waiter(void *arg) {
     return arg;
 }
 
+static volatile sig_atomic_t usr2_seen;
+static void on_usr2(int sig) { (void)sig; usr2_seen = 1; }
+
+/* Waits in sigsuspend with a temporary mask; afterwards its own mask must be back. */
+static void *suspender(void *arg) {
+    sigset_t wait_mask, now;
+    sigfillset(&wait_mask);
+    sigdelset(&wait_mask, SIGUSR2);
+    while (!usr2_seen) sigsuspend(&wait_mask);
+    pthread_sigmask(SIG_SETMASK, NULL, &now);
+    if (sigismember(&now, SIGUSR2) && sigismember(&now, SIGRTMIN) && sigismember(&now, SIGSEGV)) say("suspend ok\n");
+    else { errno = 0; error("suspend mask not restored"); }
+    return arg;
+}
+
 static void *churn_child(void *arg) { __sync_fetch_and_add(&churn_count, 1); return arg; }
 
 static void *churner(void *arg) {
@@ -110,57 +125,18 @@ static void *churner(void *arg) {
     return arg;
 }
 
-int main(int argc, char **argv) {
-    int blockers = 0, churn = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--blockers")) blockers = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--sleep-ms")) sleep_ms = atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--churn")) churn = atoi(argv[i + 1]);
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGRTMIN, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
+static int blockers, nthreads;
+static pthread_t *threads;
+static socklen_t alen;
 
-    if (pipe(wake_pipe) != 0) error("pipe");
-    listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    sock_addr.sun_family = AF_UNIX;
-    /* Abstract socket name: nothing to clean up on disk. */
-    snprintf(sock_addr.sun_path + 1, sizeof sock_addr.sun_path - 1, "lpkg-target-%d", getpid());
-    socklen_t alen = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sock_addr.sun_path + 1);
-    if (bind(listen_fd, (struct sockaddr *)&sock_addr, alen) != 0 || listen(listen_fd, 256) != 0) error("listen");
-
-    /* Only the main thread takes signals: blockers must see nothing but our operations. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int nthreads = 4 * blockers;
-    pthread_t *threads = calloc(nthreads + 1, sizeof *threads);
-    void *(*kinds[4])(void *) = {pipe_reader, acceptor, sleeper, futex_waiter};
-    const char *names[4] = {"pipe", "accept", "sleep", "futex"};
-    for (int i = 0; i < nthreads; i++) {
-        pthread_create(&threads[i], NULL, kinds[i % 4], NULL);
-        char name[16];
-        snprintf(name, sizeof name, "%s-%d", names[i % 4], i / 4);
-        pthread_setname_np(threads[i], name);
-    }
-    pthread_t churners[16];
-    for (int i = 0; i < churn && i < 16; i++) pthread_create(&churners[i], NULL, churner, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-    say("ready pid=%d answer=%p add6=%p bump=%p null_deref=%p spin=%p stack_mod16=%p counter=%p\n",
-        getpid(), (void *)answer, (void *)add6, (void *)bump, (void *)null_deref, (void *)spin,
-        (void *)stack_mod16, (void *)&counter);
-
+static void *command_loop(void *arg) {
     char line[256];
     size_t len = 0;
     for (;;) {
         char c;
         ssize_t n = read(0, &c, 1);
-        if (n < 0) { error("stdin read"); if (errno == EINTR) continue; return 1; }
-        if (n == 0) return 0;
+        if (n < 0) { error("stdin read"); if (errno == EINTR) continue; exit(1); }
+        if (n == 0) exit(0);
         if (c != '\n') { if (len < sizeof line - 1) line[len++] = c; continue; }
         line[len] = 0;
         len = 0;
@@ -184,9 +160,75 @@ int main(int argc, char **argv) {
             say("woke errors=%d sleepmin=%ld\n", errors, sleep_min_ms);
         } else if (!strcmp(line, "quit")) {
             churn_stop = 1;
-            return 0;
+            exit(0);
         } else {
             say("unknown %s\n", line);
         }
     }
+    return arg;
+}
+
+int main(int argc, char **argv) {
+    int churn = 0, suspend = 0, leader_exit = 0;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--blockers")) blockers = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--sleep-ms")) sleep_ms = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--churn")) churn = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--suspender")) suspend = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--leader-exit")) leader_exit = atoi(argv[i + 1]);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGRTMIN, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGSYS, &sa, NULL);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, NULL);
+
+    if (pipe(wake_pipe) != 0) error("pipe");
+    listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sock_addr.sun_family = AF_UNIX;
+    /* Abstract socket name: nothing to clean up on disk. */
+    snprintf(sock_addr.sun_path + 1, sizeof sock_addr.sun_path - 1, "lpkg-target-%d", getpid());
+    alen = offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sock_addr.sun_path + 1);
+    if (bind(listen_fd, (struct sockaddr *)&sock_addr, alen) != 0 || listen(listen_fd, 256) != 0) error("listen");
+
+    /* Only the main thread takes signals: blockers must see nothing but our operations. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    nthreads = 4 * blockers;
+    threads = calloc(nthreads + 1, sizeof *threads);
+    void *(*kinds[4])(void *) = {pipe_reader, acceptor, sleeper, futex_waiter};
+    const char *names[4] = {"pipe", "accept", "sleep", "futex"};
+    for (int i = 0; i < nthreads; i++) {
+        pthread_create(&threads[i], NULL, kinds[i % 4], NULL);
+        char name[16];
+        snprintf(name, sizeof name, "%s-%d", names[i % 4], i / 4);
+        pthread_setname_np(threads[i], name);
+    }
+    pthread_t churners[16];
+    for (int i = 0; i < churn && i < 16; i++) pthread_create(&churners[i], NULL, churner, NULL);
+    if (suspend) {
+        pthread_t t;
+        pthread_create(&t, NULL, suspender, NULL);
+        pthread_setname_np(t, "suspend");
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    say("ready pid=%d answer=%p add6=%p bump=%p null_deref=%p spin=%p stack_mod16=%p counter=%p\n",
+        getpid(), (void *)answer, (void *)add6, (void *)bump, (void *)null_deref, (void *)spin,
+        (void *)stack_mod16, (void *)&counter);
+
+    if (leader_exit) {
+        /* The leader exits and stays a zombie while the other threads run. */
+        pthread_t t;
+        pthread_create(&t, NULL, command_loop, NULL);
+        pthread_setname_np(t, "commands");
+        pthread_exit(NULL);
+    }
+    command_loop(NULL);
+    return 0;
 }
