@@ -16,6 +16,7 @@ pub mod records;
 pub mod reloc;
 pub mod revert;
 pub mod target;
+pub mod unwind;
 
 pub use apply::{apply, ApplyOptions, ApplyReport};
 pub use error::Error;

@@ -16,6 +16,7 @@ mod procfs;
 mod ptrace;
 mod remote_call;
 mod remote_syscall;
+pub mod stack;
 mod tracer;
 
 pub use error::{Error, Result};
