@@ -1,0 +1,81 @@
+/* Safety test target. Two patched value functions printed together each 10 ms (all old:
+ * "1 10", all new: "2 20"), plus, by mode (argv[1]):
+ *   plain       nothing else
+ *   park:N      a thread enters parked(), sleeps N s inside it in a system call, then leaves
+ *   recurse     a thread recurses through recursive() and sleeps at the bottom
+ *   signal      the main thread spins inside spin(); a SIGALRM handler interrupts it and
+ *               sleeps for an hour, so spin() is only visible through the signal frame */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+__attribute__((noipa)) int value_a(void) { return 2; }
+__attribute__((noipa)) int value_b(void) { return 20; }
+
+volatile int park_seconds;
+volatile unsigned long spins;
+
+__attribute__((noipa)) int parked(void) {
+    sleep(park_seconds);
+    return value_a() + 200;
+}
+
+__attribute__((noipa)) int recursive(int n) {
+    if (n == 0) {
+        sleep(3600);
+        return 0;
+    }
+    return recursive(n - 1) + 2 + (int)(spins & 1);
+}
+
+__attribute__((noipa)) void spin(void) {
+    for (;;) spins += 3;
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    sleep(3600);
+}
+
+static void *parker(void *arg) {
+    (void)arg;
+    parked();
+    for (;;) pause();
+    return 0;
+}
+
+static void *recurser(void *arg) {
+    (void)arg;
+    recursive(50);
+    return 0;
+}
+
+static void *printer(void *arg) {
+    (void)arg;
+    for (;;) {
+        printf("%d %d\n", value_a(), value_b());
+        fflush(stdout);
+        usleep(10000);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "plain";
+    pthread_t t;
+    pthread_create(&t, 0, printer, 0);
+    if (strncmp(mode, "park:", 5) == 0) {
+        park_seconds = atoi(mode + 5);
+        pthread_create(&t, 0, parker, 0);
+    } else if (strcmp(mode, "recurse") == 0) {
+        pthread_create(&t, 0, recurser, 0);
+    } else if (strcmp(mode, "signal") == 0) {
+        signal(SIGALRM, on_alarm);
+        alarm(1);
+        spin();
+    }
+    for (;;) pause();
+}
