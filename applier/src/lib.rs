@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod checkpoint;
 mod error;
 pub mod link;
 pub mod quiesce;

@@ -72,16 +72,23 @@ pub fn built() -> &'static Built {
             allow_line_changes: false,
         })
         .expect("package builds");
-        let key = SecretKey::from_seed([7; 32]);
+        let key = SecretKey::from_seed(SEED);
         let mut package = Package::new(built.manifest, built.payloads).unwrap();
         package.sign(&key).unwrap();
         Built {
             exe,
             package: package.to_bytes(),
-            trust: TrustStore::from_keys([key.public()]).unwrap(),
+            trust: trust(),
             _dir: dir,
         }
     })
+}
+
+const SEED: [u8; 32] = [7; 32];
+
+/// The trust store holding the test signer (the same in every process).
+pub fn trust() -> TrustStore {
+    TrustStore::from_keys([SecretKey::from_seed(SEED).public()]).unwrap()
 }
 
 /// A running target; killed on drop.
