@@ -220,7 +220,7 @@ fn apply_verified(
         tracee.stop()?;
         let record_len = page_align(record.len() as u64);
         let record_address =
-            tracee.memfd_map(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
+            tracee.memfd_map_private(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
         rollback.mapping(record_address, record_len);
         memory::write(pid, record_address, &record)?;
         checkpoint::reached("apply:recorded");

@@ -92,3 +92,57 @@ fn code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame() {
     assert!(message.contains("spin"), "{message}");
     assert_untouched(&mut target);
 }
+
+#[test]
+fn children_forked_during_apply_and_revert_are_never_half_patched_without_a_record() {
+    let b = built();
+    // The parked thread keeps apply waiting ~1 s with the record in `loading` while children
+    // are forked; with a shared record mapping they would later see `applied` over old code.
+    let target = Target::start(&b.exe, "fork");
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the last children check themselves.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !target.printed(|l| l.starts_with("INCONSISTENT")),
+        "a child saw a record that does not describe its code"
+    );
+}
+
+#[test]
+fn a_process_being_debugged_is_refused_clearly() {
+    let b = built();
+    let mut target = Target::start(&b.exe, "plain");
+    // Another tracer (a child of ours, by PID) holds the target.
+    let mut tracer = std::process::Command::new("gdb")
+        .args(["-q", "-batch", "-ex", "shell sleep 30", "-p"])
+        .arg(target.pid().to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(gdb) = tracer.as_mut() else {
+        panic!("gdb is needed for this test");
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/status", target.pid()))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+    {
+        assert!(Instant::now() < deadline, "gdb never attached");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let message = match apply(target.pid(), &b.package, &b.trust, &options(500)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("applied to a process under a debugger"),
+    };
+    assert!(message.contains("already traced by"), "{message}");
+    let _ = gdb.kill();
+    let _ = gdb.wait();
+    assert!(target.alive());
+}

@@ -141,6 +141,11 @@ impl Target {
         self.wait_for(|_| true, "a line")
     }
 
+    /// True when any line printed so far satisfies `ok`.
+    pub fn printed(&self, ok: impl Fn(&str) -> bool) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| ok(l))
+    }
+
     /// True when the process still exists and is not a zombie.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
