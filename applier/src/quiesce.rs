@@ -79,8 +79,9 @@ fn busy_threads(
                 g.function, f.pc
             )),
             None if !trace.complete => busy.push(format!(
-                "thread {tid} ({name}) cannot be unwound past {:#x} (code without CFI): it may be inside a function being replaced",
-                trace.frames.last().map_or(0, |f| f.pc)
+                "thread {tid} ({name}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
+                trace.frames.last().map_or(0, |f| f.pc),
+                trace.stopped
             )),
             None => {}
         }

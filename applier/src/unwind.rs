@@ -27,6 +27,8 @@ const RSP: u16 = 7;
 const RA: u16 = 16;
 const TRACKED: usize = 17;
 
+/// System call numbers of clone and clone3.
+const CLONE_SYSCALLS: [i64; 2] = [56, 435];
 /// `mov $15,%rax; syscall`: glibc's `__restore_rt`, where a signal handler returns to.
 const RESTORE_RT: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
 /// Offset of `uc_mcontext.gregs` in the `ucontext_t` that `__restore_rt` finds at its sp.
@@ -124,8 +126,18 @@ pub struct Frame {
 pub struct Backtrace {
     /// Innermost first.
     pub frames: Vec<Frame>,
-    /// False when the walk stopped at code without CFI: frames further out are unknown.
+    /// False when the walk stopped before the thread's root: frames further out are unknown.
     pub complete: bool,
+    /// Why an incomplete walk stopped.
+    pub stopped: &'static str,
+}
+
+fn incomplete(frames: Vec<Frame>, stopped: &'static str) -> Backtrace {
+    Backtrace {
+        frames,
+        complete: false,
+        stopped,
+    }
 }
 
 impl CfiCache {
@@ -228,12 +240,7 @@ impl CfiCache {
                         pc,
                         executing: true,
                     }),
-                    _ => {
-                        return Backtrace {
-                            frames,
-                            complete: false,
-                        }
-                    }
+                    _ => return incomplete(frames, "bad signal frame"),
                 }
                 continue;
             }
@@ -244,16 +251,31 @@ impl CfiCache {
                 .iter()
                 .find(|o| o.ranges.iter().any(|r| r.contains(&lookup)))
             else {
-                return Backtrace {
-                    frames,
-                    complete: false,
-                };
+                return incomplete(frames, "code outside any object");
             };
             let Some(fde) = object.fde(lookup) else {
-                return Backtrace {
-                    frames,
-                    complete: false,
+                if frames.len() > 1 {
+                    return incomplete(frames, "no CFI for this code");
+                }
+                // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is
+                // either newborn (rax 0: its root) or the parent about to `ret` (a leaf).
+                if CLONE_SYSCALLS.contains(&(r.orig_rax as i64)) && r.rax == 0 {
+                    return Backtrace {
+                        frames,
+                        complete: true,
+                        stopped: "",
+                    };
+                }
+                let Some(ra) = reg[RSP as usize].and_then(&load) else {
+                    return incomplete(frames, "no CFI for this code");
                 };
+                reg[RSP as usize] = reg[RSP as usize].map(|sp| sp + 8);
+                reg[RA as usize] = Some(ra);
+                frames.push(Frame {
+                    pc: ra,
+                    executing: false,
+                });
+                continue;
             };
             let Ok(row) = fde.unwind_info_for_address(
                 &object.eh_frame,
@@ -261,29 +283,16 @@ impl CfiCache {
                 &mut self.ctx,
                 lookup.wrapping_sub(object.bias),
             ) else {
-                return Backtrace {
-                    frames,
-                    complete: false,
-                };
+                return incomplete(frames, "CFI unreadable");
             };
             let cfa = match row.cfa() {
                 CfaRule::RegisterAndOffset { register, offset } => {
                     match reg.get(register.0 as usize).copied().flatten() {
                         Some(v) => v.wrapping_add((*offset) as u64),
-                        None => {
-                            return Backtrace {
-                                frames,
-                                complete: false,
-                            }
-                        }
+                        None => return incomplete(frames, "CFA register unknown"),
                     }
                 }
-                CfaRule::Expression(_) => {
-                    return Backtrace {
-                        frames,
-                        complete: false,
-                    }
-                }
+                CfaRule::Expression(_) => return incomplete(frames, "CFA expression"),
             };
             let mut next = reg;
             next[RSP as usize] = Some(cfa);
@@ -297,6 +306,7 @@ impl CfiCache {
                         return Backtrace {
                             frames,
                             complete: true,
+                            stopped: "",
                         };
                     }
                     RegisterRule::Undefined => None,
@@ -308,22 +318,17 @@ impl CfiCache {
                 };
             }
             let (Some(ra), Some(new_sp)) = (next[RA as usize], next[RSP as usize]) else {
-                return Backtrace {
-                    frames,
-                    complete: false,
-                };
+                return incomplete(frames, "return address unknown");
             };
             if ra == 0 {
                 return Backtrace {
                     frames,
                     complete: true,
+                    stopped: "",
                 };
             }
             if new_sp <= reg[RSP as usize].unwrap_or(0) {
-                return Backtrace {
-                    frames,
-                    complete: false,
-                };
+                return incomplete(frames, "stack does not grow");
             }
             reg = next;
             frames.push(Frame {
@@ -331,10 +336,7 @@ impl CfiCache {
                 executing: false,
             });
         }
-        Backtrace {
-            frames,
-            complete: false,
-        }
+        incomplete(frames, "too many frames")
     }
 
     fn is_restore_rt(&mut self, pc: u64) -> bool {

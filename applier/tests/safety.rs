@@ -146,3 +146,16 @@ fn a_process_being_debugged_is_refused_clearly() {
     let _ = gdb.wait();
     assert!(target.alive());
 }
+
+#[test]
+fn threads_created_and_exiting_during_apply_and_revert() {
+    let b = built();
+    let mut target = Target::start(&b.exe, "churn");
+    for _ in 0..3 {
+        apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap();
+        target.wait_for(|l| l == "2 20", "new values");
+        revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
+        target.wait_for(|l| l == "1 10", "old values");
+    }
+    assert!(target.alive());
+}

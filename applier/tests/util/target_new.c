@@ -5,6 +5,7 @@
  *   recurse     a thread recurses through recursive() and sleeps at the bottom
  *   signal      the main thread spins inside spin(); a SIGALRM handler interrupts it and
  *               sleeps for an hour, so spin() is only visible through the signal frame
+ *   churn       a thread creates a short-lived thread (calling both functions) every 200 us
  *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
  *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
  *               record says applied over old code or no/loading record over new code */
@@ -72,6 +73,22 @@ static unsigned record_state(void) {
     return state;
 }
 
+static void *short_lived(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 1000; i++) spins += value_a() + value_b();
+    return 0;
+}
+
+static void *churner(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_t t;
+        if (pthread_create(&t, 0, short_lived, 0) == 0) pthread_detach(t);
+        usleep(200);
+    }
+    return 0;
+}
+
 static void *forker(void *arg) {
     (void)arg;
     for (;;) {
@@ -113,6 +130,8 @@ int main(int argc, char **argv) {
         pthread_create(&t, 0, parker, 0);
     } else if (strcmp(mode, "recurse") == 0) {
         pthread_create(&t, 0, recurser, 0);
+    } else if (strcmp(mode, "churn") == 0) {
+        pthread_create(&t, 0, churner, 0);
     } else if (strcmp(mode, "fork") == 0) {
         park_seconds = 1;
         pthread_create(&t, 0, parker, 0);
