@@ -164,7 +164,7 @@ fn apply_verified(
         tracee.stop()?;
         let module_address = tracee.map_near(target.base, layout.len(), PROT_READ | PROT_WRITE)?;
         rollback.mapping(module_address, layout.len());
-        checkpoint::reached("apply:mapped");
+        checkpoint::apply_step("apply:mapped")?;
         tracee.resume()?;
         let image = layout.link(module, module_address, &resolver)?;
         let symbol = |name: &str| {
@@ -223,7 +223,7 @@ fn apply_verified(
             tracee.memfd_map_private(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
         rollback.mapping(record_address, record_len);
         memory::write(pid, record_address, &record)?;
-        checkpoint::reached("apply:recorded");
+        checkpoint::apply_step("apply:recorded")?;
         for &(offset, len, region) in &image.regions {
             let prot = match region {
                 Region::Text => PROT_READ | PROT_EXEC,
@@ -243,14 +243,14 @@ fn apply_verified(
             })
             .collect();
         stop_clear(&mut tracee, &guarded, options.timeout)?;
-        checkpoint::reached("apply:stopped");
+        checkpoint::apply_step("apply:stopped")?;
         let paused = Instant::now();
         memory::write(
             pid,
             record_address + STATE_OFFSET,
             &State::Switching.word().to_le_bytes(),
         )?;
-        checkpoint::reached("apply:switching");
+        checkpoint::apply_step("apply:switching")?;
         for (n, entry) in entries.iter().enumerate() {
             let bytes = jump(entry.address, entry.new_address).expect("reach checked above");
             rollback.entry(
@@ -259,10 +259,10 @@ fn apply_verified(
             );
             memory::write(pid, entry.address, &bytes)?;
             if n == 0 {
-                checkpoint::reached("apply:jump-1");
+                checkpoint::apply_step("apply:jump-1")?;
             }
         }
-        checkpoint::reached("apply:jumps-written");
+        checkpoint::apply_step("apply:jumps-written")?;
         for (name, address) in init {
             let value = tracee.call(address, &[], options.timeout)? as i32 as i64;
             if value != 0 {
@@ -277,7 +277,7 @@ fn apply_verified(
             record_address + STATE_OFFSET,
             &State::Applied.word().to_le_bytes(),
         )?;
-        checkpoint::reached("apply:applied");
+        checkpoint::apply_step("apply:applied")?;
         tracee.resume()?;
         let pause = paused.elapsed();
         Ok(ApplyReport {

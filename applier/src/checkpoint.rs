@@ -31,8 +31,25 @@ pub const REVERT_STEPS: &[&str] = &[
 pub fn reached(step: &str) {
     if std::env::var(PAUSE_VAR).is_ok_and(|v| v == step) {
         eprintln!("lpkg: paused at {step}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
+        // A Ctrl-C (when caught, see `catch_interrupts`) ends the pause, so it can be tested.
+        while !lpkg_kernel::interrupt::requested() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+}
+
+/// Passes `step` of apply: pauses there if a test asked, then stops the apply (to be rolled
+/// back) if SIGINT or SIGTERM arrived since [`catch_interrupts`].
+pub fn apply_step(step: &'static str) -> Result<(), crate::Error> {
+    reached(step);
+    if lpkg_kernel::interrupt::requested() {
+        return Err(crate::Error::Interrupted { step });
+    }
+    Ok(())
+}
+
+/// Makes SIGINT and SIGTERM stop an apply between two steps and roll it back (a revert in
+/// progress completes) instead of killing the process. For the CLI, once at start.
+pub fn catch_interrupts() -> Result<(), crate::Error> {
+    Ok(lpkg_kernel::interrupt::catch()?)
 }

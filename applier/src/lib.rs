@@ -20,6 +20,7 @@ pub mod target;
 pub mod unwind;
 
 pub use apply::{apply, ApplyOptions, ApplyReport};
+pub use checkpoint::catch_interrupts;
 pub use error::Error;
 pub use records::LiveRecord;
 pub use revert::{revert, RevertReport, Selection};

@@ -34,6 +34,12 @@ pub fn stop_clear(
         if busy.is_empty() {
             return Ok(());
         }
+        if lpkg_kernel::interrupt::requested() {
+            tracee.resume()?;
+            return Err(Error::Interrupted {
+                step: "waiting for busy threads",
+            });
+        }
         if started.elapsed() >= timeout {
             return Err(Error::Busy {
                 waited: started.elapsed(),

@@ -31,6 +31,7 @@ fn options() -> ApplyOptions {
 fn crash_child() {
     let Ok(op) = std::env::var(OP) else { return };
     let pid: i32 = std::env::var(PID).unwrap().parse().unwrap();
+    lpkg_applier::catch_interrupts().unwrap();
     match op.as_str() {
         "apply" => {
             let package = std::fs::read(std::env::var(PACKAGE).unwrap()).unwrap();
@@ -44,6 +45,12 @@ fn crash_child() {
 
 /// Runs apply or revert on `pid` in a child that pauses at `step`, and SIGKILLs it there.
 fn kill_at(op: &str, pid: i32, step: &str, package: &std::path::Path) {
+    signal_at(op, pid, step, package, "KILL");
+}
+
+/// Runs apply or revert on `pid` in a child that pauses at `step`, and sends it `signal`
+/// there (by PID), waiting until it exits.
+fn signal_at(op: &str, pid: i32, step: &str, package: &std::path::Path, signal: &str) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(OP, op)
@@ -64,8 +71,21 @@ fn kill_at(op: &str, pid: i32, step: &str, package: &std::path::Path) {
         }
     });
     let paused = rx.recv_timeout(Duration::from_secs(20));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let sent = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // A caught SIGINT lets the child roll back and exit; SIGKILL ends it at once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("applier did not exit after SIG{signal} at {step}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         paused.expect("applier reached the step"),
         format!("lpkg: paused at {step}")
@@ -186,6 +206,25 @@ fn known_kernel_defect_kill_right_after_an_injected_syscall() {
         let op = step.split(':').next().unwrap();
         kill_at(op, target.pid(), step, &package);
         check_after_kill(&mut target, step);
+    });
+    assert!(failed.is_empty(), "failed at {failed:?}");
+}
+
+#[test]
+fn ctrl_c_at_every_apply_step_rolls_back_before_exiting() {
+    let (_dir, package) = package_file();
+    let failed = every_step(APPLY_STEPS, |step| {
+        let mut target = Target::start(&built().exe, "plain");
+        signal_at("apply", target.pid(), step, &package, "INT");
+        assert!(target.alive());
+        assert!(
+            records::read(target.pid()).unwrap().is_empty(),
+            "record left at {step}"
+        );
+        target.wait_for(|l| l == "1 10", "old values after the rollback");
+        let b = built();
+        apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
+        target.wait_for(|l| l == "2 20", "new values after re-apply");
     });
     assert!(failed.is_empty(), "failed at {failed:?}");
 }

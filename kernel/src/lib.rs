@@ -9,6 +9,7 @@
 pub mod arch;
 pub mod error;
 mod inject;
+pub mod interrupt;
 pub mod maps;
 pub mod memory;
 pub mod objects;
