@@ -12,7 +12,7 @@ use crate::record::{hex, unhex, Entry, RecordBody, State, NAME_PREFIX, STATE_OFF
 use crate::records::{self, LiveRecord};
 use crate::reloc::{jump, jump_target, JUMP_LEN};
 use crate::revert::{recover, Rollback};
-use crate::{target, Error};
+use crate::{checkpoint, target, Error};
 
 /// How apply behaves.
 #[derive(Debug, Clone)]
@@ -182,6 +182,7 @@ fn apply_verified(
             );
         }
         rollback.mapping(module_address, layout.len());
+        checkpoint::apply_step("apply:mapped")?;
         tracee.resume()?;
         let image = layout.link(module, module_address, &resolver)?;
         let symbol = |name: &str| {
@@ -237,9 +238,10 @@ fn apply_verified(
         tracee.stop()?;
         let record_len = page_align(record.len() as u64);
         let record_address =
-            tracee.memfd_map(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
+            tracee.memfd_map_private(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
         rollback.mapping(record_address, record_len);
         memory::write(pid, record_address, &record)?;
+        checkpoint::apply_step("apply:recorded")?;
         for &(offset, len, region) in &image.regions {
             let prot = match region {
                 Region::Text => PROT_READ | PROT_EXEC,
@@ -259,20 +261,26 @@ fn apply_verified(
             })
             .collect();
         stop_clear(&mut tracee, &guarded, options.timeout)?;
+        checkpoint::apply_step("apply:stopped")?;
         let paused = Instant::now();
         memory::write(
             pid,
             record_address + STATE_OFFSET,
             &State::Switching.word().to_le_bytes(),
         )?;
-        for entry in &entries {
+        checkpoint::apply_step("apply:switching")?;
+        for (n, entry) in entries.iter().enumerate() {
             let bytes = jump(entry.address, entry.new_address).expect("reach checked above");
             rollback.entry(
                 entry.address,
                 unhex(&entry.original).expect("we wrote this hex"),
             );
             memory::write(pid, entry.address, &bytes)?;
+            if n == 0 {
+                checkpoint::apply_step("apply:jump-1")?;
+            }
         }
+        checkpoint::apply_step("apply:jumps-written")?;
         for (name, address) in init {
             let value = tracee.call(address, &[], options.timeout)? as i32 as i64;
             if value != 0 {
@@ -287,6 +295,7 @@ fn apply_verified(
             record_address + STATE_OFFSET,
             &State::Applied.word().to_le_bytes(),
         )?;
+        checkpoint::apply_step("apply:applied")?;
         tracee.resume()?;
         let pause = paused.elapsed();
         Ok(ApplyReport {

@@ -88,6 +88,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// SIGINT or SIGTERM arrived during apply: what was done was rolled back.
+    #[error("interrupted at step {step}: the patch was rolled back")]
+    Interrupted {
+        /// The last step reached.
+        step: &'static str,
+    },
     /// Another operation would break a stacked package.
     #[error("{0}")]
     Stacking(String),

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod apply;
+pub mod checkpoint;
 mod error;
 pub mod link;
 pub mod quiesce;
@@ -17,8 +18,10 @@ pub mod records;
 pub mod reloc;
 pub mod revert;
 pub mod target;
+pub mod unwind;
 
 pub use apply::{apply, ApplyOptions, ApplyReport};
+pub use checkpoint::catch_interrupts;
 pub use error::Error;
 pub use records::LiveRecord;
 pub use revert::{revert, RevertReport, Selection};

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use lpkg_kernel::Tracee;
 
+use crate::unwind::CfiCache;
 use crate::Error;
 
 /// A range of code no thread may be executing at switch time, and what to call it.
@@ -23,13 +24,21 @@ pub fn stop_clear(
     guarded: &[Guarded],
     timeout: Duration,
 ) -> Result<(), Error> {
+    // Parse the CFI while the process still runs: the stopped time is only stack copies.
+    let mut cfi = CfiCache::load(tracee.pid())?;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(1);
     loop {
         tracee.stop()?;
-        let busy = busy_threads(tracee, guarded)?;
+        let busy = busy_threads(tracee, &mut cfi, guarded)?;
         if busy.is_empty() {
             return Ok(());
+        }
+        if lpkg_kernel::interrupt::requested() {
+            tracee.resume()?;
+            return Err(Error::Interrupted {
+                step: "waiting for busy threads",
+            });
         }
         if started.elapsed() >= timeout {
             return Err(Error::Busy {
@@ -43,16 +52,44 @@ pub fn stop_clear(
     }
 }
 
-fn busy_threads(tracee: &Tracee, guarded: &[Guarded]) -> Result<Vec<String>, Error> {
+/// Every thread that executes, or will return into, guarded code, with why, for the message.
+fn busy_threads(
+    tracee: &Tracee,
+    cfi: &mut CfiCache,
+    guarded: &[Guarded],
+) -> Result<Vec<String>, Error> {
     let mut busy = Vec::new();
     for tid in tracee.threads() {
-        let pc = tracee.registers(tid)?.pc();
-        if let Some(g) = guarded.iter().find(|g| g.range.contains(&pc)) {
-            busy.push(format!(
-                "thread {tid} ({}) is executing {} (pc {pc:#x})",
-                tracee.thread_name(tid),
-                g.function
-            ));
+        let regs = tracee.registers(tid)?;
+        let trace = cfi.backtrace(&regs);
+        let name = tracee.thread_name(tid);
+        let hit = trace.frames.iter().enumerate().find_map(|(depth, f)| {
+            // A return address may be one past the function's end (a call as last insn).
+            let probe = if f.executing { f.pc } else { f.pc - 1 };
+            guarded
+                .iter()
+                .find(|g| g.range.contains(&probe))
+                .map(|g| (depth, *f, g))
+        });
+        match hit {
+            Some((0, f, g)) => busy.push(format!(
+                "thread {tid} ({name}) is executing {} (pc {:#x})",
+                g.function, f.pc
+            )),
+            Some((_, f, g)) if regs.syscall_nr().is_some() => busy.push(format!(
+                "thread {tid} ({name}) is blocked in a system call inside {} (return address {:#x}): it will not leave until the call returns",
+                g.function, f.pc
+            )),
+            Some((_, f, g)) => busy.push(format!(
+                "thread {tid} ({name}) will return into {} (return address {:#x})",
+                g.function, f.pc
+            )),
+            None if !trace.complete => busy.push(format!(
+                "thread {tid} ({name}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
+                trace.frames.last().map_or(0, |f| f.pc),
+                trace.stopped
+            )),
+            None => {}
         }
     }
     Ok(busy)

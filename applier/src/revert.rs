@@ -8,7 +8,7 @@ use crate::quiesce::{stop_clear, Guarded};
 use crate::record::{unhex, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord};
 use crate::reloc::jump;
-use crate::Error;
+use crate::{checkpoint, Error};
 
 /// Undo log of an apply in progress: entries written and mappings made, undone in reverse.
 pub struct Rollback {
@@ -151,11 +151,13 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
     }];
     let result = (|| -> Result<usize, Error> {
         stop_clear(&mut tracee, &guarded, timeout)?;
+        checkpoint::reached("revert:stopped");
         memory::write(
             pid,
             record.address + STATE_OFFSET,
             &State::Reverting.word().to_le_bytes(),
         )?;
+        checkpoint::reached("revert:reverting");
         if record.state == State::Applied {
             for &routine in &body.exit_routines {
                 tracee.call(routine, &[], timeout)?;
@@ -173,9 +175,13 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
                 })?;
                 memory::write(pid, entry.address, &original)?;
                 restored += 1;
+                if restored == 1 {
+                    checkpoint::reached("revert:restored-1");
+                }
             }
         }
         tracee.munmap(body.module_address, body.module_len)?;
+        checkpoint::reached("revert:module-unmapped");
         tracee.munmap(record.address, record.len)?;
         tracee.resume()?;
         Ok(restored)

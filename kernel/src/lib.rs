@@ -9,6 +9,7 @@
 pub mod arch;
 pub mod error;
 mod inject;
+pub mod interrupt;
 pub mod maps;
 pub mod memory;
 pub mod objects;
@@ -16,6 +17,7 @@ mod procfs;
 mod ptrace;
 mod remote_call;
 mod remote_syscall;
+pub mod stack;
 mod tracer;
 
 pub use error::{Error, Result};

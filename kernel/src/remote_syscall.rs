@@ -153,6 +153,16 @@ impl Tracee {
     /// and close the descriptor. The mapping shows in /proc/PID/maps as
     /// `/memfd:NAME (deleted)`, which is how lpkg finds its records again.
     pub fn memfd_map(&mut self, name: &str, len: u64) -> Result<u64> {
+        self.memfd_map_with(name, len, libc::MAP_SHARED)
+    }
+
+    /// Like [`Tracee::memfd_map`], but mapped private: a child that forks gets its own copy,
+    /// so state written later in the parent is not seen by the child (lpkg's records).
+    pub fn memfd_map_private(&mut self, name: &str, len: u64) -> Result<u64> {
+        self.memfd_map_with(name, len, libc::MAP_PRIVATE)
+    }
+
+    fn memfd_map_with(&mut self, name: &str, len: u64, flags: i32) -> Result<u64> {
         if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
             return Err(Error::InvalidArgument {
                 what: format!(
@@ -169,14 +179,14 @@ impl Tracee {
             -1,
             0,
         )?;
-        let result = self.memfd_map_named(scratch, name, len);
+        let result = self.memfd_map_named(scratch, name, len, flags);
         let unmapped = self.munmap(scratch, PAGE);
         let addr = result?;
         unmapped?;
         Ok(addr)
     }
 
-    fn memfd_map_named(&mut self, scratch: u64, name: &str, len: u64) -> Result<u64> {
+    fn memfd_map_named(&mut self, scratch: u64, name: &str, len: u64, flags: i32) -> Result<u64> {
         let mut cname = name.as_bytes().to_vec();
         cname.push(0);
         memory::write(self.pid, scratch, &cname)?;
@@ -191,7 +201,7 @@ impl Tracee {
                     0,
                     len,
                     libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED,
+                    flags,
                     fd as i32,
                     0,
                 )

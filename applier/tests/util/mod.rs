@@ -1,0 +1,160 @@
+//! Test targets: C programs compiled at test time, started and killed by PID, and packages
+//! built from them with the library.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lpkg_format::{Package, SecretKey, TrustStore};
+
+/// The old source: every patched function returns an "old" value.
+pub const OLD: &str = include_str!("target_old.c");
+/// The fixed source.
+pub const NEW: &str = include_str!("target_new.c");
+
+/// A compiled target and the package that fixes it.
+pub struct Built {
+    /// Keeps the files alive.
+    pub _dir: tempfile::TempDir,
+    /// The executable.
+    pub exe: PathBuf,
+    /// The signed package.
+    pub package: Vec<u8>,
+    /// Trust store holding the signer.
+    pub trust: TrustStore,
+}
+
+fn gcc(args: &[&str]) {
+    let status = Command::new("gcc").args(args).status().expect("gcc runs");
+    assert!(status.success(), "gcc {args:?} failed");
+}
+
+/// Compiles the target once per test binary and builds its package.
+pub fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("old.c"), OLD).unwrap();
+        std::fs::write(p("new.c"), NEW).unwrap();
+        let flags = [
+            "-O2",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIE",
+            "-c",
+        ];
+        for name in ["old", "new"] {
+            let src = p(&format!("{name}.c"));
+            let obj = p(&format!("{name}.o"));
+            let mut args: Vec<&str> = flags.to_vec();
+            args.extend(["-o", obj.to_str().unwrap(), src.to_str().unwrap()]);
+            gcc(&args);
+        }
+        let exe = p("target");
+        gcc(&[
+            "-pie",
+            "-pthread",
+            "-o",
+            exe.to_str().unwrap(),
+            p("old.o").to_str().unwrap(),
+        ]);
+        let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
+            target: exe.clone(),
+            old: p("old.o"),
+            new: p("new.o"),
+            name: "safety".into(),
+            version: "1".into(),
+            description: String::new(),
+            allow_line_changes: false,
+        })
+        .expect("package builds");
+        let key = SecretKey::from_seed(SEED);
+        let mut package = Package::new(built.manifest, built.payloads).unwrap();
+        package.sign(&key).unwrap();
+        Built {
+            exe,
+            package: package.to_bytes(),
+            trust: trust(),
+            _dir: dir,
+        }
+    })
+}
+
+const SEED: [u8; 32] = [7; 32];
+
+/// The trust store holding the test signer (the same in every process).
+pub fn trust() -> TrustStore {
+    TrustStore::from_keys([SecretKey::from_seed(SEED).public()]).unwrap()
+}
+
+/// A running target; killed on drop.
+pub struct Target {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Target {
+    /// Starts the target in `mode` (see target_old.c).
+    pub fn start(exe: &Path, mode: &str) -> Target {
+        let mut child = Command::new(exe)
+            .arg(mode)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("target starts");
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let target = Target { child, lines };
+        target.wait_for(|_| true, "first output");
+        target
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits (5 s at most) for an output line after now that satisfies `ok`, returning it.
+    pub fn wait_for(&self, ok: impl Fn(&str) -> bool, what: &str) -> String {
+        let skip = self.lines.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Some(line) = self.lines.lock().unwrap()[skip..].iter().find(|l| ok(l)) {
+                return line.clone();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("target {} never printed {what}", self.pid());
+    }
+
+    /// The next line printed from now on ("A B": the two patched values).
+    pub fn next_line(&self) -> String {
+        self.wait_for(|_| true, "a line")
+    }
+
+    /// True when any line printed so far satisfies `ok`.
+    pub fn printed(&self, ok: impl Fn(&str) -> bool) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| ok(l))
+    }
+
+    /// True when the process still exists and is not a zombie.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,145 @@
+/* Safety test target. Two patched value functions printed together each 10 ms (all old:
+ * "1 10", all new: "2 20"), plus, by mode (argv[1]):
+ *   plain       nothing else
+ *   park:N      a thread enters parked(), sleeps N s inside it in a system call, then leaves
+ *   recurse     a thread recurses through recursive() and sleeps at the bottom
+ *   signal      the main thread spins inside spin(); a SIGALRM handler interrupts it and
+ *               sleeps for an hour, so spin() is only visible through the signal frame
+ *   churn       a thread creates a short-lived thread (calling both functions) every 200 us
+ *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
+ *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
+ *               record says applied over old code or no/loading record over new code */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+__attribute__((noipa)) int value_a(void) { return 2; }
+__attribute__((noipa)) int value_b(void) { return 20; }
+
+volatile int park_seconds;
+volatile unsigned long spins;
+
+__attribute__((noipa)) int parked(void) {
+    sleep(park_seconds);
+    return value_a() + 200;
+}
+
+__attribute__((noipa)) int recursive(int n) {
+    if (n == 0) {
+        sleep(3600);
+        return 0;
+    }
+    return recursive(n - 1) + 2 + (int)(spins & 1);
+}
+
+__attribute__((noipa)) void spin(void) {
+    for (;;) spins += 3;
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    sleep(3600);
+}
+
+static void *parker(void *arg) {
+    (void)arg;
+    parked();
+    for (;;) pause();
+    return 0;
+}
+
+static void *recurser(void *arg) {
+    (void)arg;
+    recursive(50);
+    return 0;
+}
+
+/* State word of this process's lpkg record, 0 if none. */
+static unsigned record_state(void) {
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    unsigned state = 0;
+    while (maps && fgets(line, sizeof line, maps)) {
+        unsigned long start;
+        if (strstr(line, "/memfd:lpkg:") && sscanf(line, "%lx-", &start) == 1) {
+            state = *(volatile unsigned *)(start + 8);
+        }
+    }
+    if (maps) fclose(maps);
+    return state;
+}
+
+static void *short_lived(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 1000; i++) spins += value_a() + value_b();
+    return 0;
+}
+
+static void *churner(void *arg) {
+    (void)arg;
+    for (;;) {
+        pthread_t t;
+        if (pthread_create(&t, 0, short_lived, 0) == 0) pthread_detach(t);
+        usleep(200);
+    }
+    return 0;
+}
+
+static void *forker(void *arg) {
+    (void)arg;
+    for (;;) {
+        pid_t child = fork();
+        if (child == 0) {
+            usleep(50000);
+            unsigned state = record_state();
+            int a = value_a(), b = value_b();
+            int mixed_ok = state == 2 || state == 4;
+            if (!mixed_ok && ((state == 3) != (a == 2) || (state == 3) != (b == 20))) {
+                printf("INCONSISTENT state %u values %d %d\n", state, a, b);
+                fflush(stdout);
+            }
+            _exit(0);
+        }
+        while (waitpid(-1, 0, WNOHANG) > 0) {
+        }
+        usleep(1000);
+    }
+    return 0;
+}
+
+static void *printer(void *arg) {
+    (void)arg;
+    for (;;) {
+        printf("%d %d\n", value_a(), value_b());
+        fflush(stdout);
+        usleep(10000);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "plain";
+    pthread_t t;
+    pthread_create(&t, 0, printer, 0);
+    if (strncmp(mode, "park:", 5) == 0) {
+        park_seconds = atoi(mode + 5);
+        pthread_create(&t, 0, parker, 0);
+    } else if (strcmp(mode, "recurse") == 0) {
+        pthread_create(&t, 0, recurser, 0);
+    } else if (strcmp(mode, "churn") == 0) {
+        pthread_create(&t, 0, churner, 0);
+    } else if (strcmp(mode, "fork") == 0) {
+        park_seconds = 1;
+        pthread_create(&t, 0, parker, 0);
+        pthread_create(&t, 0, forker, 0);
+    } else if (strcmp(mode, "signal") == 0) {
+        signal(SIGALRM, on_alarm);
+        alarm(1);
+        spin();
+    }
+    for (;;) pause();
+}

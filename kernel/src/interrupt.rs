@@ -1,0 +1,34 @@
+//! Ctrl-C and SIGTERM turned into a flag, so a long operation can stop between two steps and
+//! undo what it did instead of dying half-way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// From now on SIGINT and SIGTERM set the flag [`requested`] reads instead of killing us.
+pub fn catch() -> crate::Result<()> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(signal, &action) }.map_err(|errno| crate::Error::Proc {
+            path: "sigaction".into(),
+            source: std::io::Error::from_raw_os_error(errno as i32),
+        })?;
+    }
+    Ok(())
+}
+
+/// True once SIGINT or SIGTERM arrived after [`catch`].
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::SeqCst)
+}
