@@ -11,6 +11,7 @@ mod error;
 mod identity;
 mod module;
 mod objfile;
+pub mod source;
 mod target;
 
 use std::path::{Path, PathBuf};
