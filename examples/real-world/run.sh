@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Real software, real security fixes: for each CVE patch in Debian's memcached and libxml2
+# source packages, build the release without it and with it through `lpkg build-source`, run
+# the unpatched release under load, apply the package, check the load saw no error and the fix
+# is live, revert. One line per fix goes to $work/results.tsv (printed at the end).
+#
+#   examples/real-world/run.sh            every CVE patch of both packages (long)
+#   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
+#
+# Needs root for apt (deb-src lines, build dependencies). Sources are cached in
+# $RW_CACHE (default /var/tmp/lpkg-real-world). Load talks only to 127.0.0.1 and is bounded.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../common.sh"
+mode=${1:-all}
+cache=${RW_CACHE:-/var/tmp/lpkg-real-world}
+mkdir -p "$cache"
+results="$work/results.tsv"
+printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\tdetail\n' >"$results"
+make_key
+
+# Debian source packages: deb-src lines next to the binary ones, then `apt-get source`.
+fetch() {
+  local pkg=$1
+  if ! ls "$cache/$pkg"_*.dsc >/dev/null 2>&1; then
+    if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
+      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+        >/etc/apt/sources.list.d/lpkg-deb-src.sources
+      apt-get update -qq
+    fi
+    (cd "$cache" && apt-get source -qq --download-only "$pkg")
+  fi
+  ls "$cache/$pkg"_*.dsc | tail -n 1
+}
+
+# The series of a package, one patch name a line (comments and options dropped).
+series() { sed -e 's/#.*//' -e 's/[[:space:]].*//' -e '/^$/d' "$1/debian/patches/series"; }
+
+# `base_tree DSC PATCH DEST`: the release as shipped before PATCH (pristine source plus every
+# patch of the series that comes before it).
+base_tree() {
+  local dsc=$1 fix=$2 dest=$3
+  dpkg-source -x --skip-patches "$dsc" "$dest" >/dev/null
+  local p
+  for p in $(series "$dest"); do
+    [ "$p" = "$fix" ] && return 0
+    patch -s -p1 -d "$dest" -i "debian/patches/$p" >/dev/null
+  done
+  fail "$fix is not in the series of $dsc"
+}
+
+# `package NAME FIX TARGET BUILD...`: runs build-source; sets $pkg_file, $functions, $outcome.
+package() {
+  local name=$1 fix=$2 target=$3
+  shift 3
+  local dir="$work/$name/$(basename "$fix" .patch)"
+  mkdir -p "$dir"
+  base_tree "$dsc" "$fix" "$dir/src"
+  pkg_file="$dir/fix.lpkg"
+  functions=""
+  if "$LPKG" build-source --src "$dir/src" --patch "$dir/src/debian/patches/$fix" \
+    --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
+    --jobs 2 --name "$name-$(basename "$fix" .patch)" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
+    functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
+    if "$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub" | grep -q '"kind": *"init"'; then
+      outcome="applied, with init routine"
+    else
+      outcome="applied automatically"
+    fi
+    return 0
+  fi
+  outcome="refused"
+  detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
+  echo "build-source refused $fix: $detail"
+  printf '%s\t%s\t%s\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
+  return 1
+}
+
+record() { # NAME FIX PAUSE DETAIL
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$outcome" "$functions" \
+    "$(stat -c %s "$pkg_file")" "$3" "$4" >>"$results"
+}
+
+# --- memcached ---------------------------------------------------------------------------
+# Configured with --enable-sasl-pwdb: Debian configures without it, which compiles the code of
+# CVE-2026-47783/47784 out (build-source then reports that no object changed).
+memcached_fix() {
+  local fix=$1
+  step "memcached: $fix"
+  package memcached "$fix" memcached \
+    sh -c 'test -f config.status || ./configure -q --enable-sasl --enable-sasl-pwdb >/dev/null; make -s memcached' ||
+    return 0
+  local bin="$work/memcached/$(basename "$fix" .patch)/build/original/memcached"
+  local port=$((20000 + RANDOM % 20000))
+  "$bin" -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 2 -m 64 &
+  local server=$!
+  pids+=("$server")
+  sleep 0.5
+  python3 "$here/memcached-load.py" "$port" 6 8 >"$work/load.out" 2>&1 &
+  local load=$!
+  sleep 1.5
+  local json
+  json=$("$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" --json)
+  local pause
+  pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
+  "$LPKG" list --pid "$server" | grep -q "memcached-$(basename "$fix" .patch)" ||
+    fail "package not listed after apply"
+  sleep 1.5
+  "$LPKG" revert --pid "$server" >/dev/null
+  wait "$load" || { cat "$work/load.out"; fail "load saw errors across apply/revert of $fix"; }
+  cat "$work/load.out"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
+}
+
+dsc=$(fetch memcached)
+if [ "$mode" = --ci ]; then
+  memcached_fix 0008-CVE-2026-47783-CVE-2026-47784.patch
+else
+  tmp="$work/series-memcached"
+  dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
+  for fix in $(series "$tmp" | grep -i cve); do memcached_fix "$fix"; done
+fi
+
+step "results"
+column -t -s $'\t' "$results"
+cp "$results" "${RW_RESULTS:-$cache/results.tsv}"
