@@ -8,7 +8,7 @@
 #   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
 #
 # Needs root for apt (deb-src lines, build dependencies). Sources are cached in
-# $RW_CACHE (default /var/tmp/lpkg-real-world). Load talks only to 127.0.0.1 and is bounded.
+# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package. Load talks only to 127.0.0.1 and is bounded.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
 mode=${1:-all}
@@ -80,6 +80,16 @@ record() { # NAME FIX PAUSE DETAIL
     "$(stat -c %s "$pkg_file")" "$3" "$4" >>"$results"
 }
 
+# In the full run one fix that fails to apply is recorded and the run goes on; the subshell
+# stops the processes it started.
+isolated() {
+  (
+    pids=()
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+    "$@"
+  ) || printf '%s\t%s\tFAILED (see log above)\t\t\t\t\n' "${1%_fix}" "$2" >>"$results"
+}
+
 # --- memcached ---------------------------------------------------------------------------
 # Configured with --enable-sasl-pwdb: Debian configures without it, which compiles the code of
 # CVE-2026-47783/47784 out (build-source then reports that no object changed).
@@ -113,13 +123,55 @@ memcached_fix() {
   record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
 }
 
+# --- libxml2 ------------------------------------------------------------------------------
+# Configured as Debian's main flavour (--without-python) minus ICU, shared library only.
+libxml2_fix() {
+  local fix=$1
+  step "libxml2: $fix"
+  package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
+    sh -c 'test -f config.status || ./configure -q --without-python --disable-static >/dev/null; make -s libxml2.la' ||
+    return 0
+  local lib="$work/libxml2/$(basename "$fix" .patch)/build/original"
+  local prog="$work/libxml2/$(basename "$fix" .patch)/xml-worker"
+  gcc -O2 -I"$lib/include" -o "$prog" "$here/xml-worker.c" -L"$lib/.libs" -lxml2 \
+    -Wl,-rpath,"$lib/.libs"
+  "$prog" 6 >"$work/load.out" 2>&1 &
+  local worker=$!
+  pids+=("$worker")
+  sleep 1.5
+  local json
+  json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
+  local pause
+  pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
+  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(basename "$fix" .patch)" ||
+    fail "package not listed after apply"
+  sleep 1.5
+  "$LPKG" revert --pid "$worker" >/dev/null
+  wait "$worker" || { cat "$work/load.out"; fail "parsing failed across apply/revert of $fix"; }
+  cat "$work/load.out"
+  record libxml2 "$fix" "$pause" "$(head -n 1 "$work/load.out")"
+}
+
 dsc=$(fetch memcached)
-if [ "$mode" = --ci ]; then
+if [ "${RW_ONLY:-memcached}" != memcached ]; then
+  :
+elif [ "$mode" = --ci ]; then
   memcached_fix 0008-CVE-2026-47783-CVE-2026-47784.patch
 else
   tmp="$work/series-memcached"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve); do memcached_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve); do isolated memcached_fix "$fix"; done
+fi
+
+dsc=$(fetch libxml2)
+if [ "${RW_ONLY:-libxml2}" != libxml2 ]; then
+  :
+elif [ "$mode" = --ci ]; then
+  libxml2_fix CVE-2023-29469-Hashing-of-empty-dict-strings-isn-t-d.patch
+else
+  tmp="$work/series-libxml2"
+  dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
+  for fix in $(series "$tmp" | grep -i cve); do isolated libxml2_fix "$fix"; done
 fi
 
 step "results"
