@@ -2,7 +2,7 @@
 # Real software, real security fixes: for each CVE patch in Debian's memcached and libxml2
 # source packages, build the release without it and with it through `lpkg build-source`, run
 # the unpatched release under load, apply the package, check the load saw no error and the fix
-# is live, revert. One line per fix goes to $work/results.tsv (printed at the end).
+# is live, revert. One line per fix goes to $RW_RESULTS (default: a scratch file printed at the end).
 #
 #   examples/real-world/run.sh            every CVE patch of both packages (long)
 #   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
@@ -14,7 +14,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 mode=${1:-all}
 cache=${RW_CACHE:-/var/tmp/lpkg-real-world}
 mkdir -p "$cache"
-results="$work/results.tsv"
+# Written as each fix finishes, so a long run that is stopped keeps what it measured.
+results="${RW_RESULTS:-$work/results.tsv}"
 printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\tdetail\n' >"$results"
 make_key
 
@@ -91,13 +92,17 @@ isolated() {
 }
 
 # --- memcached ---------------------------------------------------------------------------
-# Configured with --enable-sasl-pwdb: Debian configures without it, which compiles the code of
-# CVE-2026-47783/47784 out (build-source then reports that no object changed).
 memcached_fix() {
   local fix=$1
   step "memcached: $fix"
+  # The proxy CVEs are in code only --enable-proxy compiles (Debian does not enable it; the
+  # tarball vendors Lua); the SASL one needs --enable-sasl-pwdb (Debian: --enable-sasl only).
+  local configure='./configure -q --enable-sasl --enable-sasl-pwdb'
+  case $fix in
+  *46852* | *46853*) configure='make -s -C vendor && ./configure -q --enable-proxy' ;;
+  esac
   package memcached "$fix" memcached \
-    sh -c 'test -f config.status || ./configure -q --enable-sasl --enable-sasl-pwdb >/dev/null; make -s memcached' ||
+    sh -c "test -f config.status || { $configure; } >/dev/null; make -s memcached" ||
     return 0
   local bin="$work/memcached/$(basename "$fix" .patch)/build/original/memcached"
   local port=$((20000 + RANDOM % 20000))
@@ -176,4 +181,3 @@ fi
 
 step "results"
 column -t -s $'\t' "$results"
-cp "$results" "${RW_RESULTS:-$cache/results.tsv}"
