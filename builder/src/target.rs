@@ -167,7 +167,14 @@ impl TargetFile {
 
     /// A global symbol defined in the target.
     pub fn global(&self, name: &str) -> Option<&TargetSym> {
-        self.globals.get(name)
+        self.globals.get(name).or_else(|| {
+            // The linker turns hidden globals (libxml2's `xmlFoo__internal_alias`) into locals
+            // listed after an unnamed STT_FILE; a unique one there is the object's global.
+            match self.locals.get(&(String::new(), name.to_string()))?.as_slice() {
+                [(_, sym)] => Some(sym),
+                _ => None,
+            }
+        })
     }
 
     /// A local symbol of the object whose STT_FILE name is `file.name`. When several
