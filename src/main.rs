@@ -31,6 +31,8 @@ enum Command {
     Extract(cmd::extract::Args),
     /// Build a signed package from the old and new object files of a fix.
     Build(cmd::build::Args),
+    /// Build a signed package from a source tree and patch files (builds it as released and fixed).
+    BuildSource(cmd::build_source::Args),
     /// Apply a package to a running process.
     Apply(cmd::apply::Args),
     /// List the packages applied to a running process.
@@ -47,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Extract(args) => cmd::extract::run(args),
         Command::Build(args) => cmd::build::run(args),
+        Command::BuildSource(args) => cmd::build_source::run(args),
         Command::Apply(args) => cmd::apply::run(args),
         Command::List(args) => cmd::list::run(args),
         Command::Revert(args) => cmd::revert::run(args),

@@ -13,6 +13,7 @@ mod error;
 mod identity;
 mod module;
 mod objfile;
+pub mod source;
 mod target;
 
 use std::path::{Path, PathBuf};

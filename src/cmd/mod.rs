@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod build_source;
 pub mod extract;
 pub mod inspect;
 pub mod keygen;

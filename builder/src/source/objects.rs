@@ -1,0 +1,69 @@
+//! Pairing the objects of the two builds: only those whose bytes differ go to the differ.
+
+use std::path::{Path, PathBuf};
+
+use super::SourceError;
+
+/// Relative paths of `.o` files in `patched` that are new or differ from `original`'s.
+pub fn changed_objects(original: &Path, patched: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    let mut all = Vec::new();
+    collect(patched, patched, &mut all)?;
+    all.sort();
+    let mut changed = Vec::new();
+    for rel in all {
+        let new = std::fs::read(patched.join(&rel)).map_err(|e| SourceError::io(&rel, e))?;
+        match std::fs::read(original.join(&rel)) {
+            Ok(old) if old == new => {}
+            _ => changed.push(rel),
+        }
+    }
+    if changed.is_empty() {
+        return Err(SourceError::NothingChanged {
+            original: original.to_path_buf(),
+            patched: patched.to_path_buf(),
+        });
+    }
+    Ok(changed)
+}
+
+/// Copies the changed objects into `old_dir` and `new_dir` under their relative paths, the
+/// folder pair the differ takes (an object only in the patched build goes to `new_dir` only).
+pub fn stage_objects(
+    original: &Path,
+    patched: &Path,
+    changed: &[PathBuf],
+    old_dir: &Path,
+    new_dir: &Path,
+) -> Result<(), SourceError> {
+    for rel in changed {
+        for (from_root, to_root) in [(original, old_dir), (patched, new_dir)] {
+            let from = from_root.join(rel);
+            if !from.exists() {
+                continue;
+            }
+            let to = to_root.join(rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| SourceError::io(parent, e))?;
+            }
+            std::fs::copy(&from, &to).map_err(|e| SourceError::io(&from, e))?;
+        }
+    }
+    for dir in [old_dir, new_dir] {
+        std::fs::create_dir_all(dir).map_err(|e| SourceError::io(dir, e))?;
+    }
+    Ok(())
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| SourceError::io(dir, e))? {
+        let entry = entry.map_err(|e| SourceError::io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| SourceError::io(&path, e))?;
+        if kind.is_dir() {
+            collect(root, &path, out)?;
+        } else if kind.is_file() && path.extension().is_some_and(|e| e == "o") {
+            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
+        }
+    }
+    Ok(())
+}

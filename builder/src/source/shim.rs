@@ -1,0 +1,102 @@
+//! The compiler wrapper: a folder of `cc`/`gcc`/`c++`/`g++` scripts put first on `PATH` (and in
+//! `CC`/`CXX`) that run the real compiler with the project's own flags plus the ones the differ
+//! needs.
+//!
+//! The flags go last so they win over a project's `-fno-function-sections`. The tree's absolute
+//! path is mapped to `.` so the original and patched copies, which live in different folders,
+//! produce identical bytes for unchanged sources (paths end up in DWARF and `__FILE__`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{BuildCommand, SourceError};
+
+/// Compilers wrapped: (name in the shim, real compiler looked up on `PATH`).
+const COMPILERS: [(&str, &str); 4] = [
+    ("cc", "gcc"),
+    ("gcc", "gcc"),
+    ("c++", "g++"),
+    ("g++", "g++"),
+];
+
+pub struct Shim {
+    bin: PathBuf,
+}
+
+impl Shim {
+    /// Writes the wrapper scripts for building `tree` into `dir/bin`.
+    pub fn install(dir: &Path, tree: &Path) -> Result<Shim, SourceError> {
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).map_err(|e| SourceError::io(&bin, e))?;
+        // Absolute: the build runs inside the tree, where a relative PATH entry means nothing.
+        let bin = std::fs::canonicalize(&bin).map_err(|e| SourceError::io(&bin, e))?;
+        let tree = std::fs::canonicalize(tree).map_err(|e| SourceError::io(tree, e))?;
+        for (name, real) in COMPILERS {
+            let Some(real_path) = find_on_path(real) else {
+                if real == "gcc" {
+                    return Err(SourceError::NoCompiler {
+                        compiler: real.into(),
+                    });
+                }
+                continue; // no C++ compiler: C projects still build
+            };
+            let script = format!(
+                "#!/bin/sh\nexec '{}' \"$@\" -ffunction-sections -fdata-sections '-ffile-prefix-map={}=.'\n",
+                real_path.display(),
+                tree.display()
+            );
+            let path = bin.join(name);
+            std::fs::write(&path, script).map_err(|e| SourceError::io(&path, e))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| SourceError::io(&path, e))?;
+        }
+        Ok(Shim { bin })
+    }
+
+    /// Runs the build command in `tree` with the wrapper, its output going to `log`.
+    pub fn run(&self, tree: &Path, cmd: &BuildCommand, log: &Path) -> Result<(), SourceError> {
+        let out = std::fs::File::create(log).map_err(|e| SourceError::io(log, e))?;
+        let err = out.try_clone().map_err(|e| SourceError::io(log, e))?;
+        let path = match std::env::var_os("PATH") {
+            Some(p) => {
+                let mut all = vec![self.bin.clone()];
+                all.extend(std::env::split_paths(&p));
+                std::env::join_paths(all).map_err(|e| SourceError::io(&self.bin, e))?
+            }
+            None => self.bin.clone().into_os_string(),
+        };
+        let status = Command::new(&cmd.argv[0])
+            .args(&cmd.argv[1..])
+            .current_dir(tree)
+            .env("PATH", path)
+            .env("CC", self.bin.join("cc"))
+            .env("CXX", self.bin.join("c++"))
+            .env("MAKEFLAGS", format!("-j{}", cmd.jobs))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .map_err(|e| SourceError::io(&cmd.argv[0], e))?;
+        if status.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(cmd.tail_lines)..].join("\n");
+        Err(SourceError::BuildFailed {
+            tree: tree.to_path_buf(),
+            command: cmd.argv.join(" "),
+            status: status.to_string(),
+            log: log.to_path_buf(),
+            tail,
+        })
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

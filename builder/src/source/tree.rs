@@ -1,0 +1,102 @@
+//! Copies of the source tree, patching them, and a digest to prove the user's tree is untouched.
+
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::SourceError;
+
+/// Copies `src` to `dst` (which must not exist) keeping modification times, so that `make` in a
+/// copy of a built tree rebuilds only what a patch touches.
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), SourceError> {
+    if dst.exists() {
+        return Err(SourceError::io(dst, "already exists"));
+    }
+    if !src.is_dir() {
+        return Err(SourceError::io(src, "not a folder"));
+    }
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .map_err(|e| SourceError::io(src, e))?;
+    if !out.status.success() {
+        return Err(SourceError::io(
+            dst,
+            format!(
+                "cp -a failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies each patch (`-p1`, as `git diff` and Debian's `debian/patches` write them) to `tree`.
+pub fn apply_patches(tree: &Path, patches: &[impl AsRef<Path>]) -> Result<(), SourceError> {
+    for patch in patches {
+        let patch = patch.as_ref();
+        let abs = std::fs::canonicalize(patch).map_err(|e| SourceError::io(patch, e))?;
+        let out = Command::new("patch")
+            .args([
+                "-p1",
+                "--batch",
+                "--forward",
+                "--no-backup-if-mismatch",
+                "-i",
+            ])
+            .arg(&abs)
+            .current_dir(tree)
+            .output()
+            .map_err(|e| SourceError::io(patch, e))?;
+        if !out.status.success() {
+            let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+            output.push_str(&String::from_utf8_lossy(&out.stderr));
+            return Err(SourceError::Patch {
+                patch: patch.to_path_buf(),
+                tree: tree.to_path_buf(),
+                output: output.trim_end().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// SHA-256 over every path, file content and symlink target under `dir`, in sorted order.
+pub fn tree_digest(dir: &Path) -> Result<String, SourceError> {
+    let mut hasher = Sha256::new();
+    digest_into(dir, dir, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn digest_into(root: &Path, dir: &Path, hasher: &mut Sha256) -> Result<(), SourceError> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| SourceError::io(dir, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| SourceError::io(dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        let kind = entry.file_type().map_err(|e| SourceError::io(&path, e))?;
+        if kind.is_symlink() {
+            let to = std::fs::read_link(&path).map_err(|e| SourceError::io(&path, e))?;
+            hasher.update(to.to_string_lossy().as_bytes());
+        } else if kind.is_dir() {
+            digest_into(root, &path, hasher)?;
+        } else {
+            let bytes = std::fs::read(&path).map_err(|e| SourceError::io(&path, e))?;
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# Real software, real security fixes: for each CVE patch in Debian's memcached and libxml2
+# source packages, build the release without it and with it through `lpkg build-source`, run
+# the unpatched release under load, apply the package, check the load saw no error and the fix
+# is live, revert. One line per fix goes to $RW_RESULTS (default: a scratch file printed at the end).
+#
+#   examples/real-world/run.sh            every CVE patch of both packages (long)
+#   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
+#
+# Needs root for apt (deb-src lines, build dependencies). Sources are cached in
+# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package. Load talks only to 127.0.0.1 and is bounded.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../common.sh"
+mode=${1:-all}
+cache=${RW_CACHE:-/var/tmp/lpkg-real-world}
+mkdir -p "$cache"
+# Written as each fix finishes, so a long run that is stopped keeps what it measured.
+results="${RW_RESULTS:-$work/results.tsv}"
+printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\tdetail\n' >"$results"
+make_key
+
+# Debian source packages: deb-src lines next to the binary ones, then `apt-get source`.
+fetch() {
+  local pkg=$1
+  if ! ls "$cache/$pkg"_*.dsc >/dev/null 2>&1; then
+    if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
+      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
+        >/etc/apt/sources.list.d/lpkg-deb-src.sources
+      apt-get update -qq
+    fi
+    (cd "$cache" && apt-get source -qq --download-only "$pkg")
+  fi
+  ls "$cache/$pkg"_*.dsc | tail -n 1
+}
+
+# The series of a package, one patch name a line (comments and options dropped).
+series() { sed -e 's/#.*//' -e 's/[[:space:]].*//' -e '/^$/d' "$1/debian/patches/series"; }
+
+# `base_tree DSC PATCH DEST`: the release as shipped before PATCH (pristine source plus every
+# patch of the series that comes before it).
+base_tree() {
+  local dsc=$1 fix=$2 dest=$3
+  dpkg-source -x --skip-patches "$dsc" "$dest" >/dev/null
+  local p
+  for p in $(series "$dest"); do
+    [ "$p" = "$fix" ] && return 0
+    patch -s -p1 -d "$dest" -i "debian/patches/$p" >/dev/null
+  done
+  fail "$fix is not in the series of $dsc"
+}
+
+# `package NAME FIX TARGET BUILD...`: runs build-source; sets $pkg_file, $functions, $outcome.
+package() {
+  local name=$1 fix=$2 target=$3
+  shift 3
+  local dir="$work/$name/$(basename "$fix" .patch)"
+  mkdir -p "$dir"
+  base_tree "$dsc" "$fix" "$dir/src"
+  pkg_file="$dir/fix.lpkg"
+  functions=""
+  if "$LPKG" build-source --src "$dir/src" --patch "$dir/src/debian/patches/$fix" \
+    --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
+    --jobs 2 --name "$name-$(basename "$fix" .patch)" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
+    functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
+    if "$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub" | grep -q '"kind": *"init"'; then
+      outcome="applied, with init routine"
+    else
+      outcome="applied automatically"
+    fi
+    return 0
+  fi
+  outcome="refused"
+  detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
+  echo "build-source refused $fix: $detail"
+  printf '%s\t%s\t%s\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
+  return 1
+}
+
+record() { # NAME FIX PAUSE DETAIL
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$outcome" "$functions" \
+    "$(stat -c %s "$pkg_file")" "$3" "$4" >>"$results"
+}
+
+# In the full run one fix that fails to apply is recorded and the run goes on; the subshell
+# stops the processes it started.
+isolated() {
+  (
+    pids=()
+    trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+    "$@"
+  ) || printf '%s\t%s\tFAILED (see log above)\t\t\t\t\n' "${1%_fix}" "$2" >>"$results"
+}
+
+# --- memcached ---------------------------------------------------------------------------
+memcached_fix() {
+  local fix=$1
+  step "memcached: $fix"
+  # The proxy CVEs are in code only --enable-proxy compiles (Debian does not enable it; the
+  # tarball vendors Lua); the SASL one needs --enable-sasl-pwdb (Debian: --enable-sasl only).
+  local configure='./configure -q --enable-sasl --enable-sasl-pwdb'
+  case $fix in
+  *46852* | *46853*) configure='make -s -C vendor && ./configure -q --enable-proxy' ;;
+  esac
+  package memcached "$fix" memcached \
+    sh -c "test -f config.status || { $configure; } >/dev/null; make -s memcached" ||
+    return 0
+  local bin="$work/memcached/$(basename "$fix" .patch)/build/original/memcached"
+  local port=$((20000 + RANDOM % 20000))
+  "$bin" -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 2 -m 64 &
+  local server=$!
+  pids+=("$server")
+  sleep 0.5
+  python3 "$here/memcached-load.py" "$port" 6 8 >"$work/load.out" 2>&1 &
+  local load=$!
+  sleep 1.5
+  local json
+  json=$("$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" --json)
+  local pause
+  pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
+  "$LPKG" list --pid "$server" | grep -q "memcached-$(basename "$fix" .patch)" ||
+    fail "package not listed after apply"
+  sleep 1.5
+  "$LPKG" revert --pid "$server" >/dev/null
+  wait "$load" || { cat "$work/load.out"; fail "load saw errors across apply/revert of $fix"; }
+  cat "$work/load.out"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
+}
+
+# --- libxml2 ------------------------------------------------------------------------------
+# Configured as Debian's main flavour (--without-python) minus ICU, shared library only.
+libxml2_fix() {
+  local fix=$1
+  step "libxml2: $fix"
+  package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
+    sh -c 'test -f config.status || ./configure -q --without-python --disable-static >/dev/null; make -s libxml2.la' ||
+    return 0
+  local lib="$work/libxml2/$(basename "$fix" .patch)/build/original"
+  local prog="$work/libxml2/$(basename "$fix" .patch)/xml-worker"
+  gcc -O2 -I"$lib/include" -o "$prog" "$here/xml-worker.c" -L"$lib/.libs" -lxml2 \
+    -Wl,-rpath,"$lib/.libs"
+  "$prog" 6 >"$work/load.out" 2>&1 &
+  local worker=$!
+  pids+=("$worker")
+  sleep 1.5
+  local json
+  json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
+  local pause
+  pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
+  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(basename "$fix" .patch)" ||
+    fail "package not listed after apply"
+  sleep 1.5
+  "$LPKG" revert --pid "$worker" >/dev/null
+  wait "$worker" || { cat "$work/load.out"; fail "parsing failed across apply/revert of $fix"; }
+  cat "$work/load.out"
+  record libxml2 "$fix" "$pause" "$(head -n 1 "$work/load.out")"
+}
+
+dsc=$(fetch memcached)
+if [ "${RW_ONLY:-memcached}" != memcached ]; then
+  :
+elif [ "$mode" = --ci ]; then
+  memcached_fix 0008-CVE-2026-47783-CVE-2026-47784.patch
+else
+  tmp="$work/series-memcached"
+  dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
+  for fix in $(series "$tmp" | grep -i cve); do isolated memcached_fix "$fix"; done
+fi
+
+dsc=$(fetch libxml2)
+if [ "${RW_ONLY:-libxml2}" != libxml2 ]; then
+  :
+elif [ "$mode" = --ci ]; then
+  libxml2_fix CVE-2023-29469-Hashing-of-empty-dict-strings-isn-t-d.patch
+else
+  tmp="$work/series-libxml2"
+  dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
+  for fix in $(series "$tmp" | grep -i cve); do isolated libxml2_fix "$fix"; done
+fi
+
+step "results"
+column -t -s $'\t' "$results"

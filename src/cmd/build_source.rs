@@ -1,0 +1,178 @@
+//! `lpkg build-source --src DIR --patch FIX.patch... --target RELPATH --key KEY -o OUT
+//! [--jobs N] [--reuse-original DIR] [--work DIR] [--deployed BIN] [--quiet] [-- BUILD COMMAND...]`
+//!
+//! Builds the tree as released and as fixed (in copies: `DIR` is never modified), diffs the
+//! objects that changed and signs the package, showing each long step with its elapsed time.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use lpkg_builder::source::{self, BuildCommand};
+
+/// Arguments of `lpkg build-source`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The project's source tree, as released (never modified).
+    #[arg(long = "src", value_name = "DIR")]
+    pub src: PathBuf,
+    /// A fix to apply with `patch -p1`; repeat for several, applied in order.
+    #[arg(long = "patch", value_name = "FIX.patch", required = true)]
+    pub patches: Vec<PathBuf>,
+    /// The executable or shared library to patch, relative to the tree (e.g. `src/server`).
+    #[arg(long, value_name = "RELPATH")]
+    pub target: PathBuf,
+    /// The deployed file the package is for, when it is not the original build's RELPATH (e.g. a
+    /// release built without `-ffunction-sections`); found by symbol, bound by build-id.
+    #[arg(long, value_name = "BIN")]
+    pub deployed: Option<PathBuf>,
+    /// Secret key to sign the package with.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Where to write the package.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
+    /// Parallel build jobs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// An original tree already built by an earlier `build-source` (its `original` folder under
+    /// `--work`): not built again; the patched copy is made from it and rebuilt incrementally.
+    #[arg(long, value_name = "DIR")]
+    pub reuse_original: Option<PathBuf>,
+    /// Keep the build copies here (`original/`, `patched/`, `objects/`) instead of a temporary
+    /// folder that is removed at the end; must not exist yet.
+    #[arg(long, value_name = "DIR")]
+    pub work: Option<PathBuf>,
+    /// Package name [default: derived from the target].
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+    /// Package version.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Description for auditors.
+    #[arg(long, value_name = "D")]
+    pub description: Option<String>,
+    /// Also patch functions whose only change is a line number they pass on (`__LINE__`).
+    #[arg(long)]
+    pub allow_line_changes: bool,
+    /// No progress display (errors and the final summary only).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// The project's build command, run in each copy [default: make].
+    #[arg(last = true, value_name = "BUILD COMMAND")]
+    pub build_command: Vec<String>,
+}
+
+/// Prints one line per long step on stderr: its name when it starts, its time when it ends.
+struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    fn step<T>(&self, what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let started = Instant::now();
+        if !self.quiet {
+            eprintln!("[lpkg] {what} ...");
+        }
+        let result = f();
+        if !self.quiet {
+            let secs = started.elapsed().as_secs_f64();
+            let verdict = if result.is_ok() { "done" } else { "FAILED" };
+            eprintln!("[lpkg] {what}: {verdict} in {secs:.1}s");
+        }
+        result
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let progress = Progress { quiet: args.quiet };
+    let cmd = BuildCommand::new(args.build_command.clone(), args.jobs);
+    // A temporary folder is removed when `_temp` drops, after the package is written.
+    let (_temp, work) = match &args.work {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            (None, dir.clone())
+        }
+        None => {
+            let temp = TempDir::new()?;
+            let path = temp.0.clone();
+            (Some(temp), path)
+        }
+    };
+    let original = match &args.reuse_original {
+        Some(dir) => dir.clone(),
+        None => {
+            let copy = work.join("original");
+            progress.step("build original", || {
+                source::copy_tree(&args.src, &copy)?;
+                source::build_tree(&copy, &work.join("shim-original"), &cmd)?;
+                Ok(())
+            })?;
+            copy
+        }
+    };
+    let target = original.join(&args.target);
+    if !target.is_file() {
+        return Err(source::SourceError::NoTarget { path: target }.into());
+    }
+    let patched = work.join("patched");
+    progress.step("build patched", || {
+        // From the built original when reusing it, so only what the patches touch is rebuilt.
+        let from = if args.reuse_original.is_some() {
+            &original
+        } else {
+            &args.src
+        };
+        source::copy_tree(from, &patched)?;
+        source::apply_patches(&patched, &args.patches)?;
+        source::build_tree(&patched, &work.join("shim-patched"), &cmd)?;
+        Ok(())
+    })?;
+    let old_dir = work.join("objects/old");
+    let new_dir = work.join("objects/new");
+    let changed = progress.step("diff", || {
+        let changed = source::changed_objects(&original, &patched)?;
+        source::stage_objects(&original, &patched, &changed, &old_dir, &new_dir)?;
+        Ok(changed)
+    })?;
+    if !args.quiet {
+        for rel in &changed {
+            eprintln!("[lpkg]   changed object: {}", rel.display());
+        }
+    }
+    let deployed = args.deployed.clone().unwrap_or(target);
+    let build_args = super::build::Args {
+        target: deployed,
+        old: old_dir,
+        new: new_dir,
+        key: args.key.clone(),
+        output: args.output.clone(),
+        name: args.name.clone(),
+        version: args.version.clone(),
+        description: args.description.clone(),
+        allow_line_changes: args.allow_line_changes,
+    };
+    progress.step("sign", || super::build::run(build_args))
+}
+
+/// A scratch folder under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let base = std::env::temp_dir();
+        for n in 0..1000u32 {
+            let path = base.join(format!("lpkg-build-source.{}.{n}", std::process::id()));
+            if std::fs::create_dir(&path).is_ok() {
+                return Ok(TempDir(path));
+            }
+        }
+        anyhow::bail!("cannot create a scratch folder in {}", base.display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

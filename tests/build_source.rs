@@ -1,0 +1,317 @@
+//! `lpkg build-source` on a small C project with a Makefile (tests/fixtures/mini-project): the
+//! package applies to the running release and changes its behaviour; the source tree is never
+//! modified; a failing build shows the compiler's output; a release built without
+//! `-ffunction-sections` can be patched; `--reuse-original` rebuilds only what the fix touches.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn patch(name: &str) -> PathBuf {
+    fixtures().join("mini-project-patches").join(name)
+}
+
+fn lpkg(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lpkg"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LPKG_TRUST")
+        .output()
+        .expect("run lpkg")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "lpkg failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A scratch folder holding a copy of the fixture project (`src/`) and a key pair.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        copy(&fixtures().join("mini-project"), &dir.path().join("src"));
+        ok(&lpkg(dir.path(), &["keygen", "-o", "k"]));
+        Scratch { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn lpkg(&self, args: &[&str]) -> Output {
+        lpkg(self.dir.path(), args)
+    }
+}
+
+fn copy(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn digest(dir: &Path) -> String {
+    lpkg_builder::source::tree_digest(dir).unwrap()
+}
+
+/// A started program whose stdout goes to a file; killed on drop.
+struct Running {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn start(bin: &Path, log: PathBuf) -> Running {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let running = Running { child, log };
+        running.wait_for_line("price 14");
+        running
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Waits (at most 10 s) until the last printed line is `want`.
+    fn wait_for_line(&self, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let last = text.lines().last().unwrap_or("");
+            if last == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "last line {last:?}, want {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn apply_and_check(s: &Scratch, package: &str, running: &Running) {
+    let pid = running.pid();
+    ok(&s.lpkg(&[
+        "apply",
+        package,
+        "--pid",
+        &pid,
+        "--trust",
+        "k.pub",
+        "--timeout",
+        "10",
+    ]));
+    running.wait_for_line("price 21");
+    ok(&s.lpkg(&["revert", "--pid", &pid, "--timeout", "10"]));
+    running.wait_for_line("price 14");
+}
+
+fn has_section(object: &Path, name: &str) -> bool {
+    let out = Command::new("readelf")
+        .arg("-SW")
+        .arg(object)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).contains(name)
+}
+
+#[test]
+fn patches_a_release_built_without_function_sections_and_leaves_the_tree_alone() {
+    let s = Scratch::new();
+    let before = digest(&s.path("src"));
+    // The release as deployed: the project's own Makefile, no lpkg flags.
+    copy(&s.path("src"), &s.path("release"));
+    let make = Command::new("make")
+        .arg("-s")
+        .current_dir(s.path("release"))
+        .status()
+        .unwrap();
+    assert!(make.success());
+    assert!(!has_section(&s.path("release/src/calc.o"), ".text.price"));
+    let running = Running::start(&s.path("release/app"), s.path("out.log"));
+
+    let fix = patch("fix.patch");
+    let out = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        fix.to_str().unwrap(),
+        "--target",
+        "app",
+        "--deployed",
+        "release/app",
+        "--key",
+        "k.key",
+        "-o",
+        "fix.lpkg",
+        "--work",
+        "work",
+        "--quiet",
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("Replace price"), "{stdout}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "--quiet prints nothing"
+    );
+    // The wrapper added the flags to the project's own (`CC = gcc`, `-Wall`) build.
+    assert!(has_section(
+        &s.path("work/original/src/calc.o"),
+        ".text.price"
+    ));
+    assert_eq!(
+        digest(&s.path("src")),
+        before,
+        "the source tree was modified"
+    );
+    apply_and_check(&s, "fix.lpkg", &running);
+}
+
+#[test]
+fn reuse_original_rebuilds_only_the_patched_file() {
+    let s = Scratch::new();
+    let fix = patch("fix.patch");
+    let fix = fix.to_str().unwrap();
+    let first = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        fix,
+        "--target",
+        "app",
+        "--key",
+        "k.key",
+        "-o",
+        "first.lpkg",
+        "--work",
+        "w1",
+        "--jobs",
+        "2",
+    ]);
+    ok(&first);
+    let progress = String::from_utf8_lossy(&first.stderr);
+    for step in [
+        "build original: done in",
+        "build patched: done in",
+        "diff: done in",
+        "sign: done in",
+    ] {
+        assert!(progress.contains(step), "no {step:?} in {progress}");
+    }
+    let second = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        fix,
+        "--target",
+        "app",
+        "--key",
+        "k.key",
+        "-o",
+        "second.lpkg",
+        "--work",
+        "w2",
+        "--reuse-original",
+        "w1/original",
+    ]);
+    ok(&second);
+    let progress = String::from_utf8_lossy(&second.stderr);
+    assert!(!progress.contains("build original"), "{progress}");
+    let log = std::fs::read_to_string(s.path("w2/shim-patched/build.log")).unwrap();
+    assert!(log.contains("src/calc.c"), "{log}");
+    assert!(!log.contains("src/main.c"), "main.c was rebuilt: {log}");
+    assert!(!s.path("w2/original").exists());
+    let running = Running::start(&s.path("w1/original/app"), s.path("out.log"));
+    apply_and_check(&s, "second.lpkg", &running);
+}
+
+#[test]
+fn failing_build_shows_the_compiler_output_and_writes_no_package() {
+    let s = Scratch::new();
+    let broken = patch("broken.patch");
+    let out = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        broken.to_str().unwrap(),
+        "--target",
+        "app",
+        "--key",
+        "k.key",
+        "-o",
+        "broken.lpkg",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("build of"), "{stderr}");
+    assert!(stderr.contains("error: expected expression"), "{stderr}");
+    assert!(stderr.contains("quantity * 3 +;"), "{stderr}");
+    assert!(!s.path("broken.lpkg").exists());
+}
+
+#[test]
+fn patch_that_does_not_apply_is_an_error() {
+    let s = Scratch::new();
+    let fix = patch("fix.patch");
+    // Apply the fix to the source first: the same patch no longer applies.
+    let status = Command::new("patch")
+        .args(["-p1", "--batch", "-i"])
+        .arg(&fix)
+        .current_dir(s.path("src"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        fix.to_str().unwrap(),
+        "--target",
+        "app",
+        "--key",
+        "k.key",
+        "-o",
+        "x.lpkg",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not apply"), "{stderr}");
+}
