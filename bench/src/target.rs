@@ -262,3 +262,34 @@ pub fn symbol_address(pid: i32, exe: &Path, symbol: &str) -> anyhow::Result<u64>
         .context("executable not in maps")?;
     Ok(base + value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    /// The instrument itself: a 60 ms SIGSTOP must show as a gap of about 60 ms, and the gap
+    /// must clear on reset.
+    #[test]
+    fn probe_sees_a_stop_and_resets() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = build(dir.path(), 2).unwrap();
+        let target = Target::start(&built.exe, 3, true).unwrap();
+        let pid = Pid::from_raw(target.pid());
+        target.reset_gap().unwrap();
+        kill(pid, Signal::SIGSTOP).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        kill(pid, Signal::SIGCONT).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let gap = target.max_gap().unwrap();
+        assert!(gap >= Duration::from_millis(55), "gap {gap:?}");
+        assert!(gap < Duration::from_secs(5), "gap {gap:?}");
+        target.reset_gap().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(target.max_gap().unwrap() < Duration::from_millis(55));
+        let before = target.calls().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(target.calls().unwrap() > before, "the busy thread calls f0");
+    }
+}
