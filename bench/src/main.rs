@@ -1,0 +1,179 @@
+//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb]`
+//!
+//! Measures lpkg on this machine and writes `results.md` and `results.json` to DIR: the pause
+//! seen from inside a target (probe thread), apply latency, call overhead, builder throughput,
+//! and gdb as a reference peer, all in one run. See BENCHMARKS.md.
+
+mod builder;
+mod pause;
+mod report;
+mod rusage;
+mod stats;
+mod target;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// Everything the measurements share.
+pub struct Setup {
+    pub quick: bool,
+    pub repeats: usize,
+    pub gdb: bool,
+    pub lpkg: PathBuf,
+    pub work: PathBuf,
+    pub public_key: PathBuf,
+    /// Probe builds and their packages, by function count.
+    pub probes: BTreeMap<usize, Probe>,
+}
+
+/// A probe executable and the package that patches all its functions.
+pub struct Probe {
+    pub exe: PathBuf,
+    pub package: PathBuf,
+}
+
+struct Args {
+    quick: bool,
+    out: PathBuf,
+    lpkg: Option<PathBuf>,
+    repeats: Option<usize>,
+    gdb: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        quick: false,
+        out: PathBuf::from("bench-results"),
+        lpkg: None,
+        repeats: None,
+        gdb: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => args.quick = true,
+            "--no-gdb" => args.gdb = false,
+            "--out" => args.out = it.next().context("--out needs a folder")?.into(),
+            "--lpkg" => args.lpkg = Some(it.next().context("--lpkg needs a path")?.into()),
+            "--repeats" => {
+                args.repeats = Some(it.next().context("--repeats needs a number")?.parse()?)
+            }
+            "-h" | "--help" => {
+                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
+        }
+    }
+    Ok(args)
+}
+
+fn lpkg(setup_lpkg: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(setup_lpkg).args(args).output()?;
+    if !out.status.success() {
+        bail!("lpkg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("rusage") {
+        return rusage::child_main(&argv[3..]);
+    }
+    let args = parse_args()?;
+    let lpkg_path = match args.lpkg {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no exe folder")?
+            .join("lpkg"),
+    };
+    if !lpkg_path.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release) or pass --lpkg PATH",
+            lpkg_path.display()
+        );
+    }
+    let work = tempfile::tempdir()?;
+    let key = work.path().join("bench");
+    lpkg(
+        &lpkg_path,
+        &["keygen", "-o", key.to_str().unwrap_or_default()],
+    )?;
+    let mut setup = Setup {
+        quick: args.quick,
+        repeats: args.repeats.unwrap_or(if args.quick { 3 } else { 11 }),
+        gdb: args.gdb,
+        lpkg: lpkg_path,
+        work: work.path().to_path_buf(),
+        public_key: work.path().join("bench.pub"),
+        probes: BTreeMap::new(),
+    };
+    let rows: &[(usize, usize)] = if args.quick {
+        &[(0, 1), (100, 1), (0, 10)]
+    } else {
+        &[
+            (0, 1),
+            (10, 1),
+            (100, 1),
+            (1000, 1),
+            (0, 10),
+            (0, 100),
+            (0, 1000),
+        ]
+    };
+    for &(_, functions) in rows {
+        if setup.probes.contains_key(&functions) {
+            continue;
+        }
+        eprintln!("building probe with {functions} function(s)");
+        let built = target::build(&setup.work, functions)?;
+        let package = setup.work.join(format!("probe-{functions}.lpkg"));
+        let s = |p: &PathBuf| p.to_str().unwrap_or_default().to_owned();
+        lpkg(
+            &setup.lpkg,
+            &[
+                "build",
+                "--target",
+                &s(&built.exe),
+                "--old",
+                &s(&built.old),
+                "--new",
+                &s(&built.new),
+                "--key",
+                &s(&key.with_extension("key")),
+                "-o",
+                &s(&package),
+            ],
+        )?;
+        setup.probes.insert(
+            functions,
+            Probe {
+                exe: built.exe,
+                package,
+            },
+        );
+    }
+    let mut pauses = Vec::new();
+    for &(sleepers, functions) in rows {
+        eprintln!("pause: 1 busy + {sleepers} sleeping thread(s), {functions} function(s)");
+        pauses.push(pause::measure(&setup, sleepers, functions)?);
+    }
+    eprintln!("call overhead");
+    let calls = pause::call_rate(&setup)?;
+    eprintln!("builder");
+    let builds = builder::measure(&setup)?;
+    std::fs::create_dir_all(&args.out)?;
+    let (md, json) = report::render(&setup, &pauses, &calls, &builds);
+    std::fs::write(args.out.join("results.md"), &md)?;
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    print!("{md}");
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The Markdown table and the JSON file.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::builder::Case;
+use crate::pause::Row;
+use crate::stats::{show, Samples};
+use crate::Setup;
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
+}
+
+pub fn render(
+    setup: &Setup,
+    rows: &[Row],
+    calls: &(Samples, Samples),
+    builds: &[Case],
+) -> (String, serde_json::Value) {
+    let mut md = String::new();
+    writeln!(
+        md,
+        "Machine: {}. Repeats: {}{}.\n",
+        machine(),
+        setup.repeats,
+        if setup.quick { " (--quick)" } else { "" }
+    )
+    .unwrap();
+    md.push_str("### Pause and apply latency (median / worst)\n\n");
+    md.push_str("Gaps are the largest gap between two CLOCK_MONOTONIC reads of the probe thread in a window containing the operation; *quiet* is the same window with nothing happening (scheduler noise).\n\n");
+    md.push_str("| threads | functions | quiet gap | apply gap | apply (reported switch) | revert gap | apply lib wall | `lpkg apply` wall | CLI apply gap | gdb gap | gdb wall |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut json_rows = Vec::new();
+    for r in rows {
+        writeln!(
+            md,
+            "| 1 busy + {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.sleepers,
+            r.functions,
+            show(&r.quiet),
+            show(&r.apply_gap),
+            show(&r.apply_reported),
+            show(&r.revert_gap),
+            show(&r.apply_lib),
+            show(&r.apply_cli),
+            show(&r.apply_cli_gap),
+            show(&r.gdb_gap),
+            show(&r.gdb_wall),
+        )
+        .unwrap();
+        json_rows.push(json!({
+            "sleeping_threads": r.sleepers,
+            "functions": r.functions,
+            "unit": "us",
+            "quiet_gap": r.quiet.json(),
+            "apply_gap": r.apply_gap.json(),
+            "apply_reported_pause": r.apply_reported.json(),
+            "revert_gap": r.revert_gap.json(),
+            "apply_lib_wall": r.apply_lib.json(),
+            "apply_cli_wall": r.apply_cli.json(),
+            "apply_cli_gap": r.apply_cli_gap.json(),
+            "gdb_gap": r.gdb_gap.json(),
+            "gdb_wall": r.gdb_wall.json(),
+        }));
+    }
+    let (plain, patched) = calls;
+    let ratio = patched.median() / plain.median();
+    md.push_str("\n### Call overhead\n\n| f0 unpatched (calls/s, median) | f0 patched (calls/s, median) | ratio |\n|---|---|---|\n");
+    writeln!(
+        md,
+        "| {:.3e} | {:.3e} | {ratio:.3} |",
+        plain.median(),
+        patched.median()
+    )
+    .unwrap();
+    md.push_str("\n### Builder\n\n| tree | input | `lpkg build` wall | read+SHA-256 | ratio | peak RSS | RSS / input |\n|---|---|---|---|---|---|---|\n");
+    let mut json_builds = Vec::new();
+    for b in builds {
+        let mib = |v: f64| v / 1048576.0;
+        writeln!(
+            md,
+            "| {} | {:.1} MiB | {} | {} | {:.1}× | {:.1} MiB | {:.2}× |",
+            b.name,
+            mib(b.input_bytes as f64),
+            show(&b.build),
+            show(&b.read_hash),
+            b.build.median() / b.read_hash.median(),
+            mib(b.max_rss.median()),
+            b.max_rss.median() / b.input_bytes as f64,
+        )
+        .unwrap();
+        json_builds.push(json!({
+            "tree": b.name,
+            "input_bytes": b.input_bytes,
+            "build_wall_us": b.build.json(),
+            "read_hash_us": b.read_hash.json(),
+            "max_rss_bytes": b.max_rss.json(),
+        }));
+    }
+    let json = json!({
+        "machine": machine(),
+        "repeats": setup.repeats,
+        "quick": setup.quick,
+        "pause": json_rows,
+        "call_overhead": { "unpatched_per_s": plain.json(), "patched_per_s": patched.json(), "ratio": ratio },
+        "builder": json_builds,
+    });
+    (md, json)
+}
