@@ -36,6 +36,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         options.timeout = Duration::from_secs(secs);
     }
     let pid = super::pid(args.pid)?;
+    // Ctrl-C or SIGTERM during apply rolls the target back before lpkg exits.
+    lpkg_applier::catch_interrupts()?;
     let report = lpkg_applier::apply(pid, &bytes, &trust, &options)
         .with_context(|| format!("applying {} to process {pid}", args.package.display()))?;
     if args.json {

@@ -151,6 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         version: args.version.clone(),
         description: args.description.clone(),
         allow_line_changes: args.allow_line_changes,
+        requires: Vec::new(),
     };
     progress.step("sign", || super::build::run(build_args))
 }

@@ -70,6 +70,7 @@ pub fn built() -> &'static Built {
             version: "1".into(),
             description: String::new(),
             allow_line_changes: false,
+            ..Default::default()
         })
         .expect("package builds");
         let key = SecretKey::from_seed(SEED);
