@@ -1,4 +1,6 @@
 //! Helpers for the CLI tests: run the built `lpkg`, make keys and packages in a temp dir.
+// Shared by several test binaries; each uses only some of these helpers.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
