@@ -97,15 +97,10 @@ pub fn indirect_jump_stub(target: u64) -> [u8; 14] {
 }
 
 /// Length of the jump written over a function's entry.
-pub const JUMP_LEN: usize = 5;
+pub const JUMP_LEN: usize = lpkg_kernel::arch::current::JMP_REL32_LEN;
 
 /// `jmp rel32` from `from` to `to`, or `None` when `to` is out of ±2 GiB reach.
-pub fn jump(from: u64, to: u64) -> Option<[u8; JUMP_LEN]> {
-    let rel = i32::try_from(to.wrapping_sub(from.wrapping_add(JUMP_LEN as u64)) as i64).ok()?;
-    let mut bytes = [0xe9, 0, 0, 0, 0];
-    bytes[1..].copy_from_slice(&rel.to_le_bytes());
-    Some(bytes)
-}
+pub use lpkg_kernel::arch::current::encode_jmp_rel32 as jump;
 
 /// Where a `jmp rel32` at `from` leads, if `bytes` is one.
 pub fn jump_target(from: u64, bytes: &[u8]) -> Option<u64> {
