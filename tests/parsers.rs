@@ -98,6 +98,8 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
         target_path: "/srv/app".into(),
         module_address: 0x5555_0000_0000,
         module_len: 8192,
+        eh_frame_address: 0x5555_0000_1000,
+        eh_frame_len: 0x68,
         exit_routines: vec![],
         entries: vec![Entry {
             function: "f".into(),
@@ -105,6 +107,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             size: 20,
             original: "f30f1efa55".into(),
             new_address: 0x2000,
+            new_size: 30,
         }],
     };
     let record = body.encode(State::Applied);

@@ -165,6 +165,7 @@ fn apply_verified(
             size: function.old_size.unwrap_or(0),
             original: hex(&original),
             new_address: 0,
+            new_size: function.new_size,
         });
     }
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
@@ -214,6 +215,7 @@ fn apply_verified(
                 .collect()
         };
         let init = routines(RoutineKind::Init)?;
+        let (eh_frame_address, eh_frame_len) = crate::record::eh_frame_of(&image.symbols);
         let body = RecordBody {
             id: id.clone(),
             name: manifest.package.name.clone(),
@@ -226,6 +228,8 @@ fn apply_verified(
             target_path: target.path.display().to_string(),
             module_address,
             module_len: layout.len(),
+            eh_frame_address,
+            eh_frame_len,
             exit_routines: routines(RoutineKind::Exit)?
                 .into_iter()
                 .map(|(_, a)| a)

@@ -94,6 +94,13 @@ pub struct RecordBody {
     pub module_address: u64,
     /// Length of the patch module's mapping.
     pub module_len: u64,
+    /// Address of the patch code's CFI (`.eh_frame`) inside the module; 0 when the module has
+    /// none (built by an older builder): threads inside its code then cannot be unwound.
+    #[serde(default)]
+    pub eh_frame_address: u64,
+    /// Length of that `.eh_frame`, in bytes.
+    #[serde(default)]
+    pub eh_frame_len: u64,
     /// Exit routines to run on revert, as addresses in the module.
     #[serde(default)]
     pub exit_routines: Vec<u64>,
@@ -116,6 +123,21 @@ pub struct Entry {
     pub original: String,
     /// Where the jump leads.
     pub new_address: u64,
+    /// Size of the new function (the range no thread may be in when the package is reverted);
+    /// 0 in records of older appliers.
+    #[serde(default)]
+    pub new_size: u64,
+}
+
+/// Start and length of the `.eh_frame` of a linked patch module, from its global symbols
+/// (`(0, 0)` for a module without one).
+pub fn eh_frame_of(symbols: &std::collections::BTreeMap<String, u64>) -> (u64, u64) {
+    let start = symbols.get(lpkg_format::EH_FRAME_SYMBOL).copied();
+    let end = symbols.get(lpkg_format::EH_FRAME_END_SYMBOL).copied();
+    match (start, end) {
+        (Some(start), Some(end)) if end > start => (start, end - start),
+        _ => (0, 0),
+    }
 }
 
 impl RecordBody {
@@ -183,6 +205,8 @@ mod tests {
             target_path: "/srv/a b (deleted)".into(),
             module_address: 0x5555_0000_0000,
             module_len: 8192,
+            eh_frame_address: 0x5555_0000_1000,
+            eh_frame_len: 0x68,
             exit_routines: vec![],
             entries: vec![Entry {
                 function: "f".into(),
@@ -190,6 +214,7 @@ mod tests {
                 size: 20,
                 original: hex(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55]),
                 new_address: 0x2000,
+                new_size: 30,
             }],
         };
         let bytes = body.encode(State::Switching);

@@ -145,10 +145,22 @@ pub fn revert(
 pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<RevertReport, Error> {
     let body = &record.body;
     let mut tracee = Tracee::seize(pid)?;
-    let guarded = [Guarded {
-        range: body.module_address..body.module_address + body.module_len,
-        function: format!("the code of package {} {}", body.name, body.version),
-    }];
+    let package = format!("package {} {}", body.name, body.version);
+    // The new code of each replaced function first, so a busy thread is named by function;
+    // then the whole module (new and carried functions, call stubs).
+    let mut guarded: Vec<Guarded> = body
+        .entries
+        .iter()
+        .filter(|e| e.new_size > 0)
+        .map(|e| Guarded {
+            range: e.new_address..e.new_address.saturating_add(e.new_size),
+            function: format!("{} (the new code of {package})", e.function),
+        })
+        .collect();
+    guarded.push(Guarded {
+        range: body.module_address..body.module_address.saturating_add(body.module_len),
+        function: format!("the code of {package}"),
+    });
     let result = (|| -> Result<usize, Error> {
         stop_clear(&mut tracee, &guarded, timeout)?;
         checkpoint::reached("revert:stopped");

@@ -4,16 +4,28 @@
 //! exception finds them: the call frame information of each object. The CFI is parsed and
 //! indexed (`CfiCache::load`) while the process still runs; when the world is stopped each
 //! thread's stack is copied with one `process_vm_readv` and unwound locally.
+//!
+//! The objects are the ELF files mapped in the process, its vDSO, and the patch module of
+//! every lpkg package applied to it (the builder puts the patch code's `.eh_frame` in the
+//! module and the record says where it is), so a thread sleeping in patch code is unwound like
+//! any other. Everything read from the target (CFI, stack, records) is untrusted: a walk ends
+//! as "incomplete", never with a panic; [`backtrace_from_bytes`] is the fuzzing entry point.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::rc::Rc;
 
 use gimli::{
     BaseAddresses, CfaRule, CieOrFde, EhFrame, EndianRcSlice, FrameDescriptionEntry, LittleEndian,
     Register, RegisterRule, UnwindContext, UnwindSection,
 };
-use lpkg_kernel::arch::current::Registers;
+use lpkg_kernel::arch::current::{
+    Registers, CLONE_SYSCALLS, DWARF_RA, DWARF_SP, DWARF_TRACKED, GREGS_DWARF, RESTORE_RT, UC_GREGS,
+};
 use lpkg_kernel::{maps, memory, objects, stack, Pid};
 use object::{Object, ObjectSection, ObjectSegment};
+
+use crate::records;
 
 type Reader = EndianRcSlice<LittleEndian>;
 
@@ -21,43 +33,16 @@ type Reader = EndianRcSlice<LittleEndian>;
 pub const STACK_WINDOW: usize = 256 * 1024;
 /// Frames past this many are not followed (a corrupt or cyclic stack).
 const MAX_FRAMES: usize = 4096;
+/// Largest `.eh_frame` read from a patch module in the target.
+const MAX_MODULE_EH_FRAME: u64 = 16 << 20;
 
-/// DWARF register numbers of x86_64 (System V psABI).
-const RSP: u16 = 7;
-const RA: u16 = 16;
-const TRACKED: usize = 17;
-
-/// System call numbers of clone and clone3.
-const CLONE_SYSCALLS: [i64; 2] = [56, 435];
-/// `mov $15,%rax; syscall`: glibc's `__restore_rt`, where a signal handler returns to.
-const RESTORE_RT: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
-/// Offset of `uc_mcontext.gregs` in the `ucontext_t` that `__restore_rt` finds at its sp.
-const UC_GREGS: u64 = 40;
-/// DWARF register number of each `gregs` slot (REG_R8 .. REG_RIP).
-const GREGS_DWARF: [(u64, u16); 17] = [
-    (0, 8),
-    (1, 9),
-    (2, 10),
-    (3, 11),
-    (4, 12),
-    (5, 13),
-    (6, 14),
-    (7, 15),
-    (8, 5),
-    (9, 4),
-    (10, 6),
-    (11, 3),
-    (12, 1),
-    (13, 0),
-    (14, 2),
-    (15, RSP),
-    (16, RA),
-];
+const SP: usize = DWARF_SP as usize;
+const RA: usize = DWARF_RA as usize;
 
 /// The CFI of one object mapped in the target, indexed by address.
 struct ObjectCfi {
-    /// Runtime address range of its executable mappings.
-    ranges: Vec<std::ops::Range<u64>>,
+    /// Runtime address range of its code.
+    ranges: Vec<Range<u64>>,
     /// Runtime address minus link-time address.
     bias: u64,
     eh_frame: EhFrame<Reader>,
@@ -67,14 +52,26 @@ struct ObjectCfi {
 }
 
 impl ObjectCfi {
-    fn parse(data: &[u8], base: u64, ranges: Vec<std::ops::Range<u64>>) -> Option<ObjectCfi> {
+    /// The CFI of an ELF file (or vDSO image) whose first segment is mapped at `base`.
+    fn from_elf(data: &[u8], base: u64, ranges: Vec<Range<u64>>) -> Option<ObjectCfi> {
         let file = object::File::parse(data).ok()?;
         let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
         let bias = base.wrapping_sub(first_load);
         let section = file.section_by_name(".eh_frame")?;
-        let bytes: Rc<[u8]> = section.data().ok()?.into();
+        let bytes = section.data().ok()?.to_vec();
+        Some(ObjectCfi::from_eh_frame(
+            bytes,
+            section.address(),
+            bias,
+            ranges,
+        ))
+    }
+
+    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`.
+    fn from_eh_frame(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
+        let bytes: Rc<[u8]> = bytes.into();
         let eh_frame = EhFrame::from(Reader::new(bytes, LittleEndian));
-        let bases = BaseAddresses::default().set_eh_frame(section.address());
+        let bases = BaseAddresses::default().set_eh_frame(address);
         let mut fdes = Vec::new();
         let mut entries = eh_frame.entries(&bases);
         while let Ok(Some(entry)) = entries.next() {
@@ -85,13 +82,17 @@ impl ObjectCfi {
             }
         }
         fdes.sort_by_key(|f| f.initial_address());
-        Some(ObjectCfi {
+        ObjectCfi {
             ranges,
             bias,
             eh_frame,
             bases,
             fdes,
-        })
+        }
+    }
+
+    fn covers(&self, pc: u64) -> bool {
+        self.ranges.iter().any(|r| r.contains(&pc))
     }
 
     fn fde(&self, pc: u64) -> Option<&FrameDescriptionEntry<Reader>> {
@@ -102,6 +103,66 @@ impl ObjectCfi {
     }
 }
 
+/// Where a walk reads the memory of the stopped thread.
+trait Memory {
+    /// The 8 bytes at `address`, if readable.
+    fn u64(&mut self, address: u64) -> Option<u64>;
+    /// Whether the code at `pc` is `__restore_rt` (a signal handler returns there).
+    fn is_restore_rt(&mut self, pc: u64) -> bool;
+}
+
+/// A copy of the stack from `sp`, and the target itself for anything outside it.
+struct TargetMemory<'a> {
+    pid: Pid,
+    sp: u64,
+    window: &'a [u8],
+    trampolines: &'a mut HashMap<u64, bool>,
+}
+
+impl Memory for TargetMemory<'_> {
+    fn u64(&mut self, address: u64) -> Option<u64> {
+        match slice_u64(self.window, self.sp, address) {
+            Some(value) => Some(value),
+            // Outside the copy (a sigaltstack, a frame past the window): ask the target.
+            None => memory::read_u64(self.pid, address).ok(),
+        }
+    }
+
+    fn is_restore_rt(&mut self, pc: u64) -> bool {
+        let pid = self.pid;
+        *self.trampolines.entry(pc).or_insert_with(|| {
+            memory::read(pid, pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
+        })
+    }
+}
+
+/// Only the bytes given, at `base`: nothing is read from any process.
+struct SliceMemory<'a> {
+    base: u64,
+    bytes: &'a [u8],
+}
+
+impl Memory for SliceMemory<'_> {
+    fn u64(&mut self, address: u64) -> Option<u64> {
+        slice_u64(self.bytes, self.base, address)
+    }
+
+    fn is_restore_rt(&mut self, pc: u64) -> bool {
+        slice_at(self.bytes, self.base, pc, RESTORE_RT.len()) == Some(&RESTORE_RT[..])
+    }
+}
+
+fn slice_at(bytes: &[u8], base: u64, address: u64, len: usize) -> Option<&[u8]> {
+    let start = usize::try_from(address.checked_sub(base)?).ok()?;
+    bytes.get(start..start.checked_add(len)?)
+}
+
+fn slice_u64(bytes: &[u8], base: u64, address: u64) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        slice_at(bytes, base, address, 8)?.try_into().ok()?,
+    ))
+}
+
 /// The CFI of every object of a process, loaded before the process is stopped.
 pub struct CfiCache {
     pid: Pid,
@@ -109,13 +170,13 @@ pub struct CfiCache {
     stacks: Vec<maps::MapEntry>,
     ctx: UnwindContext<usize>,
     /// Whether the code at an address is `__restore_rt`, asked of the target once each.
-    trampolines: std::collections::HashMap<u64, bool>,
+    trampolines: HashMap<u64, bool>,
 }
 
 /// One frame of a thread: where it executes (frame 0) or will return to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
-    /// The address.
+    /// The address; never 0 for a frame that is returned to.
     pub pc: u64,
     /// Frame 0 or the frame interrupted by a signal: `pc` is being executed, not returned to.
     pub executing: bool,
@@ -140,8 +201,17 @@ fn incomplete(frames: Vec<Frame>, stopped: &'static str) -> Backtrace {
     }
 }
 
+fn complete(frames: Vec<Frame>) -> Backtrace {
+    Backtrace {
+        frames,
+        complete: true,
+        stopped: "",
+    }
+}
+
 impl CfiCache {
-    /// Parses the `.eh_frame` of every ELF object and of the vDSO mapped in `pid`.
+    /// Parses the `.eh_frame` of every ELF object, of the vDSO and of every lpkg patch module
+    /// mapped in `pid`.
     pub fn load(pid: Pid) -> Result<CfiCache, crate::Error> {
         let mut found = Vec::new();
         for object in objects::mapped_objects(pid)? {
@@ -157,7 +227,7 @@ impl CfiCache {
             let Ok(data) = objects::read_file(&object) else {
                 continue;
             };
-            if let Some(cfi) = ObjectCfi::parse(&data, object.base, ranges) {
+            if let Some(cfi) = ObjectCfi::from_elf(&data, object.base, ranges) {
                 found.push(cfi);
             }
         }
@@ -167,9 +237,27 @@ impl CfiCache {
             .filter(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
         {
             if let Ok(data) = memory::read(pid, vdso.start, vdso.len() as usize) {
-                if let Some(cfi) = ObjectCfi::parse(&data, vdso.start, vec![vdso.start..vdso.end]) {
+                if let Some(cfi) =
+                    ObjectCfi::from_elf(&data, vdso.start, vec![vdso.start..vdso.end])
+                {
                     found.push(cfi);
                 }
+            }
+        }
+        // Unreadable records only cost the CFI of patch code: its threads stay "busy".
+        for record in records::read(pid).unwrap_or_default() {
+            let body = &record.body;
+            let module = body.module_address..body.module_address.saturating_add(body.module_len);
+            let (address, len) = (body.eh_frame_address, body.eh_frame_len);
+            let inside = module.contains(&address)
+                && address
+                    .checked_add(len)
+                    .is_some_and(|end| end <= module.end);
+            if len == 0 || len > MAX_MODULE_EH_FRAME || !inside {
+                continue;
+            }
+            if let Ok(bytes) = memory::read(pid, address, len as usize) {
+                found.push(ObjectCfi::from_eh_frame(bytes, address, 0, vec![module]));
             }
         }
         Ok(CfiCache {
@@ -177,172 +265,170 @@ impl CfiCache {
             objects: found,
             stacks: all.into_iter().filter(|m| m.read && m.write).collect(),
             ctx: UnwindContext::new(),
-            trampolines: Default::default(),
+            trampolines: HashMap::new(),
         })
     }
 
     /// Unwinds a stopped thread whose registers are `regs`.
     pub fn backtrace(&mut self, regs: &Registers) -> Backtrace {
-        let r = &regs.0;
-        let mut reg: [Option<u64>; TRACKED] = [
-            Some(r.rax),
-            Some(r.rdx),
-            Some(r.rcx),
-            Some(r.rbx),
-            Some(r.rsi),
-            Some(r.rdi),
-            Some(r.rbp),
-            Some(r.rsp),
-            Some(r.r8),
-            Some(r.r9),
-            Some(r.r10),
-            Some(r.r11),
-            Some(r.r12),
-            Some(r.r13),
-            Some(r.r14),
-            Some(r.r15),
-            Some(r.rip),
-        ];
-        let sp = r.rsp;
+        let sp = regs.sp();
         let end = self
             .stacks
             .iter()
             .find(|m| m.contains(sp))
-            .map_or(sp + STACK_WINDOW as u64, |m| m.end);
-        let len = (end - sp).min(STACK_WINDOW as u64) as usize;
+            .map_or(sp.saturating_add(STACK_WINDOW as u64), |m| m.end);
+        let len = end.saturating_sub(sp).min(STACK_WINDOW as u64) as usize;
         let window = stack::read_upto(self.pid, sp, len).unwrap_or_default();
-        let pid = self.pid;
-        let load = |addr: u64| -> Option<u64> {
-            let off = addr.checked_sub(sp)? as usize;
-            match window.get(off..off + 8) {
-                Some(b) => Some(u64::from_le_bytes(b.try_into().ok()?)),
-                // Outside the copy (a sigaltstack, a frame past the window): ask the target.
-                None => memory::read_u64(pid, addr).ok(),
-            }
+        let mut memory = TargetMemory {
+            pid: self.pid,
+            sp,
+            window: &window,
+            trampolines: &mut self.trampolines,
         };
+        walk(&self.objects, &mut self.ctx, regs, &mut memory)
+    }
+}
 
-        let mut frames = vec![Frame {
-            pc: r.rip,
-            executing: true,
-        }];
-        for _ in 0..MAX_FRAMES {
-            let frame = *frames.last().expect("never empty");
-            let pc = frame.pc;
-            if !frame.executing && self.is_restore_rt(pc) {
-                // A signal frame: the interrupted context is saved in the ucontext at sp.
-                let Some(sp) = reg[RSP as usize] else { break };
-                let gregs = sp + UC_GREGS;
-                for (slot, dwarf) in GREGS_DWARF {
-                    reg[dwarf as usize] = load(gregs + slot * 8);
-                }
-                match reg[RA as usize] {
-                    Some(pc) if pc != 0 => frames.push(Frame {
-                        pc,
-                        executing: true,
-                    }),
-                    _ => return incomplete(frames, "bad signal frame"),
-                }
-                continue;
+/// Unwinds from `regs` with one object's CFI and a copy of the stack, reading nothing from any
+/// process: `eh_frame` is an `.eh_frame` section at `eh_frame_address` describing the code in
+/// `code` (runtime addresses), `stack` holds the bytes from `regs.sp()` up. Entry point for
+/// fuzzing the unwinder with untrusted bytes.
+pub fn backtrace_from_bytes(
+    eh_frame: &[u8],
+    eh_frame_address: u64,
+    code: Range<u64>,
+    regs: &Registers,
+    stack: &[u8],
+) -> Backtrace {
+    let objects = [ObjectCfi::from_eh_frame(
+        eh_frame.to_vec(),
+        eh_frame_address,
+        0,
+        vec![code],
+    )];
+    let mut memory = SliceMemory {
+        base: regs.sp(),
+        bytes: stack,
+    };
+    walk(&objects, &mut UnwindContext::new(), regs, &mut memory)
+}
+
+/// The walk itself: frame by frame, with the CFI of the object each address is in.
+fn walk(
+    objects: &[ObjectCfi],
+    ctx: &mut UnwindContext<usize>,
+    regs: &Registers,
+    memory: &mut dyn Memory,
+) -> Backtrace {
+    let mut reg: [Option<u64>; DWARF_TRACKED] = regs.dwarf().map(Some);
+    let mut frames = vec![Frame {
+        pc: regs.pc(),
+        executing: true,
+    }];
+    for _ in 0..MAX_FRAMES {
+        let frame = *frames.last().expect("never empty");
+        let pc = frame.pc;
+        if !frame.executing && memory.is_restore_rt(pc) {
+            // A signal frame: the interrupted context is saved in the ucontext at sp.
+            let Some(sp) = reg[SP] else {
+                return incomplete(frames, "bad signal frame");
+            };
+            let gregs = sp.wrapping_add(UC_GREGS);
+            for (slot, dwarf) in GREGS_DWARF {
+                reg[dwarf as usize] = memory.u64(gregs.wrapping_add(slot * 8));
             }
-            // A return address points after the call: look up the call itself.
-            let lookup = if frame.executing { pc } else { pc - 1 };
-            let Some(object) = self
-                .objects
-                .iter()
-                .find(|o| o.ranges.iter().any(|r| r.contains(&lookup)))
-            else {
-                return incomplete(frames, "code outside any object");
-            };
-            let Some(fde) = object.fde(lookup) else {
-                if frames.len() > 1 {
-                    return incomplete(frames, "no CFI for this code");
-                }
-                // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is
-                // either newborn (rax 0: its root) or the parent about to `ret` (a leaf).
-                if CLONE_SYSCALLS.contains(&(r.orig_rax as i64)) && r.rax == 0 {
-                    return Backtrace {
-                        frames,
-                        complete: true,
-                        stopped: "",
-                    };
-                }
-                let Some(ra) = reg[RSP as usize].and_then(&load) else {
-                    return incomplete(frames, "no CFI for this code");
-                };
-                reg[RSP as usize] = reg[RSP as usize].map(|sp| sp + 8);
-                reg[RA as usize] = Some(ra);
-                frames.push(Frame {
-                    pc: ra,
-                    executing: false,
-                });
-                continue;
-            };
-            let Ok(row) = fde.unwind_info_for_address(
-                &object.eh_frame,
-                &object.bases,
-                &mut self.ctx,
-                lookup.wrapping_sub(object.bias),
-            ) else {
-                return incomplete(frames, "CFI unreadable");
-            };
-            let cfa = match row.cfa() {
-                CfaRule::RegisterAndOffset { register, offset } => {
-                    match reg.get(register.0 as usize).copied().flatten() {
-                        Some(v) => v.wrapping_add((*offset) as u64),
-                        None => return incomplete(frames, "CFA register unknown"),
-                    }
-                }
-                CfaRule::Expression(_) => return incomplete(frames, "CFA expression"),
-            };
-            let mut next = reg;
-            next[RSP as usize] = Some(cfa);
-            for n in 0..TRACKED as u16 {
-                if n == RSP {
-                    continue;
-                }
-                next[n as usize] = match row.register(Register(n)) {
-                    RegisterRule::Undefined if n == RA => {
-                        // The thread's root (_start, clone): nothing called it.
-                        return Backtrace {
-                            frames,
-                            complete: true,
-                            stopped: "",
-                        };
-                    }
-                    RegisterRule::Undefined => None,
-                    RegisterRule::SameValue => reg[n as usize],
-                    RegisterRule::Offset(o) => load(cfa.wrapping_add(o as u64)),
-                    RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
-                    RegisterRule::Register(other) => reg.get(other.0 as usize).copied().flatten(),
-                    _ => None,
-                };
+            match reg[RA] {
+                Some(pc) if pc != 0 => frames.push(Frame {
+                    pc,
+                    executing: true,
+                }),
+                _ => return incomplete(frames, "bad signal frame"),
             }
-            let (Some(ra), Some(new_sp)) = (next[RA as usize], next[RSP as usize]) else {
-                return incomplete(frames, "return address unknown");
+            continue;
+        }
+        // A return address points after the call: look up the call itself.
+        let lookup = if frame.executing {
+            pc
+        } else {
+            pc.wrapping_sub(1)
+        };
+        let Some(object) = objects.iter().find(|o| o.covers(lookup)) else {
+            return incomplete(frames, "code outside any object");
+        };
+        let Some(fde) = object.fde(lookup) else {
+            if frames.len() > 1 {
+                return incomplete(frames, "no CFI for this code");
+            }
+            // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is
+            // either newborn (rax 0: its root) or the parent about to `ret` (a leaf).
+            if regs
+                .syscall_nr()
+                .is_some_and(|nr| CLONE_SYSCALLS.contains(&nr))
+                && regs.return_value() == 0
+            {
+                return complete(frames);
+            }
+            let Some(ra) = reg[SP].and_then(|sp| memory.u64(sp)).filter(|&ra| ra != 0) else {
+                return incomplete(frames, "no CFI for this code");
             };
-            if ra == 0 {
-                return Backtrace {
-                    frames,
-                    complete: true,
-                    stopped: "",
-                };
-            }
-            if new_sp <= reg[RSP as usize].unwrap_or(0) {
-                return incomplete(frames, "stack does not grow");
-            }
-            reg = next;
+            reg[SP] = reg[SP].map(|sp| sp.wrapping_add(8));
+            reg[RA] = Some(ra);
             frames.push(Frame {
                 pc: ra,
                 executing: false,
             });
+            continue;
+        };
+        let Ok(row) = fde.unwind_info_for_address(
+            &object.eh_frame,
+            &object.bases,
+            ctx,
+            lookup.wrapping_sub(object.bias),
+        ) else {
+            return incomplete(frames, "CFI unreadable");
+        };
+        let cfa = match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } => {
+                match reg.get(register.0 as usize).copied().flatten() {
+                    Some(v) => v.wrapping_add(*offset as u64),
+                    None => return incomplete(frames, "CFA register unknown"),
+                }
+            }
+            CfaRule::Expression(_) => return incomplete(frames, "CFA expression"),
+        };
+        let mut next = reg;
+        next[SP] = Some(cfa);
+        for n in 0..DWARF_TRACKED {
+            if n == SP {
+                continue;
+            }
+            next[n] = match row.register(Register(n as u16)) {
+                RegisterRule::Undefined if n == RA => {
+                    // The thread's root (_start, clone): nothing called it.
+                    return complete(frames);
+                }
+                RegisterRule::Undefined => None,
+                RegisterRule::SameValue => reg[n],
+                RegisterRule::Offset(o) => memory.u64(cfa.wrapping_add(o as u64)),
+                RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
+                RegisterRule::Register(other) => reg.get(other.0 as usize).copied().flatten(),
+                _ => None,
+            };
         }
-        incomplete(frames, "too many frames")
+        let (Some(ra), Some(new_sp)) = (next[RA], next[SP]) else {
+            return incomplete(frames, "return address unknown");
+        };
+        if ra == 0 {
+            return complete(frames);
+        }
+        if new_sp <= reg[SP].unwrap_or(0) {
+            return incomplete(frames, "stack does not grow");
+        }
+        reg = next;
+        frames.push(Frame {
+            pc: ra,
+            executing: false,
+        });
     }
-
-    fn is_restore_rt(&mut self, pc: u64) -> bool {
-        let pid = self.pid;
-        *self.trampolines.entry(pc).or_insert_with(|| {
-            memory::read(pid, pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
-        })
-    }
+    incomplete(frames, "too many frames")
 }

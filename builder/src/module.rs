@@ -357,8 +357,152 @@ impl<'a> ModuleWriter<'a> {
         Ok(())
     }
 
+    /// Writes `.eh_frame`: the CIEs and FDEs of the new objects that describe copied code, so
+    /// the applier can unwind a thread sleeping inside the patch. Each FDE's `pc_begin` is
+    /// relocated against the module's copy of its section; `__lpkg_eh_frame` and
+    /// `__lpkg_eh_frame_end` mark the records (followed by a zero terminator). Records that
+    /// need more relocations than that (a personality routine, an LSDA) are left out: their
+    /// code then has no CFI, and a thread inside it counts as busy.
+    pub fn eh_frame(&mut self, units: &[Unit]) -> Result<(), Error> {
+        let mut bytes = Vec::new();
+        let mut relocations = Vec::new();
+        for (u, unit) in units.iter().enumerate() {
+            let obj = &unit.new.obj;
+            for section in obj.sections.iter().filter(|s| s.name == ".eh_frame") {
+                let mut cies: BTreeMap<usize, usize> = BTreeMap::new();
+                for record in cfi_records(&section.data) {
+                    let CfiRecord::Fde { at, end, cie } = record else {
+                        continue;
+                    };
+                    let relocs: Vec<_> = section
+                        .relocs
+                        .iter()
+                        .filter(|r| (at as u64..end as u64).contains(&r.offset))
+                        .collect();
+                    let [pc_begin] = relocs[..] else { continue };
+                    let symbol = &obj.symbols[pc_begin.sym];
+                    let copied = symbol.section.and_then(|s| self.sections.get(&(u, s)));
+                    let (Some(&out_section), true) = (copied, pc_begin.offset == at as u64 + 8)
+                    else {
+                        continue;
+                    };
+                    let Some(CfiRecord::Cie { end: cie_end, .. }) =
+                        cfi_records(&section.data).find(|r| r.at() == cie)
+                    else {
+                        continue;
+                    };
+                    if section
+                        .relocs
+                        .iter()
+                        .any(|r| (cie as u64..cie_end as u64).contains(&r.offset))
+                    {
+                        continue;
+                    }
+                    let new_cie = *cies.entry(cie).or_insert_with(|| {
+                        let new_cie = bytes.len();
+                        bytes.extend_from_slice(&section.data[cie..cie_end]);
+                        new_cie
+                    });
+                    let new_at = bytes.len();
+                    bytes.extend_from_slice(&section.data[at..end]);
+                    // The CIE pointer counts back from its own field to the CIE.
+                    let pointer = (new_at + 4 - new_cie) as u32;
+                    bytes[new_at + 4..new_at + 8].copy_from_slice(&pointer.to_le_bytes());
+                    relocations.push(Relocation {
+                        offset: new_at as u64 + 8,
+                        symbol: self.out.section_symbol(out_section),
+                        addend: pc_begin.addend + symbol.value as i64,
+                        flags: RelocationFlags::Elf {
+                            r_type: pc_begin.r_type,
+                        },
+                    });
+                }
+            }
+        }
+        if relocations.is_empty() {
+            return Ok(());
+        }
+        let records_len = bytes.len() as u64;
+        bytes.extend_from_slice(&[0; 4]);
+        let id = self
+            .out
+            .add_section(Vec::new(), b".eh_frame".to_vec(), SectionKind::ReadOnlyData);
+        self.out.append_section_data(id, &bytes, 8);
+        for relocation in relocations {
+            self.out
+                .add_relocation(id, relocation)
+                .map_err(|e| Error::Write(e.to_string()))?;
+        }
+        for (name, value) in [
+            (lpkg_format::EH_FRAME_SYMBOL, 0),
+            (lpkg_format::EH_FRAME_END_SYMBOL, records_len),
+        ] {
+            self.out.add_symbol(Symbol {
+                name: name.as_bytes().to_vec(),
+                value,
+                size: 0,
+                kind: SymbolKind::Data,
+                scope: SymbolScope::Dynamic,
+                weak: false,
+                section: SymbolSection::Section(id),
+                flags: SymbolFlags::None,
+            });
+        }
+        Ok(())
+    }
+
     /// The finished object file.
     pub fn finish(self) -> Result<Vec<u8>, Error> {
         self.out.write().map_err(|e| Error::Write(e.to_string()))
     }
+}
+
+/// One record of an `.eh_frame` section: `[at, end)` in the section's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CfiRecord {
+    /// A common information entry.
+    Cie { at: usize, end: usize },
+    /// A frame description entry and the offset of its CIE.
+    Fde { at: usize, end: usize, cie: usize },
+}
+
+impl CfiRecord {
+    fn at(self) -> usize {
+        match self {
+            CfiRecord::Cie { at, .. } | CfiRecord::Fde { at, .. } => at,
+        }
+    }
+}
+
+/// The records of an `.eh_frame` section of a compiler's object, up to a terminator or to the
+/// first record that does not parse (64-bit lengths are not emitted for objects this small).
+fn cfi_records(data: &[u8]) -> impl Iterator<Item = CfiRecord> + '_ {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(
+            data.get(at..at.checked_add(4)?)?.try_into().ok()?,
+        ))
+    };
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let len = word(at)? as usize;
+        if len == 0 || len == 0xffff_ffff {
+            return None;
+        }
+        let end = at
+            .checked_add(4)?
+            .checked_add(len)
+            .filter(|&e| e <= data.len())?;
+        let id = word(at + 4)? as usize;
+        let record = if id == 0 {
+            CfiRecord::Cie { at, end }
+        } else {
+            CfiRecord::Fde {
+                at,
+                end,
+                cie: (at + 4).checked_sub(id)?,
+            }
+        };
+        at = end;
+        Some(record)
+    })
 }

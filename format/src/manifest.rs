@@ -14,6 +14,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const MODULE_PAYLOAD: &str = "module.o";
 /// Name of the payload holding the symbol map (TOML, [`SymbolMap`]).
 pub const SYMBOLS_PAYLOAD: &str = "symbols.toml";
+/// Global symbol of `module.o` at the start of its `.eh_frame` (the patch code's CFI).
+pub const EH_FRAME_SYMBOL: &str = "__lpkg_eh_frame";
+/// Global symbol of `module.o` at the end of its `.eh_frame` records (before the terminator).
+pub const EH_FRAME_END_SYMBOL: &str = "__lpkg_eh_frame_end";
 
 /// The whole manifest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

@@ -188,3 +188,50 @@ mod tests {
         assert!(encode_jmp_rel32(u64::MAX - 2, 0).is_none());
     }
 }
+
+// ---- Stack unwinding (owned by the safety work: applier/src/unwind.rs) ----------------------
+
+/// DWARF register number of the stack pointer (`rsp`) in the System V x86_64 psABI.
+pub const DWARF_SP: u16 = 7;
+/// DWARF register number of the return address column (`rip`).
+pub const DWARF_RA: u16 = 16;
+/// How many DWARF registers the unwinder tracks: 0 (`rax`) to 16 (the return address).
+pub const DWARF_TRACKED: usize = 17;
+
+/// System call numbers of `clone` and `clone3`: glibc ends their CFI before the `syscall`.
+pub const CLONE_SYSCALLS: [u64; 2] = [56, 435];
+/// `mov $15,%rax; syscall` (`rt_sigreturn`): glibc's `__restore_rt`, where a handler returns to.
+pub const RESTORE_RT: [u8; 9] = [0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05];
+/// Offset of `uc_mcontext.gregs` in the `ucontext_t` that `__restore_rt` finds at its sp.
+pub const UC_GREGS: u64 = 40;
+/// DWARF register number of each `gregs` slot (`REG_R8` .. `REG_RIP`) of a signal frame.
+pub const GREGS_DWARF: [(u64, u16); 17] = [
+    (0, 8),
+    (1, 9),
+    (2, 10),
+    (3, 11),
+    (4, 12),
+    (5, 13),
+    (6, 14),
+    (7, 15),
+    (8, 5),
+    (9, 4),
+    (10, 6),
+    (11, 3),
+    (12, 1),
+    (13, 0),
+    (14, 2),
+    (15, DWARF_SP),
+    (16, DWARF_RA),
+];
+
+impl Registers {
+    /// The registers by DWARF number (0 to [`DWARF_TRACKED`] - 1; the last is `rip`).
+    pub fn dwarf(&self) -> [u64; DWARF_TRACKED] {
+        let r = &self.0;
+        [
+            r.rax, r.rdx, r.rcx, r.rbx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
+            r.r12, r.r13, r.r14, r.r15, r.rip,
+        ]
+    }
+}
