@@ -159,3 +159,202 @@ fn threads_created_and_exiting_during_apply_and_revert() {
     }
     assert!(target.alive());
 }
+
+/// A target for stacked packages: a thread named `parker` calls `outer(7)` -> `inner(7)` in a
+/// loop; `main` prints `outer(1) other(1)`. Package A fixes `inner`, and its new `inner` sleeps
+/// once for argv[1] seconds when called with 7 (so the thread parks inside patch code); B
+/// fixes `outer` (the caller of the parked frame), C fixes `other` (unrelated).
+const STACKED: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int one = 1;
+int park_seconds;
+
+__attribute__((noipa)) int inner(int x) {
+#ifdef FIX_INNER
+    if (x == 7 && park_seconds) {
+        int s = park_seconds;
+        park_seconds = 0;
+        write(1, "parked\n", 7);
+        sleep(s);
+    }
+    return x + 2 * one;
+#else
+    return x + one;
+#endif
+}
+
+__attribute__((noipa)) int outer(int x) {
+#ifdef FIX_OUTER
+    return inner(x) * 5;
+#else
+    return inner(x) * 2;
+#endif
+}
+
+__attribute__((noipa)) int other(int x) {
+#ifdef FIX_OTHER
+    return x * one + 100;
+#else
+    return x * one;
+#endif
+}
+
+static void *parker(void *arg) {
+    (void)arg;
+    for (;;) {
+        outer(7);
+        usleep(1000);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    park_seconds = argc > 1 ? atoi(argv[1]) : 0;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, parker, NULL);
+    pthread_setname_np(t, "parker");
+    for (;;) {
+        printf("%d %d\n", outer(1), other(1));
+        usleep(20000);
+    }
+}
+"#;
+
+/// The stacked target and its three packages (A: inner, B: outer, C: other).
+struct Stacked {
+    _dir: tempfile::TempDir,
+    exe: std::path::PathBuf,
+    packages: [Vec<u8>; 3],
+    trust: lpkg_format::TrustStore,
+}
+
+fn stacked() -> &'static Stacked {
+    static BUILT: std::sync::OnceLock<Stacked> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("t.c"), STACKED).unwrap();
+        let gcc = |args: &[&str]| {
+            let out = std::process::Command::new("gcc")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "gcc {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let flags = [
+            "-O2",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIE",
+            "-c",
+            "t.c",
+        ];
+        for (obj, define) in [
+            ("old.o", "-DOLD"),
+            ("a.o", "-DFIX_INNER"),
+            ("b.o", "-DFIX_OUTER"),
+            ("c.o", "-DFIX_OTHER"),
+        ] {
+            let mut args = flags.to_vec();
+            args.extend([define, "-o", obj]);
+            gcc(&args);
+        }
+        gcc(&["-pie", "-pthread", "old.o", "-o", "stacked"]);
+        let key = lpkg_format::SecretKey::from_seed([9; 32]);
+        let package = |name: &str, new: &str| {
+            let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
+                target: d.join("stacked"),
+                old: d.join("old.o"),
+                new: d.join(new),
+                name: name.into(),
+                version: "1".into(),
+                ..Default::default()
+            })
+            .expect("package builds");
+            let mut package = lpkg_format::Package::new(built.manifest, built.payloads).unwrap();
+            package.sign(&key).unwrap();
+            package.to_bytes()
+        };
+        Stacked {
+            exe: d.join("stacked"),
+            packages: [
+                package("a", "a.o"),
+                package("b", "b.o"),
+                package("c", "c.o"),
+            ],
+            trust: lpkg_format::TrustStore::from_keys([key.public()]).unwrap(),
+            _dir: dir,
+        }
+    })
+}
+
+#[test]
+fn a_thread_parked_in_patch_code_is_unwound_through_it() {
+    let s = stacked();
+    let [a, b, c] = &s.packages;
+    let target = Target::start(&s.exe, "4");
+    target.wait_for(|l| l == "4 1", "old values");
+    let applied_a = apply(target.pid(), a, &s.trust, &options(5000)).unwrap();
+    // The thread may park before apply returns: look at every line printed so far.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !target.printed(|l| l == "parked") {
+        assert!(
+            Instant::now() < deadline,
+            "the parker thread never parked in A's inner"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let parked = Instant::now();
+    target.wait_for(|l| l == "6 1", "A's values");
+
+    // The parked thread's frames are A's new inner, then outer: nothing C replaces.
+    apply(target.pid(), c, &s.trust, &options(2000)).expect("C waits for nothing");
+    target.wait_for(|l| l == "6 101", "C's values");
+
+    // B replaces outer, which the parked thread returns into from A's code.
+    let message = busy_message(apply(target.pid(), b, &s.trust, &options(300)));
+    assert!(
+        message.contains("(parker) is blocked in a system call inside outer"),
+        "{message}"
+    );
+    assert_eq!(message.matches("thread ").count(), 1, "{message}");
+
+    // Reverting A must wait for the thread to leave A's new inner, and say so.
+    let a_only = Selection::Id(applied_a.id.clone());
+    let message = match revert(target.pid(), &a_only, Duration::from_millis(300)) {
+        Err(e @ Error::Busy { .. }) => e.to_string(),
+        other => panic!("expected a busy error, got {other:?}"),
+    };
+    assert!(
+        message.contains(
+            "(parker) is blocked in a system call inside inner (the new code of package a 1)"
+        ),
+        "{message}"
+    );
+    assert!(
+        parked.elapsed() < Duration::from_millis(3500),
+        "the thread left before the checks: the test proves nothing"
+    );
+    let reports = revert(target.pid(), &a_only, Duration::from_secs(10)).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert!(
+        parked.elapsed() >= Duration::from_millis(3500),
+        "reverted after {:?}, while the thread was still in A's code",
+        parked.elapsed()
+    );
+    target.wait_for(|l| l == "4 101", "old inner, C's other");
+    // With the thread gone from patch code, B applies at once.
+    apply(target.pid(), b, &s.trust, &options(2000)).unwrap();
+    target.wait_for(|l| l == "10 101", "B's outer");
+}
