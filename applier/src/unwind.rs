@@ -432,3 +432,102 @@ fn walk(
     }
     incomplete(frames, "too many frames")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EH_FRAME_AT: u64 = 0x2000;
+    const CODE: Range<u64> = 0x1000..0x1100;
+    const SP0: u64 = 0x7000;
+
+    /// One CIE (CFA = rsp + 8, return address at CFA - 8: every function is a leaf) and one
+    /// FDE covering `CODE`, then the terminator.
+    fn eh_frame() -> Vec<u8> {
+        let mut cie = vec![0, 0, 0, 0, 1, b'z', b'R', 0, 1, 0x78, 16, 1, 0x1b];
+        cie.extend([0x0c, 7, 8, 0x90, 1, 0, 0]); // def_cfa rsp+8; offset r16 cfa-8; nops
+        let mut bytes = (cie.len() as u32).to_le_bytes().to_vec();
+        bytes.extend(cie);
+        let fde_at = bytes.len() as u64;
+        let pc_begin = CODE.start.wrapping_sub(EH_FRAME_AT + fde_at + 8) as u32;
+        let mut fde = ((fde_at + 4) as u32).to_le_bytes().to_vec();
+        fde.extend(pc_begin.to_le_bytes());
+        fde.extend(((CODE.end - CODE.start) as u32).to_le_bytes());
+        fde.extend([0, 0, 0, 0]); // no augmentation data; nops
+        bytes.extend((fde.len() as u32).to_le_bytes());
+        bytes.extend(fde);
+        bytes.extend([0; 4]);
+        bytes
+    }
+
+    fn regs(pc: u64, sp: u64) -> Registers {
+        let mut r = Registers::zero();
+        r.set_pc(pc);
+        r.set_sp(sp);
+        r.0.orig_rax = u64::MAX;
+        r
+    }
+
+    fn words(values: &[u64], len: usize) -> Vec<u8> {
+        let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.resize(len.max(bytes.len()), 0);
+        bytes
+    }
+
+    fn pcs(trace: &Backtrace) -> Vec<(u64, bool)> {
+        trace.frames.iter().map(|f| (f.pc, f.executing)).collect()
+    }
+
+    #[test]
+    fn walks_return_addresses_to_the_root() {
+        let stack = words(&[0x1010, 0x1020, 0], 0);
+        let trace =
+            backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &stack);
+        assert_eq!(
+            pcs(&trace),
+            [(0x1000, true), (0x1010, false), (0x1020, false)]
+        );
+        assert!(trace.complete, "{}", trace.stopped);
+    }
+
+    #[test]
+    fn stops_incomplete_outside_known_code_and_past_the_stack() {
+        let stack = words(&[0x1010, 0x9999], 0);
+        let trace =
+            backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &stack);
+        assert_eq!(trace.frames.len(), 3);
+        assert_eq!(trace.stopped, "code outside any object");
+
+        let trace = backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &[]);
+        assert_eq!(pcs(&trace), [(0x1000, true)]);
+        assert_eq!(trace.stopped, "return address unknown");
+    }
+
+    #[test]
+    fn a_stack_of_one_return_address_repeated_stops_at_the_frame_limit() {
+        let stack = words(&[0x1010; MAX_FRAMES + 10], 0);
+        let trace =
+            backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &stack);
+        assert_eq!(trace.stopped, "too many frames");
+        assert_eq!(trace.frames.len(), MAX_FRAMES + 1);
+    }
+
+    #[test]
+    fn a_signal_frame_resumes_at_the_interrupted_pc_and_stack() {
+        // Frame 0 returns to __restore_rt (its bytes are at SP0 + 0x200); the ucontext
+        // follows the return address, its gregs say rsp SP0 + 0x300 and rip 0x1050.
+        let trampoline = SP0 + 0x200;
+        let mut stack = words(&[trampoline], 0x400);
+        let gregs = (8 + UC_GREGS) as usize;
+        stack[gregs + 15 * 8..gregs + 16 * 8].copy_from_slice(&(SP0 + 0x300).to_le_bytes());
+        stack[gregs + 16 * 8..gregs + 17 * 8].copy_from_slice(&0x1050u64.to_le_bytes());
+        stack[0x200..0x200 + RESTORE_RT.len()].copy_from_slice(&RESTORE_RT);
+        let trace =
+            backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &stack);
+        assert_eq!(
+            pcs(&trace),
+            [(0x1000, true), (trampoline, false), (0x1050, true)]
+        );
+        assert!(trace.complete, "{}", trace.stopped);
+    }
+}

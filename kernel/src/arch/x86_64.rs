@@ -226,6 +226,39 @@ pub const GREGS_DWARF: [(u64, u16); 17] = [
 ];
 
 impl Registers {
+    /// Every register zero: a starting point for registers built by hand (tests, fuzzing).
+    pub fn zero() -> Registers {
+        Registers(libc::user_regs_struct {
+            r15: 0,
+            r14: 0,
+            r13: 0,
+            r12: 0,
+            rbp: 0,
+            rbx: 0,
+            r11: 0,
+            r10: 0,
+            r9: 0,
+            r8: 0,
+            rax: 0,
+            rcx: 0,
+            rdx: 0,
+            rsi: 0,
+            rdi: 0,
+            orig_rax: 0,
+            rip: 0,
+            cs: 0,
+            eflags: 0,
+            rsp: 0,
+            ss: 0,
+            fs_base: 0,
+            gs_base: 0,
+            ds: 0,
+            es: 0,
+            fs: 0,
+            gs: 0,
+        })
+    }
+
     /// The registers by DWARF number (0 to [`DWARF_TRACKED`] - 1; the last is `rip`).
     pub fn dwarf(&self) -> [u64; DWARF_TRACKED] {
         let r = &self.0;
