@@ -257,13 +257,20 @@ fn apply_verified(
         tracee.resume()?;
 
         // Switch: every thread stopped, none inside a function being replaced.
-        let guarded: Vec<Guarded> = entries
+        let mut guarded: Vec<Guarded> = entries
             .iter()
             .map(|e| Guarded {
                 range: e.address..e.address + e.size,
                 function: e.function.clone(),
             })
             .collect();
+        // Stacking: the code now running for a function is an earlier package's new code.
+        let addresses: Vec<u64> = entries.iter().map(|e| e.address).collect();
+        guarded.extend(
+            applied
+                .iter()
+                .flat_map(|r| r.guarded_code(Some(&addresses))),
+        );
         stop_clear(&mut tracee, &guarded, options.timeout)?;
         checkpoint::apply_step("apply:stopped")?;
         let paused = Instant::now();

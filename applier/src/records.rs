@@ -2,6 +2,7 @@
 
 use lpkg_kernel::{maps, memory, Pid};
 
+use crate::quiesce::Guarded;
 use crate::record::{RecordBody, State, HEADER_LEN, NAME_PREFIX};
 use crate::Error;
 
@@ -16,6 +17,41 @@ pub struct LiveRecord {
     pub state: State,
     /// Everything else.
     pub body: RecordBody,
+}
+
+impl LiveRecord {
+    /// The patch code of this package that no thread may be in: when it is reverted (`None`:
+    /// everything), or when the functions at `addresses` that it replaced are replaced again
+    /// by a stacked package. Each replaced function's new code comes named by function; the
+    /// whole module (new and carried functions, stubs) is added for a revert, or when a record
+    /// of an older applier does not give a function's new size.
+    pub fn guarded_code(&self, addresses: Option<&[u64]>) -> Vec<Guarded> {
+        let body = &self.body;
+        let package = format!("package {} {}", body.name, body.version);
+        let mut whole = addresses.is_none();
+        let mut guarded = Vec::new();
+        for entry in body
+            .entries
+            .iter()
+            .filter(|e| addresses.is_none_or(|a| a.contains(&e.address)))
+        {
+            if entry.new_size == 0 {
+                whole = true;
+                continue;
+            }
+            guarded.push(Guarded {
+                range: entry.new_address..entry.new_address.saturating_add(entry.new_size),
+                function: format!("{} (the new code of {package})", entry.function),
+            });
+        }
+        if whole {
+            guarded.push(Guarded {
+                range: body.module_address..body.module_address.saturating_add(body.module_len),
+                function: format!("the code of {package}"),
+            });
+        }
+        guarded
+    }
 }
 
 /// Every lpkg record mapped in `pid`, oldest package first.

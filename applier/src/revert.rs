@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lpkg_kernel::{memory, Pid, Tracee};
 
-use crate::quiesce::{stop_clear, Guarded};
+use crate::quiesce::stop_clear;
 use crate::record::{unhex, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord};
 use crate::reloc::jump;
@@ -145,22 +145,7 @@ pub fn revert(
 pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<RevertReport, Error> {
     let body = &record.body;
     let mut tracee = Tracee::seize(pid)?;
-    let package = format!("package {} {}", body.name, body.version);
-    // The new code of each replaced function first, so a busy thread is named by function;
-    // then the whole module (new and carried functions, call stubs).
-    let mut guarded: Vec<Guarded> = body
-        .entries
-        .iter()
-        .filter(|e| e.new_size > 0)
-        .map(|e| Guarded {
-            range: e.new_address..e.new_address.saturating_add(e.new_size),
-            function: format!("{} (the new code of {package})", e.function),
-        })
-        .collect();
-    guarded.push(Guarded {
-        range: body.module_address..body.module_address.saturating_add(body.module_len),
-        function: format!("the code of {package}"),
-    });
+    let guarded = record.guarded_code(None);
     let result = (|| -> Result<usize, Error> {
         stop_clear(&mut tracee, &guarded, timeout)?;
         checkpoint::reached("revert:stopped");

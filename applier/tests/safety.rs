@@ -163,7 +163,8 @@ fn threads_created_and_exiting_during_apply_and_revert() {
 /// A target for stacked packages: a thread named `parker` calls `outer(7)` -> `inner(7)` in a
 /// loop; `main` prints `outer(1) other(1)`. Package A fixes `inner`, and its new `inner` sleeps
 /// once for argv[1] seconds when called with 7 (so the thread parks inside patch code); B
-/// fixes `outer` (the caller of the parked frame), C fixes `other` (unrelated).
+/// fixes `outer` (the caller of the parked frame), C fixes `other` (unrelated), A2 fixes
+/// `inner` again on top of A.
 const STACKED: &str = r#"
 #include <pthread.h>
 #include <stdio.h>
@@ -174,7 +175,9 @@ int one = 1;
 int park_seconds;
 
 __attribute__((noipa)) int inner(int x) {
-#ifdef FIX_INNER
+#if defined(FIX_INNER_AGAIN)
+    return x + 3 * one;
+#elif defined(FIX_INNER)
     if (x == 7 && park_seconds) {
         int s = park_seconds;
         park_seconds = 0;
@@ -225,11 +228,11 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// The stacked target and its three packages (A: inner, B: outer, C: other).
+/// The stacked target and its packages (A: inner, B: outer, C: other, A2: inner over A).
 struct Stacked {
     _dir: tempfile::TempDir,
     exe: std::path::PathBuf,
-    packages: [Vec<u8>; 3],
+    packages: [Vec<u8>; 4],
     trust: lpkg_format::TrustStore,
 }
 
@@ -265,6 +268,7 @@ fn stacked() -> &'static Stacked {
             ("a.o", "-DFIX_INNER"),
             ("b.o", "-DFIX_OUTER"),
             ("c.o", "-DFIX_OTHER"),
+            ("a2.o", "-DFIX_INNER_AGAIN"),
         ] {
             let mut args = flags.to_vec();
             args.extend([define, "-o", obj]);
@@ -272,26 +276,39 @@ fn stacked() -> &'static Stacked {
         }
         gcc(&["-pie", "-pthread", "old.o", "-o", "stacked"]);
         let key = lpkg_format::SecretKey::from_seed([9; 32]);
-        let package = |name: &str, new: &str| {
+        let package = |name: &str, old: &str, new: &str, requires| {
             let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
                 target: d.join("stacked"),
-                old: d.join("old.o"),
+                old: d.join(old),
                 new: d.join(new),
                 name: name.into(),
                 version: "1".into(),
+                requires,
                 ..Default::default()
             })
             .expect("package builds");
             let mut package = lpkg_format::Package::new(built.manifest, built.payloads).unwrap();
             package.sign(&key).unwrap();
-            package.to_bytes()
+            package
         };
+        let a = package("a", "old.o", "a.o", vec![]);
+        let a2 = package(
+            "a2",
+            "a.o",
+            "a2.o",
+            vec![lpkg_builder::Required {
+                name: "a".into(),
+                id: a.id(),
+                replaced: vec!["inner".into()],
+            }],
+        );
         Stacked {
             exe: d.join("stacked"),
             packages: [
-                package("a", "a.o"),
-                package("b", "b.o"),
-                package("c", "c.o"),
+                a.to_bytes(),
+                package("b", "old.o", "b.o", vec![]).to_bytes(),
+                package("c", "old.o", "c.o", vec![]).to_bytes(),
+                a2.to_bytes(),
             ],
             trust: lpkg_format::TrustStore::from_keys([key.public()]).unwrap(),
             _dir: dir,
@@ -302,7 +319,7 @@ fn stacked() -> &'static Stacked {
 #[test]
 fn a_thread_parked_in_patch_code_is_unwound_through_it() {
     let s = stacked();
-    let [a, b, c] = &s.packages;
+    let [a, b, c, a2] = &s.packages;
     let target = Target::start(&s.exe, "4");
     target.wait_for(|l| l == "4 1", "old values");
     let applied_a = apply(target.pid(), a, &s.trust, &options(5000)).unwrap();
@@ -329,6 +346,15 @@ fn a_thread_parked_in_patch_code_is_unwound_through_it() {
         "{message}"
     );
     assert_eq!(message.matches("thread ").count(), 1, "{message}");
+
+    // A2 replaces inner again: the code now running for inner is A's, where the thread is.
+    let message = busy_message(apply(target.pid(), a2, &s.trust, &options(300)));
+    assert!(
+        message.contains(
+            "(parker) is blocked in a system call inside inner (the new code of package a 1)"
+        ),
+        "{message}"
+    );
 
     // Reverting A must wait for the thread to leave A's new inner, and say so.
     let a_only = Selection::Id(applied_a.id.clone());
