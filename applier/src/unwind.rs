@@ -236,10 +236,9 @@ impl CfiCache {
             .iter()
             .filter(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
         {
+            let code = vdso.start..vdso.end;
             if let Ok(data) = memory::read(pid, vdso.start, vdso.len() as usize) {
-                if let Some(cfi) =
-                    ObjectCfi::from_elf(&data, vdso.start, vec![vdso.start..vdso.end])
-                {
+                if let Some(cfi) = ObjectCfi::from_elf(&data, vdso.start, vec![code]) {
                     found.push(cfi);
                 }
             }
