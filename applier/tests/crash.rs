@@ -135,20 +135,13 @@ fn check_after_kill(target: &mut Target, step: &str) {
     assert!(target.alive());
 }
 
-/// Steps right after an injected system call: a kill there leaves the kernel's single-step
-/// flag (set by PTRACE_SINGLESTEP over the `syscall` instruction, cleared only by the next
-/// PTRACE_CONT/DETACH, which a dead tracer never issues) on the borrowed thread, so the next
-/// system call exit of that thread raises SIGTRAP. A defect of lpkg-kernel's injection,
-/// reported to its owner; `known_kernel_defect_kill_right_after_an_injected_syscall` shows it.
-const KNOWN_DEFECT: &[&str] = &["apply:mapped", "apply:recorded", "revert:module-unmapped"];
-
-fn without_known(steps: &[&'static str]) -> Vec<&'static str> {
-    steps
-        .iter()
-        .copied()
-        .filter(|s| !KNOWN_DEFECT.contains(s))
-        .collect()
-}
+/// Steps right after an injected system call. lpkg-kernel once single-stepped over the
+/// `syscall` instruction, and a kill there left the kernel's trap flag armed on the borrowed
+/// thread (only PTRACE_CONT/DETACH clear it, which a dead tracer never issues): the target died
+/// of SIGTRAP. Injected system calls now run with system-call stops, which the kernel disarms
+/// when the tracer dies.
+const AFTER_INJECTED_SYSCALL: &[&str] =
+    &["apply:mapped", "apply:recorded", "revert:module-unmapped"];
 
 /// Runs `check` at every step, going on after a failure so one run names every bad step.
 fn every_step(steps: &[&'static str], check: impl Fn(&str)) -> Vec<&'static str> {
@@ -171,7 +164,7 @@ fn package_file() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn applier_killed_at_every_apply_step_leaves_a_recoverable_target() {
     let (_dir, package) = package_file();
-    let failed = every_step(&without_known(APPLY_STEPS), |step| {
+    let failed = every_step(APPLY_STEPS, |step| {
         let mut target = Target::start(&built().exe, "plain");
         kill_at("apply", target.pid(), step, &package);
         check_after_kill(&mut target, step);
@@ -183,7 +176,7 @@ fn applier_killed_at_every_apply_step_leaves_a_recoverable_target() {
 fn applier_killed_at_every_revert_step_leaves_a_recoverable_target() {
     let (_dir, package) = package_file();
     let b = built();
-    let failed = every_step(&without_known(REVERT_STEPS), |step| {
+    let failed = every_step(REVERT_STEPS, |step| {
         let mut target = Target::start(&b.exe, "plain");
         apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
         target.wait_for(|l| l == "2 20", "new values");
@@ -194,11 +187,10 @@ fn applier_killed_at_every_revert_step_leaves_a_recoverable_target() {
 }
 
 #[test]
-#[ignore = "lpkg-kernel leaves PTRACE_SINGLESTEP armed after an injected syscall (see KNOWN_DEFECT)"]
-fn known_kernel_defect_kill_right_after_an_injected_syscall() {
+fn kill_right_after_an_injected_syscall() {
     let (_dir, package) = package_file();
     let b = built();
-    let failed = every_step(KNOWN_DEFECT, |step| {
+    let failed = every_step(AFTER_INJECTED_SYSCALL, |step| {
         let mut target = Target::start(&b.exe, "plain");
         if step.starts_with("revert") {
             apply(target.pid(), &b.package, &b.trust, &options()).unwrap();

@@ -29,8 +29,13 @@ fn npid(tid: Pid) -> NixPid {
     NixPid::from_raw(tid)
 }
 
+/// Seize with clone tracing, and system-call stops marked (`SIGTRAP | 0x80`) so they are never
+/// mistaken for a real SIGTRAP.
 pub(crate) fn seize(tid: Pid) -> Result<(), Errno> {
-    ptrace::seize(npid(tid), ptrace::Options::PTRACE_O_TRACECLONE)
+    ptrace::seize(
+        npid(tid),
+        ptrace::Options::PTRACE_O_TRACECLONE | ptrace::Options::PTRACE_O_TRACESYSGOOD,
+    )
 }
 
 pub(crate) fn interrupt(tid: Pid) -> Result<(), Errno> {
@@ -38,7 +43,7 @@ pub(crate) fn interrupt(tid: Pid) -> Result<(), Errno> {
 }
 
 fn request(req: libc::c_uint, tid: Pid, addr: usize, data: usize) -> Result<libc::c_long, Errno> {
-    // SAFETY: the requests passed here (CONT, LISTEN, SINGLESTEP, DETACH) take integers, not
+    // SAFETY: the requests passed here (CONT, LISTEN, SYSCALL, DETACH) take integers, not
     // pointers, in `addr` and `data`: the kernel reads no memory of ours.
     let ret = unsafe { libc::ptrace(req, tid, addr, data) };
     Errno::result(ret)
@@ -54,8 +59,11 @@ pub(crate) fn listen(tid: Pid) -> Result<(), Errno> {
     request(libc::PTRACE_LISTEN, tid, 0, 0).map(drop)
 }
 
-pub(crate) fn step(tid: Pid) -> Result<(), Errno> {
-    request(libc::PTRACE_SINGLESTEP, tid, 0, 0).map(drop)
+/// Resume until the next system-call entry or exit (or any other stop). Unlike a single step
+/// this arms nothing that outlives the tracer: the kernel clears syscall tracing when the tracer
+/// dies, while a trap flag would stay set and kill the thread with SIGTRAP.
+pub(crate) fn syscall(tid: Pid) -> Result<(), Errno> {
+    request(libc::PTRACE_SYSCALL, tid, 0, 0).map(drop)
 }
 
 pub(crate) fn detach(tid: Pid, sig: i32) -> Result<(), Errno> {
@@ -145,6 +153,8 @@ pub(crate) enum Stop {
     Event { event: i32, sig: i32 },
     /// Signal-delivery-stop: the thread is about to receive `sig`.
     Signal(i32),
+    /// System-call entry or exit stop (only after [`syscall`]).
+    Syscall,
 }
 
 /// Poll thread `tid` once without blocking. `Ok(None)`: nothing to report yet.
@@ -158,7 +168,9 @@ pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
         _ if libc::WIFSTOPPED(status) => {
             let sig = libc::WSTOPSIG(status);
             let event = status >> 16;
-            Ok(Some(if event != 0 {
+            Ok(Some(if sig == libc::SIGTRAP | 0x80 {
+                Stop::Syscall
+            } else if event != 0 {
                 Stop::Event { event, sig }
             } else {
                 Stop::Signal(sig)

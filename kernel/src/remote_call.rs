@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::arch::current::{MAX_CALL_ARGS, RED_ZONE};
-use crate::inject::{Outcome, Run};
+use crate::inject::{End, Outcome};
 use crate::{maps, memory, Error, Pid, Result, Tracee};
 
 /// The return address we push: page 0 is never mapped (mmap_min_addr), so returning there
@@ -64,7 +64,17 @@ impl Tracee {
         let sp = ((regs.sp() - RED_ZONE) & !15) - 8;
         memory::write_u64(pid, sp, RETURN_TRAP)?;
         regs.prepare_call(func, sp, args);
-        match self.run_borrowed(tid, &regs, Run::Continue, Instant::now() + timeout)? {
+        // Never reached: the call ends with the fault at the return trap.
+        let end = End {
+            pc: RETURN_TRAP,
+            nr: u64::MAX,
+        };
+        match self.run_borrowed(tid, &regs, end, |_| None, Instant::now() + timeout)? {
+            Outcome::Returned { exit, .. } => Err(Error::UnexpectedStop {
+                pid,
+                tid,
+                what: format!("returned at pc {:#x}", exit.pc()),
+            }),
             Outcome::Trapped {
                 sig: libc::SIGSEGV,
                 regs,
