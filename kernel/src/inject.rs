@@ -30,7 +30,7 @@ pub(crate) struct Saved {
     pub tid: Pid,
     pub regs: Registers,
     /// The original signal mask (we block asynchronous signals while our code runs).
-    mask: u64,
+    pub mask: u64,
 }
 
 /// Where a run of our code ends: at the system-call entry stop of the `syscall` instruction
@@ -97,9 +97,8 @@ impl Tracee {
     /// traps, or `deadline` passes.
     ///
     /// It runs with `PTRACE_SYSCALL` (stopping at every system call it makes) and never with a
-    /// trap flag, so nothing stays armed if we die. At the entry stop of `end`, `at_entry` may
-    /// give registers to set before the call runs (a changed `orig_rax` changes or skips the
-    /// call). Then we interrupt and let it go: it stops again for the interrupt on its way
+    /// trap flag, so nothing stays armed if we die. At the entry stop of `end`, `at_entry` runs
+    /// (it may change the registers: `orig_rax` = -1 skips the call). Then we interrupt and let it go: it stops again for the interrupt on its way
     /// back to user mode, inside the kernel's signal check. That is where it must be when its
     /// original registers are put back: only there does the kernel, on resume, restart a
     /// system call the thread was inside (a syscall-exit stop returns to user mode directly).
@@ -108,7 +107,7 @@ impl Tracee {
         tid: Pid,
         regs: &Registers,
         end: End,
-        at_entry: impl FnOnce(&Registers) -> Option<Registers>,
+        at_entry: impl FnOnce(&Registers) -> Result<()>,
         deadline: Instant,
     ) -> Result<Outcome> {
         let pid = self.pid;
@@ -145,9 +144,8 @@ impl Tracee {
                         .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
                     // Any other stop is a system call our code makes on its way (entry or exit).
                     if now.pc() == end.pc && now.syscall_nr() == Some(end.nr) {
-                        if let Some(set) = at_entry.take().and_then(|f| f(&now)) {
-                            ptrace::setregs(tid, &set)
-                                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+                        if let Some(f) = at_entry.take() {
+                            f(&now)?;
                         }
                         entry = Some(now);
                     }

@@ -82,6 +82,53 @@ pub(crate) fn getsiginfo(tid: Pid) -> Result<libc::siginfo_t, Errno> {
     ptrace::getsiginfo(npid(tid))
 }
 
+/// `NT_X86_XSTATE`: the thread's FPU/SSE/AVX state in the XSAVE layout signal frames use.
+const NT_X86_XSTATE: libc::c_int = 0x202;
+
+/// Room for every XSAVE component user space can have (AVX-512 needs 2.7 KiB, AMX 11 KiB).
+const XSTATE_MAX: usize = 16 * 1024;
+
+/// The thread's extended FPU state (`PTRACE_GETREGSET NT_X86_XSTATE`), as long as the kernel
+/// made it.
+pub(crate) fn get_xstate(tid: Pid) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; XSTATE_MAX];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: GETREGSET writes at most `iov_len` bytes to `iov_base`, our buffer of that size,
+    // and updates `iov_len`; both live across the call.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            tid,
+            NT_X86_XSTATE as usize,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    Errno::result(ret)?;
+    buf.truncate(iov.iov_len);
+    Ok(buf)
+}
+
+/// Put back a state read by [`get_xstate`].
+pub(crate) fn set_xstate(tid: Pid, xstate: &[u8]) -> Result<(), Errno> {
+    let mut iov = libc::iovec {
+        iov_base: xstate.as_ptr() as *mut libc::c_void,
+        iov_len: xstate.len(),
+    };
+    // SAFETY: SETREGSET only reads `iov_len` bytes from `iov_base`, the caller's slice.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE as usize,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
 /// The new thread's id at a PTRACE_EVENT_CLONE stop.
 pub(crate) fn event_msg(tid: Pid) -> Result<Pid, Errno> {
     ptrace::getevent(npid(tid)).map(|msg| msg as Pid)

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::arch::current::{self as arch, SYSCALL_INSN};
 use crate::inject::{End, Outcome};
 use crate::maps::{self, MapEntry};
-use crate::{memory, Error, Result, Tracee};
+use crate::{memory, Error, Pid, Result, Tracee};
 
 /// Longest time an injected system call may take (ours never block).
 const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +40,12 @@ impl Tracee {
     /// thread. Returns the raw result: a negative value is `-errno`.
     pub fn syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
         let tid = self.worker_thread()?;
+        self.syscall_on(tid, nr, args)
+    }
+
+    /// [`Tracee::syscall`] on a given stopped thread.
+    pub(crate) fn syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<i64> {
+        self.require_stopped_thread(tid)?;
         let insn = self.syscall_insn()?;
         let saved = self.borrow_thread(tid)?;
         let mut regs = saved.regs;
@@ -49,7 +55,7 @@ impl Tracee {
             nr,
         };
         let deadline = Instant::now() + SYSCALL_TIMEOUT;
-        let outcome = self.run_borrowed(tid, &regs, end, |_| None, deadline);
+        let outcome = self.run_borrowed(tid, &regs, end, |_| Ok(()), deadline);
         let restored = self.give_back(&saved);
         let result = match outcome? {
             Outcome::Returned { exit, .. } if exit.pc() == end.pc => Ok(exit.return_value() as i64),
@@ -78,7 +84,13 @@ impl Tracee {
 
     /// Like [`Tracee::syscall`], turning `-errno` into [`Error::SyscallFailed`].
     fn checked_syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<u64> {
-        let ret = self.syscall(nr, args)?;
+        let tid = self.worker_thread()?;
+        self.checked_syscall_on(tid, nr, args)
+    }
+
+    /// [`Tracee::checked_syscall`] on a given stopped thread.
+    pub(crate) fn checked_syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<u64> {
+        let ret = self.syscall_on(tid, nr, args)?;
         if (-4095..0).contains(&ret) {
             return Err(Error::SyscallFailed {
                 pid: self.pid,
