@@ -26,6 +26,7 @@ fn sigbit(sig: i32) -> u64 {
 }
 
 /// A thread's state before we borrowed it.
+#[derive(Clone, Copy)]
 pub(crate) struct Saved {
     pub tid: Pid,
     pub regs: Registers,
@@ -50,6 +51,8 @@ pub(crate) enum Outcome {
         entry: Registers,
         /// Registers after the call, the thread stopped on its way back to user mode.
         exit: Registers,
+        /// Whether our code made other system calls before it.
+        made_syscalls: bool,
     },
     /// The thread stopped with a signal it raised itself (trap, fault).
     Trapped {
@@ -98,7 +101,8 @@ impl Tracee {
     ///
     /// It runs with `PTRACE_SYSCALL` (stopping at every system call it makes) and never with a
     /// trap flag, so nothing stays armed if we die. At the entry stop of `end`, `at_entry` runs
-    /// (it may change the registers: `orig_rax` = -1 skips the call). Then we interrupt and let it go: it stops again for the interrupt on its way
+    /// with its registers and whether other system calls were made before (it may change the
+    /// registers: `orig_rax` = -1 skips the call). Then we interrupt and let it go: it stops again for the interrupt on its way
     /// back to user mode, inside the kernel's signal check. That is where it must be when its
     /// original registers are put back: only there does the kernel, on resume, restart a
     /// system call the thread was inside (a syscall-exit stop returns to user mode directly).
@@ -107,13 +111,14 @@ impl Tracee {
         tid: Pid,
         regs: &Registers,
         end: End,
-        at_entry: impl FnOnce(&Registers) -> Result<()>,
+        at_entry: impl FnOnce(&Registers, bool) -> Result<()>,
         deadline: Instant,
     ) -> Result<Outcome> {
         let pid = self.pid;
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
         let mut at_entry = Some(at_entry);
         let mut entry: Option<Registers> = None;
+        let mut made_syscalls = false;
         let mut created_threads = false;
         let outcome = loop {
             let issued = match entry {
@@ -145,9 +150,11 @@ impl Tracee {
                     // Any other stop is a system call our code makes on its way (entry or exit).
                     if now.pc() == end.pc && now.syscall_nr() == Some(end.nr) {
                         if let Some(f) = at_entry.take() {
-                            f(&now)?;
+                            f(&now, made_syscalls)?;
                         }
                         entry = Some(now);
+                    } else {
+                        made_syscalls = true;
                     }
                 }
                 // Not traced any more after PTRACE_CONT; nothing to do if one slips through.
@@ -159,7 +166,11 @@ impl Tracee {
                     if let Some(entry) = entry {
                         let exit = ptrace::getregs(tid)
                             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
-                        break Outcome::Returned { entry, exit };
+                        break Outcome::Returned {
+                            entry,
+                            exit,
+                            made_syscalls,
+                        };
                     }
                     // Our own stale interrupt or a group stop, taken before any instruction
                     // ran: issue the same request again.

@@ -5,8 +5,9 @@
 //! context (registers, with a system call it was inside set up to be made again; signal mask;
 //! FPU/AVX state; alternate signal stack), and returns into a small trampoline of ours that
 //! does `rt_sigreturn`. We follow it with system-call stops: at the `rt_sigreturn` entry stop
-//! we read the return value, and instead of letting `rt_sigreturn` run (it would make a sleep
-//! the thread was in fail with EINTR) we load the original context ourselves and skip the call.
+//! we read the return value, load the original context ourselves and skip the call (one ptrace
+//! round trip less than letting it run, and the thread is exactly as before, not as after a
+//! handler).
 //! If lpkg dies while the function runs, nobody stops it: `rt_sigreturn` runs and puts the
 //! thread back where it was, as after any signal handler.
 
@@ -95,16 +96,26 @@ impl Tracee {
         let (pid, tid) = (self.pid, call.tid);
         let saved = self.borrow_thread(tid)?;
         let result = self.call_borrowed(call, &saved);
+        // Code that made system calls may have reset the restart block: see
+        // `without_restart_block`.
+        let saved = match result {
+            Ok((_, false)) => saved,
+            _ => Saved {
+                regs: saved.regs.without_restart_block(),
+                ..saved
+            },
+        };
         let restored = self.give_back(&saved).and_then(|()| {
             ptrace::set_xstate(tid, call.xstate)
                 .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))
         });
-        let value = result?;
+        let (value, _) = result?;
         restored?;
         Ok(value)
     }
 
-    fn call_borrowed(&mut self, call: &Call, saved: &Saved) -> Result<u64> {
+    /// The return value, and whether the function made system calls.
+    fn call_borrowed(&mut self, call: &Call, saved: &Saved) -> Result<(u64, bool)> {
         let (pid, tid) = (self.pid, call.tid);
         let frame = build_sigframe(
             &saved.regs,
@@ -128,8 +139,12 @@ impl Tracee {
         };
         // At the rt_sigreturn entry: the thread's whole context back at once, the call skipped.
         // From here on the thread is whole even if we die before giving it back.
-        let resumed = saved.regs.resumed(true);
-        let at_entry = |_: &Registers| -> Result<()> {
+        let at_entry = |_: &Registers, made_syscalls: bool| -> Result<()> {
+            let resumed = if made_syscalls {
+                saved.regs.without_restart_block().resumed()
+            } else {
+                saved.regs.resumed()
+            };
             ptrace::setregs(tid, &resumed)
                 .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
             ptrace::set_xstate(tid, call.xstate)
@@ -140,7 +155,11 @@ impl Tracee {
         let deadline = Instant::now() + call.timeout;
         match self.run_borrowed(tid, &regs, end, at_entry, deadline)? {
             // The trampoline moved the return value to rdi.
-            Outcome::Returned { entry, .. } => Ok(entry.first_arg()),
+            Outcome::Returned {
+                entry,
+                made_syscalls,
+                ..
+            } => Ok((entry.first_arg(), made_syscalls)),
             Outcome::Trapped { sig, addr, regs } => Err(Error::CallFaulted {
                 pid,
                 tid,

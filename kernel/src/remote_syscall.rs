@@ -55,7 +55,7 @@ impl Tracee {
             nr,
         };
         let deadline = Instant::now() + SYSCALL_TIMEOUT;
-        let outcome = self.run_borrowed(tid, &regs, end, |_| Ok(()), deadline);
+        let outcome = self.run_borrowed(tid, &regs, end, |_, _| Ok(()), deadline);
         let restored = self.give_back(&saved);
         let result = match outcome? {
             Outcome::Returned { exit, .. } if exit.pc() == end.pc => Ok(exit.return_value() as i64),

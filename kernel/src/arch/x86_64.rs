@@ -30,6 +30,8 @@ pub const SYS_RESTART_SYSCALL: u64 = 219;
 
 /// The `-errno` with which the kernel asks for `restart_syscall` rather than the call again.
 const ERESTART_RESTARTBLOCK: i64 = 516;
+/// The `-errno` with which the kernel makes the call again, whatever the signal disposition.
+const ERESTARTNOINTR: i64 = 513;
 
 /// Kernel-internal "restart me" return values a thread stopped inside a system call may show
 /// in `rax` (never seen by user space: the kernel turns them into a restart or `EINTR`).
@@ -126,20 +128,30 @@ impl Registers {
         self.0.rdi
     }
 
-    /// The registers with which the thread would enter user mode after its stop if the kernel
-    /// ran no signal handler, made explicit: a system call the thread was inside and that the
-    /// kernel would restart is set up to be made again (`rax` = the call, `rip` back on the
-    /// `syscall` instruction), and `orig_rax` = -1 so the kernel does nothing more to them.
-    ///
-    /// `-ERESTART_RESTARTBLOCK` means "continue through `restart_syscall`" (the remaining
-    /// time of a sleep, kept in the thread's restart block). `rt_sigreturn` clears the restart
-    /// block, so for registers that `rt_sigreturn` will load (`restart_block` false) the
-    /// original call is made again instead: a sleep starts over rather than failing with EINTR.
-    pub(crate) fn resumed(&self, restart_block: bool) -> Registers {
+    /// The same state, except that a system call the thread was inside and that the kernel
+    /// would continue through `restart_syscall` (`-ERESTART_RESTARTBLOCK`: the remaining time
+    /// of a sleep, kept in the thread's restart block) is made again from the start instead
+    /// (`-ERESTARTNOINTR`). Needed once the thread ran code of ours: any `nanosleep`, `poll` or
+    /// `futex` it makes, and `rt_sigreturn`, reset the restart block, and `restart_syscall`
+    /// would then fail with EINTR. A sleep starts over instead.
+    pub(crate) fn without_restart_block(&self) -> Registers {
+        let mut r = *self;
+        if self.in_restartable_syscall() && -(self.0.rax as i64) == ERESTART_RESTARTBLOCK {
+            r.0.rax = -ERESTARTNOINTR as u64;
+        }
+        r
+    }
+
+    /// The registers with which the thread enters user mode after its stop when the kernel
+    /// runs no signal handler, made explicit: a system call the thread was inside and that
+    /// the kernel would restart is set up to be made again (`rax` = the call, or
+    /// `restart_syscall` for `-ERESTART_RESTARTBLOCK`; `rip` back on the `syscall`
+    /// instruction), and `orig_rax` = -1 so the kernel does nothing more to them.
+    pub(crate) fn resumed(&self) -> Registers {
         let mut r = *self;
         if self.in_restartable_syscall() {
             let block = -(self.0.rax as i64) == ERESTART_RESTARTBLOCK;
-            r.0.rax = if block && restart_block {
+            r.0.rax = if block {
                 SYS_RESTART_SYSCALL
             } else {
                 self.0.orig_rax
@@ -269,7 +281,8 @@ pub struct SigFrame {
 /// Build the frame the kernel would build to run a handler on a thread whose state is `regs`,
 /// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`), below the red zone under
 /// `regs`' stack pointer, returning to `restorer`. Loaded by `rt_sigreturn`, it gives back
-/// that state, with a system call the thread was inside set up to be made again. `None` when
+/// that state, with a system call the thread was inside set up to be made again from the start
+/// (`rt_sigreturn` resets the restart block, see [`Registers::without_restart_block`]). `None` when
 /// `xstate` is too short to be an XSAVE image.
 pub fn build_sigframe(
     regs: &Registers,
@@ -292,7 +305,7 @@ pub fn build_sigframe(
     put(0, &restorer.to_le_bytes());
     put(UC_FLAGS, &FLAGS.to_le_bytes());
     put(UC_STACK, &altstack.to_bytes());
-    let r = regs.resumed(false).0;
+    let r = regs.without_restart_block().resumed().0;
     let gprs = [
         r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx,
         r.rax, r.rcx, r.rsp, r.rip, r.eflags,
