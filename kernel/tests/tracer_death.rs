@@ -7,6 +7,7 @@
 
 mod util;
 
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,31 +101,42 @@ impl Tracer {
         self.0.wait().unwrap();
     }
 
-    /// Wait (at most `secs`) for it to exit; its stdout.
+    /// Wait (at most `secs`) for it to exit successfully; its stdout (a few lines: the pipe
+    /// holds them while it runs).
     fn output(mut self, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        while self.0.try_wait().unwrap().is_none() {
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
             assert!(Instant::now() < deadline, "tracer did not exit");
             std::thread::sleep(Duration::from_millis(10));
-        }
-        let child = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap());
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "tracer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let (mut out, mut err) = (String::new(), String::new());
+        self.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(status.success(), "tracer failed: {err}");
+        out
     }
 }
 
 impl Drop for Tracer {
     fn drop(&mut self) {
-        // SAFETY: as in `kill`; a child already reaped has no PID to hit (ESRCH at worst,
-        // since our own children's PIDs are not reused before we reap them... the helper
-        // `true` child of `output` included).
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
-        let _ = self.0.wait();
+        if self.0.try_wait().is_ok_and(|s| s.is_none()) {
+            // SAFETY: kill(2) on the PID of our own child, which has not been reaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
     }
 }
 
