@@ -202,6 +202,102 @@ fn kill_right_after_an_injected_syscall() {
     assert!(failed.is_empty(), "failed at {failed:?}");
 }
 
+/// Starts apply or revert of `package` on `pid` in a child, without a pause.
+fn start_child(op: &str, pid: i32, package: &std::path::Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(OP, op)
+        .env(PID, pid.to_string())
+        .env(PACKAGE, package)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (10 s at most) until the target has printed `line`.
+fn printed(target: &Target, line: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !target.printed(|l| l == line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "target never printed {line}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILLs the applier child by PID once the target prints `line` (a routine started).
+fn kill_when(child: &mut std::process::Child, target: &Target, line: &str) {
+    printed(target, line);
+    let sent = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap();
+}
+
+/// After a kill during a routine: the routine finishes by itself and the thread goes back to
+/// where it was; revert and re-apply bring the target to a clean state.
+fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State) {
+    printed(target, done);
+    assert!(target.alive(), "target died");
+    let live = records::read(target.pid()).unwrap();
+    assert_eq!(live.first().map(|r| r.state), Some(expected));
+    // The interrupted record says what is half done; the program still runs normally.
+    assert!(["1 10", "2 20"].contains(&target.next_line().as_str()));
+    revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
+    assert!(records::read(target.pid()).unwrap().is_empty());
+    target.wait_for(|l| l == "1 10", "old values after recovery");
+    let b = built();
+    apply(
+        target.pid(),
+        util::built_with_routines(),
+        &b.trust,
+        &options(),
+    )
+    .unwrap();
+    target.wait_for(|l| l == "2 20", "new values after re-apply");
+    revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
+    target.wait_for(|l| l == "1 10", "old values after final revert");
+    assert!(target.alive());
+}
+
+fn routines_package_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routines.lpkg");
+    std::fs::write(&path, util::built_with_routines()).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn applier_killed_while_an_init_routine_runs() {
+    let (_dir, package) = routines_package_file();
+    let mut target = Target::start(&built().exe, "plain");
+    let mut child = start_child("apply", target.pid(), &package);
+    kill_when(&mut child, &target, "in-init");
+    recover_after_routine_kill(&mut target, "init-done", State::Switching);
+}
+
+#[test]
+fn applier_killed_while_an_exit_routine_runs() {
+    let (_dir, package) = routines_package_file();
+    let b = built();
+    let mut target = Target::start(&b.exe, "plain");
+    apply(
+        target.pid(),
+        util::built_with_routines(),
+        &b.trust,
+        &options(),
+    )
+    .unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    let mut child = start_child("revert", target.pid(), &package);
+    kill_when(&mut child, &target, "in-exit");
+    recover_after_routine_kill(&mut target, "exit-done", State::Reverting);
+}
+
 #[test]
 fn ctrl_c_at_every_apply_step_rolls_back_before_exiting() {
     let (_dir, package) = package_file();
