@@ -340,6 +340,83 @@ pub fn encode_jmp_rel32(from: u64, to: u64) -> Option<[u8; JMP_REL32_LEN]> {
 }
 
 #[cfg(test)]
+mod sigframe_tests {
+    use super::*;
+
+    fn regs_in_syscall(nr: u64, rax: i64) -> Registers {
+        // SAFETY: user_regs_struct is plain integers; all zeroes is a valid value.
+        let mut r: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        r.orig_rax = nr;
+        r.rax = rax as u64;
+        r.rip = 0x1002;
+        r.rsp = 0x7fff_0000_1238;
+        r.cs = 0x33;
+        r.ss = 0x2b;
+        r.rbx = 0xb;
+        Registers(r)
+    }
+
+    #[test]
+    fn restart_rewriting() {
+        let sleeping = regs_in_syscall(35, -516);
+        let r = sleeping.resumed();
+        assert_eq!((r.0.rax, r.0.rip, r.0.orig_rax), (219, 0x1000, u64::MAX));
+        let r = sleeping.without_restart_block();
+        assert_eq!((r.0.rax as i64, r.0.rip, r.0.orig_rax), (-513, 0x1002, 35));
+        let r = r.resumed();
+        assert_eq!((r.0.rax, r.0.rip, r.0.orig_rax), (35, 0x1000, u64::MAX));
+        // A call that completed (or no call): only orig_rax changes.
+        let done = regs_in_syscall(0, 5);
+        let r = done.resumed();
+        assert_eq!((r.0.rax, r.0.rip, r.0.orig_rax), (5, 0x1002, u64::MAX));
+        assert!(done.without_restart_block() == done);
+    }
+
+    #[test]
+    fn frame_layout() {
+        let regs = regs_in_syscall(0, -512); // read(2) interrupted
+        let mut xstate = vec![0u8; 2432];
+        xstate[sigframe::SW_RESERVED] = 0xe7; // XCR0 as ptrace gives it
+        let alt = AltStack {
+            sp: 0x5000,
+            flags: 0,
+            size: 0x1000,
+        };
+        let f = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000).unwrap();
+        let u64_at = |o: usize| u64::from_le_bytes(f.bytes[o..o + 8].try_into().unwrap());
+        let u32_at = |o: usize| u32::from_le_bytes(f.bytes[o..o + 4].try_into().unwrap());
+        assert_eq!(f.addr % 16, 8, "rsp % 16 == 8 at entry");
+        let top = f.addr + f.bytes.len() as u64;
+        assert!(top <= regs.sp() - RED_ZONE, "below the red zone");
+        assert_eq!(u64_at(0), 0xabc000, "pretcode");
+        assert_eq!(u64_at(8), 7, "uc_flags");
+        assert_eq!(u64_at(24), 0x5000, "uc_stack.ss_sp");
+        assert_eq!(u64_at(40), 0x1000, "uc_stack.ss_size");
+        assert_eq!(u64_at(48 + 11 * 8), 0xb, "rbx");
+        assert_eq!(u64_at(48 + 13 * 8), 0, "rax = the read to make again");
+        assert_eq!(
+            u64_at(48 + 16 * 8),
+            0x1000,
+            "rip on the syscall instruction"
+        );
+        assert_eq!(u64_at(48 + 15 * 8), regs.sp(), "rsp");
+        assert_eq!(u32_at(192) & 0xffff, 0x33, "cs");
+        assert_eq!(u32_at(196) >> 16, 0x2b, "ss");
+        assert_eq!(u64_at(304), 0x4000, "uc_sigmask");
+        let fp = u64_at(232);
+        assert_eq!(fp % 64, 0, "XSAVE image aligned");
+        let fp = (fp - f.addr) as usize;
+        assert!(fp >= 440, "image above the frame");
+        assert_eq!(u32_at(fp + 464), sigframe::FP_XSTATE_MAGIC1);
+        assert_eq!(u32_at(fp + 468), 2436, "extended_size");
+        assert_eq!(u64_at(fp + 472), 0xe7, "xfeatures");
+        assert_eq!(u32_at(fp + 480), 2432, "xstate_size");
+        assert_eq!(u32_at(fp + 2432), sigframe::FP_XSTATE_MAGIC2);
+        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], 0).is_none());
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
