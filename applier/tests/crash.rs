@@ -135,20 +135,13 @@ fn check_after_kill(target: &mut Target, step: &str) {
     assert!(target.alive());
 }
 
-/// Steps right after an injected system call: a kill there leaves the kernel's single-step
-/// flag (set by PTRACE_SINGLESTEP over the `syscall` instruction, cleared only by the next
-/// PTRACE_CONT/DETACH, which a dead tracer never issues) on the borrowed thread, so the next
-/// system call exit of that thread raises SIGTRAP. A defect of lpkg-kernel's injection,
-/// reported to its owner; `known_kernel_defect_kill_right_after_an_injected_syscall` shows it.
-const KNOWN_DEFECT: &[&str] = &["apply:mapped", "apply:recorded", "revert:module-unmapped"];
-
-fn without_known(steps: &[&'static str]) -> Vec<&'static str> {
-    steps
-        .iter()
-        .copied()
-        .filter(|s| !KNOWN_DEFECT.contains(s))
-        .collect()
-}
+/// Steps right after an injected system call. lpkg-kernel once single-stepped over the
+/// `syscall` instruction, and a kill there left the kernel's trap flag armed on the borrowed
+/// thread (only PTRACE_CONT/DETACH clear it, which a dead tracer never issues): the target died
+/// of SIGTRAP. Injected system calls now run with system-call stops, which the kernel disarms
+/// when the tracer dies.
+const AFTER_INJECTED_SYSCALL: &[&str] =
+    &["apply:mapped", "apply:recorded", "revert:module-unmapped"];
 
 /// Runs `check` at every step, going on after a failure so one run names every bad step.
 fn every_step(steps: &[&'static str], check: impl Fn(&str)) -> Vec<&'static str> {
@@ -171,7 +164,7 @@ fn package_file() -> (tempfile::TempDir, std::path::PathBuf) {
 #[test]
 fn applier_killed_at_every_apply_step_leaves_a_recoverable_target() {
     let (_dir, package) = package_file();
-    let failed = every_step(&without_known(APPLY_STEPS), |step| {
+    let failed = every_step(APPLY_STEPS, |step| {
         let mut target = Target::start(&built().exe, "plain");
         kill_at("apply", target.pid(), step, &package);
         check_after_kill(&mut target, step);
@@ -183,7 +176,7 @@ fn applier_killed_at_every_apply_step_leaves_a_recoverable_target() {
 fn applier_killed_at_every_revert_step_leaves_a_recoverable_target() {
     let (_dir, package) = package_file();
     let b = built();
-    let failed = every_step(&without_known(REVERT_STEPS), |step| {
+    let failed = every_step(REVERT_STEPS, |step| {
         let mut target = Target::start(&b.exe, "plain");
         apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
         target.wait_for(|l| l == "2 20", "new values");
@@ -194,11 +187,10 @@ fn applier_killed_at_every_revert_step_leaves_a_recoverable_target() {
 }
 
 #[test]
-#[ignore = "lpkg-kernel leaves PTRACE_SINGLESTEP armed after an injected syscall (see KNOWN_DEFECT)"]
-fn known_kernel_defect_kill_right_after_an_injected_syscall() {
+fn kill_right_after_an_injected_syscall() {
     let (_dir, package) = package_file();
     let b = built();
-    let failed = every_step(KNOWN_DEFECT, |step| {
+    let failed = every_step(AFTER_INJECTED_SYSCALL, |step| {
         let mut target = Target::start(&b.exe, "plain");
         if step.starts_with("revert") {
             apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
@@ -208,6 +200,102 @@ fn known_kernel_defect_kill_right_after_an_injected_syscall() {
         check_after_kill(&mut target, step);
     });
     assert!(failed.is_empty(), "failed at {failed:?}");
+}
+
+/// Starts apply or revert of `package` on `pid` in a child, without a pause.
+fn start_child(op: &str, pid: i32, package: &std::path::Path) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(OP, op)
+        .env(PID, pid.to_string())
+        .env(PACKAGE, package)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (10 s at most) until the target has printed `line`.
+fn printed(target: &Target, line: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !target.printed(|l| l == line) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "target never printed {line}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILLs the applier child by PID once the target prints `line` (a routine started).
+fn kill_when(child: &mut std::process::Child, target: &Target, line: &str) {
+    printed(target, line);
+    let sent = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait().unwrap();
+}
+
+/// After a kill during a routine: the routine finishes by itself and the thread goes back to
+/// where it was; revert and re-apply bring the target to a clean state.
+fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State) {
+    printed(target, done);
+    assert!(target.alive(), "target died");
+    let live = records::read(target.pid()).unwrap();
+    assert_eq!(live.first().map(|r| r.state), Some(expected));
+    // The interrupted record says what is half done; the program still runs normally.
+    assert!(["1 10", "2 20"].contains(&target.next_line().as_str()));
+    revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
+    assert!(records::read(target.pid()).unwrap().is_empty());
+    target.wait_for(|l| l == "1 10", "old values after recovery");
+    let b = built();
+    apply(
+        target.pid(),
+        util::built_with_routines(),
+        &b.trust,
+        &options(),
+    )
+    .unwrap();
+    target.wait_for(|l| l == "2 20", "new values after re-apply");
+    revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
+    target.wait_for(|l| l == "1 10", "old values after final revert");
+    assert!(target.alive());
+}
+
+fn routines_package_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("routines.lpkg");
+    std::fs::write(&path, util::built_with_routines()).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn applier_killed_while_an_init_routine_runs() {
+    let (_dir, package) = routines_package_file();
+    let mut target = Target::start(&built().exe, "plain");
+    let mut child = start_child("apply", target.pid(), &package);
+    kill_when(&mut child, &target, "in-init");
+    recover_after_routine_kill(&mut target, "init-done", State::Switching);
+}
+
+#[test]
+fn applier_killed_while_an_exit_routine_runs() {
+    let (_dir, package) = routines_package_file();
+    let b = built();
+    let mut target = Target::start(&b.exe, "plain");
+    apply(
+        target.pid(),
+        util::built_with_routines(),
+        &b.trust,
+        &options(),
+    )
+    .unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    let mut child = start_child("revert", target.pid(), &package);
+    kill_when(&mut child, &target, "in-exit");
+    recover_after_routine_kill(&mut target, "exit-done", State::Reverting);
 }
 
 #[test]

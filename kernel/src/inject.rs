@@ -26,25 +26,34 @@ fn sigbit(sig: i32) -> u64 {
 }
 
 /// A thread's state before we borrowed it.
+#[derive(Clone, Copy)]
 pub(crate) struct Saved {
     pub tid: Pid,
     pub regs: Registers,
     /// The original signal mask (we block asynchronous signals while our code runs).
-    mask: u64,
+    pub mask: u64,
 }
 
-/// How to let the thread run our code.
+/// Where a run of our code ends: at the system-call entry stop of the `syscall` instruction
+/// that ends just before `pc`, making call `nr`.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Run {
-    /// One instruction (a `syscall`).
-    Step,
-    /// Until it traps.
-    Continue,
+pub(crate) struct End {
+    pub pc: u64,
+    pub nr: u64,
 }
 
 /// How the run ended (a short-lived value: its size does not matter).
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Outcome {
+    /// The thread reached the end system call and went through it.
+    Returned {
+        /// Registers at the call's entry stop (before any change `at_entry` made).
+        entry: Registers,
+        /// Registers after the call, the thread stopped on its way back to user mode.
+        exit: Registers,
+        /// Whether our code made other system calls before it.
+        made_syscalls: bool,
+    },
     /// The thread stopped with a signal it raised itself (trap, fault).
     Trapped {
         sig: i32,
@@ -87,23 +96,37 @@ impl Tracee {
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))
     }
 
-    /// Set `regs` on the borrowed thread and run it until it traps or `deadline` passes.
+    /// Set `regs` on the borrowed thread and run it until it enters the system call `end`, or
+    /// traps, or `deadline` passes.
+    ///
+    /// It runs with `PTRACE_SYSCALL` (stopping at every system call it makes) and never with a
+    /// trap flag, so nothing stays armed if we die. At the entry stop of `end`, `at_entry` runs
+    /// with its registers and whether other system calls were made before (it may change the
+    /// registers: `orig_rax` = -1 skips the call). Then we interrupt and let it go: it stops again for the interrupt on its way
+    /// back to user mode, inside the kernel's signal check. That is where it must be when its
+    /// original registers are put back: only there does the kernel, on resume, restart a
+    /// system call the thread was inside (a syscall-exit stop returns to user mode directly).
     pub(crate) fn run_borrowed(
         &mut self,
         tid: Pid,
         regs: &Registers,
-        run: Run,
+        end: End,
+        at_entry: impl FnOnce(&Registers, bool) -> Result<()>,
         deadline: Instant,
     ) -> Result<Outcome> {
         let pid = self.pid;
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+        let mut at_entry = Some(at_entry);
+        let mut entry: Option<Registers> = None;
+        let mut made_syscalls = false;
         let mut created_threads = false;
         let outcome = loop {
-            let issued = match run {
-                Run::Step => ptrace::step(tid),
-                Run::Continue => ptrace::cont(tid, 0),
+            let issued = match entry {
+                None => ptrace::syscall(tid),
+                // Any stop clears a pending interrupt: interrupt again before every resume.
+                Some(_) => ptrace::interrupt(tid).and_then(|()| ptrace::cont(tid, 0)),
             };
-            issued.map_err(|e| ptrace::error(pid, tid, "PTRACE_CONT", e))?;
+            issued.map_err(|e| ptrace::error(pid, tid, "PTRACE_SYSCALL", e))?;
             self.threads.insert(tid, ThreadState::Running);
             let stop = match ptrace::wait_until(tid, deadline) {
                 Ok(Some(stop)) => stop,
@@ -121,12 +144,37 @@ impl Tracee {
                     self.threads.remove(&tid);
                     return Err(Error::ProcessExited { pid });
                 }
-                // Our own stale interrupt or a group stop, taken before any instruction ran:
-                // issue the same request again.
+                Stop::Syscall if entry.is_none() => {
+                    let now = ptrace::getregs(tid)
+                        .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+                    // Any other stop is a system call our code makes on its way (entry or exit).
+                    if now.pc() == end.pc && now.syscall_nr() == Some(end.nr) {
+                        if let Some(f) = at_entry.take() {
+                            f(&now, made_syscalls)?;
+                        }
+                        entry = Some(now);
+                    } else {
+                        made_syscalls = true;
+                    }
+                }
+                // Not traced any more after PTRACE_CONT; nothing to do if one slips through.
+                Stop::Syscall => {}
                 Stop::Event {
                     event: libc::PTRACE_EVENT_STOP,
                     ..
-                } => continue,
+                } => {
+                    if let Some(entry) = entry {
+                        let exit = ptrace::getregs(tid)
+                            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+                        break Outcome::Returned {
+                            entry,
+                            exit,
+                            made_syscalls,
+                        };
+                    }
+                    // Our own stale interrupt or a group stop, taken before any instruction
+                    // ran: issue the same request again.
+                }
                 Stop::Event {
                     event: libc::PTRACE_EVENT_CLONE,
                     ..
@@ -136,7 +184,6 @@ impl Tracee {
                         .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETEVENTMSG", e))?;
                     self.threads.entry(child).or_insert(ThreadState::Stopping);
                     created_threads = true;
-                    continue;
                 }
                 Stop::Event { event, sig } => {
                     return Err(Error::UnexpectedStop {
@@ -156,18 +203,6 @@ impl Tracee {
                     }
                     // Sent by someone else and not blockable by us: hand it over later.
                     self.deferred.push((tid, sig, info));
-                    if run == Run::Step {
-                        // The stop may come after the instruction ran; the pc tells.
-                        let now = ptrace::getregs(tid)
-                            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
-                        if now.pc() != regs.pc() {
-                            break Outcome::Trapped {
-                                sig: libc::SIGTRAP,
-                                addr: 0,
-                                regs: now,
-                            };
-                        }
-                    }
                 }
             }
         };

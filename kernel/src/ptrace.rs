@@ -29,8 +29,13 @@ fn npid(tid: Pid) -> NixPid {
     NixPid::from_raw(tid)
 }
 
+/// Seize with clone tracing, and system-call stops marked (`SIGTRAP | 0x80`) so they are never
+/// mistaken for a real SIGTRAP.
 pub(crate) fn seize(tid: Pid) -> Result<(), Errno> {
-    ptrace::seize(npid(tid), ptrace::Options::PTRACE_O_TRACECLONE)
+    ptrace::seize(
+        npid(tid),
+        ptrace::Options::PTRACE_O_TRACECLONE | ptrace::Options::PTRACE_O_TRACESYSGOOD,
+    )
 }
 
 pub(crate) fn interrupt(tid: Pid) -> Result<(), Errno> {
@@ -38,7 +43,7 @@ pub(crate) fn interrupt(tid: Pid) -> Result<(), Errno> {
 }
 
 fn request(req: libc::c_uint, tid: Pid, addr: usize, data: usize) -> Result<libc::c_long, Errno> {
-    // SAFETY: the requests passed here (CONT, LISTEN, SINGLESTEP, DETACH) take integers, not
+    // SAFETY: the requests passed here (CONT, LISTEN, SYSCALL, DETACH) take integers, not
     // pointers, in `addr` and `data`: the kernel reads no memory of ours.
     let ret = unsafe { libc::ptrace(req, tid, addr, data) };
     Errno::result(ret)
@@ -54,8 +59,11 @@ pub(crate) fn listen(tid: Pid) -> Result<(), Errno> {
     request(libc::PTRACE_LISTEN, tid, 0, 0).map(drop)
 }
 
-pub(crate) fn step(tid: Pid) -> Result<(), Errno> {
-    request(libc::PTRACE_SINGLESTEP, tid, 0, 0).map(drop)
+/// Resume until the next system-call entry or exit (or any other stop). Unlike a single step
+/// this arms nothing that outlives the tracer: the kernel clears syscall tracing when the tracer
+/// dies, while a trap flag would stay set and kill the thread with SIGTRAP.
+pub(crate) fn syscall(tid: Pid) -> Result<(), Errno> {
+    request(libc::PTRACE_SYSCALL, tid, 0, 0).map(drop)
 }
 
 pub(crate) fn detach(tid: Pid, sig: i32) -> Result<(), Errno> {
@@ -72,6 +80,53 @@ pub(crate) fn setregs(tid: Pid, regs: &Registers) -> Result<(), Errno> {
 
 pub(crate) fn getsiginfo(tid: Pid) -> Result<libc::siginfo_t, Errno> {
     ptrace::getsiginfo(npid(tid))
+}
+
+/// `NT_X86_XSTATE`: the thread's FPU/SSE/AVX state in the XSAVE layout signal frames use.
+const NT_X86_XSTATE: libc::c_int = 0x202;
+
+/// Room for every XSAVE component user space can have (AVX-512 needs 2.7 KiB, AMX 11 KiB).
+const XSTATE_MAX: usize = 16 * 1024;
+
+/// The thread's extended FPU state (`PTRACE_GETREGSET NT_X86_XSTATE`), as long as the kernel
+/// made it.
+pub(crate) fn get_xstate(tid: Pid) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; XSTATE_MAX];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: GETREGSET writes at most `iov_len` bytes to `iov_base`, our buffer of that size,
+    // and updates `iov_len`; both live across the call.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETREGSET,
+            tid,
+            NT_X86_XSTATE as usize,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    Errno::result(ret)?;
+    buf.truncate(iov.iov_len);
+    Ok(buf)
+}
+
+/// Put back a state read by [`get_xstate`].
+pub(crate) fn set_xstate(tid: Pid, xstate: &[u8]) -> Result<(), Errno> {
+    let mut iov = libc::iovec {
+        iov_base: xstate.as_ptr() as *mut libc::c_void,
+        iov_len: xstate.len(),
+    };
+    // SAFETY: SETREGSET only reads `iov_len` bytes from `iov_base`, the caller's slice.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE as usize,
+            &mut iov as *mut libc::iovec,
+        )
+    };
+    Errno::result(ret).map(drop)
 }
 
 /// The new thread's id at a PTRACE_EVENT_CLONE stop.
@@ -145,6 +200,8 @@ pub(crate) enum Stop {
     Event { event: i32, sig: i32 },
     /// Signal-delivery-stop: the thread is about to receive `sig`.
     Signal(i32),
+    /// System-call entry or exit stop (only after [`syscall`]).
+    Syscall,
 }
 
 /// Poll thread `tid` once without blocking. `Ok(None)`: nothing to report yet.
@@ -158,7 +215,9 @@ pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
         _ if libc::WIFSTOPPED(status) => {
             let sig = libc::WSTOPSIG(status);
             let event = status >> 16;
-            Ok(Some(if event != 0 {
+            Ok(Some(if sig == libc::SIGTRAP | 0x80 {
+                Stop::Syscall
+            } else if event != 0 {
                 Stop::Event { event, sig }
             } else {
                 Stop::Signal(sig)

@@ -1,21 +1,26 @@
 //! init_pend / rt_handlereturn / check_init: call a function inside the target on one of its
-//! own threads, the way a signal handler runs, and get its return value back.
+//! own threads the way the kernel runs a signal handler, and get its return value back.
 //!
-//! The thread's state is saved; its stack pointer goes below the 128-byte red zone, aligned so
-//! that `rsp % 16 == 8` at entry (as right after a `call`), with a return address of 0 pushed:
-//! when the function returns, the jump to address 0 faults, the kernel stops the thread with
-//! SIGSEGV for us, and we read `rax`. Then everything is restored and the fault never reaches
-//! the target. Any other signal the function raises is reported as [`Error::CallFaulted`].
+//! The function runs on the thread's stack below a real `rt_sigframe` holding the thread's
+//! context (registers, with a system call it was inside set up to be made again; signal mask;
+//! FPU/AVX state; alternate signal stack), and returns into a small trampoline of ours that
+//! does `rt_sigreturn`. We follow it with system-call stops: at the `rt_sigreturn` entry stop
+//! we read the return value, load the original context ourselves and skip the call (one ptrace
+//! round trip less than letting it run, and the thread is exactly as before, not as after a
+//! handler).
+//! If lpkg dies while the function runs, nobody stops it: `rt_sigreturn` runs and puts the
+//! thread back where it was, as after any signal handler.
 
 use std::time::{Duration, Instant};
 
-use crate::arch::current::{MAX_CALL_ARGS, RED_ZONE};
-use crate::inject::{Outcome, Run};
-use crate::{maps, memory, Error, Pid, Result, Tracee};
+use crate::arch::current::{
+    self as arch, build_sigframe, AltStack, Registers, MAX_CALL_ARGS, RED_ZONE,
+    SIGRETURN_TRAMPOLINE, SIGRETURN_TRAMPOLINE_SYSCALL_END,
+};
+use crate::inject::{End, Outcome, Saved};
+use crate::{memory, ptrace, Error, Pid, Result, Tracee};
 
-/// The return address we push: page 0 is never mapped (mmap_min_addr), so returning there
-/// faults with pc 0 and the stack pointer just above the slot we wrote.
-const RETURN_TRAP: u64 = 0;
+const PAGE: u64 = 4096;
 
 impl Tracee {
     /// Call `func(args...)` (at most six integer arguments) in the stopped target on its main
@@ -36,40 +41,125 @@ impl Tracee {
             });
         }
         self.require_stopped_thread(tid)?;
-        if maps::read(self.pid)?
-            .iter()
-            .any(|m| m.contains(RETURN_TRAP))
-        {
-            return Err(Error::InvalidArgument {
-                what: format!("process {} maps page 0: no return trap", self.pid),
-            });
-        }
-        let saved = self.borrow_thread(tid)?;
-        let result = self.call_borrowed(tid, saved.regs, func, args, timeout);
-        let restored = self.give_back(&saved);
+        let pid = self.pid;
+        let sp = ptrace::getregs(tid)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?
+            .sp();
+        let altstack = self.altstack(tid, sp)?;
+        let xstate = ptrace::get_xstate(tid)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
+        // Its own page: it must stay mapped for as long as the function may return to it, which
+        // is forever if we die during the call.
+        let trampoline = self.checked_syscall_on(
+            tid,
+            arch::SYS_MMAP,
+            [
+                0,
+                PAGE,
+                (libc::PROT_READ | libc::PROT_EXEC) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        let result = memory::write(pid, trampoline, &SIGRETURN_TRAMPOLINE).and_then(|()| {
+            let call = Call {
+                tid,
+                func,
+                args,
+                timeout,
+                altstack,
+                xstate: &xstate,
+                trampoline,
+            };
+            self.call_borrowing(&call)
+        });
+        let unmapped =
+            self.checked_syscall_on(tid, arch::SYS_MUNMAP, [trampoline, PAGE, 0, 0, 0, 0]);
         let value = result?;
+        unmapped?;
+        Ok(value)
+    }
+
+    /// The thread's alternate signal stack, read with an injected `sigaltstack(NULL, &old)`
+    /// into the unused stack below its red zone.
+    fn altstack(&mut self, tid: Pid, sp: u64) -> Result<AltStack> {
+        let scratch = (sp - RED_ZONE - AltStack::SIZE as u64) & !15;
+        self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, scratch, 0, 0, 0, 0])?;
+        let bytes = memory::read(self.pid, scratch, AltStack::SIZE)?;
+        Ok(AltStack::from_bytes(
+            bytes.as_slice().try_into().expect("read returns all bytes"),
+        ))
+    }
+
+    fn call_borrowing(&mut self, call: &Call) -> Result<u64> {
+        let (pid, tid) = (self.pid, call.tid);
+        let saved = self.borrow_thread(tid)?;
+        let result = self.call_borrowed(call, &saved);
+        // Code that made system calls may have reset the restart block: see
+        // `without_restart_block`.
+        let saved = match result {
+            Ok((_, false)) => saved,
+            _ => Saved {
+                regs: saved.regs.without_restart_block(),
+                ..saved
+            },
+        };
+        let restored = self.give_back(&saved).and_then(|()| {
+            ptrace::set_xstate(tid, call.xstate)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))
+        });
+        let (value, _) = result?;
         restored?;
         Ok(value)
     }
 
-    fn call_borrowed(
-        &mut self,
-        tid: Pid,
-        mut regs: crate::arch::current::Registers,
-        func: u64,
-        args: &[u64],
-        timeout: Duration,
-    ) -> Result<u64> {
-        let pid = self.pid;
-        let sp = ((regs.sp() - RED_ZONE) & !15) - 8;
-        memory::write_u64(pid, sp, RETURN_TRAP)?;
-        regs.prepare_call(func, sp, args);
-        match self.run_borrowed(tid, &regs, Run::Continue, Instant::now() + timeout)? {
-            Outcome::Trapped {
-                sig: libc::SIGSEGV,
-                regs,
+    /// The return value, and whether the function made system calls.
+    fn call_borrowed(&mut self, call: &Call, saved: &Saved) -> Result<(u64, bool)> {
+        let (pid, tid) = (self.pid, call.tid);
+        let frame = build_sigframe(
+            &saved.regs,
+            saved.mask,
+            call.altstack,
+            call.xstate,
+            call.trampoline,
+        )
+        .ok_or_else(|| Error::InvalidArgument {
+            what: format!(
+                "thread {tid} of process {pid}: XSAVE state of {} bytes is too short",
+                call.xstate.len()
+            ),
+        })?;
+        memory::write(pid, frame.addr, &frame.bytes)?;
+        let mut regs = saved.regs;
+        regs.prepare_call(call.func, frame.addr, call.args);
+        let end = End {
+            pc: call.trampoline + SIGRETURN_TRAMPOLINE_SYSCALL_END,
+            nr: arch::SYS_RT_SIGRETURN,
+        };
+        // At the rt_sigreturn entry: the thread's whole context back at once, the call skipped.
+        // From here on the thread is whole even if we die before giving it back.
+        let at_entry = |_: &Registers, made_syscalls: bool| -> Result<()> {
+            let resumed = if made_syscalls {
+                saved.regs.without_restart_block().resumed()
+            } else {
+                saved.regs.resumed()
+            };
+            ptrace::setregs(tid, &resumed)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+            ptrace::set_xstate(tid, call.xstate)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))?;
+            ptrace::set_sigmask(tid, saved.mask)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))
+        };
+        let deadline = Instant::now() + call.timeout;
+        match self.run_borrowed(tid, &regs, end, at_entry, deadline)? {
+            // The trampoline moved the return value to rdi.
+            Outcome::Returned {
+                entry,
+                made_syscalls,
                 ..
-            } if regs.pc() == RETURN_TRAP && regs.sp() == sp + 8 => Ok(regs.return_value()),
+            } => Ok((entry.first_arg(), made_syscalls)),
             Outcome::Trapped { sig, addr, regs } => Err(Error::CallFaulted {
                 pid,
                 tid,
@@ -80,9 +170,20 @@ impl Tracee {
             Outcome::TimedOut => Err(Error::CallTimedOut {
                 pid,
                 tid,
-                func,
-                timeout,
+                func: call.func,
+                timeout: call.timeout,
             }),
         }
     }
+}
+
+/// One call's parameters and the thread state read before it.
+struct Call<'a> {
+    tid: Pid,
+    func: u64,
+    args: &'a [u64],
+    timeout: Duration,
+    altstack: AltStack,
+    xstate: &'a [u8],
+    trampoline: u64,
 }

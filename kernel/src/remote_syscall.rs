@@ -1,16 +1,17 @@
 //! mmap3 / munmap3 and friends: system calls run inside the target by one of its threads.
 //!
 //! The thread's registers are saved, pointed at an existing `syscall` instruction (found in
-//! the vdso, else libc's text) with the call's number and arguments, single-stepped over it,
-//! and restored exactly, `orig_rax` included, so that a thread stopped inside a blocking system
-//! call has it restarted by the kernel on resume as if nothing had happened.
+//! the vdso, else libc's text) with the call's number and arguments, run through the call with
+//! system-call stops (never single-stepped: see `inject`), and restored exactly, `orig_rax`
+//! included, so that a thread stopped inside a blocking system call has it restarted by the
+//! kernel on resume as if nothing had happened.
 
 use std::time::{Duration, Instant};
 
 use crate::arch::current::{self as arch, SYSCALL_INSN};
-use crate::inject::{Outcome, Run};
+use crate::inject::{End, Outcome};
 use crate::maps::{self, MapEntry};
-use crate::{memory, Error, Result, Tracee};
+use crate::{memory, Error, Pid, Result, Tracee};
 
 /// Longest time an injected system call may take (ours never block).
 const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,18 +40,30 @@ impl Tracee {
     /// thread. Returns the raw result: a negative value is `-errno`.
     pub fn syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
         let tid = self.worker_thread()?;
+        self.syscall_on(tid, nr, args)
+    }
+
+    /// [`Tracee::syscall`] on a given stopped thread.
+    pub(crate) fn syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<i64> {
+        self.require_stopped_thread(tid)?;
         let insn = self.syscall_insn()?;
         let saved = self.borrow_thread(tid)?;
         let mut regs = saved.regs;
         regs.prepare_syscall(insn, nr, args);
-        let outcome = self.run_borrowed(tid, &regs, Run::Step, Instant::now() + SYSCALL_TIMEOUT);
+        let end = End {
+            pc: insn + SYSCALL_INSN.len() as u64,
+            nr,
+        };
+        let deadline = Instant::now() + SYSCALL_TIMEOUT;
+        let outcome = self.run_borrowed(tid, &regs, end, |_, _| Ok(()), deadline);
         let restored = self.give_back(&saved);
         let result = match outcome? {
-            Outcome::Trapped {
-                sig: libc::SIGTRAP,
-                regs,
-                ..
-            } if regs.pc() == insn + SYSCALL_INSN.len() as u64 => Ok(regs.return_value() as i64),
+            Outcome::Returned { exit, .. } if exit.pc() == end.pc => Ok(exit.return_value() as i64),
+            Outcome::Returned { exit: regs, .. } => Err(Error::UnexpectedStop {
+                pid: self.pid,
+                tid,
+                what: format!("pc {:#x} after system call {nr}", regs.pc()),
+            }),
             Outcome::Trapped { sig, regs, .. } => Err(Error::UnexpectedStop {
                 pid: self.pid,
                 tid,
@@ -71,7 +84,13 @@ impl Tracee {
 
     /// Like [`Tracee::syscall`], turning `-errno` into [`Error::SyscallFailed`].
     fn checked_syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<u64> {
-        let ret = self.syscall(nr, args)?;
+        let tid = self.worker_thread()?;
+        self.checked_syscall_on(tid, nr, args)
+    }
+
+    /// [`Tracee::checked_syscall`] on a given stopped thread.
+    pub(crate) fn checked_syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<u64> {
+        let ret = self.syscall_on(tid, nr, args)?;
         if (-4095..0).contains(&ret) {
             return Err(Error::SyscallFailed {
                 pid: self.pid,

@@ -285,7 +285,7 @@ impl Tracee {
                 self.threads.entry(child).or_insert(ThreadState::Stopping);
                 self.reinterrupt_and_cont(tid, 0)?;
             }
-            Stop::Event { .. } => self.reinterrupt_and_cont(tid, 0)?,
+            Stop::Event { .. } | Stop::Syscall => self.reinterrupt_and_cont(tid, 0)?,
             // Deliver the signal as the kernel would have; the thread stops for our interrupt
             // right after its handler frame is set up.
             Stop::Signal(sig) => self.reinterrupt_and_cont(tid, sig)?,

@@ -85,6 +85,67 @@ pub fn built() -> &'static Built {
     })
 }
 
+/// Init and exit routines appended to the fixed source: each says when it starts and ends
+/// and sleeps a second in between, so a test can kill lpkg while one runs.
+const ROUTINES: &str = r#"
+#include <unistd.h>
+#include "lpkg.h"
+static int slow_init(void) {
+    if (write(1, "in-init\n", 8) != 8) return 1;
+    sleep(1);
+    return write(1, "init-done\n", 10) != 10;
+}
+static int slow_exit(void) {
+    if (write(1, "in-exit\n", 8) != 8) return 1;
+    sleep(1);
+    return write(1, "exit-done\n", 10) != 10;
+}
+LPKG_INIT(slow_init);
+LPKG_EXIT(slow_exit);
+"#;
+
+/// A package for [`built`]'s target whose fix comes with slow init and exit routines.
+#[allow(dead_code)] // used by crash.rs only
+pub fn built_with_routines() -> &'static [u8] {
+    static PACKAGE: OnceLock<(tempfile::TempDir, Vec<u8>)> = OnceLock::new();
+    let (_, package) = PACKAGE.get_or_init(|| {
+        let b = built();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("new.c");
+        let obj = dir.path().join("new.o");
+        std::fs::write(&src, format!("{NEW}{ROUTINES}")).unwrap();
+        let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../builder/include");
+        gcc(&[
+            "-O2",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIE",
+            "-I",
+            include,
+            "-c",
+            "-o",
+            obj.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ]);
+        let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
+            target: b.exe.clone(),
+            old: b.exe.with_file_name("old.o"),
+            new: obj,
+            name: "routines".into(),
+            version: "1".into(),
+            description: String::new(),
+            allow_line_changes: false,
+            ..Default::default()
+        })
+        .expect("package with routines builds");
+        let mut package = Package::new(built.manifest, built.payloads).unwrap();
+        package.sign(&SecretKey::from_seed(SEED)).unwrap();
+        (dir, package.to_bytes())
+    });
+    package
+}
+
 const SEED: [u8; 32] = [7; 32];
 
 /// The trust store holding the test signer (the same in every process).

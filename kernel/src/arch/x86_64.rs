@@ -21,6 +21,17 @@ pub const SYS_FTRUNCATE: u64 = 77;
 pub const SYS_PRCTL: u64 = 157;
 /// `memfd_create(2)`.
 pub const SYS_MEMFD_CREATE: u64 = 319;
+/// `rt_sigreturn(2)`.
+pub const SYS_RT_SIGRETURN: u64 = 15;
+/// `sigaltstack(2)`.
+pub const SYS_SIGALTSTACK: u64 = 131;
+/// `restart_syscall(2)`: continues a call interrupted with `-ERESTART_RESTARTBLOCK`.
+pub const SYS_RESTART_SYSCALL: u64 = 219;
+
+/// The `-errno` with which the kernel asks for `restart_syscall` rather than the call again.
+const ERESTART_RESTARTBLOCK: i64 = 516;
+/// The `-errno` with which the kernel makes the call again, whatever the signal disposition.
+const ERESTARTNOINTR: i64 = 513;
 
 /// Kernel-internal "restart me" return values a thread stopped inside a system call may show
 /// in `rax` (never seen by user space: the kernel turns them into a restart or `EINTR`).
@@ -112,6 +123,45 @@ impl Registers {
 }
 
 impl Registers {
+    /// The first integer argument register (`rdi`).
+    pub fn first_arg(&self) -> u64 {
+        self.0.rdi
+    }
+
+    /// The same state, except that a system call the thread was inside and that the kernel
+    /// would continue through `restart_syscall` (`-ERESTART_RESTARTBLOCK`: the remaining time
+    /// of a sleep, kept in the thread's restart block) is made again from the start instead
+    /// (`-ERESTARTNOINTR`). Needed once the thread ran code of ours: any `nanosleep`, `poll` or
+    /// `futex` it makes, and `rt_sigreturn`, reset the restart block, and `restart_syscall`
+    /// would then fail with EINTR. A sleep starts over instead.
+    pub(crate) fn without_restart_block(&self) -> Registers {
+        let mut r = *self;
+        if self.in_restartable_syscall() && -(self.0.rax as i64) == ERESTART_RESTARTBLOCK {
+            r.0.rax = -ERESTARTNOINTR as u64;
+        }
+        r
+    }
+
+    /// The registers with which the thread enters user mode after its stop when the kernel
+    /// runs no signal handler, made explicit: a system call the thread was inside and that
+    /// the kernel would restart is set up to be made again (`rax` = the call, or
+    /// `restart_syscall` for `-ERESTART_RESTARTBLOCK`; `rip` back on the `syscall`
+    /// instruction), and `orig_rax` = -1 so the kernel does nothing more to them.
+    pub(crate) fn resumed(&self) -> Registers {
+        let mut r = *self;
+        if self.in_restartable_syscall() {
+            let block = -(self.0.rax as i64) == ERESTART_RESTARTBLOCK;
+            r.0.rax = if block {
+                SYS_RESTART_SYSCALL
+            } else {
+                self.0.orig_rax
+            };
+            r.0.rip -= SYSCALL_INSN.len() as u64;
+        }
+        r.0.orig_rax = u64::MAX;
+        r
+    }
+
     /// Every field, in `user_regs_struct` order.
     pub fn to_array(&self) -> [u64; 27] {
         let r = &self.0;
@@ -149,6 +199,136 @@ impl std::fmt::Debug for Registers {
 /// Maximum number of integer arguments passed in registers.
 pub const MAX_CALL_ARGS: usize = 6;
 
+/// Where a called function returns to: keeps its return value in `rdi` (we read it at the
+/// entry stop of the system call), then `rt_sigreturn`, which reloads the interrupted context
+/// from the signal frame if nobody intervenes.
+/// `mov %rax,%rdi; mov $15,%eax; syscall; ud2`.
+pub const SIGRETURN_TRAMPOLINE: [u8; 12] = [
+    0x48, 0x89, 0xc7, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 0x0b,
+];
+/// Offset just past the trampoline's `syscall` instruction.
+pub const SIGRETURN_TRAMPOLINE_SYSCALL_END: u64 = 10;
+
+/// A thread's alternate signal stack (`stack_t`), as `sigaltstack(2)` reads and writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AltStack {
+    /// Base address.
+    pub sp: u64,
+    /// `SS_ONSTACK`, `SS_DISABLE`, `SS_AUTODISARM`.
+    pub flags: i32,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+impl AltStack {
+    /// Size of a `stack_t` in memory.
+    pub const SIZE: usize = 24;
+
+    /// Parse a `stack_t` from memory.
+    pub fn from_bytes(b: &[u8; Self::SIZE]) -> AltStack {
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        AltStack {
+            sp: u64_at(0),
+            flags: i32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            size: u64_at(16),
+        }
+    }
+
+    fn to_bytes(self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..8].copy_from_slice(&self.sp.to_le_bytes());
+        b[8..12].copy_from_slice(&self.flags.to_le_bytes());
+        b[16..24].copy_from_slice(&self.size.to_le_bytes());
+        b
+    }
+}
+
+/// The kernel's x86_64 `struct rt_sigframe`: the return address (`pretcode`), a `ucontext`
+/// (flags, link, `uc_stack`, `uc_mcontext` = `struct sigcontext`, `uc_sigmask`) and a siginfo.
+/// The XSAVE area follows it, 64-byte aligned, pointed to by `sigcontext.fpstate`.
+mod sigframe {
+    pub const SIZE: usize = 440;
+    pub const UC_FLAGS: usize = 8;
+    pub const UC_STACK: usize = 24;
+    pub const MCONTEXT: usize = 48;
+    /// `cs gs fs ss` (16 bits each) after the 18 64-bit registers.
+    pub const CS: usize = MCONTEXT + 18 * 8;
+    pub const SS: usize = CS + 6;
+    pub const FPSTATE: usize = MCONTEXT + 184;
+    pub const SIGMASK: usize = 304;
+    /// `UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS`, as the kernel sets them.
+    pub const FLAGS: u64 = 0x1 | 0x2 | 0x4;
+    /// `sw_reserved` in the legacy FXSAVE area. In a signal frame it describes the XSAVE
+    /// area (`magic1`, `extended_size`, `xfeatures`, `xstate_size`); in what
+    /// `PTRACE_GETREGSET NT_X86_XSTATE` returns it holds XCR0 (the user features) instead.
+    pub const SW_RESERVED: usize = 464;
+    pub const SW_RESERVED_LEN: usize = 48;
+    pub const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
+    pub const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
+    /// The legacy area and the XSAVE header: the least an XSAVE image has.
+    pub const XSTATE_MIN: usize = 512 + 64;
+    pub const XSTATE_ALIGN: u64 = 64;
+}
+
+/// A signal frame ready to be written into the target.
+pub struct SigFrame {
+    /// Its lowest address: where `pretcode` is, the stack pointer at the function's entry.
+    pub addr: u64,
+    /// Its bytes from `addr` up.
+    pub bytes: Vec<u8>,
+}
+
+/// Build the frame the kernel would build to run a handler on a thread whose state is `regs`,
+/// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`), below the red zone under
+/// `regs`' stack pointer, returning to `restorer`. Loaded by `rt_sigreturn`, it gives back
+/// that state, with a system call the thread was inside set up to be made again from the start
+/// (`rt_sigreturn` resets the restart block, see [`Registers::without_restart_block`]). `None` when
+/// `xstate` is too short to be an XSAVE image.
+pub fn build_sigframe(
+    regs: &Registers,
+    mask: u64,
+    altstack: AltStack,
+    xstate: &[u8],
+    restorer: u64,
+) -> Option<SigFrame> {
+    use sigframe::*;
+    let xstate_size = xstate.len();
+    if xstate_size < XSTATE_MIN {
+        return None;
+    }
+    let xcr0 = &xstate[SW_RESERVED..SW_RESERVED + 8];
+    let fp_len = xstate_size + 4;
+    let fp_addr = (regs.sp() - RED_ZONE - fp_len as u64) & !(XSTATE_ALIGN - 1);
+    let addr = ((fp_addr - SIZE as u64) & !15) - 8;
+    let mut bytes = vec![0u8; (fp_addr - addr) as usize + fp_len];
+    let mut put = |o: usize, v: &[u8]| bytes[o..o + v.len()].copy_from_slice(v);
+    put(0, &restorer.to_le_bytes());
+    put(UC_FLAGS, &FLAGS.to_le_bytes());
+    put(UC_STACK, &altstack.to_bytes());
+    let r = regs.without_restart_block().resumed().0;
+    let gprs = [
+        r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx,
+        r.rax, r.rcx, r.rsp, r.rip, r.eflags,
+    ];
+    for (i, v) in gprs.iter().enumerate() {
+        put(MCONTEXT + 8 * i, &v.to_le_bytes());
+    }
+    put(CS, &(r.cs as u16).to_le_bytes());
+    put(SS, &(r.ss as u16).to_le_bytes());
+    put(FPSTATE, &fp_addr.to_le_bytes());
+    put(SIGMASK, &mask.to_le_bytes());
+    let fp = (fp_addr - addr) as usize;
+    put(fp, xstate);
+    let mut sw = [0u8; SW_RESERVED_LEN];
+    sw[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
+    sw[4..8].copy_from_slice(&(fp_len as u32).to_le_bytes());
+    sw[8..16].copy_from_slice(xcr0);
+    sw[16..20].copy_from_slice(&(xstate_size as u32).to_le_bytes());
+    put(fp + SW_RESERVED, &sw);
+    put(fp + xstate_size, &FP_XSTATE_MAGIC2.to_le_bytes());
+    Some(SigFrame { addr, bytes })
+}
+
 /// Encode `jmp rel32` placed at `from` jumping to `to`, or `None` when `to` is out of the
 /// ±2 GiB reach of a 32-bit displacement.
 pub fn encode_jmp_rel32(from: u64, to: u64) -> Option<[u8; JMP_REL32_LEN]> {
@@ -157,6 +337,83 @@ pub fn encode_jmp_rel32(from: u64, to: u64) -> Option<[u8; JMP_REL32_LEN]> {
     let disp = i32::try_from(disp).ok()?;
     let d = disp.to_le_bytes();
     Some([0xe9, d[0], d[1], d[2], d[3]])
+}
+
+#[cfg(test)]
+mod sigframe_tests {
+    use super::*;
+
+    fn regs_in_syscall(nr: u64, rax: i64) -> Registers {
+        // SAFETY: user_regs_struct is plain integers; all zeroes is a valid value.
+        let mut r: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        r.orig_rax = nr;
+        r.rax = rax as u64;
+        r.rip = 0x1002;
+        r.rsp = 0x7fff_0000_1238;
+        r.cs = 0x33;
+        r.ss = 0x2b;
+        r.rbx = 0xb;
+        Registers(r)
+    }
+
+    #[test]
+    fn restart_rewriting() {
+        let sleeping = regs_in_syscall(35, -516);
+        let r = sleeping.resumed();
+        assert_eq!((r.0.rax, r.0.rip, r.0.orig_rax), (219, 0x1000, u64::MAX));
+        let r = sleeping.without_restart_block();
+        assert_eq!((r.0.rax as i64, r.0.rip, r.0.orig_rax), (-513, 0x1002, 35));
+        let r = r.resumed();
+        assert_eq!((r.0.rax, r.0.rip, r.0.orig_rax), (35, 0x1000, u64::MAX));
+        // A call that completed (or no call): only orig_rax changes.
+        let done = regs_in_syscall(0, 5);
+        let r = done.resumed();
+        assert_eq!((r.0.rax, r.0.rip, r.0.orig_rax), (5, 0x1002, u64::MAX));
+        assert!(done.without_restart_block() == done);
+    }
+
+    #[test]
+    fn frame_layout() {
+        let regs = regs_in_syscall(0, -512); // read(2) interrupted
+        let mut xstate = vec![0u8; 2432];
+        xstate[sigframe::SW_RESERVED] = 0xe7; // XCR0 as ptrace gives it
+        let alt = AltStack {
+            sp: 0x5000,
+            flags: 0,
+            size: 0x1000,
+        };
+        let f = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000).unwrap();
+        let u64_at = |o: usize| u64::from_le_bytes(f.bytes[o..o + 8].try_into().unwrap());
+        let u32_at = |o: usize| u32::from_le_bytes(f.bytes[o..o + 4].try_into().unwrap());
+        assert_eq!(f.addr % 16, 8, "rsp % 16 == 8 at entry");
+        let top = f.addr + f.bytes.len() as u64;
+        assert!(top <= regs.sp() - RED_ZONE, "below the red zone");
+        assert_eq!(u64_at(0), 0xabc000, "pretcode");
+        assert_eq!(u64_at(8), 7, "uc_flags");
+        assert_eq!(u64_at(24), 0x5000, "uc_stack.ss_sp");
+        assert_eq!(u64_at(40), 0x1000, "uc_stack.ss_size");
+        assert_eq!(u64_at(48 + 11 * 8), 0xb, "rbx");
+        assert_eq!(u64_at(48 + 13 * 8), 0, "rax = the read to make again");
+        assert_eq!(
+            u64_at(48 + 16 * 8),
+            0x1000,
+            "rip on the syscall instruction"
+        );
+        assert_eq!(u64_at(48 + 15 * 8), regs.sp(), "rsp");
+        assert_eq!(u32_at(192) & 0xffff, 0x33, "cs");
+        assert_eq!(u32_at(196) >> 16, 0x2b, "ss");
+        assert_eq!(u64_at(304), 0x4000, "uc_sigmask");
+        let fp = u64_at(232);
+        assert_eq!(fp % 64, 0, "XSAVE image aligned");
+        let fp = (fp - f.addr) as usize;
+        assert!(fp >= 440, "image above the frame");
+        assert_eq!(u32_at(fp + 464), sigframe::FP_XSTATE_MAGIC1);
+        assert_eq!(u32_at(fp + 468), 2436, "extended_size");
+        assert_eq!(u64_at(fp + 472), 0xe7, "xfeatures");
+        assert_eq!(u32_at(fp + 480), 2432, "xstate_size");
+        assert_eq!(u32_at(fp + 2432), sigframe::FP_XSTATE_MAGIC2);
+        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], 0).is_none());
+    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets");
-        for name in ["target", "sender", "holder"] {
+        for name in ["target", "sender", "holder", "fpu"] {
             let out = Command::new("gcc")
                 .args(["-O2", "-g", "-pthread", "-Wall", "-o"])
                 .arg(dir.path().join(name))
@@ -92,6 +92,24 @@ impl Proc {
             "expected {prefix:?}, got {line:?}"
         );
         line
+    }
+
+    /// Skip lines until one starts with `prefix`; a line starting with `bad` or `ERR` fails.
+    pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|e| {
+                panic!("no line starting with {prefix:?} within {timeout:?}: {e}")
+            });
+            assert!(
+                !line.starts_with("bad") && !line.starts_with("ERR"),
+                "target reports {line:?}"
+            );
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
     }
 
     /// No output line arrives within `wait`.

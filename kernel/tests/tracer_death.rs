@@ -1,0 +1,216 @@
+//! Calls into the target that outlive their tracer: a tracer process is SIGKILLed (by PID)
+//! while the function it called runs, and the target must carry on exactly where it was, its
+//! registers, vector registers, signal mask and alternate signal stack intact. Plus the
+//! unprivileged tracer's error.
+//!
+//! The tracer is this test binary re-executed on `tracer_child`.
+
+mod util;
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lpkg_kernel::{Error, Tracee};
+use util::{bin, fields, with_timeout, Proc};
+
+const OP: &str = "LPKG_TRACER_OP";
+const PID: &str = "LPKG_TRACER_PID";
+const FUNC: &str = "LPKG_TRACER_FUNC";
+
+/// The tracer process of the other tests; does nothing when run as a normal test.
+#[test]
+fn tracer_child() {
+    let Ok(op) = std::env::var(OP) else { return };
+    let pid: i32 = std::env::var(PID).unwrap().parse().unwrap();
+    match op.as_str() {
+        "call" => {
+            let func = u64::from_str_radix(&std::env::var(FUNC).unwrap(), 16).unwrap();
+            let mut t = Tracee::seize(pid).unwrap();
+            t.stop().unwrap();
+            // The test kills us during this call.
+            let ret = t.call(func, &[1000], Duration::from_secs(30)).unwrap();
+            println!("returned {ret}");
+        }
+        _ => match Tracee::seize(pid) {
+            Err(e @ Error::PermissionDenied { .. }) => println!("denied: {e}"),
+            Err(e) => panic!("expected PermissionDenied, got {e:?}"),
+            Ok(_) => panic!("an unprivileged tracer seized process {pid}"),
+        },
+    }
+}
+
+/// The C target of these tests, with the addresses it printed.
+struct Fpu {
+    proc: Proc,
+    slow: u64,
+    answer: u64,
+}
+
+impl Fpu {
+    fn start() -> Fpu {
+        let mut proc = Proc::spawn(&bin("fpu"), &[]);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let mut fpu = Fpu {
+            proc,
+            slow: ready["slow"] as u64,
+            answer: ready["answer"] as u64,
+        };
+        fpu.rounds_ok(3);
+        fpu
+    }
+
+    fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
+    /// `n` more rounds whose checks all passed.
+    fn rounds_ok(&mut self, n: usize) {
+        for _ in 0..n {
+            self.proc.wait_line("ok", Duration::from_secs(10));
+        }
+    }
+}
+
+/// A child process killed by PID and reaped on drop.
+struct Tracer(Child);
+
+impl Tracer {
+    fn spawn(op: &str, pid: i32, func: u64, wrap: &[&str]) -> Tracer {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = match wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.args(["--exact", "tracer_child", "--nocapture", "--test-threads=1"])
+            .env(OP, op)
+            .env(PID, pid.to_string())
+            .env(FUNC, format!("{func:x}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Tracer(cmd.spawn().unwrap())
+    }
+
+    fn kill(&mut self) {
+        // SAFETY: kill(2) on the PID of our own child, not yet reaped.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
+        self.0.wait().unwrap();
+    }
+
+    /// Wait (at most `secs`) for it to exit successfully; its stdout (a few lines: the pipe
+    /// holds them while it runs).
+    fn output(mut self, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "tracer did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let (mut out, mut err) = (String::new(), String::new());
+        self.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(status.success(), "tracer failed: {err}");
+        out
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if self.0.try_wait().is_ok_and(|s| s.is_none()) {
+            // SAFETY: kill(2) on the PID of our own child, which has not been reaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn is_traced(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0"))
+}
+
+#[test]
+fn target_survives_the_tracer_killed_during_a_call() {
+    with_timeout(60, || {
+        let mut fpu = Fpu::start();
+        let mut tracer = Tracer::spawn("call", fpu.pid(), fpu.slow, &[]);
+        fpu.proc.wait_line("in-call", Duration::from_secs(20));
+        tracer.kill();
+        assert!(!is_traced(fpu.pid()));
+        // The call finishes by itself, rt_sigreturn puts the thread back in its nanosleep.
+        fpu.rounds_ok(20);
+        // A clean state: it can be traced and called into again.
+        let mut t = Tracee::seize(fpu.pid()).unwrap();
+        t.stop().unwrap();
+        assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
+        t.detach().unwrap();
+        fpu.rounds_ok(5);
+    });
+}
+
+#[test]
+fn call_keeps_vector_registers_mask_and_altstack() {
+    with_timeout(60, || {
+        let mut fpu = Fpu::start();
+        let mut t = Tracee::seize(fpu.pid()).unwrap();
+        for _ in 0..3 {
+            t.stop().unwrap();
+            let before = t.registers(fpu.pid()).unwrap();
+            assert_eq!(t.call(fpu.slow, &[10], Duration::from_secs(5)).unwrap(), 7);
+            let (mut before, after) = (before.to_array(), t.registers(fpu.pid()).unwrap());
+            // rax may say "make the call again" instead of "continue through restart_syscall".
+            before[10] = after.to_array()[10];
+            assert_eq!(before, after.to_array(), "registers restored");
+            t.resume().unwrap();
+            fpu.proc.wait_line("in-call", Duration::from_secs(5));
+            fpu.rounds_ok(2);
+        }
+        // A call abandoned at its timeout leaves the thread whole too.
+        t.stop().unwrap();
+        match t.call(fpu.slow, &[5000], Duration::from_millis(300)) {
+            Err(Error::CallTimedOut { .. }) => {}
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        t.detach().unwrap();
+        fpu.rounds_ok(5);
+    });
+}
+
+#[test]
+fn unprivileged_tracer_is_denied() {
+    with_timeout(60, || {
+        let fpu = Fpu::start();
+        let wrap = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ];
+        let out = Tracer::spawn("seize", fpu.pid(), 0, &wrap).output(30);
+        assert!(
+            out.contains(&format!(
+                "denied: permission denied to trace process {}",
+                fpu.pid()
+            )),
+            "{out}"
+        );
+    });
+}
