@@ -210,7 +210,7 @@ fn print_disasm(listings: &[lpkg_builder::disasm::FunctionListing]) {
             (None, Some(why)) => vec![format!("({why})")],
             (None, None) => Vec::new(),
         };
-        println!("  {:<WIDTH$} | {}", "old (target)", "new (patch module)");
+        println!("  {:<WIDTH$} | new (patch module)", "old (target)");
         for row in 0..old.len().max(listing.new.len()) {
             let left = old.get(row).map(String::as_str).unwrap_or("");
             let right = listing.new.get(row).map(String::as_str).unwrap_or("");
