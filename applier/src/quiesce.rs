@@ -19,21 +19,30 @@ pub struct Guarded {
 
 /// Stops every thread of `tracee` with none of them inside `guarded`, retrying with backoff
 /// (the process runs between attempts) until `timeout`. On success the process is stopped.
+/// Returns how many attempts it took and how many stacks it read, for profiles.
 pub fn stop_clear(
     tracee: &mut Tracee,
     guarded: &[Guarded],
     timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<Attempts, Error> {
     // Parse the CFI while the process still runs: the stopped time is only stack copies.
     let mut cfi = CfiCache::load(tracee.pid())?;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(1);
+    let mut attempts = Attempts::default();
     loop {
         tracee.stop()?;
-        let busy = busy_threads(tracee, &mut cfi, guarded)?;
-        if busy.is_empty() {
-            return Ok(());
+        attempts.stops += 1;
+        // Resume at the first busy thread: the retry does not need the others' reasons.
+        let first = busy_threads(tracee, &mut cfi, guarded, true, &mut attempts)?;
+        if first.is_empty() {
+            return Ok(attempts);
         }
+        let busy = if started.elapsed() >= timeout {
+            busy_threads(tracee, &mut cfi, guarded, false, &mut attempts)?
+        } else {
+            first
+        };
         if lpkg_kernel::interrupt::requested() {
             tracee.resume()?;
             return Err(Error::Interrupted {
@@ -52,17 +61,34 @@ pub fn stop_clear(
     }
 }
 
-/// Every thread that executes, or will return into, guarded code, with why, for the message.
+/// What [`stop_clear`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attempts {
+    /// World stops, the successful one included.
+    pub stops: u64,
+    /// Thread stacks read and unwound (one `process_vm_readv` each).
+    pub stacks: u64,
+}
+
+/// Every thread that executes, or will return into, guarded code, with why, for the message;
+/// only the first one with `first_only`.
 fn busy_threads(
     tracee: &Tracee,
     cfi: &mut CfiCache,
     guarded: &[Guarded],
+    first_only: bool,
+    attempts: &mut Attempts,
 ) -> Result<Vec<String>, Error> {
     let mut busy = Vec::new();
     for tid in tracee.threads() {
+        if first_only && !busy.is_empty() {
+            break;
+        }
         let regs = tracee.registers(tid)?;
         let trace = cfi.backtrace(&regs);
-        let name = tracee.thread_name(tid);
+        attempts.stacks += 1;
+        // Read only for a message: /proc costs three system calls per thread.
+        let name = || tracee.thread_name(tid);
         let hit = trace.frames.iter().enumerate().find_map(|(depth, f)| {
             // A return address may be one past the function's end (a call as last insn).
             let probe = if f.executing { f.pc } else { f.pc - 1 };
@@ -73,19 +99,22 @@ fn busy_threads(
         });
         match hit {
             Some((0, f, g)) => busy.push(format!(
-                "thread {tid} ({name}) is executing {} (pc {:#x})",
-                g.function, f.pc
+                "thread {tid} ({}) is executing {} (pc {:#x})",
+                name(),
+                g.function,
+                f.pc
             )),
             Some((_, f, g)) if regs.syscall_nr().is_some() => busy.push(format!(
-                "thread {tid} ({name}) is blocked in a system call inside {} (return address {:#x}): it will not leave until the call returns",
-                g.function, f.pc
+                "thread {tid} ({}) is blocked in a system call inside {} (return address {:#x}): it will not leave until the call returns",
+                name(), g.function, f.pc
             )),
             Some((_, f, g)) => busy.push(format!(
-                "thread {tid} ({name}) will return into {} (return address {:#x})",
-                g.function, f.pc
+                "thread {tid} ({}) will return into {} (return address {:#x})",
+                name(), g.function, f.pc
             )),
             None if !trace.complete => busy.push(format!(
-                "thread {tid} ({name}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
+                "thread {tid} ({}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
+                name(),
                 trace.frames.last().map_or(0, |f| f.pc),
                 trace.stopped
             )),
