@@ -63,6 +63,8 @@ pub struct SwitchProfile {
     pub threads: usize,
     /// Times the whole process was stopped (one plus the attempts that found a busy thread).
     pub stops: u64,
+    /// Times a thread found busy was stopped alone to see whether it still was.
+    pub single_stops: u64,
     /// ptrace requests (interrupt, registers, detach...).
     pub ptrace: u64,
     /// waitpid calls.
@@ -298,6 +300,7 @@ fn apply_verified(
         let mut switch = SwitchProfile {
             threads: tracee.threads().len(),
             stops: attempts.stops,
+            single_stops: attempts.single_stops,
             stacks: attempts.stacks,
             ptrace,
             waits,

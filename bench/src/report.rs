@@ -78,6 +78,7 @@ pub fn render(
             "switch": r.switch.iter().map(|p| json!({
                 "threads": p.threads,
                 "stops": p.stops,
+                "single_stops": p.single_stops,
                 "ptrace": p.ptrace,
                 "waitpid": p.waits,
                 "stack_reads": p.stacks,
@@ -85,16 +86,17 @@ pub fn render(
             })).collect::<Vec<_>>(),
         }));
     }
-    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: world stops, ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses, and their sum per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses, and their sum per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let median =
             |f: &dyn Fn(&SwitchProfile) -> f64| Samples(r.switch.iter().map(f).collect()).median();
         writeln!(
             md,
-            "| 1 busy + {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            "| 1 busy + {} | {} | {:.0} + {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
             r.sleepers,
             r.functions,
             median(&|p| p.stops as f64),
+            median(&|p| p.single_stops as f64),
             median(&|p| p.ptrace as f64),
             median(&|p| p.waits as f64),
             median(&|p| p.stacks as f64),

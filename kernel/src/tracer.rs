@@ -24,10 +24,13 @@ use crate::{procfs, Error, Pid, Result};
 /// How long `stop` waits for every thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long `wait_stopping` yields the CPU between polls before it starts sleeping. A thread
-/// on another core stops within microseconds of its interrupt; even the shortest sleep costs
-/// the timer slack (50 µs) on top, once per stop, so spin first.
-const SPIN: Duration = Duration::from_millis(2);
+/// First and longest sleep of `wait_stopping` between polls of a thread that has not stopped
+/// yet. A thread stops within microseconds of its interrupt unless it waits for a CPU.
+const FIRST_PAUSE: Duration = Duration::from_micros(5);
+const LONGEST_PAUSE: Duration = Duration::from_millis(1);
+/// Timer slack while `wait_stopping` sleeps: the default (50 µs) would round each of its
+/// short sleeps up, and spinning instead would take the CPU the target needs to stop.
+const SLACK_NS: u64 = 1_000;
 
 /// What we know about one seized thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +219,6 @@ impl Tracee {
     /// threads do (mapping a fresh range, memfd_create, mprotect of our own mapping), and it
     /// does not pause them. Returns the stopped thread; [`Tracee::resume`] lets it go again.
     pub fn stop_one(&mut self) -> Result<Pid> {
-        let deadline = Instant::now() + STOP_TIMEOUT;
         let tid = if self.threads.contains_key(&self.pid) {
             self.pid
         } else {
@@ -226,14 +228,23 @@ impl Tracee {
                 .next()
                 .ok_or(Error::ProcessExited { pid: self.pid })?
         };
-        self.interrupt(tid)?;
-        self.wait_stopping(deadline)?;
-        if matches!(self.threads.get(&tid), Some(ThreadState::Stopped { .. })) {
+        if self.stop_thread(tid)? {
             return Ok(tid);
         }
         // It exited meanwhile: fall back to stopping everyone.
         self.stop()?;
         self.worker_thread()
+    }
+
+    /// Stop thread `tid` alone (the others stay as they are). False when it is gone.
+    pub fn stop_thread(&mut self, tid: Pid) -> Result<bool> {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        self.interrupt(tid)?;
+        self.wait_stopping(deadline)?;
+        Ok(matches!(
+            self.threads.get(&tid),
+            Some(ThreadState::Stopped { .. })
+        ))
     }
 
     /// Make a thread stop for us (no wait): interrupt it unless it is stopping already.
@@ -263,10 +274,11 @@ impl Tracee {
     /// Threads are waited for one at a time, in the order they were interrupted: they stop
     /// concurrently, so by the time the first has reported most others have too, and each
     /// costs one waitpid. (A blocking `waitpid(-1)` would also reap children of the caller
-    /// that are not ours.) Between polls we yield the CPU rather than sleep, for [`SPIN`].
+    /// that are not ours, and a blocking wait for one thread could not time out.) Between
+    /// polls we sleep, briefly and with little timer slack.
     pub(crate) fn wait_stopping(&mut self, deadline: Instant) -> Result<()> {
-        let mut idle_since = Instant::now();
-        let mut pause = Duration::from_micros(50);
+        let mut pause = FIRST_PAUSE;
+        let mut slack = FineSlack::default();
         loop {
             let Some(tid) = self
                 .threads
@@ -285,8 +297,7 @@ impl Tracee {
             };
             if let Some(stop) = stop {
                 self.handle_stop_while_stopping(tid, stop)?;
-                idle_since = Instant::now();
-                pause = Duration::from_micros(50);
+                pause = FIRST_PAUSE;
                 continue;
             }
             if Instant::now() >= deadline {
@@ -301,12 +312,9 @@ impl Tracee {
                     timeout: STOP_TIMEOUT,
                 });
             }
-            if idle_since.elapsed() < SPIN {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(1));
-            }
+            slack.set();
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(LONGEST_PAUSE);
         }
     }
 
@@ -473,6 +481,32 @@ impl Drop for Tracee {
     fn drop(&mut self) {
         if !self.detached {
             let _ = self.detach_all();
+        }
+    }
+}
+
+/// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
+#[derive(Default)]
+struct FineSlack {
+    previous: Option<u64>,
+}
+
+impl FineSlack {
+    fn set(&mut self) {
+        if self.previous.is_none() {
+            if let Ok(previous) = nix::sys::prctl::get_timerslack() {
+                if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {
+                    self.previous = Some(previous as u64);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FineSlack {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = nix::sys::prctl::set_timerslack(previous);
         }
     }
 }
