@@ -1,4 +1,4 @@
-//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep]`
+//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep] [--builder-only]`
 //!
 //! Measures lpkg on this machine and writes `results.md` and `results.json` to DIR: the pause
 //! seen from inside a target (probe thread), apply latency, call overhead, builder throughput,
@@ -43,6 +43,8 @@ struct Args {
     gdb: bool,
     /// Keep the work folder (probes, packages, builder trees) for profiling.
     keep: bool,
+    /// Measure only the builder (no probes, pauses or call rates).
+    builder_only: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -53,6 +55,7 @@ fn parse_args() -> anyhow::Result<Args> {
         repeats: None,
         gdb: true,
         keep: false,
+        builder_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -60,13 +63,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--quick" => args.quick = true,
             "--no-gdb" => args.gdb = false,
             "--keep" => args.keep = true,
+            "--builder-only" => args.builder_only = true,
             "--out" => args.out = it.next().context("--out needs a folder")?.into(),
             "--lpkg" => args.lpkg = Some(it.next().context("--lpkg needs a path")?.into()),
             "--repeats" => {
                 args.repeats = Some(it.next().context("--repeats needs a number")?.parse()?)
             }
             "-h" | "--help" => {
-                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep]");
+                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep] [--builder-only]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -121,7 +125,9 @@ fn main() -> anyhow::Result<()> {
         public_key: work.path().join("bench.pub"),
         probes: BTreeMap::new(),
     };
-    let rows: &[(usize, usize)] = if args.quick {
+    let rows: &[(usize, usize)] = if args.builder_only {
+        &[]
+    } else if args.quick {
         &[(0, 1), (100, 1), (0, 10)]
     } else {
         &[
@@ -172,7 +178,11 @@ fn main() -> anyhow::Result<()> {
         pauses.push(pause::measure(&setup, sleepers, functions)?);
     }
     eprintln!("call overhead");
-    let calls = pause::call_rate(&setup)?;
+    let calls = if args.builder_only {
+        Default::default()
+    } else {
+        pause::call_rate(&setup)?
+    };
     eprintln!("builder");
     let builds = builder::measure(&setup)?;
     std::fs::create_dir_all(&args.out)?;
