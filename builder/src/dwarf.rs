@@ -162,14 +162,34 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             facts.cu_path = unit_path(&unit);
         }
         if let Some(program) = unit.line_program.clone() {
+            // Rows come in address order, a function's rows together: look a section up only
+            // when a row leaves the last one, and gather its lines before touching the map.
+            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
+            let mut lines: Vec<u64> = Vec::new();
             let mut rows = program.rows();
             while let Some((_, row)) = rows.next_row()? {
                 if row.end_sequence() {
                     continue;
                 }
-                if let (Some((sec, _)), Some(line)) = (obj.section_at(row.address()), row.line()) {
-                    facts.lines.entry(sec).or_default().insert(line.get());
+                let (addr, Some(line)) = (row.address(), row.line()) else {
+                    continue;
+                };
+                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
+                    if let Some((_, sec)) = current.take() {
+                        facts.lines.entry(sec).or_default().extend(lines.drain(..));
+                    }
+                    lines.clear();
+                    current = obj.section_at(addr).map(|(sec, offset)| {
+                        let start = addr - offset;
+                        (start..start + obj.sections[sec].size.max(1), sec)
+                    });
                 }
+                if current.is_some() && lines.last() != Some(&line.get()) {
+                    lines.push(line.get());
+                }
+            }
+            if let Some((_, sec)) = current {
+                facts.lines.entry(sec).or_default().extend(lines);
             }
         }
         // Stack of enclosing source function names, by DIE depth.
