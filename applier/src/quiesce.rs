@@ -23,7 +23,8 @@ pub struct Guarded {
 ///
 /// A thread found busy is likely busy again at the next attempt (a hot function): it is then
 /// stopped and checked alone first, and the others are stopped only once it is clear, so a
-/// failed attempt costs one thread stop instead of a stop of the whole process.
+/// failed attempt costs one thread stop instead of a stop of the whole process. The main
+/// thread, the one most often running the program's hot loop, is the first suspect.
 pub fn stop_clear(
     tracee: &mut Tracee,
     guarded: &[Guarded],
@@ -34,7 +35,7 @@ pub fn stop_clear(
     let started = Instant::now();
     let mut backoff = Duration::from_millis(1);
     let mut attempts = Attempts::default();
-    let mut suspect: Option<Pid> = None;
+    let mut suspect: Option<Pid> = Some(tracee.pid());
     loop {
         // Some(true): the suspect was stopped alone and is clear; Some(false): still busy.
         let suspect_clear = match suspect {

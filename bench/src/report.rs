@@ -86,7 +86,7 @@ pub fn render(
             })).collect::<Vec<_>>(),
         }));
     }
-    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses, and their sum per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses (record state twice, one write per jump), and the thread-bound ones (ptrace, waitpid, stack reads) per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | thread syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let median =
             |f: &dyn Fn(&SwitchProfile) -> f64| Samples(r.switch.iter().map(f).collect()).median();
