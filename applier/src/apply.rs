@@ -205,7 +205,7 @@ fn apply_verified(
 
     let mut tracee = Tracee::seize(pid)?;
     let mut rollback = Rollback::new(pid);
-    let result = (|| -> Result<(ApplyReport, Instant), Error> {
+    let result = (|| -> Result<(ApplyReport, Instant, Vec<Pid>), Error> {
         // Load: only the thread that runs the injected syscalls is stopped, the others run.
         tracee.stop_one()?;
         let module_address = tracee.map_near(target.base, layout.len(), PROT_READ | PROT_WRITE)?;
@@ -351,12 +351,12 @@ fn apply_verified(
             pause: Duration::ZERO,
             switch,
         };
-        Ok((report, paused))
+        Ok((report, paused, attempts.running))
     })();
     match result {
-        Ok((mut report, paused)) => {
+        Ok((mut report, paused, running)) => {
             let (ptrace, waits) = (tracee.ptrace_requests(), tracee.waits());
-            tracee.detach()?;
+            tracee.detach_first(&running)?;
             // The detach consumes the tracee: add its one PTRACE_DETACH per thread here.
             report.switch.ptrace = ptrace - report.switch.ptrace + report.switch.threads as u64;
             report.switch.waits = waits - report.switch.waits;

@@ -38,6 +38,7 @@ pub fn stop_clear(
     let mut attempts = Attempts::default();
     let mut suspect: Option<Pid> = Some(tracee.pid());
     loop {
+        attempts.running.clear();
         // Some(true): the suspect was stopped alone and is clear; Some(false): still busy.
         let suspect_clear = match suspect {
             Some(tid) if tracee.stop_thread(tid)? => {
@@ -59,7 +60,8 @@ pub fn stop_clear(
                 .filter(|&tid| suspect_clear.is_none() || Some(tid) != suspect)
                 .collect();
             // Resume at the first busy thread: the retry does not need the others' reasons.
-            match busy_threads(tracee, &others, &mut cfi, guarded, true, &mut attempts)?.first() {
+            let busy = busy_threads(tracee, &others, &mut cfi, guarded, true, &mut attempts)?;
+            match busy.first() {
                 None => return Ok(attempts),
                 Some(&(tid, _)) => suspect = Some(tid),
             }
@@ -90,8 +92,11 @@ pub fn stop_clear(
 }
 
 /// What [`stop_clear`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attempts {
+    /// Threads that were running (not blocked in a system call) when stopped clear, to be
+    /// resumed first ([`Tracee::detach_first`]).
+    pub running: Vec<Pid>,
     /// Stops of the whole process, the successful one included.
     pub stops: u64,
     /// Stops of a thread found busy before, alone.
@@ -116,6 +121,9 @@ fn busy_threads(
             break;
         }
         let regs = tracee.registers(tid)?;
+        if regs.syscall_nr().is_none() {
+            attempts.running.push(tid);
+        }
         let trace = cfi.backtrace(&regs);
         attempts.stacks += 1;
         // Read only for a message: /proc costs three system calls per thread.

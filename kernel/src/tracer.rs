@@ -401,16 +401,29 @@ impl Tracee {
     /// resumes a stopped thread, so detach straight from a stop rather than resume first:
     /// a running process has to be stopped again before it can be detached.
     pub fn detach(mut self) -> Result<()> {
-        self.detach_all()
+        self.detach_all(&[])
     }
 
-    fn detach_all(&mut self) -> Result<()> {
+    /// [`Tracee::detach`], detaching the threads of `first` before the others. From a stop,
+    /// threads resume in the order they are detached: the ones that were running (not blocked
+    /// in a system call) are the ones the wait delays for sure.
+    pub fn detach_first(mut self, first: &[Pid]) -> Result<()> {
+        self.detach_all(first)
+    }
+
+    fn detach_all(&mut self, first: &[Pid]) -> Result<()> {
         self.detached = true;
         if !self.is_stopped() {
             self.stop()?;
         }
+        let mut order: Vec<Pid> = first
+            .iter()
+            .copied()
+            .filter(|tid| self.threads.contains_key(tid))
+            .collect();
+        order.extend(self.threads.keys().filter(|tid| !first.contains(tid)));
         let mut first_error = None;
-        for &tid in self.threads.keys() {
+        for tid in order {
             self.ptrace_requests.set(self.ptrace_requests.get() + 1);
             match ptrace::detach(tid, 0) {
                 Ok(()) | Err(Errno::ESRCH) => {}
@@ -480,7 +493,7 @@ impl Tracee {
 impl Drop for Tracee {
     fn drop(&mut self) {
         if !self.detached {
-            let _ = self.detach_all();
+            let _ = self.detach_all(&[]);
         }
     }
 }

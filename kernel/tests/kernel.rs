@@ -681,7 +681,17 @@ fn one_thread_stopped_while_the_others_run() {
         t.resume().unwrap();
         t.stop().unwrap();
         assert!(t.is_stopped());
-        t.detach().unwrap();
+        // Detaching the worker first, then the others: every one of them is left untraced.
+        let threads = t.threads();
+        t.detach_first(&[worker, 1]).unwrap();
+        for tid in threads {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"));
+            let tracer = status.unwrap_or_default();
+            assert!(
+                tracer.lines().any(|l| l == "TracerPid:\t0") || tracer.is_empty(),
+                "thread {tid} still traced"
+            );
+        }
         let pong = target.ping();
         assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
     });
