@@ -301,6 +301,19 @@ impl Tracee {
                 continue;
             }
             if Instant::now() >= deadline {
+                // Only the first thread was polled lately: name only those that really did
+                // not stop.
+                let stopping: Vec<Pid> = self
+                    .threads
+                    .iter()
+                    .filter(|(_, s)| **s == ThreadState::Stopping)
+                    .map(|(&t, _)| t)
+                    .collect();
+                for tid in stopping {
+                    if let Ok(Some(stop)) = ptrace::poll(tid) {
+                        self.handle_stop_while_stopping(tid, stop)?;
+                    }
+                }
                 let tids = self
                     .threads
                     .iter()
