@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use lpkg_format::{Action, Package, RoutineKind, TrustStore};
-use lpkg_kernel::{memory, Pid, Tracee};
+use lpkg_kernel::memory::Mem;
+use lpkg_kernel::{Pid, Tracee};
 use sha2::{Digest, Sha256};
 
 use crate::link::{Layout, Region};
@@ -46,8 +47,40 @@ pub struct ApplyReport {
     pub module_address: u64,
     /// Interrupted operations found and rolled back first (package ids).
     pub recovered: Vec<String>,
-    /// How long every thread was stopped for the switch.
+    /// How long every thread was stopped for the switch (from all stopped and clear to
+    /// detached).
     pub pause: Duration,
+    /// System calls made for the switch, for profiles.
+    pub switch: SwitchProfile,
+}
+
+/// What the switch cost, from the first stop of the process to the detach, failed attempts
+/// included. Not counted: one /proc/PID/task listing per stop, and the system calls of
+/// init routines run in the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SwitchProfile {
+    /// Threads of the process at the switch.
+    pub threads: usize,
+    /// Times the whole process was stopped (one plus the attempts that found a busy thread).
+    pub stops: u64,
+    /// Times a thread found busy was stopped alone to see whether it still was.
+    pub single_stops: u64,
+    /// ptrace requests (interrupt, registers, detach...).
+    pub ptrace: u64,
+    /// waitpid calls.
+    pub waits: u64,
+    /// Stack copies (`process_vm_readv`), one per thread checked.
+    pub stacks: u64,
+    /// Reads and writes of /proc/PID/mem (record state and jumps).
+    pub memory: u64,
+}
+
+impl SwitchProfile {
+    /// System calls per thread (ptrace, waitpid, stack copies; not the memory writes, which
+    /// grow with the functions): the figure to drive down.
+    pub fn per_thread(&self) -> f64 {
+        (self.ptrace + self.waits + self.stacks) as f64 / self.threads.max(1) as f64
+    }
 }
 
 const PROT_READ: i32 = 1;
@@ -60,7 +93,7 @@ fn page_align(len: u64) -> u64 {
 
 /// The bytes that should be at a function's entry before we patch it, and what they mean.
 fn check_preimage(
-    pid: Pid,
+    mem: &Mem,
     function: &lpkg_format::Function,
     address: u64,
     applied: &[LiveRecord],
@@ -77,7 +110,7 @@ fn check_preimage(
             function.name
         )));
     }
-    let live = memory::read(pid, address, size)?;
+    let live = mem.read(address, size)?;
     if hex(&Sha256::digest(&live)) == expected {
         return Ok(live[..JUMP_LEN].to_vec());
     }
@@ -151,6 +184,7 @@ fn apply_verified(
         }
     }
 
+    let mem = Mem::open(pid)?;
     let mut entries = Vec::new();
     for function in manifest
         .functions
@@ -158,7 +192,7 @@ fn apply_verified(
         .filter(|f| f.action == Action::Replace)
     {
         let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
-        let original = check_preimage(pid, function, address, &applied)?;
+        let original = check_preimage(&mem, function, address, &applied)?;
         entries.push(Entry {
             function: function.name.clone(),
             address,
@@ -172,9 +206,9 @@ fn apply_verified(
 
     let mut tracee = Tracee::seize(pid)?;
     let mut rollback = Rollback::new(pid);
-    let result = (|| -> Result<ApplyReport, Error> {
-        // Load: the process is stopped only for the injected syscalls.
-        tracee.stop()?;
+    let result = (|| -> Result<(ApplyReport, Instant, Vec<Pid>), Error> {
+        // Load: only the thread that runs the injected syscalls is stopped, the others run.
+        tracee.stop_one()?;
         let module_address = tracee.map_near(target.base, layout.len(), PROT_READ | PROT_WRITE)?;
         for resolver_address in resolver.ifunc_resolvers(&symbols)? {
             resolver.set_ifunc(
@@ -237,14 +271,14 @@ fn apply_verified(
             entries: entries.clone(),
         };
         let record = body.encode(State::Loading);
-        memory::write(pid, module_address, &image.bytes)?;
+        mem.write(module_address, &image.bytes)?;
 
-        tracee.stop()?;
+        tracee.stop_one()?;
         let record_len = page_align(record.len() as u64);
         let record_address =
             tracee.memfd_map_private(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
         rollback.mapping(record_address, record_len);
-        memory::write(pid, record_address, &record)?;
+        mem.write(record_address, &record)?;
         checkpoint::apply_step("apply:recorded")?;
         for &(offset, len, region) in &image.regions {
             let prot = match region {
@@ -271,11 +305,20 @@ fn apply_verified(
                 .iter()
                 .flat_map(|r| r.guarded_code(Some(&addresses))),
         );
-        stop_clear(&mut tracee, &guarded, options.timeout)?;
+        let (ptrace, waits, memory) = (tracee.ptrace_requests(), tracee.waits(), mem.accesses());
+        let attempts = stop_clear(&mut tracee, &guarded, options.timeout)?;
         checkpoint::apply_step("apply:stopped")?;
         let paused = Instant::now();
-        memory::write(
-            pid,
+        let mut switch = SwitchProfile {
+            threads: tracee.threads().len(),
+            stops: attempts.stops,
+            single_stops: attempts.single_stops,
+            stacks: attempts.stacks,
+            ptrace,
+            waits,
+            memory,
+        };
+        mem.write(
             record_address + STATE_OFFSET,
             &State::Switching.word().to_le_bytes(),
         )?;
@@ -286,7 +329,7 @@ fn apply_verified(
                 entry.address,
                 unhex(&entry.original).expect("we wrote this hex"),
             );
-            memory::write(pid, entry.address, &bytes)?;
+            mem.write(entry.address, &bytes)?;
             if n == 0 {
                 checkpoint::apply_step("apply:jump-1")?;
             }
@@ -301,15 +344,14 @@ fn apply_verified(
                 });
             }
         }
-        memory::write(
-            pid,
+        mem.write(
             record_address + STATE_OFFSET,
             &State::Applied.word().to_le_bytes(),
         )?;
         checkpoint::apply_step("apply:applied")?;
-        tracee.resume()?;
-        let pause = paused.elapsed();
-        Ok(ApplyReport {
+        // Detached below, straight from this stop: detaching resumes every thread.
+        switch.memory = mem.accesses() - switch.memory;
+        let report = ApplyReport {
             id: id.clone(),
             name: manifest.package.name.clone(),
             version: manifest.package.version.clone(),
@@ -317,12 +359,19 @@ fn apply_verified(
             entries: entries.clone(),
             module_address,
             recovered: recovered.clone(),
-            pause,
-        })
+            pause: Duration::ZERO,
+            switch,
+        };
+        Ok((report, paused, attempts.running))
     })();
     match result {
-        Ok(report) => {
-            tracee.detach()?;
+        Ok((mut report, paused, running)) => {
+            let (ptrace, waits) = (tracee.ptrace_requests(), tracee.waits());
+            tracee.detach_first(&running)?;
+            // The detach consumes the tracee: add its one PTRACE_DETACH per thread here.
+            report.switch.ptrace = ptrace - report.switch.ptrace + report.switch.threads as u64;
+            report.switch.waits = waits - report.switch.waits;
+            report.pause = paused.elapsed();
             Ok(report)
         }
         Err(error) => {

@@ -63,12 +63,16 @@ fn apply_waits_for_a_parked_thread_to_leave_then_succeeds() {
     let target = Target::start(&b.exe, "park:2");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    apply(target.pid(), &b.package, &b.trust, &options(10_000)).unwrap();
+    let report = apply(target.pid(), &b.package, &b.trust, &options(10_000)).unwrap();
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(1500),
         "applied after {waited:?}"
     );
+    // While the parked thread stayed busy, only it was stopped to look again: the whole
+    // process was stopped twice (busy, then clear).
+    assert_eq!(report.switch.stops, 2, "{:?}", report.switch);
+    assert!(report.switch.single_stops >= 2, "{:?}", report.switch);
     target.wait_for(|l| l == "2 20", "new values");
 }
 

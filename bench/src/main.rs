@@ -1,4 +1,4 @@
-//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb]`
+//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep] [--builder-only]`
 //!
 //! Measures lpkg on this machine and writes `results.md` and `results.json` to DIR: the pause
 //! seen from inside a target (probe thread), apply latency, call overhead, builder throughput,
@@ -41,6 +41,10 @@ struct Args {
     lpkg: Option<PathBuf>,
     repeats: Option<usize>,
     gdb: bool,
+    /// Keep the work folder (probes, packages, builder trees) for profiling.
+    keep: bool,
+    /// Measure only the builder (no probes, pauses or call rates).
+    builder_only: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -50,19 +54,23 @@ fn parse_args() -> anyhow::Result<Args> {
         lpkg: None,
         repeats: None,
         gdb: true,
+        keep: false,
+        builder_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--no-gdb" => args.gdb = false,
+            "--keep" => args.keep = true,
+            "--builder-only" => args.builder_only = true,
             "--out" => args.out = it.next().context("--out needs a folder")?.into(),
             "--lpkg" => args.lpkg = Some(it.next().context("--lpkg needs a path")?.into()),
             "--repeats" => {
                 args.repeats = Some(it.next().context("--repeats needs a number")?.parse()?)
             }
             "-h" | "--help" => {
-                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb]");
+                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep] [--builder-only]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -98,7 +106,11 @@ fn main() -> anyhow::Result<()> {
             lpkg_path.display()
         );
     }
-    let work = tempfile::tempdir()?;
+    let mut work = tempfile::tempdir()?;
+    if args.keep {
+        work.disable_cleanup(true);
+        eprintln!("work folder (kept): {}", work.path().display());
+    }
     let key = work.path().join("bench");
     lpkg(
         &lpkg_path,
@@ -113,7 +125,9 @@ fn main() -> anyhow::Result<()> {
         public_key: work.path().join("bench.pub"),
         probes: BTreeMap::new(),
     };
-    let rows: &[(usize, usize)] = if args.quick {
+    let rows: &[(usize, usize)] = if args.builder_only {
+        &[]
+    } else if args.quick {
         &[(0, 1), (100, 1), (0, 10)]
     } else {
         &[
@@ -164,7 +178,11 @@ fn main() -> anyhow::Result<()> {
         pauses.push(pause::measure(&setup, sleepers, functions)?);
     }
     eprintln!("call overhead");
-    let calls = pause::call_rate(&setup)?;
+    let calls = if args.builder_only {
+        Default::default()
+    } else {
+        pause::call_rate(&setup)?
+    };
     eprintln!("builder");
     let builds = builder::measure(&setup)?;
     std::fs::create_dir_all(&args.out)?;

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use lpkg_applier::apply::SwitchProfile;
 use lpkg_applier::{ApplyOptions, Selection};
 use lpkg_format::TrustStore;
 
@@ -37,6 +38,8 @@ pub struct Row {
     pub gdb_gap: Samples,
     /// Wall time of that gdb command.
     pub gdb_wall: Samples,
+    /// The applier's system call counts for each library apply.
+    pub switch: Vec<SwitchProfile>,
 }
 
 /// Measures the gap in a window around `f`, plus `f`'s wall time.
@@ -102,6 +105,7 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
         row.apply_gap.push(gap);
         row.apply_lib.push(wall);
         row.apply_reported.push(report.pause);
+        row.switch.push(report.switch);
 
         let (gap, _, _) = window(&target, || {
             Ok(lpkg_applier::revert(

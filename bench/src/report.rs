@@ -8,6 +8,7 @@ use crate::builder::Case;
 use crate::pause::Row;
 use crate::stats::{show, Samples};
 use crate::Setup;
+use lpkg_applier::apply::SwitchProfile;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -74,7 +75,35 @@ pub fn render(
             "apply_cli_gap": r.apply_cli_gap.json(),
             "gdb_gap": r.gdb_gap.json(),
             "gdb_wall": r.gdb_wall.json(),
+            "switch": r.switch.iter().map(|p| json!({
+                "threads": p.threads,
+                "stops": p.stops,
+                "single_stops": p.single_stops,
+                "ptrace": p.ptrace,
+                "waitpid": p.waits,
+                "stack_reads": p.stacks,
+                "mem_accesses": p.memory,
+            })).collect::<Vec<_>>(),
         }));
+    }
+    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses (record state twice, one write per jump), and the thread-bound ones (ptrace, waitpid, stack reads) per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | thread syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let median =
+            |f: &dyn Fn(&SwitchProfile) -> f64| Samples(r.switch.iter().map(f).collect()).median();
+        writeln!(
+            md,
+            "| 1 busy + {} | {} | {:.0} + {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            r.sleepers,
+            r.functions,
+            median(&|p| p.stops as f64),
+            median(&|p| p.single_stops as f64),
+            median(&|p| p.ptrace as f64),
+            median(&|p| p.waits as f64),
+            median(&|p| p.stacks as f64),
+            median(&|p| p.memory as f64),
+            median(&|p| p.per_thread()),
+        )
+        .unwrap();
     }
     let (plain, patched) = calls;
     let ratio = patched.median() / plain.median();

@@ -279,6 +279,8 @@ mod tests {
         let pid = Pid::from_raw(target.pid());
         target.reset_gap().unwrap();
         kill(pid, Signal::SIGSTOP).unwrap();
+        // The stop takes effect asynchronously: time it from when every thread is stopped.
+        wait_for(|| all_threads_stopped(target.pid()), "the target to stop");
         std::thread::sleep(Duration::from_millis(60));
         kill(pid, Signal::SIGCONT).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -289,7 +291,30 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(target.max_gap().unwrap() < Duration::from_millis(55));
         let before = target.calls().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(target.calls().unwrap() > before, "the busy thread calls f0");
+        wait_for(
+            || target.calls().unwrap() > before,
+            "the busy thread to call f0",
+        );
+    }
+
+    fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+        let started = std::time::Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "waited 10 s for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn all_threads_stopped(pid: i32) -> bool {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .all(|task| {
+                let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+                let state = stat.rsplit(") ").next().unwrap_or("");
+                state.starts_with('T')
+            })
     }
 }

@@ -164,7 +164,12 @@ impl Obj {
             let sh = section.elf_section_header();
             let name = section.name().unwrap_or("").to_string();
             let sh_type = sh.sh_type(endian);
-            let data = if sh_type == elf::SHT_NOBITS {
+            // Relocation, symbol and string tables are parsed below: their bytes are not kept.
+            let parsed = matches!(
+                sh_type,
+                elf::SHT_NOBITS | elf::SHT_RELA | elf::SHT_REL | elf::SHT_SYMTAB | elf::SHT_STRTAB
+            );
+            let data = if parsed {
                 Vec::new()
             } else {
                 section
@@ -288,15 +293,17 @@ impl Obj {
     }
 
     /// Applies the relocations of `.debug_*` sections against the synthetic section addresses,
-    /// so DWARF addresses identify sections.
+    /// so DWARF addresses identify sections. The DWARF bytes move to `debug`; the sections keep
+    /// neither bytes nor relocations (half of a `-g` object's size: not kept twice).
     fn relocate_debug(&mut self) {
         let mut debug = std::collections::BTreeMap::new();
-        for sec in &self.sections {
-            if !sec.name.starts_with(".debug_") {
+        for index in 0..self.sections.len() {
+            if !self.sections[index].name.starts_with(".debug_") {
                 continue;
             }
-            let mut data = sec.data.clone();
-            for r in &sec.relocs {
+            let mut data = std::mem::take(&mut self.sections[index].data);
+            let relocs = std::mem::take(&mut self.sections[index].relocs);
+            for r in &relocs {
                 let Some(sym) = self.symbols.get(r.sym) else {
                     continue;
                 };
@@ -317,7 +324,7 @@ impl Obj {
                     _ => {}
                 }
             }
-            debug.insert(sec.name.clone(), data);
+            debug.insert(self.sections[index].name.clone(), data);
         }
         self.debug = debug;
     }

@@ -33,7 +33,6 @@ pub struct TargetFile {
     pub file_name: String,
     pub build_id: String,
     pub sha256: String,
-    bytes: Vec<u8>,
     /// Global (and weak) defined symbols by name.
     globals: BTreeMap<String, TargetSym>,
     /// Local defined symbols: (STT_FILE name, symbol name) -> every match, with the ordinal of
@@ -45,8 +44,9 @@ pub struct TargetFile {
     unit_paths: Vec<String>,
     /// Version of undefined symbols the target imports (`printf` -> `GLIBC_2.2.5`).
     versions: BTreeMap<String, String>,
-    /// (address, size, file offset) of sections with file contents.
-    sections: Vec<(u64, u64, u64)>,
+    /// (address, bytes) of loaded sections with file contents: only these are kept, not the
+    /// whole file (mostly DWARF and symbols, parsed above).
+    sections: Vec<(u64, Vec<u8>)>,
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -138,7 +138,8 @@ impl TargetFile {
             .sections()
             .filter_map(|s| {
                 let (offset, size) = s.file_range()?;
-                (s.address() != 0).then_some((s.address(), size, offset))
+                let data = bytes.get(offset as usize..offset.checked_add(size)? as usize)?;
+                (s.address() != 0).then(|| (s.address(), data.to_vec()))
             })
             .collect();
         let mut debug = BTreeMap::new();
@@ -166,7 +167,6 @@ impl TargetFile {
             unit_paths,
             versions,
             sections,
-            bytes,
         })
     }
 
@@ -244,11 +244,9 @@ impl TargetFile {
 
     /// The file bytes at virtual address `addr`.
     pub fn bytes_at(&self, addr: u64, size: u64) -> Option<&[u8]> {
-        self.sections.iter().find_map(|&(start, len, offset)| {
-            (start <= addr && addr + size <= start + len).then(|| {
-                let from = (offset + addr - start) as usize;
-                &self.bytes[from..from + size as usize]
-            })
+        self.sections.iter().find_map(|(start, data)| {
+            let from = addr.checked_sub(*start)? as usize;
+            data.get(from..from.checked_add(size as usize)?)
         })
     }
 }

@@ -5,6 +5,7 @@
 //! caller needs ptrace access to the target (it need not be stopped, but writing code that a
 //! thread may be executing is only safe when the process is stopped).
 
+use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 
@@ -28,7 +29,51 @@ fn open(pid: Pid, write: bool) -> Result<File> {
 
 /// Read exactly `len` bytes at `addr` of process `pid`.
 pub fn read(pid: Pid, addr: u64, len: usize) -> Result<Vec<u8>> {
-    let file = open(pid, false)?;
+    read_from(&open(pid, false)?, pid, addr, len)
+}
+
+/// Write all of `data` at `addr` of process `pid` (works on read-only and executable pages).
+pub fn write(pid: Pid, addr: u64, data: &[u8]) -> Result<()> {
+    write_to(&open(pid, true)?, pid, addr, data)
+}
+
+/// /proc/PID/mem opened once for many reads and writes: one system call per access instead
+/// of three (open, access, close), which matters while the process is stopped.
+pub struct Mem {
+    pid: Pid,
+    file: File,
+    accesses: Cell<u64>,
+}
+
+impl Mem {
+    /// Opens process `pid`'s memory for reading and writing.
+    pub fn open(pid: Pid) -> Result<Mem> {
+        Ok(Mem {
+            pid,
+            file: open(pid, true)?,
+            accesses: Cell::new(0),
+        })
+    }
+
+    /// Read exactly `len` bytes at `addr`.
+    pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
+        self.accesses.set(self.accesses.get() + 1);
+        read_from(&self.file, self.pid, addr, len)
+    }
+
+    /// Write all of `data` at `addr` (works on read-only and executable pages).
+    pub fn write(&self, addr: u64, data: &[u8]) -> Result<()> {
+        self.accesses.set(self.accesses.get() + 1);
+        write_to(&self.file, self.pid, addr, data)
+    }
+
+    /// Reads and writes made so far (each one system call unless it was split). For profiles.
+    pub fn accesses(&self) -> u64 {
+        self.accesses.get()
+    }
+}
+
+fn read_from(file: &File, pid: Pid, addr: u64, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let mut got = 0;
     while got < len {
@@ -59,9 +104,7 @@ pub fn read(pid: Pid, addr: u64, len: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Write all of `data` at `addr` of process `pid` (works on read-only and executable pages).
-pub fn write(pid: Pid, addr: u64, data: &[u8]) -> Result<()> {
-    let file = open(pid, true)?;
+fn write_to(file: &File, pid: Pid, addr: u64, data: &[u8]) -> Result<()> {
     let len = data.len();
     let mut written = 0;
     while written < len {

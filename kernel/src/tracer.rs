@@ -10,6 +10,7 @@
 //! someone else that could not be blocked (synchronous signal numbers sent with kill), which
 //! are re-sent with tgkill when the thread is resumed.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
@@ -22,6 +23,14 @@ use crate::{procfs, Error, Pid, Result};
 
 /// How long `stop` waits for every thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First and longest sleep of `wait_stopping` between polls of a thread that has not stopped
+/// yet. A thread stops within microseconds of its interrupt unless it waits for a CPU.
+const FIRST_PAUSE: Duration = Duration::from_micros(5);
+const LONGEST_PAUSE: Duration = Duration::from_millis(1);
+/// Timer slack while `wait_stopping` sleeps: the default (50 µs) would round each of its
+/// short sleeps up, and spinning instead would take the CPU the target needs to stop.
+const SLACK_NS: u64 = 1_000;
 
 /// What we know about one seized thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +60,9 @@ pub struct Tracee {
     pub(crate) syscall_insn: Option<u64>,
     /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
     pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
+    /// ptrace requests and waitpid calls made here (not by injected code), for profiles.
+    ptrace_requests: Cell<u64>,
+    waits: Cell<u64>,
     detached: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -71,6 +83,8 @@ impl Tracee {
             threads: BTreeMap::new(),
             syscall_insn: None,
             deferred: Vec::new(),
+            ptrace_requests: Cell::new(0),
+            waits: Cell::new(0),
             detached: false,
             _not_send: PhantomData,
         };
@@ -82,6 +96,7 @@ impl Tracee {
                     continue;
                 }
                 found_new = true;
+                tracee.count_ptrace();
                 match ptrace::seize(tid) {
                     Ok(()) => {
                         tracee.threads.insert(tid, ThreadState::Running);
@@ -145,6 +160,7 @@ impl Tracee {
     /// A stopped thread's registers.
     pub fn registers(&self, tid: Pid) -> Result<Registers> {
         self.require_stopped_thread(tid)?;
+        self.count_ptrace();
         ptrace::getregs(tid).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_GETREGS", e))
     }
 
@@ -160,6 +176,7 @@ impl Tracee {
     /// Overwrite a stopped thread's registers.
     pub fn write_registers(&mut self, tid: Pid, regs: &Registers) -> Result<()> {
         self.require_stopped_thread(tid)?;
+        self.count_ptrace();
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_SETREGS", e))
     }
 
@@ -167,21 +184,8 @@ impl Tracee {
     pub fn stop(&mut self) -> Result<()> {
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
-            for (&tid, state) in self.threads.iter_mut() {
-                match *state {
-                    ThreadState::Running => {
-                        // ESRCH: the thread is exiting; waitpid will report it gone.
-                        match ptrace::interrupt(tid) {
-                            Ok(()) | Err(Errno::ESRCH) => {}
-                            Err(e) => {
-                                return Err(ptrace::error(self.pid, tid, "PTRACE_INTERRUPT", e))
-                            }
-                        }
-                        *state = ThreadState::Stopping;
-                    }
-                    ThreadState::Starting => *state = ThreadState::Stopping,
-                    ThreadState::Stopping | ThreadState::Stopped { .. } => {}
-                }
+            for tid in self.threads() {
+                self.interrupt(tid)?;
             }
             self.wait_stopping(deadline)?;
             // Every clone event was seen (each creator reached its interrupt stop after it), so
@@ -191,6 +195,7 @@ impl Tracee {
                 if self.threads.contains_key(&tid) {
                     continue;
                 }
+                self.count_ptrace();
                 match ptrace::seize(tid) {
                     Ok(()) => {
                         self.threads.insert(tid, ThreadState::Running);
@@ -209,35 +214,106 @@ impl Tracee {
         }
     }
 
+    /// Stop only the thread injected code runs on (the main thread while it is there); the
+    /// others keep running. Enough for system calls that do not depend on what the other
+    /// threads do (mapping a fresh range, memfd_create, mprotect of our own mapping), and it
+    /// does not pause them. Returns the stopped thread; [`Tracee::resume`] lets it go again.
+    pub fn stop_one(&mut self) -> Result<Pid> {
+        let tid = if self.threads.contains_key(&self.pid) {
+            self.pid
+        } else {
+            *self
+                .threads
+                .keys()
+                .next()
+                .ok_or(Error::ProcessExited { pid: self.pid })?
+        };
+        if self.stop_thread(tid)? {
+            return Ok(tid);
+        }
+        // It exited meanwhile: fall back to stopping everyone.
+        self.stop()?;
+        self.worker_thread()
+    }
+
+    /// Stop thread `tid` alone (the others stay as they are). False when it is gone.
+    pub fn stop_thread(&mut self, tid: Pid) -> Result<bool> {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        self.interrupt(tid)?;
+        self.wait_stopping(deadline)?;
+        Ok(matches!(
+            self.threads.get(&tid),
+            Some(ThreadState::Stopped { .. })
+        ))
+    }
+
+    /// Make a thread stop for us (no wait): interrupt it unless it is stopping already.
+    fn interrupt(&mut self, tid: Pid) -> Result<()> {
+        let Some(state) = self.threads.get(&tid).copied() else {
+            return Ok(());
+        };
+        match state {
+            ThreadState::Running => {
+                self.count_ptrace();
+                // ESRCH: the thread is exiting; waitpid will report it gone.
+                match ptrace::interrupt(tid) {
+                    Ok(()) | Err(Errno::ESRCH) => {}
+                    Err(e) => return Err(ptrace::error(self.pid, tid, "PTRACE_INTERRUPT", e)),
+                }
+            }
+            // Auto-attached at clone: it reports its first stop by itself.
+            ThreadState::Starting => {}
+            ThreadState::Stopping | ThreadState::Stopped { .. } => return Ok(()),
+        }
+        self.threads.insert(tid, ThreadState::Stopping);
+        Ok(())
+    }
+
     /// Wait until no thread is `Stopping`, handling whatever they report on the way.
+    ///
+    /// Threads are waited for one at a time, in the order they were interrupted: they stop
+    /// concurrently, so by the time the first has reported most others have too, and each
+    /// costs one waitpid. (A blocking `waitpid(-1)` would also reap children of the caller
+    /// that are not ours, and a blocking wait for one thread could not time out.) Between
+    /// polls we sleep, briefly and with little timer slack.
     pub(crate) fn wait_stopping(&mut self, deadline: Instant) -> Result<()> {
-        let mut pause = Duration::from_micros(5);
+        let mut pause = FIRST_PAUSE;
+        let mut slack = FineSlack::default();
         loop {
-            let stopping: Vec<Pid> = self
+            let Some(tid) = self
                 .threads
                 .iter()
-                .filter(|(_, s)| **s == ThreadState::Stopping)
+                .find(|(_, s)| **s == ThreadState::Stopping)
                 .map(|(&t, _)| t)
-                .collect();
-            if stopping.is_empty() {
+            else {
                 return Ok(());
-            }
-            let mut progress = false;
-            for tid in stopping {
-                let stop = match ptrace::poll(tid) {
-                    Ok(Some(stop)) => stop,
-                    Ok(None) => continue,
-                    Err(Errno::ECHILD) => Stop::Gone,
-                    Err(e) => return Err(ptrace::error(self.pid, tid, "waitpid", e)),
-                };
-                progress = true;
+            };
+            self.waits.set(self.waits.get() + 1);
+            let stop = match ptrace::poll(tid) {
+                Ok(Some(stop)) => Some(stop),
+                Ok(None) => None,
+                Err(Errno::ECHILD) => Some(Stop::Gone),
+                Err(e) => return Err(ptrace::error(self.pid, tid, "waitpid", e)),
+            };
+            if let Some(stop) = stop {
                 self.handle_stop_while_stopping(tid, stop)?;
-            }
-            if progress {
-                pause = Duration::from_micros(5);
+                pause = FIRST_PAUSE;
                 continue;
             }
             if Instant::now() >= deadline {
+                // Only the first thread was polled lately: name only those that really did
+                // not stop.
+                let stopping: Vec<Pid> = self
+                    .threads
+                    .iter()
+                    .filter(|(_, s)| **s == ThreadState::Stopping)
+                    .map(|(&t, _)| t)
+                    .collect();
+                for tid in stopping {
+                    if let Ok(Some(stop)) = ptrace::poll(tid) {
+                        self.handle_stop_while_stopping(tid, stop)?;
+                    }
+                }
                 let tids = self
                     .threads
                     .iter()
@@ -249,8 +325,9 @@ impl Tracee {
                     timeout: STOP_TIMEOUT,
                 });
             }
+            slack.set();
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(1));
+            pause = (pause * 2).min(LONGEST_PAUSE);
         }
     }
 
@@ -279,6 +356,7 @@ impl Tracee {
                 event: libc::PTRACE_EVENT_CLONE,
                 ..
             } => {
+                self.count_ptrace();
                 let child = ptrace::event_msg(tid)
                     .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETEVENTMSG", e))?;
                 // The child reports its first stop by itself.
@@ -298,6 +376,8 @@ impl Tracee {
     /// still pending depends on which came first: interrupt again while it is stopped (the
     /// two merge into one trap), then resume. A thread that vanished is reported later.
     fn reinterrupt_and_cont(&mut self, tid: Pid, sig: i32) -> Result<()> {
+        self.count_ptrace();
+        self.count_ptrace();
         match ptrace::interrupt(tid) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(e) => return Err(ptrace::error(self.pid, tid, "PTRACE_INTERRUPT", e)),
@@ -313,6 +393,7 @@ impl Tracee {
     pub fn resume(&mut self) -> Result<()> {
         for (&tid, state) in self.threads.iter_mut() {
             if let ThreadState::Stopped { group_stop } = *state {
+                self.ptrace_requests.set(self.ptrace_requests.get() + 1);
                 let result = if group_stop {
                     ptrace::listen(tid)
                 } else {
@@ -329,18 +410,34 @@ impl Tracee {
         Ok(())
     }
 
-    /// Stop (if needed) and detach from every thread, leaving each as it was.
+    /// Stop (if needed) and detach from every thread, leaving each as it was. Detaching
+    /// resumes a stopped thread, so detach straight from a stop rather than resume first:
+    /// a running process has to be stopped again before it can be detached.
     pub fn detach(mut self) -> Result<()> {
-        self.detach_all()
+        self.detach_all(&[])
     }
 
-    fn detach_all(&mut self) -> Result<()> {
+    /// [`Tracee::detach`], detaching the threads of `first` before the others. From a stop,
+    /// threads resume in the order they are detached: the ones that were running (not blocked
+    /// in a system call) are the ones the wait delays for sure.
+    pub fn detach_first(mut self, first: &[Pid]) -> Result<()> {
+        self.detach_all(first)
+    }
+
+    fn detach_all(&mut self, first: &[Pid]) -> Result<()> {
         self.detached = true;
         if !self.is_stopped() {
             self.stop()?;
         }
+        let mut order: Vec<Pid> = first
+            .iter()
+            .copied()
+            .filter(|tid| self.threads.contains_key(tid))
+            .collect();
+        order.extend(self.threads.keys().filter(|tid| !first.contains(tid)));
         let mut first_error = None;
-        for &tid in self.threads.keys() {
+        for tid in order {
+            self.ptrace_requests.set(self.ptrace_requests.get() + 1);
             match ptrace::detach(tid, 0) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => {
@@ -360,6 +457,21 @@ impl Tracee {
         }
     }
 
+    /// ptrace requests this `Tracee` made so far (seize, interrupt, registers, resume, detach),
+    /// not counting those of injected system calls and calls. For profiles.
+    pub fn ptrace_requests(&self) -> u64 {
+        self.ptrace_requests.get()
+    }
+
+    /// waitpid calls this `Tracee` made so far while stopping threads. For profiles.
+    pub fn waits(&self) -> u64 {
+        self.waits.get()
+    }
+
+    fn count_ptrace(&self) {
+        self.ptrace_requests.set(self.ptrace_requests.get() + 1);
+    }
+
     pub(crate) fn require_stopped(&self) -> Result<()> {
         if self.threads.is_empty() || !self.is_stopped() {
             return Err(Error::NotStopped { pid: self.pid });
@@ -375,25 +487,52 @@ impl Tracee {
         }
     }
 
-    /// The thread injected code runs on: the main thread if it is still there.
+    /// The thread injected code runs on: the main thread if it is still there. Either the
+    /// whole process is stopped, or just that thread ([`Tracee::stop_one`]).
     pub(crate) fn worker_thread(&self) -> Result<Pid> {
-        self.require_stopped()?;
-        Ok(if self.threads.contains_key(&self.pid) {
-            self.pid
+        let stopped =
+            |tid: &Pid| matches!(self.threads.get(tid), Some(ThreadState::Stopped { .. }));
+        let worker = if self.threads.contains_key(&self.pid) {
+            Some(self.pid)
         } else {
-            *self
-                .threads
-                .keys()
-                .next()
-                .expect("stopped means at least one thread")
-        })
+            self.threads.keys().next().copied()
+        };
+        worker
+            .filter(stopped)
+            .ok_or(Error::NotStopped { pid: self.pid })
     }
 }
 
 impl Drop for Tracee {
     fn drop(&mut self) {
         if !self.detached {
-            let _ = self.detach_all();
+            let _ = self.detach_all(&[]);
+        }
+    }
+}
+
+/// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
+#[derive(Default)]
+struct FineSlack {
+    previous: Option<u64>,
+}
+
+impl FineSlack {
+    fn set(&mut self) {
+        if self.previous.is_none() {
+            if let Ok(previous) = nix::sys::prctl::get_timerslack() {
+                if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {
+                    self.previous = Some(previous as u64);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FineSlack {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = nix::sys::prctl::set_timerslack(previous);
         }
     }
 }

@@ -635,3 +635,84 @@ fn unblockable_signal_during_call_is_redelivered() {
         }
     });
 }
+
+/// A thread's state letter in /proc (`t`: stopped by a tracer).
+fn thread_state(pid: i32, tid: i32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(") ").unwrap();
+    rest.chars().next().unwrap()
+}
+
+#[test]
+fn one_thread_stopped_while_the_others_run() {
+    with_timeout(60, || {
+        // The main thread is the one stopped, the others keep running.
+        let target = Target::start(&["--blockers", "4"]);
+        let pid = target.pid();
+        let mut t = Tracee::seize(pid).unwrap();
+        assert_eq!(t.stop_one().unwrap(), pid);
+        assert!(!t.is_stopped());
+        assert_eq!(thread_state(pid, pid), 't');
+        let others: Vec<i32> = t.threads().into_iter().filter(|&tid| tid != pid).collect();
+        assert!(!others.is_empty());
+        for &tid in &others {
+            assert_ne!(thread_state(pid, tid), 't', "thread {tid} was stopped too");
+        }
+        assert!(matches!(t.all_registers(), Err(Error::NotStopped { .. })));
+        t.resume().unwrap();
+        t.detach().unwrap();
+
+        // Without a main thread, another one runs the injected code, and the thread reading
+        // commands answers while it is held.
+        let mut target = Target::start(&["--blockers", "4", "--leader-exit", "1"]);
+        let pid = target.pid();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while thread_state(pid, pid) != 'Z' {
+            assert!(Instant::now() < deadline, "leader did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut t = Tracee::seize(pid).unwrap();
+        let worker = t.stop_one().unwrap();
+        assert_ne!(worker, pid);
+        assert_eq!(thread_state(pid, worker), 't');
+        assert_eq!(target.ping()["errors"], 0);
+        let bumps = exercise(&mut t, &target);
+        assert_eq!(thread_state(pid, worker), 't');
+        t.resume().unwrap();
+        t.stop().unwrap();
+        assert!(t.is_stopped());
+        // Detaching the worker first, then the others: every one of them is left untraced.
+        let threads = t.threads();
+        t.detach_first(&[worker, 1]).unwrap();
+        for tid in threads {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"));
+            let tracer = status.unwrap_or_default();
+            assert!(
+                tracer.lines().any(|l| l == "TracerPid:\t0") || tracer.is_empty(),
+                "thread {tid} still traced"
+            );
+        }
+        let pong = target.ping();
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+    });
+}
+
+#[test]
+fn one_open_mem_handle_reads_and_writes() {
+    with_timeout(30, || {
+        let target = Target::start(&[]);
+        let pid = target.pid();
+        let code = target.a("answer");
+        let mem = memory::Mem::open(pid).unwrap();
+        assert_eq!(mem.read(code, 6).unwrap(), [0xb8, 42, 0, 0, 0, 0xc3]);
+        mem.write(code + 1, &[43]).unwrap();
+        assert_eq!(memory::read(pid, code, 2).unwrap(), [0xb8, 43]);
+        let err = mem.write(0x10, b"x").unwrap_err();
+        assert!(matches!(err, Error::Memory { addr: 0x10, .. }), "{err}");
+        assert_eq!(mem.accesses(), 3);
+        assert!(matches!(
+            memory::Mem::open(i32::MAX),
+            Err(Error::NoSuchProcess { .. })
+        ));
+    });
+}
