@@ -198,6 +198,7 @@ impl Layout {
     }
 
     /// Length of the whole mapping, a multiple of the page size (at least one page).
+    #[allow(clippy::len_without_is_empty)] // never empty: at least one page
     pub fn len(&self) -> u64 {
         (self.region_start(Region::Data) + align_up(self.sizes[Region::Data as usize], PAGE))
             .max(PAGE)

@@ -106,6 +106,15 @@ fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
     Ok(Some(id.map(<[u8]>::to_vec)))
 }
 
+/// The bytes of the file really mapped as `object` (through `/proc/PID/map_files/`), so a file
+/// replaced or deleted on disk since the process loaded it is never read by mistake.
+pub fn read_file(object: &MappedObject) -> Result<Vec<u8>> {
+    std::fs::read(&object.map_file).map_err(|source| Error::Proc {
+        path: object.map_file.clone(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,13 +135,4 @@ mod tests {
         assert_eq!(libc.build_id.as_ref().map(Vec::len), Some(20));
         assert_eq!(libc.base % 4096, 0);
     }
-}
-
-/// The bytes of the file really mapped as `object` (through `/proc/PID/map_files/`), so a file
-/// replaced or deleted on disk since the process loaded it is never read by mistake.
-pub fn read_file(object: &MappedObject) -> Result<Vec<u8>> {
-    std::fs::read(&object.map_file).map_err(|source| Error::Proc {
-        path: object.map_file.clone(),
-        source,
-    })
 }
