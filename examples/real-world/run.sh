@@ -8,7 +8,9 @@
 #   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
 #
 # Needs root for apt (deb-src lines, build dependencies). Sources are cached in
-# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package. Load talks only to 127.0.0.1 and is bounded.
+# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package;
+# RW_FIXES=REGEX (extended, on the patch name) runs the matching fixes only. Load talks only to
+# 127.0.0.1 and is bounded.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
 mode=${1:-all}
@@ -36,6 +38,12 @@ fetch() {
 # The series of a package, one patch name a line (comments and options dropped).
 series() { sed -e 's/#.*//' -e 's/[[:space:]].*//' -e '/^$/d' "$1/debian/patches/series"; }
 
+# A fix's name without `.patch`, folders flattened (CVE-2026-0992/01-x.patch: CVE-2026-0992-01-x).
+fix_id() {
+  local id=${1%.patch}
+  echo "${id//\//-}"
+}
+
 # `base_tree DSC PATCH DEST`: the release as shipped before PATCH (pristine source plus every
 # patch of the series that comes before it).
 base_tree() {
@@ -53,14 +61,14 @@ base_tree() {
 package() {
   local name=$1 fix=$2 target=$3
   shift 3
-  local dir="$work/$name/$(basename "$fix" .patch)"
+  local dir="$work/$name/$(fix_id "$fix")"
   mkdir -p "$dir"
   base_tree "$dsc" "$fix" "$dir/src"
   pkg_file="$dir/fix.lpkg"
   functions=""
   if "$LPKG" build-source --src "$dir/src" --patch "$dir/src/debian/patches/$fix" \
     --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
-    --jobs 2 --name "$name-$(basename "$fix" .patch)" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
+    --jobs 2 --name "$name-$(fix_id "$fix")" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
     functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
     if "$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub" | grep -q '"kind": *"init"'; then
       outcome="applied, with init routine"
@@ -104,7 +112,7 @@ memcached_fix() {
   package memcached "$fix" memcached \
     sh -c "test -f config.status || { $configure; } >/dev/null; make -s memcached" ||
     return 0
-  local bin="$work/memcached/$(basename "$fix" .patch)/build/original/memcached"
+  local bin="$work/memcached/$(fix_id "$fix")/build/original/memcached"
   local port=$((20000 + RANDOM % 20000))
   "$bin" -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 2 -m 64 &
   local server=$!
@@ -117,7 +125,7 @@ memcached_fix() {
   json=$("$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
-  "$LPKG" list --pid "$server" | grep -q "memcached-$(basename "$fix" .patch)" ||
+  "$LPKG" list --pid "$server" | grep -q "memcached-$(fix_id "$fix")" ||
     fail "package not listed after apply"
   sleep 1.5
   "$LPKG" revert --pid "$server" >/dev/null
@@ -136,8 +144,8 @@ libxml2_fix() {
   package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
     sh -c 'test -f config.status || ./configure -q --without-python --disable-static >/dev/null; make -s libxml2.la' ||
     return 0
-  local lib="$work/libxml2/$(basename "$fix" .patch)/build/original"
-  local prog="$work/libxml2/$(basename "$fix" .patch)/xml-worker"
+  local lib="$work/libxml2/$(fix_id "$fix")/build/original"
+  local prog="$work/libxml2/$(fix_id "$fix")/xml-worker"
   gcc -O2 -I"$lib/include" -o "$prog" "$here/xml-worker.c" -L"$lib/.libs" -lxml2 \
     -Wl,-rpath,"$lib/.libs"
   "$prog" 6 >"$work/load.out" 2>&1 &
@@ -148,7 +156,7 @@ libxml2_fix() {
   json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
-  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(basename "$fix" .patch)" ||
+  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(fix_id "$fix")" ||
     fail "package not listed after apply"
   sleep 1.5
   "$LPKG" revert --pid "$worker" >/dev/null
@@ -165,7 +173,7 @@ elif [ "$mode" = --ci ]; then
 else
   tmp="$work/series-memcached"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve); do isolated memcached_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do isolated memcached_fix "$fix"; done
 fi
 
 dsc=$(fetch libxml2)
@@ -176,7 +184,7 @@ elif [ "$mode" = --ci ]; then
 else
   tmp="$work/series-libxml2"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve); do isolated libxml2_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do isolated libxml2_fix "$fix"; done
 fi
 
 step "results"

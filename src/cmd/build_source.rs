@@ -113,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let target = original.join(&args.target);
     if !target.is_file() {
-        return Err(source::SourceError::NoTarget { path: target }.into());
+        return Err(lpkg_builder::Error::NoTarget { path: target }.into());
     }
     let patched = work.join("patched");
     progress.step("build patched", || {
