@@ -7,7 +7,7 @@
 #   examples/real-world/run.sh            every CVE patch of both packages (long)
 #   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
 #
-# Needs root for apt (deb-src lines, build dependencies). Sources are cached in
+# Needs scripts/install-deps.sh run first (deb-src lines, build dependencies). Sources are cached in
 # $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package;
 # RW_FIXES=REGEX (extended, on the patch name) runs the matching fixes only. Load talks only to
 # 127.0.0.1 and is bounded.
@@ -18,19 +18,15 @@ cache=${RW_CACHE:-/var/tmp/lpkg-real-world}
 mkdir -p "$cache"
 # Written as each fix finishes, so a long run that is stopped keeps what it measured.
 results="${RW_RESULTS:-$work/results.tsv}"
-printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\tdetail\n' >"$results"
+printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\treproducer\tdetail\n' >"$results"
 make_key
 
-# Debian source packages: deb-src lines next to the binary ones, then `apt-get source`.
+# Debian source packages through `apt-get source` (scripts/install-deps.sh adds the deb-src lines).
 fetch() {
   local pkg=$1
   if ! ls "$cache/$pkg"_*.dsc >/dev/null 2>&1; then
-    if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
-      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
-        >/etc/apt/sources.list.d/lpkg-deb-src.sources
-      apt-get update -qq
-    fi
-    (cd "$cache" && apt-get source -qq --download-only "$pkg")
+    (cd "$cache" && apt-get source -qq --download-only "$pkg") ||
+      fail "apt-get source $pkg failed: run scripts/install-deps.sh (deb-src lines, build tools)"
   fi
   ls "$cache/$pkg"_*.dsc | tail -n 1
 }
@@ -80,14 +76,21 @@ package() {
   outcome="refused"
   detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
   echo "build-source refused $fix: $detail"
-  printf '%s\t%s\t%s\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
+  printf '%s\t%s\t%s\t\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
   return 1
 }
 
-record() { # NAME FIX PAUSE DETAIL
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$outcome" "$functions" \
-    "$(stat -c %s "$pkg_file")" "$3" "$4" >>"$results"
+record() { # NAME FIX PAUSE DETAIL (and $repro: what the fix's reproducer showed)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$outcome" "$functions" \
+    "$(stat -c %s "$pkg_file")" "$3" "$repro" "$4" >>"$results"
 }
+
+# `expect_repro WANT LINE`: a reproducer's answer (`... bug ...` or `... fixed ...`) is WANT.
+expect_repro() {
+  echo "$2"
+  case $2 in *": $1"*) ;; *) fail "reproducer: expected $1, got '${2:-no answer}'" ;; esac
+}
+repro_summary="bug before apply, fixed after apply, bug after revert"
 
 # In the full run one fix that fails to apply is recorded and the run goes on; the subshell
 # stops the processes it started.
@@ -96,12 +99,38 @@ isolated() {
     pids=()
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
     "$@"
-  ) || printf '%s\t%s\tFAILED (see log above)\t\t\t\t\n' "${1%_fix}" "$2" >>"$results"
+  ) || printf '%s\t%s\tFAILED (see log above)\t\t\t\t\t\n' "${1%_fix}" "$2" >>"$results"
 }
 
 # --- memcached ---------------------------------------------------------------------------
+# CVE-2026-47783/47784's reproducer (memcached-sasl-repro.py) needs SASL, which turns the text
+# protocol of the load off: a second server of the release, with a password database naming the
+# user twice, answers it before apply, after apply and after revert.
+memcached_sasl_repro() { # BIN
+  local bin=$1 port=$((20000 + RANDOM % 20000)) sasl="$work/sasl"
+  mkdir -p "$sasl"
+  chmod 711 "$work" # memcached reads the database as nobody
+  printf 'mech_list: plain\n' >"$sasl/memcached.conf"
+  # SASL names users user@realm, the realm being the host name.
+  printf 'lpkg@%s:old-password\nlpkg@%s:s3cret\n' "$(uname -n)" "$(uname -n)" >"$sasl/pwdb"
+  chmod -R a+rX "$sasl"
+  MEMCACHED_SASL_PWDB="$sasl/pwdb" SASL_CONF_PATH="$sasl" \
+    "$bin" -S -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 8 &
+  local server=$!
+  pids+=("$server")
+  sleep 0.5
+  expect_repro bug "$(python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret)"
+  "$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" >/dev/null
+  expect_repro fixed "$(python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret)"
+  "$LPKG" revert --pid "$server" >/dev/null
+  expect_repro bug "$(python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret)"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  repro=$repro_summary
+}
+
 memcached_fix() {
-  local fix=$1
+  local fix=$1 repro=-
   step "memcached: $fix"
   # The proxy CVEs are in code only --enable-proxy compiles (Debian does not enable it; the
   # tarball vendors Lua); the SASL one needs --enable-sasl-pwdb (Debian: --enable-sasl only).
@@ -133,14 +162,36 @@ memcached_fix() {
   cat "$work/load.out"
   kill "$server"
   wait "$server" 2>/dev/null || true
+  case $fix in *47783*) memcached_sasl_repro "$bin" ;; esac
   record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
 }
 
 # --- libxml2 ------------------------------------------------------------------------------
 # Configured as Debian's main flavour (--without-python) minus ICU, shared library only.
+# `worker_repro PID LOG WANT`: asks the worker for its reproducer's answer (SIGUSR1).
+worker_repro() {
+  local pid=$1 log=$2 want=$3 asked line=""
+  asked=$(grep -c '^repro ' "$log" || true)
+  kill -USR1 "$pid"
+  for _ in $(seq 100); do
+    line=$(grep '^repro ' "$log" | sed -n "$((asked + 1))p")
+    [ -n "$line" ] && break
+    sleep 0.1
+  done
+  expect_repro "$want" "$line"
+}
+
 libxml2_fix() {
-  local fix=$1
+  local fix=$1 repro=- name=""
   step "libxml2: $fix"
+  # The fixes with a reproducer in xml-worker.c.
+  case $fix in
+  *28484*) name=CVE-2023-28484 ;;
+  *29469*) name=CVE-2023-29469 ;;
+  *27113*) name=CVE-2025-27113 ;;
+  *49796*) name=CVE-2025-49796 ;;
+  *8732*) name=CVE-2025-8732 ;;
+  esac
   package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
     sh -c 'test -f config.status || ./configure -q --without-python --disable-static >/dev/null; make -s libxml2.la' ||
     return 0
@@ -148,21 +199,27 @@ libxml2_fix() {
   local prog="$work/libxml2/$(fix_id "$fix")/xml-worker"
   gcc -O2 -I"$lib/include" -o "$prog" "$here/xml-worker.c" -L"$lib/.libs" -lxml2 \
     -Wl,-rpath,"$lib/.libs"
-  "$prog" 6 >"$work/load.out" 2>&1 &
+  "$prog" 7 $name >"$work/load.out" 2>&1 &
   local worker=$!
   pids+=("$worker")
   sleep 1.5
+  [ -z "$name" ] || worker_repro "$worker" "$work/load.out" bug
   local json
   json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
   "$LPKG" list --pid "$worker" | grep -q "libxml2-$(fix_id "$fix")" ||
     fail "package not listed after apply"
+  [ -z "$name" ] || worker_repro "$worker" "$work/load.out" fixed
   sleep 1.5
   "$LPKG" revert --pid "$worker" >/dev/null
+  if [ -n "$name" ]; then
+    worker_repro "$worker" "$work/load.out" bug
+    repro=$repro_summary
+  fi
   wait "$worker" || { cat "$work/load.out"; fail "parsing failed across apply/revert of $fix"; }
-  cat "$work/load.out"
-  record libxml2 "$fix" "$pause" "$(head -n 1 "$work/load.out")"
+  grep -v '^repro ' "$work/load.out"
+  record libxml2 "$fix" "$pause" "$(grep -v '^repro ' "$work/load.out" | head -n 1)"
 }
 
 dsc=$(fetch memcached)
@@ -189,3 +246,8 @@ fi
 
 step "results"
 column -t -s $'\t' "$results"
+if [ "$mode" = --ci ]; then
+  # A refusal is a finding in the full run, but the two CI fixes are known to apply.
+  awk -F'\t' 'NR > 1 { n++; if ($3 !~ /^applied/) bad = 1 } END { exit bad || n != 2 }' "$results" ||
+    fail "the CI fixes did not both apply (see the results above)"
+fi
