@@ -124,12 +124,14 @@ pub enum Error {
         path: PathBuf,
     },
     /// `build-source`: the patched build changed no object file.
-    #[error("no object file differs between {original} and {patched}: the patches change nothing that is compiled")]
+    #[error("no object file differs between {original} and {patched}: the patches change {touched}, none of which is compiled into an object of this build (not built by the build command, or under a disabled #if / configure option)")]
     NothingChanged {
         /// The original build.
         original: PathBuf,
         /// The patched build.
         patched: PathBuf,
+        /// The files the patches change, comma-separated.
+        touched: String,
     },
 }
 

@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let old_dir = work.join("objects/old");
     let new_dir = work.join("objects/new");
     let changed = progress.step("diff", || {
-        let changed = source::changed_objects(&original, &patched)?;
+        let changed = source::changed_objects(&original, &patched, &args.patches)?;
         source::stage_objects(&original, &patched, &changed, &old_dir, &new_dir)?;
         Ok(changed)
     })?;

@@ -4,8 +4,13 @@ use std::path::{Path, PathBuf};
 
 use super::Error;
 
-/// Relative paths of `.o` files in `patched` that are new or differ from `original`'s.
-pub fn changed_objects(original: &Path, patched: &Path) -> Result<Vec<PathBuf>, Error> {
+/// Relative paths of `.o` files in `patched` that are new or differ from `original`'s; an error
+/// naming the files `patches` change when there is none.
+pub fn changed_objects(
+    original: &Path,
+    patched: &Path,
+    patches: &[impl AsRef<Path>],
+) -> Result<Vec<PathBuf>, Error> {
     let mut all = Vec::new();
     collect(patched, patched, &mut all)?;
     all.sort();
@@ -18,9 +23,14 @@ pub fn changed_objects(original: &Path, patched: &Path) -> Result<Vec<PathBuf>, 
         }
     }
     if changed.is_empty() {
+        let mut touched = Vec::new();
+        for patch in patches {
+            touched.extend(super::tree::patched_files(patch.as_ref())?);
+        }
         return Err(Error::NothingChanged {
             original: original.to_path_buf(),
             patched: patched.to_path_buf(),
+            touched: touched.join(", "),
         });
     }
     Ok(changed)

@@ -64,6 +64,28 @@ pub fn apply_patches(tree: &Path, patches: &[impl AsRef<Path>]) -> Result<(), Er
     Ok(())
 }
 
+/// The files a `-p1` patch changes, from its `+++ ` lines, in order.
+pub fn patched_files(patch: &Path) -> Result<Vec<String>, Error> {
+    let bytes = std::fs::read(patch).map_err(|e| Error::tree(patch, e))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut files: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let Some(name) = line.strip_prefix("+++ ") else {
+            continue;
+        };
+        // `+++ b/dir/file.c\t2024-01-01 ...`: drop the timestamp and the first component.
+        let name = name.split('\t').next().unwrap_or(name).trim_end();
+        if name == "/dev/null" {
+            continue;
+        }
+        let name = name.split_once('/').map_or(name, |(_, rest)| rest);
+        if !files.iter().any(|f| f == name) {
+            files.push(name.to_owned());
+        }
+    }
+    Ok(files)
+}
+
 /// SHA-256 over every path, file content and symlink target under `dir`, in sorted order.
 pub fn tree_digest(dir: &Path) -> Result<String, Error> {
     let mut hasher = Sha256::new();
