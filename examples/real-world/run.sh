@@ -73,8 +73,11 @@ package() {
     fi
     return 0
   fi
-  outcome="refused"
   detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
+  case $detail in
+  *"no object file differs"*) outcome="nothing to patch" ;; # the fix is not in this build
+  *) outcome="refused" ;;
+  esac
   echo "build-source refused $fix: $detail"
   printf '%s\t%s\t%s\t\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
   return 1
