@@ -124,7 +124,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// `build-source`: the patched build changed no object file.
-    #[error("no object file differs between {original} and {patched}: the patches change {touched}, none of which is compiled into an object of this build (not built by the build command, or under a disabled #if / configure option)")]
+    #[error("no object file differs between {original} and {patched}: the patches change {touched}, and no object built from them differs (the changed code is not built by the build command, or is under a disabled #if or configure option)")]
     NothingChanged {
         /// The original build.
         original: PathBuf,
