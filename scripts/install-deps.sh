@@ -13,6 +13,7 @@ SUDO=""
 pkgs=(
   gcc make binutils libc6-dev gdb                 # tests compile and inspect C targets
   patch dpkg-dev xz-utils                         # apt-get source, dpkg-source -x, build-source
+  autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
 )

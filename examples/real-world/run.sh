@@ -76,6 +76,10 @@ package() {
   detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
   case $detail in
   *"no object file differs"*) outcome="nothing to patch" ;; # the fix is not in this build
+  "error: build of"*)
+    outcome="build failed"
+    detail="$detail: $(grep -v '^\[lpkg\]' "$dir/build.err" | grep -v '^[[:space:]]*$' | tail -n 1)"
+    ;;
   *) outcome="refused" ;;
   esac
   echo "build-source refused $fix: $detail"
@@ -170,7 +174,6 @@ memcached_fix() {
 }
 
 # --- libxml2 ------------------------------------------------------------------------------
-# Configured as Debian's main flavour (--without-python) minus ICU, shared library only.
 # `worker_repro PID LOG WANT`: asks the worker for its reproducer's answer (SIGUSR1).
 worker_repro() {
   local pid=$1 log=$2 want=$3 asked line=""
@@ -184,6 +187,14 @@ worker_repro() {
   expect_repro "$want" "$line"
 }
 
+# Configured as Debian's main flavour (--without-python) minus ICU, shared library only. Like
+# Debian's build (dh_autoreconf), the build system is regenerated when a patch of the series
+# changed it (0034-testcatalog adds a test program to Makefile.am).
+libxml2_build='test -f config.status || {
+  if [ Makefile.am -nt Makefile.in ] || [ configure.ac -nt configure ]; then autoreconf -fi; fi
+  ./configure -q --without-python --disable-static
+} >/dev/null 2>&1; make -s libxml2.la'
+
 libxml2_fix() {
   local fix=$1 repro=- name=""
   step "libxml2: $fix"
@@ -196,7 +207,7 @@ libxml2_fix() {
   *8732*) name=CVE-2025-8732 ;;
   esac
   package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
-    sh -c 'test -f config.status || ./configure -q --without-python --disable-static >/dev/null; make -s libxml2.la' ||
+    sh -c "$libxml2_build" ||
     return 0
   local lib="$work/libxml2/$(fix_id "$fix")/build/original"
   local prog="$work/libxml2/$(fix_id "$fix")/xml-worker"
