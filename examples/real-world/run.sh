@@ -35,9 +35,10 @@ fetch() {
 series() { sed -e 's/#.*//' -e 's/[[:space:]].*//' -e '/^$/d' "$1/debian/patches/series"; }
 
 # A fix's name without `.patch`, folders flattened (CVE-2026-0992/01-x.patch: CVE-2026-0992-01-x).
+# With $adapted set (the path of a variant of the fix in adapted/), `-adapted` is appended.
 fix_id() {
   local id=${1%.patch}
-  echo "${id//\//-}"
+  echo "${id//\//-}${adapted:+-adapted}"
 }
 
 # `base_tree DSC PATCH DEST`: the release as shipped before PATCH (pristine source plus every
@@ -62,7 +63,7 @@ package() {
   base_tree "$dsc" "$fix" "$dir/src"
   pkg_file="$dir/fix.lpkg"
   functions=""
-  if "$LPKG" build-source --src "$dir/src" --patch "$dir/src/debian/patches/$fix" \
+  if "$LPKG" build-source --src "$dir/src" --patch "${adapted:-$dir/src/debian/patches/$fix}" \
     --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
     --jobs 2 --name "$name-$(fix_id "$fix")" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
     functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
@@ -83,12 +84,12 @@ package() {
   *) outcome="refused" ;;
   esac
   echo "build-source refused $fix: $detail"
-  printf '%s\t%s\t%s\t\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
+  printf '%s\t%s\t%s\t\t\t\t\t%s\n' "$name" "$fix${adapted:+ (adapted)}" "$outcome" "$detail" >>"$results"
   return 1
 }
 
 record() { # NAME FIX PAUSE DETAIL (and $repro: what the fix's reproducer showed)
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$outcome" "$functions" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2${adapted:+ (adapted)}" "$outcome" "$functions" \
     "$(stat -c %s "$pkg_file")" "$3" "$repro" "$4" >>"$results"
 }
 
@@ -205,6 +206,7 @@ libxml2_fix() {
   *27113*) name=CVE-2025-27113 ;;
   *49796*) name=CVE-2025-49796 ;;
   *8732*) name=CVE-2025-8732 ;;
+  *0989*) name=CVE-2026-0989 ;;
   esac
   package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
     sh -c "$libxml2_build" ||
@@ -255,7 +257,13 @@ elif [ "$mode" = --ci ]; then
 else
   tmp="$work/series-libxml2"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do isolated libxml2_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do
+    isolated libxml2_fix "$fix"
+    # A fix Debian's way refuses may have a live-patchable variant (adapted/, see its header).
+    if [ -f "$here/adapted/$(fix_id "$fix").patch" ]; then
+      adapted="$here/adapted/$(fix_id "$fix").patch" isolated libxml2_fix "$fix"
+    fi
+  done
 fi
 
 step "results"

@@ -10,6 +10,7 @@
 #include <libxml/catalog.h>
 #include <libxml/dict.h>
 #include <libxml/pattern.h>
+#include <libxml/relaxng.h>
 #include <libxml/schematron.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
@@ -121,6 +122,47 @@ static int repro_8732(void)
 	return 0;
 }
 
+/* CVE-2026-0989: RelaxNG includes nested without limit until the stack overflowed. The fix
+ * limits the depth (RNG_INCLUDE_LIMIT, default 1000): with a limit of 2, a schema whose
+ * includes nest 3 deep must be refused; the vulnerable code accepts it. */
+static int repro_0989(void)
+{
+	static const char ns[] = "xmlns='http://relaxng.org/ns/structure/1.0'";
+	char dir[] = "/tmp/lpkg-repro.XXXXXX", path[sizeof(dir) + 16];
+	xmlRelaxNGParserCtxtPtr ctxt;
+	xmlRelaxNGPtr schema;
+	FILE *f;
+
+	if (!mkdtemp(dir))
+		return 2;
+	for (int i = 0; i <= 4; i++) {
+		snprintf(path, sizeof(path), "%s/%d.rng", dir, i);
+		if (!(f = fopen(path, "w")))
+			return 2;
+		if (i == 0)
+			fprintf(f, "<grammar %s><start><ref name='x'/></start>"
+				   "<include href='1.rng'/></grammar>", ns);
+		else if (i < 4)
+			fprintf(f, "<grammar %s><include href='%d.rng'/></grammar>", ns, i + 1);
+		else
+			fprintf(f, "<grammar %s><define name='x'><element name='x'><empty/>"
+				   "</element></define></grammar>", ns);
+		fclose(f);
+	}
+	setenv("RNG_INCLUDE_LIMIT", "2", 1);
+	snprintf(path, sizeof(path), "%s/0.rng", dir);
+	ctxt = xmlRelaxNGNewParserCtxt(path);
+	schema = xmlRelaxNGParse(ctxt);
+	xmlRelaxNGFreeParserCtxt(ctxt);
+	xmlRelaxNGFree(schema);
+	for (int i = 0; i <= 4; i++) {
+		snprintf(path, sizeof(path), "%s/%d.rng", dir, i);
+		unlink(path);
+	}
+	rmdir(dir);
+	return schema != NULL;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
@@ -130,6 +172,7 @@ static const struct {
 	{ "CVE-2023-28484", repro_28484 },
 	{ "CVE-2025-49796", repro_49796 },
 	{ "CVE-2025-8732", repro_8732 },
+	{ "CVE-2026-0989", repro_0989 },
 };
 
 static volatile sig_atomic_t repro_requested;
