@@ -111,9 +111,26 @@ isolated() {
 }
 
 # --- memcached ---------------------------------------------------------------------------
-# CVE-2026-47783/47784's reproducer (memcached-sasl-repro.py) needs SASL, which turns the text
-# protocol of the load off: a second server of the release, with a password database naming the
-# user twice, answers it before apply, after apply and after revert.
+# The reproducers need a server configured apart from the one under load (SASL turns the text
+# protocol of the load off; the proxy needs a route): a second server of the release answers
+# them before apply, after apply and after revert.
+
+# `repro_around_apply SERVER REPRO...`: REPRO shows the bug, the package applied to SERVER fixes
+# it, revert brings it back; then SERVER is stopped.
+repro_around_apply() {
+  local server=$1
+  shift
+  expect_repro bug "$("$@")"
+  "$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" >/dev/null
+  expect_repro fixed "$("$@")"
+  "$LPKG" revert --pid "$server" >/dev/null
+  expect_repro bug "$("$@")"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  repro=$repro_summary
+}
+
+# CVE-2026-47783/47784 (memcached-sasl-repro.py): a password database naming the user twice.
 memcached_sasl_repro() { # BIN
   local bin=$1 port=$((20000 + RANDOM % 20000)) sasl="$work/sasl"
   mkdir -p "$sasl"
@@ -127,14 +144,21 @@ memcached_sasl_repro() { # BIN
   local server=$!
   pids+=("$server")
   sleep 0.5
-  expect_repro bug "$(python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret)"
-  "$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" >/dev/null
-  expect_repro fixed "$(python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret)"
-  "$LPKG" revert --pid "$server" >/dev/null
-  expect_repro bug "$(python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret)"
-  kill "$server"
-  wait "$server" 2>/dev/null || true
-  repro=$repro_summary
+  repro_around_apply "$server" python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret
+}
+
+# CVE-2023-46852 (memcached-proxy-repro.py): a proxy routing every get to a fixed answer.
+memcached_proxy_repro() { # BIN
+  local bin=$1 port=$((20000 + RANDOM % 20000)) proxy="$work/proxy"
+  mkdir -p "$proxy"
+  chmod 711 "$work" # memcached reads the configuration as nobody
+  cp "$here/memcached-proxy-route.lua" "$proxy/route.lua"
+  chmod -R a+rX "$proxy"
+  "$bin" -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 8 -o "proxy_config=$proxy/route.lua" &
+  local server=$!
+  pids+=("$server")
+  sleep 1
+  repro_around_apply "$server" python3 "$here/memcached-proxy-repro.py" "$port"
 }
 
 memcached_fix() {
@@ -170,7 +194,10 @@ memcached_fix() {
   cat "$work/load.out"
   kill "$server"
   wait "$server" 2>/dev/null || true
-  case $fix in *47783*) memcached_sasl_repro "$bin" ;; esac
+  case $fix in
+  *47783*) memcached_sasl_repro "$bin" ;;
+  *46852*) memcached_proxy_repro "$bin" ;;
+  esac
   record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
 }
 
