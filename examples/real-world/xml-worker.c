@@ -14,6 +14,7 @@
 #include <libxml/schematron.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,10 @@ static const char doc[] =
 	"<?xml version=\"1.0\"?>\n"
 	"<!DOCTYPE order [<!ENTITY shop \"lpkg store\">]>\n"
 	"<order id=\"42\" empty=\"\"><item name=\"\">&shop;</item><note/></order>\n";
+
+/* A scratch folder for reproducers that need files, made before the fork and removed after it
+ * by the worker (a reproducer that crashes cannot clean up). */
+static char repro_dir[] = "/tmp/lpkg-repro.XXXXXX";
 
 /* Reproducers: return 1 when the bug shows as a wrong result, 0 when the code behaves fixed,
  * 2 when the reproducer itself could not run; a crash shows the bug too. */
@@ -105,20 +110,16 @@ static int repro_49796(void)
  * recursed until the stack overflowed (crash). */
 static int repro_8732(void)
 {
-	char dir[] = "/tmp/lpkg-repro.XXXXXX", path[sizeof(dir) + 16];
+	char path[sizeof(repro_dir) + 16];
 	FILE *f;
 
-	if (!mkdtemp(dir))
-		return 2;
-	snprintf(path, sizeof(path), "%s/recursive.sgml", dir);
+	snprintf(path, sizeof(path), "%s/recursive.sgml", repro_dir);
 	f = fopen(path, "w");
 	if (!f)
 		return 2;
 	fputs("CATALOG recursive.sgml\n", f);
 	fclose(f);
 	xmlFreeCatalog(xmlLoadACatalog(path));
-	unlink(path);
-	rmdir(dir);
 	return 0;
 }
 
@@ -128,15 +129,13 @@ static int repro_8732(void)
 static int repro_0989(void)
 {
 	static const char ns[] = "xmlns='http://relaxng.org/ns/structure/1.0'";
-	char dir[] = "/tmp/lpkg-repro.XXXXXX", path[sizeof(dir) + 16];
+	char path[sizeof(repro_dir) + 16];
 	xmlRelaxNGParserCtxtPtr ctxt;
 	xmlRelaxNGPtr schema;
 	FILE *f;
 
-	if (!mkdtemp(dir))
-		return 2;
 	for (int i = 0; i <= 4; i++) {
-		snprintf(path, sizeof(path), "%s/%d.rng", dir, i);
+		snprintf(path, sizeof(path), "%s/%d.rng", repro_dir, i);
 		if (!(f = fopen(path, "w")))
 			return 2;
 		if (i == 0)
@@ -150,16 +149,11 @@ static int repro_0989(void)
 		fclose(f);
 	}
 	setenv("RNG_INCLUDE_LIMIT", "2", 1);
-	snprintf(path, sizeof(path), "%s/0.rng", dir);
+	snprintf(path, sizeof(path), "%s/0.rng", repro_dir);
 	ctxt = xmlRelaxNGNewParserCtxt(path);
 	schema = xmlRelaxNGParse(ctxt);
 	xmlRelaxNGFreeParserCtxt(ctxt);
 	xmlRelaxNGFree(schema);
-	for (int i = 0; i <= 4; i++) {
-		snprintf(path, sizeof(path), "%s/%d.rng", dir, i);
-		unlink(path);
-	}
-	rmdir(dir);
 	return schema != NULL;
 }
 
@@ -174,6 +168,23 @@ static const struct {
 	{ "CVE-2025-8732", repro_8732 },
 	{ "CVE-2026-0989", repro_0989 },
 };
+
+static void remove_repro_dir(void)
+{
+	DIR *d = opendir(repro_dir);
+	struct dirent *e;
+	char path[sizeof(repro_dir) + 256];
+
+	while (d && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", repro_dir, e->d_name);
+			unlink(path);
+		}
+	}
+	if (d)
+		closedir(d);
+	rmdir(repro_dir);
+}
 
 static volatile sig_atomic_t repro_requested;
 
@@ -198,6 +209,12 @@ static void run_repro(const char *name)
 		return;
 	}
 	fflush(stdout);
+	strcpy(repro_dir + sizeof(repro_dir) - 7, "XXXXXX");
+	if (!mkdtemp(repro_dir)) {
+		printf("repro %s: error (no scratch folder)\n", name);
+		fflush(stdout);
+		return;
+	}
 	child = fork();
 	if (child == 0) {
 		/* What a reproducer prints (libxml2's error messages, reports) is not the worker's. */
@@ -216,6 +233,7 @@ static void run_repro(const char *name)
 	else
 		printf("repro %s: fixed\n", name);
 	fflush(stdout);
+	remove_repro_dir();
 }
 
 int main(int argc, char **argv)
