@@ -1,14 +1,58 @@
 #!/usr/bin/env bash
-# Installs what lpkg's demo and tests need on a fresh Debian machine (run as root or with sudo).
+# Installs what lpkg's demo and tests need on a fresh Debian 12 machine (run as root or with
+# sudo), including the real-world run (tests/real_world.rs, examples/real-world/run.sh): Debian
+# source packages (deb-src lines), memcached's and libxml2's build dependencies, the SASL PLAIN
+# mechanism for memcached's SASL reproducer, python3 for the load client.
+#
+# Idempotent and quiet: apt runs only when something is missing (its output is shown only if it
+# fails), `apt-get update` only when a package must be installed or deb-src lines were added.
 set -euo pipefail
-need=()
-for tool in gcc make objdump gdb; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+pkgs=(
+  gcc make binutils libc6-dev gdb                 # tests compile and inspect C targets
+  patch dpkg-dev xz-utils                         # apt-get source, dpkg-source -x, build-source
+  autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
+  libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
+  python3                                         # memcached load client and reproducers
+)
+
+quiet() { # runs a command, showing its output only when it fails
+  local log
+  log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
+# deb-src lines next to the binary ones (deb822 debian.sources, or a classic sources.list).
+has_deb_src() {
+  grep -qsE '^Types:.*deb-src' /etc/apt/sources.list.d/*.sources ||
+    grep -qsE '^deb-src ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list
+}
+updated=false
+if ! has_deb_src; then
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources |
+      $SUDO tee /etc/apt/sources.list.d/lpkg-deb-src.sources >/dev/null
+  else
+    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list |
+      $SUDO tee /etc/apt/sources.list.d/lpkg-deb-src.list >/dev/null
+  fi
+  quiet $SUDO apt-get update -qq
+  updated=true
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-if [ ${#need[@]} -gt 0 ]; then
-  pkgs=(gcc make binutils libc6-dev gdb)
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}"
+if [ ${#missing[@]} -gt 0 ]; then
+  $updated || quiet $SUDO apt-get update -qq
+  quiet $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }

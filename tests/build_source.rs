@@ -315,3 +315,37 @@ fn patch_that_does_not_apply_is_an_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("does not apply"), "{stderr}");
 }
+
+#[test]
+fn patch_that_changes_nothing_compiled_names_the_files_it_changes() {
+    let s = Scratch::new();
+    let notes = s.path("notes.patch");
+    std::fs::write(
+        &notes,
+        "--- /dev/null\n+++ b/docs/NEWS\n@@ -0,0 +1 @@\n+price rounding fixed\n",
+    )
+    .unwrap();
+    let out = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        notes.to_str().unwrap(),
+        "--target",
+        "app",
+        "--key",
+        "k.key",
+        "-o",
+        "x.lpkg",
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no object file differs")
+            && stderr
+                .contains("the patches change docs/NEWS, and no object built from them differs"),
+        "{stderr}"
+    );
+    assert!(!s.path("x.lpkg").exists());
+}

@@ -78,6 +78,71 @@ pub enum Error {
     /// Writing the patch module failed.
     #[error("cannot write module.o: {0}")]
     Write(String),
+    /// `build-source`: a file or folder of the source tree or of a build copy could not be
+    /// read, written or copied.
+    #[error("{path}: {reason}")]
+    SourceTree {
+        /// The file or folder.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// `build-source`: a patch did not apply to the tree.
+    #[error("patch {patch} does not apply to {tree}:\n{output}")]
+    Patch {
+        /// The patch file.
+        patch: PathBuf,
+        /// The copy it was applied to.
+        tree: PathBuf,
+        /// What `patch` printed.
+        output: String,
+    },
+    /// `build-source`: the project's build command failed.
+    #[error("build of {tree} failed ({status}): {command}\n--- last lines of {log} ---\n{tail}")]
+    BuildFailed {
+        /// The copy being built.
+        tree: PathBuf,
+        /// The command line.
+        command: String,
+        /// Exit status as text.
+        status: String,
+        /// The full build output.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// `build-source`: no C compiler to wrap was found on `PATH`.
+    #[error("no {compiler} found on PATH to wrap")]
+    NoCompiler {
+        /// The compiler name looked for.
+        compiler: String,
+    },
+    /// `build-source`: the built tree has no file at the target's relative path.
+    #[error("the original build has no {path} (check --target, it is relative to the tree)")]
+    NoTarget {
+        /// The expected path.
+        path: PathBuf,
+    },
+    /// `build-source`: the patched build changed no object file.
+    #[error("no object file differs between {original} and {patched}: the patches change {touched}, and no object built from them differs (the changed code is not built by the build command, or is under a disabled #if or configure option)")]
+    NothingChanged {
+        /// The original build.
+        original: PathBuf,
+        /// The patched build.
+        patched: PathBuf,
+        /// The files the patches change, comma-separated.
+        touched: String,
+    },
+}
+
+impl Error {
+    /// A source-tree file operation that failed on `path`.
+    pub(crate) fn tree(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Error {
+        Error::SourceTree {
+            path: path.into(),
+            reason: e.to_string(),
+        }
+    }
 }
 
 /// Shorthand for a refusal.

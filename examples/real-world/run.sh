@@ -7,8 +7,10 @@
 #   examples/real-world/run.sh            every CVE patch of both packages (long)
 #   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
 #
-# Needs root for apt (deb-src lines, build dependencies). Sources are cached in
-# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package. Load talks only to 127.0.0.1 and is bounded.
+# Needs scripts/install-deps.sh run first (deb-src lines, build dependencies). Sources are cached in
+# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package;
+# RW_FIXES=REGEX (extended, on the patch name) runs the matching fixes only. Load talks only to
+# 127.0.0.1 and is bounded.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
 mode=${1:-all}
@@ -16,25 +18,28 @@ cache=${RW_CACHE:-/var/tmp/lpkg-real-world}
 mkdir -p "$cache"
 # Written as each fix finishes, so a long run that is stopped keeps what it measured.
 results="${RW_RESULTS:-$work/results.tsv}"
-printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\tdetail\n' >"$results"
+printf 'package\tfix\toutcome\tfunctions\tsize\tpause_us\treproducer\tdetail\n' >"$results"
 make_key
 
-# Debian source packages: deb-src lines next to the binary ones, then `apt-get source`.
+# Debian source packages through `apt-get source` (scripts/install-deps.sh adds the deb-src lines).
 fetch() {
   local pkg=$1
   if ! ls "$cache/$pkg"_*.dsc >/dev/null 2>&1; then
-    if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/; then
-      sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources \
-        >/etc/apt/sources.list.d/lpkg-deb-src.sources
-      apt-get update -qq
-    fi
-    (cd "$cache" && apt-get source -qq --download-only "$pkg")
+    (cd "$cache" && apt-get source -qq --download-only "$pkg") ||
+      fail "apt-get source $pkg failed: run scripts/install-deps.sh (deb-src lines, build tools)"
   fi
   ls "$cache/$pkg"_*.dsc | tail -n 1
 }
 
 # The series of a package, one patch name a line (comments and options dropped).
 series() { sed -e 's/#.*//' -e 's/[[:space:]].*//' -e '/^$/d' "$1/debian/patches/series"; }
+
+# A fix's name without `.patch`, folders flattened (CVE-2026-0992/01-x.patch: CVE-2026-0992-01-x).
+# With $adapted set (the path of a variant of the fix in adapted/), `-adapted` is appended.
+fix_id() {
+  local id=${1%.patch}
+  echo "${id//\//-}${adapted:+-adapted}"
+}
 
 # `base_tree DSC PATCH DEST`: the release as shipped before PATCH (pristine source plus every
 # patch of the series that comes before it).
@@ -53,14 +58,14 @@ base_tree() {
 package() {
   local name=$1 fix=$2 target=$3
   shift 3
-  local dir="$work/$name/$(basename "$fix" .patch)"
+  local dir="$work/$name/$(fix_id "$fix")"
   mkdir -p "$dir"
   base_tree "$dsc" "$fix" "$dir/src"
   pkg_file="$dir/fix.lpkg"
   functions=""
-  if "$LPKG" build-source --src "$dir/src" --patch "$dir/src/debian/patches/$fix" \
+  if "$LPKG" build-source --src "$dir/src" --patch "${adapted:-$dir/src/debian/patches/$fix}" \
     --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
-    --jobs 2 --name "$name-$(basename "$fix" .patch)" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
+    --jobs 2 --name "$name-$(fix_id "$fix")" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
     functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
     if "$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub" | grep -q '"kind": *"init"'; then
       outcome="applied, with init routine"
@@ -69,17 +74,31 @@ package() {
     fi
     return 0
   fi
-  outcome="refused"
   detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
+  case $detail in
+  *"no object file differs"*) outcome="nothing to patch" ;; # the fix is not in this build
+  "error: build of"*)
+    outcome="build failed"
+    detail="$detail: $(grep -v '^\[lpkg\]' "$dir/build.err" | grep -v '^[[:space:]]*$' | tail -n 1)"
+    ;;
+  *) outcome="refused" ;;
+  esac
   echo "build-source refused $fix: $detail"
-  printf '%s\t%s\t%s\t\t\t\t%s\n' "$name" "$fix" "$outcome" "$detail" >>"$results"
+  printf '%s\t%s\t%s\t\t\t\t\t%s\n' "$name" "$fix${adapted:+ (adapted)}" "$outcome" "$detail" >>"$results"
   return 1
 }
 
-record() { # NAME FIX PAUSE DETAIL
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$outcome" "$functions" \
-    "$(stat -c %s "$pkg_file")" "$3" "$4" >>"$results"
+record() { # NAME FIX PAUSE DETAIL (and $repro: what the fix's reproducer showed)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2${adapted:+ (adapted)}" "$outcome" "$functions" \
+    "$(stat -c %s "$pkg_file")" "$3" "$repro" "$4" >>"$results"
 }
+
+# `expect_repro WANT LINE`: a reproducer's answer (`... bug ...` or `... fixed ...`) is WANT.
+expect_repro() {
+  echo "$2"
+  case $2 in *": $1"*) ;; *) fail "reproducer: expected $1, got '${2:-no answer}'" ;; esac
+}
+repro_summary="bug before apply, fixed after apply, bug after revert"
 
 # In the full run one fix that fails to apply is recorded and the run goes on; the subshell
 # stops the processes it started.
@@ -88,12 +107,62 @@ isolated() {
     pids=()
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
     "$@"
-  ) || printf '%s\t%s\tFAILED (see log above)\t\t\t\t\n' "${1%_fix}" "$2" >>"$results"
+  ) || printf '%s\t%s\tFAILED (see log above)\t\t\t\t\t\n' "${1%_fix}" "$2" >>"$results"
 }
 
 # --- memcached ---------------------------------------------------------------------------
+# The reproducers need a server configured apart from the one under load (SASL turns the text
+# protocol of the load off; the proxy needs a route): a second server of the release answers
+# them before apply, after apply and after revert.
+
+# `repro_around_apply SERVER REPRO...`: REPRO shows the bug, the package applied to SERVER fixes
+# it, revert brings it back; then SERVER is stopped.
+repro_around_apply() {
+  local server=$1
+  shift
+  expect_repro bug "$("$@")"
+  "$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" >/dev/null
+  expect_repro fixed "$("$@")"
+  "$LPKG" revert --pid "$server" >/dev/null
+  expect_repro bug "$("$@")"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  repro=$repro_summary
+}
+
+# CVE-2026-47783/47784 (memcached-sasl-repro.py): a password database naming the user twice.
+memcached_sasl_repro() { # BIN
+  local bin=$1 port=$((20000 + RANDOM % 20000)) sasl="$work/sasl"
+  mkdir -p "$sasl"
+  chmod 711 "$work" # memcached reads the database as nobody
+  printf 'mech_list: plain\n' >"$sasl/memcached.conf"
+  # SASL names users user@realm, the realm being the host name.
+  printf 'lpkg@%s:old-password\nlpkg@%s:s3cret\n' "$(uname -n)" "$(uname -n)" >"$sasl/pwdb"
+  chmod -R a+rX "$sasl"
+  MEMCACHED_SASL_PWDB="$sasl/pwdb" SASL_CONF_PATH="$sasl" \
+    "$bin" -S -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 8 &
+  local server=$!
+  pids+=("$server")
+  sleep 0.5
+  repro_around_apply "$server" python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret
+}
+
+# CVE-2023-46852 (memcached-proxy-repro.py): a proxy routing every get to a fixed answer.
+memcached_proxy_repro() { # BIN
+  local bin=$1 port=$((20000 + RANDOM % 20000)) proxy="$work/proxy"
+  mkdir -p "$proxy"
+  chmod 711 "$work" # memcached reads the configuration as nobody
+  cp "$here/memcached-proxy-route.lua" "$proxy/route.lua"
+  chmod -R a+rX "$proxy"
+  "$bin" -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 1 -m 8 -o "proxy_config=$proxy/route.lua" &
+  local server=$!
+  pids+=("$server")
+  sleep 1
+  repro_around_apply "$server" python3 "$here/memcached-proxy-repro.py" "$port"
+}
+
 memcached_fix() {
-  local fix=$1
+  local fix=$1 repro=-
   step "memcached: $fix"
   # The proxy CVEs are in code only --enable-proxy compiles (Debian does not enable it; the
   # tarball vendors Lua); the SASL one needs --enable-sasl-pwdb (Debian: --enable-sasl only).
@@ -104,7 +173,7 @@ memcached_fix() {
   package memcached "$fix" memcached \
     sh -c "test -f config.status || { $configure; } >/dev/null; make -s memcached" ||
     return 0
-  local bin="$work/memcached/$(basename "$fix" .patch)/build/original/memcached"
+  local bin="$work/memcached/$(fix_id "$fix")/build/original/memcached"
   local port=$((20000 + RANDOM % 20000))
   "$bin" -u nobody -l 127.0.0.1 -p "$port" -U 0 -t 2 -m 64 &
   local server=$!
@@ -117,7 +186,7 @@ memcached_fix() {
   json=$("$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
-  "$LPKG" list --pid "$server" | grep -q "memcached-$(basename "$fix" .patch)" ||
+  "$LPKG" list --pid "$server" | grep -q "memcached-$(fix_id "$fix")" ||
     fail "package not listed after apply"
   sleep 1.5
   "$LPKG" revert --pid "$server" >/dev/null
@@ -125,36 +194,75 @@ memcached_fix() {
   cat "$work/load.out"
   kill "$server"
   wait "$server" 2>/dev/null || true
+  case $fix in
+  *47783*) memcached_sasl_repro "$bin" ;;
+  *46852*) memcached_proxy_repro "$bin" ;;
+  esac
   record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
 }
 
 # --- libxml2 ------------------------------------------------------------------------------
-# Configured as Debian's main flavour (--without-python) minus ICU, shared library only.
+# `worker_repro PID LOG WANT`: asks the worker for its reproducer's answer (SIGUSR1).
+worker_repro() {
+  local pid=$1 log=$2 want=$3 asked line=""
+  asked=$(grep -c '^repro ' "$log" || true)
+  kill -USR1 "$pid"
+  for _ in $(seq 100); do
+    line=$(grep '^repro ' "$log" | sed -n "$((asked + 1))p")
+    [ -n "$line" ] && break
+    sleep 0.1
+  done
+  expect_repro "$want" "$line"
+}
+
+# Configured as Debian's main flavour (--without-python) minus ICU, shared library only. Like
+# Debian's build (dh_autoreconf), the build system is regenerated when a patch of the series
+# changed it (0034-testcatalog adds a test program to Makefile.am).
+libxml2_build='test -f config.status || {
+  if [ Makefile.am -nt Makefile.in ] || [ configure.ac -nt configure ]; then autoreconf -fi; fi
+  ./configure -q --without-python --disable-static
+} >/dev/null 2>&1; make -s libxml2.la'
+
 libxml2_fix() {
-  local fix=$1
+  local fix=$1 repro=- name=""
   step "libxml2: $fix"
+  # The fixes with a reproducer in xml-worker.c.
+  case $fix in
+  *28484*) name=CVE-2023-28484 ;;
+  *29469*) name=CVE-2023-29469 ;;
+  *27113*) name=CVE-2025-27113 ;;
+  *49796*) name=CVE-2025-49796 ;;
+  *8732*) name=CVE-2025-8732 ;;
+  *0989*) name=CVE-2026-0989 ;;
+  esac
   package libxml2 "$fix" .libs/libxml2.so.2.9.14 \
-    sh -c 'test -f config.status || ./configure -q --without-python --disable-static >/dev/null; make -s libxml2.la' ||
+    sh -c "$libxml2_build" ||
     return 0
-  local lib="$work/libxml2/$(basename "$fix" .patch)/build/original"
-  local prog="$work/libxml2/$(basename "$fix" .patch)/xml-worker"
+  local lib="$work/libxml2/$(fix_id "$fix")/build/original"
+  local prog="$work/libxml2/$(fix_id "$fix")/xml-worker"
   gcc -O2 -I"$lib/include" -o "$prog" "$here/xml-worker.c" -L"$lib/.libs" -lxml2 \
     -Wl,-rpath,"$lib/.libs"
-  "$prog" 6 >"$work/load.out" 2>&1 &
+  "$prog" 7 $name >"$work/load.out" 2>&1 &
   local worker=$!
   pids+=("$worker")
   sleep 1.5
+  [ -z "$name" ] || worker_repro "$worker" "$work/load.out" bug
   local json
   json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
-  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(basename "$fix" .patch)" ||
+  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(fix_id "$fix")" ||
     fail "package not listed after apply"
+  [ -z "$name" ] || worker_repro "$worker" "$work/load.out" fixed
   sleep 1.5
   "$LPKG" revert --pid "$worker" >/dev/null
+  if [ -n "$name" ]; then
+    worker_repro "$worker" "$work/load.out" bug
+    repro=$repro_summary
+  fi
   wait "$worker" || { cat "$work/load.out"; fail "parsing failed across apply/revert of $fix"; }
-  cat "$work/load.out"
-  record libxml2 "$fix" "$pause" "$(head -n 1 "$work/load.out")"
+  grep -v '^repro ' "$work/load.out"
+  record libxml2 "$fix" "$pause" "$(grep -v '^repro ' "$work/load.out" | head -n 1)"
 }
 
 dsc=$(fetch memcached)
@@ -165,7 +273,7 @@ elif [ "$mode" = --ci ]; then
 else
   tmp="$work/series-memcached"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve); do isolated memcached_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do isolated memcached_fix "$fix"; done
 fi
 
 dsc=$(fetch libxml2)
@@ -176,8 +284,19 @@ elif [ "$mode" = --ci ]; then
 else
   tmp="$work/series-libxml2"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve); do isolated libxml2_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do
+    isolated libxml2_fix "$fix"
+    # A fix Debian's way refuses may have a live-patchable variant (adapted/, see its header).
+    if [ -f "$here/adapted/$(fix_id "$fix").patch" ]; then
+      adapted="$here/adapted/$(fix_id "$fix").patch" isolated libxml2_fix "$fix"
+    fi
+  done
 fi
 
 step "results"
 column -t -s $'\t' "$results"
+if [ "$mode" = --ci ]; then
+  # A refusal is a finding in the full run, but the two CI fixes are known to apply.
+  awk -F'\t' 'NR > 1 { n++; if ($3 !~ /^applied/) bad = 1 } END { exit bad || n != 2 }' "$results" ||
+    fail "the CI fixes did not both apply (see the results above)"
+fi

@@ -113,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let target = original.join(&args.target);
     if !target.is_file() {
-        return Err(source::SourceError::NoTarget { path: target }.into());
+        return Err(lpkg_builder::Error::NoTarget { path: target }.into());
     }
     let patched = work.join("patched");
     progress.step("build patched", || {
@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let old_dir = work.join("objects/old");
     let new_dir = work.join("objects/new");
     let changed = progress.step("diff", || {
-        let changed = source::changed_objects(&original, &patched)?;
+        let changed = source::changed_objects(&original, &patched, &args.patches)?;
         source::stage_objects(&original, &patched, &changed, &old_dir, &new_dir)?;
         Ok(changed)
     })?;

@@ -2,9 +2,9 @@
 //! (in copies, never touching the user's tree), through a compiler wrapper that adds
 //! `-ffunction-sections -fdata-sections`, then diff the objects whose bytes changed.
 //!
-//! The steps are separate functions so the CLI can show progress between them.
+//! The steps are separate functions so the CLI can show progress between them. They fail with
+//! the builder's one [`Error`] (its `build-source` variants).
 
-mod error;
 mod objects;
 mod shim;
 mod tree;
@@ -12,7 +12,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use error::SourceError;
+use crate::Error;
 pub use objects::{changed_objects, stage_objects};
 pub use tree::{apply_patches, copy_tree, tree_digest};
 
@@ -56,11 +56,7 @@ impl BuildCommand {
 ///
 /// The wrapper lives in `shim_dir` (outside the tree, so the tree's contents stay the project's);
 /// the build's combined output goes to `shim_dir/build.log`.
-pub fn build_tree(
-    dir: &Path,
-    shim_dir: &Path,
-    cmd: &BuildCommand,
-) -> Result<TreeBuild, SourceError> {
+pub fn build_tree(dir: &Path, shim_dir: &Path, cmd: &BuildCommand) -> Result<TreeBuild, Error> {
     let started = std::time::Instant::now();
     let shim = shim::Shim::install(shim_dir, dir)?;
     let log = shim_dir.join("build.log");

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{BuildCommand, SourceError};
+use super::{BuildCommand, Error};
 
 /// Compilers wrapped: (name in the shim, real compiler looked up on `PATH`).
 const COMPILERS: [(&str, &str); 4] = [
@@ -26,16 +26,16 @@ pub struct Shim {
 
 impl Shim {
     /// Writes the wrapper scripts for building `tree` into `dir/bin`.
-    pub fn install(dir: &Path, tree: &Path) -> Result<Shim, SourceError> {
+    pub fn install(dir: &Path, tree: &Path) -> Result<Shim, Error> {
         let bin = dir.join("bin");
-        std::fs::create_dir_all(&bin).map_err(|e| SourceError::io(&bin, e))?;
+        std::fs::create_dir_all(&bin).map_err(|e| Error::tree(&bin, e))?;
         // Absolute: the build runs inside the tree, where a relative PATH entry means nothing.
-        let bin = std::fs::canonicalize(&bin).map_err(|e| SourceError::io(&bin, e))?;
-        let tree = std::fs::canonicalize(tree).map_err(|e| SourceError::io(tree, e))?;
+        let bin = std::fs::canonicalize(&bin).map_err(|e| Error::tree(&bin, e))?;
+        let tree = std::fs::canonicalize(tree).map_err(|e| Error::tree(tree, e))?;
         for (name, real) in COMPILERS {
             let Some(real_path) = find_on_path(real) else {
                 if real == "gcc" {
-                    return Err(SourceError::NoCompiler {
+                    return Err(Error::NoCompiler {
                         compiler: real.into(),
                     });
                 }
@@ -47,22 +47,22 @@ impl Shim {
                 tree.display()
             );
             let path = bin.join(name);
-            std::fs::write(&path, script).map_err(|e| SourceError::io(&path, e))?;
+            std::fs::write(&path, script).map_err(|e| Error::tree(&path, e))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-                .map_err(|e| SourceError::io(&path, e))?;
+                .map_err(|e| Error::tree(&path, e))?;
         }
         Ok(Shim { bin })
     }
 
     /// Runs the build command in `tree` with the wrapper, its output going to `log`.
-    pub fn run(&self, tree: &Path, cmd: &BuildCommand, log: &Path) -> Result<(), SourceError> {
-        let out = std::fs::File::create(log).map_err(|e| SourceError::io(log, e))?;
-        let err = out.try_clone().map_err(|e| SourceError::io(log, e))?;
+    pub fn run(&self, tree: &Path, cmd: &BuildCommand, log: &Path) -> Result<(), Error> {
+        let out = std::fs::File::create(log).map_err(|e| Error::tree(log, e))?;
+        let err = out.try_clone().map_err(|e| Error::tree(log, e))?;
         let path = match std::env::var_os("PATH") {
             Some(p) => {
                 let mut all = vec![self.bin.clone()];
                 all.extend(std::env::split_paths(&p));
-                std::env::join_paths(all).map_err(|e| SourceError::io(&self.bin, e))?
+                std::env::join_paths(all).map_err(|e| Error::tree(&self.bin, e))?
             }
             None => self.bin.clone().into_os_string(),
         };
@@ -77,14 +77,14 @@ impl Shim {
             .stdout(out)
             .stderr(err)
             .status()
-            .map_err(|e| SourceError::io(&cmd.argv[0], e))?;
+            .map_err(|e| Error::tree(&cmd.argv[0], e))?;
         if status.success() {
             return Ok(());
         }
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         let tail = lines[lines.len().saturating_sub(cmd.tail_lines)..].join("\n");
-        Err(SourceError::BuildFailed {
+        Err(Error::BuildFailed {
             tree: tree.to_path_buf(),
             command: cmd.argv.join(" "),
             status: status.to_string(),
