@@ -57,6 +57,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
+    // Best effort: without it a closed pipe only turns into an error message.
+    let _ = lpkg_kernel::interrupt::default_sigpipe();
     // clap prints usage errors itself and exits with 2 (exit::USAGE).
     exit::report(run(Cli::parse()))
 }

@@ -379,3 +379,29 @@ fn usage_errors_exit_2_and_help_lists_exit_codes() {
     assert!(help.stdout.contains("Exit codes:"));
     assert!(help.stdout.contains("3  package rejected"));
 }
+
+#[test]
+fn a_closed_output_pipe_ends_quietly_without_a_panic() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let pkg = s.package("fix.lpkg", &key);
+    // A reader that has already gone, as with `lpkg inspect PKG | head -0`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpkg"))
+        .args(["inspect", pkg.to_str().unwrap(), "--trust"])
+        .arg(&public)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    const SIGPIPE: i32 = 13;
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}

@@ -67,7 +67,7 @@ package() {
     --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
     --jobs 2 --name "$name-$(fix_id "$fix")" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
     functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
-    if "$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub" | grep -q '"kind": *"init"'; then
+    if grep -q '"kind": *"init"' <<<"$("$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub")"; then
       outcome="applied, with init routine"
     else
       outcome="applied automatically"
@@ -186,7 +186,7 @@ memcached_fix() {
   json=$("$LPKG" apply "$pkg_file" --pid "$server" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
-  "$LPKG" list --pid "$server" | grep -q "memcached-$(fix_id "$fix")" ||
+  grep -q "memcached-$(fix_id "$fix")" <<<"$("$LPKG" list --pid "$server")" ||
     fail "package not listed after apply"
   sleep 1.5
   "$LPKG" revert --pid "$server" >/dev/null
@@ -251,7 +251,7 @@ libxml2_fix() {
   json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
   local pause
   pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
-  "$LPKG" list --pid "$worker" | grep -q "libxml2-$(fix_id "$fix")" ||
+  grep -q "libxml2-$(fix_id "$fix")" <<<"$("$LPKG" list --pid "$worker")" ||
     fail "package not listed after apply"
   [ -z "$name" ] || worker_repro "$worker" "$work/load.out" fixed
   sleep 1.5

@@ -32,3 +32,16 @@ pub fn catch() -> crate::Result<()> {
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }
+
+/// SIGPIPE back to its default action, as for any Unix filter: `lpkg list | head -1` then ends
+/// quietly instead of failing on the closed pipe. Commands print only after their work is done,
+/// so this never interrupts an operation on a target.
+pub fn default_sigpipe() -> crate::Result<()> {
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installs the default action; no handler code runs in our process.
+    unsafe { sigaction(Signal::SIGPIPE, &action) }.map_err(|errno| crate::Error::Proc {
+        path: "sigaction".into(),
+        source: std::io::Error::from_raw_os_error(errno as i32),
+    })?;
+    Ok(())
+}
