@@ -205,7 +205,7 @@ fn apply_verified(
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
 
     let mut tracee = Tracee::seize(pid)?;
-    let mut rollback = Rollback::new(pid);
+    let mut rollback = Rollback::new();
     let result = (|| -> Result<(ApplyReport, Instant, Vec<Pid>), Error> {
         // Load: only the thread that runs the injected syscalls is stopped, the others run.
         tracee.stop_one()?;
@@ -375,7 +375,7 @@ fn apply_verified(
             Ok(report)
         }
         Err(error) => {
-            rollback.run(&mut tracee);
+            rollback.run(tracee, &mem);
             Err(error)
         }
     }

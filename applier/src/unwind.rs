@@ -22,7 +22,8 @@ use gimli::{
 use lpkg_kernel::arch::current::{
     Registers, CLONE_SYSCALLS, DWARF_RA, DWARF_SP, DWARF_TRACKED, GREGS_DWARF, RESTORE_RT, UC_GREGS,
 };
-use lpkg_kernel::{maps, memory, objects, stack, Pid};
+use lpkg_kernel::memory::Mem;
+use lpkg_kernel::{maps, objects, stack, Pid};
 use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::records;
@@ -113,7 +114,7 @@ trait Memory {
 
 /// A copy of the stack from `sp`, and the target itself for anything outside it.
 struct TargetMemory<'a> {
-    pid: Pid,
+    mem: &'a Mem,
     sp: u64,
     window: &'a [u8],
     trampolines: &'a mut HashMap<u64, bool>,
@@ -124,14 +125,18 @@ impl Memory for TargetMemory<'_> {
         match slice_u64(self.window, self.sp, address) {
             Some(value) => Some(value),
             // Outside the copy (a sigaltstack, a frame past the window): ask the target.
-            None => memory::read_u64(self.pid, address).ok(),
+            None => self
+                .mem
+                .read(address, 8)
+                .ok()
+                .map(|b| u64::from_le_bytes(b.try_into().expect("read returns all bytes"))),
         }
     }
 
     fn is_restore_rt(&mut self, pc: u64) -> bool {
-        let pid = self.pid;
+        let mem = self.mem;
         *self.trampolines.entry(pc).or_insert_with(|| {
-            memory::read(pid, pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
+            mem.read(pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
         })
     }
 }
@@ -166,6 +171,8 @@ fn slice_u64(bytes: &[u8], base: u64, address: u64) -> Option<u64> {
 /// The CFI of every object of a process, loaded before the process is stopped.
 pub struct CfiCache {
     pid: Pid,
+    /// Opened once: a read outside the stack copy is one system call, not three.
+    mem: Mem,
     objects: Vec<ObjectCfi>,
     stacks: Vec<maps::MapEntry>,
     ctx: UnwindContext<usize>,
@@ -213,6 +220,7 @@ impl CfiCache {
     /// Parses the `.eh_frame` of every ELF object, of the vDSO and of every lpkg patch module
     /// mapped in `pid`.
     pub fn load(pid: Pid) -> Result<CfiCache, crate::Error> {
+        let mem = Mem::open(pid)?;
         let mut found = Vec::new();
         for object in objects::mapped_objects(pid)? {
             let ranges: Vec<_> = object
@@ -237,7 +245,7 @@ impl CfiCache {
             .filter(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
         {
             let code = vdso.start..vdso.end;
-            if let Ok(data) = memory::read(pid, vdso.start, vdso.len() as usize) {
+            if let Ok(data) = mem.read(vdso.start, vdso.len() as usize) {
                 if let Some(cfi) = ObjectCfi::from_elf(&data, vdso.start, vec![code]) {
                     found.push(cfi);
                 }
@@ -255,12 +263,13 @@ impl CfiCache {
             if len == 0 || len > MAX_MODULE_EH_FRAME || !inside {
                 continue;
             }
-            if let Ok(bytes) = memory::read(pid, address, len as usize) {
+            if let Ok(bytes) = mem.read(address, len as usize) {
                 found.push(ObjectCfi::from_eh_frame(bytes, address, 0, vec![module]));
             }
         }
         Ok(CfiCache {
             pid,
+            mem,
             objects: found,
             stacks: all.into_iter().filter(|m| m.read && m.write).collect(),
             ctx: UnwindContext::new(),
@@ -279,7 +288,7 @@ impl CfiCache {
         let len = end.saturating_sub(sp).min(STACK_WINDOW as u64) as usize;
         let window = stack::read_upto(self.pid, sp, len).unwrap_or_default();
         let mut memory = TargetMemory {
-            pid: self.pid,
+            mem: &self.mem,
             sp,
             window: &window,
             trampolines: &mut self.trampolines,
