@@ -216,6 +216,14 @@ fn apply_verified(
                 tracee.call(resolver_address, &[], options.timeout)?,
             );
         }
+        if !manifest
+            .routines
+            .iter()
+            .any(|r| r.kind == RoutineKind::Init)
+        {
+            // No call in the switch: the calls' trampoline page goes now, not in the pause.
+            tracee.release_call_trampoline()?;
+        }
         rollback.mapping(module_address, layout.len());
         checkpoint::apply_step("apply:mapped")?;
         tracee.resume()?;
