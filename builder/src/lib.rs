@@ -137,24 +137,45 @@ fn pairs(
 }
 
 /// Reads and analyses one pair, each file read once; `None` when both files are identical
-/// (in a folder build; a single pair given by the user is always compared).
+/// (in a folder build; a single pair given by the user is always compared). With `split`
+/// (fewer pairs than cores) the two sides are analysed on two threads.
 fn read_pair(
     old: Option<PathBuf>,
     new: PathBuf,
     skip_identical: bool,
+    split: bool,
 ) -> Result<Option<(Side, Side)>, Error> {
     let new_bytes = read_bytes(&new)?;
-    let old_bytes = old.as_deref().map(read_bytes).transpose()?;
-    if skip_identical && old_bytes.as_deref() == Some(&new_bytes[..]) {
+    let old_file = match old {
+        Some(path) => Some((read_bytes(&path)?, path)),
+        None => None,
+    };
+    if skip_identical
+        && old_file
+            .as_ref()
+            .is_some_and(|(bytes, _)| *bytes == new_bytes)
+    {
         return Ok(None);
     }
-    let new_obj = Obj::parse(&new, &new_bytes)?;
-    drop(new_bytes);
-    let old_obj = match (&old, old_bytes) {
-        (Some(path), Some(bytes)) => Obj::parse(path, &bytes)?,
-        _ => Obj::empty(&new_obj),
+    let new_side = || -> Result<Side, Error> { Ok(Side::new(Obj::parse(&new, &new_bytes)?)) };
+    let Some((old_bytes, old_path)) = &old_file else {
+        let new = new_side()?;
+        return Ok(Some((Side::new(Obj::empty(&new.obj)), new)));
     };
-    Ok(Some((Side::new(old_obj), Side::new(new_obj))))
+    let old_side = || -> Result<Side, Error> { Ok(Side::new(Obj::parse(old_path, old_bytes)?)) };
+    let (old, new) = if split {
+        std::thread::scope(|scope| {
+            let new = scope.spawn(new_side);
+            let old = old_side();
+            (
+                old,
+                new.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            )
+        })
+    } else {
+        (old_side(), new_side())
+    };
+    Ok(Some((old?, new?)))
 }
 
 /// `f` over `items` on every core (the pairs of a build are independent), results in order.
@@ -195,10 +216,11 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let mut notes = Vec::new();
     let pairs = pairs(opts, &mut notes)?;
     let folders = opts.new.is_dir();
+    let split = pairs.len() < std::thread::available_parallelism().map_or(1, |n| n.get());
     // The target is read while the pairs are: it is independent of them.
     let (target, read) = std::thread::scope(|scope| {
         let target = scope.spawn(|| TargetFile::read(&opts.target));
-        let read = parallel_map(pairs, |(old, new)| read_pair(old, new, folders));
+        let read = parallel_map(pairs, |(old, new)| read_pair(old, new, folders, split));
         let target = target
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
