@@ -11,13 +11,14 @@
 //! any other. Everything read from the target (CFI, stack, records) is untrusted: a walk ends
 //! as "incomplete", never with a panic; [`backtrace_from_bytes`] is the fuzzing entry point.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
 
 use gimli::{
-    BaseAddresses, CfaRule, CieOrFde, EhFrame, EndianRcSlice, FrameDescriptionEntry, LittleEndian,
-    Register, RegisterRule, UnwindContext, UnwindSection,
+    BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, EndianRcSlice, FrameDescriptionEntry,
+    LittleEndian, ParsedEhFrameHdr, Register, RegisterRule, UnwindContext, UnwindSection,
 };
 use lpkg_kernel::arch::current::{
     Registers, CLONE_SYSCALLS, DWARF_RA, DWARF_SP, DWARF_TRACKED, GREGS_DWARF, RESTORE_RT, UC_GREGS,
@@ -48,33 +49,76 @@ struct ObjectCfi {
     bias: u64,
     eh_frame: EhFrame<Reader>,
     bases: BaseAddresses,
-    /// FDEs sorted by link-time start address.
-    fdes: Vec<FrameDescriptionEntry<Reader>>,
+    index: FdeIndex,
+}
+
+/// How an object's FDEs are found by address.
+enum FdeIndex {
+    /// The linker's binary search table (`.eh_frame_hdr`): nothing parsed before it is needed,
+    /// each FDE parsed once when a walk first needs it (by `.eh_frame` offset).
+    Table {
+        hdr: ParsedEhFrameHdr<Reader>,
+        parsed: RefCell<HashMap<usize, Option<FrameDescriptionEntry<Reader>>>>,
+    },
+    /// Every FDE, sorted by link-time start address (patch modules have no table).
+    Sorted(Vec<FrameDescriptionEntry<Reader>>),
 }
 
 impl ObjectCfi {
-    /// The CFI of an ELF file (or vDSO image) whose first segment is mapped at `base`.
-    fn from_elf(data: &[u8], base: u64, ranges: Vec<Range<u64>>) -> Option<ObjectCfi> {
+    /// The CFI of an ELF file (or vDSO image) whose first segment is mapped at `base`. Only
+    /// the headers and the CFI sections are read from `data`.
+    fn from_elf<'data>(
+        data: impl object::ReadRef<'data>,
+        base: u64,
+        ranges: Vec<Range<u64>>,
+    ) -> Option<ObjectCfi> {
         let file = object::File::parse(data).ok()?;
         let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
         let bias = base.wrapping_sub(first_load);
         let section = file.section_by_name(".eh_frame")?;
         let bytes = section.data().ok()?.to_vec();
-        Some(ObjectCfi::from_eh_frame(
-            bytes,
-            section.address(),
-            bias,
-            ranges,
-        ))
+        let mut cfi = ObjectCfi::unindexed(bytes, section.address(), bias, ranges);
+        let table = file.section_by_name(".eh_frame_hdr").and_then(|hdr| {
+            let bytes: Rc<[u8]> = hdr.data().ok()?.into();
+            cfi.bases = cfi.bases.clone().set_eh_frame_hdr(hdr.address());
+            let parsed = EhFrameHdr::from(Reader::new(bytes, LittleEndian))
+                .parse(&cfi.bases, 8)
+                .ok()?;
+            parsed.table().is_some().then_some(parsed)
+        });
+        cfi.index = match table {
+            Some(hdr) => FdeIndex::Table {
+                hdr,
+                parsed: RefCell::default(),
+            },
+            None => FdeIndex::Sorted(cfi.all_fdes()),
+        };
+        Some(cfi)
     }
 
-    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`.
+    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`, every FDE
+    /// indexed.
     fn from_eh_frame(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
+        let mut cfi = ObjectCfi::unindexed(bytes, address, bias, ranges);
+        cfi.index = FdeIndex::Sorted(cfi.all_fdes());
+        cfi
+    }
+
+    fn unindexed(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
         let bytes: Rc<[u8]> = bytes.into();
-        let eh_frame = EhFrame::from(Reader::new(bytes, LittleEndian));
-        let bases = BaseAddresses::default().set_eh_frame(address);
+        ObjectCfi {
+            ranges,
+            bias,
+            eh_frame: EhFrame::from(Reader::new(bytes, LittleEndian)),
+            bases: BaseAddresses::default().set_eh_frame(address),
+            index: FdeIndex::Sorted(Vec::new()),
+        }
+    }
+
+    /// Every FDE that parses, sorted by start address.
+    fn all_fdes(&self) -> Vec<FrameDescriptionEntry<Reader>> {
         let mut fdes = Vec::new();
-        let mut entries = eh_frame.entries(&bases);
+        let mut entries = self.eh_frame.entries(&self.bases);
         while let Ok(Some(entry)) = entries.next() {
             if let CieOrFde::Fde(partial) = entry {
                 if let Ok(fde) = partial.parse(EhFrame::cie_from_offset) {
@@ -83,23 +127,36 @@ impl ObjectCfi {
             }
         }
         fdes.sort_by_key(|f| f.initial_address());
-        ObjectCfi {
-            ranges,
-            bias,
-            eh_frame,
-            bases,
-            fdes,
-        }
+        fdes
     }
 
     fn covers(&self, pc: u64) -> bool {
         self.ranges.iter().any(|r| r.contains(&pc))
     }
 
-    fn fde(&self, pc: u64) -> Option<&FrameDescriptionEntry<Reader>> {
+    fn fde(&self, pc: u64) -> Option<FrameDescriptionEntry<Reader>> {
         let at = pc.wrapping_sub(self.bias);
-        let i = self.fdes.partition_point(|f| f.initial_address() <= at);
-        let fde = self.fdes.get(i.checked_sub(1)?)?;
+        let fde = match &self.index {
+            FdeIndex::Sorted(fdes) => {
+                let i = fdes.partition_point(|f| f.initial_address() <= at);
+                fdes.get(i.checked_sub(1)?)?.clone()
+            }
+            FdeIndex::Table { hdr, parsed } => {
+                let table = hdr.table()?;
+                let offset = table
+                    .pointer_to_offset(table.lookup(at, &self.bases).ok()?)
+                    .ok()?;
+                parsed
+                    .borrow_mut()
+                    .entry(offset.0)
+                    .or_insert_with(|| {
+                        self.eh_frame
+                            .fde_from_offset(&self.bases, offset, EhFrame::cie_from_offset)
+                            .ok()
+                    })
+                    .clone()?
+            }
+        };
         fde.contains(at).then_some(fde)
     }
 }
@@ -232,10 +289,12 @@ impl CfiCache {
             if ranges.is_empty() {
                 continue;
             }
-            let Ok(data) = objects::read_file(&object) else {
+            // Through a read cache: only the headers and the CFI are read, not the whole file.
+            let Ok(file) = std::fs::File::open(&object.map_file) else {
                 continue;
             };
-            if let Some(cfi) = ObjectCfi::from_elf(&data, object.base, ranges) {
+            let cache = object::ReadCache::new(file);
+            if let Some(cfi) = ObjectCfi::from_elf(&cache, object.base, ranges) {
                 found.push(cfi);
             }
         }
@@ -246,7 +305,7 @@ impl CfiCache {
         {
             let code = vdso.start..vdso.end;
             if let Ok(data) = mem.read(vdso.start, vdso.len() as usize) {
-                if let Some(cfi) = ObjectCfi::from_elf(&data, vdso.start, vec![code]) {
+                if let Some(cfi) = ObjectCfi::from_elf(&data[..], vdso.start, vec![code]) {
                     found.push(cfi);
                 }
             }
@@ -484,6 +543,25 @@ mod tests {
 
     fn pcs(trace: &Backtrace) -> Vec<(u64, bool)> {
         trace.frames.iter().map(|f| (f.pc, f.executing)).collect()
+    }
+
+    #[test]
+    fn the_eh_frame_hdr_table_finds_what_the_full_index_finds() {
+        // This test binary: linked with .eh_frame_hdr, thousands of FDEs; a PIE at 0.
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let cfi = ObjectCfi::from_elf(&exe[..], 0, vec![0..u64::MAX]).unwrap();
+        assert!(matches!(cfi.index, FdeIndex::Table { .. }), "no table used");
+        let all = cfi.all_fdes();
+        assert!(all.len() > 1000, "{} FDEs", all.len());
+        for fde in all.iter().step_by(5) {
+            let (start, end) = (fde.initial_address(), fde.end_address());
+            for at in [start, (start + end) / 2, end - 1] {
+                let found = cfi.fde(at).map(|f| f.initial_address());
+                assert_eq!(found, Some(start), "at {at:#x}");
+            }
+        }
+        let last = all.iter().map(|f| f.end_address()).max().unwrap();
+        assert!(cfi.fde(last + 0x10_0000).is_none());
     }
 
     #[test]
