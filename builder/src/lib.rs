@@ -137,45 +137,41 @@ fn pairs(
 }
 
 /// Reads and analyses one pair, each file read once; `None` when both files are identical
-/// (in a folder build; a single pair given by the user is always compared). With `split`
-/// (fewer pairs than cores) the two sides are analysed on two threads.
+/// (in a folder build; a single pair given by the user is always compared). Each file's bytes
+/// go as soon as its object is parsed (the object copies what it keeps). The two sides are
+/// not analysed concurrently: for one large pair that would hold both files and both objects
+/// at once (2.6 × the input instead of 2 ×).
 fn read_pair(
     old: Option<PathBuf>,
     new: PathBuf,
     skip_identical: bool,
-    split: bool,
 ) -> Result<Option<(Side, Side)>, Error> {
     let new_bytes = read_bytes(&new)?;
-    let old_file = match old {
-        Some(path) => Some((read_bytes(&path)?, path)),
-        None => None,
-    };
-    if skip_identical
-        && old_file
-            .as_ref()
-            .is_some_and(|(bytes, _)| *bytes == new_bytes)
-    {
-        return Ok(None);
+    let mut old_bytes = None;
+    if let (true, Some(path)) = (skip_identical, &old) {
+        let bytes = read_bytes(path)?;
+        if bytes == new_bytes {
+            return Ok(None);
+        }
+        old_bytes = Some(bytes);
     }
-    let new_side = || -> Result<Side, Error> { Ok(Side::new(Obj::parse(&new, &new_bytes)?)) };
-    let Some((old_bytes, old_path)) = &old_file else {
-        let new = new_side()?;
-        return Ok(Some((Side::new(Obj::empty(&new.obj)), new)));
+    let side = |path: &Path, bytes: Vec<u8>| -> Result<Side, Error> {
+        let obj = Obj::parse(path, &bytes)?;
+        drop(bytes);
+        Ok(Side::new(obj))
     };
-    let old_side = || -> Result<Side, Error> { Ok(Side::new(Obj::parse(old_path, old_bytes)?)) };
-    let (old, new) = if split {
-        std::thread::scope(|scope| {
-            let new = scope.spawn(new_side);
-            let old = old_side();
-            (
-                old,
-                new.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            )
-        })
-    } else {
-        (old_side(), new_side())
+    let new = side(&new, new_bytes)?;
+    let old = match old {
+        None => Side::new(Obj::empty(&new.obj)),
+        Some(path) => {
+            let bytes = match old_bytes {
+                Some(bytes) => bytes,
+                None => read_bytes(&path)?,
+            };
+            side(&path, bytes)?
+        }
     };
-    Ok(Some((old?, new?)))
+    Ok(Some((old, new)))
 }
 
 /// `f` over `items` on every core (the pairs of a build are independent), results in order.
@@ -216,11 +212,10 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let mut notes = Vec::new();
     let pairs = pairs(opts, &mut notes)?;
     let folders = opts.new.is_dir();
-    let split = pairs.len() < std::thread::available_parallelism().map_or(1, |n| n.get());
     // The target is read while the pairs are: it is independent of them.
     let (target, read) = std::thread::scope(|scope| {
         let target = scope.spawn(|| TargetFile::read(&opts.target));
-        let read = parallel_map(pairs, |(old, new)| read_pair(old, new, folders, split));
+        let read = parallel_map(pairs, |(old, new)| read_pair(old, new, folders));
         let target = target
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e));
