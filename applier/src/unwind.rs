@@ -549,7 +549,11 @@ mod tests {
     fn the_eh_frame_hdr_table_finds_what_the_full_index_finds() {
         // This test binary: linked with .eh_frame_hdr, thousands of FDEs; a PIE at 0.
         let exe = std::fs::read("/proc/self/exe").unwrap();
-        let cfi = ObjectCfi::from_elf(&exe[..], 0, Vec::from([0..u64::MAX])).unwrap();
+        let everywhere = Range {
+            start: 0,
+            end: u64::MAX,
+        };
+        let cfi = ObjectCfi::from_elf(&exe[..], 0, vec![everywhere]).unwrap();
         assert!(matches!(cfi.index, FdeIndex::Table { .. }), "no table used");
         let all = cfi.all_fdes();
         assert!(all.len() > 1000, "{} FDEs", all.len());
