@@ -205,7 +205,7 @@ fn apply_verified(
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
 
     let mut tracee = Tracee::seize(pid)?;
-    let mut rollback = Rollback::new(pid);
+    let mut rollback = Rollback::new();
     let result = (|| -> Result<(ApplyReport, Instant, Vec<Pid>), Error> {
         // Load: only the thread that runs the injected syscalls is stopped, the others run.
         tracee.stop_one()?;
@@ -215,6 +215,14 @@ fn apply_verified(
                 resolver_address,
                 tracee.call(resolver_address, &[], options.timeout)?,
             );
+        }
+        if !manifest
+            .routines
+            .iter()
+            .any(|r| r.kind == RoutineKind::Init)
+        {
+            // No call in the switch: the calls' trampoline page goes now, not in the pause.
+            tracee.release_call_trampoline()?;
         }
         rollback.mapping(module_address, layout.len());
         checkpoint::apply_step("apply:mapped")?;
@@ -375,7 +383,7 @@ fn apply_verified(
             Ok(report)
         }
         Err(error) => {
-            rollback.run(&mut tracee);
+            rollback.run(tracee, &mem);
             Err(error)
         }
     }

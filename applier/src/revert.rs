@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use lpkg_kernel::{memory, Pid, Tracee};
+use lpkg_kernel::memory::Mem;
+use lpkg_kernel::{Pid, Tracee};
 
 use crate::quiesce::stop_clear;
 use crate::record::{unhex, State, STATE_OFFSET};
@@ -11,20 +12,16 @@ use crate::reloc::jump;
 use crate::{checkpoint, Error};
 
 /// Undo log of an apply in progress: entries written and mappings made, undone in reverse.
+#[derive(Default)]
 pub struct Rollback {
-    pid: Pid,
     entries: Vec<(u64, Vec<u8>)>,
     mappings: Vec<(u64, u64)>,
 }
 
 impl Rollback {
-    /// An empty log for `pid`.
-    pub fn new(pid: Pid) -> Rollback {
-        Rollback {
-            pid,
-            entries: Vec::new(),
-            mappings: Vec::new(),
-        }
+    /// An empty log.
+    pub fn new() -> Rollback {
+        Rollback::default()
     }
 
     /// Remembers a mapping to remove.
@@ -37,19 +34,20 @@ impl Rollback {
         self.entries.push((address, original));
     }
 
-    /// Restores every entry, removes every mapping, resumes and detaches. Best effort: a
-    /// failure here leaves the record in the target, so `lpkg revert` can finish the job.
-    pub fn run(self, tracee: &mut Tracee) {
+    /// Restores every entry, removes every mapping and detaches (from that stop: detaching
+    /// resumes every thread). Best effort: a failure here leaves the record in the target, so
+    /// `lpkg revert` can finish the job.
+    pub fn run(self, mut tracee: Tracee, mem: &Mem) {
         if tracee.stop().is_err() {
             return;
         }
         for (address, original) in self.entries.iter().rev() {
-            let _ = memory::write(self.pid, *address, original);
+            let _ = mem.write(*address, original);
         }
         for (address, len) in self.mappings.iter().rev() {
             let _ = tracee.munmap(*address, *len);
         }
-        let _ = tracee.resume();
+        let _ = tracee.detach();
     }
 }
 
@@ -144,13 +142,13 @@ pub fn revert(
 /// was applied, restores every entry that still holds its jump, removes its mappings.
 pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<RevertReport, Error> {
     let body = &record.body;
+    let mem = Mem::open(pid)?;
     let mut tracee = Tracee::seize(pid)?;
     let guarded = record.guarded_code(None);
-    let result = (|| -> Result<usize, Error> {
-        stop_clear(&mut tracee, &guarded, timeout)?;
+    let result = (|| -> Result<(usize, Vec<Pid>), Error> {
+        let attempts = stop_clear(&mut tracee, &guarded, timeout)?;
         checkpoint::reached("revert:stopped");
-        memory::write(
-            pid,
+        mem.write(
             record.address + STATE_OFFSET,
             &State::Reverting.word().to_le_bytes(),
         )?;
@@ -163,14 +161,14 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
         let mut restored = 0;
         for entry in body.entries.iter().rev() {
             let ours = jump(entry.address, entry.new_address);
-            let live = memory::read(pid, entry.address, crate::reloc::JUMP_LEN)?;
+            let live = mem.read(entry.address, crate::reloc::JUMP_LEN)?;
             if ours.as_ref().map(|j| &j[..]) == Some(&live[..]) {
                 let original = unhex(&entry.original).ok_or_else(|| Error::BadRecord {
                     pid,
                     address: record.address,
                     reason: format!("entry {} has bad original bytes", entry.function),
                 })?;
-                memory::write(pid, entry.address, &original)?;
+                mem.write(entry.address, &original)?;
                 restored += 1;
                 if restored == 1 {
                     checkpoint::reached("revert:restored-1");
@@ -180,12 +178,12 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
         tracee.munmap(body.module_address, body.module_len)?;
         checkpoint::reached("revert:module-unmapped");
         tracee.munmap(record.address, record.len)?;
-        tracee.resume()?;
-        Ok(restored)
+        Ok((restored, attempts.running))
     })();
     match result {
-        Ok(restored) => {
-            tracee.detach()?;
+        Ok((restored, running)) => {
+            // Straight from the stop: detaching resumes every thread, the running ones first.
+            tracee.detach_first(&running)?;
             Ok(RevertReport {
                 id: body.id.clone(),
                 name: body.name.clone(),
@@ -195,7 +193,8 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
             })
         }
         Err(error) => {
-            let _ = tracee.resume();
+            // From the stop if the process is stopped: no second stop to detach.
+            let _ = tracee.detach();
             Err(error)
         }
     }

@@ -11,18 +11,20 @@
 //! any other. Everything read from the target (CFI, stack, records) is untrusted: a walk ends
 //! as "incomplete", never with a panic; [`backtrace_from_bytes`] is the fuzzing entry point.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
 
 use gimli::{
-    BaseAddresses, CfaRule, CieOrFde, EhFrame, EndianRcSlice, FrameDescriptionEntry, LittleEndian,
-    Register, RegisterRule, UnwindContext, UnwindSection,
+    BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, EndianRcSlice, FrameDescriptionEntry,
+    LittleEndian, ParsedEhFrameHdr, Register, RegisterRule, UnwindContext, UnwindSection,
 };
 use lpkg_kernel::arch::current::{
     Registers, CLONE_SYSCALLS, DWARF_RA, DWARF_SP, DWARF_TRACKED, GREGS_DWARF, RESTORE_RT, UC_GREGS,
 };
-use lpkg_kernel::{maps, memory, objects, stack, Pid};
+use lpkg_kernel::memory::Mem;
+use lpkg_kernel::{maps, objects, stack, Pid};
 use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::records;
@@ -47,33 +49,76 @@ struct ObjectCfi {
     bias: u64,
     eh_frame: EhFrame<Reader>,
     bases: BaseAddresses,
-    /// FDEs sorted by link-time start address.
-    fdes: Vec<FrameDescriptionEntry<Reader>>,
+    index: FdeIndex,
+}
+
+/// How an object's FDEs are found by address.
+enum FdeIndex {
+    /// The linker's binary search table (`.eh_frame_hdr`): nothing parsed before it is needed,
+    /// each FDE parsed once when a walk first needs it (by `.eh_frame` offset).
+    Table {
+        hdr: ParsedEhFrameHdr<Reader>,
+        parsed: RefCell<HashMap<usize, Option<FrameDescriptionEntry<Reader>>>>,
+    },
+    /// Every FDE, sorted by link-time start address (patch modules have no table).
+    Sorted(Vec<FrameDescriptionEntry<Reader>>),
 }
 
 impl ObjectCfi {
-    /// The CFI of an ELF file (or vDSO image) whose first segment is mapped at `base`.
-    fn from_elf(data: &[u8], base: u64, ranges: Vec<Range<u64>>) -> Option<ObjectCfi> {
+    /// The CFI of an ELF file (or vDSO image) whose first segment is mapped at `base`. Only
+    /// the headers and the CFI sections are read from `data`.
+    fn from_elf<'data>(
+        data: impl object::ReadRef<'data>,
+        base: u64,
+        ranges: Vec<Range<u64>>,
+    ) -> Option<ObjectCfi> {
         let file = object::File::parse(data).ok()?;
         let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
         let bias = base.wrapping_sub(first_load);
         let section = file.section_by_name(".eh_frame")?;
         let bytes = section.data().ok()?.to_vec();
-        Some(ObjectCfi::from_eh_frame(
-            bytes,
-            section.address(),
-            bias,
-            ranges,
-        ))
+        let mut cfi = ObjectCfi::unindexed(bytes, section.address(), bias, ranges);
+        let table = file.section_by_name(".eh_frame_hdr").and_then(|hdr| {
+            let bytes: Rc<[u8]> = hdr.data().ok()?.into();
+            cfi.bases = cfi.bases.clone().set_eh_frame_hdr(hdr.address());
+            let parsed = EhFrameHdr::from(Reader::new(bytes, LittleEndian))
+                .parse(&cfi.bases, 8)
+                .ok()?;
+            parsed.table().is_some().then_some(parsed)
+        });
+        cfi.index = match table {
+            Some(hdr) => FdeIndex::Table {
+                hdr,
+                parsed: RefCell::default(),
+            },
+            None => FdeIndex::Sorted(cfi.all_fdes()),
+        };
+        Some(cfi)
     }
 
-    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`.
+    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`, every FDE
+    /// indexed.
     fn from_eh_frame(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
+        let mut cfi = ObjectCfi::unindexed(bytes, address, bias, ranges);
+        cfi.index = FdeIndex::Sorted(cfi.all_fdes());
+        cfi
+    }
+
+    fn unindexed(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
         let bytes: Rc<[u8]> = bytes.into();
-        let eh_frame = EhFrame::from(Reader::new(bytes, LittleEndian));
-        let bases = BaseAddresses::default().set_eh_frame(address);
+        ObjectCfi {
+            ranges,
+            bias,
+            eh_frame: EhFrame::from(Reader::new(bytes, LittleEndian)),
+            bases: BaseAddresses::default().set_eh_frame(address),
+            index: FdeIndex::Sorted(Vec::new()),
+        }
+    }
+
+    /// Every FDE that parses, sorted by start address.
+    fn all_fdes(&self) -> Vec<FrameDescriptionEntry<Reader>> {
         let mut fdes = Vec::new();
-        let mut entries = eh_frame.entries(&bases);
+        let mut entries = self.eh_frame.entries(&self.bases);
         while let Ok(Some(entry)) = entries.next() {
             if let CieOrFde::Fde(partial) = entry {
                 if let Ok(fde) = partial.parse(EhFrame::cie_from_offset) {
@@ -82,23 +127,36 @@ impl ObjectCfi {
             }
         }
         fdes.sort_by_key(|f| f.initial_address());
-        ObjectCfi {
-            ranges,
-            bias,
-            eh_frame,
-            bases,
-            fdes,
-        }
+        fdes
     }
 
     fn covers(&self, pc: u64) -> bool {
         self.ranges.iter().any(|r| r.contains(&pc))
     }
 
-    fn fde(&self, pc: u64) -> Option<&FrameDescriptionEntry<Reader>> {
+    fn fde(&self, pc: u64) -> Option<FrameDescriptionEntry<Reader>> {
         let at = pc.wrapping_sub(self.bias);
-        let i = self.fdes.partition_point(|f| f.initial_address() <= at);
-        let fde = self.fdes.get(i.checked_sub(1)?)?;
+        let fde = match &self.index {
+            FdeIndex::Sorted(fdes) => {
+                let i = fdes.partition_point(|f| f.initial_address() <= at);
+                fdes.get(i.checked_sub(1)?)?.clone()
+            }
+            FdeIndex::Table { hdr, parsed } => {
+                let table = hdr.table()?;
+                let offset = table
+                    .pointer_to_offset(table.lookup(at, &self.bases).ok()?)
+                    .ok()?;
+                parsed
+                    .borrow_mut()
+                    .entry(offset.0)
+                    .or_insert_with(|| {
+                        self.eh_frame
+                            .fde_from_offset(&self.bases, offset, EhFrame::cie_from_offset)
+                            .ok()
+                    })
+                    .clone()?
+            }
+        };
         fde.contains(at).then_some(fde)
     }
 }
@@ -113,7 +171,7 @@ trait Memory {
 
 /// A copy of the stack from `sp`, and the target itself for anything outside it.
 struct TargetMemory<'a> {
-    pid: Pid,
+    mem: &'a Mem,
     sp: u64,
     window: &'a [u8],
     trampolines: &'a mut HashMap<u64, bool>,
@@ -124,14 +182,18 @@ impl Memory for TargetMemory<'_> {
         match slice_u64(self.window, self.sp, address) {
             Some(value) => Some(value),
             // Outside the copy (a sigaltstack, a frame past the window): ask the target.
-            None => memory::read_u64(self.pid, address).ok(),
+            None => self
+                .mem
+                .read(address, 8)
+                .ok()
+                .map(|b| u64::from_le_bytes(b.try_into().expect("read returns all bytes"))),
         }
     }
 
     fn is_restore_rt(&mut self, pc: u64) -> bool {
-        let pid = self.pid;
+        let mem = self.mem;
         *self.trampolines.entry(pc).or_insert_with(|| {
-            memory::read(pid, pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
+            mem.read(pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
         })
     }
 }
@@ -166,6 +228,8 @@ fn slice_u64(bytes: &[u8], base: u64, address: u64) -> Option<u64> {
 /// The CFI of every object of a process, loaded before the process is stopped.
 pub struct CfiCache {
     pid: Pid,
+    /// Opened once: a read outside the stack copy is one system call, not three.
+    mem: Mem,
     objects: Vec<ObjectCfi>,
     stacks: Vec<maps::MapEntry>,
     ctx: UnwindContext<usize>,
@@ -213,6 +277,7 @@ impl CfiCache {
     /// Parses the `.eh_frame` of every ELF object, of the vDSO and of every lpkg patch module
     /// mapped in `pid`.
     pub fn load(pid: Pid) -> Result<CfiCache, crate::Error> {
+        let mem = Mem::open(pid)?;
         let mut found = Vec::new();
         for object in objects::mapped_objects(pid)? {
             let ranges: Vec<_> = object
@@ -224,10 +289,12 @@ impl CfiCache {
             if ranges.is_empty() {
                 continue;
             }
-            let Ok(data) = objects::read_file(&object) else {
+            // Through a read cache: only the headers and the CFI are read, not the whole file.
+            let Ok(file) = std::fs::File::open(&object.map_file) else {
                 continue;
             };
-            if let Some(cfi) = ObjectCfi::from_elf(&data, object.base, ranges) {
+            let cache = object::ReadCache::new(file);
+            if let Some(cfi) = ObjectCfi::from_elf(&cache, object.base, ranges) {
                 found.push(cfi);
             }
         }
@@ -237,8 +304,8 @@ impl CfiCache {
             .filter(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
         {
             let code = vdso.start..vdso.end;
-            if let Ok(data) = memory::read(pid, vdso.start, vdso.len() as usize) {
-                if let Some(cfi) = ObjectCfi::from_elf(&data, vdso.start, vec![code]) {
+            if let Ok(data) = mem.read(vdso.start, vdso.len() as usize) {
+                if let Some(cfi) = ObjectCfi::from_elf(&data[..], vdso.start, vec![code]) {
                     found.push(cfi);
                 }
             }
@@ -255,12 +322,13 @@ impl CfiCache {
             if len == 0 || len > MAX_MODULE_EH_FRAME || !inside {
                 continue;
             }
-            if let Ok(bytes) = memory::read(pid, address, len as usize) {
+            if let Ok(bytes) = mem.read(address, len as usize) {
                 found.push(ObjectCfi::from_eh_frame(bytes, address, 0, vec![module]));
             }
         }
         Ok(CfiCache {
             pid,
+            mem,
             objects: found,
             stacks: all.into_iter().filter(|m| m.read && m.write).collect(),
             ctx: UnwindContext::new(),
@@ -279,7 +347,7 @@ impl CfiCache {
         let len = end.saturating_sub(sp).min(STACK_WINDOW as u64) as usize;
         let window = stack::read_upto(self.pid, sp, len).unwrap_or_default();
         let mut memory = TargetMemory {
-            pid: self.pid,
+            mem: &self.mem,
             sp,
             window: &window,
             trampolines: &mut self.trampolines,
@@ -475,6 +543,29 @@ mod tests {
 
     fn pcs(trace: &Backtrace) -> Vec<(u64, bool)> {
         trace.frames.iter().map(|f| (f.pc, f.executing)).collect()
+    }
+
+    #[test]
+    fn the_eh_frame_hdr_table_finds_what_the_full_index_finds() {
+        // This test binary: linked with .eh_frame_hdr, thousands of FDEs; a PIE at 0.
+        let exe = std::fs::read("/proc/self/exe").unwrap();
+        let everywhere = Range {
+            start: 0,
+            end: u64::MAX,
+        };
+        let cfi = ObjectCfi::from_elf(&exe[..], 0, vec![everywhere]).unwrap();
+        assert!(matches!(cfi.index, FdeIndex::Table { .. }), "no table used");
+        let all = cfi.all_fdes();
+        assert!(all.len() > 1000, "{} FDEs", all.len());
+        for fde in all.iter().step_by(5) {
+            let (start, end) = (fde.initial_address(), fde.end_address());
+            for at in [start, (start + end) / 2, end - 1] {
+                let found = cfi.fde(at).map(|f| f.initial_address());
+                assert_eq!(found, Some(start), "at {at:#x}");
+            }
+        }
+        let last = all.iter().map(|f| f.end_address()).max().unwrap();
+        assert!(cfi.fde(last + 0x10_0000).is_none());
     }
 
     #[test]

@@ -18,8 +18,11 @@ pub struct Side {
 }
 
 impl Side {
-    pub fn new(obj: Obj) -> Side {
+    pub fn new(mut obj: Obj) -> Side {
         let facts = dwarf::read(&obj);
+        // Everything the build needs from DWARF is in `facts`: the bytes (a `-g` object's
+        // larger half) go now rather than when the build ends.
+        obj.debug = Default::default();
         let analysis = Analysis::new(&obj, &facts);
         Side {
             obj,

@@ -370,16 +370,22 @@ impl<'a> ModuleWriter<'a> {
             let obj = &unit.new.obj;
             for section in obj.sections.iter().filter(|s| s.name == ".eh_frame") {
                 let mut cies: BTreeMap<usize, usize> = BTreeMap::new();
+                // By offset: each record's relocations are found by binary search (a scan per
+                // record was quadratic in the functions of an object).
+                let mut sorted: Vec<_> = section.relocs.iter().collect();
+                sorted.sort_by_key(|r| r.offset);
+                let relocs_in = |start: usize, end: usize| {
+                    let from = sorted.partition_point(|r| r.offset < start as u64);
+                    let to = sorted.partition_point(|r| r.offset < end as u64);
+                    &sorted[from..to]
+                };
                 for record in cfi_records(&section.data) {
                     let CfiRecord::Fde { at, end, cie } = record else {
                         continue;
                     };
-                    let relocs: Vec<_> = section
-                        .relocs
-                        .iter()
-                        .filter(|r| (at as u64..end as u64).contains(&r.offset))
-                        .collect();
-                    let [pc_begin] = relocs[..] else { continue };
+                    let [pc_begin] = relocs_in(at, end) else {
+                        continue;
+                    };
                     let symbol = &obj.symbols[pc_begin.sym];
                     let copied = symbol.section.and_then(|s| self.sections.get(&(u, s)));
                     let (Some(&out_section), true) = (copied, pc_begin.offset == at as u64 + 8)
@@ -391,11 +397,7 @@ impl<'a> ModuleWriter<'a> {
                     else {
                         continue;
                     };
-                    if section
-                        .relocs
-                        .iter()
-                        .any(|r| (cie as u64..cie_end as u64).contains(&r.offset))
-                    {
+                    if !relocs_in(cie, cie_end).is_empty() {
                         continue;
                     }
                     let new_cie = *cies.entry(cie).or_insert_with(|| {

@@ -115,16 +115,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Obj {
-    /// Reads and parses an ELF64 x86_64 relocatable object.
-    pub fn read(path: &Path) -> Result<Obj, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Obj::parse(path, &bytes)
-    }
-
-    fn parse(path: &Path, bytes: &[u8]) -> Result<Obj, Error> {
+    /// Parses the bytes of an ELF64 x86_64 relocatable object read from `path`.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Obj, Error> {
         let file = ElfFile64::<Endianness>::parse(bytes)
             .map_err(|e| bad(path, format!("not an ELF64 object: {e}")))?;
         let endian = file.endian();

@@ -232,6 +232,8 @@ pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
 /// to 1 ms sleeps so quick stops are seen quickly without burning a core on slow ones.
 pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Option<Stop>, Errno> {
     let mut pause = std::time::Duration::from_micros(5);
+    // The default 50 µs slack would make each injected step cost at least that much.
+    let mut slack = crate::tracer::FineSlack::default();
     loop {
         if let Some(stop) = poll(tid)? {
             return Ok(Some(stop));
@@ -239,6 +241,7 @@ pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Optio
         if std::time::Instant::now() >= deadline {
             return Ok(None);
         }
+        slack.set();
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(1));
     }

@@ -48,9 +48,34 @@ impl Tracee {
         let altstack = self.altstack(tid, sp)?;
         let xstate = ptrace::get_xstate(tid)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
-        // Its own page: it must stay mapped for as long as the function may return to it, which
-        // is forever if we die during the call.
-        let trampoline = self.checked_syscall_on(
+        let trampoline = self.call_trampoline(tid)?;
+        let call = Call {
+            tid,
+            func,
+            args,
+            timeout,
+            altstack,
+            xstate: &xstate,
+            trampoline,
+        };
+        let result = self.call_borrowing(&call);
+        // The function may have changed its alternate stack (it made system calls) or not
+        // finished: read it again next time.
+        if !matches!(result, Ok((_, false))) {
+            self.altstacks.remove(&tid);
+        }
+        result.map(|(value, _)| value)
+    }
+
+    /// The page of the `rt_sigreturn` trampoline, mapped on first use (an injected `mmap` on
+    /// `tid`) and kept for the next calls until [`Tracee::release_call_trampoline`] or the
+    /// detach. Its own page: it must stay mapped for as long as a called function may return
+    /// to it, which is forever if we die during the call.
+    fn call_trampoline(&mut self, tid: Pid) -> Result<u64> {
+        if let Some(page) = self.call_trampoline {
+            return Ok(page);
+        }
+        let page = self.checked_syscall_on(
             tid,
             arch::SYS_MMAP,
             [
@@ -62,37 +87,44 @@ impl Tracee {
                 0,
             ],
         )?;
-        let result = memory::write(pid, trampoline, &SIGRETURN_TRAMPOLINE).and_then(|()| {
-            let call = Call {
-                tid,
-                func,
-                args,
-                timeout,
-                altstack,
-                xstate: &xstate,
-                trampoline,
-            };
-            self.call_borrowing(&call)
-        });
-        let unmapped =
-            self.checked_syscall_on(tid, arch::SYS_MUNMAP, [trampoline, PAGE, 0, 0, 0, 0]);
-        let value = result?;
-        unmapped?;
-        Ok(value)
+        if let Err(error) = memory::write(self.pid, page, &SIGRETURN_TRAMPOLINE) {
+            let _ = self.checked_syscall_on(tid, arch::SYS_MUNMAP, [page, PAGE, 0, 0, 0, 0]);
+            return Err(error);
+        }
+        self.call_trampoline = Some(page);
+        Ok(page)
+    }
+
+    /// Unmaps the page that [`Tracee::call`] keeps for its calls, if one is mapped (an
+    /// injected `munmap` on the thread calls run on, which must be stopped). Detaching does it
+    /// too; calling it earlier keeps that system call out of a later stop of the process.
+    pub fn release_call_trampoline(&mut self) -> Result<()> {
+        let Some(page) = self.call_trampoline else {
+            return Ok(());
+        };
+        let tid = self.worker_thread()?;
+        self.checked_syscall_on(tid, arch::SYS_MUNMAP, [page, PAGE, 0, 0, 0, 0])?;
+        self.call_trampoline = None;
+        Ok(())
     }
 
     /// The thread's alternate signal stack, read with an injected `sigaltstack(NULL, &old)`
-    /// into the unused stack below its red zone.
+    /// into the unused stack below its red zone, once per stop of the thread.
     fn altstack(&mut self, tid: Pid, sp: u64) -> Result<AltStack> {
+        if let Some(&altstack) = self.altstacks.get(&tid) {
+            return Ok(altstack);
+        }
         let scratch = (sp - RED_ZONE - AltStack::SIZE as u64) & !15;
         self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, scratch, 0, 0, 0, 0])?;
         let bytes = memory::read(self.pid, scratch, AltStack::SIZE)?;
-        Ok(AltStack::from_bytes(
-            bytes.as_slice().try_into().expect("read returns all bytes"),
-        ))
+        let altstack =
+            AltStack::from_bytes(bytes.as_slice().try_into().expect("read returns all bytes"));
+        self.altstacks.insert(tid, altstack);
+        Ok(altstack)
     }
 
-    fn call_borrowing(&mut self, call: &Call) -> Result<u64> {
+    /// The return value, and whether the function made system calls.
+    fn call_borrowing(&mut self, call: &Call) -> Result<(u64, bool)> {
         let (pid, tid) = (self.pid, call.tid);
         let saved = self.borrow_thread(tid)?;
         let result = self.call_borrowed(call, &saved);
@@ -109,7 +141,7 @@ impl Tracee {
             ptrace::set_xstate(tid, call.xstate)
                 .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))
         });
-        let (value, _) = result?;
+        let value = result?;
         restored?;
         Ok(value)
     }

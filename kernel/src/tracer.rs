@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::arch::current::Registers;
+use crate::arch::current::{AltStack, Registers};
 use crate::ptrace::{self, Stop};
 use crate::{procfs, Error, Pid, Result};
 
@@ -60,6 +60,11 @@ pub struct Tracee {
     pub(crate) syscall_insn: Option<u64>,
     /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
     pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
+    /// The page holding the `rt_sigreturn` trampoline of remote calls, mapped by the first
+    /// call and unmapped on detach (see `remote_call`).
+    pub(crate) call_trampoline: Option<u64>,
+    /// Alternate signal stacks read for remote calls, valid until the thread runs its own code.
+    pub(crate) altstacks: BTreeMap<Pid, AltStack>,
     /// ptrace requests and waitpid calls made here (not by injected code), for profiles.
     ptrace_requests: Cell<u64>,
     waits: Cell<u64>,
@@ -83,6 +88,8 @@ impl Tracee {
             threads: BTreeMap::new(),
             syscall_insn: None,
             deferred: Vec::new(),
+            call_trampoline: None,
+            altstacks: BTreeMap::new(),
             ptrace_requests: Cell::new(0),
             waits: Cell::new(0),
             detached: false,
@@ -391,6 +398,7 @@ impl Tracee {
     /// Let every thread run again (still seized). Threads stopped inside a system call go back
     /// into it: the kernel restarts it from the registers we restored.
     pub fn resume(&mut self) -> Result<()> {
+        self.altstacks.clear();
         for (&tid, state) in self.threads.iter_mut() {
             if let ThreadState::Stopped { group_stop } = *state {
                 self.ptrace_requests.set(self.ptrace_requests.get() + 1);
@@ -429,6 +437,9 @@ impl Tracee {
         if !self.is_stopped() {
             self.stop()?;
         }
+        self.altstacks.clear();
+        // Best effort: a page left behind costs the target 4 KiB, nothing else.
+        let _ = self.release_call_trampoline();
         let mut order: Vec<Pid> = first
             .iter()
             .copied()
@@ -513,12 +524,12 @@ impl Drop for Tracee {
 
 /// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
 #[derive(Default)]
-struct FineSlack {
+pub(crate) struct FineSlack {
     previous: Option<u64>,
 }
 
 impl FineSlack {
-    fn set(&mut self) {
+    pub(crate) fn set(&mut self) {
         if self.previous.is_none() {
             if let Ok(previous) = nix::sys::prctl::get_timerslack() {
                 if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {

@@ -716,3 +716,42 @@ fn one_open_mem_handle_reads_and_writes() {
         ));
     });
 }
+
+/// Executable anonymous mappings: where the calls' trampoline page shows up.
+fn anonymous_code(pid: i32) -> Vec<(u64, u64)> {
+    maps::read(pid)
+        .unwrap()
+        .iter()
+        .filter(|m| m.exec && m.path.is_none())
+        .map(|m| (m.start, m.end))
+        .collect()
+}
+
+#[test]
+fn calls_share_one_trampoline_page_until_released_or_detached() {
+    with_timeout(60, || {
+        let mut target = Target::start(&[]);
+        let pid = target.pid();
+        let mut t = seize_stopped(pid);
+        let before = anonymous_code(pid);
+        let add6 = target.a("add6");
+        assert_eq!(t.call(add6, &[1, 2, 3, 4, 5, 6], CALL_TIMEOUT).unwrap(), 91);
+        let during = anonymous_code(pid);
+        assert_eq!(during.len(), before.len() + 1, "one page: {during:x?}");
+        for n in 0..3 {
+            assert_eq!(t.call(add6, &[n, 0, 0, 0, 0, 0], CALL_TIMEOUT).unwrap(), n);
+            assert_eq!(anonymous_code(pid), during, "a page per call");
+        }
+        t.release_call_trampoline().unwrap();
+        assert_eq!(anonymous_code(pid), before, "released");
+        // Mapped again by the next call (after a resume), and unmapped by the detach.
+        t.resume().unwrap();
+        t.stop().unwrap();
+        assert_eq!(t.call(add6, &[1, 2, 3, 4, 5, 6], CALL_TIMEOUT).unwrap(), 91);
+        assert_eq!(anonymous_code(pid).len(), before.len() + 1);
+        t.detach().unwrap();
+        assert_eq!(anonymous_code(pid), before, "left mapped by the detach");
+        let pong = target.ping();
+        assert_eq!(pong["errors"], 0);
+    });
+}
