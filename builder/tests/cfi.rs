@@ -1,27 +1,15 @@
 //! The patch module carries the CFI (`.eh_frame`) of its code, so the applier can unwind a
 //! thread that sleeps inside a patch.
 
+mod util;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+use util::gcc;
 
 use gimli::{BaseAddresses, CieOrFde, EhFrame, LittleEndian, UnwindSection};
 use lpkg_builder::{build, BuildOptions};
 use lpkg_format::{EH_FRAME_END_SYMBOL, EH_FRAME_SYMBOL};
 use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
-
-fn gcc(args: &[&str], cwd: &Path) {
-    let out = Command::new("gcc")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 const OLD: &str = r#"
 #include <stdio.h>

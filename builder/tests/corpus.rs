@@ -3,12 +3,15 @@
 //! is then the executable), the builder runs against the linked old build, and the result must
 //! match `expect.toml` exactly. Probes are checked against the old and new builds run for real.
 
+mod util;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use util::gcc;
 
 use lpkg_builder::{build, BuildOptions, Built};
 use lpkg_format::{Action, SymbolBinding, SymbolMap};
@@ -20,19 +23,6 @@ fn corpus() -> PathBuf {
 
 fn include() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
-}
-
-fn gcc(args: &[&str], cwd: &Path) {
-    let out = Command::new("gcc")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run gcc");
-    assert!(
-        out.status.success(),
-        "gcc {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The harness object, compiled once per test binary.

@@ -1,27 +1,16 @@
 //! Folder builds: objects paired by relative path, identical pairs skipped, new files carried,
 //! same-named static functions and variables in several files kept apart.
 
+mod util;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use util::gcc;
 
 use lpkg_builder::{build, BuildOptions};
 use lpkg_format::{Action, SymbolBinding, SymbolMap};
 use object::read::elf::{ElfFile64, Sym as _};
 use object::{Endianness, Object, ObjectSection, ObjectSymbol, RelocationTarget};
-
-fn gcc(args: &[&str], cwd: &Path) {
-    let out = Command::new("gcc")
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/folder")

@@ -1,22 +1,10 @@
 //! Bad inputs and refusals that do not fit the corpus shape: clear errors, never panics.
 
-use std::path::Path;
-use std::process::Command;
+mod util;
+
+use util::run;
 
 use lpkg_builder::{build, BuildOptions, Error};
-
-fn run(cmd: &str, args: &[&str], cwd: &Path) {
-    let out = Command::new(cmd)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 const FLAGS: &[&str] = &[
     "-O2",
