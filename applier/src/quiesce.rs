@@ -76,6 +76,7 @@ pub fn stop_clear(
             // Name every busy thread, all stopped.
             tracee.stop()?;
             let all = tracee.threads();
+            attempts.running.clear();
             let busy = busy_threads(tracee, &all, &mut cfi, guarded, false, &mut attempts)?;
             if busy.is_empty() {
                 return Ok(attempts);
