@@ -177,6 +177,18 @@ pub enum Error {
         /// The time allowed.
         timeout: Duration,
     },
+    #[error(
+        "thread {tid} of process {pid} is running a signal handler on its alternate signal \
+         stack, too small to call a function on; try again once the handler has returned"
+    )]
+    /// The thread to call on runs on its alternate signal stack: a call's frame (up to
+    /// several KiB of XSAVE state) and the function's own stack could overflow it.
+    OnAltStack {
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Pid,
+    },
     /// More arguments than fit in registers.
     #[error("{count} call arguments given, at most {max} supported")]
     TooManyArgs {

@@ -46,6 +46,9 @@ impl Tracee {
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?
             .sp();
         let altstack = self.altstack(tid, sp)?;
+        if altstack.flags & libc::SS_ONSTACK != 0 {
+            return Err(Error::OnAltStack { pid, tid });
+        }
         let xstate = ptrace::get_xstate(tid)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
         let trampoline = self.call_trampoline(tid)?;

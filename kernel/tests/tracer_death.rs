@@ -195,6 +195,30 @@ fn call_keeps_vector_registers_mask_and_altstack() {
 }
 
 #[test]
+fn no_call_on_a_thread_running_on_its_alternate_signal_stack() {
+    with_timeout(60, || {
+        let mut proc = util::Proc::spawn(&bin("onaltstack"), &[]);
+        let answer = fields(&proc.expect("ready", Duration::from_secs(10)))["answer"] as u64;
+        proc.wait_line("in-handler", Duration::from_secs(10));
+        let mut t = Tracee::seize(proc.pid()).unwrap();
+        t.stop().unwrap();
+        match t.call(answer, &[], Duration::from_secs(5)) {
+            Err(Error::OnAltStack { tid, .. }) => assert_eq!(tid, proc.pid()),
+            other => panic!("expected OnAltStack, got {other:?}"),
+        }
+        t.detach().unwrap();
+        // The handler and the program carry on untouched.
+        proc.wait_line("handler-done", Duration::from_secs(10));
+        proc.wait_line("main-done", Duration::from_secs(10));
+        // Off the alternate stack, the same call works.
+        let mut t = Tracee::seize(proc.pid()).unwrap();
+        t.stop().unwrap();
+        assert_eq!(t.call(answer, &[], Duration::from_secs(5)).unwrap(), 42);
+        t.detach().unwrap();
+    });
+}
+
+#[test]
 fn unprivileged_tracer_is_denied() {
     with_timeout(60, || {
         let fpu = Fpu::start();
