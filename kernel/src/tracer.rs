@@ -438,27 +438,39 @@ impl Tracee {
             self.stop()?;
         }
         self.altstacks.clear();
-        // Best effort: a page left behind costs the target 4 KiB, nothing else.
-        let _ = self.release_call_trampoline();
+        // The call trampoline is unmapped on the worker thread after every other thread is
+        // detached, so that system call does not lengthen the others' stop.
+        let worker = self.call_trampoline.and_then(|_| self.worker_thread().ok());
         let mut order: Vec<Pid> = first
             .iter()
             .copied()
             .filter(|tid| self.threads.contains_key(tid))
             .collect();
         order.extend(self.threads.keys().filter(|tid| !first.contains(tid)));
+        order.retain(|&tid| Some(tid) != worker);
         let mut first_error = None;
         for tid in order {
-            self.ptrace_requests.set(self.ptrace_requests.get() + 1);
-            match ptrace::detach(tid, 0) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => {
-                    first_error.get_or_insert(ptrace::error(self.pid, tid, "PTRACE_DETACH", e));
-                }
-            }
+            self.detach_thread(tid, &mut first_error);
+        }
+        if let Some(worker) = worker {
+            // Best effort: a page left behind costs the target 4 KiB, nothing else.
+            let _ = self.release_call_trampoline();
+            self.detach_thread(worker, &mut first_error);
         }
         self.threads.clear();
         self.send_deferred();
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn detach_thread(&mut self, tid: Pid, first_error: &mut Option<Error>) {
+        self.ptrace_requests.set(self.ptrace_requests.get() + 1);
+        match ptrace::detach(tid, 0) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(e) => {
+                first_error.get_or_insert(ptrace::error(self.pid, tid, "PTRACE_DETACH", e));
+            }
+        }
+        self.threads.remove(&tid);
     }
 
     fn send_deferred(&mut self) {
