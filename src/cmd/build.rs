@@ -1,4 +1,4 @@
-//! `lpkg build --target BIN --old OLD --new NEW --key KEY -o OUT [--name N] [--version V] [--description D]`
+//! `lpkg build --target BIN --old OLD --new NEW --key KEY -o OUT [--name N] [--version V] [--description D] [--requires PKG]...`
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +18,17 @@ pub struct Args {
     /// The same object file built from the fixed source, or a folder paired by relative path.
     #[arg(long, value_name = "NEW")]
     pub new: PathBuf,
+    #[command(flatten)]
+    pub package: PackageArgs,
+    /// A package this one stacks on (built from objects that already carry its fix); the new
+    /// package requires it to be applied first. Repeat for several.
+    #[arg(long, value_name = "PKG")]
+    pub requires: Vec<PathBuf>,
+}
+
+/// What `lpkg build` and `lpkg build-source` both ask about the package they write.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PackageArgs {
     /// Secret key to sign the package with.
     #[arg(long, value_name = "KEY")]
     pub key: PathBuf,
@@ -33,29 +44,29 @@ pub struct Args {
     /// Description for auditors.
     #[arg(long, value_name = "D")]
     pub description: Option<String>,
-    /// A package this one stacks on (built from objects that already carry its fix); the new
-    /// package requires it to be applied first. Repeat for several.
-    #[arg(long, value_name = "PKG")]
-    pub requires: Vec<PathBuf>,
     /// Also patch functions whose only change is a line number they pass on (`__LINE__`).
     #[arg(long)]
     pub allow_line_changes: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let key = SecretKey::read(&args.key)
-        .with_context(|| format!("reading key {}", args.key.display()))?;
+    let package_args = &args.package;
+    let key = SecretKey::read(&package_args.key)
+        .with_context(|| format!("reading key {}", package_args.key.display()))?;
     let options = BuildOptions {
         target: args.target.clone(),
         old: args.old.clone(),
         new: args.new.clone(),
-        name: args
+        name: package_args
             .name
             .clone()
             .unwrap_or_else(|| default_name(&args.target)),
-        version: args.version.clone().unwrap_or_else(|| "1".to_owned()),
-        description: args.description.clone().unwrap_or_default(),
-        allow_line_changes: args.allow_line_changes,
+        version: package_args
+            .version
+            .clone()
+            .unwrap_or_else(|| "1".to_owned()),
+        description: package_args.description.clone().unwrap_or_default(),
+        allow_line_changes: package_args.allow_line_changes,
         requires: args
             .requires
             .iter()
@@ -68,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut package = Package::new(built.manifest, built.payloads)?;
     package.sign(&key)?;
-    write_new(&args.output, &package.to_bytes())?;
+    write_new(&package_args.output, &package.to_bytes())?;
     let manifest = package.manifest();
     let count = |action| {
         manifest
@@ -85,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         count(Action::Replace),
         count(Action::New),
         package.to_bytes().len(),
-        args.output.display()
+        package_args.output.display()
     );
     for function in &manifest.functions {
         println!(

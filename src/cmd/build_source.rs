@@ -26,12 +26,6 @@ pub struct Args {
     /// release built without `-ffunction-sections`); found by symbol, bound by build-id.
     #[arg(long, value_name = "BIN")]
     pub deployed: Option<PathBuf>,
-    /// Secret key to sign the package with.
-    #[arg(long, value_name = "KEY")]
-    pub key: PathBuf,
-    /// Where to write the package.
-    #[arg(short = 'o', long = "output", value_name = "OUT")]
-    pub output: PathBuf,
     /// Parallel build jobs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
@@ -43,18 +37,8 @@ pub struct Args {
     /// folder that is removed at the end; must not exist yet.
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
-    /// Package name [default: derived from the target].
-    #[arg(long, value_name = "N")]
-    pub name: Option<String>,
-    /// Package version.
-    #[arg(long, value_name = "V")]
-    pub version: Option<String>,
-    /// Description for auditors.
-    #[arg(long, value_name = "D")]
-    pub description: Option<String>,
-    /// Also patch functions whose only change is a line number they pass on (`__LINE__`).
-    #[arg(long)]
-    pub allow_line_changes: bool,
+    #[command(flatten)]
+    pub package: super::build::PackageArgs,
     /// No progress display (errors and the final summary only).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -145,12 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         target: deployed,
         old: old_dir,
         new: new_dir,
-        key: args.key.clone(),
-        output: args.output.clone(),
-        name: args.name.clone(),
-        version: args.version.clone(),
-        description: args.description.clone(),
-        allow_line_changes: args.allow_line_changes,
+        package: args.package.clone(),
         requires: Vec::new(),
     };
     progress.step("sign", || super::build::run(build_args))
