@@ -246,18 +246,7 @@ fn stacked() -> &'static Stacked {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("t.c"), STACKED).unwrap();
-        let gcc = |args: &[&str]| {
-            let out = std::process::Command::new("gcc")
-                .args(args)
-                .current_dir(d)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "gcc {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let gcc = |args: &[&str]| util::gcc_in(d, args);
         let flags = [
             "-O2",
             "-g",

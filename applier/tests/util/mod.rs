@@ -26,9 +26,24 @@ pub struct Built {
     pub trust: TrustStore,
 }
 
-fn gcc(args: &[&str]) {
-    let status = Command::new("gcc").args(args).status().expect("gcc runs");
-    assert!(status.success(), "gcc {args:?} failed");
+/// Runs gcc and fails the test with its stderr if it fails (relative paths from the current
+/// folder).
+pub fn gcc(args: &[&str]) {
+    gcc_in(Path::new("."), args)
+}
+
+/// [`gcc`] with relative paths from `cwd`.
+pub fn gcc_in(cwd: &Path, args: &[&str]) {
+    let out = Command::new("gcc")
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("gcc runs");
+    assert!(
+        out.status.success(),
+        "gcc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Compiles the target once per test binary and builds its package.
