@@ -140,9 +140,11 @@ impl Tracee {
                 ..saved
             },
         };
-        let restored = self.give_back(&saved).and_then(|()| {
-            ptrace::set_xstate(tid, call.xstate)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))
+        // A call that returned had its FPU state put back at the rt_sigreturn entry already.
+        let restored = self.give_back(&saved).and_then(|()| match result {
+            Ok(_) => Ok(()),
+            Err(_) => ptrace::set_xstate(tid, call.xstate)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e)),
         });
         let value = result?;
         restored?;
