@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use crate::arch::current::Registers;
 use crate::ptrace::{self, Stop};
 use crate::tracer::{ThreadState, Tracee};
-use crate::{Error, Pid, Result};
+use crate::{test_hook, Error, Pid, Result};
 
 /// Signals the kernel forces on a thread when it faults; blocking them would make the kernel
 /// reset the target's handler to the default on a fault, so they are never blocked.
@@ -66,8 +66,10 @@ pub(crate) enum Outcome {
 }
 
 impl Tracee {
-    /// Save a stopped thread's registers and block its asynchronous signals, so signals that
-    /// arrive while our code runs stay pending in the kernel until the thread is resumed.
+    /// Save a stopped thread's registers and signal mask before we run code on it. Nothing is
+    /// changed yet: [`Tracee::run_borrowed`] sets our registers, then blocks the asynchronous
+    /// signals, last before the resume, so that if we die before that the thread carries on as
+    /// it was.
     pub(crate) fn borrow_thread(&mut self, tid: Pid) -> Result<Saved> {
         self.require_stopped_thread(tid)?;
         let pid = self.pid;
@@ -80,24 +82,51 @@ impl Tracee {
         // and keep the saved one. Either way the thread ends up as it was.
         let mask = ptrace::get_sigmask(tid)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
-        let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
-        ptrace::set_sigmask(tid, !allowed)
-            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
         Ok(Saved { tid, regs, mask })
     }
 
-    /// Put back exactly the registers (orig_rax included, so an interrupted system call is
-    /// restarted by the kernel on resume) and the signal mask.
-    pub(crate) fn give_back(&mut self, saved: &Saved) -> Result<()> {
+    /// Put back the signal mask, then the FPU state if given, then the registers, in that
+    /// order: until the registers are back the thread would run our code, which is harmless
+    /// with its own mask (a called function returns through its frame), while its own code
+    /// with our mask would run with its signals blocked if we died in between.
+    pub(crate) fn give_back(&mut self, saved: &Saved, xstate: Option<&[u8]>) -> Result<()> {
         let (pid, tid) = (self.pid, saved.tid);
-        ptrace::setregs(tid, &saved.regs)
-            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
         ptrace::set_sigmask(tid, saved.mask)
-            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+        if let Some(xstate) = xstate {
+            ptrace::set_xstate(tid, xstate)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))?;
+        }
+        self.give_back_registers(saved)
+    }
+
+    /// Put back the registers, orig_rax included, so a system call the thread was inside is
+    /// restarted by the kernel on resume.
+    ///
+    /// Exactly as they were, except when a failed request left the thread at a system-call
+    /// stop of our code. At an entry stop the kernel would take `orig_rax` as the call to make
+    /// on resume and run the thread's original call once more (a `write` that had completed
+    /// writes again); at an exit stop it returns to user mode without its restart logic (a
+    /// thread that was inside `read` would see `-ERESTARTSYS`). There the registers are put
+    /// back in the form the kernel's restart logic gives them (`Registers::resumed`: the call
+    /// to be restarted made again from its `syscall` instruction, `orig_rax` = -1, which skips
+    /// the pending entry): the thread is whole without another ptrace stop, and so without
+    /// another request that could fail. Elsewhere the exact registers are better: a thread
+    /// in `nanosleep` keeps its remaining time, and a signal arriving later gets the kernel's
+    /// own `EINTR`/restart decision.
+    pub(crate) fn give_back_registers(&mut self, saved: &Saved) -> Result<()> {
+        let (pid, tid) = (self.pid, saved.tid);
+        let regs = if self.syscall_stop.take() == Some(tid) {
+            saved.regs.resumed()
+        } else {
+            saved.regs
+        };
+        ptrace::setregs(tid, &regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))
     }
 
     /// Set `regs` on the borrowed thread and run it until it enters the system call `end`, or
-    /// traps, or `deadline` passes.
+    /// traps, or `deadline` passes. `ready` names the test hook point between the last change
+    /// and the resume.
     ///
     /// It runs with `PTRACE_SYSCALL` (stopping at every system call it makes) and never with a
     /// trap flag, so nothing stays armed if we die. At the entry stop of `end`, `at_entry` runs
@@ -113,9 +142,16 @@ impl Tracee {
         end: End,
         at_entry: impl FnOnce(&Registers, bool) -> Result<()>,
         deadline: Instant,
+        ready: &'static str,
     ) -> Result<Outcome> {
         let pid = self.pid;
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+        // Last before the resume (see `borrow_thread`). From here a called function is covered
+        // by its frame, which holds the thread's own mask for rt_sigreturn.
+        let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
+        ptrace::set_sigmask(tid, !allowed)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+        test_hook::reached(pid, tid, ready)?;
         let mut at_entry = Some(at_entry);
         let mut entry: Option<Registers> = None;
         let mut made_syscalls = false;
@@ -127,6 +163,7 @@ impl Tracee {
                 Some(_) => ptrace::interrupt(tid).and_then(|()| ptrace::cont(tid, 0)),
             };
             issued.map_err(|e| ptrace::error(pid, tid, "PTRACE_SYSCALL", e))?;
+            self.syscall_stop = None;
             self.threads.insert(tid, ThreadState::Running);
             let stop = match ptrace::wait_until(tid, deadline) {
                 Ok(Some(stop)) => stop,
@@ -145,6 +182,8 @@ impl Tracee {
                     return Err(Error::ProcessExited { pid });
                 }
                 Stop::Syscall if entry.is_none() => {
+                    self.syscall_stop = Some(tid);
+                    test_hook::reached(pid, tid, test_hook::SYSCALL_STOP)?;
                     let now = ptrace::getregs(tid)
                         .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
                     // Any other stop is a system call our code makes on its way (entry or exit).
@@ -158,7 +197,7 @@ impl Tracee {
                     }
                 }
                 // Not traced any more after PTRACE_CONT; nothing to do if one slips through.
-                Stop::Syscall => {}
+                Stop::Syscall => self.syscall_stop = Some(tid),
                 Stop::Event {
                     event: libc::PTRACE_EVENT_STOP,
                     ..

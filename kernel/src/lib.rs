@@ -18,6 +18,8 @@ mod ptrace;
 mod remote_call;
 mod remote_syscall;
 pub mod stack;
+#[doc(hidden)]
+pub mod test_hook;
 mod tracer;
 
 pub use error::{Error, Result};

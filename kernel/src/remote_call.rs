@@ -18,7 +18,7 @@ use crate::arch::current::{
     SIGRETURN_TRAMPOLINE, SIGRETURN_TRAMPOLINE_SYSCALL_END,
 };
 use crate::inject::{End, Outcome, Saved};
-use crate::{memory, ptrace, Error, Pid, Result, Tracee};
+use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
 
 const PAGE: u64 = 4096;
 
@@ -128,8 +128,7 @@ impl Tracee {
 
     /// The return value, and whether the function made system calls.
     fn call_borrowing(&mut self, call: &Call) -> Result<(u64, bool)> {
-        let (pid, tid) = (self.pid, call.tid);
-        let saved = self.borrow_thread(tid)?;
+        let saved = self.borrow_thread(call.tid)?;
         let result = self.call_borrowed(call, &saved);
         // Code that made system calls may have reset the restart block: see
         // `without_restart_block`.
@@ -140,12 +139,12 @@ impl Tracee {
                 ..saved
             },
         };
-        // A call that returned had its FPU state put back at the rt_sigreturn entry already.
-        let restored = self.give_back(&saved).and_then(|()| match result {
-            Ok(_) => Ok(()),
-            Err(_) => ptrace::set_xstate(tid, call.xstate)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e)),
-        });
+        // A call that returned had its mask and FPU state put back at the rt_sigreturn entry
+        // already: only the registers' exact form is left to restore.
+        let restored = match result {
+            Ok(_) => self.give_back_registers(&saved),
+            Err(_) => self.give_back(&saved, Some(call.xstate)),
+        };
         let value = result?;
         restored?;
         Ok(value)
@@ -168,6 +167,7 @@ impl Tracee {
             ),
         })?;
         memory::write(pid, frame.addr, &frame.bytes)?;
+        test_hook::reached(pid, tid, test_hook::CALL_FRAME_WRITTEN)?;
         let mut regs = saved.regs;
         regs.prepare_call(call.func, frame.addr, call.args);
         let end = End {
@@ -175,22 +175,23 @@ impl Tracee {
             nr: arch::SYS_RT_SIGRETURN,
         };
         // At the rt_sigreturn entry: the thread's whole context back at once, the call skipped.
-        // From here on the thread is whole even if we die before giving it back.
+        // From here on the thread is whole even if we die before giving it back. The registers
+        // go last: until they are set (orig_rax = -1), rt_sigreturn is still to run and would
+        // put back the mask and FPU state from the frame if we died.
         let at_entry = |_: &Registers, made_syscalls: bool| -> Result<()> {
+            ptrace::set_sigmask(tid, saved.mask)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+            ptrace::set_xstate(tid, call.xstate)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))?;
             let resumed = if made_syscalls {
                 saved.regs.without_restart_block().resumed()
             } else {
                 saved.regs.resumed()
             };
-            ptrace::setregs(tid, &resumed)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
-            ptrace::set_xstate(tid, call.xstate)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGSET NT_X86_XSTATE", e))?;
-            ptrace::set_sigmask(tid, saved.mask)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))
+            ptrace::setregs(tid, &resumed).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))
         };
         let deadline = Instant::now() + call.timeout;
-        match self.run_borrowed(tid, &regs, end, at_entry, deadline)? {
+        match self.run_borrowed(tid, &regs, end, at_entry, deadline, test_hook::CALL_READY)? {
             // The trampoline moved the return value to rdi.
             Outcome::Returned {
                 entry,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::arch::current::{self as arch, SYSCALL_INSN};
 use crate::inject::{End, Outcome};
 use crate::maps::{self, MapEntry};
-use crate::{memory, Error, Pid, Result, Tracee};
+use crate::{memory, test_hook, Error, Pid, Result, Tracee};
 
 /// Longest time an injected system call may take (ours never block).
 const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,8 +55,15 @@ impl Tracee {
             nr,
         };
         let deadline = Instant::now() + SYSCALL_TIMEOUT;
-        let outcome = self.run_borrowed(tid, &regs, end, |_, _| Ok(()), deadline);
-        let restored = self.give_back(&saved);
+        let outcome = self.run_borrowed(
+            tid,
+            &regs,
+            end,
+            |_, _| Ok(()),
+            deadline,
+            test_hook::SYSCALL_READY,
+        );
+        let restored = self.give_back(&saved, None);
         let result = match outcome? {
             Outcome::Returned { exit, .. } if exit.pc() == end.pc => Ok(exit.return_value() as i64),
             Outcome::Returned { exit: regs, .. } => Err(Error::UnexpectedStop {

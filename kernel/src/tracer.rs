@@ -65,6 +65,9 @@ pub struct Tracee {
     pub(crate) call_trampoline: Option<u64>,
     /// Alternate signal stacks read for remote calls, valid until the thread runs its own code.
     pub(crate) altstacks: BTreeMap<Pid, AltStack>,
+    /// The borrowed thread, when a run of our code left it at a system-call stop (see
+    /// `inject::give_back_registers`).
+    pub(crate) syscall_stop: Option<Pid>,
     /// ptrace requests and waitpid calls made here (not by injected code), for profiles.
     ptrace_requests: Cell<u64>,
     waits: Cell<u64>,
@@ -90,6 +93,7 @@ impl Tracee {
             deferred: Vec::new(),
             call_trampoline: None,
             altstacks: BTreeMap::new(),
+            syscall_stop: None,
             ptrace_requests: Cell::new(0),
             waits: Cell::new(0),
             detached: false,

@@ -11,12 +11,13 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lpkg_kernel::{Error, Tracee};
+use lpkg_kernel::{test_hook, Error, Tracee};
 use util::{bin, fields, with_timeout, Proc};
 
 const OP: &str = "LPKG_TRACER_OP";
 const PID: &str = "LPKG_TRACER_PID";
 const FUNC: &str = "LPKG_TRACER_FUNC";
+const POINT: &str = "LPKG_TRACER_POINT";
 
 /// The tracer process of the other tests; does nothing when run as a normal test.
 #[test]
@@ -24,11 +25,19 @@ fn tracer_child() {
     let Ok(op) = std::env::var(OP) else { return };
     let pid: i32 = std::env::var(PID).unwrap().parse().unwrap();
     match op.as_str() {
-        "call" => {
+        "call" | "pause" => {
+            if op == "pause" {
+                let point = std::env::var(POINT).unwrap();
+                let point = [test_hook::CALL_FRAME_WRITTEN, test_hook::CALL_READY]
+                    .into_iter()
+                    .find(|p| *p == point)
+                    .unwrap();
+                test_hook::pause_at(point);
+            }
             let func = u64::from_str_radix(&std::env::var(FUNC).unwrap(), 16).unwrap();
             let mut t = Tracee::seize(pid).unwrap();
             t.stop().unwrap();
-            // The test kills us during this call.
+            // The test kills us during this call (or at the pause inside it).
             let ret = t.call(func, &[1000], Duration::from_secs(30)).unwrap();
             println!("returned {ret}");
         }
@@ -77,6 +86,10 @@ struct Tracer(Child);
 
 impl Tracer {
     fn spawn(op: &str, pid: i32, func: u64, wrap: &[&str]) -> Tracer {
+        Tracer::spawn_at(op, pid, func, wrap, "")
+    }
+
+    fn spawn_at(op: &str, pid: i32, func: u64, wrap: &[&str], point: &str) -> Tracer {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = match wrap.split_first() {
             Some((first, rest)) => {
@@ -90,9 +103,29 @@ impl Tracer {
             .env(OP, op)
             .env(PID, pid.to_string())
             .env(FUNC, format!("{func:x}"))
+            .env(POINT, point)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Tracer(cmd.spawn().unwrap())
+    }
+
+    /// Wait (at most `secs`) until it says on stderr that it paused.
+    fn wait_paused(&mut self, secs: u64) {
+        let stderr = self.0.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("lpkg-kernel: paused at") && tx.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(secs))
+            .expect("tracer did not pause");
     }
 
     fn kill(&mut self) {
@@ -163,6 +196,32 @@ fn target_survives_the_tracer_killed_during_a_call() {
         assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
         t.detach().unwrap();
         fpu.rounds_ok(5);
+    });
+}
+
+/// lpkg killed inside a call before the thread ran anything of ours, and once everything is
+/// set for it: the thread carries on with its own mask (blocked only last before the resume,
+/// and covered by the frame from then on), registers and vector registers.
+#[test]
+fn target_survives_the_tracer_killed_while_a_call_is_set_up() {
+    with_timeout(60, || {
+        let mut fpu = Fpu::start();
+        for point in [test_hook::CALL_FRAME_WRITTEN, test_hook::CALL_READY] {
+            let mut tracer = Tracer::spawn_at("pause", fpu.pid(), fpu.slow, &[], point);
+            tracer.wait_paused(20);
+            tracer.kill();
+            assert!(!is_traced(fpu.pid()));
+            if point == test_hook::CALL_READY {
+                // The function runs by itself and returns through its frame.
+                fpu.proc.wait_line("in-call", Duration::from_secs(10));
+            }
+            fpu.rounds_ok(5);
+        }
+        let mut t = Tracee::seize(fpu.pid()).unwrap();
+        t.stop().unwrap();
+        assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
+        t.detach().unwrap();
+        fpu.rounds_ok(3);
     });
 }
 
