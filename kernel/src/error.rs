@@ -189,6 +189,23 @@ pub enum Error {
         /// Thread.
         tid: Pid,
     },
+    /// The thread's stack has no room for a call's signal frame: the frame goes below the
+    /// stack pointer and its red zone, lower than the stack mapping reaches, and the stack
+    /// cannot grow there (its size limit, a guard page, not a growable stack).
+    #[error(
+        "thread {tid} of process {pid} has no room on its stack for a call: {needed} bytes \
+         needed below its stack pointer {sp:#x}, and the stack cannot grow that far"
+    )]
+    NoStackRoom {
+        /// Process.
+        pid: Pid,
+        /// Thread.
+        tid: Pid,
+        /// Its stack pointer.
+        sp: u64,
+        /// Bytes of stack the frame needs below `sp` (red zone included).
+        needed: u64,
+    },
     /// More arguments than fit in registers.
     #[error("{count} call arguments given, at most {max} supported")]
     TooManyArgs {

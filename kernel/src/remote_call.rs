@@ -126,6 +126,30 @@ impl Tracee {
         Ok(altstack)
     }
 
+    /// Makes the thread's stack reach down to `bottom`, below its stack pointer `sp`.
+    ///
+    /// Since Linux 6.5 accesses through /proc/PID/mem no longer grow a stack (the main
+    /// thread's `[stack]` mapping, which grows down on faults), so a frame written below the
+    /// mapping's current bottom fails. A system call made by the thread itself that writes
+    /// there does grow it, as the thread's own accesses would: `sigaltstack(NULL, bottom)`
+    /// stores the (unchanged) alternate-stack settings at `bottom`, in stack the frame covers
+    /// next. If even that fails, the stack is at its size limit or is not growable.
+    fn grow_stack(&mut self, tid: Pid, sp: u64, bottom: u64) -> Result<()> {
+        match self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, bottom, 0, 0, 0, 0]) {
+            Ok(_) => Ok(()),
+            Err(Error::SyscallFailed {
+                errno: libc::EFAULT,
+                ..
+            }) => Err(Error::NoStackRoom {
+                pid: self.pid,
+                tid,
+                sp,
+                needed: sp - bottom,
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The return value, and whether the function made system calls.
     fn call_borrowing(&mut self, call: &Call) -> Result<(u64, bool)> {
         let saved = self.borrow_thread(call.tid)?;
@@ -166,7 +190,13 @@ impl Tracee {
                 call.xstate.len()
             ),
         })?;
-        memory::write(pid, frame.addr, &frame.bytes)?;
+        if let Err(error) = memory::write(pid, frame.addr, &frame.bytes) {
+            let Error::Memory { .. } = error else {
+                return Err(error);
+            };
+            self.grow_stack(tid, saved.regs.sp(), frame.addr)?;
+            memory::write(pid, frame.addr, &frame.bytes)?;
+        }
         test_hook::reached(pid, tid, test_hook::CALL_FRAME_WRITTEN)?;
         let mut regs = saved.regs;
         regs.prepare_call(call.func, frame.addr, call.args);

@@ -73,3 +73,96 @@ fn ping(proc: &mut Proc) -> String {
     proc.send("ping");
     proc.wait_line("pong", Duration::from_secs(10))
 }
+
+/// The start and end of the mapping holding `addr` in process `pid`.
+fn mapping_of(pid: i32, addr: u64) -> (u64, u64) {
+    let map = lpkg_kernel::maps::read(pid)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.contains(addr))
+        .expect("a mapping holds the address");
+    (map.start, map.end)
+}
+
+fn set_stack_limit(pid: i32, limit: libc::rlimit) -> libc::rlimit {
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit reads one rlimit and writes one, both valid locals; `pid` is our child.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_STACK, &limit, &mut old) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    old
+}
+
+/// This process's stack limit, lowered to 8 MiB if it was higher: the limit the kernel applies
+/// when an access through /proc/PID/mem grows the target's stack.
+fn own_stack_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit to a valid local.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) },
+        0
+    );
+    if limit.rlim_cur > 8 << 20 {
+        limit.rlim_cur = 8 << 20;
+        // SAFETY: setrlimit reads one rlimit from a valid local. Only the growth of this
+        // process's main thread stack is limited by it, and the test harness's is small.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_STACK, &limit) }, 0);
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn a_call_on_a_stack_used_up_to_its_bottom_grows_it_or_says_why_not() {
+    with_timeout(60, || {
+        // Deeper than our own stack limit: /proc/PID/mem cannot grow the target's stack then.
+        let depth_kib = own_stack_limit() / 1024 + 1024;
+        let mut proc = Proc::spawn(&bin("deepstack"), &[&depth_kib.to_string()]);
+        let answer = fields(&proc.expect("ready", Duration::from_secs(10)))["answer"] as u64;
+        proc.expect("deep", Duration::from_secs(10));
+        let pid = proc.pid();
+        let mut t = Tracee::seize(pid).unwrap();
+        t.stop().unwrap();
+        let sp = t.registers(pid).unwrap().sp();
+        let (start, end) = mapping_of(pid, sp);
+        assert!(
+            sp - start < 1024,
+            "{:#x} bytes left: nothing to test",
+            sp - start
+        );
+
+        // The stack may not grow (the target at its own limit): a clear error, and the thread
+        // untouched.
+        let limit = libc::rlimit {
+            rlim_cur: end - start,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        let old = set_stack_limit(pid, limit);
+        match t.call(answer, &[], Duration::from_secs(5)) {
+            Err(Error::NoStackRoom {
+                tid,
+                sp: at,
+                needed,
+                ..
+            }) => {
+                assert_eq!((tid, at), (pid, sp));
+                assert!(needed > sp - start && needed < 64 * 1024, "{needed}");
+            }
+            other => panic!("expected NoStackRoom, got {other:?}"),
+        }
+        assert_eq!(mapping_of(pid, sp), (start, end));
+
+        // It may: the stack grows and the call works.
+        set_stack_limit(pid, old);
+        assert_eq!(t.call(answer, &[], Duration::from_secs(5)).unwrap(), 42);
+        assert!(mapping_of(pid, sp).0 < start, "the stack grew");
+        t.detach().unwrap();
+        proc.send("up");
+        let back = fields(&proc.expect("back", Duration::from_secs(10)));
+        assert!(back["depth"] > 1000, "{back:?}");
+    });
+}

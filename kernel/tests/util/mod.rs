@@ -16,7 +16,15 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets");
-        for name in ["target", "sender", "holder", "fpu", "onaltstack", "writer"] {
+        for name in [
+            "target",
+            "sender",
+            "holder",
+            "fpu",
+            "onaltstack",
+            "writer",
+            "deepstack",
+        ] {
             let out = Command::new("gcc")
                 .args(["-O2", "-g", "-pthread", "-Wall", "-o"])
                 .arg(dir.path().join(name))
