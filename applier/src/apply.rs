@@ -216,12 +216,16 @@ fn apply_verified(
                 tracee.call(resolver_address, &[], options.timeout)?,
             );
         }
-        if !manifest
+        // The calls' trampoline page is mapped or unmapped now, while only this thread is
+        // stopped, not in the switch's pause: mapped for the init routines, unmapped (if the
+        // IFUNC resolvers mapped it) when there are none.
+        if manifest
             .routines
             .iter()
             .any(|r| r.kind == RoutineKind::Init)
         {
-            // No call in the switch: the calls' trampoline page goes now, not in the pause.
+            tracee.map_call_trampoline()?;
+        } else {
             tracee.release_call_trampoline()?;
         }
         rollback.mapping(module_address, layout.len());

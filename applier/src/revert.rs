@@ -145,7 +145,15 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
     let mem = Mem::open(pid)?;
     let mut tracee = Tracee::seize(pid)?;
     let guarded = record.guarded_code(None);
+    let exit_routines = record.state == State::Applied && !body.exit_routines.is_empty();
     let result = (|| -> Result<(usize, Vec<Pid>), Error> {
+        if exit_routines {
+            // The page the exit routines return through is mapped with one thread stopped,
+            // not in the pause of every thread.
+            tracee.stop_one()?;
+            tracee.map_call_trampoline()?;
+            tracee.resume()?;
+        }
         let attempts = stop_clear(&mut tracee, &guarded, timeout)?;
         checkpoint::reached("revert:stopped");
         mem.write(
@@ -153,7 +161,7 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
             &State::Reverting.word().to_le_bytes(),
         )?;
         checkpoint::reached("revert:reverting");
-        if record.state == State::Applied {
+        if exit_routines {
             for &routine in &body.exit_routines {
                 tracee.call(routine, &[], timeout)?;
             }

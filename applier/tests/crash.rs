@@ -51,6 +51,22 @@ fn kill_at(op: &str, pid: i32, step: &str, package: &std::path::Path) {
 /// Runs apply or revert on `pid` in a child that pauses at `step`, and sends it `signal`
 /// there (by PID), waiting until it exits.
 fn signal_at(op: &str, pid: i32, step: &str, package: &std::path::Path, signal: &str) {
+    let (mut child, paused) = pause_at(op, pid, step, package);
+    signal_and_wait(&mut child.0, step, signal);
+    assert_eq!(
+        paused.expect("applier reached the step"),
+        format!("lpkg: paused at {step}")
+    );
+}
+
+/// Starts apply or revert on `pid` in a child that pauses at `step`; returns once it says it
+/// paused (the line it said, or the wait's error after 20 s).
+fn pause_at(
+    op: &str,
+    pid: i32,
+    step: &str,
+    package: &std::path::Path,
+) -> (Applier, Result<String, mpsc::RecvTimeoutError>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
         .env(OP, op)
@@ -71,6 +87,24 @@ fn signal_at(op: &str, pid: i32, step: &str, package: &std::path::Path, signal: 
         }
     });
     let paused = rx.recv_timeout(Duration::from_secs(20));
+    (Applier(child), paused)
+}
+
+/// An applier child, SIGKILLed (by PID) and reaped on drop if it still runs: a paused one
+/// left behind on a failed assertion would keep the target traced, and unreapable.
+struct Applier(std::process::Child);
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        if self.0.try_wait().is_ok_and(|s| s.is_none()) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends `signal` to the applier child (by PID) and waits until it exits.
+fn signal_and_wait(child: &mut std::process::Child, step: &str, signal: &str) {
     let sent = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(child.id().to_string())
@@ -86,10 +120,6 @@ fn signal_at(op: &str, pid: i32, step: &str, package: &std::path::Path, signal: 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(
-        paused.expect("applier reached the step"),
-        format!("lpkg: paused at {step}")
-    );
 }
 
 /// What the record should say after a kill at `step`: None for no record.
@@ -315,4 +345,61 @@ fn ctrl_c_at_every_apply_step_rolls_back_before_exiting() {
         target.wait_for(|l| l == "2 20", "new values after re-apply");
     });
     assert!(failed.is_empty(), "failed at {failed:?}");
+}
+
+/// Anonymous executable mappings of `pid` outside the modules of lpkg's records: the page
+/// remote calls return through.
+fn call_trampolines(pid: i32) -> usize {
+    let modules: Vec<(u64, u64)> = records::read(pid)
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.body.module_address,
+                r.body.module_address + r.body.module_len,
+            )
+        })
+        .collect();
+    lpkg_kernel::maps::read(pid)
+        .unwrap()
+        .iter()
+        .filter(|m| m.exec && m.path.is_none())
+        .filter(|m| !modules.iter().any(|&(s, e)| m.start >= s && m.end <= e))
+        .count()
+}
+
+/// Init and exit routines run in the pause of every thread; the page they return through is
+/// mapped before it, while only one thread is stopped, and unmapped after the others resumed.
+#[test]
+fn the_routines_trampoline_is_mapped_before_the_pause() {
+    let (_dir, package) = routines_package_file();
+    let b = built();
+    let target = Target::start(&b.exe, "plain");
+    let pid = target.pid();
+    let before = call_trampolines(pid);
+    // Paused with every thread stopped and clear, before the first jump and routine. Ctrl-C
+    // ends the pause and rolls the apply back.
+    let (mut child, paused) = pause_at("apply", pid, "apply:stopped", &package);
+    paused.expect("apply paused");
+    assert_eq!(
+        call_trampolines(pid),
+        before + 1,
+        "mapped before the switch"
+    );
+    signal_and_wait(&mut child.0, "apply:stopped", "INT");
+    assert!(records::read(pid).unwrap().is_empty());
+    assert_eq!(call_trampolines(pid), before, "unmapped by the rollback");
+
+    apply(pid, util::built_with_routines(), &b.trust, &options()).unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    assert_eq!(call_trampolines(pid), before, "unmapped after the apply");
+    // The same for revert and its exit routines; a revert caught by Ctrl-C completes.
+    let (mut child, paused) = pause_at("revert", pid, "revert:stopped", &package);
+    paused.expect("revert paused");
+    assert_eq!(call_trampolines(pid), before + 1, "mapped before the stop");
+    signal_and_wait(&mut child.0, "revert:stopped", "INT");
+    printed(&target, "exit-done");
+    assert!(records::read(pid).unwrap().is_empty());
+    assert_eq!(call_trampolines(pid), before, "unmapped after the revert");
+    target.wait_for(|l| l == "1 10", "old values");
 }

@@ -61,13 +61,21 @@ impl Tracee {
             xstate: &xstate,
             trampoline,
         };
-        let result = self.call_borrowing(&call);
-        // The function may have changed its alternate stack (it made system calls) or not
-        // finished: read it again next time.
-        if !matches!(result, Ok((_, false))) {
-            self.altstacks.remove(&tid);
-        }
-        result.map(|(value, _)| value)
+        // The alternate stack read stays valid for the next call on this thread, whatever this
+        // one did: only the thread's own code counts, which has not run since (the cache is
+        // dropped when the process is resumed). The frame's `uc_stack` is what `rt_sigreturn`
+        // puts back if we die; a function that changed its thread's alternate stack would
+        // see that undone then, as a signal handler does, so it is not a function to call.
+        self.call_borrowing(&call).map(|(value, _)| value)
+    }
+
+    /// Maps the page calls return through now, on the thread calls run on (which must be
+    /// stopped), if it is not mapped yet, so that a later call, in a stop of the whole
+    /// process, does not pay for the `mmap`. [`Tracee::release_call_trampoline`] or the
+    /// detach unmaps it.
+    pub fn map_call_trampoline(&mut self) -> Result<()> {
+        let tid = self.worker_thread()?;
+        self.call_trampoline(tid).map(drop)
     }
 
     /// The page of the `rt_sigreturn` trampoline, mapped on first use (an injected `mmap` on

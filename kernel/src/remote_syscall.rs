@@ -46,6 +46,7 @@ impl Tracee {
     /// [`Tracee::syscall`] on a given stopped thread.
     pub(crate) fn syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<i64> {
         self.require_stopped_thread(tid)?;
+        self.injected.set(self.injected.get() + 1);
         let insn = self.syscall_insn()?;
         let saved = self.borrow_thread(tid)?;
         let mut regs = saved.regs;

@@ -63,7 +63,8 @@ pub struct Tracee {
     /// The page holding the `rt_sigreturn` trampoline of remote calls, mapped by the first
     /// call and unmapped on detach (see `remote_call`).
     pub(crate) call_trampoline: Option<u64>,
-    /// Alternate signal stacks read for remote calls, valid until the thread runs its own code.
+    /// Alternate signal stacks read for remote calls, valid until the thread runs its own code
+    /// (dropped on resume) or its registers are overwritten.
     pub(crate) altstacks: BTreeMap<Pid, AltStack>,
     /// The borrowed thread, when a run of our code left it at a system-call stop (see
     /// `inject::give_back_registers`).
@@ -71,6 +72,8 @@ pub struct Tracee {
     /// ptrace requests and waitpid calls made here (not by injected code), for profiles.
     ptrace_requests: Cell<u64>,
     waits: Cell<u64>,
+    /// System calls injected so far, for profiles.
+    pub(crate) injected: Cell<u64>,
     detached: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -96,6 +99,7 @@ impl Tracee {
             syscall_stop: None,
             ptrace_requests: Cell::new(0),
             waits: Cell::new(0),
+            injected: Cell::new(0),
             detached: false,
             _not_send: PhantomData,
         };
@@ -187,6 +191,8 @@ impl Tracee {
     /// Overwrite a stopped thread's registers.
     pub fn write_registers(&mut self, tid: Pid, regs: &Registers) -> Result<()> {
         self.require_stopped_thread(tid)?;
+        // Whether it runs on its alternate stack depends on its stack pointer: read it again.
+        self.altstacks.remove(&tid);
         self.count_ptrace();
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_SETREGS", e))
     }
@@ -488,6 +494,12 @@ impl Tracee {
     /// not counting those of injected system calls and calls. For profiles.
     pub fn ptrace_requests(&self) -> u64 {
         self.ptrace_requests.get()
+    }
+
+    /// System calls this `Tracee` injected into the target so far (`mmap`, `sigaltstack`...,
+    /// those that calls need included), each a borrowing of a thread. For profiles.
+    pub fn injected_syscalls(&self) -> u64 {
+        self.injected.get()
     }
 
     /// waitpid calls this `Tracee` made so far while stopping threads. For profiles.

@@ -744,6 +744,12 @@ fn calls_share_one_trampoline_page_until_released_or_detached() {
         }
         t.release_call_trampoline().unwrap();
         assert_eq!(anonymous_code(pid), before, "released");
+        // Mapped ahead of the calls, and then used by them.
+        t.map_call_trampoline().unwrap();
+        assert_eq!(anonymous_code(pid), during, "mapped ahead");
+        assert_eq!(t.call(add6, &[1, 2, 3, 4, 5, 6], CALL_TIMEOUT).unwrap(), 91);
+        assert_eq!(anonymous_code(pid), during, "a page for the call");
+        t.release_call_trampoline().unwrap();
         // Mapped again by the next call (after a resume), and unmapped by the detach.
         t.resume().unwrap();
         t.stop().unwrap();
@@ -753,5 +759,37 @@ fn calls_share_one_trampoline_page_until_released_or_detached() {
         assert_eq!(anonymous_code(pid), before, "left mapped by the detach");
         let pong = target.ping();
         assert_eq!(pong["errors"], 0);
+    });
+}
+
+#[test]
+fn calls_in_one_stop_read_the_alternate_stack_once() {
+    with_timeout(60, || {
+        let mut proc = Proc::spawn(&bin("fpu"), &[]);
+        let slow = fields(&proc.expect("ready", Duration::from_secs(10)))["slow"] as u64;
+        proc.wait_line("ok", Duration::from_secs(10));
+        let mut t = seize_stopped(proc.pid());
+        t.map_call_trampoline().unwrap();
+        let mapped = t.injected_syscalls();
+        // The first call reads the thread's alternate stack (one injected sigaltstack).
+        assert_eq!(t.call(slow, &[1], CALL_TIMEOUT).unwrap(), 7);
+        assert_eq!(t.injected_syscalls(), mapped + 1);
+        // `slow` made system calls, but the thread's own code has not run: nothing is read
+        // again.
+        for _ in 0..3 {
+            assert_eq!(t.call(slow, &[1], CALL_TIMEOUT).unwrap(), 7);
+        }
+        assert_eq!(t.injected_syscalls(), mapped + 1);
+        // Once it has run, it is.
+        t.resume().unwrap();
+        proc.wait_line("ok", Duration::from_secs(10));
+        t.stop().unwrap();
+        assert_eq!(t.call(slow, &[1], CALL_TIMEOUT).unwrap(), 7);
+        assert_eq!(t.injected_syscalls(), mapped + 2);
+        t.detach().unwrap();
+        // Its checks of registers, mask and alternate stack still pass.
+        for _ in 0..3 {
+            proc.wait_line("ok", Duration::from_secs(10));
+        }
     });
 }
