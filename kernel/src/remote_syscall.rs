@@ -28,6 +28,10 @@ const PAGE: u64 = 4096;
 /// `MAP_FIXED_NOREPLACE` (Linux 4.17); older kernels ignore it and treat the address as a hint.
 const MAP_FIXED_NOREPLACE: i32 = 0x10_0000;
 
+/// `MFD_EXEC` (Linux 6.3): the memfd may be mapped executable whatever `vm.memfd_noexec` says
+/// by default; older kernels refuse the flag with EINVAL.
+const MFD_EXEC: u64 = 0x10;
+
 /// Longest name memfd_create accepts (249 bytes plus the `memfd:` prefix fit in 255).
 const MEMFD_NAME_MAX: usize = 249;
 
@@ -141,6 +145,27 @@ impl Tracee {
     /// is within ±2 GiB of `near` (reachable by a `jmp rel32` placed at `near`). Never replaces
     /// an existing mapping.
     pub fn map_near(&mut self, near: u64, len: u64, prot: i32) -> Result<u64> {
+        self.map_near_fd(near, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+    }
+
+    /// Like [`Tracee::map_near`], but a private mapping of a new memfd named `name`: the same
+    /// private memory, except that it shows as `/memfd:NAME (deleted)` in /proc/PID/maps (and
+    /// never merges with a neighbour), so it can be found again by name. The memfd may be
+    /// mapped executable (`MFD_EXEC` where the kernel knows it; refused where
+    /// `vm.memfd_noexec` = 2).
+    pub fn memfd_map_near(&mut self, name: &str, near: u64, len: u64, prot: i32) -> Result<u64> {
+        let len = page_up(len.max(1));
+        let fd = self.memfd_create(name, MFD_EXEC)?;
+        let mapped = self
+            .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
+            .and_then(|_| self.map_near_fd(near, len, prot, libc::MAP_PRIVATE, fd as i32));
+        let closed = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+        let addr = mapped?;
+        closed?;
+        Ok(addr)
+    }
+
+    fn map_near_fd(&mut self, near: u64, len: u64, prot: i32, flags: i32, fd: i32) -> Result<u64> {
         let len = page_up(len.max(1));
         let no_hole = Error::NoHoleNear {
             pid: self.pid,
@@ -159,9 +184,9 @@ impl Tracee {
         if candidates.is_empty() {
             return Err(no_hole);
         }
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;
+        let flags = flags | MAP_FIXED_NOREPLACE;
         for want in candidates {
-            match self.mmap(want, len, prot, flags, -1, 0) {
+            match self.mmap(want, len, prot, flags, fd, 0) {
                 Ok(got) if got == want || reachable(got) => return Ok(got),
                 // A kernel without MAP_FIXED_NOREPLACE took the address as a mere hint.
                 Ok(got) => self.munmap(got, len)?,
@@ -190,37 +215,7 @@ impl Tracee {
     }
 
     fn memfd_map_with(&mut self, name: &str, len: u64, flags: i32) -> Result<u64> {
-        if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
-            return Err(Error::InvalidArgument {
-                what: format!(
-                    "memfd name {name:?} must be at most {MEMFD_NAME_MAX} bytes without NUL"
-                ),
-            });
-        }
-        // The name must be in the target's memory: put it on a scratch page.
-        let scratch = self.mmap(
-            0,
-            PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )?;
-        let result = self.memfd_map_named(scratch, name, len, flags);
-        let unmapped = self.munmap(scratch, PAGE);
-        let addr = result?;
-        unmapped?;
-        Ok(addr)
-    }
-
-    fn memfd_map_named(&mut self, scratch: u64, name: &str, len: u64, flags: i32) -> Result<u64> {
-        let mut cname = name.as_bytes().to_vec();
-        cname.push(0);
-        memory::write(self.pid, scratch, &cname)?;
-        let fd = self.checked_syscall(
-            arch::SYS_MEMFD_CREATE,
-            [scratch, libc::MFD_CLOEXEC as u64, 0, 0, 0, 0],
-        )?;
+        let fd = self.memfd_create(name, 0)?;
         let mapped = self
             .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
             .and_then(|_| {
@@ -237,6 +232,49 @@ impl Tracee {
         let addr = mapped?;
         closed?;
         Ok(addr)
+    }
+
+    /// `memfd_create(name, MFD_CLOEXEC | extra)` in the target; returns the descriptor. An
+    /// `extra` flag the kernel does not know (EINVAL) is dropped and the call made again.
+    fn memfd_create(&mut self, name: &str, extra: u64) -> Result<u64> {
+        if name.len() > MEMFD_NAME_MAX || name.contains('\0') {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "memfd name {name:?} must be at most {MEMFD_NAME_MAX} bytes without NUL"
+                ),
+            });
+        }
+        // The name must be in the target's memory: put it on a scratch page.
+        let scratch = self.mmap(
+            0,
+            PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )?;
+        let mut cname = name.as_bytes().to_vec();
+        cname.push(0);
+        let created = memory::write(self.pid, scratch, &cname).and_then(|()| {
+            let flags = libc::MFD_CLOEXEC as u64;
+            match self.checked_syscall(arch::SYS_MEMFD_CREATE, [scratch, flags | extra, 0, 0, 0, 0])
+            {
+                Err(Error::SyscallFailed {
+                    errno: libc::EINVAL,
+                    ..
+                }) if extra != 0 => {
+                    self.checked_syscall(arch::SYS_MEMFD_CREATE, [scratch, flags, 0, 0, 0, 0])
+                }
+                other => other,
+            }
+        });
+        let unmapped = self.munmap(scratch, PAGE);
+        let fd = created?;
+        if let Err(error) = unmapped {
+            let _ = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+            return Err(error);
+        }
+        Ok(fd)
     }
 
     /// Address of a `syscall` instruction in the target: the vdso has one (its fallback

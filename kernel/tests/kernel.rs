@@ -285,6 +285,38 @@ fn memfd_mapping_is_named() {
 }
 
 #[test]
+fn named_private_code_within_reach() {
+    with_timeout(30, || {
+        let mut target = Target::start(&[]);
+        let pid = target.pid();
+        let mut t = seize_stopped(pid);
+        let answer = target.a("answer");
+        let code = t
+            .memfd_map_near("lpkg-module:test", answer, 8192, RW)
+            .unwrap();
+        assert!(encode_jmp_rel32(answer, code + 8191).is_some(), "{code:#x}");
+        let entry = maps::read(pid)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.start == code)
+            .expect("mapped");
+        assert_eq!(
+            entry.path.as_deref(),
+            Some(std::path::Path::new("/memfd:lpkg-module:test"))
+        );
+        assert!(entry.deleted && !entry.shared && entry.len() == 8192);
+        // Private code like an anonymous mapping: written, made r-x, called.
+        memory::write(pid, code, &[0xb8, 43, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 43; ret
+        t.mprotect(code, 4096, RX).unwrap();
+        assert_eq!(t.call(code, &[], CALL_TIMEOUT).unwrap() as u32, 43);
+        t.munmap(code, 8192).unwrap();
+        assert!(maps::read(pid).unwrap().iter().all(|m| !m.contains(code)));
+        drop(t);
+        assert_eq!(target.ping()["errors"], 0);
+    });
+}
+
+#[test]
 fn mapped_objects_identify_replaced_files() {
     with_timeout(30, || {
         let dir = tempfile::tempdir().unwrap();
