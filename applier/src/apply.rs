@@ -9,10 +9,12 @@ use sha2::{Digest, Sha256};
 
 use crate::link::{Layout, Region};
 use crate::quiesce::{stop_clear, Guarded};
-use crate::record::{hex, unhex, Entry, RecordBody, State, NAME_PREFIX, STATE_OFFSET};
+use crate::record::{
+    hex, unhex, Entry, RecordBody, State, MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
+};
 use crate::records::{self, LiveRecord};
 use crate::reloc::{jump, jump_target, JUMP_LEN};
-use crate::revert::{recover, Rollback};
+use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::{checkpoint, target, Error};
 
 /// How apply behaves.
@@ -45,7 +47,8 @@ pub struct ApplyReport {
     pub entries: Vec<Entry>,
     /// Where the patch module lives.
     pub module_address: u64,
-    /// Interrupted operations found and rolled back first (package ids).
+    /// Interrupted operations found and rolled back first (package ids; the first 16 hex
+    /// digits of the id for a module left without a record).
     pub recovered: Vec<String>,
     /// How long every thread was stopped for the switch (from all stopped and clear to
     /// detached).
@@ -209,7 +212,20 @@ fn apply_verified(
     let result = (|| -> Result<(ApplyReport, Instant, Vec<Pid>), Error> {
         // Load: only the thread that runs the injected syscalls is stopped, the others run.
         tracee.stop_one()?;
-        let module_address = tracee.map_near(target.base, layout.len(), PROT_READ | PROT_WRITE)?;
+        // Modules of applies killed before their record: removed like interrupted records.
+        for orphan in remove_orphaned_modules(&mut tracee)? {
+            recovered.push(orphan.id_prefix);
+        }
+        // Named, so that it is found if we die before the record exists (an anonymous mapping
+        // where the kernel refuses executable memfds).
+        let name = format!("{MODULE_NAME_PREFIX}{}", &id[..16]);
+        let rw = PROT_READ | PROT_WRITE;
+        let module_address = match tracee.memfd_map_near(&name, target.base, layout.len(), rw) {
+            Err(lpkg_kernel::Error::SyscallFailed { .. }) => {
+                tracee.map_near(target.base, layout.len(), rw)?
+            }
+            mapped => mapped?,
+        };
         for resolver_address in resolver.ifunc_resolvers(&symbols)? {
             resolver.set_ifunc(
                 resolver_address,

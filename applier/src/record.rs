@@ -23,6 +23,10 @@ pub const STATE_OFFSET: u64 = 8;
 pub const HEADER_LEN: usize = 16;
 /// Prefix of the memfd name of a record.
 pub const NAME_PREFIX: &str = "lpkg:";
+/// Prefix of the memfd name of a patch module (followed by the same 16 hex digits as its
+/// record's): the module is mapped before its record exists, and this name is how one left
+/// without a record is found.
+pub const MODULE_NAME_PREFIX: &str = "lpkg-module:";
 /// Largest body accepted when reading a record.
 pub const MAX_BODY: usize = 16 << 20;
 

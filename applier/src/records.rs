@@ -3,7 +3,7 @@
 use lpkg_kernel::{maps, memory, Pid};
 
 use crate::quiesce::Guarded;
-use crate::record::{RecordBody, State, HEADER_LEN, NAME_PREFIX};
+use crate::record::{RecordBody, State, HEADER_LEN, MODULE_NAME_PREFIX, NAME_PREFIX};
 use crate::Error;
 
 /// A record as found in a live process.
@@ -88,4 +88,68 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
     }
     records.sort_by_key(|r| r.body.sequence);
     Ok(records)
+}
+
+/// A patch module mapped in a process without a record: lpkg died after mapping it and before
+/// creating the record (or while a failed apply was rolled back). Nothing refers to it (jumps
+/// are written only once a record exists), so it can be unmapped at any time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanModule {
+    /// The first 16 hex digits of the package id, from the mapping's name.
+    pub id_prefix: String,
+    /// Start of the mapping.
+    pub address: u64,
+    /// Length of the mapping (all its parts, whatever their protections).
+    pub len: u64,
+}
+
+/// The patch modules of `pid` (memfd mappings named `lpkg-module:…`) that no record claims.
+///
+/// Only meaningful while no other lpkg works on the process: an apply in progress has its
+/// module mapped a while before its record (seize the process first to be sure).
+pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
+    let claimed: Vec<(u64, u64)> = read(pid)?
+        .iter()
+        .map(|r| {
+            let start = r.body.module_address;
+            (start, start.saturating_add(r.body.module_len))
+        })
+        .collect();
+    let mut modules: Vec<(OrphanModule, u64)> = Vec::new();
+    for entry in maps::read(pid)? {
+        let Some(id) = entry
+            .path
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .and_then(|p| p.strip_prefix("/memfd:"))
+            .and_then(|n| n.strip_prefix(MODULE_NAME_PREFIX))
+        else {
+            continue;
+        };
+        // mprotect splits a module into one mapping per protection: join the parts.
+        match modules.last_mut() {
+            Some((last, inode))
+                if *inode == entry.inode && last.address + last.len == entry.start =>
+            {
+                last.len += entry.len();
+            }
+            _ => modules.push((
+                OrphanModule {
+                    id_prefix: id.to_owned(),
+                    address: entry.start,
+                    len: entry.len(),
+                },
+                entry.inode,
+            )),
+        }
+    }
+    Ok(modules
+        .into_iter()
+        .map(|(module, _)| module)
+        .filter(|m| {
+            !claimed
+                .iter()
+                .any(|&(start, end)| m.address < end && start < m.address + m.len)
+        })
+        .collect())
 }

@@ -7,7 +7,7 @@ use lpkg_kernel::{Pid, Tracee};
 
 use crate::quiesce::stop_clear;
 use crate::record::{unhex, State, STATE_OFFSET};
-use crate::records::{self, LiveRecord};
+use crate::records::{self, LiveRecord, OrphanModule};
 use crate::reloc::jump;
 use crate::{checkpoint, Error};
 
@@ -77,14 +77,44 @@ pub enum Selection {
     All,
 }
 
-/// Reverts packages applied to `pid`.
+/// Unmaps the patch modules that no record claims ([`records::orphaned_modules`]), with only
+/// the worker thread of `tracee` stopped: no thread can be running them. Returns them.
+pub fn remove_orphaned_modules(tracee: &mut Tracee) -> Result<Vec<OrphanModule>, Error> {
+    let orphans = records::orphaned_modules(tracee.pid())?;
+    if !orphans.is_empty() {
+        tracee.stop_one()?;
+        for orphan in &orphans {
+            tracee.munmap(orphan.address, orphan.len)?;
+        }
+    }
+    Ok(orphans)
+}
+
+/// Reverts packages applied to `pid`. Patch modules left without a record by an apply that
+/// was killed early go first, reported with the state `unrecorded module`.
 pub fn revert(
     pid: Pid,
     selection: &Selection,
     timeout: Duration,
 ) -> Result<Vec<RevertReport>, Error> {
+    let mut reports = Vec::new();
+    if !records::orphaned_modules(pid)?.is_empty() {
+        let mut tracee = Tracee::seize(pid)?;
+        let removed = remove_orphaned_modules(&mut tracee);
+        tracee.detach()?;
+        reports.extend(removed?.into_iter().map(|orphan| RevertReport {
+            id: orphan.id_prefix,
+            name: "(module without record)".to_owned(),
+            version: String::new(),
+            state: "unrecorded module",
+            restored: 0,
+        }));
+    }
     let records = records::read(pid)?;
     if records.is_empty() {
+        if !reports.is_empty() {
+            return Ok(reports);
+        }
         return Err(Error::NothingToRevert(format!(
             "no lpkg package is applied to process {pid}"
         )));
@@ -131,7 +161,6 @@ pub fn revert(
             }
         }
     }
-    let mut reports = Vec::new();
     for record in chosen {
         reports.push(recover(pid, record, timeout)?);
     }

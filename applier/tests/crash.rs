@@ -135,6 +135,13 @@ fn expected_state(step: &str) -> Option<State> {
 
 fn check_after_kill(target: &mut Target, step: &str) {
     assert!(target.alive(), "target died after a kill at {step}");
+    // Killed with the module mapped and no record yet: the module is found by its name.
+    let orphans = records::orphaned_modules(target.pid()).unwrap();
+    assert_eq!(
+        orphans.len(),
+        usize::from(step == "apply:mapped"),
+        "modules without a record after a kill at {step}: {orphans:?}"
+    );
     let live = records::read(target.pid()).unwrap();
     assert_eq!(
         live.first().map(|r| r.state),
@@ -160,9 +167,64 @@ fn check_after_kill(target: &mut Target, step: &str) {
     let b = built();
     apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
     target.wait_for(|l| l == "2 20", "new values after re-apply");
+    assert_eq!(records::orphaned_modules(target.pid()).unwrap(), vec![]);
+    assert_eq!(lpkg_modules(target.pid()), 1, "the new module only");
     revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
     target.wait_for(|l| l == "1 10", "old values after final revert");
+    assert_eq!(lpkg_modules(target.pid()), 0);
     assert!(target.alive());
+}
+
+/// Patch modules mapped in `pid`, found by name (one per memfd, whatever its parts).
+fn lpkg_modules(pid: i32) -> usize {
+    let inodes: std::collections::BTreeSet<u64> = lpkg_kernel::maps::read(pid)
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            m.path
+                .as_ref()
+                .and_then(|p| p.to_str())
+                .is_some_and(|p| p.starts_with("/memfd:lpkg-module:"))
+        })
+        .map(|m| m.inode)
+        .collect();
+    inodes.len()
+}
+
+/// A module mapped before its record exists is named after its package: lpkg killed in that
+/// window leaves it findable, and the next revert (or apply) removes it.
+#[test]
+fn a_module_left_without_a_record_is_found_and_removed() {
+    let (_dir, package) = package_file();
+    let b = built();
+    let target = Target::start(&b.exe, "plain");
+    let pid = target.pid();
+    kill_at("apply", pid, "apply:mapped", &package);
+    assert!(records::read(pid).unwrap().is_empty());
+    let orphans = records::orphaned_modules(pid).unwrap();
+    let id = lpkg_format::open_verified(&b.package, &b.trust)
+        .unwrap()
+        .0
+        .id();
+    assert_eq!(orphans.len(), 1, "{orphans:?}");
+    assert_eq!(orphans[0].id_prefix, id[..16]);
+    let reports = revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        (reports[0].id.as_str(), reports[0].state),
+        (&id[..16], "unrecorded module")
+    );
+    assert_eq!(records::orphaned_modules(pid).unwrap(), vec![]);
+    assert_eq!(lpkg_modules(pid), 0);
+    assert!(lpkg_kernel::maps::read(pid)
+        .unwrap()
+        .iter()
+        .all(|m| !(orphans[0].address..orphans[0].address + orphans[0].len).contains(&m.start)));
+    target.wait_for(|l| l == "1 10", "old values");
+    assert!(matches!(
+        revert(pid, &Selection::All, Duration::from_secs(5)),
+        Err(lpkg_applier::Error::NothingToRevert(_))
+    ));
 }
 
 /// Steps right after an injected system call. lpkg-kernel once single-stepped over the
