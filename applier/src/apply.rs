@@ -76,6 +76,10 @@ pub struct SwitchProfile {
     pub stacks: u64,
     /// Reads and writes of /proc/PID/mem (record state and jumps).
     pub memory: u64,
+    /// System calls injected into the target (for the init routines' calls: the worker
+    /// thread's alternate stack read; the trampoline page is mapped before the switch and
+    /// unmapped after the other threads are detached).
+    pub injected: u64,
 }
 
 impl SwitchProfile {
@@ -334,6 +338,7 @@ fn apply_verified(
                 .flat_map(|r| r.guarded_code(Some(&addresses))),
         );
         let (ptrace, waits, memory) = (tracee.ptrace_requests(), tracee.waits(), mem.accesses());
+        let injected = tracee.injected_syscalls();
         let attempts = stop_clear(&mut tracee, &guarded, options.timeout)?;
         checkpoint::apply_step("apply:stopped")?;
         let paused = Instant::now();
@@ -345,6 +350,7 @@ fn apply_verified(
             ptrace,
             waits,
             memory,
+            injected,
         };
         mem.write(
             record_address + STATE_OFFSET,
@@ -379,6 +385,7 @@ fn apply_verified(
         checkpoint::apply_step("apply:applied")?;
         // Detached below, straight from this stop: detaching resumes every thread.
         switch.memory = mem.accesses() - switch.memory;
+        switch.injected = tracee.injected_syscalls() - switch.injected;
         let report = ApplyReport {
             id: id.clone(),
             name: manifest.package.name.clone(),

@@ -452,7 +452,9 @@ fn the_routines_trampoline_is_mapped_before_the_pause() {
     assert!(records::read(pid).unwrap().is_empty());
     assert_eq!(call_trampolines(pid), before, "unmapped by the rollback");
 
-    apply(pid, util::built_with_routines(), &b.trust, &options()).unwrap();
+    let report = apply(pid, util::built_with_routines(), &b.trust, &options()).unwrap();
+    // In the pause: the alternate stack read for the first routine, nothing else.
+    assert_eq!(report.switch.injected, 1, "{:?}", report.switch);
     target.wait_for(|l| l == "2 20", "new values");
     assert_eq!(call_trampolines(pid), before, "unmapped after the apply");
     // The same for revert and its exit routines; a revert caught by Ctrl-C completes.
