@@ -161,7 +161,11 @@ impl Tracee {
     /// The return value, and whether the function made system calls.
     fn call_borrowing(&mut self, call: &Call) -> Result<(u64, bool)> {
         let saved = self.borrow_thread(call.tid)?;
-        let result = self.call_borrowed(call, &saved);
+        // Nothing of the thread changes before its registers are set in `call_borrowed`: a
+        // failure up to there leaves nothing to give back (and its restart block intact).
+        let frame = self.write_frame(call, &saved)?;
+        test_hook::reached(self.pid, call.tid, test_hook::CALL_FRAME_WRITTEN)?;
+        let result = self.call_borrowed(call, &saved, frame);
         // Code that made system calls may have reset the restart block: see
         // `without_restart_block`.
         let saved = match result {
@@ -182,8 +186,9 @@ impl Tracee {
         Ok(value)
     }
 
-    /// The return value, and whether the function made system calls.
-    fn call_borrowed(&mut self, call: &Call, saved: &Saved) -> Result<(u64, bool)> {
+    /// Writes the call's signal frame on the thread's stack (below its red zone, where nothing
+    /// of the thread lives), growing the stack if needed; returns the frame's address.
+    fn write_frame(&mut self, call: &Call, saved: &Saved) -> Result<u64> {
         let (pid, tid) = (self.pid, call.tid);
         let frame = build_sigframe(
             &saved.regs,
@@ -205,9 +210,14 @@ impl Tracee {
             self.grow_stack(tid, saved.regs.sp(), frame.addr)?;
             memory::write(pid, frame.addr, &frame.bytes)?;
         }
-        test_hook::reached(pid, tid, test_hook::CALL_FRAME_WRITTEN)?;
+        Ok(frame.addr)
+    }
+
+    /// The return value, and whether the function made system calls.
+    fn call_borrowed(&mut self, call: &Call, saved: &Saved, frame: u64) -> Result<(u64, bool)> {
+        let (pid, tid) = (self.pid, call.tid);
         let mut regs = saved.regs;
-        regs.prepare_call(call.func, frame.addr, call.args);
+        regs.prepare_call(call.func, frame, call.args);
         let end = End {
             pc: call.trampoline + SIGRETURN_TRAMPOLINE_SYSCALL_END,
             nr: arch::SYS_RT_SIGRETURN,

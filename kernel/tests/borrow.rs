@@ -142,6 +142,7 @@ fn a_call_on_a_stack_used_up_to_its_bottom_grows_it_or_says_why_not() {
             rlim_max: libc::RLIM_INFINITY,
         };
         let old = set_stack_limit(pid, limit);
+        let before = t.registers(pid).unwrap();
         match t.call(answer, &[], Duration::from_secs(5)) {
             Err(Error::NoStackRoom {
                 tid,
@@ -155,6 +156,7 @@ fn a_call_on_a_stack_used_up_to_its_bottom_grows_it_or_says_why_not() {
             other => panic!("expected NoStackRoom, got {other:?}"),
         }
         assert_eq!(mapping_of(pid, sp), (start, end));
+        assert_eq!(t.registers(pid).unwrap(), before);
 
         // It may: the stack grows and the call works.
         set_stack_limit(pid, old);
