@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::builder::Case;
-use crate::pause::Row;
-use crate::stats::{show, Samples};
+use crate::pause::{CallRate, Row};
+use crate::stats::{show, us, Samples};
+use crate::target::ProbeThread;
 use crate::Setup;
 use lpkg_applier::apply::SwitchProfile;
 
@@ -28,7 +29,7 @@ fn machine() -> String {
 pub fn render(
     setup: &Setup,
     rows: &[Row],
-    calls: &(Samples, Samples),
+    calls: &[CallRate],
     builds: &[Case],
 ) -> (String, serde_json::Value) {
     let mut md = String::new();
@@ -41,7 +42,11 @@ pub fn render(
     )
     .unwrap();
     md.push_str("### Pause and apply latency (median / worst)\n\n");
-    md.push_str("Gaps are the largest gap between two CLOCK_MONOTONIC reads of the probe thread in a window containing the operation; *quiet* is the same window with nothing happening (scheduler noise).\n\n");
+    md.push_str("Gaps are the largest gap between two CLOCK_MONOTONIC reads of the probe thread in a window containing the operation; *quiet* is the same window with nothing happening (scheduler noise). ");
+    md.push_str(&match setup.probe {
+        ProbeThread::Pinned(core) => format!("The probe thread runs alone on core {core}; the harness, the target's other threads, lpkg and gdb on the others.\n\n"),
+        _ => "The probe thread shares the cores with the busy thread, the harness, lpkg and gdb (`--no-pin` or one core): gaps include CPU sharing.\n\n".to_owned(),
+    });
     md.push_str("| threads | functions | quiet gap | apply gap | apply (reported switch) | revert gap | apply lib wall | `lpkg apply` wall | CLI apply gap | gdb gap | gdb wall |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut json_rows = Vec::new();
@@ -51,14 +56,14 @@ pub fn render(
             "| 1 busy + {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.sleepers,
             r.functions,
-            show(&r.quiet),
-            show(&r.apply_gap),
+            show(&r.quiet.max),
+            show(&r.apply_gap.max),
             show(&r.apply_reported),
-            show(&r.revert_gap),
+            show(&r.revert_gap.max),
             show(&r.apply_lib),
             show(&r.apply_cli),
-            show(&r.apply_cli_gap),
-            show(&r.gdb_gap),
+            show(&r.apply_cli_gap.max),
+            show(&r.gdb_gap.max),
             show(&r.gdb_wall),
         )
         .unwrap();
@@ -86,6 +91,27 @@ pub fn render(
             })).collect::<Vec<_>>(),
         }));
     }
+    md.push_str("\n### What the gaps were (median)\n\nThe probe classifies each gap over 10 µs by its own context switches (`getrusage(RUSAGE_THREAD)`): *stopped* if it left the core voluntarily (a ptrace or SIGSTOP stop: the pause), *preempted* if it was only preempted (its core shared with another task). *Run wait*: the probe thread's run-queue wait in the window (/proc/PID/task/TID/schedstat).\n\n| threads | functions | quiet: preempted / run wait | apply: stopped / preempted / run wait | CLI apply: stopped / preempted / run wait | revert: stopped / preempted |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        let m = |s: &Samples| us(s.median());
+        writeln!(
+            md,
+            "| 1 busy + {} | {} | {} / {} | {} / {} / {} | {} / {} / {} | {} / {} |",
+            r.sleepers,
+            r.functions,
+            m(&r.quiet.preempted),
+            m(&r.quiet.run_wait),
+            m(&r.apply_gap.stopped),
+            m(&r.apply_gap.preempted),
+            m(&r.apply_gap.run_wait),
+            m(&r.apply_cli_gap.stopped),
+            m(&r.apply_cli_gap.preempted),
+            m(&r.apply_cli_gap.run_wait),
+            m(&r.revert_gap.stopped),
+            m(&r.revert_gap.preempted),
+        )
+        .unwrap();
+    }
     md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses (record state twice, one write per jump), and the thread-bound ones (ptrace, waitpid, stack reads) per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | thread syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let median =
@@ -105,16 +131,33 @@ pub fn render(
         )
         .unwrap();
     }
-    let (plain, patched) = calls;
-    let ratio = patched.median() / plain.median();
-    md.push_str("\n### Call overhead\n\n| f0 unpatched (calls/s, median) | f0 patched (calls/s, median) | ratio |\n|---|---|---|\n");
-    writeln!(
-        md,
-        "| {:.3e} | {:.3e} | {ratio:.3} |",
-        plain.median(),
-        patched.median()
-    )
-    .unwrap();
+    md.push_str("\n### Call overhead\n\nCalls per second of the main thread's core time (schedstat), unpatched and patched in alternating windows on one target; ratio = median of the ratios of adjacent windows, with their range (the spread of the measurement).\n\n| function | window | unpatched (calls/s, median) | patched (calls/s, median) | ratio (median) | ratio min – max | entry mod 16: original, patched |\n|---|---|---|---|---|---|---|\n");
+    let mut json_calls = Vec::new();
+    for c in calls {
+        writeln!(
+            md,
+            "| `{}` | {} ms | {:.3e} | {:.3e} | {:.3} | {:.3} – {:.3} | {}, {} |",
+            c.function,
+            c.window.as_millis(),
+            c.plain.median(),
+            c.patched.median(),
+            c.ratios.median(),
+            c.ratios.0.iter().copied().fold(f64::NAN, f64::min),
+            c.ratios.worst(),
+            c.original_align,
+            c.patched_align,
+        )
+        .unwrap();
+        json_calls.push(json!({
+            "function": c.function,
+            "window_ms": c.window.as_millis() as u64,
+            "unpatched_per_cpu_s": c.plain.json(),
+            "patched_per_cpu_s": c.patched.json(),
+            "ratio": c.ratios.json(),
+            "original_entry_mod_16": c.original_align,
+            "patched_entry_mod_16": c.patched_align,
+        }));
+    }
     md.push_str("\n### Builder\n\n| tree | input | `lpkg build` wall | read+SHA-256 | ratio | peak RSS | RSS / input |\n|---|---|---|---|---|---|---|\n");
     let mut json_builds = Vec::new();
     for b in builds {
@@ -144,7 +187,11 @@ pub fn render(
         "repeats": setup.repeats,
         "quick": setup.quick,
         "pause": json_rows,
-        "call_overhead": { "unpatched_per_s": plain.json(), "patched_per_s": patched.json(), "ratio": ratio },
+        "probe_thread": match setup.probe {
+            ProbeThread::Pinned(core) => json!({ "pinned_core": core }),
+            _ => json!("unpinned"),
+        },
+        "call_overhead": json_calls,
         "builder": json_builds,
     });
     (md, json)
