@@ -22,8 +22,8 @@ pub struct Gaps {
     pub max: Samples,
     /// The largest gap spent stopped.
     pub stopped: Samples,
-    /// The largest gap spent only preempted.
-    pub preempted: Samples,
+    /// The largest run-queue wait within one gap.
+    pub waiting: Samples,
     /// Run-queue wait of the probe thread in the window.
     pub run_wait: Samples,
 }
@@ -32,7 +32,7 @@ impl Gaps {
     fn push(&mut self, gap: Gap) {
         self.max.push(gap.max);
         self.stopped.push(gap.stopped);
-        self.preempted.push(gap.preempted);
+        self.waiting.push(gap.waiting);
         self.run_wait.push(gap.run_wait);
     }
 
@@ -42,7 +42,7 @@ impl Gaps {
             "worst": self.max.worst(),
             "samples": self.max.0,
             "stopped": self.stopped.json(),
-            "preempted": self.preempted.json(),
+            "waiting": self.waiting.json(),
             "run_queue_wait": self.run_wait.json(),
         })
     }
@@ -84,8 +84,8 @@ fn window<T>(
     let started = Instant::now();
     let value = f()?;
     let wall = started.elapsed();
-    // The probe records a gap only once it runs again; give it a moment.
-    std::thread::sleep(Duration::from_millis(2));
+    // The probe records a gap only once it runs again.
+    target.sync_probe()?;
     Ok((target.gap()?, wall, value))
 }
 
@@ -117,6 +117,9 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
     let options = ApplyOptions::default();
     let target = Target::start(&built.exe, sleepers, setup.probe, Loop::F0)?;
     let pid = target.pid();
+    if !target.splits_gaps()? {
+        eprintln!("the probe cannot read its schedstat: stopped/waiting figures are 0");
+    }
     let f0 = symbol_address(pid, &built.exe, "f0")?;
     let mut original = [0u8; 5];
     File::open(format!("/proc/{pid}/mem"))?.read_exact_at(&mut original, f0)?;

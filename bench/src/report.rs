@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::builder::Case;
-use crate::pause::{CallRate, Row};
+use crate::pause::{CallRate, Gaps, Row};
 use crate::stats::{show, us, Samples};
 use crate::target::ProbeThread;
 use crate::Setup;
@@ -21,7 +21,10 @@ fn machine() -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Online cores, not the harness's own (it keeps itself off the probe's core).
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |s| {
+        s.lines().filter(|l| l.starts_with("processor")).count()
+    });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
@@ -91,24 +94,21 @@ pub fn render(
             })).collect::<Vec<_>>(),
         }));
     }
-    md.push_str("\n### What the gaps were (median)\n\nThe probe classifies each gap over 10 µs by its own context switches (`getrusage(RUSAGE_THREAD)`): *stopped* if it left the core voluntarily (a ptrace or SIGSTOP stop: the pause), *preempted* if it was only preempted (its core shared with another task). *Run wait*: the probe thread's run-queue wait in the window (/proc/PID/task/TID/schedstat).\n\n| threads | functions | quiet: preempted / run wait | apply: stopped / preempted / run wait | CLI apply: stopped / preempted / run wait | revert: stopped / preempted |\n|---|---|---|---|---|---|\n");
+    md.push_str("\n### What the gaps were (median)\n\nThe probe splits each gap over 10 µs with its own run-queue wait (/proc/thread-self/schedstat, read right after the gap): *stopped* is the largest time off the run queue within one gap (a ptrace or SIGSTOP stop: the pause; on a VM also the vCPU not running), *waiting* the largest run-queue wait within one gap (its core taken by another task: CPU sharing, not a stop). *Run wait*: the probe thread's total run-queue wait in the window.\n\n| threads | functions | quiet: stopped / waiting / run wait | apply: stopped / waiting / run wait | CLI apply: stopped / waiting / run wait | revert: stopped / waiting |\n|---|---|---|---|---|---|\n");
     for r in rows {
         let m = |s: &Samples| us(s.median());
+        let three =
+            |g: &Gaps| format!("{} / {} / {}", m(&g.stopped), m(&g.waiting), m(&g.run_wait));
         writeln!(
             md,
-            "| 1 busy + {} | {} | {} / {} | {} / {} / {} | {} / {} / {} | {} / {} |",
+            "| 1 busy + {} | {} | {} | {} | {} | {} / {} |",
             r.sleepers,
             r.functions,
-            m(&r.quiet.preempted),
-            m(&r.quiet.run_wait),
-            m(&r.apply_gap.stopped),
-            m(&r.apply_gap.preempted),
-            m(&r.apply_gap.run_wait),
-            m(&r.apply_cli_gap.stopped),
-            m(&r.apply_cli_gap.preempted),
-            m(&r.apply_cli_gap.run_wait),
+            three(&r.quiet),
+            three(&r.apply_gap),
+            three(&r.apply_cli_gap),
             m(&r.revert_gap.stopped),
-            m(&r.revert_gap.preempted),
+            m(&r.revert_gap.waiting),
         )
         .unwrap();
     }

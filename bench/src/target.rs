@@ -20,9 +20,11 @@ const CALLS: u64 = 16;
 const READY: u64 = 24;
 const PROBE_TID: u64 = 32;
 const MAX_STOPPED: u64 = 40;
-const MAX_PREEMPTED: u64 = 48;
+const MAX_WAITING: u64 = 48;
 const HOLD: u64 = 56;
 const HELD: u64 = 64;
+const PING: u64 = 72;
+const SPLIT: u64 = 80;
 
 /// The probe thread of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,12 +51,12 @@ pub enum Loop {
 pub struct Gap {
     /// The largest gap between two clock reads, whatever its cause.
     pub max: Duration,
-    /// The largest gap during which the probe thread left its core voluntarily: a stop
-    /// (ptrace or SIGSTOP), the pause a patcher imposes.
+    /// The largest time off the run queue within one gap (the gap less its run-queue wait):
+    /// stopped (ptrace or SIGSTOP), the pause a patcher imposes; or the VM's vCPU not running.
     pub stopped: Duration,
-    /// The largest gap during which the probe thread was only preempted: its core shared with
-    /// another task, not a stop.
-    pub preempted: Duration,
+    /// The largest run-queue wait within one gap: the probe's core taken by another task, CPU
+    /// sharing and not a stop.
+    pub waiting: Duration,
     /// Time the probe thread spent runnable but waiting for a core in the window (from
     /// /proc/PID/task/TID/schedstat).
     pub run_wait: Duration,
@@ -78,8 +80,8 @@ pub fn source(functions: usize, fixed: bool, work: bool) -> String {
 #include <sys/resource.h>
 #include <sys/syscall.h>
 struct shared {
-  volatile unsigned long max_gap_ns, reset, calls, ready, probe_tid, max_stopped_ns, max_preempted_ns,
-    hold, held;
+  volatile unsigned long max_gap_ns, reset, calls, ready, probe_tid, max_stopped_ns, max_waiting_ns,
+    hold, held, ping, split;
 };
 static struct shared *sh;
 static int probe_cpu = -1;
@@ -120,6 +122,14 @@ static unsigned long now_ns(void) {
   struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
   return (unsigned long)t.tv_sec * 1000000000ul + (unsigned long)t.tv_nsec;
 }
+/* run_delay (ns) from an open schedstat file, ~0 if it cannot be read. */
+static unsigned long run_delay(int fd) {
+  char b[96]; ssize_t n = fd < 0 ? -1 : pread(fd, b, sizeof b - 1, 0);
+  if (n <= 0) return ~0ul;
+  b[n] = 0;
+  char *end; strtoul(b, &end, 10);
+  return strtoul(end, 0, 10);
+}
 static void *probe(void *arg) {
   (void)arg;
   /* Highest CFS weight, so the gaps we see are the patcher's stops and not the busy thread or
@@ -132,28 +142,35 @@ static void *probe(void *arg) {
     if (sched_setaffinity(0, sizeof set, &set) != 0) { perror("probe affinity"); exit(1); }
   }
   sh->probe_tid = (unsigned long)syscall(SYS_gettid);
-  /* Why a gap happened: a voluntary switch away (a ptrace or SIGSTOP stop: the thread sleeps)
-     or only involuntary ones (preempted: another task had the core). Read only after a gap
-     long enough to hold a switch, so the loop stays a tight clock read. */
-  struct rusage ru; getrusage(RUSAGE_THREAD, &ru);
-  long nvcsw = ru.ru_nvcsw, nivcsw = ru.ru_nivcsw;
+  /* What a gap was: time runnable but waiting for the core (shared with another task) and the
+     rest, time off the run queue (stopped by ptrace or SIGSTOP: the pause; or the VM's vCPU not
+     running). The kernel adds a wait to run_delay when the thread gets its core back, so
+     reading it right after a gap gives that gap's wait. Read only after gaps long enough to
+     hold a switch, so the loop stays a tight clock read. */
+  int ss = open("/proc/thread-self/schedstat", O_RDONLY);
+  unsigned long waited = run_delay(ss);
+  sh->split = ss >= 0 && waited != ~0ul;
   unsigned long last = now_ns();
   for (;;) {
     unsigned long t = now_ns();
     unsigned long gap = t - last;
     last = t;
     if (sh->reset) {
-      sh->max_gap_ns = 0; sh->max_stopped_ns = 0; sh->max_preempted_ns = 0;
+      sh->max_gap_ns = 0; sh->max_stopped_ns = 0; sh->max_waiting_ns = 0;
       __sync_synchronize(); sh->reset = 0; continue;
     }
-    if (gap > 10000) {
-      getrusage(RUSAGE_THREAD, &ru);
-      if (ru.ru_nvcsw != nvcsw) { if (gap > sh->max_stopped_ns) sh->max_stopped_ns = gap; }
-      else if (ru.ru_nivcsw != nivcsw) { if (gap > sh->max_preempted_ns) sh->max_preempted_ns = gap; }
-      nvcsw = ru.ru_nvcsw; nivcsw = ru.ru_nivcsw;
-      last = now_ns(); /* getrusage's own time is not a gap */
+    if (gap > 10000 && sh->split) {
+      unsigned long w = run_delay(ss);
+      unsigned long waiting = w - waited;
+      waited = w;
+      if (waiting > gap) waiting = gap; /* waits of earlier short gaps */
+      if (gap - waiting > sh->max_stopped_ns) sh->max_stopped_ns = gap - waiting;
+      if (waiting > sh->max_waiting_ns) sh->max_waiting_ns = waiting;
+      last = now_ns(); /* the read's own time is not a gap */
     }
     if (gap > sh->max_gap_ns) sh->max_gap_ns = gap;
+    /* After recording: an answer means every gap before the ping is in the figures. */
+    if (sh->ping) sh->ping = 0;
   }
   return 0;
 }
@@ -378,6 +395,25 @@ impl Target {
         Ok(())
     }
 
+    /// Whether the probe splits its gaps into stopped and waiting (it reads its schedstat).
+    pub fn splits_gaps(&self) -> anyhow::Result<bool> {
+        Ok(self.word(SPLIT)? != 0)
+    }
+
+    /// Waits until the probe thread has run after now, so a gap that began before has ended
+    /// and is recorded (under load the probe may wait for its core for several ms).
+    pub fn sync_probe(&self) -> anyhow::Result<()> {
+        self.shared.write_all_at(&1u64.to_le_bytes(), PING)?;
+        let started = Instant::now();
+        while self.word(PING)? != 0 {
+            if started.elapsed() > Duration::from_secs(5) {
+                bail!("probe thread does not answer");
+            }
+            std::thread::yield_now();
+        }
+        Ok(())
+    }
+
     /// What the probe saw since the last reset.
     pub fn gap(&self) -> anyhow::Result<Gap> {
         let ns = |offset| Ok::<_, anyhow::Error>(Duration::from_nanos(self.word(offset)?));
@@ -385,7 +421,7 @@ impl Target {
         Ok(Gap {
             max: ns(MAX_GAP)?,
             stopped: ns(MAX_STOPPED)?,
-            preempted: ns(MAX_PREEMPTED)?,
+            waiting: ns(MAX_WAITING)?,
             run_wait: Duration::from_nanos(waiting.saturating_sub(self.run_wait_at_reset.get())),
         })
     }
@@ -475,7 +511,7 @@ mod tests {
             wait_for(|| all_threads_stopped(target.pid()), "the target to stop");
             std::thread::sleep(Duration::from_millis(60));
             kill(pid, Signal::SIGCONT).unwrap();
-            std::thread::sleep(Duration::from_millis(20));
+            target.sync_probe().unwrap();
             let gap = target.gap().unwrap();
             assert!(gap.max >= Duration::from_millis(55), "{probe:?}: {gap:?}");
             assert!(gap.max < Duration::from_secs(5), "{probe:?}: {gap:?}");
@@ -500,10 +536,10 @@ mod tests {
     }
 
     /// Sharing the probe's core is told apart from a stop: with another probe of the same
-    /// weight pinned to the same core, the gaps are preemptions and the thread waits in the
-    /// run queue for about half the window.
+    /// weight pinned to the same core, the gaps are run-queue waits (about half the window),
+    /// not stops.
     #[test]
-    fn probe_tells_preemption_from_a_stop() {
+    fn probe_tells_a_shared_core_from_a_stop() {
         let dir = tempfile::tempdir().unwrap();
         let built = build(dir.path(), 1, false).unwrap();
         let core = ProbeThread::Pinned(last_core());
@@ -511,8 +547,10 @@ mod tests {
         let _rival = Target::start(&built.exe, 0, core, Loop::F0).unwrap();
         target.reset_gap().unwrap();
         std::thread::sleep(Duration::from_millis(200));
+        target.sync_probe().unwrap();
         let gap = target.gap().unwrap();
-        assert!(gap.preempted >= Duration::from_micros(500), "{gap:?}");
+        assert!(target.splits_gaps().unwrap());
+        assert!(gap.waiting >= Duration::from_micros(500), "{gap:?}");
         assert!(gap.stopped < Duration::from_millis(55), "{gap:?}");
         assert!(gap.run_wait >= Duration::from_millis(50), "{gap:?}");
     }
