@@ -1,4 +1,4 @@
-//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--keep] [--builder-only]`
+//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--call-window-ms MS] [--keep] [--builder-only]`
 //!
 //! Measures lpkg on this machine and writes `results.md` and `results.json` to DIR: the pause
 //! seen from inside a target (probe thread), apply latency, call overhead, builder throughput,
@@ -34,6 +34,8 @@ pub struct Setup {
     pub calls_probe: Probe,
     /// Where the probe thread runs.
     pub probe: ProbeThread,
+    /// Length of one call-rate window.
+    pub call_window: std::time::Duration,
 }
 
 /// A probe executable and the package that patches all its functions.
@@ -49,6 +51,8 @@ struct Args {
     lpkg: Option<PathBuf>,
     repeats: Option<usize>,
     gdb: bool,
+    /// Length of one call-rate window in ms.
+    call_window_ms: Option<u64>,
     /// Pin the probe thread to a core of its own (`--no-pin`: share the cores).
     pin: bool,
     /// Keep the work folder (probes, packages, builder trees) for profiling.
@@ -65,6 +69,7 @@ fn parse_args() -> anyhow::Result<Args> {
         repeats: None,
         gdb: true,
         pin: true,
+        call_window_ms: None,
         keep: false,
         builder_only: false,
     };
@@ -77,12 +82,19 @@ fn parse_args() -> anyhow::Result<Args> {
             "--keep" => args.keep = true,
             "--builder-only" => args.builder_only = true,
             "--out" => args.out = it.next().context("--out needs a folder")?.into(),
+            "--call-window-ms" => {
+                args.call_window_ms = Some(
+                    it.next()
+                        .context("--call-window-ms needs a number")?
+                        .parse()?,
+                )
+            }
             "--lpkg" => args.lpkg = Some(it.next().context("--lpkg needs a path")?.into()),
             "--repeats" => {
                 args.repeats = Some(it.next().context("--repeats needs a number")?.parse()?)
             }
             "-h" | "--help" => {
-                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--keep] [--builder-only]");
+                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--call-window-ms MS] [--keep] [--builder-only]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -183,6 +195,10 @@ fn main() -> anyhow::Result<()> {
         probes: BTreeMap::new(),
         calls_probe: Probe::default(),
         probe: probe_thread,
+        call_window: std::time::Duration::from_millis(
+            args.call_window_ms
+                .unwrap_or(if args.quick { 300 } else { 1000 }),
+        ),
     };
     let rows: &[(usize, usize)] = if args.builder_only {
         &[]

@@ -63,6 +63,9 @@ pub struct Row {
     pub revert_gap: Gaps,
     /// Wall time of `lpkg_applier::apply`.
     pub apply_lib: Samples,
+    /// Run-queue wait of the harness thread (the applier, in-process) during that apply: the
+    /// patcher itself waiting for a core, e.g. while the target is stopped.
+    pub applier_wait: Samples,
     /// Wall time of `lpkg apply` (process start to exit).
     pub apply_cli: Samples,
     /// Probe gaps in a window containing the CLI apply.
@@ -110,6 +113,17 @@ fn gdb_write(pid: i32, address: u64, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The calling thread's run-queue wait so far (schedstat; zero where there is none).
+fn own_run_wait() -> anyhow::Result<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(0);
+    Ok(Duration::from_nanos(ns))
+}
+
 pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Result<Row> {
     let built = &setup.probes[&functions];
     let package = std::fs::read(&built.package)?;
@@ -135,9 +149,12 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
         })?;
         row.quiet.push(gap);
 
+        let waited = own_run_wait()?;
         let (gap, wall, report) = window(&target, || {
             Ok(lpkg_applier::apply(pid, &package, &trust, &options)?)
         })?;
+        row.applier_wait
+            .push(own_run_wait()?.saturating_sub(waited));
         row.apply_gap.push(gap);
         row.apply_lib.push(wall);
         row.apply_reported.push(report.pause);
@@ -203,11 +220,7 @@ pub struct CallRate {
 pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
     let package = std::fs::read(&setup.calls_probe.package)?;
     let trust = TrustStore::from_path(&setup.public_key)?;
-    let window = if setup.quick {
-        Duration::from_millis(300)
-    } else {
-        Duration::from_secs(1)
-    };
+    let window = setup.call_window;
     let mut rates = Vec::new();
     for (function, looped) in [("f0", Loop::F0), ("work", Loop::Work)] {
         let target = Target::start(&setup.calls_probe.exe, 0, ProbeThread::Absent, looped)?;

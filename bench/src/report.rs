@@ -79,6 +79,7 @@ pub fn render(
             "apply_reported_pause": r.apply_reported.json(),
             "revert_gap": r.revert_gap.json(),
             "apply_lib_wall": r.apply_lib.json(),
+            "applier_run_queue_wait": r.applier_wait.json(),
             "apply_cli_wall": r.apply_cli.json(),
             "apply_cli_gap": r.apply_cli_gap.json(),
             "gdb_gap": r.gdb_gap.json(),
@@ -94,18 +95,19 @@ pub fn render(
             })).collect::<Vec<_>>(),
         }));
     }
-    md.push_str("\n### What the gaps were (median)\n\nThe probe splits each gap over 10 µs with its own run-queue wait (/proc/thread-self/schedstat, read right after the gap): *stopped* is the largest time off the run queue within one gap (a ptrace or SIGSTOP stop: the pause; on a VM also the vCPU not running), *waiting* the largest run-queue wait within one gap (its core taken by another task: CPU sharing, not a stop). *Run wait*: the probe thread's total run-queue wait in the window.\n\n| threads | functions | quiet: stopped / waiting / run wait | apply: stopped / waiting / run wait | CLI apply: stopped / waiting / run wait | revert: stopped / waiting |\n|---|---|---|---|---|---|\n");
+    md.push_str("\n### What the gaps were (median)\n\nThe probe splits each gap over 10 µs with its own run-queue wait (/proc/thread-self/schedstat, read right after the gap): *stopped* is the largest time off the run queue within one gap (a ptrace or SIGSTOP stop: the pause; on a VM also the vCPU not running), *waiting* the largest run-queue wait within one gap (its core taken by another task: CPU sharing, not a stop). *Run wait*: the probe thread's total run-queue wait in the window. *Applier run wait*: the harness thread's (the applier's, in-process) run-queue wait during the library apply: the patcher waiting for a core, which lengthens a stop it is in.\n\n| threads | functions | quiet: stopped / waiting / run wait | apply: stopped / waiting / run wait | applier run wait | CLI apply: stopped / waiting / run wait | revert: stopped / waiting |\n|---|---|---|---|---|---|---|\n");
     for r in rows {
         let m = |s: &Samples| us(s.median());
         let three =
             |g: &Gaps| format!("{} / {} / {}", m(&g.stopped), m(&g.waiting), m(&g.run_wait));
         writeln!(
             md,
-            "| 1 busy + {} | {} | {} | {} | {} | {} / {} |",
+            "| 1 busy + {} | {} | {} | {} | {} | {} | {} / {} |",
             r.sleepers,
             r.functions,
             three(&r.quiet),
             three(&r.apply_gap),
+            m(&r.applier_wait),
             three(&r.apply_cli_gap),
             m(&r.revert_gap.stopped),
             m(&r.revert_gap.waiting),
