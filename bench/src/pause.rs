@@ -149,12 +149,12 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
         })?;
         row.quiet.push(gap);
 
-        let waited = own_run_wait()?;
-        let (gap, wall, report) = window(&target, || {
-            Ok(lpkg_applier::apply(pid, &package, &trust, &options)?)
+        let (gap, wall, (report, waited)) = window(&target, || {
+            let before = own_run_wait()?;
+            let report = lpkg_applier::apply(pid, &package, &trust, &options)?;
+            Ok((report, own_run_wait()?.saturating_sub(before)))
         })?;
-        row.applier_wait
-            .push(own_run_wait()?.saturating_sub(waited));
+        row.applier_wait.push(waited);
         row.apply_gap.push(gap);
         row.apply_lib.push(wall);
         row.apply_reported.push(report.pause);
@@ -214,7 +214,7 @@ pub struct CallRate {
     pub window: Duration,
 }
 
-/// Calls per core-second of `f0` (the 2 ns leaf) and of `work` (≈ 100 ns) unpatched and
+/// Calls per core-second of `f0` (the 2 ns leaf) and of `work` (≈ 80 ns) unpatched and
 /// patched: alternating windows on one target per function, the order within a pair alternated
 /// too so a drift of the machine does not favour one side.
 pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
