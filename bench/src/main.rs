@@ -9,6 +9,7 @@ mod pause;
 mod pin;
 mod report;
 mod rusage;
+mod session;
 mod stats;
 mod target;
 
@@ -150,6 +151,9 @@ fn main() -> anyhow::Result<()> {
         return rusage::child_main(&argv[3..]);
     }
     let args = parse_args()?;
+    if let Some(code) = session::rerun_in_own_session()? {
+        std::process::exit(code);
+    }
     // First, before any thread or child exists, so all of them inherit the harness's cores.
     let probe_thread = if args.pin {
         match pin::reserve_probe_core()? {

@@ -13,33 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-const SETSID: &str = "/usr/bin/setsid";
-
-/// Whether the scheduler groups tasks by session (autogroup).
-fn autogroups() -> bool {
-    std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
-        .is_ok_and(|s| s.trim() == "1")
-}
-
-/// Gives the autogroup of `pid`, a session of its own, nice -20 (best effort: without
-/// CAP_SYS_NICE the figures are only noisier). Refuses if it is still ours: that would raise
-/// the harness's whole session.
-fn raise_autogroup(pid: i32) -> anyhow::Result<()> {
-    let group = |p: &str| -> anyhow::Result<String> {
-        let text = std::fs::read_to_string(format!("/proc/{p}/autogroup"))?;
-        Ok(text
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned())
-    };
-    if group(&pid.to_string())? == group("self")? {
-        bail!("process {pid} is still in the harness's session");
-    }
-    let _ = std::fs::write(format!("/proc/{pid}/autogroup"), "-20");
-    Ok(())
-}
-
 /// Byte offsets of the shared words (see the C struct `shared`).
 const MAX_GAP: u64 = 0;
 const RESET: u64 = 8;
@@ -338,20 +311,7 @@ impl Target {
             ProbeThread::Pinned(cpu) => cpu as i64,
             _ => -1,
         };
-        // With autogroup scheduling (the default on most distributions), nice only ranks
-        // threads of one session: the probe at nice -20 still shared its core half and half
-        // with any busy task of another session (a build, another benchmark), gaps of 4-40 ms
-        // in quiet windows. In a session of its own, the target's group gets the nice too.
-        let own_session = autogroups() && Path::new(SETSID).exists();
-        let mut command = if own_session {
-            // A child of ours is no process group leader, so setsid(1) execs in place: the
-            // child's pid is the target's.
-            let mut c = Command::new(SETSID);
-            c.arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        };
+        let mut command = Command::new(exe);
         let child = command
             .arg(&shared_path)
             .arg(sleepers.to_string())
@@ -401,9 +361,6 @@ impl Target {
                 target.pid(),
                 running.display()
             );
-        }
-        if own_session {
-            raise_autogroup(target.pid())?;
         }
         // Let the threads settle (the sleepers reach sleep(), the probe starts spinning).
         std::thread::sleep(Duration::from_millis(50 + sleepers as u64 / 10));
@@ -563,10 +520,6 @@ mod tests {
         for probe in [ProbeThread::Unpinned, ProbeThread::Pinned(last_core())] {
             let target = Target::start(&built.exe, 3, probe, Loop::F0).unwrap();
             let pid = Pid::from_raw(target.pid());
-            if autogroups() {
-                let group = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).unwrap();
-                assert!(group.trim_end().ends_with("nice -20"), "{group}");
-            }
             target.reset_gap().unwrap();
             kill(pid, Signal::SIGSTOP).unwrap();
             // The stop takes effect asynchronously: time it from when every thread is stopped.
