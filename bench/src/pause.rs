@@ -210,6 +210,9 @@ pub struct CallRate {
     /// Where the original and the patched function start, modulo 16.
     pub original_align: u64,
     pub patched_align: u64,
+    /// Where the patched function was, for each pair (a new module address each time).
+    pub patched_at: Vec<u64>,
+    pub original_at: u64,
     /// Length of one window.
     pub window: Duration,
 }
@@ -268,6 +271,8 @@ pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
                 .with_context(|| format!("the package does not replace {function}"))?;
             row.original_align = entry.address % 16;
             row.patched_align = entry.new_address % 16;
+            row.patched_at.push(entry.new_address);
+            row.original_at = entry.address;
             row.plain.push_value(plain);
             row.patched.push_value(patched);
             row.ratios.push_value(patched / plain);

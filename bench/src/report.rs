@@ -158,6 +158,8 @@ pub fn render(
             "ratio": c.ratios.json(),
             "original_entry_mod_16": c.original_align,
             "patched_entry_mod_16": c.patched_align,
+            "original_entry": c.original_at,
+            "patched_entries": c.patched_at,
         }));
     }
     md.push_str("\n### Builder\n\n| tree | input | `lpkg build` wall | read+SHA-256 | ratio | peak RSS | RSS / input |\n|---|---|---|---|---|---|---|\n");
