@@ -78,14 +78,7 @@ pub struct Row {
     pub switch: Vec<SwitchProfile>,
 }
 
-/// How long a window goes on after its operation returned, and the length of a quiet window.
-/// A stall of the probe of ≈ 0.3-0.45 ms (off the run queue or in the kernel) came within
-/// 20 ms after `lpkg_applier::revert` had returned (cause not found yet); the quiet window
-/// right after it showed it as noise in half the repeats. With the tail such a stall counts
-/// against the operation before it, and quiet windows are quiet.
-const TAIL: Duration = Duration::from_millis(20);
-
-/// Measures the gaps in a window around `f` and `TAIL` after it, plus `f`'s wall time.
+/// Measures the gaps in a window around `f`, plus `f`'s wall time.
 fn window<T>(
     target: &Target,
     f: impl FnOnce() -> anyhow::Result<T>,
@@ -94,7 +87,6 @@ fn window<T>(
     let started = Instant::now();
     let value = f()?;
     let wall = started.elapsed();
-    std::thread::sleep(TAIL);
     // The probe records a gap only once it runs again.
     target.sync_probe()?;
     Ok((target.gap()?, wall, value))
@@ -151,7 +143,10 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
         ..Row::default()
     };
     for _ in 0..setup.repeats {
-        let (gap, _, _) = window(&target, || Ok(()))?;
+        let (gap, _, _) = window(&target, || {
+            std::thread::sleep(Duration::from_millis(20));
+            Ok(())
+        })?;
         row.quiet.push(gap);
 
         let (gap, wall, (report, waited)) = window(&target, || {
@@ -189,8 +184,6 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
         row.apply_cli.push(wall);
         row.apply_cli_gap.push(gap);
         lpkg_applier::revert(pid, &Selection::Latest, options.timeout)?;
-        // Its stall would fall into the next window (the next quiet one, or gdb's).
-        std::thread::sleep(TAIL);
 
         if setup.gdb {
             // The same cost as writing a jump: attach, one 5-byte write, detach. Writing the

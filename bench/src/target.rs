@@ -157,7 +157,10 @@ static void *probe(void *arg) {
     last = t;
     if (sh->reset) {
       sh->max_gap_ns = 0; sh->max_stopped_ns = 0; sh->max_waiting_ns = 0;
-      __sync_synchronize(); sh->reset = 0; continue;
+      __sync_synchronize(); sh->reset = 0;
+      /* A stop that began after the last clock read (it may have lasted until now) belongs to
+         the window before the reset, not to this one. */
+      last = now_ns(); continue;
     }
     if (gap > 10000 && sh->split) {
       unsigned long w = run_delay(ss);
