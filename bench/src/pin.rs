@@ -15,8 +15,8 @@ use nix::unistd::Pid;
 /// and returns that core for the probe; `None`, changing nothing, with fewer than two cores.
 /// The probe's core is the one that has handled the fewest device interrupts (the last one on a
 /// tie): interrupt handling on a core stops the thread running there, and the kernel counts
-/// that time as running, so the probe would report it as a stop (here the disk's interrupts all
-/// go to core 1, and quiet windows there showed ≈ 0.3 ms gaps while other work wrote files).
+/// that time as running, so the probe would report it as a stop (on the 2-core VM of
+/// BENCHMARKS.md the disk's interrupts all go to core 1).
 pub fn reserve_probe_core() -> anyhow::Result<Option<usize>> {
     let me = Pid::from_raw(0);
     let allowed = sched_getaffinity(me)?;

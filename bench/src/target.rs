@@ -303,8 +303,8 @@ impl Target {
         looped: Loop,
     ) -> anyhow::Result<Target> {
         // On tmpfs when there is one: a page of a disk file is written back now and then, and
-        // the probe's next store to it faults and waits for the write (≈ 0.4 ms on ext4),
-        // which the probe would report as a stop.
+        // the probe's next store to it can then fault and wait for the write, which the probe
+        // would report as a stop.
         let shared_dir = match Path::new("/dev/shm").is_dir() {
             true => tempfile::tempdir_in("/dev/shm")?,
             false => tempfile::tempdir()?,
