@@ -1,4 +1,4 @@
-//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep] [--builder-only]`
+//! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--call-window-ms MS] [--keep] [--builder-only]`
 //!
 //! Measures lpkg on this machine and writes `results.md` and `results.json` to DIR: the pause
 //! seen from inside a target (probe thread), apply latency, call overhead, builder throughput,
@@ -6,16 +6,20 @@
 
 mod builder;
 mod pause;
+mod pin;
 mod report;
 mod rusage;
+mod session;
 mod stats;
 mod target;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
+
+use target::ProbeThread;
 
 /// Everything the measurements share.
 pub struct Setup {
@@ -27,9 +31,16 @@ pub struct Setup {
     pub public_key: PathBuf,
     /// Probe builds and their packages, by function count.
     pub probes: BTreeMap<usize, Probe>,
+    /// The probe build with `f0` and `work` for call rates (unused with `--builder-only`).
+    pub calls_probe: Probe,
+    /// Where the probe thread runs.
+    pub probe: ProbeThread,
+    /// Length of one call-rate window.
+    pub call_window: std::time::Duration,
 }
 
 /// A probe executable and the package that patches all its functions.
+#[derive(Default)]
 pub struct Probe {
     pub exe: PathBuf,
     pub package: PathBuf,
@@ -41,6 +52,10 @@ struct Args {
     lpkg: Option<PathBuf>,
     repeats: Option<usize>,
     gdb: bool,
+    /// Length of one call-rate window in ms.
+    call_window_ms: Option<u64>,
+    /// Pin the probe thread to a core of its own (`--no-pin`: share the cores).
+    pin: bool,
     /// Keep the work folder (probes, packages, builder trees) for profiling.
     keep: bool,
     /// Measure only the builder (no probes, pauses or call rates).
@@ -54,6 +69,8 @@ fn parse_args() -> anyhow::Result<Args> {
         lpkg: None,
         repeats: None,
         gdb: true,
+        pin: true,
+        call_window_ms: None,
         keep: false,
         builder_only: false,
     };
@@ -62,15 +79,23 @@ fn parse_args() -> anyhow::Result<Args> {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--no-gdb" => args.gdb = false,
+            "--no-pin" => args.pin = false,
             "--keep" => args.keep = true,
             "--builder-only" => args.builder_only = true,
             "--out" => args.out = it.next().context("--out needs a folder")?.into(),
+            "--call-window-ms" => {
+                args.call_window_ms = Some(
+                    it.next()
+                        .context("--call-window-ms needs a number")?
+                        .parse()?,
+                )
+            }
             "--lpkg" => args.lpkg = Some(it.next().context("--lpkg needs a path")?.into()),
             "--repeats" => {
                 args.repeats = Some(it.next().context("--repeats needs a number")?.parse()?)
             }
             "-h" | "--help" => {
-                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--keep] [--builder-only]");
+                println!("usage: lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--call-window-ms MS] [--keep] [--builder-only]");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?} (see --help)"),
@@ -79,12 +104,45 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-fn lpkg(setup_lpkg: &PathBuf, args: &[&str]) -> anyhow::Result<()> {
+fn lpkg(setup_lpkg: &Path, args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(setup_lpkg).args(args).output()?;
     if !out.status.success() {
         bail!("lpkg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
+}
+
+/// Builds the probe with `functions` functions (and `work`) and its package.
+fn probe(
+    work_dir: &Path,
+    lpkg_path: &Path,
+    key: &Path,
+    functions: usize,
+    work: bool,
+) -> anyhow::Result<Probe> {
+    let built = target::build(work_dir, functions, work)?;
+    let package = built.exe.with_extension("lpkg");
+    let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
+    lpkg(
+        lpkg_path,
+        &[
+            "build",
+            "--target",
+            &s(&built.exe),
+            "--old",
+            &s(&built.old),
+            "--new",
+            &s(&built.new),
+            "--key",
+            &s(&key.with_extension("key")),
+            "-o",
+            &s(&package),
+        ],
+    )?;
+    Ok(Probe {
+        exe: built.exe,
+        package,
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +151,21 @@ fn main() -> anyhow::Result<()> {
         return rusage::child_main(&argv[3..]);
     }
     let args = parse_args()?;
+    if let Some(code) = session::rerun_in_own_session()? {
+        std::process::exit(code);
+    }
+    // First, before any thread or child exists, so all of them inherit the harness's cores.
+    let probe_thread = if args.pin {
+        match pin::reserve_probe_core()? {
+            Some(core) => ProbeThread::Pinned(core),
+            None => {
+                eprintln!("one core only: the probe thread shares it (as with --no-pin)");
+                ProbeThread::Unpinned
+            }
+        }
+    } else {
+        ProbeThread::Unpinned
+    };
     let lpkg_path = match args.lpkg {
         Some(p) => p,
         None => std::env::current_exe()?
@@ -124,6 +197,12 @@ fn main() -> anyhow::Result<()> {
         work: work.path().to_path_buf(),
         public_key: work.path().join("bench.pub"),
         probes: BTreeMap::new(),
+        calls_probe: Probe::default(),
+        probe: probe_thread,
+        call_window: std::time::Duration::from_millis(
+            args.call_window_ms
+                .unwrap_or(if args.quick { 300 } else { 1000 }),
+        ),
     };
     let rows: &[(usize, usize)] = if args.builder_only {
         &[]
@@ -145,32 +224,12 @@ fn main() -> anyhow::Result<()> {
             continue;
         }
         eprintln!("building probe with {functions} function(s)");
-        let built = target::build(&setup.work, functions)?;
-        let package = setup.work.join(format!("probe-{functions}.lpkg"));
-        let s = |p: &PathBuf| p.to_str().unwrap_or_default().to_owned();
-        lpkg(
-            &setup.lpkg,
-            &[
-                "build",
-                "--target",
-                &s(&built.exe),
-                "--old",
-                &s(&built.old),
-                "--new",
-                &s(&built.new),
-                "--key",
-                &s(&key.with_extension("key")),
-                "-o",
-                &s(&package),
-            ],
-        )?;
-        setup.probes.insert(
-            functions,
-            Probe {
-                exe: built.exe,
-                package,
-            },
-        );
+        let built = probe(&setup.work, &setup.lpkg, &key, functions, false)?;
+        setup.probes.insert(functions, built);
+    }
+    if !args.builder_only {
+        eprintln!("building probe for call rates");
+        setup.calls_probe = probe(&setup.work, &setup.lpkg, &key, 1, true)?;
     }
     let mut pauses = Vec::new();
     for &(sleepers, functions) in rows {
@@ -179,9 +238,9 @@ fn main() -> anyhow::Result<()> {
     }
     eprintln!("call overhead");
     let calls = if args.builder_only {
-        Default::default()
+        Vec::new()
     } else {
-        pause::call_rate(&setup)?
+        pause::call_rates(&setup)?
     };
     eprintln!("builder");
     let builds = builder::measure(&setup)?;

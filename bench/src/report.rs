@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::builder::Case;
-use crate::pause::Row;
-use crate::stats::{show, Samples};
+use crate::pause::{CallRate, Gaps, Row};
+use crate::stats::{show, us, Samples};
+use crate::target::ProbeThread;
 use crate::Setup;
 use lpkg_applier::apply::SwitchProfile;
 
@@ -20,7 +21,10 @@ fn machine() -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Online cores, not the harness's own (it keeps itself off the probe's core).
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |s| {
+        s.lines().filter(|l| l.starts_with("processor")).count()
+    });
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
@@ -28,7 +32,7 @@ fn machine() -> String {
 pub fn render(
     setup: &Setup,
     rows: &[Row],
-    calls: &(Samples, Samples),
+    calls: &[CallRate],
     builds: &[Case],
 ) -> (String, serde_json::Value) {
     let mut md = String::new();
@@ -41,7 +45,11 @@ pub fn render(
     )
     .unwrap();
     md.push_str("### Pause and apply latency (median / worst)\n\n");
-    md.push_str("Gaps are the largest gap between two CLOCK_MONOTONIC reads of the probe thread in a window containing the operation; *quiet* is the same window with nothing happening (scheduler noise).\n\n");
+    md.push_str("Gaps are the largest gap between two CLOCK_MONOTONIC reads of the probe thread in a window containing the operation; *quiet* is the same window with nothing happening (scheduler noise). ");
+    md.push_str(&match setup.probe {
+        ProbeThread::Pinned(core) => format!("The probe thread runs alone on core {core}; the harness, the target's other threads, lpkg and gdb on the others.\n\n"),
+        _ => "The probe thread shares the cores with the busy thread, the harness, lpkg and gdb (`--no-pin` or one core): gaps include CPU sharing.\n\n".to_owned(),
+    });
     md.push_str("| threads | functions | quiet gap | apply gap | apply (reported switch) | revert gap | apply lib wall | `lpkg apply` wall | CLI apply gap | gdb gap | gdb wall |\n");
     md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut json_rows = Vec::new();
@@ -51,14 +59,14 @@ pub fn render(
             "| 1 busy + {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.sleepers,
             r.functions,
-            show(&r.quiet),
-            show(&r.apply_gap),
+            show(&r.quiet.max),
+            show(&r.apply_gap.max),
             show(&r.apply_reported),
-            show(&r.revert_gap),
+            show(&r.revert_gap.max),
             show(&r.apply_lib),
             show(&r.apply_cli),
-            show(&r.apply_cli_gap),
-            show(&r.gdb_gap),
+            show(&r.apply_cli_gap.max),
+            show(&r.gdb_gap.max),
             show(&r.gdb_wall),
         )
         .unwrap();
@@ -71,6 +79,7 @@ pub fn render(
             "apply_reported_pause": r.apply_reported.json(),
             "revert_gap": r.revert_gap.json(),
             "apply_lib_wall": r.apply_lib.json(),
+            "applier_run_queue_wait": r.applier_wait.json(),
             "apply_cli_wall": r.apply_cli.json(),
             "apply_cli_gap": r.apply_cli_gap.json(),
             "gdb_gap": r.gdb_gap.json(),
@@ -85,6 +94,25 @@ pub fn render(
                 "mem_accesses": p.memory,
             })).collect::<Vec<_>>(),
         }));
+    }
+    md.push_str("\n### What the gaps were (median)\n\nThe probe splits each gap over 10 µs with its own run-queue wait (/proc/thread-self/schedstat, read right after the gap): *stopped* is the largest time off the run queue within one gap (a ptrace or SIGSTOP stop: the pause; also interrupt handling on its core and, on a VM, the vCPU not running), *waiting* the largest run-queue wait within one gap (its core taken by another task: CPU sharing, not a stop). *Run wait*: the probe thread's total run-queue wait in the window. *Applier run wait*: the harness thread's (the applier's, in-process) run-queue wait during the library apply: the patcher waiting for a core, which lengthens a stop it is in.\n\n| threads | functions | quiet: stopped / waiting / run wait | apply: stopped / waiting / run wait | applier run wait | CLI apply: stopped / waiting / run wait | revert: stopped / waiting |\n|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let m = |s: &Samples| us(s.median());
+        let three =
+            |g: &Gaps| format!("{} / {} / {}", m(&g.stopped), m(&g.waiting), m(&g.run_wait));
+        writeln!(
+            md,
+            "| 1 busy + {} | {} | {} | {} | {} | {} | {} / {} |",
+            r.sleepers,
+            r.functions,
+            three(&r.quiet),
+            three(&r.apply_gap),
+            m(&r.applier_wait),
+            three(&r.apply_cli_gap),
+            m(&r.revert_gap.stopped),
+            m(&r.revert_gap.waiting),
+        )
+        .unwrap();
     }
     md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses (record state twice, one write per jump), and the thread-bound ones (ptrace, waitpid, stack reads) per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | thread syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
@@ -105,16 +133,35 @@ pub fn render(
         )
         .unwrap();
     }
-    let (plain, patched) = calls;
-    let ratio = patched.median() / plain.median();
-    md.push_str("\n### Call overhead\n\n| f0 unpatched (calls/s, median) | f0 patched (calls/s, median) | ratio |\n|---|---|---|\n");
-    writeln!(
-        md,
-        "| {:.3e} | {:.3e} | {ratio:.3} |",
-        plain.median(),
-        patched.median()
-    )
-    .unwrap();
+    md.push_str("\n### Call overhead\n\nCalls per second of the main thread's core time (schedstat), unpatched and patched in alternating windows on one target; ratio = median of the ratios of adjacent windows, with their range (the spread of the measurement).\n\n| function | window | unpatched (calls/s, median) | patched (calls/s, median) | ratio (median) | ratio min – max | entry mod 16: original, patched |\n|---|---|---|---|---|---|---|\n");
+    let mut json_calls = Vec::new();
+    for c in calls {
+        writeln!(
+            md,
+            "| `{}` | {} ms | {:.3e} | {:.3e} | {:.3} | {:.3} – {:.3} | {}, {} |",
+            c.function,
+            c.window.as_millis(),
+            c.plain.median(),
+            c.patched.median(),
+            c.ratios.median(),
+            c.ratios.0.iter().copied().fold(f64::NAN, f64::min),
+            c.ratios.worst(),
+            c.original_align,
+            c.patched_align,
+        )
+        .unwrap();
+        json_calls.push(json!({
+            "function": c.function,
+            "window_ms": c.window.as_millis() as u64,
+            "unpatched_per_cpu_s": c.plain.json(),
+            "patched_per_cpu_s": c.patched.json(),
+            "ratio": c.ratios.json(),
+            "original_entry_mod_16": c.original_align,
+            "patched_entry_mod_16": c.patched_align,
+            "original_entry": c.original_at,
+            "patched_entries": c.patched_at,
+        }));
+    }
     md.push_str("\n### Builder\n\n| tree | input | `lpkg build` wall | read+SHA-256 | ratio | peak RSS | RSS / input |\n|---|---|---|---|---|---|---|\n");
     let mut json_builds = Vec::new();
     for b in builds {
@@ -144,7 +191,11 @@ pub fn render(
         "repeats": setup.repeats,
         "quick": setup.quick,
         "pause": json_rows,
-        "call_overhead": { "unpatched_per_s": plain.json(), "patched_per_s": patched.json(), "ratio": ratio },
+        "probe_thread": match setup.probe {
+            ProbeThread::Pinned(core) => json!({ "pinned_core": core }),
+            _ => json!("unpinned"),
+        },
+        "call_overhead": json_calls,
         "builder": json_builds,
     });
     (md, json)
