@@ -508,8 +508,8 @@ mod tests {
     fn last_core() -> usize {
         let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
         (0..nix::sched::CpuSet::count())
-            .filter(|&c| allowed.is_set(c).unwrap())
-            .last()
+            .rev()
+            .find(|&c| allowed.is_set(c).unwrap())
             .unwrap()
     }
 
