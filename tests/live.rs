@@ -490,3 +490,48 @@ fn inspect_disasm_shows_old_and_new_code_side_by_side() {
         run.stdout
     );
 }
+
+/// `lpkg apply` killed after mapping its module and before recording it leaves an unrecorded
+/// module: `lpkg list` shows it (text and JSON), and `lpkg revert` removes it.
+#[test]
+fn list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("5"), "10 105");
+
+    let mut applier = Command::new(env!("CARGO_BIN_EXE_lpkg"))
+        .args(["apply", package.to_str().unwrap(), "--pid", &target.pid()])
+        .arg("--trust")
+        .arg(&public)
+        .env(lpkg_applier::checkpoint::PAUSE_VAR, "apply:mapped")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(applier.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), "lpkg: paused at apply:mapped");
+    applier.kill().unwrap(); // by PID: our own child
+    applier.wait().unwrap();
+    assert_eq!(target.ask("5"), "10 105", "nothing switched yet");
+
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["state"], "unrecorded module");
+    assert_eq!(list[0]["interrupted"], true);
+    assert!(list[0]["module_len"].as_u64().unwrap() > 0);
+    let text = ok(s.run(&["list", "--pid", &target.pid()]));
+    assert!(text.stdout.contains("unrecorded module"), "{}", text.stdout);
+
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    assert!(list.as_array().unwrap().is_empty(), "{list:?}");
+    assert_eq!(target.ask("5"), "10 105");
+    // The package applies cleanly afterwards.
+    ok(apply(&s, &package, &public, &target, &[]));
+    assert_eq!(target.ask("5"), "15 205");
+}

@@ -13,12 +13,19 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The state shown for a patch module that no record claims (as `lpkg revert` names it).
+const UNRECORDED: &str = "unrecorded module";
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = super::pid(args.pid)?;
     let records = lpkg_applier::records::read(pid)
         .with_context(|| format!("reading the lpkg records of process {pid}"))?;
+    // A module without a record is left by an apply that was killed (or is still running):
+    // shown so that nothing lpkg put into the process goes unlisted.
+    let orphans = lpkg_applier::records::orphaned_modules(pid)
+        .with_context(|| format!("reading the memory map of process {pid}"))?;
     if args.json {
-        let value: Vec<_> = records
+        let mut value: Vec<_> = records
             .iter()
             .map(|r| {
                 serde_json::json!({
@@ -35,10 +42,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 })
             })
             .collect();
+        value.extend(orphans.iter().map(|m| {
+            serde_json::json!({
+                "id": m.id_prefix,
+                "state": UNRECORDED,
+                "interrupted": true,
+                "module_address": m.address,
+                "module_len": m.len,
+                "functions": [],
+            })
+        }));
         println!("{}", serde_json::Value::Array(value));
         return Ok(());
     }
-    if records.is_empty() {
+    if records.is_empty() && orphans.is_empty() {
         println!("no lpkg package is applied to process {pid}");
         return Ok(());
     }
@@ -60,6 +77,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for entry in &r.body.entries {
             println!("    {} at {:#x}", entry.function, entry.address);
         }
+    }
+    for m in &orphans {
+        println!(
+            "{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  {UNRECORDED}",
+            m.id_prefix, "-", "-", "-", "-", 0
+        );
+        println!(
+            "    module at {:#x} ({} bytes), no jump to it: left by an apply that was interrupted \
+             or is still running; the next `lpkg apply` or `lpkg revert` removes it",
+            m.address, m.len
+        );
     }
     Ok(())
 }
