@@ -1,7 +1,7 @@
 //! What the builder needs from an object's DWARF: source positions, which section belongs to
 //! which source function, inlined callees, static variables, line numbers and struct layouts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
 
@@ -89,12 +89,7 @@ fn decl_of<'a>(
         None => None,
     };
     if let (Some(line), Some(file)) = (line, file) {
-        let program = unit.line_program.as_ref()?;
-        let entry = program.header().file(file)?;
-        let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
-        let path = path.to_string_lossy().into_owned();
-        let base = path.rsplit('/').next().unwrap_or(&path).to_string();
-        return Some(format!("{base}:{line}"));
+        return decl_at(dwarf, unit, file, line);
     }
     for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
         if let Ok(Some(AttributeValue::UnitRef(o))) = entry.attr_value(at) {
@@ -149,6 +144,106 @@ fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
     0
 }
 
+/// The attributes of one DIE that `read_into` looks at (the first of each name).
+#[derive(Default)]
+struct DieAttrs<'a> {
+    name: Option<AttributeValue<R<'a>>>,
+    ty: Option<AttributeValue<R<'a>>>,
+    abstract_origin: Option<AttributeValue<R<'a>>>,
+    specification: Option<AttributeValue<R<'a>>>,
+    decl_file: Option<AttributeValue<R<'a>>>,
+    decl_line: Option<AttributeValue<R<'a>>>,
+    location: Option<AttributeValue<R<'a>>>,
+    declaration: Option<AttributeValue<R<'a>>>,
+}
+
+impl<'a> DieAttrs<'a> {
+    /// Reads the attributes up to the first one that does not parse (as `attr_value` would
+    /// fail for those behind it).
+    fn read(entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>) -> DieAttrs<'a> {
+        let mut out = DieAttrs::default();
+        let mut attrs = entry.attrs();
+        while let Ok(Some(attr)) = attrs.next() {
+            let slot = match attr.name() {
+                gimli::DW_AT_name => &mut out.name,
+                gimli::DW_AT_type => &mut out.ty,
+                gimli::DW_AT_abstract_origin => &mut out.abstract_origin,
+                gimli::DW_AT_specification => &mut out.specification,
+                gimli::DW_AT_decl_file => &mut out.decl_file,
+                gimli::DW_AT_decl_line => &mut out.decl_line,
+                gimli::DW_AT_location => &mut out.location,
+                gimli::DW_AT_declaration => &mut out.declaration,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(attr.value());
+            }
+        }
+        out
+    }
+
+    /// The DIE it points at through `DW_AT_abstract_origin`, else `DW_AT_specification`.
+    fn origin(&self) -> Option<UnitOffset> {
+        for at in [&self.abstract_origin, &self.specification] {
+            if let Some(AttributeValue::UnitRef(o)) = at {
+                return Some(*o);
+            }
+        }
+        None
+    }
+
+    /// As `die_name` of this DIE.
+    fn name(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+        if let Some(v) = &self.name {
+            if let Ok(s) = dwarf.attr_string(unit, v.clone()) {
+                return Some(s.to_string_lossy().into_owned());
+            }
+        }
+        die_name(dwarf, unit, self.origin()?, 1)
+    }
+
+    /// As `decl_of` this DIE.
+    fn decl(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+        let line = self.decl_line.as_ref().and_then(|v| v.udata_value());
+        let file = match &self.decl_file {
+            Some(AttributeValue::FileIndex(i)) => Some(*i),
+            Some(v) => v.udata_value(),
+            None => None,
+        };
+        if let (Some(line), Some(file)) = (line, file) {
+            return decl_at(dwarf, unit, file, line);
+        }
+        decl_of(dwarf, unit, self.origin()?, 1)
+    }
+}
+
+/// `file:line` of a declaration, the file by its index in the unit's line program.
+fn decl_at<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    file: u64,
+    line: u64,
+) -> Option<String> {
+    let program = unit.line_program.as_ref()?;
+    let entry = program.header().file(file)?;
+    let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
+    let path = path.to_string_lossy();
+    let base = path.rsplit('/').next().unwrap_or(&path);
+    Some(format!("{base}:{line}"))
+}
+
+/// Adds `what` to the types used by `user`.
+fn insert_use(uses: &mut BTreeMap<String, BTreeSet<String>>, user: &str, what: String) {
+    match uses.get_mut(user) {
+        Some(set) => {
+            set.insert(what);
+        }
+        None => {
+            uses.insert(user.to_owned(), BTreeSet::from([what]));
+        }
+    }
+}
+
 fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
     let empty: &[u8] = &[];
     let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
@@ -195,6 +290,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
         // Stack of enclosing source function names, by DIE depth.
         let mut stack: Vec<Option<String>> = Vec::new();
         let mut depth: isize = 0;
+        // `struct_behind` by type offset: a unit's DIEs share a few types.
+        let mut behind: HashMap<UnitOffset, Option<String>> = HashMap::new();
         let mut entries = unit.entries();
         while let Some((delta, entry)) = entries.next_dfs()? {
             depth += delta;
@@ -202,13 +299,19 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             let offset = entry.offset();
             // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles.
             let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(String::as_str);
+            let tag = entry.tag();
+            // Every attribute this DIE needs, in one pass (each `attr_value` parses the
+            // attributes again from the start).
+            let attrs = DieAttrs::read(entry);
             let mut this_function = None;
-            match entry.tag() {
+            match tag {
                 gimli::DW_TAG_subprogram => {
-                    let name = die_name(&dwarf, &unit, offset, 0);
+                    let name = attrs.name(&dwarf, &unit);
                     if let Some(name) = &name {
-                        if let Some(decl) = decl_of(&dwarf, &unit, offset, 0) {
-                            facts.decl.entry(name.clone()).or_insert(decl);
+                        if !facts.decl.contains_key(name) {
+                            if let Some(decl) = attrs.decl(&dwarf, &unit) {
+                                facts.decl.insert(name.clone(), decl);
+                            }
                         }
                         let mut ranges = dwarf.die_ranges(&unit, entry)?;
                         while let Some(range) = ranges.next()? {
@@ -223,28 +326,32 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     this_function = name;
                 }
                 gimli::DW_TAG_inlined_subroutine => {
-                    if let Some(callee) = die_name(&dwarf, &unit, offset, 0) {
+                    if let Some(callee) = attrs.name(&dwarf, &unit) {
                         let mut ranges = dwarf.die_ranges(&unit, entry)?;
                         while let Some(range) = ranges.next()? {
                             if let Some((sec, _)) = obj.section_at(range.begin) {
                                 facts.inlined.entry(sec).or_default().insert(callee.clone());
                             }
                         }
+                        // Code inlined here uses the callee's types too: record the callee so
+                        // that the caller inherits them (`types_used_by`).
+                        if let Some(user) = enclosing {
+                            insert_use(&mut facts.uses_types, user, format!("fn {callee}"));
+                        }
                     }
                 }
                 gimli::DW_TAG_variable => {
-                    if let Ok(Some(AttributeValue::Exprloc(expr))) =
-                        entry.attr_value(gimli::DW_AT_location)
-                    {
+                    if let Some(AttributeValue::Exprloc(expr)) = &attrs.location {
                         let bytes = expr.0.slice();
                         if bytes.len() == 9 && bytes[0] == gimli::DW_OP_addr.0 {
                             let addr = u64::from_le_bytes(bytes[1..9].try_into().unwrap());
                             if let (Some(at), Some(var)) =
-                                (obj.section_at(addr), die_name(&dwarf, &unit, offset, 0))
+                                (obj.section_at(addr), attrs.name(&dwarf, &unit))
                             {
                                 let scope = enclosing.unwrap_or_default();
                                 facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
-                                if let Some(ty) = variable_struct(&dwarf, &unit, offset) {
+                                let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
+                                if let Some(ty) = ty {
                                     facts.var_types.entry(at).or_insert(ty);
                                 }
                             }
@@ -252,12 +359,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     }
                 }
                 gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                    let declaration = matches!(
-                        entry.attr_value(gimli::DW_AT_declaration),
-                        Ok(Some(AttributeValue::Flag(true)))
-                    );
-                    if let (false, Ok(Some(v))) = (declaration, entry.attr_value(gimli::DW_AT_name))
-                    {
+                    let declaration = matches!(attrs.declaration, Some(AttributeValue::Flag(true)));
+                    if let (false, Some(v)) = (declaration, attrs.name.clone()) {
                         let name = dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned();
                         let size = entry
                             .attr_value(gimli::DW_AT_byte_size)?
@@ -295,27 +398,12 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             }
             // Types used by the enclosing (or this) function.
             let user = this_function.as_deref().or(enclosing);
-            if let (Some(user), Ok(Some(AttributeValue::UnitRef(t)))) =
-                (user, entry.attr_value(gimli::DW_AT_type))
-            {
-                if let Some(s) = struct_behind(&unit, &dwarf, t) {
-                    facts
-                        .uses_types
-                        .entry(user.to_owned())
-                        .or_default()
-                        .insert(s);
-                }
-            }
-            if entry.tag() == gimli::DW_TAG_inlined_subroutine {
-                // Code inlined here uses the callee's types too: record the callee so that the
-                // caller inherits them below.
-                if let (Some(user), Some(callee)) = (enclosing, die_name(&dwarf, &unit, offset, 0))
-                {
-                    facts
-                        .uses_types
-                        .entry(user.to_owned())
-                        .or_default()
-                        .insert(format!("fn {callee}"));
+            if let (Some(user), Some(AttributeValue::UnitRef(t))) = (user, &attrs.ty) {
+                let s = behind
+                    .entry(*t)
+                    .or_insert_with(|| struct_behind(&unit, &dwarf, *t));
+                if let Some(s) = s {
+                    insert_use(&mut facts.uses_types, user, s.clone());
                 }
             }
             stack.push(this_function);
@@ -385,12 +473,16 @@ fn variable_struct<'a>(
     dwarf: &gimli::Dwarf<R<'a>>,
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
+    behind: &mut HashMap<UnitOffset, Option<String>>,
 ) -> Option<String> {
     let mut offset = offset;
     for _ in 0..4 {
         let entry = unit.entry(offset).ok()?;
         if let Ok(Some(AttributeValue::UnitRef(t))) = entry.attr_value(gimli::DW_AT_type) {
-            return struct_behind(unit, dwarf, t);
+            return behind
+                .entry(t)
+                .or_insert_with(|| struct_behind(unit, dwarf, t))
+                .clone();
         }
         match (
             entry.attr_value(gimli::DW_AT_specification),
