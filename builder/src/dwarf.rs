@@ -37,6 +37,23 @@ pub struct Facts {
     pub uses_types: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// Whether `read` looks at the DWARF section `name`: location lists, address tables for
+/// lookups by address, macros and the like are neither read nor relocated.
+pub fn reads_section(name: &str) -> bool {
+    matches!(
+        name,
+        ".debug_info"
+            | ".debug_abbrev"
+            | ".debug_str"
+            | ".debug_str_offsets"
+            | ".debug_line"
+            | ".debug_line_str"
+            | ".debug_addr"
+            | ".debug_ranges"
+            | ".debug_rnglists"
+    )
+}
+
 /// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
 pub fn read(obj: &Obj) -> Facts {
     let mut facts = Facts::default();
