@@ -465,7 +465,7 @@ fn unit_path(unit: &gimli::Unit<R<'_>>) -> Option<String> {
 }
 
 /// Compile unit paths of a linked file, in link order; empty without DWARF.
-pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+pub fn unit_paths(sections: &BTreeMap<String, std::borrow::Cow<'_, [u8]>>) -> Vec<String> {
     let empty: &[u8] = &[];
     let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
         let data = sections.get(id.name()).map(|v| &v[..]).unwrap_or(empty);

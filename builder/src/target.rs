@@ -142,15 +142,19 @@ impl TargetFile {
                 (s.address() != 0).then(|| (s.address(), data.to_vec()))
             })
             .collect();
+        // Borrowed from the file's bytes unless compressed, and only what the unit paths need.
         let mut debug = BTreeMap::new();
         for s in file.sections() {
-            if let (Ok(name), Ok(data)) = (s.name(), s.uncompressed_data()) {
-                if name.starts_with(".debug_") {
-                    debug.insert(name.to_string(), data.into_owned());
+            if let Ok(name) = s.name() {
+                if crate::dwarf::reads_section(name) {
+                    if let Ok(data) = s.uncompressed_data() {
+                        debug.insert(name.to_string(), data);
+                    }
                 }
             }
         }
         let unit_paths = crate::dwarf::unit_paths(&debug);
+        drop(debug);
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
