@@ -37,6 +37,23 @@ impl Side {
         Some(self.analysis.form(&self.obj, s.section?, s.value, s.size))
     }
 
+    /// A function's bytes when no relocation applies to them (nothing to describe).
+    fn plain_code(&self, name: &str) -> Option<&[u8]> {
+        let &i = self.analysis.functions.get(name)?;
+        let s = &self.obj.symbols[i];
+        let section = &self.obj.sections[s.section?];
+        let first = section.relocs.partition_point(|r| r.offset < s.value);
+        let relocated = section
+            .relocs
+            .get(first)
+            .is_some_and(|r| r.offset < s.value + s.size);
+        if section.nobits() || relocated {
+            return None;
+        }
+        let end = ((s.value + s.size) as usize).min(section.data.len());
+        Some(&section.data[(s.value as usize).min(end)..end])
+    }
+
     fn function_section(&self, name: &str) -> Option<usize> {
         self.analysis
             .functions
@@ -163,6 +180,13 @@ pub fn compare(
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
     for name in new.analysis.functions.keys() {
+        // Same bytes and no relocation on either side: the forms are equal, without building
+        // them.
+        if let (Some(a), Some(b)) = (old.plain_code(name), new.plain_code(name)) {
+            if a == b {
+                continue;
+            }
+        }
         let Some(old_form) = old.function_form(name) else {
             functions.insert(name.clone(), Verdict::New("new function".into()));
             continue;

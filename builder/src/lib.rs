@@ -433,6 +433,8 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         routines,
         payloads: Vec::new(),
     };
+    drop(units);
+    drop_later((sides, diffs, target));
     Ok(Built {
         manifest,
         payloads: vec![
@@ -441,6 +443,15 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         ],
         notes,
     })
+}
+
+/// Frees `value` on a helper thread: the objects and facts of a build are some 100 000 small
+/// allocations (≈ 5 ms to free for one 10 000-function pair) that the caller need not wait for.
+/// Freed in place when no thread can be started.
+fn drop_later<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("lpkg-free".into())
+        .spawn(move || drop(value));
 }
 
 /// A global function that is new in its object but defined by another old object moved between
