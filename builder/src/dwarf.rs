@@ -18,7 +18,7 @@ pub struct Facts {
     /// Full path (comp_dir joined with name) of the compile unit.
     pub cu_path: Option<String>,
     /// Source function name -> `file:line` of its declaration.
-    pub decl: BTreeMap<String, String>,
+    pub decl: HashMap<String, String>,
     /// Section index -> source function whose code lives there.
     pub section_function: BTreeMap<usize, String>,
     /// Section index -> names of functions inlined into that code.
@@ -90,6 +90,7 @@ fn decl_of<'a>(
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
     depth: u32,
+    files: &mut HashMap<u64, Option<String>>,
 ) -> Option<String> {
     if depth > 4 {
         return None;
@@ -106,11 +107,11 @@ fn decl_of<'a>(
         None => None,
     };
     if let (Some(line), Some(file)) = (line, file) {
-        return decl_at(dwarf, unit, file, line);
+        return decl_at(dwarf, unit, file, line, files);
     }
     for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
         if let Ok(Some(AttributeValue::UnitRef(o))) = entry.attr_value(at) {
-            return decl_of(dwarf, unit, o, depth + 1);
+            return decl_of(dwarf, unit, o, depth + 1, files);
         }
     }
     None
@@ -220,7 +221,12 @@ impl<'a> DieAttrs<'a> {
     }
 
     /// As `decl_of` this DIE.
-    fn decl(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+    fn decl(
+        &self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+        files: &mut HashMap<u64, Option<String>>,
+    ) -> Option<String> {
         let line = self.decl_line.as_ref().and_then(|v| v.udata_value());
         let file = match &self.decl_file {
             Some(AttributeValue::FileIndex(i)) => Some(*i),
@@ -228,25 +234,29 @@ impl<'a> DieAttrs<'a> {
             None => None,
         };
         if let (Some(line), Some(file)) = (line, file) {
-            return decl_at(dwarf, unit, file, line);
+            return decl_at(dwarf, unit, file, line, files);
         }
-        decl_of(dwarf, unit, self.origin()?, 1)
+        decl_of(dwarf, unit, self.origin()?, 1, files)
     }
 }
 
-/// `file:line` of a declaration, the file by its index in the unit's line program.
+/// `file:line` of a declaration, the file by its index in the unit's line program; `files`
+/// caches the unit's file base names by index.
 fn decl_at<'a>(
     dwarf: &gimli::Dwarf<R<'a>>,
     unit: &gimli::Unit<R<'a>>,
     file: u64,
     line: u64,
+    files: &mut HashMap<u64, Option<String>>,
 ) -> Option<String> {
-    let program = unit.line_program.as_ref()?;
-    let entry = program.header().file(file)?;
-    let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
-    let path = path.to_string_lossy();
-    let base = path.rsplit('/').next().unwrap_or(&path);
-    Some(format!("{base}:{line}"))
+    let base = files.entry(file).or_insert_with(|| {
+        let program = unit.line_program.as_ref()?;
+        let entry = program.header().file(file)?;
+        let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
+        let path = path.to_string_lossy();
+        Some(path.rsplit('/').next().unwrap_or(&path).to_string())
+    });
+    Some(format!("{}:{line}", base.as_ref()?))
 }
 
 /// Adds `what` to the types used by `user`.
@@ -309,6 +319,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
         let mut depth: isize = 0;
         // `struct_behind` by type offset: a unit's DIEs share a few types.
         let mut behind: HashMap<UnitOffset, Option<String>> = HashMap::new();
+        let mut files: HashMap<u64, Option<String>> = HashMap::new();
         let mut entries = unit.entries();
         while let Some((delta, entry)) = entries.next_dfs()? {
             depth += delta;
@@ -326,7 +337,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     let name = attrs.name(&dwarf, &unit);
                     if let Some(name) = &name {
                         if !facts.decl.contains_key(name) {
-                            if let Some(decl) = attrs.decl(&dwarf, &unit) {
+                            if let Some(decl) = attrs.decl(&dwarf, &unit, &mut files) {
                                 facts.decl.insert(name.clone(), decl);
                             }
                         }
