@@ -90,7 +90,7 @@ fn decl_of<'a>(
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
     depth: u32,
-    files: &mut HashMap<u64, Option<String>>,
+    files: &mut BTreeMap<u64, Option<String>>,
 ) -> Option<String> {
     if depth > 4 {
         return None;
@@ -173,6 +173,11 @@ struct DieAttrs<'a> {
     decl_line: Option<AttributeValue<R<'a>>>,
     location: Option<AttributeValue<R<'a>>>,
     declaration: Option<AttributeValue<R<'a>>>,
+    /// The last of each, as `die_ranges` takes them.
+    low_pc: Option<AttributeValue<R<'a>>>,
+    high_pc: Option<AttributeValue<R<'a>>>,
+    /// Has `DW_AT_ranges`, or an attribute that does not parse: `die_ranges` decides.
+    ranges_or_broken: bool,
 }
 
 impl<'a> DieAttrs<'a> {
@@ -181,8 +186,28 @@ impl<'a> DieAttrs<'a> {
     fn read(entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>) -> DieAttrs<'a> {
         let mut out = DieAttrs::default();
         let mut attrs = entry.attrs();
-        while let Ok(Some(attr)) = attrs.next() {
+        loop {
+            let attr = match attrs.next() {
+                Ok(Some(attr)) => attr,
+                Ok(None) => break,
+                Err(_) => {
+                    out.ranges_or_broken = true;
+                    break;
+                }
+            };
             let slot = match attr.name() {
+                gimli::DW_AT_low_pc => {
+                    out.low_pc = Some(attr.value());
+                    continue;
+                }
+                gimli::DW_AT_high_pc => {
+                    out.high_pc = Some(attr.value());
+                    continue;
+                }
+                gimli::DW_AT_ranges => {
+                    out.ranges_or_broken = true;
+                    continue;
+                }
                 gimli::DW_AT_name => &mut out.name,
                 gimli::DW_AT_type => &mut out.ty,
                 gimli::DW_AT_abstract_origin => &mut out.abstract_origin,
@@ -210,6 +235,43 @@ impl<'a> DieAttrs<'a> {
         None
     }
 
+    /// Calls `f` with the start of each of the DIE's address ranges, as `die_ranges` gives them.
+    fn range_starts(
+        &self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+        mut f: impl FnMut(u64),
+    ) -> Result<(), gimli::Error> {
+        if self.ranges_or_broken {
+            let mut ranges = dwarf.die_ranges(unit, entry)?;
+            while let Some(range) = ranges.next()? {
+                f(range.begin);
+            }
+            return Ok(());
+        }
+        let Some(low) = self.low_pc.clone() else {
+            return Ok(());
+        };
+        let begin = dwarf
+            .attr_address(unit, low)?
+            .ok_or(gimli::Error::UnsupportedAttributeForm)?;
+        let has_end = match self.high_pc.clone() {
+            None => false,
+            Some(AttributeValue::Udata(_)) => true,
+            Some(high) => {
+                dwarf
+                    .attr_address(unit, high)?
+                    .ok_or(gimli::Error::UnsupportedAttributeForm)?;
+                true
+            }
+        };
+        if has_end {
+            f(begin);
+        }
+        Ok(())
+    }
+
     /// As `die_name` of this DIE.
     fn name(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
         if let Some(v) = &self.name {
@@ -225,7 +287,7 @@ impl<'a> DieAttrs<'a> {
         &self,
         dwarf: &gimli::Dwarf<R<'a>>,
         unit: &gimli::Unit<R<'a>>,
-        files: &mut HashMap<u64, Option<String>>,
+        files: &mut BTreeMap<u64, Option<String>>,
     ) -> Option<String> {
         let line = self.decl_line.as_ref().and_then(|v| v.udata_value());
         let file = match &self.decl_file {
@@ -247,7 +309,7 @@ fn decl_at<'a>(
     unit: &gimli::Unit<R<'a>>,
     file: u64,
     line: u64,
-    files: &mut HashMap<u64, Option<String>>,
+    files: &mut BTreeMap<u64, Option<String>>,
 ) -> Option<String> {
     let base = files.entry(file).or_insert_with(|| {
         let program = unit.line_program.as_ref()?;
@@ -318,8 +380,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
         let mut stack: Vec<Option<String>> = Vec::new();
         let mut depth: isize = 0;
         // `struct_behind` by type offset: a unit's DIEs share a few types.
-        let mut behind: HashMap<UnitOffset, Option<String>> = HashMap::new();
-        let mut files: HashMap<u64, Option<String>> = HashMap::new();
+        let mut behind: BTreeMap<UnitOffset, Option<String>> = BTreeMap::new();
+        let mut files: BTreeMap<u64, Option<String>> = BTreeMap::new();
         let mut entries = unit.entries();
         while let Some((delta, entry)) = entries.next_dfs()? {
             depth += delta;
@@ -328,6 +390,27 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles.
             let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(String::as_str);
             let tag = entry.tag();
+            let handled = matches!(
+                tag,
+                gimli::DW_TAG_subprogram
+                    | gimli::DW_TAG_inlined_subroutine
+                    | gimli::DW_TAG_variable
+                    | gimli::DW_TAG_structure_type
+                    | gimli::DW_TAG_union_type
+            );
+            // Other DIEs only count through a type, which their abbreviation tells without
+            // parsing them (call sites, lexical blocks and the like have none).
+            let typed = || {
+                unit.abbreviations.get(entry.code()).is_none_or(|a| {
+                    a.attributes()
+                        .iter()
+                        .any(|spec| spec.name() == gimli::DW_AT_type)
+                })
+            };
+            if !handled && !typed() {
+                stack.push(None);
+                continue;
+            }
             // Every attribute this DIE needs, in one pass (each `attr_value` parses the
             // attributes again from the start).
             let attrs = DieAttrs::read(entry);
@@ -341,26 +424,24 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                                 facts.decl.insert(name.clone(), decl);
                             }
                         }
-                        let mut ranges = dwarf.die_ranges(&unit, entry)?;
-                        while let Some(range) = ranges.next()? {
-                            if let Some((sec, _)) = obj.section_at(range.begin) {
+                        attrs.range_starts(&dwarf, &unit, entry, |begin| {
+                            if let Some((sec, _)) = obj.section_at(begin) {
                                 facts
                                     .section_function
                                     .entry(sec)
                                     .or_insert_with(|| name.clone());
                             }
-                        }
+                        })?;
                     }
                     this_function = name;
                 }
                 gimli::DW_TAG_inlined_subroutine => {
                     if let Some(callee) = attrs.name(&dwarf, &unit) {
-                        let mut ranges = dwarf.die_ranges(&unit, entry)?;
-                        while let Some(range) = ranges.next()? {
-                            if let Some((sec, _)) = obj.section_at(range.begin) {
+                        attrs.range_starts(&dwarf, &unit, entry, |begin| {
+                            if let Some((sec, _)) = obj.section_at(begin) {
                                 facts.inlined.entry(sec).or_default().insert(callee.clone());
                             }
-                        }
+                        })?;
                         // Code inlined here uses the callee's types too: record the callee so
                         // that the caller inherits them (`types_used_by`).
                         if let Some(user) = enclosing {
@@ -501,7 +582,7 @@ fn variable_struct<'a>(
     dwarf: &gimli::Dwarf<R<'a>>,
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
-    behind: &mut HashMap<UnitOffset, Option<String>>,
+    behind: &mut BTreeMap<UnitOffset, Option<String>>,
 ) -> Option<String> {
     let mut offset = offset;
     for _ in 0..4 {
