@@ -11,6 +11,7 @@ pub mod disasm;
 mod dwarf;
 mod error;
 mod identity;
+mod input;
 mod module;
 mod objfile;
 pub mod source;
@@ -76,11 +77,8 @@ pub struct Built {
     pub notes: Vec<String>,
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+fn read_bytes(path: &Path) -> Result<input::Bytes, Error> {
+    input::read(path)
 }
 
 fn collect_objects(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), Error> {
@@ -153,12 +151,12 @@ fn read_pair(
     let mut old_bytes = None;
     if let (true, Some(path)) = (skip_identical, &old) {
         let bytes = read_bytes(path)?;
-        if bytes == new_bytes {
+        if bytes[..] == new_bytes[..] {
             return Ok(None);
         }
         old_bytes = Some(bytes);
     }
-    let parse = |path: &Path, bytes: Vec<u8>| -> Result<Obj, Error> {
+    let parse = |path: &Path, bytes: input::Bytes| -> Result<Obj, Error> {
         let obj = Obj::parse(path, &bytes)?;
         drop(bytes);
         Ok(obj)

@@ -56,10 +56,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 impl TargetFile {
     /// Reads and checks the target.
     pub fn read(path: &Path) -> Result<TargetFile, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::input::read(path)?;
         let bad = |reason: String| Error::BadInput {
             path: path.to_path_buf(),
             reason,
@@ -159,7 +156,7 @@ impl TargetFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = hex(&Sha256::digest(&bytes[..]));
         Ok(TargetFile {
             path: path.to_path_buf(),
             file_name,
