@@ -15,11 +15,13 @@ use crate::error::Error;
 
 /// Files from this size on are read into a huge-page mapping.
 const MAPPED_FROM: u64 = 2 << 20;
+const HUGE_PAGE: usize = 2 << 20;
 
 /// The bytes of a file.
 pub enum Bytes {
     Heap(Vec<u8>),
-    Mapped(memmap2::MmapMut, usize),
+    /// The mapping and where the bytes are in it.
+    Mapped(memmap2::MmapMut, std::ops::Range<usize>),
 }
 
 impl Deref for Bytes {
@@ -27,7 +29,7 @@ impl Deref for Bytes {
     fn deref(&self) -> &[u8] {
         match self {
             Bytes::Heap(v) => v,
-            Bytes::Mapped(m, len) => &m[..*len],
+            Bytes::Mapped(m, at) => &m[at.clone()],
         }
     }
 }
@@ -51,15 +53,22 @@ pub fn read(path: &Path) -> Result<Bytes, Error> {
 
 /// `None` when the file is no longer `size` bytes long.
 fn read_mapped(file: &mut std::fs::File, size: usize) -> std::io::Result<Option<Bytes>> {
-    let mut map = memmap2::MmapMut::map_anon(size)?;
-    // Advice only: without transparent huge pages the mapping works with small pages.
-    let _ = map.advise(memmap2::Advice::HugePage);
-    file.read_exact(&mut map[..size])?;
+    // One huge page more than needed, so that the bytes can start on a huge page boundary (the
+    // pages never touched cost nothing); huge pages asked for whole ones only, so that the
+    // unaligned tail takes no more memory than it needs.
+    let mut map = memmap2::MmapMut::map_anon(size + HUGE_PAGE)?;
+    let start = (HUGE_PAGE - map.as_ptr() as usize % HUGE_PAGE) % HUGE_PAGE;
+    let whole = size / HUGE_PAGE * HUGE_PAGE;
+    if whole > 0 {
+        // Advice only: without transparent huge pages the mapping works with small pages.
+        let _ = map.advise_range(memmap2::Advice::HugePage, start, whole);
+    }
+    file.read_exact(&mut map[start..start + size])?;
     let mut more = [0u8; 1];
     if file.read(&mut more)? != 0 {
         return Ok(None);
     }
-    Ok(Some(Bytes::Mapped(map, size)))
+    Ok(Some(Bytes::Mapped(map, start..start + size)))
 }
 
 #[cfg(test)]
