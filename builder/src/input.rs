@@ -43,12 +43,28 @@ pub fn read(path: &Path) -> Result<Bytes, Error> {
     let mut file = std::fs::File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
     if size >= MAPPED_FROM {
-        if let Some(bytes) = read_mapped(&mut file, size as usize).map_err(io)? {
-            return Ok(bytes);
-        }
+        return match read_mapped(&mut file, size as usize).map_err(io)? {
+            Some(bytes) => Ok(bytes),
+            None => std::fs::read(path).map(Bytes::Heap).map_err(io),
+        };
     }
-    // Small, or it changed size while being read: the plain way.
-    std::fs::read(path).map(Bytes::Heap).map_err(io)
+    // Small: into the heap, with the size known (`read_to_end` would ask for it again).
+    let mut bytes = vec![0; size as usize];
+    if !read_all(&mut file, &mut bytes).map_err(io)? {
+        return std::fs::read(path).map(Bytes::Heap).map_err(io);
+    }
+    Ok(Bytes::Heap(bytes))
+}
+
+/// Fills `buffer` with the whole file; `false` when the file is not `buffer.len()` bytes long
+/// (it changed while being read).
+fn read_all(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<bool> {
+    match file.read_exact(buffer) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        other => other?,
+    }
+    let mut more = [0u8; 1];
+    Ok(file.read(&mut more)? == 0)
 }
 
 /// `None` when the file is no longer `size` bytes long.
@@ -63,9 +79,7 @@ fn read_mapped(file: &mut std::fs::File, size: usize) -> std::io::Result<Option<
         // Advice only: without transparent huge pages the mapping works with small pages.
         let _ = map.advise_range(memmap2::Advice::HugePage, start, whole);
     }
-    file.read_exact(&mut map[start..start + size])?;
-    let mut more = [0u8; 1];
-    if file.read(&mut more)? != 0 {
+    if !read_all(file, &mut map[start..start + size])? {
         return Ok(None);
     }
     Ok(Some(Bytes::Mapped(map, start..start + size)))

@@ -87,8 +87,14 @@ fn collect_objects(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(),
         source,
     };
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.is_dir() {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        // The directory entry tells the type without a stat, except behind a symbolic link.
+        let dir = match entry.file_type() {
+            Ok(t) if !t.is_symlink() => t.is_dir(),
+            _ => path.is_dir(),
+        };
+        if dir {
             collect_objects(root, &path, out)?;
         } else if path.extension().is_some_and(|e| e == "o") {
             let rel = path.strip_prefix(root).unwrap_or(&path);
@@ -194,31 +200,32 @@ fn workers() -> usize {
 }
 
 /// `f` over `items` on every core (the pairs of a build are independent), results in order.
+/// The calling thread is one of the workers: its allocations come from the main heap, which
+/// grows in large steps, where each new thread's heap grows a page at a time (one `mprotect`
+/// each).
 fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let workers = workers().min(items.len());
     if workers <= 1 {
         return items.into_iter().map(f).collect();
     }
     let queue = std::sync::Mutex::new(items.into_iter().enumerate());
+    let work = || {
+        let mut out = Vec::new();
+        loop {
+            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((i, item)) = next else {
+                return out;
+            };
+            out.push((i, f(item)));
+        }
+    };
     let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-                        let Some((i, item)) = next else {
-                            return out;
-                        };
-                        out.push((i, f(item)));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+        let handles: Vec<_> = (1..workers).map(|_| scope.spawn(work)).collect();
+        let mut results = work();
+        for h in handles {
+            results.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        results
     });
     results.sort_unstable_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
