@@ -504,23 +504,23 @@ fn check_structure(
     functions: &BTreeMap<String, Verdict>,
 ) -> Result<(), Error> {
     for side in [old, new] {
-        for sec in &side.obj.sections {
-            let funcs: Vec<&str> = sec
+        for sec in side.obj.sections.iter().filter(|s| s.exec()) {
+            let mut starts = sec
                 .named
                 .iter()
                 .map(|&i| &side.obj.symbols[i])
                 .filter(|s| s.kind == SymKind::Func)
-                .map(|s| s.name.as_str())
-                .collect();
+                .map(|s| s.value);
             // Aliases share an address; distinct functions do not.
-            let starts: BTreeSet<u64> = sec
-                .named
-                .iter()
-                .map(|&i| &side.obj.symbols[i])
-                .filter(|s| s.kind == SymKind::Func)
-                .map(|s| s.value)
-                .collect();
-            if sec.exec() && starts.len() > 1 {
+            let first = starts.next();
+            if starts.any(|v| Some(v) != first) {
+                let funcs: Vec<&str> = sec
+                    .named
+                    .iter()
+                    .map(|&i| &side.obj.symbols[i])
+                    .filter(|s| s.kind == SymKind::Func)
+                    .map(|s| s.name.as_str())
+                    .collect();
                 return Err(Error::MultiFunctionText {
                     path: side.obj.path.clone(),
                     section: sec.name.clone(),
