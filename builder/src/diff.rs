@@ -310,8 +310,7 @@ pub fn compare(
 fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> bool {
     let lines = |side: &Side| -> Vec<u64> {
         side.function_section(name)
-            .and_then(|s| side.facts.lines.get(&s))
-            .map(|l| l.iter().copied().collect())
+            .map(|s| side.facts.lines_of(s))
             .unwrap_or_default()
     };
     let (old_lines, new_lines) = (lines(old), lines(new));

@@ -27,7 +27,9 @@ pub struct Facts {
     /// scope).
     pub statics: BTreeMap<(usize, u64), String>,
     /// Section index -> line numbers with code in that section.
-    pub lines: BTreeMap<usize, BTreeSet<u64>>,
+    /// `(section index, line)` of the lines with code, sorted, unique (`lines_of` reads it; one
+    /// flat list rather than a set per section: tens of thousands of them took time to build).
+    pub lines: Vec<(usize, u64)>,
     /// `(section, offset)` of a variable -> the struct/union name behind its type.
     pub var_types: BTreeMap<(usize, u64), String>,
     /// Struct/union name -> layout.
@@ -59,6 +61,10 @@ pub fn read(obj: &Obj) -> Facts {
     let mut facts = Facts::default();
     // Partial facts are still useful: DWARF only refines the builder's decisions.
     let _ = read_into(obj, &mut facts);
+    if !facts.lines.is_sorted() {
+        facts.lines.sort_unstable();
+    }
+    facts.lines.dedup();
     facts
 }
 
@@ -360,7 +366,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                 };
                 if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
                     if let Some((_, sec)) = current.take() {
-                        facts.lines.entry(sec).or_default().extend(lines.drain(..));
+                        add_lines(&mut facts.lines, sec, &mut lines);
                     }
                     lines.clear();
                     current = obj.section_at(addr).map(|(sec, offset)| {
@@ -373,7 +379,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                 }
             }
             if let Some((_, sec)) = current {
-                facts.lines.entry(sec).or_default().extend(lines);
+                add_lines(&mut facts.lines, sec, &mut lines);
             }
         }
         // Stack of enclosing source function names, by DIE depth.
@@ -521,7 +527,23 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
     Ok(())
 }
 
+/// Appends the lines of one run of rows in section `sec` (emptying `lines`). Runs come in
+/// section order, so the list stays sorted unless a section has several runs (`read` sorts it
+/// then).
+fn add_lines(all: &mut Vec<(usize, u64)>, sec: usize, lines: &mut Vec<u64>) {
+    lines.sort_unstable();
+    lines.dedup();
+    all.extend(lines.drain(..).map(|line| (sec, line)));
+}
+
 impl Facts {
+    /// Lines with code in section `sec`, sorted.
+    pub fn lines_of(&self, sec: usize) -> Vec<u64> {
+        let from = self.lines.partition_point(|&(s, _)| s < sec);
+        let to = self.lines.partition_point(|&(s, _)| s <= sec);
+        self.lines[from..to].iter().map(|&(_, line)| line).collect()
+    }
+
     /// Struct/union names used by `function`, including through functions inlined into it.
     pub fn types_used_by(&self, function: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
