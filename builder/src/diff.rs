@@ -38,9 +38,8 @@ impl Side {
     }
 
     /// A function's bytes when no relocation applies to them (nothing to describe).
-    fn plain_code(&self, name: &str) -> Option<&[u8]> {
-        let &i = self.analysis.functions.get(name)?;
-        let s = &self.obj.symbols[i];
+    fn plain_code(&self, symbol: usize) -> Option<&[u8]> {
+        let s = &self.obj.symbols[symbol];
         let section = &self.obj.sections[s.section?];
         let first = section.relocs.partition_point(|r| r.offset < s.value);
         let relocated = section
@@ -179,12 +178,19 @@ pub fn compare(
     let mut notes = Vec::new();
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
-    for name in new.analysis.functions.keys() {
+    // Both maps are sorted by name: the old function of each new one is found by walking
+    // along (a lookup per function showed in profiles).
+    let mut olds = old.analysis.functions.iter().peekable();
+    for (name, &new_symbol) in &new.analysis.functions {
+        while olds.next_if(|(o, _)| *o < name).is_some() {}
+        let old_symbol = olds.next_if(|(o, _)| *o == name).map(|(_, &i)| i);
         // Same bytes and no relocation on either side: the forms are equal, without building
         // them.
-        if let (Some(a), Some(b)) = (old.plain_code(name), new.plain_code(name)) {
-            if a == b {
-                continue;
+        if let Some(old_symbol) = old_symbol {
+            if let (Some(a), Some(b)) = (old.plain_code(old_symbol), new.plain_code(new_symbol)) {
+                if a == b {
+                    continue;
+                }
             }
         }
         let Some(old_form) = old.function_form(name) else {
