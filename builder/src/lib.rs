@@ -142,11 +142,14 @@ fn pairs(
 
 /// Reads and analyses one pair, each file read once; `None` when both files are identical
 /// (in a folder build; a single pair given by the user is always compared). Each file's bytes
-/// go as soon as its object is parsed (the object copies what it keeps), and the files are
-/// read one after the other: for one large pair, holding both files and both objects at once
-/// took 2.6 × the input. With `pipelined` (a core would be idle otherwise), the new side's
-/// DWARF is read on another thread while the old file is read and parsed: only one file's
-/// bytes are held at a time still.
+/// go as soon as its object is parsed (the object copies what it keeps), and an object is built
+/// only once the other file's bytes are gone: for one large pair, holding both files and both
+/// objects at once took 2.6 × the input.
+///
+/// With `pipelined` (a core would be idle otherwise), the new side is parsed and analysed on
+/// another thread while this one reads the old file, then (once the new file's bytes are gone)
+/// parses and analyses the old side. In a folder build the new side is parsed before the files
+/// are known to differ; identical files throw that work away.
 fn read_pair(
     old: Option<PathBuf>,
     new: PathBuf,
@@ -154,6 +157,46 @@ fn read_pair(
     pipelined: bool,
 ) -> Result<Option<(Side, Side)>, Error> {
     let new_bytes = read_bytes(&new)?;
+    let side = |path: &Path, bytes: input::Bytes| -> Result<Side, Error> {
+        let obj = Obj::parse(path, &bytes)?;
+        drop(bytes);
+        Ok(Side::new(obj))
+    };
+    if let (true, Some(old_path)) = (pipelined, &old) {
+        return std::thread::scope(|scope| {
+            let new_bytes = std::sync::Arc::new(new_bytes);
+            let bytes = std::sync::Arc::clone(&new_bytes);
+            let (parsed, is_parsed) = std::sync::mpsc::channel::<()>();
+            let new_side = scope.spawn(move || -> Result<Side, Error> {
+                let obj = Obj::parse(&new, &bytes);
+                drop(bytes);
+                // The old object may be built now (a send fails only when nobody waits).
+                let _ = parsed.send(());
+                Ok(Side::new(obj?))
+            });
+            let old_bytes = read_bytes(old_path);
+            let identical = skip_identical && matches!(&old_bytes, Ok(b) if b[..] == new_bytes[..]);
+            drop(new_bytes);
+            let old_side = match old_bytes {
+                // As below: in a folder build, a failed read of the old file comes first.
+                Err(e) if skip_identical => Err(e),
+                _ if identical => Ok(None),
+                old_bytes => {
+                    // Err when the thread ended without sending (it panicked): join says why.
+                    let _ = is_parsed.recv();
+                    Ok(Some(old_bytes.and_then(|bytes| side(old_path, bytes))))
+                }
+            };
+            let new_side = new_side
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e));
+            let Some(old_side) = old_side? else {
+                return Ok(None);
+            };
+            let new_side = new_side?;
+            Ok(Some((old_side?, new_side)))
+        });
+    }
     let mut old_bytes = None;
     if let (true, Some(path)) = (skip_identical, &old) {
         let bytes = read_bytes(path)?;
@@ -162,36 +205,18 @@ fn read_pair(
         }
         old_bytes = Some(bytes);
     }
-    let parse = |path: &Path, bytes: input::Bytes| -> Result<Obj, Error> {
-        let obj = Obj::parse(path, &bytes)?;
-        drop(bytes);
-        Ok(obj)
-    };
-    let new_obj = parse(&new, new_bytes)?;
-    let old_obj = |new_obj: &Obj| -> Result<Obj, Error> {
-        match &old {
-            None => Ok(Obj::empty(new_obj)),
-            Some(path) => {
-                let bytes = match old_bytes {
-                    Some(bytes) => bytes,
-                    None => read_bytes(path)?,
-                };
-                parse(path, bytes)
-            }
+    let new = side(&new, new_bytes)?;
+    let old = match old {
+        None => Side::new(Obj::empty(&new.obj)),
+        Some(path) => {
+            let bytes = match old_bytes {
+                Some(bytes) => bytes,
+                None => read_bytes(&path)?,
+            };
+            side(&path, bytes)?
         }
     };
-    if !pipelined {
-        let new = Side::new(new_obj);
-        let old = Side::new(old_obj(&new.obj)?);
-        return Ok(Some((old, new)));
-    }
-    let empty_like = Obj::empty(&new_obj);
-    std::thread::scope(|scope| {
-        let new = scope.spawn(|| Side::new(new_obj));
-        let old = old_obj(&empty_like).map(Side::new);
-        let new = new.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        Ok(Some((old?, new)))
-    })
+    Ok(Some((old, new)))
 }
 
 /// The cores the build runs on.
