@@ -63,13 +63,18 @@ impl Side {
     /// Source function a symbol's code belongs to (clones and cold parts map to their origin).
     pub fn source_function(&self, name: &str) -> String {
         self.function_section(name)
-            .and_then(|sec| self.facts.section_function.get(&sec).cloned())
+            .and_then(|sec| self.facts.section_function.get(&sec))
+            .map(|name| name.to_string())
             .unwrap_or_else(|| clone_base(name).to_string())
     }
 
     /// `file.c:LINE` of a function, from DWARF.
     pub fn source(&self, name: &str) -> Option<String> {
-        self.facts.decl.get(&self.source_function(name)).cloned()
+        let function = self.source_function(name);
+        self.facts
+            .decl
+            .get(function.as_str())
+            .map(|d| d.to_string())
     }
 
     /// Struct/union types of the data objects function `name` refers to.

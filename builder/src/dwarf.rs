@@ -2,6 +2,7 @@
 //! which source function, inlined callees, static variables, line numbers and struct layouts.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
 
@@ -12,15 +13,26 @@ type R<'a> = EndianSlice<'a, LittleEndian>;
 /// One struct or union layout: byte size and `(member, offset, size)`.
 pub type Layout = (u64, Vec<(String, u64, u64)>);
 
+/// Where a function is declared: the base name of its file (shared by the unit's functions)
+/// and the line; shown as `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decl(pub Arc<str>, pub u64);
+
+impl std::fmt::Display for Decl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
 /// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
     /// Full path (comp_dir joined with name) of the compile unit.
     pub cu_path: Option<String>,
     /// Source function name -> `file:line` of its declaration.
-    pub decl: HashMap<String, String>,
+    pub decl: HashMap<Arc<str>, Decl>,
     /// Section index -> source function whose code lives there.
-    pub section_function: BTreeMap<usize, String>,
+    pub section_function: BTreeMap<usize, Arc<str>>,
     /// Section index -> names of functions inlined into that code.
     pub inlined: BTreeMap<usize, BTreeSet<String>>,
     /// `(section, offset)` of a static variable -> `function::variable` (`::variable` at file
@@ -96,8 +108,8 @@ fn decl_of<'a>(
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
     depth: u32,
-    files: &mut BTreeMap<u64, Option<String>>,
-) -> Option<String> {
+    files: &mut BTreeMap<u64, Option<Arc<str>>>,
+) -> Option<Decl> {
     if depth > 4 {
         return None;
     }
@@ -278,6 +290,20 @@ impl<'a> DieAttrs<'a> {
         Ok(())
     }
 
+    /// As `name`, shared.
+    fn name_shared(
+        &self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+    ) -> Option<Arc<str>> {
+        if let Some(v) = &self.name {
+            if let Ok(s) = dwarf.attr_string(unit, v.clone()) {
+                return Some(Arc::from(&*s.to_string_lossy()));
+            }
+        }
+        die_name(dwarf, unit, self.origin()?, 1).map(Arc::from)
+    }
+
     /// As `die_name` of this DIE.
     fn name(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
         if let Some(v) = &self.name {
@@ -293,8 +319,8 @@ impl<'a> DieAttrs<'a> {
         &self,
         dwarf: &gimli::Dwarf<R<'a>>,
         unit: &gimli::Unit<R<'a>>,
-        files: &mut BTreeMap<u64, Option<String>>,
-    ) -> Option<String> {
+        files: &mut BTreeMap<u64, Option<Arc<str>>>,
+    ) -> Option<Decl> {
         let line = self.decl_line.as_ref().and_then(|v| v.udata_value());
         let file = match &self.decl_file {
             Some(AttributeValue::FileIndex(i)) => Some(*i),
@@ -315,16 +341,16 @@ fn decl_at<'a>(
     unit: &gimli::Unit<R<'a>>,
     file: u64,
     line: u64,
-    files: &mut BTreeMap<u64, Option<String>>,
-) -> Option<String> {
+    files: &mut BTreeMap<u64, Option<Arc<str>>>,
+) -> Option<Decl> {
     let base = files.entry(file).or_insert_with(|| {
         let program = unit.line_program.as_ref()?;
         let entry = program.header().file(file)?;
         let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
         let path = path.to_string_lossy();
-        Some(path.rsplit('/').next().unwrap_or(&path).to_string())
+        Some(Arc::from(path.rsplit('/').next().unwrap_or(&path)))
     });
-    Some(format!("{}:{line}", base.as_ref()?))
+    Some(Decl(base.clone()?, line))
 }
 
 /// Adds `what` to the types used by `user`.
@@ -383,18 +409,18 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             }
         }
         // Stack of enclosing source function names, by DIE depth.
-        let mut stack: Vec<Option<String>> = Vec::new();
+        let mut stack: Vec<Option<Arc<str>>> = Vec::new();
         let mut depth: isize = 0;
         // `struct_behind` by type offset: a unit's DIEs share a few types.
         let mut behind: BTreeMap<UnitOffset, Option<String>> = BTreeMap::new();
-        let mut files: BTreeMap<u64, Option<String>> = BTreeMap::new();
+        let mut files: BTreeMap<u64, Option<Arc<str>>> = BTreeMap::new();
         let mut entries = unit.entries();
         while let Some((delta, entry)) = entries.next_dfs()? {
             depth += delta;
             stack.truncate(depth.max(0) as usize);
             let offset = entry.offset();
             // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles.
-            let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(String::as_str);
+            let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(|s| &**s);
             let tag = entry.tag();
             let handled = matches!(
                 tag,
@@ -423,7 +449,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             let mut this_function = None;
             match tag {
                 gimli::DW_TAG_subprogram => {
-                    let name = attrs.name(&dwarf, &unit);
+                    // Shared by the declaration, the sections and the stack.
+                    let name = attrs.name_shared(&dwarf, &unit);
                     if let Some(name) = &name {
                         if !facts.decl.contains_key(name) {
                             if let Some(decl) = attrs.decl(&dwarf, &unit, &mut files) {
