@@ -268,13 +268,13 @@ impl<'a> DieAttrs<'a> {
             }
             return Ok(());
         }
-        let Some(low) = self.low_pc.clone() else {
+        let Some(low) = self.low_pc else {
             return Ok(());
         };
         let begin = dwarf
             .attr_address(unit, low)?
             .ok_or(gimli::Error::UnsupportedAttributeForm)?;
-        let has_end = match self.high_pc.clone() {
+        let has_end = match self.high_pc {
             None => false,
             Some(AttributeValue::Udata(_)) => true,
             Some(high) => {
@@ -297,7 +297,7 @@ impl<'a> DieAttrs<'a> {
         unit: &gimli::Unit<R<'a>>,
     ) -> Option<Arc<str>> {
         if let Some(v) = &self.name {
-            if let Ok(s) = dwarf.attr_string(unit, v.clone()) {
+            if let Ok(s) = dwarf.attr_string(unit, *v) {
                 return Some(Arc::from(&*s.to_string_lossy()));
             }
         }
@@ -307,7 +307,7 @@ impl<'a> DieAttrs<'a> {
     /// As `die_name` of this DIE.
     fn name(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
         if let Some(v) = &self.name {
-            if let Ok(s) = dwarf.attr_string(unit, v.clone()) {
+            if let Ok(s) = dwarf.attr_string(unit, *v) {
                 return Some(s.to_string_lossy().into_owned());
             }
         }
@@ -502,7 +502,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                 }
                 gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
                     let declaration = matches!(attrs.declaration, Some(AttributeValue::Flag(true)));
-                    if let (false, Some(v)) = (declaration, attrs.name.clone()) {
+                    if let (false, Some(v)) = (declaration, attrs.name) {
                         let name = dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned();
                         let size = entry
                             .attr_value(gimli::DW_AT_byte_size)?

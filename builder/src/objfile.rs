@@ -108,6 +108,9 @@ pub struct Obj {
     by_addr: Vec<(u64, usize)>,
 }
 
+/// A DWARF section to relocate: its index, its bytes and the RELA tables that apply to it.
+type DwarfSection<'d> = (usize, Vec<u8>, Vec<&'d [elf::Rela64<Endianness>]>);
+
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadInput {
         path: path.to_path_buf(),
@@ -154,7 +157,7 @@ impl Obj {
         let mut next_addr = 0x1000u64;
         // DWARF sections the facts are read from, with their relocation tables: relocated once
         // the symbols are known, straight from the file's RELA entries.
-        let mut dwarf: Vec<(usize, Vec<u8>, Vec<&[elf::Rela64<Endianness>]>)> = Vec::new();
+        let mut dwarf: Vec<DwarfSection> = Vec::new();
         for section in file.sections() {
             let idx = section.index().0;
             let sh = section.elf_section_header();
@@ -288,7 +291,7 @@ impl Obj {
     /// Applies the relocations of the DWARF sections against the synthetic section addresses,
     /// so DWARF addresses identify sections. The relocated bytes go to `debug`; the sections
     /// keep neither bytes nor relocations (half of a `-g` object's size: not kept twice).
-    fn relocate_debug(&mut self, dwarf: Vec<(usize, Vec<u8>, Vec<&[elf::Rela64<Endianness>]>)>) {
+    fn relocate_debug(&mut self, dwarf: Vec<DwarfSection>) {
         let endian = Endianness::Little;
         let mut debug = std::collections::BTreeMap::new();
         for (index, mut data, tables) in dwarf {
