@@ -19,7 +19,7 @@ pub struct Side {
 
 impl Side {
     pub fn new(mut obj: Obj) -> Side {
-        let facts = dwarf::read(&obj);
+        let facts = dwarf::read(&mut obj);
         // Everything the build needs from DWARF is in `facts`: the bytes (a `-g` object's
         // larger half) go now rather than when the build ends.
         obj.debug = Default::default();
@@ -321,7 +321,7 @@ pub fn compare(
 fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> bool {
     let lines = |side: &Side| -> Vec<u64> {
         side.function_section(name)
-            .map(|s| side.facts.lines_of(s))
+            .map(|s| side.facts.lines.of(&side.obj, s))
             .unwrap_or_default()
     };
     let (old_lines, new_lines) = (lines(old), lines(new));

@@ -24,6 +24,86 @@ impl std::fmt::Display for Decl {
     }
 }
 
+/// The line numbers of an object's code, read from its line programs only when a function
+/// needs them (one whose change could be line numbers only): decoding every row of a large
+/// object's programs was a tenth of the build.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// The relocated `.debug_line` section.
+    debug_line: Vec<u8>,
+    /// `(offset, address size)` of each compile unit's line program, in unit order.
+    programs: Vec<(gimli::DebugLineOffset, u8)>,
+    /// `(section index, line)`, sorted, unique; one flat list rather than a set per section
+    /// (tens of thousands of them took time to build).
+    read: std::sync::OnceLock<Vec<(usize, u64)>>,
+}
+
+impl Clone for Lines {
+    fn clone(&self) -> Lines {
+        Lines {
+            debug_line: self.debug_line.clone(),
+            programs: self.programs.clone(),
+            read: self.read.get().cloned().map(Into::into).unwrap_or_default(),
+        }
+    }
+}
+
+impl Lines {
+    /// Lines with code in section `sec` of `obj` (the object the facts were read from), sorted.
+    pub fn of(&self, obj: &Obj, sec: usize) -> Vec<u64> {
+        let all = self.read.get_or_init(|| {
+            let mut all = Vec::new();
+            // A broken program leaves the lines read before it.
+            let _ = self.read_all(obj, &mut all);
+            if !all.is_sorted() {
+                all.sort_unstable();
+            }
+            all.dedup();
+            all
+        });
+        let from = all.partition_point(|&(s, _)| s < sec);
+        let to = all.partition_point(|&(s, _)| s <= sec);
+        all[from..to].iter().map(|&(_, line)| line).collect()
+    }
+
+    fn read_all(&self, obj: &Obj, all: &mut Vec<(usize, u64)>) -> Result<(), gimli::Error> {
+        let debug_line = gimli::DebugLine::new(&self.debug_line, LittleEndian);
+        for &(offset, address_size) in &self.programs {
+            let program = debug_line.program(offset, address_size, None, None)?;
+            // Rows come in address order, a function's rows together: look a section up only
+            // when a row leaves the last one, and gather its lines before adding them.
+            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
+            let mut lines: Vec<u64> = Vec::new();
+            let mut rows = program.rows();
+            while let Some((_, row)) = rows.next_row()? {
+                if row.end_sequence() {
+                    continue;
+                }
+                let (addr, Some(line)) = (row.address(), row.line()) else {
+                    continue;
+                };
+                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
+                    if let Some((_, sec)) = current.take() {
+                        add_lines(all, sec, &mut lines);
+                    }
+                    lines.clear();
+                    current = obj.section_at(addr).map(|(sec, offset)| {
+                        let start = addr - offset;
+                        (start..start + obj.sections[sec].size.max(1), sec)
+                    });
+                }
+                if current.is_some() && lines.last() != Some(&line.get()) {
+                    lines.push(line.get());
+                }
+            }
+            if let Some((_, sec)) = current {
+                add_lines(all, sec, &mut lines);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
@@ -38,10 +118,8 @@ pub struct Facts {
     /// `(section, offset)` of a static variable -> `function::variable` (`::variable` at file
     /// scope).
     pub statics: BTreeMap<(usize, u64), String>,
-    /// Section index -> line numbers with code in that section.
-    /// `(section index, line)` of the lines with code, sorted, unique (`lines_of` reads it; one
-    /// flat list rather than a set per section: tens of thousands of them took time to build).
-    pub lines: Vec<(usize, u64)>,
+    /// Lines with code per section, read when first asked for (`Side::lines_of`).
+    pub lines: Lines,
     /// `(section, offset)` of a variable -> the struct/union name behind its type.
     pub var_types: BTreeMap<(usize, u64), String>,
     /// Struct/union name -> layout.
@@ -69,14 +147,12 @@ pub fn reads_section(name: &str) -> bool {
 }
 
 /// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
-pub fn read(obj: &Obj) -> Facts {
+/// The line programs are read later, from `.debug_line`, which is taken from `obj`.
+pub fn read(obj: &mut Obj) -> Facts {
     let mut facts = Facts::default();
     // Partial facts are still useful: DWARF only refines the builder's decisions.
     let _ = read_into(obj, &mut facts);
-    if !facts.lines.is_sorted() {
-        facts.lines.sort_unstable();
-    }
-    facts.lines.dedup();
+    facts.lines.debug_line = obj.debug.remove(".debug_line").unwrap_or_default();
     facts
 }
 
@@ -377,36 +453,12 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
         if facts.cu_path.is_none() {
             facts.cu_path = unit_path(&unit);
         }
-        if let Some(program) = unit.line_program.clone() {
-            // Rows come in address order, a function's rows together: look a section up only
-            // when a row leaves the last one, and gather its lines before touching the map.
-            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
-            let mut lines: Vec<u64> = Vec::new();
-            let mut rows = program.rows();
-            while let Some((_, row)) = rows.next_row()? {
-                if row.end_sequence() {
-                    continue;
-                }
-                let (addr, Some(line)) = (row.address(), row.line()) else {
-                    continue;
-                };
-                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
-                    if let Some((_, sec)) = current.take() {
-                        add_lines(&mut facts.lines, sec, &mut lines);
-                    }
-                    lines.clear();
-                    current = obj.section_at(addr).map(|(sec, offset)| {
-                        let start = addr - offset;
-                        (start..start + obj.sections[sec].size.max(1), sec)
-                    });
-                }
-                if current.is_some() && lines.last() != Some(&line.get()) {
-                    lines.push(line.get());
-                }
-            }
-            if let Some((_, sec)) = current {
-                add_lines(&mut facts.lines, sec, &mut lines);
-            }
+        if let Some(program) = &unit.line_program {
+            let header = program.header();
+            facts
+                .lines
+                .programs
+                .push((header.offset(), header.address_size()));
         }
         // Stack of enclosing source function names, by DIE depth.
         let mut stack: Vec<Option<Arc<str>>> = Vec::new();
@@ -555,8 +607,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
 }
 
 /// Appends the lines of one run of rows in section `sec` (emptying `lines`). Runs come in
-/// section order, so the list stays sorted unless a section has several runs (`read` sorts it
-/// then).
+/// section order, so the list stays sorted unless a section has several runs (`Lines::of`
+/// sorts it then).
 fn add_lines(all: &mut Vec<(usize, u64)>, sec: usize, lines: &mut Vec<u64>) {
     lines.sort_unstable();
     lines.dedup();
@@ -564,13 +616,6 @@ fn add_lines(all: &mut Vec<(usize, u64)>, sec: usize, lines: &mut Vec<u64>) {
 }
 
 impl Facts {
-    /// Lines with code in section `sec`, sorted.
-    pub fn lines_of(&self, sec: usize) -> Vec<u64> {
-        let from = self.lines.partition_point(|&(s, _)| s < sec);
-        let to = self.lines.partition_point(|&(s, _)| s <= sec);
-        self.lines[from..to].iter().map(|&(_, line)| line).collect()
-    }
-
     /// Struct/union names used by `function`, including through functions inlined into it.
     pub fn types_used_by(&self, function: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
