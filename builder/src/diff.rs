@@ -20,8 +20,9 @@ pub struct Side {
 impl Side {
     pub fn new(mut obj: Obj) -> Side {
         let facts = dwarf::read(&mut obj);
-        // Everything the build needs from DWARF is in `facts`: the bytes (a `-g` object's
-        // larger half) go now rather than when the build ends.
+        // Everything the build needs from DWARF is in `facts` (which took `.debug_line` for
+        // the line numbers it reads when asked): the rest of the bytes go now rather than when
+        // the build ends.
         obj.debug = Default::default();
         let analysis = Analysis::new(&obj, &facts);
         Side {
