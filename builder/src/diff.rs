@@ -19,9 +19,10 @@ pub struct Side {
 
 impl Side {
     pub fn new(mut obj: Obj) -> Side {
-        let facts = dwarf::read(&obj);
-        // Everything the build needs from DWARF is in `facts`: the bytes (a `-g` object's
-        // larger half) go now rather than when the build ends.
+        let facts = dwarf::read(&mut obj);
+        // Everything the build needs from DWARF is in `facts` (which took `.debug_line` for
+        // the line numbers it reads when asked): the rest of the bytes go now rather than when
+        // the build ends.
         obj.debug = Default::default();
         let analysis = Analysis::new(&obj, &facts);
         Side {
@@ -37,6 +38,22 @@ impl Side {
         Some(self.analysis.form(&self.obj, s.section?, s.value, s.size))
     }
 
+    /// A function's bytes when no relocation applies to them (nothing to describe).
+    fn plain_code(&self, symbol: usize) -> Option<&[u8]> {
+        let s = &self.obj.symbols[symbol];
+        let section = &self.obj.sections[s.section?];
+        let first = section.relocs.partition_point(|r| r.offset < s.value);
+        let relocated = section
+            .relocs
+            .get(first)
+            .is_some_and(|r| r.offset < s.value + s.size);
+        if section.nobits() || relocated {
+            return None;
+        }
+        let end = ((s.value + s.size) as usize).min(section.data.len());
+        Some(&section.data[(s.value as usize).min(end)..end])
+    }
+
     fn function_section(&self, name: &str) -> Option<usize> {
         self.analysis
             .functions
@@ -47,13 +64,18 @@ impl Side {
     /// Source function a symbol's code belongs to (clones and cold parts map to their origin).
     pub fn source_function(&self, name: &str) -> String {
         self.function_section(name)
-            .and_then(|sec| self.facts.section_function.get(&sec).cloned())
+            .and_then(|sec| self.facts.section_function.get(&sec))
+            .map(|name| name.to_string())
             .unwrap_or_else(|| clone_base(name).to_string())
     }
 
     /// `file.c:LINE` of a function, from DWARF.
     pub fn source(&self, name: &str) -> Option<String> {
-        self.facts.decl.get(&self.source_function(name)).cloned()
+        let function = self.source_function(name);
+        self.facts
+            .decl
+            .get(function.as_str())
+            .map(|d| d.to_string())
     }
 
     /// Struct/union types of the data objects function `name` refers to.
@@ -162,7 +184,21 @@ pub fn compare(
     let mut notes = Vec::new();
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
-    for name in new.analysis.functions.keys() {
+    // Both maps are sorted by name: the old function of each new one is found by walking
+    // along (a lookup per function showed in profiles).
+    let mut olds = old.analysis.functions.iter().peekable();
+    for (name, &new_symbol) in &new.analysis.functions {
+        while olds.next_if(|(o, _)| *o < name).is_some() {}
+        let old_symbol = olds.next_if(|(o, _)| *o == name).map(|(_, &i)| i);
+        // Same bytes and no relocation on either side: the forms are equal, without building
+        // them.
+        if let Some(old_symbol) = old_symbol {
+            if let (Some(a), Some(b)) = (old.plain_code(old_symbol), new.plain_code(new_symbol)) {
+                if a == b {
+                    continue;
+                }
+            }
+        }
         let Some(old_form) = old.function_form(name) else {
             functions.insert(name.clone(), Verdict::New("new function".into()));
             continue;
@@ -286,8 +322,7 @@ pub fn compare(
 fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> bool {
     let lines = |side: &Side| -> Vec<u64> {
         side.function_section(name)
-            .and_then(|s| side.facts.lines.get(&s))
-            .map(|l| l.iter().copied().collect())
+            .map(|s| side.facts.lines.of(&side.obj, s))
             .unwrap_or_default()
     };
     let (old_lines, new_lines) = (lines(old), lines(new));
@@ -480,23 +515,23 @@ fn check_structure(
     functions: &BTreeMap<String, Verdict>,
 ) -> Result<(), Error> {
     for side in [old, new] {
-        for sec in &side.obj.sections {
-            let funcs: Vec<&str> = sec
+        for sec in side.obj.sections.iter().filter(|s| s.exec()) {
+            let mut starts = sec
                 .named
                 .iter()
                 .map(|&i| &side.obj.symbols[i])
                 .filter(|s| s.kind == SymKind::Func)
-                .map(|s| s.name.as_str())
-                .collect();
+                .map(|s| s.value);
             // Aliases share an address; distinct functions do not.
-            let starts: BTreeSet<u64> = sec
-                .named
-                .iter()
-                .map(|&i| &side.obj.symbols[i])
-                .filter(|s| s.kind == SymKind::Func)
-                .map(|s| s.value)
-                .collect();
-            if sec.exec() && starts.len() > 1 {
+            let first = starts.next();
+            if starts.any(|v| Some(v) != first) {
+                let funcs: Vec<&str> = sec
+                    .named
+                    .iter()
+                    .map(|&i| &side.obj.symbols[i])
+                    .filter(|s| s.kind == SymKind::Func)
+                    .map(|s| s.name.as_str())
+                    .collect();
                 return Err(Error::MultiFunctionText {
                     path: side.obj.path.clone(),
                     section: sec.name.clone(),

@@ -1,7 +1,8 @@
 //! What the builder needs from an object's DWARF: source positions, which section belongs to
 //! which source function, inlined callees, static variables, line numbers and struct layouts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
 
@@ -12,22 +13,113 @@ type R<'a> = EndianSlice<'a, LittleEndian>;
 /// One struct or union layout: byte size and `(member, offset, size)`.
 pub type Layout = (u64, Vec<(String, u64, u64)>);
 
+/// Where a function is declared: the base name of its file (shared by the unit's functions)
+/// and the line; shown as `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decl(pub Arc<str>, pub u64);
+
+impl std::fmt::Display for Decl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
+/// The line numbers of an object's code, read from its line programs only when a function
+/// needs them (one whose change could be line numbers only): decoding every row of a large
+/// object's programs was a tenth of the build.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// The relocated `.debug_line` section.
+    debug_line: Vec<u8>,
+    /// `(offset, address size)` of each compile unit's line program, in unit order.
+    programs: Vec<(gimli::DebugLineOffset, u8)>,
+    /// `(section index, line)`, sorted, unique; one flat list rather than a set per section
+    /// (tens of thousands of them took time to build).
+    read: std::sync::OnceLock<Vec<(usize, u64)>>,
+}
+
+impl Clone for Lines {
+    fn clone(&self) -> Lines {
+        Lines {
+            debug_line: self.debug_line.clone(),
+            programs: self.programs.clone(),
+            read: self.read.get().cloned().map(Into::into).unwrap_or_default(),
+        }
+    }
+}
+
+impl Lines {
+    /// Lines with code in section `sec` of `obj` (the object the facts were read from), sorted.
+    pub fn of(&self, obj: &Obj, sec: usize) -> Vec<u64> {
+        let all = self.read.get_or_init(|| {
+            let mut all = Vec::new();
+            // A broken program leaves the lines read before it.
+            let _ = self.read_all(obj, &mut all);
+            if !all.is_sorted() {
+                all.sort_unstable();
+            }
+            all.dedup();
+            all
+        });
+        let from = all.partition_point(|&(s, _)| s < sec);
+        let to = all.partition_point(|&(s, _)| s <= sec);
+        all[from..to].iter().map(|&(_, line)| line).collect()
+    }
+
+    fn read_all(&self, obj: &Obj, all: &mut Vec<(usize, u64)>) -> Result<(), gimli::Error> {
+        let debug_line = gimli::DebugLine::new(&self.debug_line, LittleEndian);
+        for &(offset, address_size) in &self.programs {
+            let program = debug_line.program(offset, address_size, None, None)?;
+            // Rows come in address order, a function's rows together: look a section up only
+            // when a row leaves the last one, and gather its lines before adding them.
+            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
+            let mut lines: Vec<u64> = Vec::new();
+            let mut rows = program.rows();
+            while let Some((_, row)) = rows.next_row()? {
+                if row.end_sequence() {
+                    continue;
+                }
+                let (addr, Some(line)) = (row.address(), row.line()) else {
+                    continue;
+                };
+                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
+                    if let Some((_, sec)) = current.take() {
+                        add_lines(all, sec, &mut lines);
+                    }
+                    lines.clear();
+                    current = obj.section_at(addr).map(|(sec, offset)| {
+                        let start = addr - offset;
+                        (start..start + obj.sections[sec].size.max(1), sec)
+                    });
+                }
+                if current.is_some() && lines.last() != Some(&line.get()) {
+                    lines.push(line.get());
+                }
+            }
+            if let Some((_, sec)) = current {
+                add_lines(all, sec, &mut lines);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
 #[derive(Debug, Default, Clone)]
 pub struct Facts {
     /// Full path (comp_dir joined with name) of the compile unit.
     pub cu_path: Option<String>,
     /// Source function name -> `file:line` of its declaration.
-    pub decl: BTreeMap<String, String>,
+    pub decl: HashMap<Arc<str>, Decl>,
     /// Section index -> source function whose code lives there.
-    pub section_function: BTreeMap<usize, String>,
+    pub section_function: BTreeMap<usize, Arc<str>>,
     /// Section index -> names of functions inlined into that code.
     pub inlined: BTreeMap<usize, BTreeSet<String>>,
     /// `(section, offset)` of a static variable -> `function::variable` (`::variable` at file
     /// scope).
     pub statics: BTreeMap<(usize, u64), String>,
-    /// Section index -> line numbers with code in that section.
-    pub lines: BTreeMap<usize, BTreeSet<u64>>,
+    /// Lines with code per section, read when first asked for (`Side::lines_of`).
+    pub lines: Lines,
     /// `(section, offset)` of a variable -> the struct/union name behind its type.
     pub var_types: BTreeMap<(usize, u64), String>,
     /// Struct/union name -> layout.
@@ -37,11 +129,30 @@ pub struct Facts {
     pub uses_types: BTreeMap<String, BTreeSet<String>>,
 }
 
+/// Whether `read` looks at the DWARF section `name`: location lists, address tables for
+/// lookups by address, macros and the like are neither read nor relocated.
+pub fn reads_section(name: &str) -> bool {
+    matches!(
+        name,
+        ".debug_info"
+            | ".debug_abbrev"
+            | ".debug_str"
+            | ".debug_str_offsets"
+            | ".debug_line"
+            | ".debug_line_str"
+            | ".debug_addr"
+            | ".debug_ranges"
+            | ".debug_rnglists"
+    )
+}
+
 /// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
-pub fn read(obj: &Obj) -> Facts {
+/// The line programs are read later, from `.debug_line`, which is taken from `obj`.
+pub fn read(obj: &mut Obj) -> Facts {
     let mut facts = Facts::default();
     // Partial facts are still useful: DWARF only refines the builder's decisions.
     let _ = read_into(obj, &mut facts);
+    facts.lines.debug_line = obj.debug.remove(".debug_line").unwrap_or_default();
     facts
 }
 
@@ -73,7 +184,8 @@ fn decl_of<'a>(
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
     depth: u32,
-) -> Option<String> {
+    files: &mut BTreeMap<u64, Option<Arc<str>>>,
+) -> Option<Decl> {
     if depth > 4 {
         return None;
     }
@@ -89,16 +201,11 @@ fn decl_of<'a>(
         None => None,
     };
     if let (Some(line), Some(file)) = (line, file) {
-        let program = unit.line_program.as_ref()?;
-        let entry = program.header().file(file)?;
-        let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
-        let path = path.to_string_lossy().into_owned();
-        let base = path.rsplit('/').next().unwrap_or(&path).to_string();
-        return Some(format!("{base}:{line}"));
+        return decl_at(dwarf, unit, file, line, files);
     }
     for at in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
         if let Ok(Some(AttributeValue::UnitRef(o))) = entry.attr_value(at) {
-            return decl_of(dwarf, unit, o, depth + 1);
+            return decl_of(dwarf, unit, o, depth + 1, files);
         }
     }
     None
@@ -149,6 +256,191 @@ fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
     0
 }
 
+/// The attributes of one DIE that `read_into` looks at (the first of each name).
+#[derive(Default)]
+struct DieAttrs<'a> {
+    name: Option<AttributeValue<R<'a>>>,
+    ty: Option<AttributeValue<R<'a>>>,
+    abstract_origin: Option<AttributeValue<R<'a>>>,
+    specification: Option<AttributeValue<R<'a>>>,
+    decl_file: Option<AttributeValue<R<'a>>>,
+    decl_line: Option<AttributeValue<R<'a>>>,
+    location: Option<AttributeValue<R<'a>>>,
+    declaration: Option<AttributeValue<R<'a>>>,
+    /// The last of each, as `die_ranges` takes them.
+    low_pc: Option<AttributeValue<R<'a>>>,
+    high_pc: Option<AttributeValue<R<'a>>>,
+    /// Has `DW_AT_ranges`, or an attribute that does not parse: `die_ranges` decides.
+    ranges_or_broken: bool,
+}
+
+impl<'a> DieAttrs<'a> {
+    /// Reads the attributes up to the first one that does not parse (as `attr_value` would
+    /// fail for those behind it).
+    fn read(entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>) -> DieAttrs<'a> {
+        let mut out = DieAttrs::default();
+        let mut attrs = entry.attrs();
+        loop {
+            let attr = match attrs.next() {
+                Ok(Some(attr)) => attr,
+                Ok(None) => break,
+                Err(_) => {
+                    out.ranges_or_broken = true;
+                    break;
+                }
+            };
+            let slot = match attr.name() {
+                gimli::DW_AT_low_pc => {
+                    out.low_pc = Some(attr.value());
+                    continue;
+                }
+                gimli::DW_AT_high_pc => {
+                    out.high_pc = Some(attr.value());
+                    continue;
+                }
+                gimli::DW_AT_ranges => {
+                    out.ranges_or_broken = true;
+                    continue;
+                }
+                gimli::DW_AT_name => &mut out.name,
+                gimli::DW_AT_type => &mut out.ty,
+                gimli::DW_AT_abstract_origin => &mut out.abstract_origin,
+                gimli::DW_AT_specification => &mut out.specification,
+                gimli::DW_AT_decl_file => &mut out.decl_file,
+                gimli::DW_AT_decl_line => &mut out.decl_line,
+                gimli::DW_AT_location => &mut out.location,
+                gimli::DW_AT_declaration => &mut out.declaration,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(attr.value());
+            }
+        }
+        out
+    }
+
+    /// The DIE it points at through `DW_AT_abstract_origin`, else `DW_AT_specification`.
+    fn origin(&self) -> Option<UnitOffset> {
+        for at in [&self.abstract_origin, &self.specification] {
+            if let Some(AttributeValue::UnitRef(o)) = at {
+                return Some(*o);
+            }
+        }
+        None
+    }
+
+    /// Calls `f` with the start of each of the DIE's address ranges, as `die_ranges` gives them.
+    fn range_starts(
+        &self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+        mut f: impl FnMut(u64),
+    ) -> Result<(), gimli::Error> {
+        if self.ranges_or_broken {
+            let mut ranges = dwarf.die_ranges(unit, entry)?;
+            while let Some(range) = ranges.next()? {
+                f(range.begin);
+            }
+            return Ok(());
+        }
+        let Some(low) = self.low_pc else {
+            return Ok(());
+        };
+        let begin = dwarf
+            .attr_address(unit, low)?
+            .ok_or(gimli::Error::UnsupportedAttributeForm)?;
+        let has_end = match self.high_pc {
+            None => false,
+            Some(AttributeValue::Udata(_)) => true,
+            Some(high) => {
+                dwarf
+                    .attr_address(unit, high)?
+                    .ok_or(gimli::Error::UnsupportedAttributeForm)?;
+                true
+            }
+        };
+        if has_end {
+            f(begin);
+        }
+        Ok(())
+    }
+
+    /// As `name`, shared.
+    fn name_shared(
+        &self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+    ) -> Option<Arc<str>> {
+        if let Some(v) = &self.name {
+            if let Ok(s) = dwarf.attr_string(unit, *v) {
+                return Some(Arc::from(&*s.to_string_lossy()));
+            }
+        }
+        die_name(dwarf, unit, self.origin()?, 1).map(Arc::from)
+    }
+
+    /// As `die_name` of this DIE.
+    fn name(&self, dwarf: &gimli::Dwarf<R<'a>>, unit: &gimli::Unit<R<'a>>) -> Option<String> {
+        if let Some(v) = &self.name {
+            if let Ok(s) = dwarf.attr_string(unit, *v) {
+                return Some(s.to_string_lossy().into_owned());
+            }
+        }
+        die_name(dwarf, unit, self.origin()?, 1)
+    }
+
+    /// As `decl_of` this DIE.
+    fn decl(
+        &self,
+        dwarf: &gimli::Dwarf<R<'a>>,
+        unit: &gimli::Unit<R<'a>>,
+        files: &mut BTreeMap<u64, Option<Arc<str>>>,
+    ) -> Option<Decl> {
+        let line = self.decl_line.as_ref().and_then(|v| v.udata_value());
+        let file = match &self.decl_file {
+            Some(AttributeValue::FileIndex(i)) => Some(*i),
+            Some(v) => v.udata_value(),
+            None => None,
+        };
+        if let (Some(line), Some(file)) = (line, file) {
+            return decl_at(dwarf, unit, file, line, files);
+        }
+        decl_of(dwarf, unit, self.origin()?, 1, files)
+    }
+}
+
+/// `file:line` of a declaration, the file by its index in the unit's line program; `files`
+/// caches the unit's file base names by index.
+fn decl_at<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+    file: u64,
+    line: u64,
+    files: &mut BTreeMap<u64, Option<Arc<str>>>,
+) -> Option<Decl> {
+    let base = files.entry(file).or_insert_with(|| {
+        let program = unit.line_program.as_ref()?;
+        let entry = program.header().file(file)?;
+        let path = dwarf.attr_string(unit, entry.path_name()).ok()?;
+        let path = path.to_string_lossy();
+        Some(Arc::from(path.rsplit('/').next().unwrap_or(&path)))
+    });
+    Some(Decl(base.clone()?, line))
+}
+
+/// Adds `what` to the types used by `user`.
+fn insert_use(uses: &mut BTreeMap<String, BTreeSet<String>>, user: &str, what: String) {
+    match uses.get_mut(user) {
+        Some(set) => {
+            set.insert(what);
+        }
+        None => {
+            uses.insert(user.to_owned(), BTreeSet::from([what]));
+        }
+    }
+}
+
 fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
     let empty: &[u8] = &[];
     let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
@@ -161,90 +453,99 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
         if facts.cu_path.is_none() {
             facts.cu_path = unit_path(&unit);
         }
-        if let Some(program) = unit.line_program.clone() {
-            // Rows come in address order, a function's rows together: look a section up only
-            // when a row leaves the last one, and gather its lines before touching the map.
-            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
-            let mut lines: Vec<u64> = Vec::new();
-            let mut rows = program.rows();
-            while let Some((_, row)) = rows.next_row()? {
-                if row.end_sequence() {
-                    continue;
-                }
-                let (addr, Some(line)) = (row.address(), row.line()) else {
-                    continue;
-                };
-                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
-                    if let Some((_, sec)) = current.take() {
-                        facts.lines.entry(sec).or_default().extend(lines.drain(..));
-                    }
-                    lines.clear();
-                    current = obj.section_at(addr).map(|(sec, offset)| {
-                        let start = addr - offset;
-                        (start..start + obj.sections[sec].size.max(1), sec)
-                    });
-                }
-                if current.is_some() && lines.last() != Some(&line.get()) {
-                    lines.push(line.get());
-                }
-            }
-            if let Some((_, sec)) = current {
-                facts.lines.entry(sec).or_default().extend(lines);
-            }
+        if let Some(program) = &unit.line_program {
+            let header = program.header();
+            facts
+                .lines
+                .programs
+                .push((header.offset(), header.address_size()));
         }
         // Stack of enclosing source function names, by DIE depth.
-        let mut stack: Vec<Option<String>> = Vec::new();
+        let mut stack: Vec<Option<Arc<str>>> = Vec::new();
         let mut depth: isize = 0;
+        // `struct_behind` by type offset: a unit's DIEs share a few types.
+        let mut behind: BTreeMap<UnitOffset, Option<String>> = BTreeMap::new();
+        let mut files: BTreeMap<u64, Option<Arc<str>>> = BTreeMap::new();
         let mut entries = unit.entries();
         while let Some((delta, entry)) = entries.next_dfs()? {
             depth += delta;
             stack.truncate(depth.max(0) as usize);
             let offset = entry.offset();
             // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles.
-            let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(String::as_str);
+            let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(|s| &**s);
+            let tag = entry.tag();
+            let handled = matches!(
+                tag,
+                gimli::DW_TAG_subprogram
+                    | gimli::DW_TAG_inlined_subroutine
+                    | gimli::DW_TAG_variable
+                    | gimli::DW_TAG_structure_type
+                    | gimli::DW_TAG_union_type
+            );
+            // Other DIEs only count through a type, which their abbreviation tells without
+            // parsing them (call sites, lexical blocks and the like have none).
+            let typed = || {
+                unit.abbreviations.get(entry.code()).is_none_or(|a| {
+                    a.attributes()
+                        .iter()
+                        .any(|spec| spec.name() == gimli::DW_AT_type)
+                })
+            };
+            if !handled && !typed() {
+                stack.push(None);
+                continue;
+            }
+            // Every attribute this DIE needs, in one pass (each `attr_value` parses the
+            // attributes again from the start).
+            let attrs = DieAttrs::read(entry);
             let mut this_function = None;
-            match entry.tag() {
+            match tag {
                 gimli::DW_TAG_subprogram => {
-                    let name = die_name(&dwarf, &unit, offset, 0);
+                    // Shared by the declaration, the sections and the stack.
+                    let name = attrs.name_shared(&dwarf, &unit);
                     if let Some(name) = &name {
-                        if let Some(decl) = decl_of(&dwarf, &unit, offset, 0) {
-                            facts.decl.entry(name.clone()).or_insert(decl);
+                        if !facts.decl.contains_key(name) {
+                            if let Some(decl) = attrs.decl(&dwarf, &unit, &mut files) {
+                                facts.decl.insert(name.clone(), decl);
+                            }
                         }
-                        let mut ranges = dwarf.die_ranges(&unit, entry)?;
-                        while let Some(range) = ranges.next()? {
-                            if let Some((sec, _)) = obj.section_at(range.begin) {
+                        attrs.range_starts(&dwarf, &unit, entry, |begin| {
+                            if let Some((sec, _)) = obj.section_at(begin) {
                                 facts
                                     .section_function
                                     .entry(sec)
                                     .or_insert_with(|| name.clone());
                             }
-                        }
+                        })?;
                     }
                     this_function = name;
                 }
                 gimli::DW_TAG_inlined_subroutine => {
-                    if let Some(callee) = die_name(&dwarf, &unit, offset, 0) {
-                        let mut ranges = dwarf.die_ranges(&unit, entry)?;
-                        while let Some(range) = ranges.next()? {
-                            if let Some((sec, _)) = obj.section_at(range.begin) {
+                    if let Some(callee) = attrs.name(&dwarf, &unit) {
+                        attrs.range_starts(&dwarf, &unit, entry, |begin| {
+                            if let Some((sec, _)) = obj.section_at(begin) {
                                 facts.inlined.entry(sec).or_default().insert(callee.clone());
                             }
+                        })?;
+                        // Code inlined here uses the callee's types too: record the callee so
+                        // that the caller inherits them (`types_used_by`).
+                        if let Some(user) = enclosing {
+                            insert_use(&mut facts.uses_types, user, format!("fn {callee}"));
                         }
                     }
                 }
                 gimli::DW_TAG_variable => {
-                    if let Ok(Some(AttributeValue::Exprloc(expr))) =
-                        entry.attr_value(gimli::DW_AT_location)
-                    {
+                    if let Some(AttributeValue::Exprloc(expr)) = &attrs.location {
                         let bytes = expr.0.slice();
                         if bytes.len() == 9 && bytes[0] == gimli::DW_OP_addr.0 {
                             let addr = u64::from_le_bytes(bytes[1..9].try_into().unwrap());
                             if let (Some(at), Some(var)) =
-                                (obj.section_at(addr), die_name(&dwarf, &unit, offset, 0))
+                                (obj.section_at(addr), attrs.name(&dwarf, &unit))
                             {
                                 let scope = enclosing.unwrap_or_default();
                                 facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
-                                if let Some(ty) = variable_struct(&dwarf, &unit, offset) {
+                                let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
+                                if let Some(ty) = ty {
                                     facts.var_types.entry(at).or_insert(ty);
                                 }
                             }
@@ -252,12 +553,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     }
                 }
                 gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                    let declaration = matches!(
-                        entry.attr_value(gimli::DW_AT_declaration),
-                        Ok(Some(AttributeValue::Flag(true)))
-                    );
-                    if let (false, Ok(Some(v))) = (declaration, entry.attr_value(gimli::DW_AT_name))
-                    {
+                    let declaration = matches!(attrs.declaration, Some(AttributeValue::Flag(true)));
+                    if let (false, Some(v)) = (declaration, attrs.name) {
                         let name = dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned();
                         let size = entry
                             .attr_value(gimli::DW_AT_byte_size)?
@@ -295,33 +592,27 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             }
             // Types used by the enclosing (or this) function.
             let user = this_function.as_deref().or(enclosing);
-            if let (Some(user), Ok(Some(AttributeValue::UnitRef(t)))) =
-                (user, entry.attr_value(gimli::DW_AT_type))
-            {
-                if let Some(s) = struct_behind(&unit, &dwarf, t) {
-                    facts
-                        .uses_types
-                        .entry(user.to_owned())
-                        .or_default()
-                        .insert(s);
-                }
-            }
-            if entry.tag() == gimli::DW_TAG_inlined_subroutine {
-                // Code inlined here uses the callee's types too: record the callee so that the
-                // caller inherits them below.
-                if let (Some(user), Some(callee)) = (enclosing, die_name(&dwarf, &unit, offset, 0))
-                {
-                    facts
-                        .uses_types
-                        .entry(user.to_owned())
-                        .or_default()
-                        .insert(format!("fn {callee}"));
+            if let (Some(user), Some(AttributeValue::UnitRef(t))) = (user, &attrs.ty) {
+                let s = behind
+                    .entry(*t)
+                    .or_insert_with(|| struct_behind(&unit, &dwarf, *t));
+                if let Some(s) = s {
+                    insert_use(&mut facts.uses_types, user, s.clone());
                 }
             }
             stack.push(this_function);
         }
     }
     Ok(())
+}
+
+/// Appends the lines of one run of rows in section `sec` (emptying `lines`). Runs come in
+/// section order, so the list stays sorted unless a section has several runs (`Lines::of`
+/// sorts it then).
+fn add_lines(all: &mut Vec<(usize, u64)>, sec: usize, lines: &mut Vec<u64>) {
+    lines.sort_unstable();
+    lines.dedup();
+    all.extend(lines.drain(..).map(|line| (sec, line)));
 }
 
 impl Facts {
@@ -360,7 +651,7 @@ fn unit_path(unit: &gimli::Unit<R<'_>>) -> Option<String> {
 }
 
 /// Compile unit paths of a linked file, in link order; empty without DWARF.
-pub fn unit_paths(sections: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+pub fn unit_paths(sections: &BTreeMap<String, std::borrow::Cow<'_, [u8]>>) -> Vec<String> {
     let empty: &[u8] = &[];
     let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
         let data = sections.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
@@ -385,12 +676,16 @@ fn variable_struct<'a>(
     dwarf: &gimli::Dwarf<R<'a>>,
     unit: &gimli::Unit<R<'a>>,
     offset: UnitOffset,
+    behind: &mut BTreeMap<UnitOffset, Option<String>>,
 ) -> Option<String> {
     let mut offset = offset;
     for _ in 0..4 {
         let entry = unit.entry(offset).ok()?;
         if let Ok(Some(AttributeValue::UnitRef(t))) = entry.attr_value(gimli::DW_AT_type) {
-            return struct_behind(unit, dwarf, t);
+            return behind
+                .entry(t)
+                .or_insert_with(|| struct_behind(unit, dwarf, t))
+                .clone();
         }
         match (
             entry.attr_value(gimli::DW_AT_specification),

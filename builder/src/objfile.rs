@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use object::elf;
-use object::read::elf::{ElfFile64, FileHeader, SectionHeader, Sym as _};
+use object::read::elf::{ElfFile64, FileHeader, Rela as _, SectionHeader, Sym as _};
 use object::{Endianness, Object, ObjectSection, RelocationFlags, RelocationTarget};
 
 use crate::error::Error;
@@ -65,7 +65,8 @@ pub struct Sec {
     pub comdat: bool,
     /// Named function/data symbols defined here, by value.
     pub named: Vec<usize>,
-    /// Instruction boundaries `(start, end)` of executable sections, for relocation biases.
+    /// Instruction boundaries `(start, end)` of executable sections with relocations, for
+    /// their biases (empty without relocations: nothing asks).
     pub instructions: Vec<(u64, u64)>,
 }
 
@@ -106,6 +107,9 @@ pub struct Obj {
     /// `(synthetic address, section index)` of allocatable sections, sorted by address.
     by_addr: Vec<(u64, usize)>,
 }
+
+/// A DWARF section to relocate: its index, its bytes and the RELA tables that apply to it.
+type DwarfSection<'d> = (usize, Vec<u8>, Vec<&'d [elf::Rela64<Endianness>]>);
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadInput {
@@ -151,17 +155,22 @@ impl Obj {
             })
             .collect();
         let mut next_addr = 0x1000u64;
+        // DWARF sections the facts are read from, with their relocation tables: relocated once
+        // the symbols are known, straight from the file's RELA entries.
+        let mut dwarf: Vec<DwarfSection> = Vec::new();
         for section in file.sections() {
             let idx = section.index().0;
             let sh = section.elf_section_header();
             let name = section.name().unwrap_or("").to_string();
             let sh_type = sh.sh_type(endian);
-            // Relocation, symbol and string tables are parsed below: their bytes are not kept.
+            let is_debug = name.starts_with(".debug_");
+            // Relocation, symbol and string tables are parsed below, and DWARF the facts do
+            // not read is not read at all: their bytes are not kept.
             let parsed = matches!(
                 sh_type,
                 elf::SHT_NOBITS | elf::SHT_RELA | elf::SHT_REL | elf::SHT_SYMTAB | elf::SHT_STRTAB
-            );
-            let data = if parsed {
+            ) || (is_debug && !crate::dwarf::reads_section(&name));
+            let mut data = if parsed {
                 Vec::new()
             } else {
                 section
@@ -170,22 +179,16 @@ impl Obj {
                     .to_vec()
             };
             let mut relocs = Vec::new();
-            for (offset, rel) in section.relocations() {
-                let RelocationFlags::Elf { r_type } = rel.flags() else {
-                    return Err(bad(path, "non-ELF relocation"));
-                };
-                let sym = match rel.target() {
-                    RelocationTarget::Symbol(s) => s.0,
-                    _ => 0,
-                };
-                relocs.push(Rel {
-                    offset,
-                    r_type,
-                    sym,
-                    addend: rel.addend(),
-                });
+            if is_debug {
+                if !parsed {
+                    // x86_64 objects use RELA only (psABI).
+                    let tables = rela_tables(&file, idx).unwrap_or_default();
+                    dwarf.push((idx, std::mem::take(&mut data), tables));
+                }
+            } else {
+                relocs = relocations(&file, &section, path)?;
+                relocs.sort_by_key(|r| r.offset);
             }
-            relocs.sort_by_key(|r| r.offset);
             let flags = sh.sh_flags(endian);
             let align = sh.sh_addralign(endian).max(1);
             let size = sh.sh_size(endian);
@@ -260,7 +263,8 @@ impl Obj {
         }
         for sec in &mut sections {
             sec.named.sort_by_key(|&i| (symbols[i].value, i));
-            if sec.exec() {
+            // Bounds are only used to bias the section's own relocations.
+            if sec.exec() && !sec.relocs.is_empty() {
                 sec.instructions = crate::arch::x86_64::instruction_bounds(&sec.data);
             }
         }
@@ -280,23 +284,19 @@ impl Obj {
             .map(|(i, s)| (s.addr, i))
             .collect();
         obj.by_addr.sort();
-        obj.relocate_debug();
+        obj.relocate_debug(dwarf);
         Ok(obj)
     }
 
-    /// Applies the relocations of `.debug_*` sections against the synthetic section addresses,
-    /// so DWARF addresses identify sections. The DWARF bytes move to `debug`; the sections keep
-    /// neither bytes nor relocations (half of a `-g` object's size: not kept twice).
-    fn relocate_debug(&mut self) {
+    /// Applies the relocations of the DWARF sections against the synthetic section addresses,
+    /// so DWARF addresses identify sections. The relocated bytes go to `debug`; the sections
+    /// keep neither bytes nor relocations (half of a `-g` object's size: not kept twice).
+    fn relocate_debug(&mut self, dwarf: Vec<DwarfSection>) {
+        let endian = Endianness::Little;
         let mut debug = std::collections::BTreeMap::new();
-        for index in 0..self.sections.len() {
-            if !self.sections[index].name.starts_with(".debug_") {
-                continue;
-            }
-            let mut data = std::mem::take(&mut self.sections[index].data);
-            let relocs = std::mem::take(&mut self.sections[index].relocs);
-            for r in &relocs {
-                let Some(sym) = self.symbols.get(r.sym) else {
+        for (index, mut data, tables) in dwarf {
+            for r in tables.into_iter().flatten() {
+                let Some(sym) = self.symbols.get(r.r_sym(endian, false) as usize) else {
                     continue;
                 };
                 let base = sym
@@ -304,9 +304,9 @@ impl Obj {
                     .and_then(|s| self.sections.get(s))
                     .map(|s| s.addr)
                     .unwrap_or(0);
-                let value = (base + sym.value).wrapping_add(r.addend as u64);
-                let at = r.offset as usize;
-                match r.r_type {
+                let value = (base + sym.value).wrapping_add(r.r_addend(endian) as u64);
+                let at = r.r_offset(endian) as usize;
+                match r.r_type(endian, false) {
                     elf::R_X86_64_64 if at + 8 <= data.len() => {
                         data[at..at + 8].copy_from_slice(&value.to_le_bytes())
                     }
@@ -343,6 +343,67 @@ impl Obj {
         let &(start, sec) = self.by_addr.get(i.checked_sub(1)?)?;
         (addr < start + self.sections[sec].size.max(1)).then_some((sec, addr - start))
     }
+}
+
+/// The RELA tables that apply to section `index` (a chain, when there are several), or `None`
+/// when one of them is not RELA (the generic reader handles that).
+fn rela_tables<'d>(
+    file: &ElfFile64<'d, Endianness>,
+    index: usize,
+) -> Option<Vec<&'d [elf::Rela64<Endianness>]>> {
+    let endian = file.endian();
+    let table = file.elf_section_table();
+    let mut out = Vec::new();
+    let mut at = object::SectionIndex(index);
+    while let Some(rel) = file.elf_relocation_sections().get(at) {
+        let header = table.section(rel).ok()?;
+        if header.sh_type(endian) != elf::SHT_RELA {
+            return None;
+        }
+        // As the generic reader: a table that does not parse counts as empty.
+        out.push(header.data_as_array(endian, file.data()).unwrap_or(&[]));
+        at = rel;
+    }
+    Some(out)
+}
+
+/// The relocations of a section, read straight from its RELA entries (the generic iterator
+/// classifies each relocation for every architecture, which showed in profiles).
+fn relocations(
+    file: &ElfFile64<'_, Endianness>,
+    section: &object::read::elf::ElfSection64<'_, '_, Endianness>,
+    path: &Path,
+) -> Result<Vec<Rel>, Error> {
+    let endian = file.endian();
+    if let Some(tables) = rela_tables(file, section.index().0) {
+        let mut relocs = Vec::with_capacity(tables.iter().map(|t| t.len()).sum());
+        for r in tables.into_iter().flatten() {
+            relocs.push(Rel {
+                offset: r.r_offset(endian),
+                r_type: r.r_type(endian, false),
+                sym: r.r_sym(endian, false) as usize,
+                addend: r.r_addend(endian),
+            });
+        }
+        return Ok(relocs);
+    }
+    let mut relocs = Vec::new();
+    for (offset, rel) in section.relocations() {
+        let RelocationFlags::Elf { r_type } = rel.flags() else {
+            return Err(bad(path, "non-ELF relocation"));
+        };
+        let sym = match rel.target() {
+            RelocationTarget::Symbol(s) => s.0,
+            _ => 0,
+        };
+        relocs.push(Rel {
+            offset,
+            r_type,
+            sym,
+            addend: rel.addend(),
+        });
+    }
+    Ok(relocs)
 }
 
 impl Obj {

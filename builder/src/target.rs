@@ -56,10 +56,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 impl TargetFile {
     /// Reads and checks the target.
     pub fn read(path: &Path) -> Result<TargetFile, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = crate::input::read(path)?;
         let bad = |reason: String| Error::BadInput {
             path: path.to_path_buf(),
             reason,
@@ -142,20 +139,24 @@ impl TargetFile {
                 (s.address() != 0).then(|| (s.address(), data.to_vec()))
             })
             .collect();
+        // Borrowed from the file's bytes unless compressed, and only what the unit paths need.
         let mut debug = BTreeMap::new();
         for s in file.sections() {
-            if let (Ok(name), Ok(data)) = (s.name(), s.uncompressed_data()) {
-                if name.starts_with(".debug_") {
-                    debug.insert(name.to_string(), data.into_owned());
+            if let Ok(name) = s.name() {
+                if crate::dwarf::reads_section(name) {
+                    if let Ok(data) = s.uncompressed_data() {
+                        debug.insert(name.to_string(), data);
+                    }
                 }
             }
         }
         let unit_paths = crate::dwarf::unit_paths(&debug);
+        drop(debug);
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = hex(&Sha256::digest(&bytes[..]));
         Ok(TargetFile {
             path: path.to_path_buf(),
             file_name,

@@ -295,3 +295,61 @@ fn function_moved_to_another_file_replaces_the_old_copy() {
         "{map:?}"
     );
 }
+
+#[test]
+fn a_folder_of_one_pair_builds_as_the_pair_does_and_identical_files_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = [
+        (
+            "old",
+            "long f(long x) { return x + 1; }\nlong g(long x) { return x * 3; }\n",
+        ),
+        (
+            "new",
+            "long f(long x) { return x + 2; }\nlong g(long x) { return x * 3; }\n",
+        ),
+    ];
+    for (side, text) in sources {
+        let d = dir.path().join(side);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("u.c"), text).unwrap();
+        let flags = [
+            "-O2",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIC",
+        ];
+        let mut args = flags.to_vec();
+        args.extend(["-c", "u.c", "-o", "u.o"]);
+        gcc(&args, &d);
+    }
+    let same = dir.path().join("same");
+    std::fs::create_dir_all(&same).unwrap();
+    std::fs::copy(dir.path().join("old/u.o"), same.join("u.o")).unwrap();
+    gcc(&["-shared", "old/u.o", "-o", "libu.so"], dir.path());
+    let opts = |old: &str, new: &str| BuildOptions {
+        target: dir.path().join("libu.so"),
+        old: dir.path().join(old),
+        new: dir.path().join(new),
+        name: "one".into(),
+        version: "1".into(),
+        ..Default::default()
+    };
+    let folder = build(&opts("old", "new")).unwrap();
+    let names: Vec<_> = folder.manifest.functions.iter().map(|f| &f.name).collect();
+    assert_eq!(names, ["f"], "{:#?}", folder.manifest.functions);
+    let pair = build(&opts("old/u.o", "new/u.o")).unwrap();
+    assert_eq!(folder.manifest.functions, pair.manifest.functions);
+    assert_eq!(folder.payloads, pair.payloads);
+    let unchanged = build(&opts("old", "same")).unwrap();
+    assert!(unchanged.manifest.functions.is_empty());
+    assert!(
+        unchanged
+            .notes
+            .iter()
+            .any(|n| n.contains("no function changed")),
+        "{:?}",
+        unchanged.notes
+    );
+}

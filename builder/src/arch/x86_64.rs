@@ -118,10 +118,14 @@ fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
 
 /// `(start, end)` of every instruction of a code section, in order.
 pub fn instruction_bounds(code: &[u8]) -> Vec<(u64, u64)> {
-    decode_all(code, 0)
-        .iter()
-        .map(|i| (i.ip(), i.next_ip()))
-        .collect()
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        out.push((instruction.ip(), instruction.next_ip()));
+    }
+    out
 }
 
 /// The bias to add to a PC-relative relocation's addend to get the offset it really designates
