@@ -122,3 +122,94 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
         let _ = lpkg_kernel::maps::parse(1, &m.mutate(&maps));
     }
 }
+
+/// The builder's inputs (old and new objects, the target binary) are the release engineer's
+/// files, but a damaged or foreign one must still end in an error, not a panic: the ELF,
+/// relocation, DWARF and line-program readers all see the mutations.
+#[test]
+fn mutated_objects_and_targets_are_refused_not_panicked_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = |version: u32| {
+        format!(
+            "#include <stdio.h>\n#include <string.h>\n\
+             static const char *names[] = {{\"a\", \"bc\", \"def\"}};\n\
+             struct point {{ long x, y; }};\n\
+             static __thread long calls;\n\
+             __attribute__((noinline)) long measure(struct point *p, long k) {{\n\
+               calls++;\n  return p->x * {version} + p->y + (long)strlen(names[k % 3]);\n}}\n\
+             __attribute__((noinline)) long twice(long x) {{ return x * 2; }}\n\
+             int main(int argc, char **argv) {{\n\
+               struct point p = {{argc, 2}};\n  (void)argv;\n\
+               printf(\"%ld %ld\\n\", measure(&p, argc), twice(argc));\n  return 0;\n}}\n"
+        )
+    };
+    let compile = |version: u32| {
+        let src = dir.path().join(format!("v{version}.c"));
+        let obj = dir.path().join(format!("v{version}.o"));
+        std::fs::write(&src, source(version)).unwrap();
+        let out = Command::new("gcc")
+            .args([
+                "-O2",
+                "-g",
+                "-fPIE",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-c",
+            ])
+            .arg(&src)
+            .arg("-o")
+            .arg(&obj)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        obj
+    };
+    let (old, new) = (compile(1), compile(2));
+    let target = dir.path().join("app");
+    let out = Command::new("gcc")
+        .args(["-pie", "-Wl,--build-id"])
+        .arg(&old)
+        .arg("-o")
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let options = |target: &std::path::Path, old: &std::path::Path, new: &std::path::Path| {
+        lpkg_builder::BuildOptions {
+            target: target.to_owned(),
+            old: old.to_owned(),
+            new: new.to_owned(),
+            name: "fix".into(),
+            version: "1".into(),
+            ..Default::default()
+        }
+    };
+    let built = lpkg_builder::build(&options(&target, &old, &new)).expect("the real pair builds");
+    assert!(built.manifest.functions.iter().any(|f| f.name == "measure"));
+
+    let seeds = [
+        std::fs::read(&old).unwrap(),
+        std::fs::read(&new).unwrap(),
+        std::fs::read(&target).unwrap(),
+    ];
+    let mutated = dir.path().join("mutated");
+    let mut m = Mutator(0x5151_2026_1127);
+    for i in 0..6000 {
+        let which = i % 3;
+        std::fs::write(&mutated, m.mutate(&seeds[which])).unwrap();
+        let opts = match which {
+            0 => options(&target, &mutated, &new),
+            1 => options(&target, &old, &mutated),
+            _ => options(&mutated, &old, &new),
+        };
+        let _ = lpkg_builder::build(&opts);
+    }
+}

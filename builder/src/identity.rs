@@ -137,10 +137,11 @@ impl Analysis {
         let Some(sec) = s.section else {
             return Ref::Undefined {
                 name: s.name.clone(),
-                off: rel.addend + b,
+                off: rel.addend.wrapping_add(b),
             };
         };
-        let off = s.value as i64 + rel.addend + b;
+        // Wrapping: a damaged object may hold any addend; the sum only has to compare equal.
+        let off = (s.value as i64).wrapping_add(rel.addend).wrapping_add(b);
         let section = &obj.sections[sec];
         if section.exec() {
             let f = obj.covering_symbol(sec, off.max(0) as u64).or_else(|| {
@@ -152,7 +153,7 @@ impl Analysis {
                 let f = &obj.symbols[f];
                 return Ref::Func {
                     name: f.name.clone(),
-                    off: off - f.value as i64,
+                    off: off.wrapping_sub(f.value as i64),
                 };
             }
             return Ref::Content { sec, off };
@@ -168,7 +169,7 @@ impl Analysis {
         match d {
             Some(d) => Ref::Data {
                 sym: d,
-                off: off - obj.symbols[d].value as i64,
+                off: off.wrapping_sub(obj.symbols[d].value as i64),
             },
             None => Ref::Content { sec, off },
         }

@@ -272,15 +272,25 @@ impl<'a> ModuleWriter<'a> {
                     });
                 }
                 // Raw offset into the referenced symbol's section, without bias.
-                let raw = target_sym.value as i64 + rel.addend;
+                let raw = (target_sym.value as i64).wrapping_add(rel.addend);
                 let r = side.analysis.resolve(&side.obj, &rel, code);
                 let (symbol, addend) = match r {
                     Ref::Undefined { name, .. } => {
                         (self.global_symbol(u, units, &name)?, rel.addend)
                     }
                     Ref::Func { name, .. } => {
-                        let fsym = &side.obj.symbols[side.analysis.functions[&name]];
-                        let addend = raw - fsym.value as i64;
+                        let Some(&f) = side.analysis.functions.get(&name) else {
+                            return Err(Error::BadInput {
+                                path: side.obj.path.clone(),
+                                reason: format!(
+                                    "a relocation at {:#x} in {holder} reaches into {name}, \
+                                     which is not a function of its own",
+                                    rel.offset
+                                ),
+                            });
+                        };
+                        let fsym = &side.obj.symbols[f];
+                        let addend = raw.wrapping_sub(fsym.value as i64);
                         let local = fsym.local;
                         if !self.functions.contains_key(&(u, name.clone()))
                             && !self.in_target(u, units, &name, local)?

@@ -118,6 +118,12 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
+/// The largest section alignment accepted (gcc uses up to a page; a huge page is generous).
+const MAX_ALIGN: u64 = 1 << 21;
+
+/// The laid-out sections of one object must fit in this many bytes (a module is mapped whole).
+const MAX_LAYOUT: u64 = 1 << 40;
+
 impl Obj {
     /// Parses the bytes of an ELF64 x86_64 relocatable object read from `path`.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Obj, Error> {
@@ -191,12 +197,27 @@ impl Obj {
             }
             let flags = sh.sh_flags(endian);
             let align = sh.sh_addralign(endian).max(1);
+            if !align.is_power_of_two() || align > MAX_ALIGN {
+                return Err(bad(
+                    path,
+                    format!(
+                    "section {name} has an alignment of {align:#x} (a power of two up to {MAX_ALIGN:#x} expected)"
+                ),
+                ));
+            }
             let size = sh.sh_size(endian);
             let mut addr = 0;
             if flags & u64::from(elf::SHF_ALLOC) != 0 {
-                next_addr = next_addr.div_ceil(align) * align;
-                addr = next_addr;
-                next_addr += size.max(1);
+                addr = next_addr
+                    .checked_next_multiple_of(align)
+                    .filter(|a| a.checked_add(size).is_some_and(|end| end <= MAX_LAYOUT))
+                    .ok_or_else(|| {
+                        bad(
+                            path,
+                            format!("section {name} of {size:#x} bytes does not fit"),
+                        )
+                    })?;
+                next_addr = addr + size.max(1);
             }
             sections[idx] = Sec {
                 name,
@@ -238,6 +259,12 @@ impl Obj {
             } else {
                 None
             };
+            if section.is_some_and(|s| s >= sections.len()) {
+                return Err(bad(
+                    path,
+                    format!("symbol {name} is in section {shndx}, which does not exist"),
+                ));
+            }
             let mut name = name;
             if kind == SymKind::Section {
                 name = section
@@ -253,6 +280,19 @@ impl Obj {
                 value: sym.st_value(endian),
                 size: sym.st_size(endian),
             });
+        }
+        for sec in &sections {
+            if let Some(r) = sec.relocs.iter().find(|r| {
+                r.sym >= symbols.len() || r.offset.checked_add(4).is_none_or(|end| end > sec.size)
+            }) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "a relocation of section {} at {:#x} names symbol {} or lies outside the section",
+                        sec.name, r.offset, r.sym
+                    ),
+                ));
+            }
         }
         for (i, s) in symbols.iter().enumerate() {
             if matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls) {
