@@ -402,11 +402,11 @@ fn apply_verified(
     match result {
         Ok((mut report, paused, running)) => {
             let (ptrace, waits) = (tracee.ptrace_requests(), tracee.waits());
-            tracee.detach_first(&running)?;
+            let detached = tracee.detach_first(&running)?;
             // The detach consumes the tracee: add its one PTRACE_DETACH per thread here.
             report.switch.ptrace = ptrace - report.switch.ptrace + report.switch.threads as u64;
             report.switch.waits = waits - report.switch.waits;
-            report.pause = paused.elapsed();
+            report.pause = detached.duration_since(paused);
             Ok(report)
         }
         Err(error) => {
