@@ -58,8 +58,8 @@ pub struct ApplyReport {
 }
 
 /// What the switch cost, from the first stop of the process to the detach, failed attempts
-/// included. Not counted: one /proc/PID/task listing per stop, and the system calls of
-/// init routines run in the target.
+/// included. Not counted: one read of /proc/PID/stat per stop (the thread count), and the
+/// system calls of init routines run in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SwitchProfile {
     /// Threads of the process at the switch.

@@ -80,6 +80,8 @@ pub struct Tracee {
     boost: Option<Boost>,
     /// False once raising it failed (not permitted, or real-time already): not tried again.
     may_boost: bool,
+    /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
+    stat: Option<std::fs::File>,
     detached: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -108,6 +110,7 @@ impl Tracee {
             injected: Cell::new(0),
             boost: None,
             may_boost: true,
+            stat: procfs::open_stat(pid),
             detached: false,
             _not_send: PhantomData,
         };
@@ -214,7 +217,15 @@ impl Tracee {
             }
             self.wait_stopping(deadline)?;
             // Every clone event was seen (each creator reached its interrupt stop after it), so
-            // /proc should list nothing new; a rescan guards against anything we missed.
+            // there should be no thread we do not know of. A thread count guards against
+            // anything we missed (a thread created by one seized mid-clone is not traced): the
+            // known threads are alive and stopped, so as many threads as we know means none
+            // else; one read, where a listing of /proc/PID/task is four system calls and grows
+            // with the threads. Any other count (a zombie leader counts) lists them.
+            if self.stat.as_ref().and_then(procfs::thread_count) == Some(self.threads.len()) {
+                self.boost();
+                return Ok(());
+            }
             let mut new = false;
             for tid in procfs::tasks(self.pid)? {
                 if self.threads.contains_key(&tid) {
