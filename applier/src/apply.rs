@@ -58,8 +58,8 @@ pub struct ApplyReport {
 }
 
 /// What the switch cost, from the first stop of the process to the detach, failed attempts
-/// included. Not counted: one /proc/PID/task listing per stop, and the system calls of
-/// init routines run in the target.
+/// included. Not counted: one read of /proc/PID/stat per stop (the thread count), and the
+/// system calls of init routines run in the target.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SwitchProfile {
     /// Threads of the process at the switch.
@@ -402,11 +402,11 @@ fn apply_verified(
     match result {
         Ok((mut report, paused, running)) => {
             let (ptrace, waits) = (tracee.ptrace_requests(), tracee.waits());
-            tracee.detach_first(&running)?;
+            let detached = tracee.detach_first(&running)?;
             // The detach consumes the tracee: add its one PTRACE_DETACH per thread here.
             report.switch.ptrace = ptrace - report.switch.ptrace + report.switch.threads as u64;
             report.switch.waits = waits - report.switch.waits;
-            report.pause = paused.elapsed();
+            report.pause = detached.duration_since(paused);
             Ok(report)
         }
         Err(error) => {

@@ -17,6 +17,14 @@ pub struct Guarded {
     pub function: String,
 }
 
+/// Longest run of back-to-back checks of a suspect found executing guarded code, before the
+/// usual backoff: a hot function is left for a moment many times a second, so enough quick
+/// looks find the thread outside.
+const QUICK_CHECKS: u32 = 1000;
+/// The pause between two quick checks (timer slack adds about as much): the suspect runs at
+/// least about three quarters of the time while it is being checked.
+const QUICK_INTERVAL: Duration = Duration::from_micros(50);
+
 /// Stops every thread of `tracee` with none of them inside `guarded`, retrying with backoff
 /// (the process runs between attempts) until `timeout`. On success the process is stopped.
 /// Returns what it took, for profiles.
@@ -24,7 +32,10 @@ pub struct Guarded {
 /// A thread found busy is likely busy again at the next attempt (a hot function): it is then
 /// stopped and checked alone first, and the others are stopped only once it is clear, so a
 /// failed attempt costs one thread stop instead of a stop of the whole process. The main
-/// thread, the one most often running the program's hot loop, is the first suspect.
+/// thread, the one most often running the program's hot loop, is the first suspect. A
+/// suspect found executing (not blocked in a system call) is checked again and again at a
+/// short interval ([`QUICK_CHECKS`]) before the backoff: a function that keeps its thread
+/// 99 % of the time is only left for moments, which rare attempts would almost never see.
 pub fn stop_clear(
     tracee: &mut Tracee,
     guarded: &[Guarded],
@@ -33,27 +44,22 @@ pub fn stop_clear(
     // Parse the CFI while the process still runs: the stopped time is only stack copies.
     let mut cfi = CfiCache::load(tracee.pid())?;
     let started = Instant::now();
+    let deadline = started + timeout;
     // Short at first: a retry on a hot function stops one thread for a few microseconds.
     let mut backoff = Duration::from_micros(100);
     let mut attempts = Attempts::default();
     let mut suspect: Option<Pid> = Some(tracee.pid());
     loop {
         attempts.running.clear();
-        // Some(true): the suspect was stopped alone and is clear; Some(false): still busy.
         let suspect_clear = match suspect {
-            Some(tid) if tracee.stop_thread(tid)? => {
-                attempts.single_stops += 1;
-                Some(
-                    busy_threads(tracee, &[tid], &mut cfi, guarded, true, &mut attempts)?
-                        .is_empty(),
-                )
-            }
-            _ => None,
+            Some(tid) => check_alone(tracee, tid, &mut cfi, guarded, deadline, &mut attempts)?,
+            None => None,
         };
         if suspect_clear != Some(false) {
             tracee.stop()?;
             attempts.stops += 1;
-            // A suspect found clear stays stopped from its check on: no need to check it again.
+            // A suspect found clear stayed stopped from its check on (`stop` leaves a stopped
+            // thread as it is), so its check still holds: no need to check it again.
             let others: Vec<Pid> = tracee
                 .threads()
                 .into_iter()
@@ -63,7 +69,7 @@ pub fn stop_clear(
             let busy = busy_threads(tracee, &others, &mut cfi, guarded, true, &mut attempts)?;
             match busy.first() {
                 None => return Ok(attempts),
-                Some(&(tid, _)) => suspect = Some(tid),
+                Some(b) => suspect = Some(b.tid),
             }
         }
         if lpkg_kernel::interrupt::requested() {
@@ -72,7 +78,7 @@ pub fn stop_clear(
                 step: "waiting for busy threads",
             });
         }
-        if started.elapsed() >= timeout {
+        if Instant::now() >= deadline {
             // Name every busy thread, all stopped.
             tracee.stop()?;
             let all = tracee.threads();
@@ -83,13 +89,51 @@ pub fn stop_clear(
             }
             return Err(Error::Busy {
                 waited: started.elapsed(),
-                busy: busy.into_iter().map(|(_, why)| why).collect(),
+                busy: busy.into_iter().map(|b| b.why).collect(),
             });
         }
         tracee.resume()?;
-        std::thread::sleep(backoff.min(timeout.saturating_sub(started.elapsed())));
+        std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
         backoff = (backoff * 2).min(Duration::from_millis(100));
     }
+}
+
+/// Stops thread `tid` alone and checks it: `Some(true)` when it is clear (it stays stopped),
+/// `Some(false)` when it is still busy (stopped too), `None` when it is gone. A thread busy
+/// executing is resumed and checked again up to [`QUICK_CHECKS`] times first; one blocked in
+/// a system call is not: it leaves only when the call returns, which quick looks cannot hurry.
+fn check_alone(
+    tracee: &mut Tracee,
+    tid: Pid,
+    cfi: &mut CfiCache,
+    guarded: &[Guarded],
+    deadline: Instant,
+    attempts: &mut Attempts,
+) -> Result<Option<bool>, Error> {
+    for check in 1..=QUICK_CHECKS {
+        if !tracee.stop_thread(tid)? {
+            return Ok(None);
+        }
+        attempts.single_stops += 1;
+        let Some(busy) = busy_threads(tracee, &[tid], cfi, guarded, true, attempts)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(Some(true));
+        };
+        let again = busy.executing
+            && check < QUICK_CHECKS
+            && Instant::now() < deadline
+            && !lpkg_kernel::interrupt::requested();
+        if !again {
+            return Ok(Some(false));
+        }
+        // Only this thread is stopped: resuming the process resumes it alone.
+        attempts.running.clear();
+        tracee.resume()?;
+        std::thread::sleep(QUICK_INTERVAL);
+    }
+    Ok(Some(false))
 }
 
 /// What [`stop_clear`] did.
@@ -106,8 +150,17 @@ pub struct Attempts {
     pub stacks: u64,
 }
 
+/// A thread found inside guarded code.
+struct Busy {
+    tid: Pid,
+    /// Running code rather than blocked in a system call.
+    executing: bool,
+    /// The line of the message.
+    why: String,
+}
+
 /// Every thread that executes, or will return into, guarded code, with why, for the message;
-/// only the first one with `first_only`.
+/// with `first_only`, only the first one, and no why (a retry needs neither).
 fn busy_threads(
     tracee: &Tracee,
     tids: &[Pid],
@@ -115,20 +168,19 @@ fn busy_threads(
     guarded: &[Guarded],
     first_only: bool,
     attempts: &mut Attempts,
-) -> Result<Vec<(Pid, String)>, Error> {
+) -> Result<Vec<Busy>, Error> {
     let mut busy = Vec::new();
     for &tid in tids {
         if first_only && !busy.is_empty() {
             break;
         }
         let regs = tracee.registers(tid)?;
-        if regs.syscall_nr().is_none() {
+        let executing = regs.syscall_nr().is_none();
+        if executing {
             attempts.running.push(tid);
         }
         let trace = cfi.backtrace(&regs);
         attempts.stacks += 1;
-        // Read only for a message: /proc costs three system calls per thread.
-        let name = || tracee.thread_name(tid);
         let hit = trace.frames.iter().enumerate().find_map(|(depth, f)| {
             // A return address may be one past the function's end (a call as last insn).
             let probe = if f.executing { f.pc } else { f.pc - 1 };
@@ -137,29 +189,43 @@ fn busy_threads(
                 .find(|g| g.range.contains(&probe))
                 .map(|g| (depth, *f, g))
         });
-        match hit {
-            Some((0, f, g)) => busy.push((tid, format!(
-                "thread {tid} ({}) is executing {} (pc {:#x})",
-                name(),
-                g.function,
-                f.pc
-            ))),
-            Some((_, f, g)) if regs.syscall_nr().is_some() => busy.push((tid, format!(
-                "thread {tid} ({}) is blocked in a system call inside {} (return address {:#x}): it will not leave until the call returns",
-                name(), g.function, f.pc
-            ))),
-            Some((_, f, g)) => busy.push((tid, format!(
-                "thread {tid} ({}) will return into {} (return address {:#x})",
-                name(), g.function, f.pc
-            ))),
-            None if !trace.complete => busy.push((tid, format!(
-                "thread {tid} ({}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
-                name(),
+        if hit.is_none() && trace.complete {
+            continue;
+        }
+        if first_only {
+            busy.push(Busy {
+                tid,
+                executing,
+                why: String::new(),
+            });
+            continue;
+        }
+        // Read only for the message: /proc costs three system calls per thread.
+        let name = tracee.thread_name(tid);
+        let why = match hit {
+            Some((0, f, g)) => format!(
+                "thread {tid} ({name}) is executing {} (pc {:#x})",
+                g.function, f.pc
+            ),
+            Some((_, f, g)) if !executing => format!(
+                "thread {tid} ({name}) is blocked in a system call inside {} (return address {:#x}): it will not leave until the call returns",
+                g.function, f.pc
+            ),
+            Some((_, f, g)) => format!(
+                "thread {tid} ({name}) will return into {} (return address {:#x})",
+                g.function, f.pc
+            ),
+            None => format!(
+                "thread {tid} ({name}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
                 trace.frames.last().map_or(0, |f| f.pc),
                 trace.stopped
-            ))),
-            None => {}
-        }
+            ),
+        };
+        busy.push(Busy {
+            tid,
+            executing,
+            why,
+        });
     }
     Ok(busy)
 }

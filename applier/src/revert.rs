@@ -212,15 +212,22 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
                 }
             }
         }
-        tracee.munmap(body.module_address, body.module_len)?;
-        checkpoint::reached("revert:module-unmapped");
-        tracee.munmap(record.address, record.len)?;
         Ok((restored, attempts.running))
     })();
     match result {
         Ok((restored, running)) => {
             // Straight from the stop: detaching resumes every thread, the running ones first.
-            tracee.detach_first(&running)?;
+            // The worker thread stays stopped alone to unmap what no thread can reach any
+            // more (no jump leads there, no thread is in it or returns into it): those system
+            // calls are not in the others' pause.
+            tracee.detach_others_first(&running)?;
+            let unmapped = (|| -> Result<(), Error> {
+                tracee.munmap(body.module_address, body.module_len)?;
+                checkpoint::reached("revert:module-unmapped");
+                Ok(tracee.munmap(record.address, record.len)?)
+            })();
+            tracee.detach()?;
+            unmapped?;
             Ok(RevertReport {
                 id: body.id.clone(),
                 name: body.name.clone(),

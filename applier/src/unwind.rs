@@ -395,7 +395,24 @@ fn walk(
     for _ in 0..MAX_FRAMES {
         let frame = *frames.last().expect("never empty");
         let pc = frame.pc;
-        if !frame.executing && memory.is_restore_rt(pc) {
+        // A return address points after the call: look up the call itself.
+        let lookup = if frame.executing {
+            pc
+        } else {
+            pc.wrapping_sub(1)
+        };
+        let object = objects.iter().find(|o| o.covers(lookup));
+        let fde = object.and_then(|o| o.fde(lookup));
+        // A return address whose call is in the same ordinary function (one FDE without the
+        // 'S' signal-frame augmentation) is not a signal trampoline: glibc's is covered by an
+        // 'S' FDE that starts one byte before it, one without CFI starts where no FDE of
+        // another function goes on. So the target's code is read only where a trampoline can
+        // be, not at every frame of every thread, in the pause.
+        let ordinary = match (object, &fde) {
+            (Some(o), Some(f)) => !f.is_signal_trampoline() && f.contains(pc.wrapping_sub(o.bias)),
+            _ => false,
+        };
+        if !frame.executing && !ordinary && memory.is_restore_rt(pc) {
             // A signal frame: the interrupted context is saved in the ucontext at sp.
             let Some(sp) = reg[SP] else {
                 return incomplete(frames, "bad signal frame");
@@ -413,16 +430,10 @@ fn walk(
             }
             continue;
         }
-        // A return address points after the call: look up the call itself.
-        let lookup = if frame.executing {
-            pc
-        } else {
-            pc.wrapping_sub(1)
-        };
-        let Some(object) = objects.iter().find(|o| o.covers(lookup)) else {
+        let Some(object) = object else {
             return incomplete(frames, "code outside any object");
         };
-        let Some(fde) = object.fde(lookup) else {
+        let Some(fde) = fde else {
             if frames.len() > 1 {
                 return incomplete(frames, "no CFI for this code");
             }
@@ -578,6 +589,51 @@ mod tests {
             [(0x1000, true), (0x1010, false), (0x1020, false)]
         );
         assert!(trace.complete, "{}", trace.stopped);
+    }
+
+    /// A stack copy that counts the signal-trampoline checks (each a read of the target's
+    /// code, in the pause).
+    struct Counting<'a> {
+        memory: SliceMemory<'a>,
+        code_reads: usize,
+    }
+
+    impl Memory for Counting<'_> {
+        fn u64(&mut self, address: u64) -> Option<u64> {
+            self.memory.u64(address)
+        }
+
+        fn is_restore_rt(&mut self, pc: u64) -> bool {
+            self.code_reads += 1;
+            self.memory.is_restore_rt(pc)
+        }
+    }
+
+    #[test]
+    fn return_addresses_inside_ordinary_functions_read_no_code() {
+        let stack = words(&[0x1010, 0x1020, 0], 0);
+        let objects = [ObjectCfi::from_eh_frame(
+            eh_frame(),
+            EH_FRAME_AT,
+            0,
+            vec![CODE],
+        )];
+        let mut memory = Counting {
+            memory: SliceMemory {
+                base: SP0,
+                bytes: &stack,
+            },
+            code_reads: 0,
+        };
+        let trace = walk(
+            &objects,
+            &mut UnwindContext::new(),
+            &regs(0x1000, SP0),
+            &mut memory,
+        );
+        assert!(trace.complete, "{}", trace.stopped);
+        assert_eq!(trace.frames.len(), 3);
+        assert_eq!(memory.code_reads, 0);
     }
 
     #[test]

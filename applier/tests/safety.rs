@@ -377,3 +377,92 @@ fn a_thread_parked_in_patch_code_is_unwound_through_it() {
     apply(target.pid(), b, &s.trust, &options(2000)).unwrap();
     target.wait_for(|l| l == "10 101", "B's outer");
 }
+
+/// A target whose thread `hot` spends nearly all its time in `hash` (FNV-1a of 128 bytes,
+/// about 100 ns), called in a tight loop; `main` prints the low bit of the last hash every
+/// 10 ms: 0 with the old `hash`, 1 with the fixed one.
+const HOT: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+unsigned char data[128];
+volatile unsigned long last;
+
+__attribute__((noipa)) unsigned long hash(const unsigned char *p, unsigned long n) {
+    unsigned long h = 14695981039346656037ul;
+    for (unsigned long i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ul;
+#ifdef FIX
+    return h | 1;
+#else
+    return h & ~1ul;
+#endif
+}
+
+static void *hot(void *arg) {
+    (void)arg;
+    for (;;) last = hash(data, sizeof data);
+    return 0;
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    pthread_t t;
+    pthread_create(&t, NULL, hot, NULL);
+    pthread_setname_np(t, "hot");
+    for (;;) {
+        printf("hash %lu\n", last & 1);
+        usleep(10000);
+    }
+}
+"#;
+
+/// The hot target and the package fixing its `hash`.
+fn hot() -> &'static (tempfile::TempDir, Vec<u8>) {
+    static BUILT: std::sync::OnceLock<(tempfile::TempDir, Vec<u8>)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("hot.c"), HOT).unwrap();
+        let flags = ["-O2", "-g", "-ffunction-sections", "-fPIE", "-c", "hot.c"];
+        for (obj, define) in [("old.o", "-DOLD"), ("new.o", "-DFIX")] {
+            let mut args = flags.to_vec();
+            args.extend([define, "-o", obj]);
+            util::gcc_in(d, &args);
+        }
+        util::gcc_in(d, &["-pie", "-pthread", "old.o", "-o", "hot"]);
+        let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
+            target: d.join("hot"),
+            old: d.join("old.o"),
+            new: d.join("new.o"),
+            name: "hot".into(),
+            version: "1".into(),
+            ..Default::default()
+        })
+        .expect("package builds");
+        let mut package = lpkg_format::Package::new(built.manifest, built.payloads).unwrap();
+        package
+            .sign(&lpkg_format::SecretKey::from_seed(util::SEED))
+            .unwrap();
+        (dir, package.to_bytes())
+    })
+}
+
+#[test]
+fn a_thread_looping_on_a_hot_function_being_replaced_is_patched() {
+    let (dir, package) = hot();
+    let target = Target::start(&dir.path().join("hot"), "");
+    target.wait_for(|l| l == "hash 0", "the old hash");
+    // The default timeout: a hot function must not need a longer one.
+    apply(
+        target.pid(),
+        package,
+        &util::trust(),
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    target.wait_for(|l| l == "hash 1", "the fixed hash");
+    // Now the thread loops in the new `hash`, inside the module revert removes.
+    revert(target.pid(), &Selection::Latest, Duration::from_secs(10)).unwrap();
+    target.wait_for(|l| l == "hash 0", "the old hash again");
+}

@@ -13,6 +13,7 @@ pub mod interrupt;
 pub mod maps;
 pub mod memory;
 pub mod objects;
+mod priority;
 mod procfs;
 mod ptrace;
 mod remote_call;

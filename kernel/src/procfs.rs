@@ -104,3 +104,40 @@ fn is_zombie(stat: &std::path::Path) -> bool {
             .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X']))
     })
 }
+
+/// /proc/PID/stat of process `pid`, opened once to be read again and again ([`thread_count`]).
+pub(crate) fn open_stat(pid: Pid) -> Option<std::fs::File> {
+    std::fs::File::open(format!("/proc/{pid}/stat")).ok()
+}
+
+/// The number of threads (field 20, `num_threads`) in an open /proc/PID/stat: one `pread`.
+/// Threads that exited count until reaped; a zombie leader counts. `None` when unreadable.
+pub(crate) fn thread_count(stat: &std::fs::File) -> Option<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 1024];
+    let len = stat.read_at(&mut buf, 0).ok()?;
+    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    // The fields after the parenthesised command name (which may hold ')') start at field 3.
+    let (_, rest) = text.rsplit_once(") ")?;
+    rest.split_ascii_whitespace().nth(20 - 3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_the_threads_of_a_process_again_and_again() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let stat = open_stat(child.id() as Pid).unwrap();
+        assert_eq!(thread_count(&stat), Some(1));
+        assert_eq!(thread_count(&stat), Some(1));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Reaped: the file stays open but the process is gone.
+        assert_eq!(thread_count(&stat), None);
+    }
+}

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::arch::current::{AltStack, Registers};
+use crate::priority::Boost;
 use crate::ptrace::{self, Stop};
 use crate::{procfs, Error, Pid, Result};
 
@@ -74,6 +75,13 @@ pub struct Tracee {
     waits: Cell<u64>,
     /// System calls injected so far, for profiles.
     pub(crate) injected: Cell<u64>,
+    /// This thread's real-time priority while the whole process is stopped (see `priority`):
+    /// from the end of [`Tracee::stop`] to the resume or the last detach.
+    boost: Option<Boost>,
+    /// False once raising it failed (not permitted, or real-time already): not tried again.
+    may_boost: bool,
+    /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
+    stat: Option<std::fs::File>,
     detached: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -100,6 +108,9 @@ impl Tracee {
             ptrace_requests: Cell::new(0),
             waits: Cell::new(0),
             injected: Cell::new(0),
+            boost: None,
+            may_boost: true,
+            stat: procfs::open_stat(pid),
             detached: false,
             _not_send: PhantomData,
         };
@@ -206,7 +217,15 @@ impl Tracee {
             }
             self.wait_stopping(deadline)?;
             // Every clone event was seen (each creator reached its interrupt stop after it), so
-            // /proc should list nothing new; a rescan guards against anything we missed.
+            // there should be no thread we do not know of. A thread count guards against
+            // anything we missed (a thread created by one seized mid-clone is not traced): the
+            // known threads are alive and stopped, so as many threads as we know means none
+            // else; one read, where a listing of /proc/PID/task is four system calls and grows
+            // with the threads. Any other count (a zombie leader counts) lists them.
+            if self.stat.as_ref().and_then(procfs::thread_count) == Some(self.threads.len()) {
+                self.boost();
+                return Ok(());
+            }
             let mut new = false;
             for tid in procfs::tasks(self.pid)? {
                 if self.threads.contains_key(&tid) {
@@ -226,6 +245,8 @@ impl Tracee {
                 }
             }
             if !new {
+                // Not before: threads sharing this CPU must run to reach their stop.
+                self.boost();
                 return Ok(());
             }
         }
@@ -425,6 +446,7 @@ impl Tracee {
             }
         }
         self.send_deferred();
+        self.boost = None;
         Ok(())
     }
 
@@ -432,17 +454,53 @@ impl Tracee {
     /// resumes a stopped thread, so detach straight from a stop rather than resume first:
     /// a running process has to be stopped again before it can be detached.
     pub fn detach(mut self) -> Result<()> {
-        self.detach_all(&[])
+        self.detach_all(&[]).map(|_| ())
     }
 
     /// [`Tracee::detach`], detaching the threads of `first` before the others. From a stop,
     /// threads resume in the order they are detached: the ones that were running (not blocked
-    /// in a system call) are the ones the wait delays for sure.
-    pub fn detach_first(mut self, first: &[Pid]) -> Result<()> {
+    /// in a system call) are the ones the wait delays for sure. Returns when the last thread
+    /// was detached: the end of the pause. (This thread's priority is restored after that, and
+    /// a target thread waiting for this CPU may then take it before the call returns.)
+    pub fn detach_first(mut self, first: &[Pid]) -> Result<Instant> {
         self.detach_all(first)
     }
 
-    fn detach_all(&mut self, first: &[Pid]) -> Result<()> {
+    /// Detach every thread but the worker (the one injected system calls run on), the threads
+    /// of `first` first, straight from a stop of the whole process; the worker stays stopped,
+    /// as after [`Tracee::stop_one`]. For system calls that must follow a switch but need not
+    /// hold up the other threads (unmapping what nothing can reach any more); a later
+    /// [`Tracee::detach`] lets the worker go. Returns when the last of them was detached.
+    pub fn detach_others_first(&mut self, first: &[Pid]) -> Result<Instant> {
+        self.require_stopped()?;
+        let worker = self.worker_thread()?;
+        let mut order: Vec<Pid> = first
+            .iter()
+            .copied()
+            .filter(|&tid| self.threads.contains_key(&tid) && tid != worker)
+            .collect();
+        order.extend(
+            self.threads
+                .keys()
+                .filter(|&&tid| !first.contains(&tid) && tid != worker),
+        );
+        let mut first_error = None;
+        for &tid in &order {
+            self.detach_thread(tid, &mut first_error);
+        }
+        let detached = Instant::now();
+        self.altstacks.retain(|&tid, _| tid == worker);
+        // The worker's signals wait for its own resume: sent now, they would stop it.
+        let (worker_signals, others) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|&(tid, _, _)| tid == worker);
+        self.deferred = others;
+        self.send_deferred();
+        self.deferred = worker_signals;
+        first_error.map_or(Ok(detached), Err)
+    }
+
+    fn detach_all(&mut self, first: &[Pid]) -> Result<Instant> {
         self.detached = true;
         if !self.is_stopped() {
             self.stop()?;
@@ -467,9 +525,11 @@ impl Tracee {
             let _ = self.release_call_trampoline();
             self.detach_thread(worker, &mut first_error);
         }
+        let detached = Instant::now();
         self.threads.clear();
         self.send_deferred();
-        first_error.map_or(Ok(()), Err)
+        self.boost = None;
+        first_error.map_or(Ok(detached), Err)
     }
 
     fn detach_thread(&mut self, tid: Pid, first_error: &mut Option<Error>) {
@@ -505,6 +565,14 @@ impl Tracee {
     /// waitpid calls this `Tracee` made so far while stopping threads. For profiles.
     pub fn waits(&self) -> u64 {
         self.waits.get()
+    }
+
+    /// Raise this thread's priority for as long as the whole process is stopped.
+    fn boost(&mut self) {
+        if self.boost.is_none() && self.may_boost {
+            self.boost = Boost::raise();
+            self.may_boost = self.boost.is_some();
+        }
     }
 
     fn count_ptrace(&self) {

@@ -161,7 +161,8 @@ pub fn built_with_routines() -> &'static [u8] {
     package
 }
 
-const SEED: [u8; 32] = [7; 32];
+/// The seed of the key that signs the test packages ([`trust`] trusts it).
+pub const SEED: [u8; 32] = [7; 32];
 
 /// The trust store holding the test signer (the same in every process).
 pub fn trust() -> TrustStore {
