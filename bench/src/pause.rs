@@ -244,22 +244,9 @@ pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
             if repeat % 2 == 0 {
                 plain = Some(rate()?);
             }
-            let report = target.while_held(|| {
-                Ok(lpkg_applier::apply(
-                    pid,
-                    &package,
-                    &trust,
-                    &ApplyOptions::default(),
-                )?)
-            })?;
+            let report = lpkg_applier::apply(pid, &package, &trust, &ApplyOptions::default())?;
             let patched = rate()?;
-            target.while_held(|| {
-                Ok(lpkg_applier::revert(
-                    pid,
-                    &Selection::Latest,
-                    Duration::from_secs(10),
-                )?)
-            })?;
+            lpkg_applier::revert(pid, &Selection::Latest, Duration::from_secs(10))?;
             let plain = match plain {
                 Some(p) => p,
                 None => rate()?,

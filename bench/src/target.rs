@@ -21,10 +21,8 @@ const READY: u64 = 24;
 const PROBE_TID: u64 = 32;
 const MAX_STOPPED: u64 = 40;
 const MAX_WAITING: u64 = 48;
-const HOLD: u64 = 56;
-const HELD: u64 = 64;
-const PING: u64 = 72;
-const SPLIT: u64 = 80;
+const PING: u64 = 56;
+const SPLIT: u64 = 64;
 
 /// The probe thread of a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +79,14 @@ pub fn source(functions: usize, fixed: bool, work: bool) -> String {
 #include <sys/syscall.h>
 struct shared {
   volatile unsigned long max_gap_ns, reset, calls, ready, probe_tid, max_stopped_ns, max_waiting_ns,
-    hold, held, ping, split;
+    ping, split;
 };
 static struct shared *sh;
 static int probe_cpu = -1;
 volatile long sink;
-/* Every 1024 calls: publish the count, and step out of the called function while the harness
-   asks (it patches then: a thread almost always inside `work` could take many attempts). */
-#define TICK(i) if (((i) & 1023) == 0) { sh->calls = (i); while (sh->hold) sh->held = 1; sh->held = 0; }
+/* Every 1024 calls: publish the count. The loop never waits for the harness: a thread almost
+   always inside `work` is what the applier's quick re-checks of a busy thread are for. */
+#define TICK(i) if (((i) & 1023) == 0) sh->calls = (i);
 "#,
     );
     writeln!(c, "#define HAS_WORK {}", work as u8).unwrap();
@@ -442,26 +440,6 @@ impl Target {
             waiting: ns(MAX_WAITING)?,
             run_wait: Duration::from_nanos(waiting.saturating_sub(self.run_wait_at_reset.get())),
         })
-    }
-
-    /// Runs `f` with the main thread held in `main`, out of the function its loop calls.
-    pub fn while_held<T>(&self, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let await_held = |want: u64| -> anyhow::Result<()> {
-            let started = Instant::now();
-            while self.word(HELD)? != want {
-                if started.elapsed() > Duration::from_secs(5) {
-                    bail!("the main thread does not answer (held {want})");
-                }
-                std::thread::yield_now();
-            }
-            Ok(())
-        };
-        self.shared.write_all_at(&1u64.to_le_bytes(), HOLD)?;
-        await_held(1)?;
-        let value = f();
-        self.shared.write_all_at(&0u64.to_le_bytes(), HOLD)?;
-        await_held(0)?;
-        value
     }
 
     /// Calls of f0 so far (updated every 1024 calls).
