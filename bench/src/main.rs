@@ -155,9 +155,13 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(code);
     }
     // First, before any thread or child exists, so all of them inherit the harness's cores.
+    let mut all_cores = None;
     let probe_thread = if args.pin {
         match pin::reserve_probe_core()? {
-            Some(core) => ProbeThread::Pinned(core),
+            Some((core, allowed)) => {
+                all_cores = Some(allowed);
+                ProbeThread::Pinned(core)
+            }
             None => {
                 eprintln!("one core only: the probe thread shares it (as with --no-pin)");
                 ProbeThread::Unpinned
@@ -243,6 +247,10 @@ fn main() -> anyhow::Result<()> {
         pause::call_rates(&setup)?
     };
     eprintln!("builder");
+    // No probe thread runs now: the builder gets every core, as it would on a release machine.
+    if let Some(allowed) = &all_cores {
+        pin::release(allowed)?;
+    }
     let builds = builder::measure(&setup)?;
     std::fs::create_dir_all(&args.out)?;
     let (md, json) = report::render(&setup, &pauses, &calls, &builds);

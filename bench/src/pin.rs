@@ -12,12 +12,13 @@ use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 
 /// Keeps the calling thread (and what it starts from now on) off one of the cores it may use,
-/// and returns that core for the probe; `None`, changing nothing, with fewer than two cores.
+/// and returns that core for the probe with the cores allowed before (for [`release`]);
+/// `None`, changing nothing, with fewer than two cores.
 /// The probe's core is the one that has handled the fewest device interrupts (the last one on a
 /// tie): interrupt handling on a core stops the thread running there, and the kernel counts
 /// that time as running, so the probe would report it as a stop (on the 2-core VM of
 /// BENCHMARKS.md the disk's interrupts all go to core 1).
-pub fn reserve_probe_core() -> anyhow::Result<Option<usize>> {
+pub fn reserve_probe_core() -> anyhow::Result<Option<(usize, CpuSet)>> {
     let me = Pid::from_raw(0);
     let allowed = sched_getaffinity(me)?;
     let cores: Vec<usize> = (0..CpuSet::count())
@@ -38,7 +39,15 @@ pub fn reserve_probe_core() -> anyhow::Result<Option<usize>> {
         others.set(c)?;
     }
     sched_setaffinity(me, &others)?;
-    Ok(Some(probe))
+    Ok(Some((probe, allowed)))
+}
+
+/// Gives the calling thread (and what it starts from now on) back the cores of `allowed`: for
+/// measurements without a probe thread, e.g. the builder, which would otherwise run on one
+/// core fewer than it has.
+pub fn release(allowed: &CpuSet) -> anyhow::Result<()> {
+    sched_setaffinity(Pid::from_raw(0), allowed)?;
+    Ok(())
 }
 
 /// Device interrupts handled so far, by core number (/proc/interrupts lines with an IRQ number;
