@@ -156,6 +156,8 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
                 "-fdata-sections",
                 "-c",
             ])
+            // The same bytes in every temporary folder, so the mutations reproduce.
+            .arg(format!("-ffile-prefix-map={}=.", dir.path().display()))
             .arg(&src)
             .arg("-o")
             .arg(&obj)

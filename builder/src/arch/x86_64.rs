@@ -68,13 +68,13 @@ pub fn reloc_name(r_type: u32) -> String {
 /// A function's bytes from an object, as `Option<u8>` with `None` where the linker may write:
 /// relocated fields, and the opcode bytes it may rewrite when relaxing GOT and TLS accesses.
 pub fn masked_code(sec: &crate::objfile::Sec, start: u64, size: u64) -> Vec<Option<u8>> {
-    let end = ((start + size) as usize).min(sec.data.len());
+    let end = (start.saturating_add(size) as usize).min(sec.data.len());
     let mut out: Vec<Option<u8>> = sec.data[(start as usize).min(end)..end]
         .iter()
         .map(|&b| Some(b))
         .collect();
     for r in &sec.relocs {
-        if r.offset < start || r.offset >= start + size {
+        if r.offset < start || r.offset >= start.saturating_add(size) {
             continue;
         }
         let at = (r.offset - start) as usize;
@@ -89,8 +89,9 @@ pub fn masked_code(sec: &crate::objfile::Sec, start: u64, size: u64) -> Vec<Opti
             elf::R_X86_64_TLSGD | elf::R_X86_64_TLSLD => (4, 4, 8),
             _ => (0, 4, 0),
         };
-        let from = at.saturating_sub(before);
-        let to = (at + width + after).min(out.len());
+        // Clamped: a symbol's size may run past its section's bytes in a damaged object.
+        let from = at.saturating_sub(before).min(out.len());
+        let to = (at + width + after).clamp(from, out.len());
         for b in &mut out[from..to] {
             *b = None;
         }
