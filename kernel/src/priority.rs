@@ -4,8 +4,9 @@
 //! process's slice, or a target thread it just resumed taking the tracer's own core) is added
 //! to the stop. For that span only, the tracing thread runs as `SCHED_FIFO` at the lowest
 //! real-time priority (1): ahead of every ordinary task, behind any real-time one (kernel
-//! threads, audio, the system's own RT work). It is restored as soon as no thread is stopped,
-//! so it lasts as long as a pause: from the first interrupt to the last resume or detach. The
+//! threads, audio, the system's own RT work). It is raised once every thread of the process is
+//! stopped (not before: threads sharing the tracer's core must run to reach their stop) and
+//! restored at the resume or the last detach, so it lasts as long as the pause, never longer. The
 //! tracer never spins while boosted (it sleeps between polls), and `SCHED_RESET_ON_FORK` keeps
 //! the policy from leaking into a child. Raising it needs `CAP_SYS_NICE` (root) or an
 //! `RLIMIT_RTPRIO` of at least 1; without either it stays as it was, silently: only the pause
