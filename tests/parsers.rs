@@ -37,6 +37,20 @@ impl Mutator {
     }
 }
 
+/// Runs gcc with `args` in `dir`, asserting success.
+fn gcc(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("gcc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 struct Anywhere;
 
 impl Resolve for Anywhere {
@@ -58,20 +72,19 @@ fn mutated_patch_modules_are_refused_not_panicked_on() {
     )
     .unwrap();
     let obj = dir.path().join("m.o");
-    let out = Command::new("gcc")
-        .args([
+    gcc(
+        dir.path(),
+        &[
             "-O2",
             "-fPIC",
             "-ffunction-sections",
             "-fdata-sections",
             "-c",
-        ])
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+            "m.c",
+            "-o",
+            "m.o",
+        ],
+    );
     let module = std::fs::read(&obj).unwrap();
     let layout = Layout::new(&module).expect("the real module lays out");
     layout
@@ -144,46 +157,30 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
         )
     };
     let compile = |version: u32| {
-        let src = dir.path().join(format!("v{version}.c"));
-        let obj = dir.path().join(format!("v{version}.o"));
-        std::fs::write(&src, source(version)).unwrap();
-        let out = Command::new("gcc")
-            .args([
+        std::fs::write(dir.path().join(format!("v{version}.c")), source(version)).unwrap();
+        let (src, obj) = (format!("v{version}.c"), format!("v{version}.o"));
+        // The same bytes in every temporary folder, so the mutations reproduce.
+        let prefix_map = format!("-ffile-prefix-map={}=.", dir.path().display());
+        gcc(
+            dir.path(),
+            &[
+                &prefix_map,
                 "-O2",
                 "-g",
                 "-fPIE",
                 "-ffunction-sections",
                 "-fdata-sections",
                 "-c",
-            ])
-            // The same bytes in every temporary folder, so the mutations reproduce.
-            .arg(format!("-ffile-prefix-map={}=.", dir.path().display()))
-            .arg(&src)
-            .arg("-o")
-            .arg(&obj)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+                &src,
+                "-o",
+                &obj,
+            ],
         );
-        obj
+        dir.path().join(obj)
     };
     let (old, new) = (compile(1), compile(2));
+    gcc(dir.path(), &["-pie", "-Wl,--build-id", "v1.o", "-o", "app"]);
     let target = dir.path().join("app");
-    let out = Command::new("gcc")
-        .args(["-pie", "-Wl,--build-id"])
-        .arg(&old)
-        .arg("-o")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let options = |target: &std::path::Path, old: &std::path::Path, new: &std::path::Path| {
         lpkg_builder::BuildOptions {
             target: target.to_owned(),
