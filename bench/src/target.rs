@@ -155,9 +155,11 @@ static void *probe(void *arg) {
     last = t;
     if (sh->reset) {
       sh->max_gap_ns = 0; sh->max_stopped_ns = 0; sh->max_waiting_ns = 0;
+      /* A stop or a wait for the core that began after the last clock read (it may have
+         lasted until now) belongs to the window before the reset, not to this one; a wait
+         left in `waited` would be charged to the next gap, which would show less stopped. */
+      if (sh->split) waited = run_delay(ss);
       __sync_synchronize(); sh->reset = 0;
-      /* A stop that began after the last clock read (it may have lasted until now) belongs to
-         the window before the reset, not to this one. */
       last = now_ns(); continue;
     }
     if (gap > 10000 && sh->split) {
@@ -482,6 +484,10 @@ mod tests {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
 
+    /// Held by tests that pin probes to the last core, so one test's probes do not take
+    /// another's core (the test threads run in parallel).
+    static LAST_CORE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// The last core this test may use.
     fn last_core() -> usize {
         let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).unwrap();
@@ -498,6 +504,7 @@ mod tests {
     fn probe_sees_a_stop_and_resets() {
         let dir = tempfile::tempdir().unwrap();
         let built = build(dir.path(), 2, false).unwrap();
+        let _core = LAST_CORE.lock().unwrap_or_else(|e| e.into_inner());
         for probe in [ProbeThread::Unpinned, ProbeThread::Pinned(last_core())] {
             let target = Target::start(&built.exe, 3, probe, Loop::F0).unwrap();
             let pid = Pid::from_raw(target.pid());
@@ -539,6 +546,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let built = build(dir.path(), 1, false).unwrap();
         let core = ProbeThread::Pinned(last_core());
+        let _core = LAST_CORE.lock().unwrap_or_else(|e| e.into_inner());
         let target = Target::start(&built.exe, 0, core, Loop::F0).unwrap();
         let _rival = Target::start(&built.exe, 0, core, Loop::F0).unwrap();
         target.reset_gap().unwrap();
