@@ -24,34 +24,41 @@ fn gcc(args: &[&str]) {
     );
 }
 
+/// Compiles `tests/targets/NAME.c` into `NAME1.o`.. `NAMEn.o` (VERSION 1 to n) and links
+/// `NAME1.o` into the executable `NAME`, in a new temporary folder.
+fn compile_versions(name: &str, versions: u32) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/targets/{name}.c"));
+    for v in 1..=versions {
+        let obj = dir.path().join(format!("{name}{v}.o"));
+        gcc(&[
+            "-O2",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIE",
+            &format!("-DVERSION={v}"),
+            "-c",
+            src.to_str().unwrap(),
+            "-o",
+            obj.to_str().unwrap(),
+        ]);
+    }
+    let bin = dir.path().join(name);
+    gcc(&[
+        "-pie",
+        "-pthread",
+        dir.path().join(format!("{name}1.o")).to_str().unwrap(),
+        "-o",
+        bin.to_str().unwrap(),
+    ]);
+    dir
+}
+
 fn calc() -> &'static Calc {
     static CALC: OnceLock<Calc> = OnceLock::new();
     CALC.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/calc.c");
-        for v in 1..=3 {
-            let obj = dir.path().join(format!("calc{v}.o"));
-            gcc(&[
-                "-O2",
-                "-g",
-                "-ffunction-sections",
-                "-fdata-sections",
-                "-fPIE",
-                &format!("-DVERSION={v}"),
-                "-c",
-                src.to_str().unwrap(),
-                "-o",
-                obj.to_str().unwrap(),
-            ]);
-        }
-        let bin = dir.path().join("calc");
-        gcc(&[
-            "-pie",
-            "-pthread",
-            dir.path().join("calc1.o").to_str().unwrap(),
-            "-o",
-            bin.to_str().unwrap(),
-        ]);
+        let dir = compile_versions("calc", 3);
         // A second build of the same program: another build-id, for the wrong-target test.
         let other = dir.path().join("calc-other");
         gcc(&[
@@ -404,6 +411,107 @@ fn apply_and_revert_a_hundred_times_on_a_busy_multithreaded_target() {
         maps_before, maps_after,
         "leftover mappings after 100 rounds"
     );
+}
+
+/// The in_place list of `lpkg apply --json`: the functions whose new code went in place.
+fn in_place(report: &serde_json::Value) -> Vec<&str> {
+    report["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["in_place"] == true)
+        .map(|f| f["name"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let shapes = compile_versions("shapes", 2);
+    let path = |name: &str| shapes.path().join(name);
+    let package = s.path("shapes.lpkg");
+    ok(s.run(&[
+        "build",
+        "--target",
+        path("shapes").to_str().unwrap(),
+        "--old",
+        path("shapes1.o").to_str().unwrap(),
+        "--new",
+        path("shapes2.o").to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        package.to_str().unwrap(),
+    ]));
+    let mut target = Target::start(&path("shapes"));
+    // same(x) = 3x + V, grow(x) = x + 1 then a loop, calls(x) = (x ^ 0x55) + V,
+    // framed(x) = a loop + 1 then (x ^ 0x55) + 2.
+    assert_eq!(target.ask("4"), "13 5 82 5");
+    let functions: Vec<_> = ["same", "grow", "calls", "framed"]
+        .iter()
+        .map(|f| target.function(&path("shapes"), f))
+        .collect();
+    let before = target.snapshot(&functions);
+
+    let report = ok(apply(&s, &package, &public, &target, &["--json"])).json();
+    // grow's fix does not fit, calls calls, framed's fix needs a stack frame the old had not.
+    assert_eq!(in_place(&report), ["same"], "{report}");
+    assert_eq!(target.ask("4"), "14 3698190 83 83");
+    let (same, _) = functions[0];
+    let pid = target.child.id() as i32;
+    let entry = lpkg_kernel::memory::read(pid, same, 1).unwrap();
+    assert_ne!(entry[0], 0xe9, "same() starts with a jump");
+    let list = ok(s.run(&["list", "--pid", &target.pid()]));
+    assert!(list.stdout.contains("same at"), "{}", list.stdout);
+    assert!(list.stdout.contains("(in place)"), "{}", list.stdout);
+    assert!(list.stdout.contains("(jump)"), "{}", list.stdout);
+
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("4"), "13 5 82 5");
+    assert_eq!(target.snapshot(&functions), before);
+
+    // --jump-only: a jump for every function.
+    let report = ok(apply(
+        &s,
+        &package,
+        &public,
+        &target,
+        &["--json", "--jump-only"],
+    ))
+    .json();
+    assert!(in_place(&report).is_empty(), "{report}");
+    assert_eq!(lpkg_kernel::memory::read(pid, same, 1).unwrap(), [0xe9]);
+    assert_eq!(target.ask("4"), "14 3698190 83 83");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.snapshot(&functions), before);
+}
+
+#[test]
+fn revert_waits_for_a_thread_inside_new_code_written_in_place() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    let report = ok(apply(&s, &package, &public, &target, &["--json"])).json();
+    assert_eq!(in_place(&report), ["compute", "scale"], "{report}");
+    // A thread spins inside the new compute(), written where the old one was.
+    assert_eq!(target.ask("park"), "parked");
+    let functions = [
+        target.function(&calc().path("calc"), "compute"),
+        target.function(&calc().path("calc"), "scale"),
+    ];
+    let patched = target.snapshot(&functions);
+    let run = s.run(&["revert", "--pid", &target.pid(), "--timeout", "1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("compute"), "{}", run.stderr);
+    assert!(run.stderr.contains("in place"), "{}", run.stderr);
+    assert_eq!(
+        target.snapshot(&functions),
+        patched,
+        "a refused revert changed code"
+    );
+    assert_eq!(target.ask("5"), "15 205");
 }
 
 #[test]

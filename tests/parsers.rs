@@ -121,6 +121,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             original: "f30f1efa55".into(),
             new_address: 0x2000,
             new_size: 30,
+            in_place: "31c0c390c3".into(),
         }],
     };
     let record = body.encode(State::Applied);

@@ -13,21 +13,25 @@ use crate::record::{
     hex, unhex, Entry, RecordBody, State, MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
-use crate::reloc::{jump, jump_target, JUMP_LEN};
+use crate::reloc::{jump, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
-use crate::{checkpoint, target, Error};
+use crate::{checkpoint, in_place, target, Error};
 
 /// How apply behaves.
 #[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// How long to keep retrying while a thread is inside a function being replaced.
     pub timeout: Duration,
+    /// Write a new function's code over the old where that is safe ([`crate::in_place`])
+    /// instead of a jump to it; when false, every entry gets a jump.
+    pub in_place: bool,
 }
 
 impl Default for ApplyOptions {
     fn default() -> Self {
         ApplyOptions {
             timeout: Duration::from_secs(10),
+            in_place: true,
         }
     }
 }
@@ -98,13 +102,15 @@ fn page_align(len: u64) -> u64 {
     len.div_ceil(4096) * 4096
 }
 
-/// The bytes that should be at a function's entry before we patch it, and what they mean.
+/// The live bytes of a function's old code (`old_size` bytes at `address`), checked against
+/// the package, and whether they are the target file's own (false: stacking, an applied
+/// package's jump or code is over them).
 fn check_preimage(
     mem: &Mem,
     function: &lpkg_format::Function,
     address: u64,
     applied: &[LiveRecord],
-) -> Result<Vec<u8>, Error> {
+) -> Result<(Vec<u8>, bool), Error> {
     let size = function.old_size.unwrap_or(0) as usize;
     let expected = function.old_sha256.as_deref().unwrap_or("");
     let mismatch = || Error::PreimageMismatch {
@@ -119,18 +125,23 @@ fn check_preimage(
     }
     let live = mem.read(address, size)?;
     if hex(&Sha256::digest(&live)) == expected {
-        return Ok(live[..JUMP_LEN].to_vec());
+        return Ok((live, true));
     }
-    // Stacking: the entry may hold the jump of a package lpkg applied, over the expected bytes.
-    let target = jump_target(address, &live).ok_or_else(mismatch)?;
+    // Stacking: the entry may hold what a package lpkg applied wrote (a jump or new code in
+    // place) over the expected bytes.
     for record in applied {
-        for entry in &record.body.entries {
-            if entry.address == address && entry.new_address == target {
-                let mut original = unhex(&entry.original).ok_or_else(mismatch)?;
-                original.extend_from_slice(&live[JUMP_LEN..]);
-                if hex(&Sha256::digest(&original)) == expected {
-                    return Ok(live[..JUMP_LEN].to_vec());
-                }
+        for entry in record.body.entries.iter().filter(|e| e.address == address) {
+            let (Some(written), Some(original)) = (entry.written(), unhex(&entry.original)) else {
+                continue;
+            };
+            if written.len() != original.len() || mem.read(address, written.len())? != written {
+                continue;
+            }
+            let mut old = live.clone();
+            let n = original.len().min(size);
+            old[..n].copy_from_slice(&original[..n]);
+            if hex(&Sha256::digest(&old)) == expected {
+                return Ok((live, false));
             }
         }
     }
@@ -165,7 +176,7 @@ fn apply_verified(
     }
     let module = package.module()?;
     let symbols = package.symbol_map()?;
-    let (target, mapped) = target::find(pid, &manifest.target)?;
+    let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
     let layout = Layout::new(module)?;
 
     let mut recovered = Vec::new();
@@ -193,22 +204,39 @@ fn apply_verified(
 
     let mem = Mem::open(pid)?;
     let mut entries = Vec::new();
-    for function in manifest
+    let mut candidates = Vec::new();
+    for (index, function) in manifest
         .functions
         .iter()
         .filter(|f| f.action == Action::Replace)
+        .enumerate()
     {
         let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
-        let original = check_preimage(&mem, function, address, &applied)?;
+        let (live, pristine) = check_preimage(&mem, function, address, &applied)?;
+        if options.in_place && pristine {
+            candidates.extend(in_place::candidate(
+                index,
+                function,
+                address,
+                &live,
+                &mem,
+                &target,
+                &target_file,
+                &layout,
+                module,
+            )?);
+        }
         entries.push(Entry {
             function: function.name.clone(),
             address,
             size: function.old_size.unwrap_or(0),
-            original: hex(&original),
+            original: hex(&live[..JUMP_LEN]),
             new_address: 0,
             new_size: function.new_size,
+            in_place: String::new(),
         });
     }
+    drop(target_file);
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
 
     let mut tracee = Tracee::seize(pid)?;
@@ -272,6 +300,20 @@ fn apply_verified(
                 )));
             }
         }
+        let new_addresses: Vec<u64> = entries.iter().map(|e| e.new_address).collect();
+        let candidates = std::mem::take(&mut candidates);
+        for body in in_place::bodies(
+            candidates,
+            &new_addresses,
+            &image,
+            &layout,
+            module,
+            &resolver,
+        ) {
+            let entry = &mut entries[body.index];
+            entry.in_place = hex(&body.code);
+            entry.original = hex(&body.original);
+        }
         let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
             manifest
                 .routines
@@ -326,7 +368,7 @@ fn apply_verified(
         let mut guarded: Vec<Guarded> = entries
             .iter()
             .map(|e| Guarded {
-                range: e.address..e.address + e.size,
+                range: e.guarded_range(),
                 function: e.function.clone(),
             })
             .collect();
@@ -358,7 +400,7 @@ fn apply_verified(
         )?;
         checkpoint::apply_step("apply:switching")?;
         for (n, entry) in entries.iter().enumerate() {
-            let bytes = jump(entry.address, entry.new_address).expect("reach checked above");
+            let bytes = entry.written().expect("reach checked above, hex ours");
             rollback.entry(
                 entry.address,
                 unhex(&entry.original).expect("we wrote this hex"),

@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod checkpoint;
 mod error;
+pub mod in_place;
 pub mod link;
 pub mod quiesce;
 pub mod record;

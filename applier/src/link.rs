@@ -205,15 +205,53 @@ impl Layout {
     }
 
     /// Offset of a section of the module from the start of the mapping.
-    fn section_offset(&self, index: usize) -> Option<u64> {
+    pub fn section_offset(&self, index: usize) -> Option<u64> {
         self.sections
             .get(&index)
             .map(|&(region, offset)| self.region_start(region) + offset)
     }
 
+    /// The section of `module` that holds function `symbol` and nothing else, and its size:
+    /// `None` when the function shares its section or does not start it (it cannot be moved
+    /// alone).
+    pub fn function_section(&self, module: &[u8], symbol: &str) -> Result<Option<usize>, Error> {
+        let file = parse(module)?;
+        let Some(symbol) = file.symbols().find(|s| s.name() == Ok(symbol)) else {
+            return Ok(None);
+        };
+        let SymbolSection::Section(index) = symbol.section() else {
+            return Ok(None);
+        };
+        let section = file
+            .section_by_index(index)
+            .map_err(|e| Error::Module(format!("symbol in a bad section: {e}")))?;
+        let alone = symbol.address() == 0 && section.size() == symbol.size();
+        Ok((alone && self.sections.contains_key(&index.0)).then_some(index.0))
+    }
+
     /// Links the module to live at `base`, resolving undefined symbols through `resolve`.
     pub fn link(&self, module: &[u8], base: u64, resolve: &dyn Resolve) -> Result<Image, Error> {
+        self.link_placed(module, base, resolve, &BTreeMap::new())
+    }
+
+    /// Links the module like [`Layout::link`], except that the sections in `placed` (section
+    /// index to address) are linked to run at those addresses instead of inside the mapping:
+    /// their bytes in the image are for there (code written in place of the old, which
+    /// reaches the rest of the module from there). Their symbols resolve to those addresses.
+    pub fn link_placed(
+        &self,
+        module: &[u8],
+        base: u64,
+        resolve: &dyn Resolve,
+        placed: &BTreeMap<usize, u64>,
+    ) -> Result<Image, Error> {
         let file = parse(module)?;
+        let section_address = |index: usize| -> Option<u64> {
+            placed
+                .get(&index)
+                .copied()
+                .or_else(|| Some(base.wrapping_add(self.section_offset(index)?)))
+        };
         let mut bytes = vec![0u8; self.len() as usize];
         for section in file.sections() {
             let Some(offset) = self.section_offset(section.index().0) else {
@@ -236,13 +274,13 @@ impl Layout {
                 .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
             match symbol.section() {
                 SymbolSection::Section(section) => {
-                    let offset = self.section_offset(section.0).ok_or_else(|| {
+                    let address = section_address(section.0).ok_or_else(|| {
                         Error::Module(format!(
                             "symbol {} lives in a section that is not loaded",
                             symbol.name().unwrap_or("?")
                         ))
                     })?;
-                    Ok(base.wrapping_add(offset).wrapping_add(symbol.address()))
+                    Ok(address.wrapping_add(symbol.address()))
                 }
                 SymbolSection::Undefined => resolve.address(symbol.name().unwrap_or("")),
                 SymbolSection::Absolute => Ok(symbol.address()),
@@ -289,7 +327,9 @@ impl Layout {
                     )));
                 };
                 let kind = RelocKind::of(r_type(relocation.flags())?)?;
-                let place = base.wrapping_add(section_offset).wrapping_add(offset);
+                let place = section_address(section.index().0)
+                    .unwrap_or_default()
+                    .wrapping_add(offset);
                 let target = match kind {
                     RelocKind::Got => base + ro + self.got[&(symbol.0, false)],
                     RelocKind::GotTpOff => base + ro + self.got[&(symbol.0, true)],

@@ -123,14 +123,36 @@ pub struct Entry {
     pub address: u64,
     /// Size of the old function (the range no thread may be in at switch time).
     pub size: u64,
-    /// The bytes that were there before the jump (lower-case hex).
+    /// The bytes that were there before the jump or the new code was written (lower-case hex).
     pub original: String,
-    /// Where the jump leads.
+    /// Where the jump leads: the new function in the patch module.
     pub new_address: u64,
     /// Size of the new function (the range no thread may be in when the package is reverted);
     /// 0 in records of older appliers.
     #[serde(default)]
     pub new_size: u64,
+    /// The new code written at `address` in place of the old, relinked to run there (lower-case
+    /// hex, as long as `original`); empty when the entry holds a jump to `new_address`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub in_place: String,
+}
+
+impl Entry {
+    /// The bytes at `address` that this package wrote: the new code, or the jump.
+    pub fn written(&self) -> Option<Vec<u8>> {
+        if self.in_place.is_empty() {
+            crate::reloc::jump(self.address, self.new_address).map(|j| j.to_vec())
+        } else {
+            unhex(&self.in_place)
+        }
+    }
+
+    /// The range no thread may be in when this entry is switched: the old function, and the
+    /// new code written in place where it runs into the padding after it.
+    pub fn guarded_range(&self) -> std::ops::Range<u64> {
+        let len = (self.in_place.len() as u64 / 2).max(self.size);
+        self.address..self.address.saturating_add(len)
+    }
 }
 
 /// Start and length of the `.eh_frame` of a linked patch module, from its global symbols
@@ -219,6 +241,7 @@ mod tests {
                 original: hex(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55]),
                 new_address: 0x2000,
                 new_size: 30,
+                in_place: hex(&[0x31, 0xc0, 0xc3, 0x90, 0xc3]),
             }],
         };
         let bytes = body.encode(State::Switching);

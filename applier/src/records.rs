@@ -35,6 +35,12 @@ impl LiveRecord {
             .iter()
             .filter(|e| addresses.is_none_or(|a| a.contains(&e.address)))
         {
+            if !entry.in_place.is_empty() {
+                guarded.push(Guarded {
+                    range: entry.guarded_range(),
+                    function: format!("{} (the new code of {package}, in place)", entry.function),
+                });
+            }
             if entry.new_size == 0 {
                 whole = true;
                 continue;

@@ -1,4 +1,5 @@
-//! x86_64 relocation types: which ones the linker supports, and how each is computed.
+//! x86_64 code: which relocation types the linker supports and how each is computed, the
+//! jump written over an entry, and what an old function's code lets a new body do in place.
 //!
 //! Everything here is specific to x86_64; a second architecture gets a module of its own.
 
@@ -114,9 +115,64 @@ pub fn jump_target(from: u64, bytes: &[u8]) -> Option<u64> {
     )
 }
 
+/// Whether the function `code` at `address` can be entered only at its start and left only by
+/// returning: no call (so no return address into it on any stack, suspended or not), no
+/// indirect jump, no jump out of it (so no cold part or other code jumps back into its middle).
+/// Only such a function's code may be overwritten by a whole new body: nothing can be in its
+/// middle but a thread that is executing it, which the switch's stack check sees.
+pub fn is_closed_leaf(code: &[u8], address: u64) -> bool {
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+    let end = address.saturating_add(code.len() as u64);
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            return false;
+        }
+        let closed = match instruction.flow_control() {
+            FlowControl::Next
+            | FlowControl::Return
+            | FlowControl::Interrupt
+            | FlowControl::Exception => true,
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
+                let near = instruction.is_jmp_short_or_near()
+                    || instruction.is_jcc_short_or_near()
+                    || instruction.is_loop()
+                    || instruction.is_loopcc()
+                    || instruction.is_jcx_short();
+                near && (address..end).contains(&instruction.near_branch_target())
+            }
+            _ => false,
+        };
+        if !closed {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_leaf_has_no_call_and_no_jump_out() {
+        // f: mov %rdi,%rax; test %rax,%rax; je +1 (to ret); inc %rax; ret
+        let leaf = [
+            0x48, 0x89, 0xf8, 0x48, 0x85, 0xc0, 0x74, 0x03, 0x48, 0xff, 0xc0, 0xc3,
+        ];
+        assert!(is_closed_leaf(&leaf, 0x1000));
+        let mut jumps_out = leaf;
+        jumps_out[7] = 0x10; // je past the end: a cold part
+        assert!(!is_closed_leaf(&jumps_out, 0x1000));
+        // call rel32; ret
+        assert!(!is_closed_leaf(&[0xe8, 0, 0, 0, 0, 0xc3], 0x1000));
+        // jmp *%rax (a jump table or a tail call through a pointer)
+        assert!(!is_closed_leaf(&[0xff, 0xe0], 0x1000));
+        // a truncated instruction
+        assert!(!is_closed_leaf(&[0x48, 0x89], 0x1000));
+    }
 
     #[test]
     fn jump_round_trips_and_refuses_far_targets() {

@@ -8,7 +8,6 @@ use lpkg_kernel::{Pid, Tracee};
 use crate::quiesce::stop_clear;
 use crate::record::{unhex, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
-use crate::reloc::jump;
 use crate::{checkpoint, Error};
 
 /// Undo log of an apply in progress: entries written and mappings made, undone in reverse.
@@ -197,14 +196,17 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
         }
         let mut restored = 0;
         for entry in body.entries.iter().rev() {
-            let ours = jump(entry.address, entry.new_address);
-            let live = mem.read(entry.address, crate::reloc::JUMP_LEN)?;
-            if ours.as_ref().map(|j| &j[..]) == Some(&live[..]) {
-                let original = unhex(&entry.original).ok_or_else(|| Error::BadRecord {
-                    pid,
-                    address: record.address,
-                    reason: format!("entry {} has bad original bytes", entry.function),
-                })?;
+            let bad = |what: &str| Error::BadRecord {
+                pid,
+                address: record.address,
+                reason: format!("entry {} has bad {what} bytes", entry.function),
+            };
+            let ours = entry.written().ok_or_else(|| bad("new"))?;
+            let live = mem.read(entry.address, ours.len())?;
+            if ours == live {
+                let original = unhex(&entry.original)
+                    .filter(|o| o.len() == ours.len())
+                    .ok_or_else(|| bad("original"))?;
                 mem.write(entry.address, &original)?;
                 restored += 1;
                 if restored == 1 {

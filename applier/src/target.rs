@@ -63,11 +63,12 @@ fn elf_facts(data: &[u8]) -> Result<ElfFacts, String> {
     })
 }
 
-/// Finds the object with the manifest's build-id among those mapped in `pid`.
+/// Finds the object with the manifest's build-id among those mapped in `pid`; also returns
+/// every mapped object and the object's file.
 pub fn find(
     pid: Pid,
     target: &lpkg_format::Target,
-) -> Result<(TargetObject, Vec<MappedObject>), Error> {
+) -> Result<(TargetObject, Vec<MappedObject>, Vec<u8>), Error> {
     let mapped = objects::mapped_objects(pid)?;
     let found = mapped
         .iter()
@@ -87,7 +88,7 @@ pub fn find(
         tls: facts.tls,
         is_executable: facts.is_executable,
     };
-    Ok((object, mapped))
+    Ok((object, mapped, data))
 }
 
 /// Resolves the module's undefined symbols: the target's own through the symbol map, the

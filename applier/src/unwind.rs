@@ -47,6 +47,9 @@ struct ObjectCfi {
     ranges: Vec<Range<u64>>,
     /// Runtime address minus link-time address.
     bias: u64,
+    /// Code of this object written elsewhere (a patch module's new code written in place of
+    /// the old): each runtime range, and the bias that applies there instead of `bias`.
+    moved: Vec<(Range<u64>, u64)>,
     eh_frame: EhFrame<Reader>,
     bases: BaseAddresses,
     index: FdeIndex,
@@ -109,6 +112,7 @@ impl ObjectCfi {
         ObjectCfi {
             ranges,
             bias,
+            moved: Vec::new(),
             eh_frame: EhFrame::from(Reader::new(bytes, LittleEndian)),
             bases: BaseAddresses::default().set_eh_frame(address),
             index: FdeIndex::Sorted(Vec::new()),
@@ -132,10 +136,19 @@ impl ObjectCfi {
 
     fn covers(&self, pc: u64) -> bool {
         self.ranges.iter().any(|r| r.contains(&pc))
+            || self.moved.iter().any(|(r, _)| r.contains(&pc))
+    }
+
+    /// Runtime address minus link-time address at `pc`.
+    fn bias_at(&self, pc: u64) -> u64 {
+        self.moved
+            .iter()
+            .find(|(r, _)| r.contains(&pc))
+            .map_or(self.bias, |&(_, bias)| bias)
     }
 
     fn fde(&self, pc: u64) -> Option<FrameDescriptionEntry<Reader>> {
-        let at = pc.wrapping_sub(self.bias);
+        let at = pc.wrapping_sub(self.bias_at(pc));
         let fde = match &self.index {
             FdeIndex::Sorted(fdes) => {
                 let i = fdes.partition_point(|f| f.initial_address() <= at);
@@ -158,6 +171,121 @@ impl ObjectCfi {
             }
         };
         fde.contains(at).then_some(fde)
+    }
+}
+
+/// How to find the caller's frame from `start` (bytes from the function's start) on: one row
+/// of a function's CFI, registers sorted by number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRow {
+    /// Offset of the first byte the row covers.
+    pub start: u64,
+    cfa: CfaRule<usize>,
+    registers: Vec<(Register, RegisterRule<usize>)>,
+}
+
+/// The CFI of one function: its rows, in address order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionFrames {
+    /// Bytes its FDE covers from the function's start.
+    pub len: u64,
+    /// Never empty; the first starts at 0.
+    pub rows: Vec<FrameRow>,
+    return_address: Register,
+}
+
+impl FunctionFrames {
+    /// The row for `offset`, if the FDE covers it.
+    fn row_at(&self, offset: u64) -> Option<&FrameRow> {
+        if offset >= self.len {
+            return None;
+        }
+        self.rows.iter().rev().find(|r| r.start <= offset)
+    }
+
+    /// Whether an unwinder that uses `self` for the code at offsets `0..len` unwinds `other`
+    /// there correctly: at every offset, the same rules. Past `self.len` (code in padding,
+    /// which no FDE of ours covers) `other` must have its entry rules, which is what an
+    /// unwinder without CFI assumes for a frame it finds there.
+    pub fn describe_alike(&self, other: &FunctionFrames, len: u64) -> bool {
+        if self.return_address != other.return_address || other.len < len {
+            return false;
+        }
+        let mut offsets: Vec<u64> = self
+            .rows
+            .iter()
+            .chain(&other.rows)
+            .map(|r| r.start)
+            .chain([self.len])
+            .filter(|&o| o < len)
+            .collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        offsets.into_iter().all(|offset| {
+            let ours = self.row_at(offset).or_else(|| other.rows.first());
+            match (ours, other.row_at(offset)) {
+                (Some(a), Some(b)) => a.cfa == b.cfa && a.registers == b.registers,
+                _ => false,
+            }
+        })
+    }
+}
+
+/// The CFI of the function that starts at runtime address `start` in the ELF file `data`
+/// whose first segment is mapped at `base`: `None` if no FDE starts there or it cannot be
+/// compared (a personality routine or LSDA, a signal frame, DWARF expressions).
+pub fn function_frames_in_elf(data: &[u8], base: u64, start: u64) -> Option<FunctionFrames> {
+    ObjectCfi::from_elf(data, base, Vec::new())?.function_frames(start)
+}
+
+/// Like [`function_frames_in_elf`], for an `.eh_frame` section (`bytes`) at `address`, as
+/// linked into a patch module.
+pub fn function_frames_in_eh_frame(
+    bytes: &[u8],
+    address: u64,
+    start: u64,
+) -> Option<FunctionFrames> {
+    ObjectCfi::from_eh_frame(bytes.to_vec(), address, 0, Vec::new()).function_frames(start)
+}
+
+impl ObjectCfi {
+    fn function_frames(&self, start: u64) -> Option<FunctionFrames> {
+        let fde = self.fde(start)?;
+        let first = fde.initial_address();
+        let plain = fde.lsda().is_none()
+            && fde.personality().is_none()
+            && !fde.is_signal_trampoline()
+            && first == start.wrapping_sub(self.bias_at(start));
+        if !plain {
+            return None;
+        }
+        let mut ctx = UnwindContext::new();
+        let mut table = fde.rows(&self.eh_frame, &self.bases, &mut ctx).ok()?;
+        let mut rows = Vec::new();
+        while let Some(row) = table.next_row().ok()? {
+            let mut registers: Vec<_> = row.registers().cloned().collect();
+            let expression = matches!(row.cfa(), CfaRule::Expression(_))
+                || registers.iter().any(|(_, rule)| {
+                    matches!(
+                        rule,
+                        RegisterRule::Expression(_) | RegisterRule::ValExpression(_)
+                    )
+                });
+            if expression {
+                return None;
+            }
+            registers.sort_by_key(|(register, _)| register.0);
+            rows.push(FrameRow {
+                start: row.start_address().wrapping_sub(first),
+                cfa: row.cfa().clone(),
+                registers,
+            });
+        }
+        (rows.first()?.start == 0).then_some(FunctionFrames {
+            len: fde.len(),
+            rows,
+            return_address: fde.cie().return_address_register(),
+        })
     }
 }
 
@@ -323,7 +451,16 @@ impl CfiCache {
                 continue;
             }
             if let Ok(bytes) = mem.read(address, len as usize) {
-                found.push(ObjectCfi::from_eh_frame(bytes, address, 0, vec![module]));
+                let mut cfi = ObjectCfi::from_eh_frame(bytes, address, 0, vec![module]);
+                // New code written in place is described by its FDE in the module.
+                cfi.moved = body
+                    .entries
+                    .iter()
+                    .filter(|e| !e.in_place.is_empty())
+                    .map(|e| (e.guarded_range(), e.address.wrapping_sub(e.new_address)))
+                    .collect();
+                // Before the objects: its moved ranges are inside the target's code.
+                found.insert(0, cfi);
             }
         }
         Ok(CfiCache {
@@ -409,7 +546,9 @@ fn walk(
         // another function goes on. So the target's code is read only where a trampoline can
         // be, not at every frame of every thread, in the pause.
         let ordinary = match (object, &fde) {
-            (Some(o), Some(f)) => !f.is_signal_trampoline() && f.contains(pc.wrapping_sub(o.bias)),
+            (Some(o), Some(f)) => {
+                !f.is_signal_trampoline() && f.contains(pc.wrapping_sub(o.bias_at(lookup)))
+            }
             _ => false,
         };
         if !frame.executing && !ordinary && memory.is_restore_rt(pc) {
@@ -461,7 +600,7 @@ fn walk(
             &object.eh_frame,
             &object.bases,
             ctx,
-            lookup.wrapping_sub(object.bias),
+            lookup.wrapping_sub(object.bias_at(lookup)),
         ) else {
             return incomplete(frames, "CFI unreadable");
         };

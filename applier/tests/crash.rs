@@ -23,6 +23,8 @@ const PACKAGE: &str = "LPKG_CRASH_CHILD_PACKAGE";
 fn options() -> ApplyOptions {
     ApplyOptions {
         timeout: Duration::from_secs(5),
+
+        ..ApplyOptions::default()
     }
 }
 

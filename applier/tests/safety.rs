@@ -10,6 +10,7 @@ use util::{built, Target};
 fn options(timeout_ms: u64) -> ApplyOptions {
     ApplyOptions {
         timeout: Duration::from_millis(timeout_ms),
+        ..ApplyOptions::default()
     }
 }
 

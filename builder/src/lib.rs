@@ -325,6 +325,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                 old_offset: None,
                 old_size: None,
                 old_sha256: None,
+                old_room: None,
                 new_size: sym.size,
             };
             if let Verdict::Replace(_) = verdict {
@@ -376,6 +377,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
                 f.old_offset = Some(t.value);
                 f.old_size = Some(t.size);
                 f.old_sha256 = Some(hex(&Sha256::digest(bytes)));
+                f.old_room = target.room(t.value, t.size);
             }
             for (list, kind) in [(&d.inits, RoutineKind::Init), (&d.exits, RoutineKind::Exit)] {
                 if list.contains(name) {
@@ -415,6 +417,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             old_offset: None,
             old_size: None,
             old_sha256: None,
+            old_room: None,
             new_size: sym.size,
         });
     }

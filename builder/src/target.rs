@@ -47,6 +47,8 @@ pub struct TargetFile {
     /// (address, bytes) of loaded sections with file contents: only these are kept, not the
     /// whole file (mostly DWARF and symbols, parsed above).
     sections: Vec<(u64, Vec<u8>)>,
+    /// Start address of every defined symbol, sorted: where code may be entered.
+    starts: Vec<u64>,
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -87,6 +89,7 @@ impl TargetFile {
         let mut block = 0;
         let mut versions = BTreeMap::new();
         let mut current_file = String::new();
+        let mut starts = Vec::new();
         for sym in table.iter() {
             let name = table
                 .symbol_name(endian, sym)
@@ -117,6 +120,7 @@ impl TargetFile {
                 value: sym.st_value(endian),
                 size: sym.st_size(endian),
             };
+            starts.push(entry.value);
             if sym.st_bind() == elf::STB_LOCAL {
                 locals
                     .entry((current_file.clone(), name))
@@ -157,6 +161,8 @@ impl TargetFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sha256 = hex(&Sha256::digest(&bytes[..]));
+        starts.sort_unstable();
+        starts.dedup();
         Ok(TargetFile {
             path: path.to_path_buf(),
             file_name,
@@ -168,6 +174,7 @@ impl TargetFile {
             unit_paths,
             versions,
             sections,
+            starts,
         })
     }
 
@@ -241,6 +248,30 @@ impl TargetFile {
     /// Version the target imports `name` with, if it imports it.
     pub fn import_version(&self, name: &str) -> Option<String> {
         self.versions.get(name).cloned()
+    }
+
+    /// How many bytes from `value` the new code of the function at `value` (`size` bytes) may
+    /// occupy if written in place (the manifest's `old_room`): the function and the filler
+    /// after it up to the next symbol or the end of its section. `None` when another symbol
+    /// starts inside the function: something may enter it other than at its start.
+    pub fn room(&self, value: u64, size: u64) -> Option<u64> {
+        let end = value.checked_add(size)?;
+        let after = self.starts.partition_point(|&s| s <= value);
+        let next = self.starts.get(after).copied();
+        if next.is_some_and(|next| next < end) {
+            return None;
+        }
+        let section_end = self.sections.iter().find_map(|(start, data)| {
+            let section_end = start.checked_add(data.len() as u64)?;
+            (*start <= value && end <= section_end).then_some(section_end)
+        })?;
+        let limit = next.map_or(section_end, |next| next.min(section_end));
+        let padding = self.bytes_at(end, limit - end)?;
+        Some(if crate::arch::x86_64::is_filler(padding) {
+            limit - value
+        } else {
+            size
+        })
     }
 
     /// The file bytes at virtual address `addr`.

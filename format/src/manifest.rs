@@ -119,6 +119,12 @@ pub struct Function {
     /// SHA-256 of the old function's bytes as read from the target file (`replace` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_sha256: Option<String>,
+    /// Bytes from the old function's start that its new code may occupy when the applier
+    /// writes it in place of the old instead of a jump to it: the old function and the
+    /// alignment padding after it, up to the next symbol (`replace` only; absent when another
+    /// symbol starts inside the function, which may then be entered other than at its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_room: Option<u64>,
     /// Size in bytes of the new function.
     pub new_size: u64,
 }
@@ -279,6 +285,13 @@ impl Manifest {
                         what,
                         "new must not have old_offset, old_size or old_sha256",
                     ))
+                }
+                _ => {}
+            }
+            match (f.action, f.old_room) {
+                (Action::New, Some(_)) => return Err(invalid(what, "new must not have old_room")),
+                (_, Some(room)) if room < f.old_size.unwrap_or(0) => {
+                    return Err(invalid(what, "old_room is smaller than old_size"))
                 }
                 _ => {}
             }

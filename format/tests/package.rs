@@ -345,6 +345,14 @@ fn malformed_manifests_are_refused_with_the_field_named() {
             "manifest: function check_len: new must not have old_offset, old_size or old_sha256",
         ),
         (
+            |m| m.functions[0].old_room = Some(56),
+            "manifest: function parse_header: old_room is smaller than old_size",
+        ),
+        (
+            |m| m.functions[1].old_room = Some(64),
+            "manifest: function check_len: new must not have old_room",
+        ),
+        (
             |m| m.functions[0].old_sha256 = Some("00".into()),
             "manifest: function parse_header: old_sha256: not 64 lower-case hex digits",
         ),

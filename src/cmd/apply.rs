@@ -1,4 +1,4 @@
-//! `lpkg apply PKG --pid PID [--trust FILE|DIR] [--timeout SECS] [--json]`
+//! `lpkg apply PKG --pid PID [--trust FILE|DIR] [--timeout SECS] [--jump-only] [--json]`
 
 use std::time::Duration;
 
@@ -23,6 +23,10 @@ pub struct Args {
     /// Give up (and leave the process unchanged) after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Give every replaced function a jump to its new code, never its new code written in
+    /// place of the old (which lpkg does where it is safe: spec/apply-protocol.md).
+    #[arg(long)]
+    pub jump_only: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -31,7 +35,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let trust = TrustStore::resolve(args.trust.as_deref())?;
     let bytes = super::read_package_file(&args.package)?;
-    let mut options = ApplyOptions::default();
+    let mut options = ApplyOptions {
+        in_place: !args.jump_only,
+        ..ApplyOptions::default()
+    };
     if let Some(secs) = args.timeout {
         options.timeout = Duration::from_secs(secs);
     }
@@ -54,6 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "name": e.function,
                 "address": format!("{:#x}", e.address),
                 "new_address": format!("{:#x}", e.new_address),
+                "in_place": !e.in_place.is_empty(),
             })).collect::<Vec<_>>(),
         });
         println!("{value}");
@@ -73,10 +81,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.pause.as_micros()
         );
         for entry in &report.entries {
-            println!(
-                "  {} {:#x} -> {:#x}",
-                entry.function, entry.address, entry.new_address
-            );
+            if entry.in_place.is_empty() {
+                println!(
+                    "  {} {:#x} -> {:#x}",
+                    entry.function, entry.address, entry.new_address
+                );
+            } else {
+                println!(
+                    "  {} {:#x}: new code written in place",
+                    entry.function, entry.address
+                );
+            }
         }
     }
     Ok(())

@@ -117,6 +117,7 @@ fn to_json(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) -> Value {
             "old_offset": f.old_offset,
             "old_size": f.old_size,
             "old_sha256": f.old_sha256,
+            "old_room": f.old_room,
             "new_size": f.new_size,
         })).collect::<Vec<_>>(),
         "data": m.data.iter().map(|d| json!({"name": d.name, "section": d.section, "size": d.size})).collect::<Vec<_>>(),
@@ -165,8 +166,12 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
             f.reason
         );
         if let (Some(offset), Some(size)) = (f.old_offset, f.old_size) {
+            let room = match f.old_room {
+                Some(room) if room > size => format!(" (+{} bytes of padding)", room - size),
+                _ => String::new(),
+            };
             println!(
-                "           old: offset {offset:#x}, {size} bytes, sha256 {}",
+                "           old: offset {offset:#x}, {size} bytes{room}, sha256 {}",
                 f.old_sha256.as_deref().unwrap_or("-")
             );
         }

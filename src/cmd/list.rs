@@ -39,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "interrupted": r.state.is_interrupted(),
                     "target": r.body.target_path,
                     "functions": r.body.entries.iter().map(|e| e.function.clone()).collect::<Vec<_>>(),
+                    "in_place": r.body.entries.iter().filter(|e| !e.in_place.is_empty()).map(|e| e.function.clone()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -50,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "module_address": m.address,
                 "module_len": m.len,
                 "functions": [],
+                "in_place": [],
             })
         }));
         println!("{}", serde_json::Value::Array(value));
@@ -75,7 +77,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.state.name()
         );
         for entry in &r.body.entries {
-            println!("    {} at {:#x}", entry.function, entry.address);
+            let how = if entry.in_place.is_empty() {
+                "jump"
+            } else {
+                "in place"
+            };
+            println!("    {} at {:#x} ({how})", entry.function, entry.address);
         }
     }
     for m in &orphans {

@@ -239,9 +239,41 @@ fn first_immediate(ins: &Instruction) -> Option<u64> {
     })
 }
 
+/// Whether `bytes` is only what assemblers and linkers put between functions: NOPs of any
+/// length, `int3` or zeros. Such bytes after a function are never executed.
+pub fn is_filler(bytes: &[u8]) -> bool {
+    if bytes.iter().all(|&b| b == 0) {
+        return true;
+    }
+    let mut decoder = Decoder::new(64, bytes, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid()
+            || !matches!(
+                instruction.mnemonic(),
+                iced_x86::Mnemonic::Nop | iced_x86::Mnemonic::Int3
+            )
+        {
+            return false;
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filler_is_nops_int3_or_zeros() {
+        assert!(is_filler(&[0x90, 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xcc]));
+        assert!(is_filler(&[0; 11]));
+        assert!(is_filler(&[]));
+        assert!(!is_filler(&[0x90, 0xc3]));
+        assert!(!is_filler(&[0x00, 0x90]));
+        assert!(!is_filler(&[0x0f, 0x1f])); // a truncated NOP
+    }
 
     #[test]
     fn bias_is_distance_to_instruction_end() {

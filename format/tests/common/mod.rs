@@ -35,6 +35,7 @@ pub fn manifest() -> Manifest {
                 old_offset: Some(0x1139),
                 old_size: Some(57),
                 old_sha256: Some(sha256_hex(b"old parse_header")),
+                old_room: Some(64),
                 new_size: 61,
             },
             Function {
@@ -46,6 +47,7 @@ pub fn manifest() -> Manifest {
                 old_offset: None,
                 old_size: None,
                 old_sha256: None,
+                old_room: None,
                 new_size: 16,
             },
         ],
