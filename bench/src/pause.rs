@@ -203,6 +203,8 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
 pub struct CallRate {
     /// The function called in the loop.
     pub function: &'static str,
+    /// How the patch reached it: `in place` (its new code written over the old) or `jump`.
+    pub how: &'static str,
     pub plain: Samples,
     pub patched: Samples,
     /// patched / unpatched of each pair of adjacent windows.
@@ -218,14 +220,25 @@ pub struct CallRate {
 }
 
 /// Calls per core-second of `f0` (the 2 ns leaf) and of `work` (≈ 80 ns) unpatched and
-/// patched: alternating windows on one target per function, the order within a pair alternated
-/// too so a drift of the machine does not favour one side.
+/// patched, as `lpkg apply` patches them (new code in place where it can) and with a jump
+/// (`--jump-only`): alternating windows on one target per function and way, the order within
+/// a pair alternated too so a drift of the machine does not favour one side.
 pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
     let package = std::fs::read(&setup.calls_probe.package)?;
     let trust = TrustStore::from_path(&setup.public_key)?;
     let window = setup.call_window;
     let mut rates = Vec::new();
-    for (function, looped) in [("f0", Loop::F0), ("work", Loop::Work)] {
+    let ways = [
+        ApplyOptions::default(),
+        ApplyOptions {
+            in_place: false,
+            ..ApplyOptions::default()
+        },
+    ];
+    let runs = [("f0", Loop::F0), ("work", Loop::Work)]
+        .into_iter()
+        .flat_map(|run| ways.iter().map(move |options| (run, options)));
+    for ((function, looped), options) in runs {
         let target = Target::start(&setup.calls_probe.exe, 0, ProbeThread::Absent, looped)?;
         let pid = target.pid();
         let rate = || -> anyhow::Result<f64> {
@@ -244,7 +257,7 @@ pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
             if repeat % 2 == 0 {
                 plain = Some(rate()?);
             }
-            let report = lpkg_applier::apply(pid, &package, &trust, &ApplyOptions::default())?;
+            let report = lpkg_applier::apply(pid, &package, &trust, options)?;
             let patched = rate()?;
             lpkg_applier::revert(pid, &Selection::Latest, Duration::from_secs(10))?;
             let plain = match plain {
@@ -256,8 +269,18 @@ pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
                 .iter()
                 .find(|e| e.function == function)
                 .with_context(|| format!("the package does not replace {function}"))?;
+            row.how = if entry.in_place.is_empty() {
+                "jump"
+            } else {
+                "in place"
+            };
             row.original_align = entry.address % 16;
-            row.patched_align = entry.new_address % 16;
+            let runs_at = if entry.in_place.is_empty() {
+                entry.new_address
+            } else {
+                entry.address
+            };
+            row.patched_align = runs_at % 16;
             row.patched_at.push(entry.new_address);
             row.original_at = entry.address;
             row.plain.push_value(plain);

@@ -133,13 +133,14 @@ pub fn render(
         )
         .unwrap();
     }
-    md.push_str("\n### Call overhead\n\nCalls per second of the main thread's core time (schedstat), unpatched and patched in alternating windows on one target; ratio = median of the ratios of adjacent windows, with their range (the spread of the measurement).\n\n| function | window | unpatched (calls/s, median) | patched (calls/s, median) | ratio (median) | ratio min – max | entry mod 16: original, patched |\n|---|---|---|---|---|---|---|\n");
+    md.push_str("\n### Call overhead\n\nCalls per second of the main thread's core time (schedstat), unpatched and patched in alternating windows on one target; ratio = median of the ratios of adjacent windows, with their range (the spread of the measurement).\n\n| function | patched with | window | unpatched (calls/s, median) | patched (calls/s, median) | ratio (median) | ratio min – max | entry mod 16: original, patched |\n|---|---|---|---|---|---|---|---|\n");
     let mut json_calls = Vec::new();
     for c in calls {
         writeln!(
             md,
-            "| `{}` | {} ms | {:.3e} | {:.3e} | {:.3} | {:.3} – {:.3} | {}, {} |",
+            "| `{}` | {} | {} ms | {:.3e} | {:.3e} | {:.3} | {:.3} – {:.3} | {}, {} |",
             c.function,
+            c.how,
             c.window.as_millis(),
             c.plain.median(),
             c.patched.median(),
@@ -152,6 +153,7 @@ pub fn render(
         .unwrap();
         json_calls.push(json!({
             "function": c.function,
+            "patched_with": c.how,
             "window_ms": c.window.as_millis() as u64,
             "unpatched_per_cpu_s": c.plain.json(),
             "patched_per_cpu_s": c.patched.json(),
