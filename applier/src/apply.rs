@@ -205,6 +205,10 @@ fn apply_verified(
     let mem = Mem::open(pid)?;
     let mut entries = Vec::new();
     let mut candidates = Vec::new();
+    let finder = match options.in_place {
+        true => in_place::Finder::new(&mem, &target, &target_file, &layout, module)?,
+        false => None,
+    };
     for (index, function) in manifest
         .functions
         .iter()
@@ -213,18 +217,8 @@ fn apply_verified(
     {
         let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
         let (live, pristine) = check_preimage(&mem, function, address, &applied)?;
-        if options.in_place && pristine {
-            candidates.extend(in_place::candidate(
-                index,
-                function,
-                address,
-                &live,
-                &mem,
-                &target,
-                &target_file,
-                &layout,
-                module,
-            )?);
+        if let Some(finder) = finder.as_ref().filter(|_| pristine) {
+            candidates.extend(finder.candidate(index, function, address, &live));
         }
         entries.push(Entry {
             function: function.name.clone(),
@@ -236,6 +230,7 @@ fn apply_verified(
             in_place: String::new(),
         });
     }
+    drop(finder);
     drop(target_file);
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
 

@@ -29,7 +29,7 @@ use crate::link::{Image, Layout, Resolve};
 use crate::record::eh_frame_of;
 use crate::reloc::is_closed_leaf;
 use crate::target::TargetObject;
-use crate::unwind::{function_frames_in_eh_frame, function_frames_in_elf, FunctionFrames};
+use crate::unwind::{FunctionFrames, ObjectFrames};
 use crate::Error;
 
 /// A replaced function whose new code may be written over its old code, as far as can be
@@ -56,51 +56,76 @@ pub struct Body {
     pub original: Vec<u8>,
 }
 
-/// Checks 1 to 4 for the replaced function `function` at `address`, whose old code `live`
-/// (its `old_size` bytes) holds the target file's bytes (check 1 is the caller's).
-#[allow(clippy::too_many_arguments)]
-pub fn candidate(
-    index: usize,
-    function: &Function,
-    address: u64,
-    live: &[u8],
-    mem: &Mem,
-    target: &TargetObject,
-    target_file: &[u8],
-    layout: &Layout,
-    module: &[u8],
-) -> Result<Option<Candidate>, Error> {
-    let (old_size, new_size) = (live.len() as u64, function.new_size);
-    let fits = function.old_room.is_some_and(|room| new_size <= room);
-    if !fits || new_size == 0 || !is_closed_leaf(live, address) {
-        return Ok(None);
-    }
-    let Some(section) = layout.function_section(module, &function.module_symbol)? else {
-        return Ok(None);
-    };
-    let Ok(file) = object::File::parse(target_file) else {
-        return Ok(None);
-    };
-    let mut original = live[..new_size.min(old_size) as usize].to_vec();
-    if new_size > old_size {
-        let (from, len) = (address + old_size, (new_size - old_size) as usize);
-        let padding = mem.read(from, len)?;
-        if file_bytes(&file, from.wrapping_sub(target.bias), len) != Some(&padding[..]) {
+/// What the checks before the link read once for all functions: the target file and its CFI,
+/// the module's functions that can be linked alone.
+pub struct Finder<'a> {
+    mem: &'a Mem,
+    target: &'a TargetObject,
+    file: object::File<'a>,
+    frames: ObjectFrames,
+    lone_functions: BTreeMap<String, usize>,
+}
+
+impl<'a> Finder<'a> {
+    /// `None` when the target file or its CFI cannot be read: jumps for all.
+    pub fn new(
+        mem: &'a Mem,
+        target: &'a TargetObject,
+        target_file: &'a [u8],
+        layout: &Layout,
+        module: &[u8],
+    ) -> Result<Option<Finder<'a>>, Error> {
+        let lone_functions = layout.lone_functions(module)?;
+        let (Ok(file), Some(frames)) = (
+            object::File::parse(target_file),
+            ObjectFrames::of_elf(target_file, target.base),
+        ) else {
             return Ok(None);
-        }
-        original.extend_from_slice(&padding);
+        };
+        Ok(Some(Finder {
+            mem,
+            target,
+            file,
+            frames,
+            lone_functions,
+        }))
     }
-    let Some(old_frames) = function_frames_in_elf(target_file, target.base, address) else {
-        return Ok(None);
-    };
-    Ok(Some(Candidate {
-        index,
-        address,
-        new_size,
-        section,
-        original,
-        old_frames,
-    }))
+
+    /// Checks 1 to 4 for the replaced function `function` (the `index`th) at `address`,
+    /// whose old code `live` (its `old_size` bytes) holds the target file's bytes (check 1 is
+    /// the caller's).
+    pub fn candidate(
+        &self,
+        index: usize,
+        function: &Function,
+        address: u64,
+        live: &[u8],
+    ) -> Option<Candidate> {
+        let (old_size, new_size) = (live.len() as u64, function.new_size);
+        let fits = function.old_room.is_some_and(|room| new_size <= room);
+        if !fits || new_size == 0 || !is_closed_leaf(live, address) {
+            return None;
+        }
+        let &section = self.lone_functions.get(&function.module_symbol)?;
+        let mut original = live[..new_size.min(old_size) as usize].to_vec();
+        if new_size > old_size {
+            let (from, len) = (address + old_size, (new_size - old_size) as usize);
+            let padding = self.mem.read(from, len).ok()?;
+            let in_file = file_bytes(&self.file, from.wrapping_sub(self.target.bias), len);
+            if in_file != Some(&padding[..]) {
+                return None;
+            }
+            original.extend_from_slice(&padding);
+        }
+        Some(Candidate {
+            index,
+            address,
+            new_size,
+            section,
+            original,
+            old_frames: self.frames.function(address)?,
+        })
+    }
 }
 
 /// Check 5 for each candidate, whose new function is at `new_addresses[index]` in `image`
@@ -120,13 +145,15 @@ pub fn bodies(
             .bytes
             .get(at as usize..at.checked_add(eh_frame_len)? as usize)
     });
-    let Some(eh_frame_bytes) = eh_frame_bytes else {
+    let (Some(eh_frame_bytes), false) = (eh_frame_bytes, candidates.is_empty()) else {
         return Vec::new();
     };
+    let frames = ObjectFrames::of_eh_frame(eh_frame_bytes, eh_frame);
     let alike: Vec<Candidate> = candidates
         .into_iter()
         .filter(|c| {
-            function_frames_in_eh_frame(eh_frame_bytes, eh_frame, new_addresses[c.index])
+            frames
+                .function(new_addresses[c.index])
                 .is_some_and(|new| c.old_frames.describe_alike(&new, c.new_size))
         })
         .collect();
@@ -152,8 +179,6 @@ pub fn bodies(
 
 /// The bytes of `file` at link-time address `address`, from its section holding them.
 fn file_bytes<'a>(file: &object::File<'a>, address: u64, len: usize) -> Option<&'a [u8]> {
-    file.sections().find_map(|section| {
-        let data = section.data_range(address, len as u64).ok()??;
-        Some(data)
-    })
+    file.sections()
+        .find_map(|section| section.data_range(address, len as u64).ok()?)
 }

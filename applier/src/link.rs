@@ -211,22 +211,28 @@ impl Layout {
             .map(|&(region, offset)| self.region_start(region) + offset)
     }
 
-    /// The section of `module` that holds function `symbol` and nothing else, and its size:
-    /// `None` when the function shares its section or does not start it (it cannot be moved
-    /// alone).
-    pub fn function_section(&self, module: &[u8], symbol: &str) -> Result<Option<usize>, Error> {
+    /// The functions of `module` that are alone in a loaded section, at its start (they can
+    /// be linked elsewhere alone): symbol name to section index.
+    pub fn lone_functions(&self, module: &[u8]) -> Result<BTreeMap<String, usize>, Error> {
         let file = parse(module)?;
-        let Some(symbol) = file.symbols().find(|s| s.name() == Ok(symbol)) else {
-            return Ok(None);
-        };
-        let SymbolSection::Section(index) = symbol.section() else {
-            return Ok(None);
-        };
-        let section = file
-            .section_by_index(index)
-            .map_err(|e| Error::Module(format!("symbol in a bad section: {e}")))?;
-        let alone = symbol.address() == 0 && section.size() == symbol.size();
-        Ok((alone && self.sections.contains_key(&index.0)).then_some(index.0))
+        let mut lone = BTreeMap::new();
+        for symbol in file.symbols() {
+            let (SymbolSection::Section(index), Ok(name)) = (symbol.section(), symbol.name())
+            else {
+                continue;
+            };
+            if symbol.kind() != object::SymbolKind::Text || !self.sections.contains_key(&index.0) {
+                continue;
+            }
+            let alone = symbol.address() == 0
+                && file
+                    .section_by_index(index)
+                    .is_ok_and(|s| s.size() == symbol.size());
+            if alone {
+                lone.insert(name.to_owned(), index.0);
+            }
+        }
+        Ok(lone)
     }
 
     /// Links the module to live at `base`, resolving undefined symbols through `resolve`.

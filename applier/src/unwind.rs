@@ -231,21 +231,32 @@ impl FunctionFrames {
     }
 }
 
-/// The CFI of the function that starts at runtime address `start` in the ELF file `data`
-/// whose first segment is mapped at `base`: `None` if no FDE starts there or it cannot be
-/// compared (a personality routine or LSDA, a signal frame, DWARF expressions).
-pub fn function_frames_in_elf(data: &[u8], base: u64, start: u64) -> Option<FunctionFrames> {
-    ObjectCfi::from_elf(data, base, Vec::new())?.function_frames(start)
-}
+/// The CFI of one object, parsed once, to read functions' [`FunctionFrames`] from.
+pub struct ObjectFrames(ObjectCfi);
 
-/// Like [`function_frames_in_elf`], for an `.eh_frame` section (`bytes`) at `address`, as
-/// linked into a patch module.
-pub fn function_frames_in_eh_frame(
-    bytes: &[u8],
-    address: u64,
-    start: u64,
-) -> Option<FunctionFrames> {
-    ObjectCfi::from_eh_frame(bytes.to_vec(), address, 0, Vec::new()).function_frames(start)
+impl ObjectFrames {
+    /// The CFI of the ELF file `data` whose first segment is mapped at `base`.
+    pub fn of_elf(data: &[u8], base: u64) -> Option<ObjectFrames> {
+        ObjectCfi::from_elf(data, base, Vec::new()).map(ObjectFrames)
+    }
+
+    /// The CFI in an `.eh_frame` section (`bytes`) at `address`, as linked into a patch
+    /// module.
+    pub fn of_eh_frame(bytes: &[u8], address: u64) -> ObjectFrames {
+        ObjectFrames(ObjectCfi::from_eh_frame(
+            bytes.to_vec(),
+            address,
+            0,
+            Vec::new(),
+        ))
+    }
+
+    /// The CFI of the function that starts at runtime address `start`: `None` if no FDE
+    /// starts there or it cannot be compared (a personality routine or LSDA, a signal frame,
+    /// DWARF expressions).
+    pub fn function(&self, start: u64) -> Option<FunctionFrames> {
+        self.0.function_frames(start)
+    }
 }
 
 impl ObjectCfi {
