@@ -59,6 +59,9 @@ pub struct Tracee {
     pub(crate) threads: BTreeMap<Pid, ThreadState>,
     /// Address of a `syscall` instruction in the target, found on first use.
     pub(crate) syscall_insn: Option<u64>,
+    /// Address of an `rt_sigreturn` restorer in the target (`Some(None)`: it has none), found
+    /// on first use (see `remote_syscall`).
+    pub(crate) restorer: Option<Option<u64>>,
     /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
     pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
     /// The page holding the `rt_sigreturn` trampoline of remote calls, mapped by the first
@@ -101,6 +104,7 @@ impl Tracee {
             pid,
             threads: BTreeMap::new(),
             syscall_insn: None,
+            restorer: None,
             deferred: Vec::new(),
             call_trampoline: None,
             altstacks: BTreeMap::new(),
