@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use crate::arch::current::{self as arch, build_sigframe, AltStack, Registers};
 use crate::ptrace::{self, Stop};
 use crate::tracer::{ThreadState, Tracee};
-use crate::{memory, test_hook, Error, Pid, Result};
+use crate::{test_hook, Error, Pid, Result};
 
 /// Signals the kernel forces on a thread when it faults; blocking them would make the kernel
 /// reset the target's handler to the default on a fault, so they are never blocked.
@@ -106,12 +106,12 @@ impl Tracee {
                     xstate.len()
                 ),
             })?;
-        if let Err(error) = memory::write(pid, frame.addr, &frame.bytes) {
+        if let Err(error) = self.mem()?.write(frame.addr, &frame.bytes) {
             let Error::Memory { .. } = error else {
                 return Err(error);
             };
             self.grow_stack(tid, saved.regs.sp(), frame.addr)?;
-            memory::write(pid, frame.addr, &frame.bytes)?;
+            self.mem()?.write(frame.addr, &frame.bytes)?;
         }
         Ok(frame.addr)
     }

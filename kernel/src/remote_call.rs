@@ -128,7 +128,7 @@ impl Tracee {
         // In the room the call's own frame leaves free (`remote_syscall::OUTPUT_ROOM`).
         let scratch = (sp - RED_ZONE - AltStack::SIZE as u64) & !15;
         self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, scratch, 0, 0, 0, 0])?;
-        let bytes = memory::read(self.pid, scratch, AltStack::SIZE)?;
+        let bytes = self.mem()?.read(scratch, AltStack::SIZE)?;
         let altstack =
             AltStack::from_bytes(bytes.as_slice().try_into().expect("read returns all bytes"));
         self.altstacks.insert(tid, altstack);

@@ -70,6 +70,9 @@ pub struct Tracee {
     /// Alternate signal stacks read for remote calls, valid until the thread runs its own code
     /// (dropped on resume) or its registers are overwritten.
     pub(crate) altstacks: BTreeMap<Pid, AltStack>,
+    /// /proc/PID/mem held open for the frames and reads of injected code: opening it costs a
+    /// read of /proc/PID/stat, an open and a close per access otherwise.
+    pub(crate) mem: Option<crate::memory::Mem>,
     /// The borrowed thread, when a run of our code left it at a system-call stop (see
     /// `inject::give_back_registers`).
     pub(crate) syscall_stop: Option<Pid>,
@@ -105,6 +108,7 @@ impl Tracee {
             threads: BTreeMap::new(),
             syscall_insn: None,
             restorer: None,
+            mem: None,
             deferred: Vec::new(),
             call_trampoline: None,
             altstacks: BTreeMap::new(),
@@ -596,6 +600,14 @@ impl Tracee {
             Some(_) => Err(Error::NotStopped { pid: self.pid }),
             None => Err(Error::NoSuchThread { pid: self.pid, tid }),
         }
+    }
+
+    /// The target's memory, opened on first use and kept open.
+    pub(crate) fn mem(&mut self) -> Result<&crate::memory::Mem> {
+        if self.mem.is_none() {
+            self.mem = Some(crate::memory::Mem::open(self.pid)?);
+        }
+        Ok(self.mem.as_ref().expect("opened above"))
     }
 
     /// The thread injected code runs on: the main thread if it is still there. Either the
