@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::arch::current::{self as arch, AltStack, Registers, RESTORE_RT, SYSCALL_INSN};
-use crate::inject::{End, Outcome};
+use crate::inject::{End, Outcome, Saved};
 use crate::maps::{self, MapEntry};
 use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
 
@@ -80,18 +80,17 @@ impl Tracee {
     fn inject_syscall(&mut self, tid: Pid, nr: u64, args: [u64; 6], framed: bool) -> Result<i64> {
         self.require_stopped_thread(tid)?;
         self.injected.set(self.injected.get() + 1);
-        let restorer = if framed { self.restorer()? } else { None };
         let pid = self.pid;
         let saved = self.borrow_thread(tid)?;
+        let restorer = if framed { self.restorer()? } else { None };
+        let framed = match restorer {
+            Some(restorer) => self.syscall_frame(&saved, restorer)?.map(|f| (restorer, f)),
+            None => None,
+        };
         let mut regs = saved.regs;
         // `end`: the system call the thread enters first; `back`: where it is after ours.
-        let (end, back) = match restorer {
-            Some(restorer) => {
-                let xstate = ptrace::get_xstate(tid)
-                    .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
-                let below = saved.regs.sp() - arch::RED_ZONE - OUTPUT_ROOM;
-                let frame =
-                    self.place_frame(&saved, AltStack::UNCHANGED, &xstate, restorer, below)?;
+        let (end, back) = match framed {
+            Some((restorer, frame)) => {
                 regs.prepare_sigreturn(restorer, frame);
                 let end = End {
                     pc: restorer + RESTORE_RT.len() as u64,
@@ -108,7 +107,7 @@ impl Tracee {
         };
         // At the entry stop of rt_sigreturn: our call instead, back to the restorer after it.
         let at_entry = |entry: &Registers, _: bool| -> Result<()> {
-            if restorer.is_none() {
+            if framed.is_none() {
                 return Ok(());
             }
             let mut ours = *entry;
@@ -163,6 +162,22 @@ impl Tracee {
         };
         restored?;
         result
+    }
+
+    /// Writes the frame of an injected system call on the borrowed thread's stack, below the
+    /// room left for the call's output, and returns its address; None when the stack has no
+    /// room for it and cannot grow (the call then goes without a frame, as it did before
+    /// frames: the thread at its stack limit is not protected, but the call is made).
+    fn syscall_frame(&mut self, saved: &Saved, restorer: u64) -> Result<Option<u64>> {
+        let (pid, tid) = (self.pid, saved.tid);
+        let xstate = ptrace::get_xstate(tid)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
+        let below = saved.regs.sp() - arch::RED_ZONE - OUTPUT_ROOM;
+        match self.place_frame(saved, AltStack::UNCHANGED, &xstate, restorer, below) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(Error::NoStackRoom { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Like [`Tracee::syscall`], turning `-errno` into [`Error::SyscallFailed`].
