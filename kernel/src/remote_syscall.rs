@@ -61,6 +61,11 @@ fn page_up(x: u64) -> u64 {
 impl Tracee {
     /// Run system call `nr` with `args` in the target (which must be stopped) on its main
     /// thread. Returns the raw result: a negative value is `-errno`.
+    ///
+    /// The thread's own context waits in a signal frame below its red zone (about 1 KiB plus
+    /// its XSAVE state) that `rt_sigreturn` loads if lpkg dies before putting the thread back:
+    /// it then comes back to where it was, the call made or not (see the module's doc for the
+    /// programs where that cannot be done).
     pub fn syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
         let tid = self.worker_thread()?;
         self.syscall_on(tid, nr, args)
