@@ -56,7 +56,16 @@ fn tracer_child() {
             let point = SYSCALL_POINTS.into_iter().find(|p| *p == point).unwrap();
             test_hook::pause_at(point);
             let mut t = Tracee::seize(pid).unwrap();
-            t.stop().unwrap();
+            // The thread caught where the test wants it: in a system call or in user code.
+            let in_syscall = std::env::var(FUNC).unwrap() == "1";
+            for tries in 0.. {
+                t.stop().unwrap();
+                if t.registers(pid).unwrap().syscall_nr().is_some() == in_syscall {
+                    break;
+                }
+                assert!(tries < 1000, "thread never caught there");
+                t.resume().unwrap();
+            }
             // The test kills us at the pause inside this system call.
             let rw = libc::PROT_READ | libc::PROT_WRITE;
             let addr = t
@@ -264,7 +273,9 @@ fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
         for mode in [&[][..], &["spin"][..]] {
             let mut fpu = Fpu::start_with(mode);
             for point in SYSCALL_POINTS {
-                let mut tracer = Tracer::spawn_at("syscall", fpu.pid(), 0, &[], point);
+                // FUNC: where the thread must be, 1 = in its nanosleep, 0 = in user code.
+                let in_syscall = mode.is_empty() as u64;
+                let mut tracer = Tracer::spawn_at("syscall", fpu.pid(), in_syscall, &[], point);
                 tracer.wait_paused(20);
                 tracer.kill();
                 assert!(!is_traced(fpu.pid()), "{mode:?} {point}");
