@@ -125,7 +125,8 @@ impl Tracee {
         if let Some(&altstack) = self.altstacks.get(&tid) {
             return Ok(altstack);
         }
-        // In the room the call's own frame leaves free (`remote_syscall::OUTPUT_ROOM`).
+        // In the room the frame of this injected system call leaves free above it
+        // (`remote_syscall::OUTPUT_ROOM`): the frame must stay intact.
         let scratch = (sp - RED_ZONE - AltStack::SIZE as u64) & !15;
         self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, scratch, 0, 0, 0, 0])?;
         let bytes = self.mem()?.read(scratch, AltStack::SIZE)?;

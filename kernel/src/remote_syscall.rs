@@ -12,8 +12,8 @@
 //! blocking system call has it restarted by the kernel on resume as if nothing had happened.
 //! It is never single-stepped: see `inject`.
 //!
-//! A target with no restorer in its files (a static program that never installs a signal
-//! handler) gets the bare path: the registers are pointed at an existing `syscall` instruction
+//! A target with no restorer in its files (a program without libc; static glibc and musl
+//! programs have one) gets the bare path: the registers are pointed at an existing `syscall` instruction
 //! (found in the vdso, else libc's text) with the call's number and arguments, unprotected if
 //! lpkg dies in between.
 
@@ -370,10 +370,9 @@ impl Tracee {
 
     /// Address of code doing `rt_sigreturn` exactly as glibc's and musl's `__restore_rt` do
     /// (`mov $15,%rax; syscall`, [`RESTORE_RT`]) in an executable file the target maps, libc
-    /// first; searched once. The bytes decode as that code wherever they are, and are no
-    /// pattern of code a compiler emits. None in a program without it (a static one that never
-    /// installs a signal handler). Never in lpkg's own mappings (memfds, anonymous), which it
-    /// may unmap while the address is in use.
+    /// first; searched once. The bytes decode as that code wherever they are. None in a
+    /// program without it (no libc). Never in lpkg's own mappings (memfds, anonymous), which
+    /// it may unmap while the address is in use.
     fn restorer(&mut self) -> Result<Option<u64>> {
         if let Some(found) = self.restorer {
             return Ok(found);
@@ -399,7 +398,7 @@ impl Tracee {
             .chain(maps.iter().filter(file).filter(|m| !libc(m)));
         let mut found = None;
         for map in candidates {
-            let Ok(code) = memory::read(self.pid, map.start, map.len() as usize) else {
+            let Ok(code) = self.mem()?.read(map.start, map.len() as usize) else {
                 continue;
             };
             if let Some(i) = code.windows(RESTORE_RT.len()).position(|w| w == RESTORE_RT) {
