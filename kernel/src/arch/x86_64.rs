@@ -321,7 +321,7 @@ pub struct SigFrame {
 /// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`), entirely below `below` (at
 /// most the red zone's bottom under `regs`' stack pointer), returning to `restorer`. Loaded by `rt_sigreturn`, it gives back
 /// that state, with a system call the thread was inside set up to be made again from the start
-/// (`rt_sigreturn` resets the restart block, see [`Registers::without_restart_block`]). `None` when
+/// (`rt_sigreturn` resets the restart block, see `Registers::without_restart_block`). `None` when
 /// `xstate` is too short to be an XSAVE image.
 pub fn build_sigframe(
     regs: &Registers,
