@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
-use crate::arch::current::Registers;
+use crate::arch::current::{self as arch, build_sigframe, AltStack, Registers};
 use crate::ptrace::{self, Stop};
 use crate::tracer::{ThreadState, Tracee};
 use crate::{test_hook, Error, Pid, Result};
@@ -83,6 +83,65 @@ impl Tracee {
         let mask = ptrace::get_sigmask(tid)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGMASK", e))?;
         Ok(Saved { tid, regs, mask })
+    }
+
+    /// Writes on the borrowed thread's stack, entirely below `below`, the signal frame that
+    /// gives the thread its saved state back through `rt_sigreturn` (registers, mask, `xstate`:
+    /// its `NT_X86_XSTATE`; `altstack` as `uc_stack`; `restorer` as return address), growing
+    /// the stack if needed; returns the frame's address. Below the red zone, where nothing of
+    /// the thread lives: where the kernel would put a frame for a signal arriving now.
+    pub(crate) fn place_frame(
+        &mut self,
+        saved: &Saved,
+        altstack: AltStack,
+        xstate: &[u8],
+        restorer: u64,
+        below: u64,
+    ) -> Result<u64> {
+        let (pid, tid) = (self.pid, saved.tid);
+        let frame = build_sigframe(&saved.regs, saved.mask, altstack, xstate, restorer, below)
+            .ok_or_else(|| Error::InvalidArgument {
+                what: format!(
+                    "thread {tid} of process {pid}: XSAVE state of {} bytes is too short",
+                    xstate.len()
+                ),
+            })?;
+        if let Err(error) = self.mem()?.write(frame.addr, &frame.bytes) {
+            let Error::Memory { .. } = error else {
+                return Err(error);
+            };
+            self.grow_stack(tid, saved.regs.sp(), frame.addr)?;
+            self.mem()?.write(frame.addr, &frame.bytes)?;
+        }
+        Ok(frame.addr)
+    }
+
+    /// Makes the thread's stack reach down to `bottom`, below its stack pointer `sp`.
+    ///
+    /// Since Linux 6.5 accesses through /proc/PID/mem no longer grow a stack (the main
+    /// thread's `[stack]` mapping, which grows down on faults), so a frame written below the
+    /// mapping's current bottom fails. A system call made by the thread itself that writes
+    /// there does grow it, as the thread's own accesses would: `sigaltstack(NULL, bottom)`
+    /// stores the (unchanged) alternate-stack settings at `bottom`, in stack the frame covers
+    /// next. That call runs without a frame (there is no room for one yet): if lpkg dies
+    /// inside it, the thread is not protected. If it fails, the stack is at its size limit or
+    /// is not growable.
+    fn grow_stack(&mut self, tid: Pid, sp: u64, bottom: u64) -> Result<()> {
+        let ret = self.unframed_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, bottom, 0, 0, 0, 0])?;
+        match ret {
+            0.. => Ok(()),
+            ret if ret == -(libc::EFAULT as i64) => Err(Error::NoStackRoom {
+                pid: self.pid,
+                tid,
+                sp,
+                needed: sp - bottom,
+            }),
+            ret => Err(Error::SyscallFailed {
+                pid: self.pid,
+                nr: arch::SYS_SIGALTSTACK,
+                errno: -ret as i32,
+            }),
+        }
     }
 
     /// Put back the signal mask, then the FPU state if given, then the registers, in that

@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use crate::arch::current::{
-    self as arch, build_sigframe, AltStack, Registers, MAX_CALL_ARGS, RED_ZONE,
-    SIGRETURN_TRAMPOLINE, SIGRETURN_TRAMPOLINE_SYSCALL_END,
+    self as arch, AltStack, Registers, MAX_CALL_ARGS, RED_ZONE, SIGRETURN_TRAMPOLINE,
+    SIGRETURN_TRAMPOLINE_SYSCALL_END,
 };
 use crate::inject::{End, Outcome, Saved};
 use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
@@ -125,37 +125,15 @@ impl Tracee {
         if let Some(&altstack) = self.altstacks.get(&tid) {
             return Ok(altstack);
         }
+        // In the room the frame of this injected system call leaves free above it
+        // (`remote_syscall::OUTPUT_ROOM`): the frame must stay intact.
         let scratch = (sp - RED_ZONE - AltStack::SIZE as u64) & !15;
         self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, scratch, 0, 0, 0, 0])?;
-        let bytes = memory::read(self.pid, scratch, AltStack::SIZE)?;
+        let bytes = self.mem()?.read(scratch, AltStack::SIZE)?;
         let altstack =
             AltStack::from_bytes(bytes.as_slice().try_into().expect("read returns all bytes"));
         self.altstacks.insert(tid, altstack);
         Ok(altstack)
-    }
-
-    /// Makes the thread's stack reach down to `bottom`, below its stack pointer `sp`.
-    ///
-    /// Since Linux 6.5 accesses through /proc/PID/mem no longer grow a stack (the main
-    /// thread's `[stack]` mapping, which grows down on faults), so a frame written below the
-    /// mapping's current bottom fails. A system call made by the thread itself that writes
-    /// there does grow it, as the thread's own accesses would: `sigaltstack(NULL, bottom)`
-    /// stores the (unchanged) alternate-stack settings at `bottom`, in stack the frame covers
-    /// next. If even that fails, the stack is at its size limit or is not growable.
-    fn grow_stack(&mut self, tid: Pid, sp: u64, bottom: u64) -> Result<()> {
-        match self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, bottom, 0, 0, 0, 0]) {
-            Ok(_) => Ok(()),
-            Err(Error::SyscallFailed {
-                errno: libc::EFAULT,
-                ..
-            }) => Err(Error::NoStackRoom {
-                pid: self.pid,
-                tid,
-                sp,
-                needed: sp - bottom,
-            }),
-            Err(error) => Err(error),
-        }
     }
 
     /// The return value, and whether the function made system calls.
@@ -189,28 +167,8 @@ impl Tracee {
     /// Writes the call's signal frame on the thread's stack (below its red zone, where nothing
     /// of the thread lives), growing the stack if needed; returns the frame's address.
     fn write_frame(&mut self, call: &Call, saved: &Saved) -> Result<u64> {
-        let (pid, tid) = (self.pid, call.tid);
-        let frame = build_sigframe(
-            &saved.regs,
-            saved.mask,
-            call.altstack,
-            call.xstate,
-            call.trampoline,
-        )
-        .ok_or_else(|| Error::InvalidArgument {
-            what: format!(
-                "thread {tid} of process {pid}: XSAVE state of {} bytes is too short",
-                call.xstate.len()
-            ),
-        })?;
-        if let Err(error) = memory::write(pid, frame.addr, &frame.bytes) {
-            let Error::Memory { .. } = error else {
-                return Err(error);
-            };
-            self.grow_stack(tid, saved.regs.sp(), frame.addr)?;
-            memory::write(pid, frame.addr, &frame.bytes)?;
-        }
-        Ok(frame.addr)
+        let below = saved.regs.sp() - RED_ZONE;
+        self.place_frame(saved, call.altstack, call.xstate, call.trampoline, below)
     }
 
     /// The return value, and whether the function made system calls.

@@ -1,17 +1,30 @@
 //! mmap3 / munmap3 and friends: system calls run inside the target by one of its threads.
 //!
-//! The thread's registers are saved, pointed at an existing `syscall` instruction (found in
-//! the vdso, else libc's text) with the call's number and arguments, run through the call with
-//! system-call stops (never single-stepped: see `inject`), and restored exactly, `orig_rax`
-//! included, so that a thread stopped inside a blocking system call has it restarted by the
-//! kernel on resume as if nothing had happened.
+//! The thread's registers, mask and FPU state are saved and a signal frame holding them is
+//! written on its stack, as the kernel would for a signal handler. The thread is set to run
+//! `rt_sigreturn` on that frame, through a restorer already in the target (glibc's or musl's
+//! `__restore_rt`, `mov $15,%rax; syscall`); at the entry stop of that `rt_sigreturn` our call
+//! takes its place, returning to the restorer. So at every instant the thread either has its
+//! own registers or is about to run `rt_sigreturn` on its own context: if lpkg dies anywhere
+//! in between, the kernel lets the thread go and it comes back exactly to where it was (a
+//! system call it was inside made again). Alive, we stop the thread right after our call and
+//! put its registers back exactly, `orig_rax` included, so that a thread stopped inside a
+//! blocking system call has it restarted by the kernel on resume as if nothing had happened.
+//! It is never single-stepped: see `inject`.
+//!
+//! A target with no restorer in its files (a program without libc; static glibc and musl
+//! programs have one) gets the bare path: the registers are pointed at an existing `syscall` instruction
+//! (found in the vdso, else libc's text) with the call's number and arguments, unprotected if
+//! lpkg dies in between.
 
 use std::time::{Duration, Instant};
 
-use crate::arch::current::{self as arch, SYSCALL_INSN};
-use crate::inject::{End, Outcome};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::arch::current::{self as arch, AltStack, Registers, RESTORE_RT, SYSCALL_INSN};
+use crate::inject::{End, Outcome, Saved};
 use crate::maps::{self, MapEntry};
-use crate::{memory, test_hook, Error, Pid, Result, Tracee};
+use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
 
 /// Longest time an injected system call may take (ours never block).
 const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +37,12 @@ const NEAR_LIMIT: u64 = 0x7fff_0000;
 const USER_TOP: u64 = 0x7fff_ffff_f000;
 
 const PAGE: u64 = 4096;
+
+/// Bytes kept free between the red zone and the signal frame of an injected system call, for
+/// what the call itself writes on the stack there (`Tracee::altstack`'s `stack_t`): the frame
+/// must stay intact until the thread is given back.
+pub(crate) const OUTPUT_ROOM: u64 = 64;
+const _: () = assert!(AltStack::SIZE as u64 + 15 <= OUTPUT_ROOM);
 
 /// `MAP_FIXED_NOREPLACE` (Linux 4.17); older kernels ignore it and treat the address as a hint.
 const MAP_FIXED_NOREPLACE: i32 = 0x10_0000;
@@ -42,6 +61,11 @@ fn page_up(x: u64) -> u64 {
 impl Tracee {
     /// Run system call `nr` with `args` in the target (which must be stopped) on its main
     /// thread. Returns the raw result: a negative value is `-errno`.
+    ///
+    /// The thread's own context waits in a signal frame below its red zone (about 1 KiB plus
+    /// its XSAVE state) that `rt_sigreturn` loads if lpkg dies before putting the thread back:
+    /// it then comes back to where it was, the call made or not (see the module's doc for the
+    /// programs where that cannot be done).
     pub fn syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
         let tid = self.worker_thread()?;
         self.syscall_on(tid, nr, args)
@@ -49,35 +73,86 @@ impl Tracee {
 
     /// [`Tracee::syscall`] on a given stopped thread.
     pub(crate) fn syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<i64> {
+        self.inject_syscall(tid, nr, args, true)
+    }
+
+    /// [`Tracee::syscall`] on a given stopped thread without a signal frame: for the one call
+    /// that makes room for frames on the stack (see `inject::place_frame`).
+    pub(crate) fn unframed_syscall_on(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<i64> {
+        self.inject_syscall(tid, nr, args, false)
+    }
+
+    fn inject_syscall(&mut self, tid: Pid, nr: u64, args: [u64; 6], framed: bool) -> Result<i64> {
         self.require_stopped_thread(tid)?;
         self.injected.set(self.injected.get() + 1);
-        let insn = self.syscall_insn()?;
+        let pid = self.pid;
         let saved = self.borrow_thread(tid)?;
+        let restorer = if framed { self.restorer()? } else { None };
+        let framed = match restorer {
+            Some(restorer) => self.syscall_frame(&saved, restorer)?.map(|f| (restorer, f)),
+            None => None,
+        };
         let mut regs = saved.regs;
-        regs.prepare_syscall(insn, nr, args);
-        let end = End {
-            pc: insn + SYSCALL_INSN.len() as u64,
-            nr,
+        // `end`: the system call the thread enters first; `back`: where it is after ours.
+        let (end, back) = match framed {
+            Some((restorer, frame)) => {
+                regs.prepare_sigreturn(restorer, frame);
+                let end = End {
+                    pc: restorer + RESTORE_RT.len() as u64,
+                    nr: arch::SYS_RT_SIGRETURN,
+                };
+                (end, restorer)
+            }
+            None => {
+                let insn = self.syscall_insn()?;
+                regs.prepare_syscall(insn, nr, args);
+                let back = insn + SYSCALL_INSN.len() as u64;
+                (End { pc: back, nr }, back)
+            }
+        };
+        // At the entry stop of rt_sigreturn: our call instead, back to the restorer after it.
+        let at_entry = |entry: &Registers, _: bool| -> Result<()> {
+            if framed.is_none() {
+                return Ok(());
+            }
+            let mut ours = *entry;
+            ours.replace_syscall(nr, args, back);
+            ptrace::setregs(tid, &ours)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+            test_hook::reached(pid, tid, test_hook::SYSCALL_ENTERED)
         };
         let deadline = Instant::now() + SYSCALL_TIMEOUT;
-        let outcome = self.run_borrowed(
-            tid,
-            &regs,
-            end,
-            |_, _| Ok(()),
-            deadline,
-            test_hook::SYSCALL_READY,
-        );
+        let outcome = self
+            .run_borrowed(
+                tid,
+                &regs,
+                end,
+                at_entry,
+                deadline,
+                test_hook::SYSCALL_READY,
+            )
+            .and_then(|outcome| {
+                test_hook::reached(pid, tid, test_hook::SYSCALL_DONE)?;
+                Ok(outcome)
+            });
         let restored = self.give_back(&saved, None);
         let result = match outcome? {
-            Outcome::Returned { exit, .. } if exit.pc() == end.pc => Ok(exit.return_value() as i64),
+            Outcome::Returned { exit, .. }
+                if exit.pc() == back && exit.syscall_nr() == Some(nr) =>
+            {
+                Ok(exit.return_value() as i64)
+            }
             Outcome::Returned { exit: regs, .. } => Err(Error::UnexpectedStop {
-                pid: self.pid,
+                pid,
                 tid,
-                what: format!("pc {:#x} after system call {nr}", regs.pc()),
+                what: format!(
+                    "pc {:#x}, system call {:?} after system call {nr}",
+                    regs.pc(),
+                    regs.syscall_nr()
+                ),
             }),
             Outcome::Trapped { sig, regs, .. } => Err(Error::UnexpectedStop {
-                pid: self.pid,
+                pid,
                 tid,
                 what: format!(
                     "signal {sig} at pc {:#x} while running system call {nr}",
@@ -85,13 +160,29 @@ impl Tracee {
                 ),
             }),
             Outcome::TimedOut => Err(Error::UnexpectedStop {
-                pid: self.pid,
+                pid,
                 tid,
                 what: format!("system call {nr} did not complete within {SYSCALL_TIMEOUT:?}"),
             }),
         };
         restored?;
         result
+    }
+
+    /// Writes the frame of an injected system call on the borrowed thread's stack, below the
+    /// room left for the call's output, and returns its address; None when the stack has no
+    /// room for it and cannot grow (the call then goes without a frame, as it did before
+    /// frames: the thread at its stack limit is not protected, but the call is made).
+    fn syscall_frame(&mut self, saved: &Saved, restorer: u64) -> Result<Option<u64>> {
+        let (pid, tid) = (self.pid, saved.tid);
+        let xstate = ptrace::get_xstate(tid)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
+        let below = saved.regs.sp() - arch::RED_ZONE - OUTPUT_ROOM;
+        match self.place_frame(saved, AltStack::UNCHANGED, &xstate, restorer, below) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(Error::NoStackRoom { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Like [`Tracee::syscall`], turning `-errno` into [`Error::SyscallFailed`].
@@ -275,6 +366,48 @@ impl Tracee {
             return Err(error);
         }
         Ok(fd)
+    }
+
+    /// Address of code doing `rt_sigreturn` exactly as glibc's and musl's `__restore_rt` do
+    /// (`mov $15,%rax; syscall`, [`RESTORE_RT`]) in an executable file the target maps, libc
+    /// first; searched once. The bytes decode as that code wherever they are. None in a
+    /// program without it (no libc). Never in lpkg's own mappings (memfds, anonymous), which
+    /// it may unmap while the address is in use.
+    fn restorer(&mut self) -> Result<Option<u64>> {
+        if let Some(found) = self.restorer {
+            return Ok(found);
+        }
+        let maps = maps::read(self.pid)?;
+        let file = |m: &&MapEntry| {
+            m.exec
+                && m.read
+                && m.path.as_ref().is_some_and(|p| {
+                    let p = p.as_os_str().as_bytes();
+                    p.starts_with(b"/") && !p.starts_with(b"/memfd:")
+                })
+        };
+        let libc = |m: &&MapEntry| {
+            m.path
+                .as_ref()
+                .is_some_and(|p| p.to_string_lossy().contains("libc"))
+        };
+        let candidates = maps
+            .iter()
+            .filter(file)
+            .filter(libc)
+            .chain(maps.iter().filter(file).filter(|m| !libc(m)));
+        let mut found = None;
+        for map in candidates {
+            let Ok(code) = self.mem()?.read(map.start, map.len() as usize) else {
+                continue;
+            };
+            if let Some(i) = code.windows(RESTORE_RT.len()).position(|w| w == RESTORE_RT) {
+                found = Some(map.start + i as u64);
+                break;
+            }
+        }
+        self.restorer = Some(found);
+        Ok(found)
     }
 
     /// Address of a `syscall` instruction in the target: the vdso has one (its fallback

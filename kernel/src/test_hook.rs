@@ -20,8 +20,14 @@ pub const CALL_FRAME_WRITTEN: &str = "call:frame-written";
 /// the function.
 pub const CALL_READY: &str = "call:ready";
 /// A point inside an injected system call: registers and mask are set, the thread is about to
-/// be resumed into the call.
+/// be resumed into the call (into the `rt_sigreturn` our call replaces at its entry).
 pub const SYSCALL_READY: &str = "syscall:ready";
+/// A point inside an injected system call: the thread sits at the entry stop of the
+/// `rt_sigreturn` it was set to make, with our call put in its place.
+pub const SYSCALL_ENTERED: &str = "syscall:entered";
+/// A point inside an injected system call: the call was made, the thread stopped right after
+/// it, its own registers and mask not put back yet.
+pub const SYSCALL_DONE: &str = "syscall:done";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {

@@ -59,6 +59,9 @@ pub struct Tracee {
     pub(crate) threads: BTreeMap<Pid, ThreadState>,
     /// Address of a `syscall` instruction in the target, found on first use.
     pub(crate) syscall_insn: Option<u64>,
+    /// Address of an `rt_sigreturn` restorer in the target (`Some(None)`: it has none), found
+    /// on first use (see `remote_syscall`).
+    pub(crate) restorer: Option<Option<u64>>,
     /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
     pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
     /// The page holding the `rt_sigreturn` trampoline of remote calls, mapped by the first
@@ -67,6 +70,9 @@ pub struct Tracee {
     /// Alternate signal stacks read for remote calls, valid until the thread runs its own code
     /// (dropped on resume) or its registers are overwritten.
     pub(crate) altstacks: BTreeMap<Pid, AltStack>,
+    /// /proc/PID/mem held open for the frames and reads of injected code: opening it costs a
+    /// read of /proc/PID/stat, an open and a close per access otherwise.
+    pub(crate) mem: Option<crate::memory::Mem>,
     /// The borrowed thread, when a run of our code left it at a system-call stop (see
     /// `inject::give_back_registers`).
     pub(crate) syscall_stop: Option<Pid>,
@@ -101,6 +107,8 @@ impl Tracee {
             pid,
             threads: BTreeMap::new(),
             syscall_insn: None,
+            restorer: None,
+            mem: None,
             deferred: Vec::new(),
             call_trampoline: None,
             altstacks: BTreeMap::new(),
@@ -592,6 +600,14 @@ impl Tracee {
             Some(_) => Err(Error::NotStopped { pid: self.pid }),
             None => Err(Error::NoSuchThread { pid: self.pid, tid }),
         }
+    }
+
+    /// The target's memory, opened on first use and kept open.
+    pub(crate) fn mem(&mut self) -> Result<&crate::memory::Mem> {
+        if self.mem.is_none() {
+            self.mem = Some(crate::memory::Mem::open(self.pid)?);
+        }
+        Ok(self.mem.as_ref().expect("opened above"))
     }
 
     /// The thread injected code runs on: the main thread if it is still there. Either the

@@ -1,5 +1,5 @@
 //! Borrowing a thread when things go wrong inside: a ptrace request failing at a system-call
-//! stop of our code, a stack with no room left for a call's frame. C targets compiled at test
+//! stop of our code, a stack with no room left for a call's or a system call's frame. C targets compiled at test
 //! time, each checking itself and saying `bad ...` when something differs.
 
 mod util;
@@ -66,6 +66,42 @@ fn a_request_failing_at_a_syscall_entry_stop_does_not_repeat_the_threads_call() 
         let first = fields(&ping(&mut proc))["round"];
         std::thread::sleep(Duration::from_millis(20));
         assert!(fields(&ping(&mut proc))["round"] > first);
+    });
+}
+
+/// Where lpkg puts its system call in place of the `rt_sigreturn` the thread was set to make
+/// (see `remote_syscall`), a request failing gives the thread back whole: on a thread in its
+/// own `nanosleep`, and on one in user code, which check their registers after every round.
+#[test]
+fn a_request_failing_where_our_call_replaces_rt_sigreturn_leaves_the_thread_whole() {
+    with_timeout(60, || {
+        for mode in [&[][..], &["spin"][..]] {
+            let mut proc = Proc::spawn(&bin("fpu"), mode);
+            proc.expect("ready", Duration::from_secs(10));
+            let pid = proc.pid();
+            let mut t = Tracee::seize(pid).unwrap();
+            for _ in 0..3 {
+                t.stop().unwrap();
+                let before = t.registers(pid).unwrap();
+                test_hook::fail_at(test_hook::SYSCALL_ENTERED);
+                match t.syscall(libc::SYS_getpid as u64, [0; 6]) {
+                    Err(Error::Ptrace {
+                        op: "test hook", ..
+                    }) => {}
+                    other => panic!("expected the hook's failure, got {other:?}"),
+                }
+                // In the form the kernel's restart logic gives them: a call to be restarted
+                // set up to be made again.
+                let after = t.registers(pid).unwrap();
+                assert_eq!(after.sp(), before.sp(), "{mode:?}");
+                assert!(after.syscall_nr().is_none(), "{mode:?} {after:?}");
+                t.resume().unwrap();
+                proc.wait_line("ok", Duration::from_secs(10));
+                proc.wait_line("ok", Duration::from_secs(10));
+            }
+            t.detach().unwrap();
+            proc.wait_line("ok", Duration::from_secs(10));
+        }
     });
 }
 
@@ -155,6 +191,14 @@ fn a_call_on_a_stack_used_up_to_its_bottom_grows_it_or_says_why_not() {
             }
             other => panic!("expected NoStackRoom, got {other:?}"),
         }
+        assert_eq!(mapping_of(pid, sp), (start, end));
+        assert_eq!(t.registers(pid).unwrap(), before);
+        // An injected system call goes without its frame there (unprotected against our
+        // death, as before frames), and leaves the thread as it was too.
+        assert_eq!(
+            t.syscall(libc::SYS_getpid as u64, [0; 6]).unwrap(),
+            pid as i64
+        );
         assert_eq!(mapping_of(pid, sp), (start, end));
         assert_eq!(t.registers(pid).unwrap(), before);
 

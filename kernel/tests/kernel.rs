@@ -825,3 +825,39 @@ fn calls_in_one_stop_read_the_alternate_stack_once() {
         }
     });
 }
+
+/// A program with no `rt_sigreturn` restorer mapped (no libc): injected system calls go
+/// without a signal frame (the point where our call replaces `rt_sigreturn` is never reached),
+/// and work, the program untouched.
+#[test]
+fn a_program_without_a_restorer_gets_system_calls_without_a_frame() {
+    with_timeout(60, || {
+        let exe = bin("nolibc");
+        let code = std::fs::read(&exe).unwrap();
+        let restore_rt = lpkg_kernel::arch::x86_64::RESTORE_RT;
+        assert!(!code.windows(restore_rt.len()).any(|w| w == restore_rt));
+        let mut proc = Proc::spawn(&exe, &[]);
+        proc.expect("ready", Duration::from_secs(10));
+        let pid = proc.pid();
+        let mut t = Tracee::seize(pid).unwrap();
+        for _ in 0..3 {
+            t.stop().unwrap();
+            let before = t.registers(pid).unwrap();
+            lpkg_kernel::test_hook::fail_at(lpkg_kernel::test_hook::SYSCALL_ENTERED);
+            assert_eq!(
+                t.syscall(libc::SYS_getpid as u64, [0; 6]).unwrap(),
+                pid as i64
+            );
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let addr = t
+                .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                .unwrap();
+            t.munmap(addr, 4096).unwrap();
+            assert_eq!(t.registers(pid).unwrap(), before);
+            t.resume().unwrap();
+            proc.wait_line("ok", Duration::from_secs(10));
+        }
+        t.detach().unwrap();
+        proc.wait_line("ok", Duration::from_secs(10));
+    });
+}

@@ -1,7 +1,8 @@
-//! Calls into the target that outlive their tracer: a tracer process is SIGKILLed (by PID)
-//! while the function it called runs, and the target must carry on exactly where it was, its
-//! registers, vector registers, signal mask and alternate signal stack intact. Plus the
-//! unprivileged tracer's error.
+//! Calls and system calls injected into the target that outlive their tracer: a tracer process
+//! is SIGKILLed (by PID) while the function it called runs, or at each point of an injected
+//! system call, and the target must carry on exactly where it was, its registers, vector
+//! registers, signal mask and alternate signal stack intact. Plus the unprivileged tracer's
+//! error.
 //!
 //! The tracer is this test binary re-executed on `tracer_child`.
 
@@ -18,6 +19,15 @@ const OP: &str = "LPKG_TRACER_OP";
 const PID: &str = "LPKG_TRACER_PID";
 const FUNC: &str = "LPKG_TRACER_FUNC";
 const POINT: &str = "LPKG_TRACER_POINT";
+
+/// Every point of an injected system call where the thread is not its own: from our registers
+/// set to the thread's own put back.
+const SYSCALL_POINTS: [&str; 4] = [
+    test_hook::SYSCALL_READY,
+    test_hook::SYSCALL_STOP,
+    test_hook::SYSCALL_ENTERED,
+    test_hook::SYSCALL_DONE,
+];
 
 /// The tracer process of the other tests; does nothing when run as a normal test.
 #[test]
@@ -41,6 +51,28 @@ fn tracer_child() {
             let ret = t.call(func, &[1000], Duration::from_secs(30)).unwrap();
             println!("returned {ret}");
         }
+        "syscall" => {
+            let point = std::env::var(POINT).unwrap();
+            let point = SYSCALL_POINTS.into_iter().find(|p| *p == point).unwrap();
+            test_hook::pause_at(point);
+            let mut t = Tracee::seize(pid).unwrap();
+            // The thread caught where the test wants it: in a system call or in user code.
+            let in_syscall = std::env::var(FUNC).unwrap() == "1";
+            for tries in 0.. {
+                t.stop().unwrap();
+                if t.registers(pid).unwrap().syscall_nr().is_some() == in_syscall {
+                    break;
+                }
+                assert!(tries < 1000, "thread never caught there");
+                t.resume().unwrap();
+            }
+            // The test kills us at the pause inside this system call.
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let addr = t
+                .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                .unwrap();
+            println!("mapped {addr:x}");
+        }
         _ => match Tracee::seize(pid) {
             Err(e @ Error::PermissionDenied { .. }) => println!("denied: {e}"),
             Err(e) => panic!("expected PermissionDenied, got {e:?}"),
@@ -58,7 +90,12 @@ struct Fpu {
 
 impl Fpu {
     fn start() -> Fpu {
-        let mut proc = Proc::spawn(&bin("fpu"), &[]);
+        Fpu::start_with(&[])
+    }
+
+    /// `["spin"]`: rounds in user code rather than in a system call.
+    fn start_with(args: &[&str]) -> Fpu {
+        let mut proc = Proc::spawn(&bin("fpu"), args);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let mut fpu = Fpu {
             proc,
@@ -222,6 +259,35 @@ fn target_survives_the_tracer_killed_while_a_call_is_set_up() {
         assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
         t.detach().unwrap();
         fpu.rounds_ok(3);
+    });
+}
+
+/// lpkg killed at every point of an injected system call (here the first, an `mmap`, before
+/// any page of lpkg exists in the target), on a thread stopped inside a system call of its own
+/// (`nanosleep`) and on one stopped in user code: the thread carries on exactly as it was, its
+/// general and vector registers, mask and alternate stack intact (the target checks them after
+/// every round), and it can be traced again.
+#[test]
+fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
+    with_timeout(120, || {
+        for mode in [&[][..], &["spin"][..]] {
+            let mut fpu = Fpu::start_with(mode);
+            for point in SYSCALL_POINTS {
+                // FUNC: where the thread must be, 1 = in its nanosleep, 0 = in user code.
+                let in_syscall = mode.is_empty() as u64;
+                let mut tracer = Tracer::spawn_at("syscall", fpu.pid(), in_syscall, &[], point);
+                tracer.wait_paused(20);
+                tracer.kill();
+                assert!(!is_traced(fpu.pid()), "{mode:?} {point}");
+                fpu.rounds_ok(5);
+            }
+            let mut t = Tracee::seize(fpu.pid()).unwrap();
+            t.stop().unwrap();
+            assert_eq!(t.syscall(39, [0; 6]).unwrap(), fpu.pid() as i64, "getpid");
+            assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
+            t.detach().unwrap();
+            fpu.rounds_ok(3);
+        }
     });
 }
 

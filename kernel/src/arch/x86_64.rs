@@ -101,6 +101,34 @@ impl Registers {
         r.eflags &= !RFLAGS_TF;
     }
 
+    /// Registers that make the thread run `rt_sigreturn` with the signal frame at `frame`,
+    /// through `restorer`: code doing `mov $15,%rax; syscall` ([`RESTORE_RT`]). The stack
+    /// pointer is `frame + 8`, as after a handler's `ret` popped the frame's return address,
+    /// which is where `rt_sigreturn` looks for the frame.
+    pub(crate) fn prepare_sigreturn(&mut self, restorer: u64, frame: u64) {
+        let r = &mut self.0;
+        r.rip = restorer;
+        r.rsp = frame + 8;
+        r.rax = SYS_RT_SIGRETURN;
+        r.orig_rax = u64::MAX;
+        r.eflags &= !RFLAGS_TF;
+    }
+
+    /// At a system-call entry stop: the kernel makes call `nr` with `args` instead of the one
+    /// being entered (it takes the number from `orig_rax` once the tracer lets it go), and
+    /// returns to `back` after it.
+    pub(crate) fn replace_syscall(&mut self, nr: u64, args: [u64; 6], back: u64) {
+        let r = &mut self.0;
+        r.orig_rax = nr;
+        r.rdi = args[0];
+        r.rsi = args[1];
+        r.rdx = args[2];
+        r.r10 = args[3];
+        r.r8 = args[4];
+        r.r9 = args[5];
+        r.rip = back;
+    }
+
     /// Registers for entering `func` as if called with `args` and return address already pushed
     /// at `sp` (which must be 16-byte aligned plus 8).
     pub(crate) fn prepare_call(&mut self, func: u64, sp: u64, args: &[u64]) {
@@ -224,6 +252,17 @@ impl AltStack {
     /// Size of a `stack_t` in memory.
     pub const SIZE: usize = 24;
 
+    /// A `uc_stack` for a signal frame that leaves the thread's alternate stack as it is, for
+    /// frames built without reading it. `rt_sigreturn` applies `uc_stack` with `sigaltstack`
+    /// and ignores every failure but a fault (kernel `restore_altstack`: "squash all but
+    /// EFAULT"); `SS_ONSTACK | SS_DISABLE` is a mode `sigaltstack` refuses with EINVAL before
+    /// changing anything (since Linux 4.7, and with EPERM first when on the alternate stack).
+    pub const UNCHANGED: AltStack = AltStack {
+        sp: 0,
+        flags: libc::SS_ONSTACK | libc::SS_DISABLE,
+        size: 0,
+    };
+
     /// Parse a `stack_t` from memory.
     pub fn from_bytes(b: &[u8; Self::SIZE]) -> AltStack {
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
@@ -279,10 +318,10 @@ pub struct SigFrame {
 }
 
 /// Build the frame the kernel would build to run a handler on a thread whose state is `regs`,
-/// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`), below the red zone under
-/// `regs`' stack pointer, returning to `restorer`. Loaded by `rt_sigreturn`, it gives back
+/// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`), entirely below `below` (at
+/// most the red zone's bottom under `regs`' stack pointer), returning to `restorer`. Loaded by `rt_sigreturn`, it gives back
 /// that state, with a system call the thread was inside set up to be made again from the start
-/// (`rt_sigreturn` resets the restart block, see [`Registers::without_restart_block`]). `None` when
+/// (`rt_sigreturn` resets the restart block, see `Registers::without_restart_block`). `None` when
 /// `xstate` is too short to be an XSAVE image.
 pub fn build_sigframe(
     regs: &Registers,
@@ -290,6 +329,7 @@ pub fn build_sigframe(
     altstack: AltStack,
     xstate: &[u8],
     restorer: u64,
+    below: u64,
 ) -> Option<SigFrame> {
     use sigframe::*;
     let xstate_size = xstate.len();
@@ -298,7 +338,8 @@ pub fn build_sigframe(
     }
     let xcr0 = &xstate[SW_RESERVED..SW_RESERVED + 8];
     let fp_len = xstate_size + 4;
-    let fp_addr = (regs.sp() - RED_ZONE - fp_len as u64) & !(XSTATE_ALIGN - 1);
+    let below = below.min(regs.sp() - RED_ZONE);
+    let fp_addr = (below - fp_len as u64) & !(XSTATE_ALIGN - 1);
     let addr = ((fp_addr - SIZE as u64) & !15) - 8;
     let mut bytes = vec![0u8; (fp_addr - addr) as usize + fp_len];
     let mut put = |o: usize, v: &[u8]| bytes[o..o + v.len()].copy_from_slice(v);
@@ -382,7 +423,7 @@ mod sigframe_tests {
             flags: 0,
             size: 0x1000,
         };
-        let f = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000).unwrap();
+        let f = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000, u64::MAX).unwrap();
         let u64_at = |o: usize| u64::from_le_bytes(f.bytes[o..o + 8].try_into().unwrap());
         let u32_at = |o: usize| u32::from_le_bytes(f.bytes[o..o + 4].try_into().unwrap());
         assert_eq!(f.addr % 16, 8, "rsp % 16 == 8 at entry");
@@ -412,7 +453,12 @@ mod sigframe_tests {
         assert_eq!(u64_at(fp + 472), 0xe7, "xfeatures");
         assert_eq!(u32_at(fp + 480), 2432, "xstate_size");
         assert_eq!(u32_at(fp + 2432), sigframe::FP_XSTATE_MAGIC2);
-        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], 0).is_none());
+        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], 0, u64::MAX).is_none());
+        // Lower when asked.
+        let below = regs.sp() - RED_ZONE - 64;
+        let g = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000, below).unwrap();
+        assert!(g.addr + g.bytes.len() as u64 <= below && g.addr % 16 == 8);
+        assert!(g.addr < f.addr);
     }
 }
 

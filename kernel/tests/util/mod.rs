@@ -25,21 +25,38 @@ pub fn bin(name: &str) -> PathBuf {
             "writer",
             "deepstack",
         ] {
-            let out = Command::new("gcc")
-                .args(["-O2", "-g", "-pthread", "-Wall", "-o"])
-                .arg(dir.path().join(name))
-                .arg(src.join(format!("{name}.c")))
-                .output()
-                .expect("run gcc");
-            assert!(
-                out.status.success(),
-                "gcc {name}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            compile(
+                &src.join(format!("{name}.c")),
+                &dir.path().join(name),
+                &["-pthread"],
             );
         }
+        // No libc at all, so no signal restorer in the program.
+        compile(
+            &src.join("nolibc.S"),
+            &dir.path().join("nolibc"),
+            &["-nostdlib", "-static"],
+        );
         dir
     });
     dir.path().join(name)
+}
+
+fn compile(src: &Path, out: &Path, flags: &[&str]) {
+    let result = Command::new("gcc")
+        .args(["-O2", "-g", "-Wall"])
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .output()
+        .expect("run gcc");
+    assert!(
+        result.status.success(),
+        "gcc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&result.stderr)
+    );
 }
 
 /// A process started by the test; SIGKILLed by PID and reaped on drop.
