@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::arch::current::{AltStack, Registers};
-use crate::priority::Boost;
+use crate::priority::{Boost, Scheduling};
 use crate::ptrace::{self, Stop};
 use crate::{procfs, Error, Pid, Result};
 
@@ -86,6 +86,11 @@ pub struct Tracee {
     boost: Option<Boost>,
     /// False once raising it failed (not permitted, or real-time already): not tried again.
     may_boost: bool,
+    /// This thread's own scheduling, read at the first boost.
+    scheduling: Option<Option<Scheduling>>,
+    /// This thread's timer slack, lowered at the first wait for a thread to stop and restored
+    /// when the `Tracee` goes (not at every stop: three system calls each time).
+    slack: FineSlack,
     /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
     stat: Option<std::fs::File>,
     detached: bool,
@@ -118,6 +123,8 @@ impl Tracee {
             injected: Cell::new(0),
             boost: None,
             may_boost: true,
+            scheduling: None,
+            slack: FineSlack::default(),
             stat: procfs::open_stat(pid),
             detached: false,
             _not_send: PhantomData,
@@ -324,7 +331,6 @@ impl Tracee {
     /// polls we sleep, briefly and with little timer slack.
     pub(crate) fn wait_stopping(&mut self, deadline: Instant) -> Result<()> {
         let mut pause = FIRST_PAUSE;
-        let mut slack = FineSlack::default();
         loop {
             let Some(tid) = self
                 .threads
@@ -371,7 +377,7 @@ impl Tracee {
                     timeout: STOP_TIMEOUT,
                 });
             }
-            slack.set();
+            self.slack.set();
             std::thread::sleep(pause);
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
@@ -578,7 +584,8 @@ impl Tracee {
     /// Raise this thread's priority for as long as the whole process is stopped.
     fn boost(&mut self) {
         if self.boost.is_none() && self.may_boost {
-            self.boost = Boost::raise();
+            let scheduling = *self.scheduling.get_or_insert_with(Scheduling::current);
+            self.boost = scheduling.and_then(Scheduling::raise);
             self.may_boost = self.boost.is_some();
         }
     }
