@@ -92,13 +92,14 @@ impl Registers {
         r.rip = insn;
         r.rax = nr;
         r.orig_rax = u64::MAX;
-        r.rdi = args[0];
-        r.rsi = args[1];
-        r.rdx = args[2];
-        r.r10 = args[3];
-        r.r8 = args[4];
-        r.r9 = args[5];
         r.eflags &= !RFLAGS_TF;
+        self.set_syscall_args(args);
+    }
+
+    /// The six arguments of a system call, in the registers the kernel takes them from.
+    fn set_syscall_args(&mut self, args: [u64; 6]) {
+        let r = &mut self.0;
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] = args;
     }
 
     /// Registers that make the thread run `rt_sigreturn` with the signal frame at `frame`,
@@ -118,15 +119,9 @@ impl Registers {
     /// being entered (it takes the number from `orig_rax` once the tracer lets it go), and
     /// returns to `back` after it.
     pub(crate) fn replace_syscall(&mut self, nr: u64, args: [u64; 6], back: u64) {
-        let r = &mut self.0;
-        r.orig_rax = nr;
-        r.rdi = args[0];
-        r.rsi = args[1];
-        r.rdx = args[2];
-        r.r10 = args[3];
-        r.r8 = args[4];
-        r.r9 = args[5];
-        r.rip = back;
+        self.0.orig_rax = nr;
+        self.0.rip = back;
+        self.set_syscall_args(args);
     }
 
     /// Registers for entering `func` as if called with `args` and return address already pushed
