@@ -63,7 +63,7 @@ pub struct Finder<'a> {
     target: &'a TargetObject,
     file: object::File<'a>,
     frames: ObjectFrames,
-    lone_functions: BTreeMap<String, usize>,
+    lone_functions: BTreeMap<String, (usize, u64)>,
 }
 
 impl<'a> Finder<'a> {
@@ -106,7 +106,10 @@ impl<'a> Finder<'a> {
         if !fits || new_size == 0 || !is_closed_leaf(live, address) {
             return None;
         }
-        let &section = self.lone_functions.get(&function.module_symbol)?;
+        let &(section, size) = self.lone_functions.get(&function.module_symbol)?;
+        if size != new_size {
+            return None;
+        }
         let mut original = live[..new_size.min(old_size) as usize].to_vec();
         if new_size > old_size {
             let (from, len) = (address + old_size, (new_size - old_size) as usize);

@@ -212,8 +212,8 @@ impl Layout {
     }
 
     /// The functions of `module` that are alone in a loaded section, at its start (they can
-    /// be linked elsewhere alone): symbol name to section index.
-    pub fn lone_functions(&self, module: &[u8]) -> Result<BTreeMap<String, usize>, Error> {
+    /// be linked elsewhere alone): symbol name to section index and size.
+    pub fn lone_functions(&self, module: &[u8]) -> Result<BTreeMap<String, (usize, u64)>, Error> {
         let file = parse(module)?;
         let mut lone = BTreeMap::new();
         for symbol in file.symbols() {
@@ -229,7 +229,7 @@ impl Layout {
                     .section_by_index(index)
                     .is_ok_and(|s| s.size() == symbol.size());
             if alone {
-                lone.insert(name.to_owned(), index.0);
+                lone.insert(name.to_owned(), (index.0, symbol.size()));
             }
         }
         Ok(lone)
