@@ -90,11 +90,23 @@ fn mutated_patch_modules_are_refused_not_panicked_on() {
     layout
         .link(&module, 0x5555_0000_0000, &Anywhere)
         .expect("the real module links");
+    assert!(
+        layout.lone_functions(&module).unwrap().contains_key("f"),
+        "f is alone in .text.f"
+    );
     let mut m = Mutator(0x9e37_79b9_7f4a_7c15);
     for _ in 0..3000 {
         let bytes = m.mutate(&module);
         if let Ok(layout) = Layout::new(&bytes) {
             let _ = layout.link(&bytes, 0x5555_0000_0000, &Anywhere);
+            // As for new code written in place: each lone function linked at another address.
+            if let Ok(lone) = layout.lone_functions(&bytes) {
+                let placed = lone
+                    .values()
+                    .map(|&(section, _)| (section, 0x5555_1000_0000))
+                    .collect();
+                let _ = layout.link_placed(&bytes, 0x5555_0000_0000, &Anywhere, &placed);
+            }
         }
     }
 }
