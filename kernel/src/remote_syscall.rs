@@ -47,9 +47,10 @@ const _: () = assert!(AltStack::SIZE as u64 + 15 <= OUTPUT_ROOM);
 /// `MAP_FIXED_NOREPLACE` (Linux 4.17); older kernels ignore it and treat the address as a hint.
 const MAP_FIXED_NOREPLACE: i32 = 0x10_0000;
 
-/// `MFD_EXEC` (Linux 6.3): the memfd may be mapped executable whatever `vm.memfd_noexec` says
-/// by default; older kernels refuse the flag with EINVAL.
-const MFD_EXEC: u64 = 0x10;
+/// `MFD_NOEXEC_SEAL` (Linux 6.3): the memfd can never be made executable as a file (execve),
+/// which `vm.memfd_noexec` = 2 requires of every memfd; mapping it with `PROT_EXEC` stays
+/// allowed, and that is all a module needs. Older kernels refuse the flag with EINVAL.
+const MFD_NOEXEC_SEAL: u64 = 0x8;
 
 /// Longest name memfd_create accepts (249 bytes plus the `memfd:` prefix fit in 255).
 const MEMFD_NAME_MAX: usize = 249;
@@ -241,12 +242,12 @@ impl Tracee {
 
     /// Like [`Tracee::map_near`], but a private mapping of a new memfd named `name`: the same
     /// private memory, except that it shows as `/memfd:NAME (deleted)` in /proc/PID/maps (and
-    /// never merges with a neighbour), so it can be found again by name. The memfd may be
-    /// mapped executable (`MFD_EXEC` where the kernel knows it; refused where
-    /// `vm.memfd_noexec` = 2).
+    /// never merges with a neighbour), so it can be found again by name. It may be mapped
+    /// executable whatever `vm.memfd_noexec` says: the memfd is sealed against execve
+    /// (`MFD_NOEXEC_SEAL`), not against `PROT_EXEC`.
     pub fn memfd_map_near(&mut self, name: &str, near: u64, len: u64, prot: i32) -> Result<u64> {
         let len = page_up(len.max(1));
-        let fd = self.memfd_create(name, MFD_EXEC)?;
+        let fd = self.memfd_create(name, MFD_NOEXEC_SEAL)?;
         let mapped = self
             .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
             .and_then(|_| self.map_near_fd(near, len, prot, libc::MAP_PRIVATE, fd as i32));

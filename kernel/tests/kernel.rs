@@ -316,6 +316,75 @@ fn named_private_code_within_reach() {
     });
 }
 
+/// The PID of the process running `exe` among the descendants of `pid`.
+fn descendant_running(pid: i32, exe: &std::path::Path) -> Option<i32> {
+    let exe = exe.canonicalize().ok()?;
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        if std::fs::read_link(format!("/proc/{p}/exe")).ok().as_deref() == Some(&exe) {
+            return Some(p);
+        }
+        for task in std::fs::read_dir(format!("/proc/{p}/task")).ok()? {
+            let children = std::fs::read_to_string(task.ok()?.path().join("children")).ok()?;
+            queue.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    None
+}
+
+/// Where `vm.memfd_noexec` = 2 refuses executable memfds (set in a PID namespace of the
+/// test's own, so the machine's setting is untouched), the module mapping is a named memfd
+/// all the same (not an anonymous mapping an interrupted apply would leave unfound), and code
+/// in it runs.
+#[test]
+fn named_code_where_executable_memfds_are_refused() {
+    with_timeout(30, || {
+        let target = bin("target");
+        let script = "echo 2 > /proc/sys/vm/memfd_noexec && exec \"$0\"";
+        let mut proc = Proc::spawn(
+            std::path::Path::new("unshare"),
+            &[
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "sh",
+                "-c",
+                script,
+                target.to_str().unwrap(),
+            ],
+        );
+        let ready = proc.expect("ready", Duration::from_secs(10));
+        let answer = fields(&ready)["answer"] as u64;
+        let pid = descendant_running(proc.pid(), &target).expect("the target under unshare");
+        let mut t = seize_stopped(pid);
+        let code = t
+            .memfd_map_near("lpkg-module:noexec", answer, 4096, RW)
+            .unwrap();
+        let entry = maps::read(pid)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.start == code)
+            .expect("mapped");
+        assert_eq!(
+            entry.path.as_deref(),
+            Some(std::path::Path::new("/memfd:lpkg-module:noexec"))
+        );
+        memory::write(pid, code, &[0xb8, 44, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 44; ret
+        t.mprotect(code, 4096, RX).unwrap();
+        assert_eq!(t.call(code, &[], CALL_TIMEOUT).unwrap() as u32, 44);
+        drop(t);
+        proc.send("ping");
+        assert_eq!(
+            fields(&proc.expect("pong", Duration::from_secs(10)))["errors"],
+            0
+        );
+    });
+}
+
 #[test]
 fn mapped_objects_identify_replaced_files() {
     with_timeout(30, || {
