@@ -665,6 +665,43 @@ fn walk(
 mod tests {
     use super::*;
 
+    /// A function's CFI: `(start, CFA offset from rsp)` rows, as gcc writes them for code that
+    /// pushes and pops.
+    fn frames(len: u64, rows: &[(u64, i64)]) -> FunctionFrames {
+        FunctionFrames {
+            len,
+            rows: rows
+                .iter()
+                .map(|&(start, offset)| FrameRow {
+                    start,
+                    cfa: CfaRule::RegisterAndOffset {
+                        register: Register(DWARF_SP),
+                        offset,
+                    },
+                    registers: vec![(Register(DWARF_RA), RegisterRule::Offset(-8))],
+                })
+                .collect(),
+            return_address: Register(DWARF_RA),
+        }
+    }
+
+    #[test]
+    fn frames_alike_at_every_offset_of_the_new_code() {
+        let leaf = frames(16, &[(0, 8)]);
+        // The same frameless leaf, longer: its entry rules in the old code's padding.
+        assert!(leaf.describe_alike(&frames(20, &[(0, 8)]), 20));
+        // A push at 4 the old code did not have.
+        assert!(!leaf.describe_alike(&frames(20, &[(0, 8), (4, 16), (12, 8)]), 20));
+        // A push past the old code's end, where no FDE of the target covers it.
+        assert!(!leaf.describe_alike(&frames(20, &[(0, 8), (18, 16)]), 20));
+        // The same push at the same offset: alike.
+        let pushes = frames(16, &[(0, 8), (1, 16), (14, 8)]);
+        assert!(pushes.describe_alike(&frames(16, &[(0, 8), (1, 16), (14, 8)]), 16));
+        assert!(!pushes.describe_alike(&frames(16, &[(0, 8), (2, 16), (14, 8)]), 16));
+        // New code longer than its FDE says.
+        assert!(!leaf.describe_alike(&frames(12, &[(0, 8)]), 16));
+    }
+
     const EH_FRAME_AT: u64 = 0x2000;
     const CODE: Range<u64> = 0x1000..0x1100;
     const SP0: u64 = 0x7000;
