@@ -325,6 +325,14 @@ fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> 
             .map(|s| side.facts.lines.of(&side.obj, s))
             .unwrap_or_default()
     };
+    // Both sides' programs are read whole on the first call: at the same time, on two cores
+    // (a thread is cheap next to a large object's programs).
+    if old.facts.lines.is_unread() || new.facts.lines.is_unread() {
+        std::thread::scope(|scope| {
+            scope.spawn(|| old.facts.lines.all(&old.obj));
+            new.facts.lines.all(&new.obj);
+        });
+    }
     let (old_lines, new_lines) = (lines(old), lines(new));
     if old_lines.len() != new_lines.len() || old_lines.is_empty() {
         return false;

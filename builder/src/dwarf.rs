@@ -51,7 +51,20 @@ impl Clone for Lines {
 impl Lines {
     /// Lines with code in section `sec` of `obj` (the object the facts were read from), sorted.
     pub fn of(&self, obj: &Obj, sec: usize) -> Vec<u64> {
-        let all = self.read.get_or_init(|| {
+        let all = self.all(obj);
+        let from = all.partition_point(|&(s, _)| s < sec);
+        let to = all.partition_point(|&(s, _)| s <= sec);
+        all[from..to].iter().map(|&(_, line)| line).collect()
+    }
+
+    /// Whether the programs are still to be read.
+    pub fn is_unread(&self) -> bool {
+        self.read.get().is_none()
+    }
+
+    /// Every `(section, line)`, read on the first call.
+    pub fn all(&self, obj: &Obj) -> &[(usize, u64)] {
+        self.read.get_or_init(|| {
             let mut all = Vec::new();
             // A broken program leaves the lines read before it.
             let _ = self.read_all(obj, &mut all);
@@ -60,28 +73,22 @@ impl Lines {
             }
             all.dedup();
             all
-        });
-        let from = all.partition_point(|&(s, _)| s < sec);
-        let to = all.partition_point(|&(s, _)| s <= sec);
-        all[from..to].iter().map(|&(_, line)| line).collect()
+        })
     }
 
-    fn read_all(&self, obj: &Obj, all: &mut Vec<(usize, u64)>) -> Result<(), gimli::Error> {
+    /// `None` when a program is broken (the lines before the fault are in `all`).
+    fn read_all(&self, obj: &Obj, all: &mut Vec<(usize, u64)>) -> Option<()> {
         let debug_line = gimli::DebugLine::new(&self.debug_line, LittleEndian);
         for &(offset, address_size) in &self.programs {
-            let program = debug_line.program(offset, address_size, None, None)?;
+            let program = debug_line.program(offset, address_size, None, None).ok()?;
             // Rows come in address order, a function's rows together: look a section up only
             // when a row leaves the last one, and gather its lines before adding them.
             let mut current: Option<(std::ops::Range<u64>, usize)> = None;
             let mut lines: Vec<u64> = Vec::new();
-            let mut rows = program.rows();
-            while let Some((_, row)) = rows.next_row()? {
-                if row.end_sequence() {
-                    continue;
+            let read = crate::line_rows::for_each_row(program.header(), |addr, line| {
+                if line == 0 {
+                    return;
                 }
-                let (addr, Some(line)) = (row.address(), row.line()) else {
-                    continue;
-                };
                 if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
                     if let Some((_, sec)) = current.take() {
                         add_lines(all, sec, &mut lines);
@@ -92,15 +99,16 @@ impl Lines {
                         (start..start + obj.sections[sec].size.max(1), sec)
                     });
                 }
-                if current.is_some() && lines.last() != Some(&line.get()) {
-                    lines.push(line.get());
+                if current.is_some() && lines.last() != Some(&line) {
+                    lines.push(line);
                 }
-            }
+            });
             if let Some((_, sec)) = current {
                 add_lines(all, sec, &mut lines);
             }
+            read.ok()?;
         }
-        Ok(())
+        Some(())
     }
 }
 

@@ -12,6 +12,7 @@ mod dwarf;
 mod error;
 mod identity;
 mod input;
+mod line_rows;
 mod module;
 mod objfile;
 pub mod source;
