@@ -102,10 +102,11 @@ impl Side {
         out
     }
 
-    /// Function symbols referenced by the relocations of function `name`.
-    fn callees(&self, name: &str) -> BTreeSet<String> {
+    /// Function symbols referenced by the relocations of function `name` (symbol `symbol`).
+    fn callees(&self, name: &str, symbol: usize) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        let Some(sec) = self.function_section(name) else {
+        // By symbol rather than by name: a lookup by name per function showed in profiles.
+        let Some(sec) = self.obj.symbols[symbol].section else {
             return out;
         };
         let section = &self.obj.sections[sec];
@@ -397,8 +398,8 @@ fn explain_inlining(
 fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
     loop {
         let mut added = Vec::new();
-        for name in new.analysis.functions.keys() {
-            let callees = new.callees(name);
+        for (name, &symbol) in &new.analysis.functions {
+            let callees = new.callees(name, symbol);
             if functions.contains_key(name) {
                 for c in callees.iter().filter(|c| is_cold(c)) {
                     if !functions.contains_key(c) && new.analysis.functions.contains_key(c) {

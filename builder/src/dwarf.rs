@@ -1,6 +1,7 @@
 //! What the builder needs from an object's DWARF: source positions, which section belongs to
 //! which source function, inlined callees, static variables, line numbers and struct layouts.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -512,9 +513,10 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     // Shared by the declaration, the sections and the stack.
                     let name = attrs.name_shared(&dwarf, &unit);
                     if let Some(name) = &name {
-                        if !facts.decl.contains_key(name) {
+                        // One hash of the name, not two.
+                        if let Entry::Vacant(slot) = facts.decl.entry(name.clone()) {
                             if let Some(decl) = attrs.decl(&dwarf, &unit, &mut files) {
-                                facts.decl.insert(name.clone(), decl);
+                                slot.insert(decl);
                             }
                         }
                         attrs.range_starts(&dwarf, &unit, entry, |begin| {
