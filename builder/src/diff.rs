@@ -18,8 +18,11 @@ pub struct Side {
 }
 
 impl Side {
-    pub fn new(mut obj: Obj) -> Side {
-        let facts = dwarf::read(&mut obj);
+    /// `wanted`: the facts its role in the comparison asks for. `lines_now`: read the line
+    /// programs now, at the same time as the DIEs (for a core that would be idle otherwise),
+    /// rather than when a function first needs them.
+    pub fn new(mut obj: Obj, wanted: dwarf::Wanted, lines_now: bool) -> Side {
+        let facts = dwarf::read(&mut obj, wanted, lines_now);
         // Everything the build needs from DWARF is in `facts` (which took `.debug_line` for
         // the line numbers it reads when asked): the rest of the bytes go now rather than when
         // the build ends.

@@ -65,52 +65,65 @@ impl Lines {
 
     /// Every `(section, line)`, read on the first call.
     pub fn all(&self, obj: &Obj) -> &[(usize, u64)] {
-        self.read.get_or_init(|| {
-            let mut all = Vec::new();
-            // A broken program leaves the lines read before it.
-            let _ = self.read_all(obj, &mut all);
-            if !all.is_sorted() {
-                all.sort_unstable();
-            }
-            all.dedup();
-            all
-        })
+        self.read
+            .get_or_init(|| read_lines(obj, &self.debug_line, &self.programs))
     }
+}
 
-    /// `None` when a program is broken (the lines before the fault are in `all`).
-    fn read_all(&self, obj: &Obj, all: &mut Vec<(usize, u64)>) -> Option<()> {
-        let debug_line = gimli::DebugLine::new(&self.debug_line, LittleEndian);
-        for &(offset, address_size) in &self.programs {
-            let program = debug_line.program(offset, address_size, None, None).ok()?;
-            // Rows come in address order, a function's rows together: look a section up only
-            // when a row leaves the last one, and gather its lines before adding them.
-            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
-            let mut lines: Vec<u64> = Vec::new();
-            let read = crate::line_rows::for_each_row(program.header(), |addr, line| {
-                if line == 0 {
-                    return;
-                }
-                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
-                    if let Some((_, sec)) = current.take() {
-                        add_lines(all, sec, &mut lines);
-                    }
-                    lines.clear();
-                    current = obj.section_at(addr).map(|(sec, offset)| {
-                        let start = addr - offset;
-                        (start..start + obj.sections[sec].size.max(1), sec)
-                    });
-                }
-                if current.is_some() && lines.last() != Some(&line) {
-                    lines.push(line);
-                }
-            });
-            if let Some((_, sec)) = current {
-                add_lines(all, sec, &mut lines);
-            }
-            read.ok()?;
-        }
-        Some(())
+/// Every `(section, line)` of the programs, sorted, unique. A broken program leaves the lines
+/// read before it.
+fn read_lines(
+    obj: &Obj,
+    debug_line: &[u8],
+    programs: &[(gimli::DebugLineOffset, u8)],
+) -> Vec<(usize, u64)> {
+    let mut all = Vec::new();
+    let _ = read_programs(obj, debug_line, programs, &mut all);
+    if !all.is_sorted() {
+        all.sort_unstable();
     }
+    all.dedup();
+    all
+}
+
+/// `None` when a program is broken (the lines before the fault are in `all`).
+fn read_programs(
+    obj: &Obj,
+    debug_line: &[u8],
+    programs: &[(gimli::DebugLineOffset, u8)],
+    all: &mut Vec<(usize, u64)>,
+) -> Option<()> {
+    let debug_line = gimli::DebugLine::new(debug_line, LittleEndian);
+    for &(offset, address_size) in programs {
+        let program = debug_line.program(offset, address_size, None, None).ok()?;
+        // Rows come in address order, a function's rows together: look a section up only
+        // when a row leaves the last one, and gather its lines before adding them.
+        let mut current: Option<(std::ops::Range<u64>, usize)> = None;
+        let mut lines: Vec<u64> = Vec::new();
+        let read = crate::line_rows::for_each_row(program.header(), |addr, line| {
+            if line == 0 {
+                return;
+            }
+            if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
+                if let Some((_, sec)) = current.take() {
+                    add_lines(all, sec, &mut lines);
+                }
+                lines.clear();
+                current = obj.section_at(addr).map(|(sec, offset)| {
+                    let start = addr - offset;
+                    (start..start + obj.sections[sec].size.max(1), sec)
+                });
+            }
+            if current.is_some() && lines.last() != Some(&line) {
+                lines.push(line);
+            }
+        });
+        if let Some((_, sec)) = current {
+            add_lines(all, sec, &mut lines);
+        }
+        read.ok()?;
+    }
+    Some(())
 }
 
 /// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
@@ -127,7 +140,7 @@ pub struct Facts {
     /// `(section, offset)` of a static variable -> `function::variable` (`::variable` at file
     /// scope).
     pub statics: BTreeMap<(usize, u64), String>,
-    /// Lines with code per section, read when first asked for (`Side::lines_of`).
+    /// Lines with code per section, read when first asked for (`Lines::of`).
     pub lines: Lines,
     /// `(section, offset)` of a variable -> the struct/union name behind its type.
     pub var_types: BTreeMap<(usize, u64), String>,
@@ -155,14 +168,96 @@ pub fn reads_section(name: &str) -> bool {
     )
 }
 
-/// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
-/// The line programs are read later, from `.debug_line`, which is taken from `obj`.
-pub fn read(obj: &mut Obj) -> Facts {
+/// Which facts a side's comparison asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Everything (the new side).
+    All,
+    /// What is asked of the old side: its static variables (which name its data), struct
+    /// layouts, unit path and line numbers. Declarations, the functions of sections, inlining
+    /// and type uses are asked of the new side only; reading them took most of the DIE walk.
+    OldSide,
+}
+
+/// A DIE on the walk's path, as the scope of what it contains.
+enum Scope {
+    /// Not a function with a name.
+    None,
+    /// A function, by name.
+    Function(Arc<str>),
+    /// A function whose name is read when something in it needs it (the old side's walk).
+    Unread(UnitOffset),
+}
+
+/// The name of the innermost named function around the DIE that `stack` leads to.
+fn enclosing_name<'a>(
+    stack: &[Scope],
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+) -> Option<Arc<str>> {
+    stack.iter().rev().find_map(|scope| match scope {
+        Scope::None => None,
+        Scope::Function(name) => Some(name.clone()),
+        Scope::Unread(offset) => {
+            let entry = unit.entry(*offset).ok()?;
+            DieAttrs::read(&entry).name_shared(dwarf, unit)
+        }
+    })
+}
+
+/// Reads the `wanted` facts; DWARF errors leave the facts partial (DWARF only refines
+/// decisions). `.debug_line` is taken from `obj` for the line numbers, read when first asked
+/// for, or now with `lines_now`: on another thread, while this one reads the DIEs.
+pub fn read(obj: &mut Obj, wanted: Wanted, lines_now: bool) -> Facts {
+    let programs = line_programs(obj);
     let mut facts = Facts::default();
-    // Partial facts are still useful: DWARF only refines the builder's decisions.
-    let _ = read_into(obj, &mut facts);
-    facts.lines.debug_line = obj.debug.remove(".debug_line").unwrap_or_default();
+    let read_now = std::thread::scope(|scope| {
+        let (obj, programs) = (&*obj, &programs);
+        let lines = lines_now.then(|| {
+            scope.spawn(move || {
+                let debug_line = obj.debug.get(".debug_line").map_or(&[][..], |v| &v[..]);
+                read_lines(obj, debug_line, programs)
+            })
+        });
+        // Partial facts are still useful: DWARF only refines the builder's decisions.
+        let _ = read_into(obj, wanted, &mut facts);
+        lines.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    facts.lines = Lines {
+        debug_line: obj.debug.remove(".debug_line").unwrap_or_default(),
+        programs,
+        read: read_now.map(Into::into).unwrap_or_default(),
+    };
     facts
+}
+
+/// The object's DWARF, its sections borrowed from `obj`.
+fn load(obj: &Obj) -> Result<gimli::Dwarf<R<'_>>, gimli::Error> {
+    let empty: &[u8] = &[];
+    gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = obj.debug.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    })
+}
+
+/// `(offset, address size)` of the line program of each compile unit, in unit order, up to
+/// the first unit that does not parse.
+fn line_programs(obj: &Obj) -> Vec<(gimli::DebugLineOffset, u8)> {
+    let mut out = Vec::new();
+    let Ok(dwarf) = load(obj) else {
+        return out;
+    };
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            break;
+        };
+        if let Some(program) = &unit.line_program {
+            let header = program.header();
+            out.push((header.offset(), header.address_size()));
+        }
+    }
+    out
 }
 
 fn die_name<'a>(
@@ -450,27 +545,17 @@ fn insert_use(uses: &mut BTreeMap<String, BTreeSet<String>>, user: &str, what: S
     }
 }
 
-fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
-    let empty: &[u8] = &[];
-    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
-        let data = obj.debug.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
-        Ok(EndianSlice::new(data, LittleEndian))
-    })?;
+fn read_into(obj: &Obj, wanted: Wanted, facts: &mut Facts) -> Result<(), gimli::Error> {
+    let all = wanted == Wanted::All;
+    let dwarf = load(obj)?;
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
         if facts.cu_path.is_none() {
             facts.cu_path = unit_path(&unit);
         }
-        if let Some(program) = &unit.line_program {
-            let header = program.header();
-            facts
-                .lines
-                .programs
-                .push((header.offset(), header.address_size()));
-        }
-        // Stack of enclosing source function names, by DIE depth.
-        let mut stack: Vec<Option<Arc<str>>> = Vec::new();
+        // Scopes of the DIEs around the current one, by depth.
+        let mut stack: Vec<Scope> = Vec::new();
         let mut depth: isize = 0;
         // `struct_behind` by type offset: a unit's DIEs share a few types.
         let mut behind: BTreeMap<UnitOffset, Option<String>> = BTreeMap::new();
@@ -480,8 +565,12 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             depth += delta;
             stack.truncate(depth.max(0) as usize);
             let offset = entry.offset();
-            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles.
-            let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(|s| &**s);
+            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles. (The
+            // old side's walk leaves names unread: `enclosing_name` reads them.)
+            let enclosing: Option<&str> = stack.iter().rev().find_map(|s| match s {
+                Scope::Function(name) => Some(&**name),
+                _ => None,
+            });
             let tag = entry.tag();
             let handled = matches!(
                 tag,
@@ -500,9 +589,22 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                         .any(|spec| spec.name() == gimli::DW_AT_type)
                 })
             };
-            if !handled && !typed() {
-                stack.push(None);
+            if !handled && !(all && typed()) {
+                stack.push(Scope::None);
                 continue;
+            }
+            if !all {
+                match tag {
+                    gimli::DW_TAG_subprogram => {
+                        stack.push(Scope::Unread(offset));
+                        continue;
+                    }
+                    gimli::DW_TAG_inlined_subroutine => {
+                        stack.push(Scope::None);
+                        continue;
+                    }
+                    _ => {}
+                }
             }
             // Every attribute this DIE needs, in one pass (each `attr_value` parses the
             // attributes again from the start).
@@ -552,11 +654,14 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                             if let (Some(at), Some(var)) =
                                 (obj.section_at(addr), attrs.name(&dwarf, &unit))
                             {
-                                let scope = enclosing.unwrap_or_default();
+                                let scope = enclosing_name(&stack, &dwarf, &unit);
+                                let scope = scope.as_deref().unwrap_or_default();
                                 facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
-                                let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
-                                if let Some(ty) = ty {
-                                    facts.var_types.entry(at).or_insert(ty);
+                                if all {
+                                    let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
+                                    if let Some(ty) = ty {
+                                        facts.var_types.entry(at).or_insert(ty);
+                                    }
                                 }
                             }
                         }
@@ -602,7 +707,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             }
             // Types used by the enclosing (or this) function.
             let user = this_function.as_deref().or(enclosing);
-            if let (Some(user), Some(AttributeValue::UnitRef(t))) = (user, &attrs.ty) {
+            if let (true, Some(user), Some(AttributeValue::UnitRef(t))) = (all, user, &attrs.ty) {
                 let s = behind
                     .entry(*t)
                     .or_insert_with(|| struct_behind(&unit, &dwarf, *t));
@@ -610,7 +715,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     insert_use(&mut facts.uses_types, user, s.clone());
                 }
             }
-            stack.push(this_function);
+            stack.push(this_function.map_or(Scope::None, Scope::Function));
         }
     }
     Ok(())
