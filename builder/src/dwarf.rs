@@ -26,8 +26,9 @@ impl std::fmt::Display for Decl {
 }
 
 /// The line numbers of an object's code, read from its line programs only when a function
-/// needs them (one whose change could be line numbers only): decoding every row of a large
-/// object's programs was a tenth of the build.
+/// needs them (one whose change could be line numbers only), or ahead of that on a core that
+/// would be idle otherwise (`read`'s `lines_now`): decoding every row of a large object's
+/// programs was a tenth of the build.
 #[derive(Debug, Default)]
 pub struct Lines {
     /// The relocated `.debug_line` section.
@@ -581,7 +582,8 @@ fn read_into(obj: &Obj, wanted: Wanted, facts: &mut Facts) -> Result<(), gimli::
                     | gimli::DW_TAG_union_type
             );
             // Other DIEs only count through a type, which their abbreviation tells without
-            // parsing them (call sites, lexical blocks and the like have none).
+            // parsing them (call sites, lexical blocks and the like have none); types are
+            // asked of the new side only.
             let typed = || {
                 unit.abbreviations.get(entry.code()).is_none_or(|a| {
                     a.attributes()
@@ -589,7 +591,7 @@ fn read_into(obj: &Obj, wanted: Wanted, facts: &mut Facts) -> Result<(), gimli::
                         .any(|spec| spec.name() == gimli::DW_AT_type)
                 })
             };
-            if !handled && !(all && typed()) {
+            if !(handled || all && typed()) {
                 stack.push(Scope::None);
                 continue;
             }
