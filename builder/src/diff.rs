@@ -13,6 +13,7 @@ use crate::objfile::{Obj, SymKind};
 #[derive(Debug)]
 pub struct Side {
     pub obj: Obj,
+    /// On the old side, only what `Wanted::OldSide` lists.
     pub facts: Facts,
     pub analysis: Analysis,
 }

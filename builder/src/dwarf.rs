@@ -815,3 +815,60 @@ fn variable_struct<'a>(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_sides_facts_are_those_of_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = r#"
+            struct point { int x; long y; };
+            struct point origin;
+            static inline int bump(int x) { static int calls; calls++; return x + calls; }
+            int counter(int x) { static int n; static struct point last; n += bump(x);
+              last.x = n; return n + last.x; }
+            int other(int x) { static int n; { static int inner; inner += x; n += inner; }
+              return n + bump(x); }
+            int unnamed_scope(int x) { return origin.x + x; }
+        "#;
+        std::fs::write(dir.path().join("t.c"), source).unwrap();
+        let out = std::process::Command::new("gcc")
+            .args(["-c", "-g", "-O2", "-ffunction-sections", "-fdata-sections"])
+            .args(["t.c", "-o", "t.o"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gcc: {out:?}");
+        let path = dir.path().join("t.o");
+        let bytes = std::fs::read(&path).unwrap();
+        let parse = || Obj::parse(&path, &bytes).unwrap();
+        let (mut whole_obj, mut old_obj) = (parse(), parse());
+        let whole = read(&mut whole_obj, Wanted::All, false);
+        let old = read(&mut old_obj, Wanted::OldSide, true);
+        // The static locals are named by their function, also where the old side reads the
+        // function's name only on finding one.
+        let statics: BTreeSet<&str> = whole.statics.values().map(|s| s.as_str()).collect();
+        for expected in [
+            "counter::n",
+            "other::n",
+            "other::inner",
+            "bump::calls",
+            "::origin",
+        ] {
+            assert!(statics.contains(expected), "{expected} not in {statics:?}");
+        }
+        assert_eq!(old.statics, whole.statics);
+        assert_eq!(old.layouts, whole.layouts);
+        assert!(whole.layouts.contains_key("point"), "{:?}", whole.layouts);
+        assert_eq!(old.cu_path, whole.cu_path);
+        assert!(!old.lines.is_unread(), "lines asked for now were not read");
+        let lines = whole.lines.all(&whole_obj);
+        assert!(!lines.is_empty());
+        assert_eq!(old.lines.all(&old_obj), lines);
+        // What the old side does not read.
+        assert!(old.decl.is_empty() && old.section_function.is_empty());
+        assert!(!whole.decl.is_empty() && !whole.section_function.is_empty());
+    }
+}
