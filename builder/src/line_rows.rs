@@ -300,6 +300,15 @@ mod tests {
             &["-c", "-g", "-O2", "-ffunction-sections", "t.c", "-o", "t.o"][..],
             &["-g", "-O0", "t.c", "-o", "t0"][..],
             &["-g", "-O2", "t.c", "-o", "t2"][..],
+            &[
+                "-c",
+                "-gdwarf-4",
+                "-O2",
+                "-ffunction-sections",
+                "t.c",
+                "-o",
+                "t4.o",
+            ][..],
         ] {
             let out = std::process::Command::new("gcc")
                 .args(args)
