@@ -13,13 +13,17 @@ use crate::objfile::{Obj, SymKind};
 #[derive(Debug)]
 pub struct Side {
     pub obj: Obj,
+    /// On the old side, only what `Wanted::OldSide` lists.
     pub facts: Facts,
     pub analysis: Analysis,
 }
 
 impl Side {
-    pub fn new(mut obj: Obj) -> Side {
-        let facts = dwarf::read(&mut obj);
+    /// `wanted`: the facts its role in the comparison asks for. `lines_now`: read the line
+    /// programs now, at the same time as the DIEs (for a core that would be idle otherwise),
+    /// rather than when a function first needs them.
+    pub fn new(mut obj: Obj, wanted: dwarf::Wanted, lines_now: bool) -> Side {
+        let facts = dwarf::read(&mut obj, wanted, lines_now);
         // Everything the build needs from DWARF is in `facts` (which took `.debug_line` for
         // the line numbers it reads when asked): the rest of the bytes go now rather than when
         // the build ends.
@@ -102,10 +106,11 @@ impl Side {
         out
     }
 
-    /// Function symbols referenced by the relocations of function `name`.
-    fn callees(&self, name: &str) -> BTreeSet<String> {
+    /// Function symbols referenced by the relocations of function `name` (symbol `symbol`).
+    fn callees(&self, name: &str, symbol: usize) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        let Some(sec) = self.function_section(name) else {
+        // By symbol rather than by name: a lookup by name per function showed in profiles.
+        let Some(sec) = self.obj.symbols[symbol].section else {
             return out;
         };
         let section = &self.obj.sections[sec];
@@ -325,6 +330,14 @@ fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> 
             .map(|s| side.facts.lines.of(&side.obj, s))
             .unwrap_or_default()
     };
+    // Both sides' programs are read whole on the first call: at the same time, on two cores
+    // (a thread is cheap next to a large object's programs).
+    if old.facts.lines.is_unread() || new.facts.lines.is_unread() {
+        std::thread::scope(|scope| {
+            scope.spawn(|| old.facts.lines.all(&old.obj));
+            new.facts.lines.all(&new.obj);
+        });
+    }
     let (old_lines, new_lines) = (lines(old), lines(new));
     if old_lines.len() != new_lines.len() || old_lines.is_empty() {
         return false;
@@ -389,8 +402,8 @@ fn explain_inlining(
 fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
     loop {
         let mut added = Vec::new();
-        for name in new.analysis.functions.keys() {
-            let callees = new.callees(name);
+        for (name, &symbol) in &new.analysis.functions {
+            let callees = new.callees(name, symbol);
             if functions.contains_key(name) {
                 for c in callees.iter().filter(|c| is_cold(c)) {
                     if !functions.contains_key(c) && new.analysis.functions.contains_key(c) {

@@ -1,6 +1,7 @@
 //! What the builder needs from an object's DWARF: source positions, which section belongs to
 //! which source function, inlined callees, static variables, line numbers and struct layouts.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -25,8 +26,9 @@ impl std::fmt::Display for Decl {
 }
 
 /// The line numbers of an object's code, read from its line programs only when a function
-/// needs them (one whose change could be line numbers only): decoding every row of a large
-/// object's programs was a tenth of the build.
+/// needs them (one whose change could be line numbers only), or ahead of that on a core that
+/// would be idle otherwise (`read`'s `lines_now`): decoding every row of a large object's
+/// programs was a tenth of the build.
 #[derive(Debug, Default)]
 pub struct Lines {
     /// The relocated `.debug_line` section.
@@ -51,57 +53,78 @@ impl Clone for Lines {
 impl Lines {
     /// Lines with code in section `sec` of `obj` (the object the facts were read from), sorted.
     pub fn of(&self, obj: &Obj, sec: usize) -> Vec<u64> {
-        let all = self.read.get_or_init(|| {
-            let mut all = Vec::new();
-            // A broken program leaves the lines read before it.
-            let _ = self.read_all(obj, &mut all);
-            if !all.is_sorted() {
-                all.sort_unstable();
-            }
-            all.dedup();
-            all
-        });
+        let all = self.all(obj);
         let from = all.partition_point(|&(s, _)| s < sec);
         let to = all.partition_point(|&(s, _)| s <= sec);
         all[from..to].iter().map(|&(_, line)| line).collect()
     }
 
-    fn read_all(&self, obj: &Obj, all: &mut Vec<(usize, u64)>) -> Result<(), gimli::Error> {
-        let debug_line = gimli::DebugLine::new(&self.debug_line, LittleEndian);
-        for &(offset, address_size) in &self.programs {
-            let program = debug_line.program(offset, address_size, None, None)?;
-            // Rows come in address order, a function's rows together: look a section up only
-            // when a row leaves the last one, and gather its lines before adding them.
-            let mut current: Option<(std::ops::Range<u64>, usize)> = None;
-            let mut lines: Vec<u64> = Vec::new();
-            let mut rows = program.rows();
-            while let Some((_, row)) = rows.next_row()? {
-                if row.end_sequence() {
-                    continue;
-                }
-                let (addr, Some(line)) = (row.address(), row.line()) else {
-                    continue;
-                };
-                if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
-                    if let Some((_, sec)) = current.take() {
-                        add_lines(all, sec, &mut lines);
-                    }
-                    lines.clear();
-                    current = obj.section_at(addr).map(|(sec, offset)| {
-                        let start = addr - offset;
-                        (start..start + obj.sections[sec].size.max(1), sec)
-                    });
-                }
-                if current.is_some() && lines.last() != Some(&line.get()) {
-                    lines.push(line.get());
-                }
-            }
-            if let Some((_, sec)) = current {
-                add_lines(all, sec, &mut lines);
-            }
-        }
-        Ok(())
+    /// Whether the programs are still to be read.
+    pub fn is_unread(&self) -> bool {
+        self.read.get().is_none()
     }
+
+    /// Every `(section, line)`, read on the first call.
+    pub fn all(&self, obj: &Obj) -> &[(usize, u64)] {
+        self.read
+            .get_or_init(|| read_lines(obj, &self.debug_line, &self.programs))
+    }
+}
+
+/// Every `(section, line)` of the programs, sorted, unique. A broken program leaves the lines
+/// read before it.
+fn read_lines(
+    obj: &Obj,
+    debug_line: &[u8],
+    programs: &[(gimli::DebugLineOffset, u8)],
+) -> Vec<(usize, u64)> {
+    let mut all = Vec::new();
+    let _ = read_programs(obj, debug_line, programs, &mut all);
+    if !all.is_sorted() {
+        all.sort_unstable();
+    }
+    all.dedup();
+    all
+}
+
+/// `None` when a program is broken (the lines before the fault are in `all`).
+fn read_programs(
+    obj: &Obj,
+    debug_line: &[u8],
+    programs: &[(gimli::DebugLineOffset, u8)],
+    all: &mut Vec<(usize, u64)>,
+) -> Option<()> {
+    let debug_line = gimli::DebugLine::new(debug_line, LittleEndian);
+    for &(offset, address_size) in programs {
+        let program = debug_line.program(offset, address_size, None, None).ok()?;
+        // Rows come in address order, a function's rows together: look a section up only
+        // when a row leaves the last one, and gather its lines before adding them.
+        let mut current: Option<(std::ops::Range<u64>, usize)> = None;
+        let mut lines: Vec<u64> = Vec::new();
+        let read = crate::line_rows::for_each_row(program.header(), |addr, line| {
+            if line == 0 {
+                return;
+            }
+            if !current.as_ref().is_some_and(|(r, _)| r.contains(&addr)) {
+                if let Some((_, sec)) = current.take() {
+                    add_lines(all, sec, &mut lines);
+                }
+                lines.clear();
+                current = obj.section_at(addr).map(|(sec, offset)| {
+                    let start = addr - offset;
+                    (start..start + obj.sections[sec].size.max(1), sec)
+                });
+            }
+            if current.is_some() && lines.last() != Some(&line) {
+                lines.push(line);
+            }
+        });
+        if let Some((_, sec)) = current {
+            add_lines(all, sec, &mut lines);
+        }
+        read.ok()?;
+    }
+    Some(())
 }
 
 /// Facts read from one object's DWARF. Everything is empty when the object has no DWARF.
@@ -118,7 +141,7 @@ pub struct Facts {
     /// `(section, offset)` of a static variable -> `function::variable` (`::variable` at file
     /// scope).
     pub statics: BTreeMap<(usize, u64), String>,
-    /// Lines with code per section, read when first asked for (`Side::lines_of`).
+    /// Lines with code per section, read when first asked for (`Lines::of`).
     pub lines: Lines,
     /// `(section, offset)` of a variable -> the struct/union name behind its type.
     pub var_types: BTreeMap<(usize, u64), String>,
@@ -146,14 +169,96 @@ pub fn reads_section(name: &str) -> bool {
     )
 }
 
-/// Reads the facts; DWARF errors leave the facts partial (DWARF only refines decisions).
-/// The line programs are read later, from `.debug_line`, which is taken from `obj`.
-pub fn read(obj: &mut Obj) -> Facts {
+/// Which facts a side's comparison asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// Everything (the new side).
+    All,
+    /// What is asked of the old side: its static variables (which name its data), struct
+    /// layouts, unit path and line numbers. Declarations, the functions of sections, inlining
+    /// and type uses are asked of the new side only; reading them took most of the DIE walk.
+    OldSide,
+}
+
+/// A DIE on the walk's path, as the scope of what it contains.
+enum Scope {
+    /// Not a function with a name.
+    None,
+    /// A function, by name.
+    Function(Arc<str>),
+    /// A function whose name is read when something in it needs it (the old side's walk).
+    Unread(UnitOffset),
+}
+
+/// The name of the innermost named function around the DIE that `stack` leads to.
+fn enclosing_name<'a>(
+    stack: &[Scope],
+    dwarf: &gimli::Dwarf<R<'a>>,
+    unit: &gimli::Unit<R<'a>>,
+) -> Option<Arc<str>> {
+    stack.iter().rev().find_map(|scope| match scope {
+        Scope::None => None,
+        Scope::Function(name) => Some(name.clone()),
+        Scope::Unread(offset) => {
+            let entry = unit.entry(*offset).ok()?;
+            DieAttrs::read(&entry).name_shared(dwarf, unit)
+        }
+    })
+}
+
+/// Reads the `wanted` facts; DWARF errors leave the facts partial (DWARF only refines
+/// decisions). `.debug_line` is taken from `obj` for the line numbers, read when first asked
+/// for, or now with `lines_now`: on another thread, while this one reads the DIEs.
+pub fn read(obj: &mut Obj, wanted: Wanted, lines_now: bool) -> Facts {
+    let programs = line_programs(obj);
     let mut facts = Facts::default();
-    // Partial facts are still useful: DWARF only refines the builder's decisions.
-    let _ = read_into(obj, &mut facts);
-    facts.lines.debug_line = obj.debug.remove(".debug_line").unwrap_or_default();
+    let read_now = std::thread::scope(|scope| {
+        let (obj, programs) = (&*obj, &programs);
+        let lines = lines_now.then(|| {
+            scope.spawn(move || {
+                let debug_line = obj.debug.get(".debug_line").map_or(&[][..], |v| &v[..]);
+                read_lines(obj, debug_line, programs)
+            })
+        });
+        // Partial facts are still useful: DWARF only refines the builder's decisions.
+        let _ = read_into(obj, wanted, &mut facts);
+        lines.map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    facts.lines = Lines {
+        debug_line: obj.debug.remove(".debug_line").unwrap_or_default(),
+        programs,
+        read: read_now.map(Into::into).unwrap_or_default(),
+    };
     facts
+}
+
+/// The object's DWARF, its sections borrowed from `obj`.
+fn load(obj: &Obj) -> Result<gimli::Dwarf<R<'_>>, gimli::Error> {
+    let empty: &[u8] = &[];
+    gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = obj.debug.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    })
+}
+
+/// `(offset, address size)` of the line program of each compile unit, in unit order, up to
+/// the first unit that does not parse.
+fn line_programs(obj: &Obj) -> Vec<(gimli::DebugLineOffset, u8)> {
+    let mut out = Vec::new();
+    let Ok(dwarf) = load(obj) else {
+        return out;
+    };
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        let Ok(unit) = dwarf.unit(header) else {
+            break;
+        };
+        if let Some(program) = &unit.line_program {
+            let header = program.header();
+            out.push((header.offset(), header.address_size()));
+        }
+    }
+    out
 }
 
 fn die_name<'a>(
@@ -441,27 +546,17 @@ fn insert_use(uses: &mut BTreeMap<String, BTreeSet<String>>, user: &str, what: S
     }
 }
 
-fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
-    let empty: &[u8] = &[];
-    let dwarf = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
-        let data = obj.debug.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
-        Ok(EndianSlice::new(data, LittleEndian))
-    })?;
+fn read_into(obj: &Obj, wanted: Wanted, facts: &mut Facts) -> Result<(), gimli::Error> {
+    let all = wanted == Wanted::All;
+    let dwarf = load(obj)?;
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
         if facts.cu_path.is_none() {
             facts.cu_path = unit_path(&unit);
         }
-        if let Some(program) = &unit.line_program {
-            let header = program.header();
-            facts
-                .lines
-                .programs
-                .push((header.offset(), header.address_size()));
-        }
-        // Stack of enclosing source function names, by DIE depth.
-        let mut stack: Vec<Option<Arc<str>>> = Vec::new();
+        // Scopes of the DIEs around the current one, by depth.
+        let mut stack: Vec<Scope> = Vec::new();
         let mut depth: isize = 0;
         // `struct_behind` by type offset: a unit's DIEs share a few types.
         let mut behind: BTreeMap<UnitOffset, Option<String>> = BTreeMap::new();
@@ -471,8 +566,12 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             depth += delta;
             stack.truncate(depth.max(0) as usize);
             let offset = entry.offset();
-            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles.
-            let enclosing: Option<&str> = stack.iter().rev().flatten().next().map(|s| &**s);
+            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles. (The
+            // old side's walk leaves names unread: `enclosing_name` reads them.)
+            let enclosing: Option<&str> = stack.iter().rev().find_map(|s| match s {
+                Scope::Function(name) => Some(&**name),
+                _ => None,
+            });
             let tag = entry.tag();
             let handled = matches!(
                 tag,
@@ -483,7 +582,8 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     | gimli::DW_TAG_union_type
             );
             // Other DIEs only count through a type, which their abbreviation tells without
-            // parsing them (call sites, lexical blocks and the like have none).
+            // parsing them (call sites, lexical blocks and the like have none); types are
+            // asked of the new side only.
             let typed = || {
                 unit.abbreviations.get(entry.code()).is_none_or(|a| {
                     a.attributes()
@@ -491,9 +591,22 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                         .any(|spec| spec.name() == gimli::DW_AT_type)
                 })
             };
-            if !handled && !typed() {
-                stack.push(None);
+            if !(handled || all && typed()) {
+                stack.push(Scope::None);
                 continue;
+            }
+            if !all {
+                match tag {
+                    gimli::DW_TAG_subprogram => {
+                        stack.push(Scope::Unread(offset));
+                        continue;
+                    }
+                    gimli::DW_TAG_inlined_subroutine => {
+                        stack.push(Scope::None);
+                        continue;
+                    }
+                    _ => {}
+                }
             }
             // Every attribute this DIE needs, in one pass (each `attr_value` parses the
             // attributes again from the start).
@@ -504,9 +617,10 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     // Shared by the declaration, the sections and the stack.
                     let name = attrs.name_shared(&dwarf, &unit);
                     if let Some(name) = &name {
-                        if !facts.decl.contains_key(name) {
+                        // One hash of the name, not two.
+                        if let Entry::Vacant(slot) = facts.decl.entry(name.clone()) {
                             if let Some(decl) = attrs.decl(&dwarf, &unit, &mut files) {
-                                facts.decl.insert(name.clone(), decl);
+                                slot.insert(decl);
                             }
                         }
                         attrs.range_starts(&dwarf, &unit, entry, |begin| {
@@ -542,11 +656,14 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                             if let (Some(at), Some(var)) =
                                 (obj.section_at(addr), attrs.name(&dwarf, &unit))
                             {
-                                let scope = enclosing.unwrap_or_default();
+                                let scope = enclosing_name(&stack, &dwarf, &unit);
+                                let scope = scope.as_deref().unwrap_or_default();
                                 facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
-                                let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
-                                if let Some(ty) = ty {
-                                    facts.var_types.entry(at).or_insert(ty);
+                                if all {
+                                    let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
+                                    if let Some(ty) = ty {
+                                        facts.var_types.entry(at).or_insert(ty);
+                                    }
                                 }
                             }
                         }
@@ -592,7 +709,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
             }
             // Types used by the enclosing (or this) function.
             let user = this_function.as_deref().or(enclosing);
-            if let (Some(user), Some(AttributeValue::UnitRef(t))) = (user, &attrs.ty) {
+            if let (true, Some(user), Some(AttributeValue::UnitRef(t))) = (all, user, &attrs.ty) {
                 let s = behind
                     .entry(*t)
                     .or_insert_with(|| struct_behind(&unit, &dwarf, *t));
@@ -600,7 +717,7 @@ fn read_into(obj: &Obj, facts: &mut Facts) -> Result<(), gimli::Error> {
                     insert_use(&mut facts.uses_types, user, s.clone());
                 }
             }
-            stack.push(this_function);
+            stack.push(this_function.map_or(Scope::None, Scope::Function));
         }
     }
     Ok(())
@@ -697,4 +814,61 @@ fn variable_struct<'a>(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_sides_facts_are_those_of_a_whole_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = r#"
+            struct point { int x; long y; };
+            struct point origin;
+            static inline int bump(int x) { static int calls; calls++; return x + calls; }
+            int counter(int x) { static int n; static struct point last; n += bump(x);
+              last.x = n; return n + last.x; }
+            int other(int x) { static int n; { static int inner; inner += x; n += inner; }
+              return n + bump(x); }
+            int unnamed_scope(int x) { return origin.x + x; }
+        "#;
+        std::fs::write(dir.path().join("t.c"), source).unwrap();
+        let out = std::process::Command::new("gcc")
+            .args(["-c", "-g", "-O2", "-ffunction-sections", "-fdata-sections"])
+            .args(["t.c", "-o", "t.o"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "gcc: {out:?}");
+        let path = dir.path().join("t.o");
+        let bytes = std::fs::read(&path).unwrap();
+        let parse = || Obj::parse(&path, &bytes).unwrap();
+        let (mut whole_obj, mut old_obj) = (parse(), parse());
+        let whole = read(&mut whole_obj, Wanted::All, false);
+        let old = read(&mut old_obj, Wanted::OldSide, true);
+        // The static locals are named by their function, also where the old side reads the
+        // function's name only on finding one.
+        let statics: BTreeSet<&str> = whole.statics.values().map(|s| s.as_str()).collect();
+        for expected in [
+            "counter::n",
+            "other::n",
+            "other::inner",
+            "bump::calls",
+            "::origin",
+        ] {
+            assert!(statics.contains(expected), "{expected} not in {statics:?}");
+        }
+        assert_eq!(old.statics, whole.statics);
+        assert_eq!(old.layouts, whole.layouts);
+        assert!(whole.layouts.contains_key("point"), "{:?}", whole.layouts);
+        assert_eq!(old.cu_path, whole.cu_path);
+        assert!(!old.lines.is_unread(), "lines asked for now were not read");
+        let lines = whole.lines.all(&whole_obj);
+        assert!(!lines.is_empty());
+        assert_eq!(old.lines.all(&old_obj), lines);
+        // What the old side does not read.
+        assert!(old.decl.is_empty() && old.section_function.is_empty());
+        assert!(!whole.decl.is_empty() && !whole.section_function.is_empty());
+    }
 }

@@ -12,6 +12,7 @@ mod dwarf;
 mod error;
 mod identity;
 mod input;
+mod line_rows;
 mod module;
 mod objfile;
 pub mod source;
@@ -28,6 +29,7 @@ use sha2::{Digest, Sha256};
 pub use error::Error;
 
 use diff::{Side, Verdict};
+use dwarf::Wanted;
 use module::{ModuleWriter, Unit};
 use objfile::Obj;
 use target::{hex, TargetFile};
@@ -149,7 +151,10 @@ fn pairs(
 /// With `pipelined` (a core would be idle otherwise), the new side is parsed and analysed on
 /// another thread while this one reads the old file, then (once the new file's bytes are gone)
 /// parses and analyses the old side. In a folder build the new side is parsed before the files
-/// are known to differ; identical files throw that work away.
+/// are known to differ; identical files throw that work away. The line programs, which the
+/// comparison reads whole as soon as one function may differ by line numbers only, are read
+/// then too: the old side's while its DIEs are read, the new side's once that side is done
+/// (the old side, started later, still keeps the other core busy).
 fn read_pair(
     old: Option<PathBuf>,
     new: PathBuf,
@@ -157,10 +162,10 @@ fn read_pair(
     pipelined: bool,
 ) -> Result<Option<(Side, Side)>, Error> {
     let new_bytes = read_bytes(&new)?;
-    let side = |path: &Path, bytes: input::Bytes| -> Result<Side, Error> {
+    let side = |path: &Path, bytes: input::Bytes, wanted, lines_now| -> Result<Side, Error> {
         let obj = Obj::parse(path, &bytes)?;
         drop(bytes);
-        Ok(Side::new(obj))
+        Ok(Side::new(obj, wanted, lines_now))
     };
     if let (true, Some(old_path)) = (pipelined, &old) {
         return std::thread::scope(|scope| {
@@ -172,7 +177,11 @@ fn read_pair(
                 drop(bytes);
                 // The old object may be built now (a send fails only when nobody waits).
                 let _ = parsed.send(());
-                Ok(Side::new(obj?))
+                let side = Side::new(obj?, Wanted::All, false);
+                side.facts.lines.all(&side.obj);
+                // The decoder's tables take ≈ 0.5 ms to build, on first use.
+                arch::x86_64::prepare_decoder();
+                Ok(side)
             });
             let old_bytes = read_bytes(old_path);
             let identical = skip_identical && matches!(&old_bytes, Ok(b) if b[..] == new_bytes[..]);
@@ -184,7 +193,9 @@ fn read_pair(
                 old_bytes => {
                     // Err when the thread ended without sending (it panicked): join says why.
                     let _ = is_parsed.recv();
-                    Ok(Some(old_bytes.and_then(|bytes| side(old_path, bytes))))
+                    Ok(Some(old_bytes.and_then(|bytes| {
+                        side(old_path, bytes, Wanted::OldSide, true)
+                    })))
                 }
             };
             let new_side = new_side
@@ -205,15 +216,15 @@ fn read_pair(
         }
         old_bytes = Some(bytes);
     }
-    let new = side(&new, new_bytes)?;
+    let new = side(&new, new_bytes, Wanted::All, false)?;
     let old = match old {
-        None => Side::new(Obj::empty(&new.obj)),
+        None => Side::new(Obj::empty(&new.obj), Wanted::OldSide, false),
         Some(path) => {
             let bytes = match old_bytes {
                 Some(bytes) => bytes,
                 None => read_bytes(&path)?,
             };
-            side(&path, bytes)?
+            side(&path, bytes, Wanted::OldSide, false)?
         }
     };
     Ok(Some((old, new)))

@@ -1,7 +1,7 @@
 //! The production executable or shared library: identity, symbol table (with STT_FILE blocks
 //! to tell same-named local symbols apart) and the bytes of its functions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use object::read::elf::{ElfFile64, Sym as _};
@@ -34,16 +34,16 @@ pub struct TargetFile {
     pub build_id: String,
     pub sha256: String,
     /// Global (and weak) defined symbols by name.
-    globals: BTreeMap<String, TargetSym>,
+    globals: HashMap<String, TargetSym>,
     /// Local defined symbols: (STT_FILE name, symbol name) -> every match, with the ordinal of
     /// its STT_FILE block among the blocks of that file name.
-    locals: BTreeMap<(String, String), Vec<(usize, TargetSym)>>,
+    locals: HashMap<(String, String), Vec<(usize, TargetSym)>>,
     /// Number of STT_FILE blocks per file name.
-    file_blocks: BTreeMap<String, usize>,
+    file_blocks: HashMap<String, usize>,
     /// DWARF compile unit paths, in link order.
     unit_paths: Vec<String>,
     /// Version of undefined symbols the target imports (`printf` -> `GLIBC_2.2.5`).
-    versions: BTreeMap<String, String>,
+    versions: HashMap<String, String>,
     /// (address, bytes) of loaded sections with file contents: only these are kept, not the
     /// whole file (mostly DWARF and symbols, parsed above).
     sections: Vec<(u64, Vec<u8>)>,
@@ -83,11 +83,13 @@ impl TargetFile {
                 path: path.to_path_buf(),
             });
         }
-        let mut globals = BTreeMap::new();
-        let mut locals: BTreeMap<(String, String), Vec<(usize, TargetSym)>> = BTreeMap::new();
-        let mut file_blocks: BTreeMap<String, usize> = BTreeMap::new();
+        // Hashed: only ever looked up (a large target's ten thousand names showed in profiles
+        // as sorted maps).
+        let mut globals = HashMap::with_capacity(table.len());
+        let mut locals: HashMap<(String, String), Vec<(usize, TargetSym)>> = HashMap::new();
+        let mut file_blocks: HashMap<String, usize> = HashMap::new();
         let mut block = 0;
-        let mut versions = BTreeMap::new();
+        let mut versions = HashMap::new();
         let mut current_file = String::new();
         let mut starts = Vec::new();
         for sym in table.iter() {
