@@ -201,7 +201,14 @@ impl RecordBody {
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    // Records of new code in place hold hundreds of kilobytes of it: no format! per byte.
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    text
 }
 
 /// Bytes from lower-case or upper-case hex.
@@ -253,6 +260,9 @@ mod tests {
         );
         assert!(RecordBody::decode_header(b"LPKGREC1\x09\0\0\0\0\0\0\0").is_err());
         assert_eq!(unhex("f30f").unwrap(), vec![0xf3, 0x0f]);
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(unhex(&hex(&all)).unwrap(), all);
+        assert_eq!(hex(&[0x0a, 0xf0]), "0af0");
         assert!(unhex("f3x").is_none());
     }
 }
