@@ -224,4 +224,27 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
         };
         let _ = lpkg_builder::build(&opts);
     }
+    // Symbol values at the end of the address space (the fuzzer's find: a DWARF relocation
+    // against such a symbol overflowed): every symbol of one side at once.
+    for (side, seed) in seeds[..2].iter().enumerate() {
+        let mut bytes = seed.clone();
+        let (offset, size) = {
+            use object::{Object, ObjectSection};
+            let file = object::File::parse(&bytes[..]).unwrap();
+            file.section_by_name(".symtab")
+                .unwrap()
+                .file_range()
+                .unwrap()
+        };
+        for entry in (offset..offset + size).step_by(24).skip(1) {
+            let at = entry as usize + 8;
+            bytes[at..at + 8].copy_from_slice(&(u64::MAX - 7).to_le_bytes());
+        }
+        std::fs::write(&mutated, &bytes).unwrap();
+        let opts = match side {
+            0 => options(&target, &mutated, &new),
+            _ => options(&target, &old, &mutated),
+        };
+        let _ = lpkg_builder::build(&opts);
+    }
 }

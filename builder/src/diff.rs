@@ -46,16 +46,14 @@ impl Side {
     fn plain_code(&self, symbol: usize) -> Option<&[u8]> {
         let s = &self.obj.symbols[symbol];
         let section = &self.obj.sections[s.section?];
+        let end = s.value.saturating_add(s.size);
         let first = section.relocs.partition_point(|r| r.offset < s.value);
-        let relocated = section
-            .relocs
-            .get(first)
-            .is_some_and(|r| r.offset < s.value + s.size);
+        let relocated = section.relocs.get(first).is_some_and(|r| r.offset < end);
         if section.nobits() || relocated {
             return None;
         }
-        let end = ((s.value + s.size) as usize).min(section.data.len());
-        Some(&section.data[(s.value as usize).min(end)..end])
+        let end = usize::try_from(end).map_or(section.data.len(), |e| e.min(section.data.len()));
+        Some(&section.data[usize::try_from(s.value).map_or(end, |v| v.min(end))..end])
     }
 
     fn function_section(&self, name: &str) -> Option<usize> {

@@ -265,6 +265,18 @@ impl Obj {
                     format!("symbol {name} is in section {shndx}, which does not exist"),
                 ));
             }
+            let (value, size) = (sym.st_value(endian), sym.st_size(endian));
+            if let Some(sec) = section.and_then(|s| sections.get(s)) {
+                if value.checked_add(size).is_none_or(|end| end > sec.size) {
+                    return Err(bad(
+                        path,
+                        format!(
+                            "symbol {name} ({size} bytes at {value:#x}) runs past the end of section {} ({} bytes)",
+                            sec.name, sec.size
+                        ),
+                    ));
+                }
+            }
             let mut name = name;
             if kind == SymKind::Section {
                 name = section
@@ -277,8 +289,8 @@ impl Obj {
                 kind,
                 local: sym.st_bind() == elf::STB_LOCAL,
                 section,
-                value: sym.st_value(endian),
-                size: sym.st_size(endian),
+                value,
+                size,
             });
         }
         for sec in &sections {
@@ -345,7 +357,7 @@ impl Obj {
                     .and_then(|s| self.sections.get(s))
                     .map(|s| s.addr)
                     .unwrap_or(0);
-                base + sym.value
+                base.wrapping_add(sym.value)
             })
             .collect();
         for (index, mut data, tables) in dwarf {
@@ -354,15 +366,18 @@ impl Obj {
                     continue;
                 };
                 let value = address.wrapping_add(r.r_addend(endian) as u64);
-                let at = r.r_offset(endian) as usize;
-                match r.r_type(endian, false) {
-                    elf::R_X86_64_64 if at + 8 <= data.len() => {
-                        data[at..at + 8].copy_from_slice(&value.to_le_bytes())
-                    }
-                    elf::R_X86_64_32 | elf::R_X86_64_32S if at + 4 <= data.len() => {
-                        data[at..at + 4].copy_from_slice(&(value as u32).to_le_bytes())
-                    }
-                    _ => {}
+                let at = usize::try_from(r.r_offset(endian)).unwrap_or(usize::MAX);
+                let bytes = match r.r_type(endian, false) {
+                    elf::R_X86_64_64 => &value.to_le_bytes()[..],
+                    elf::R_X86_64_32 | elf::R_X86_64_32S => &value.to_le_bytes()[..4],
+                    _ => continue,
+                };
+                // A field outside the section (a damaged object) is left alone.
+                let field = at
+                    .checked_add(bytes.len())
+                    .and_then(|end| data.get_mut(at..end));
+                if let Some(field) = field {
+                    field.copy_from_slice(bytes);
                 }
             }
             debug.insert(self.sections[index].name.clone(), data);

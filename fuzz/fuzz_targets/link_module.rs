@@ -20,6 +20,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(layout) = Layout::new(data) {
         if layout.len() < 64 << 20 {
             let _ = layout.link(data, 0x5555_0000_0000, &Anywhere);
+            // As for new code written in place: each lone function linked elsewhere.
+            if let Ok(lone) = layout.lone_functions(data) {
+                let placed = lone
+                    .values()
+                    .map(|&(section, _)| (section, 0x5555_1000_0000))
+                    .collect();
+                let _ = layout.link_placed(data, 0x5555_0000_0000, &Anywhere, &placed);
+            }
         }
     }
 });
