@@ -457,6 +457,18 @@ fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it() {
     let report = ok(apply(&s, &package, &public, &target, &["--json"])).json();
     // grow's fix does not fit, calls calls, framed's fix needs a stack frame the old had not.
     assert_eq!(in_place(&report), ["same"], "{report}");
+    let because = |name: &str| {
+        let functions = report["functions"].as_array().unwrap();
+        let function = functions.iter().find(|f| f["name"] == name).unwrap();
+        function["jump_because"].as_str().unwrap_or("").to_owned()
+    };
+    assert!(because("same").is_empty(), "{report}");
+    assert!(because("grow").contains("does not fit"), "{report}");
+    assert!(because("calls").contains("calls or jumps out"), "{report}");
+    assert!(
+        because("framed").contains("stack frame differs"),
+        "{report}"
+    );
     assert_eq!(target.ask("4"), "14 3698190 83 83");
     let (same, _) = functions[0];
     let pid = target.child.id() as i32;
@@ -481,6 +493,11 @@ fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it() {
     ))
     .json();
     assert!(in_place(&report).is_empty(), "{report}");
+    let jumps = report["functions"].as_array().unwrap();
+    assert!(
+        jumps.iter().all(|f| f["jump_because"] == "--jump-only"),
+        "{report}"
+    );
     assert_eq!(lpkg_kernel::memory::read(pid, same, 1).unwrap(), [0xe9]);
     assert_eq!(target.ask("4"), "14 3698190 83 83");
     ok(s.run(&["revert", "--pid", &target.pid()]));

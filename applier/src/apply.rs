@@ -49,6 +49,8 @@ pub struct ApplyReport {
     pub signers: Vec<String>,
     /// Every replaced entry.
     pub entries: Vec<Entry>,
+    /// For each entry, why it got a jump rather than its new code in place (`None`: in place).
+    pub jumps: Vec<Option<in_place::Jump>>,
     /// Where the patch module lives.
     pub module_address: u64,
     /// Interrupted operations found and rolled back first (package ids; the first 16 hex
@@ -205,6 +207,9 @@ fn apply_verified(
     let mem = Mem::open(pid)?;
     let mut entries = Vec::new();
     let mut candidates = Vec::new();
+    // Why each entry gets a jump, if it does (`None`: a candidate, in place unless a check
+    // after the link fails).
+    let mut jumps = Vec::new();
     let finder = match options.in_place {
         true => in_place::Finder::new(&mem, &target, &target_file, &layout, module)?,
         false => None,
@@ -217,8 +222,18 @@ fn apply_verified(
     {
         let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
         let (live, pristine) = check_preimage(&mem, function, address, &applied)?;
-        if let Some(finder) = finder.as_ref().filter(|_| pristine) {
-            candidates.extend(finder.candidate(index, function, address, &live));
+        let candidate = match (&finder, pristine) {
+            _ if !options.in_place => Err(in_place::Jump::Asked),
+            (None, _) => Err(in_place::Jump::NoTargetCfi),
+            (Some(_), false) => Err(in_place::Jump::Stacked),
+            (Some(finder), true) => finder.candidate(index, function, address, &live),
+        };
+        match candidate {
+            Ok(candidate) => {
+                candidates.push(candidate);
+                jumps.push(None);
+            }
+            Err(jump) => jumps.push(Some(jump)),
         }
         entries.push(Entry {
             function: function.name.clone(),
@@ -297,17 +312,21 @@ fn apply_verified(
         }
         let new_addresses: Vec<u64> = entries.iter().map(|e| e.new_address).collect();
         let candidates = std::mem::take(&mut candidates);
-        for body in in_place::bodies(
+        let (bodies, failed) = in_place::bodies(
             candidates,
             &new_addresses,
             &image,
             &layout,
             module,
             &resolver,
-        ) {
+        );
+        for body in bodies {
             let entry = &mut entries[body.index];
             entry.in_place = hex(&body.code);
             entry.original = hex(&body.original);
+        }
+        for (index, jump) in failed {
+            jumps[index] = Some(jump);
         }
         let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
             manifest
@@ -429,6 +448,7 @@ fn apply_verified(
             version: manifest.package.version.clone(),
             signers: signers.clone(),
             entries: entries.clone(),
+            jumps: jumps.clone(),
             module_address,
             recovered: recovered.clone(),
             pause: Duration::ZERO,

@@ -32,6 +32,52 @@ use crate::target::TargetObject;
 use crate::unwind::{FunctionFrames, ObjectFrames};
 use crate::Error;
 
+/// Why an entry gets a jump rather than its new code in place (the check that failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Jump {
+    /// `--jump-only`.
+    Asked,
+    /// The target's file or its `.eh_frame` could not be read.
+    NoTargetCfi,
+    /// Check 1: the entry holds another package's jump or code.
+    Stacked,
+    /// Check 2: the builder gave no `old_room` (a symbol starts inside the old function).
+    NoRoom,
+    /// Check 2: the new code is longer than the old function and the filler after it.
+    TooLong,
+    /// Check 2: the filler after the old function is not the file's any more.
+    PaddingChanged,
+    /// Check 3: the old code calls, jumps indirectly or jumps out of itself.
+    NotClosedLeaf,
+    /// Check 4: the new function shares its module section or is not the manifest's size.
+    NotAlone,
+    /// Check 5: no comparable CFI for the old or the new code.
+    NoCfi,
+    /// Check 5: the new code's frame differs from the old code's at some offset.
+    FramesDiffer,
+    /// The module did not link with the new code at the old addresses.
+    Unlinkable,
+}
+
+impl Jump {
+    /// For `lpkg apply`'s output: why this function got a jump.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Jump::Asked => "--jump-only",
+            Jump::NoTargetCfi => "the target's CFI could not be read",
+            Jump::Stacked => "it replaces code of an applied package",
+            Jump::NoRoom => "a symbol starts inside the old function",
+            Jump::TooLong => "the new code does not fit where the old was",
+            Jump::PaddingChanged => "the padding after the old function changed",
+            Jump::NotClosedLeaf => "the old code calls or jumps out of itself",
+            Jump::NotAlone => "the new function is not alone in its module section",
+            Jump::NoCfi => "no comparable CFI for the old or new code",
+            Jump::FramesDiffer => "the new code's stack frame differs from the old code's",
+            Jump::Unlinkable => "the new code cannot be linked at the old address",
+        }
+    }
+}
+
 /// A replaced function whose new code may be written over its old code, as far as can be
 /// told before the module is linked.
 pub struct Candidate {
@@ -100,40 +146,43 @@ impl<'a> Finder<'a> {
         function: &Function,
         address: u64,
         live: &[u8],
-    ) -> Option<Candidate> {
+    ) -> Result<Candidate, Jump> {
         let (old_size, new_size) = (live.len() as u64, function.new_size);
-        let fits = function.old_room.is_some_and(|room| new_size <= room);
-        if !fits || new_size == 0 || !is_closed_leaf(live, address) {
-            return None;
+        let room = function.old_room.ok_or(Jump::NoRoom)?;
+        if new_size > room || new_size == 0 {
+            return Err(Jump::TooLong);
         }
-        let &(section, size) = self.lone_functions.get(&function.module_symbol)?;
-        if size != new_size {
-            return None;
+        if !is_closed_leaf(live, address) {
+            return Err(Jump::NotClosedLeaf);
         }
+        let &(section, _) = (self.lone_functions.get(&function.module_symbol))
+            .filter(|&&(_, size)| size == new_size)
+            .ok_or(Jump::NotAlone)?;
         let mut original = live[..new_size.min(old_size) as usize].to_vec();
         if new_size > old_size {
             let (from, len) = (address + old_size, (new_size - old_size) as usize);
-            let padding = self.mem.read(from, len).ok()?;
+            let padding = self.mem.read(from, len).map_err(|_| Jump::PaddingChanged)?;
             let in_file = file_bytes(&self.file, from.wrapping_sub(self.target.bias), len);
             if in_file != Some(&padding[..]) {
-                return None;
+                return Err(Jump::PaddingChanged);
             }
             original.extend_from_slice(&padding);
         }
-        Some(Candidate {
+        Ok(Candidate {
             index,
             address,
             new_size,
             section,
             original,
-            old_frames: self.frames.function(address)?,
+            old_frames: self.frames.function(address).ok_or(Jump::NoCfi)?,
         })
     }
 }
 
 /// Check 5 for each candidate, whose new function is at `new_addresses[index]` in `image`
 /// (the module linked at `image.base`), then the new code of those that pass, relinked to run
-/// at their entries. None at all when that link fails (a reach out of ±2 GiB): jumps for all.
+/// at their entries; and why each of the others gets a jump. Jumps for all when that link
+/// fails (a reach out of ±2 GiB).
 pub fn bodies(
     candidates: Vec<Candidate>,
     new_addresses: &[u64],
@@ -141,43 +190,51 @@ pub fn bodies(
     layout: &Layout,
     module: &[u8],
     resolve: &dyn Resolve,
-) -> Vec<Body> {
+) -> (Vec<Body>, Vec<(usize, Jump)>) {
+    let mut jumps = Vec::new();
     let (eh_frame, eh_frame_len) = eh_frame_of(&image.symbols);
-    let eh_frame_bytes = eh_frame.checked_sub(image.base).and_then(|at| {
-        image
-            .bytes
-            .get(at as usize..at.checked_add(eh_frame_len)? as usize)
-    });
-    let (Some(eh_frame_bytes), false) = (eh_frame_bytes, candidates.is_empty()) else {
-        return Vec::new();
-    };
-    let frames = ObjectFrames::of_eh_frame(eh_frame_bytes, eh_frame);
-    let alike: Vec<Candidate> = candidates
-        .into_iter()
-        .filter(|c| {
-            frames
-                .function(new_addresses[c.index])
-                .is_some_and(|new| c.old_frames.describe_alike(&new, c.new_size))
+    let frames = eh_frame
+        .checked_sub(image.base)
+        .and_then(|at| {
+            image
+                .bytes
+                .get(at as usize..at.checked_add(eh_frame_len)? as usize)
         })
-        .collect();
-    if alike.is_empty() {
-        return Vec::new();
+        .map(|bytes| ObjectFrames::of_eh_frame(bytes, eh_frame));
+    let mut alike = Vec::new();
+    for c in candidates {
+        let new = frames
+            .as_ref()
+            .and_then(|f| f.function(new_addresses[c.index]));
+        match new {
+            Some(new) if c.old_frames.describe_alike(&new, c.new_size) => alike.push(c),
+            Some(_) => jumps.push((c.index, Jump::FramesDiffer)),
+            None => jumps.push((c.index, Jump::NoCfi)),
+        }
     }
     let placed: BTreeMap<usize, u64> = alike.iter().map(|c| (c.section, c.address)).collect();
-    let Ok(relinked) = layout.link_placed(module, image.base, resolve, &placed) else {
-        return Vec::new();
+    let relinked = match alike.is_empty() {
+        true => None,
+        false => layout
+            .link_placed(module, image.base, resolve, &placed)
+            .ok(),
     };
-    alike
-        .into_iter()
-        .filter_map(|c| {
+    let mut bodies = Vec::new();
+    for c in alike {
+        let code = relinked.as_ref().and_then(|image| {
             let at = layout.section_offset(c.section)? as usize;
-            Some(Body {
+            image.bytes.get(at..at + c.new_size as usize)
+        });
+        match code {
+            Some(code) => bodies.push(Body {
                 index: c.index,
-                code: relinked.bytes.get(at..at + c.new_size as usize)?.to_vec(),
+                code: code.to_vec(),
                 original: c.original,
-            })
-        })
-        .collect()
+            }),
+            None => jumps.push((c.index, Jump::Unlinkable)),
+        }
+    }
+    (bodies, jumps)
 }
 
 /// The bytes of `file` at link-time address `address`, from its section holding them.

@@ -57,11 +57,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "module_address": format!("{:#x}", report.module_address),
             "recovered": report.recovered,
             "pause_us": report.pause.as_micros() as u64,
-            "functions": report.entries.iter().map(|e| serde_json::json!({
+            "functions": report.entries.iter().zip(&report.jumps).map(|(e, jump)| serde_json::json!({
                 "name": e.function,
                 "address": format!("{:#x}", e.address),
                 "new_address": format!("{:#x}", e.new_address),
                 "in_place": !e.in_place.is_empty(),
+                "jump_because": jump.map(|j| j.reason()),
             })).collect::<Vec<_>>(),
         });
         println!("{value}");
@@ -80,10 +81,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.entries.len(),
             report.pause.as_micros()
         );
-        for entry in &report.entries {
+        for (entry, jump) in report.entries.iter().zip(&report.jumps) {
             if entry.in_place.is_empty() {
+                let why = jump.map_or(String::new(), |j| format!(" (jump: {})", j.reason()));
                 println!(
-                    "  {} {:#x} -> {:#x}",
+                    "  {} {:#x} -> {:#x}{why}",
                     entry.function, entry.address, entry.new_address
                 );
             } else {
