@@ -291,29 +291,33 @@ fn named_private_code_within_reach() {
         let pid = target.pid();
         let mut t = seize_stopped(pid);
         let answer = target.a("answer");
-        let code = t
-            .memfd_map_near("lpkg-module:test", answer, 8192, RW)
-            .unwrap();
+        let code = named_code_runs(&mut t, "lpkg-module:test", answer);
         assert!(encode_jmp_rel32(answer, code + 8191).is_some(), "{code:#x}");
-        let entry = maps::read(pid)
-            .unwrap()
-            .into_iter()
-            .find(|m| m.start == code)
-            .expect("mapped");
-        assert_eq!(
-            entry.path.as_deref(),
-            Some(std::path::Path::new("/memfd:lpkg-module:test"))
-        );
-        assert!(entry.deleted && !entry.shared && entry.len() == 8192);
-        // Private code like an anonymous mapping: written, made r-x, called.
-        memory::write(pid, code, &[0xb8, 43, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 43; ret
-        t.mprotect(code, 4096, RX).unwrap();
-        assert_eq!(t.call(code, &[], CALL_TIMEOUT).unwrap() as u32, 43);
         t.munmap(code, 8192).unwrap();
         assert!(maps::read(pid).unwrap().iter().all(|m| !m.contains(code)));
         drop(t);
         assert_eq!(target.ping()["errors"], 0);
     });
+}
+
+/// Maps 8 KiB of private code named `name` near `near` in the stopped `t`, checks its
+/// name in /proc/PID/maps, writes code there, makes it r-x and calls it; returns its address.
+fn named_code_runs(t: &mut Tracee, name: &str, near: u64) -> u64 {
+    let pid = t.pid();
+    let code = t.memfd_map_near(name, near, 8192, RW).unwrap();
+    let entry = maps::read(pid)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.start == code)
+        .expect("mapped");
+    let path = format!("/memfd:{name}");
+    assert_eq!(entry.path.as_deref(), Some(std::path::Path::new(&path)));
+    assert!(entry.deleted && !entry.shared && entry.len() == 8192);
+    // Private code like an anonymous mapping: written, made r-x, called.
+    memory::write(pid, code, &[0xb8, 43, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 43; ret
+    t.mprotect(code, 4096, RX).unwrap();
+    assert_eq!(t.call(code, &[], CALL_TIMEOUT).unwrap() as u32, 43);
+    code
 }
 
 /// The PID of the process running `exe` among the descendants of `pid`.
@@ -365,21 +369,7 @@ fn named_code_where_executable_memfds_are_refused() {
         let answer = fields(&ready)["answer"] as u64;
         let pid = descendant_running(proc.pid(), &target).expect("the target under unshare");
         let mut t = seize_stopped(pid);
-        let code = t
-            .memfd_map_near("lpkg-module:noexec", answer, 4096, RW)
-            .unwrap();
-        let entry = maps::read(pid)
-            .unwrap()
-            .into_iter()
-            .find(|m| m.start == code)
-            .expect("mapped");
-        assert_eq!(
-            entry.path.as_deref(),
-            Some(std::path::Path::new("/memfd:lpkg-module:noexec"))
-        );
-        memory::write(pid, code, &[0xb8, 44, 0, 0, 0, 0xc3]).unwrap(); // mov eax, 44; ret
-        t.mprotect(code, 4096, RX).unwrap();
-        assert_eq!(t.call(code, &[], CALL_TIMEOUT).unwrap() as u32, 44);
+        named_code_runs(&mut t, "lpkg-module:noexec", answer);
         drop(t);
         proc.send("ping");
         assert_eq!(
