@@ -13,7 +13,8 @@
 //!    in it; any padding used still holds the file's bytes;
 //! 3. the old code is a closed leaf ([`crate::reloc::is_closed_leaf`]): nothing but a thread
 //!    executing it can be in its middle, and the switch's stack check sees that thread;
-//! 4. the new function is alone in its section of the module, so it can be linked elsewhere;
+//! 4. the new function is alone in its section of the module, so it can be linked elsewhere,
+//!    and is the manifest's `new_size`;
 //! 5. at every offset of the new code its CFI rules are the old code's there (past the old
 //!    code, its entry rules), without personality or LSDA: unwinders in the target that still
 //!    use the target's `.eh_frame` for these addresses (exceptions, `backtrace()`, debuggers,
@@ -137,9 +138,9 @@ impl<'a> Finder<'a> {
         }))
     }
 
-    /// Checks 1 to 4 for the replaced function `function` (the `index`th) at `address`,
-    /// whose old code `live` (its `old_size` bytes) holds the target file's bytes (check 1 is
-    /// the caller's).
+    /// Checks 2 to 4 for the replaced function `function` (the `index`th) at `address`, whose
+    /// old code `live` (its `old_size` bytes) holds the target file's bytes (check 1 is the
+    /// caller's), and the old code's CFI for check 5.
     pub fn candidate(
         &self,
         index: usize,
