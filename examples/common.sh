@@ -10,6 +10,11 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/lpkg-example.XXXXXX")
 pids=()
 cleanup() {
+  local status=$? last=$BASH_COMMAND
+  # Where errexit ended the script, say after what: a bare exit 1 in CI tells nothing.
+  if [ "$status" -ne 0 ] && [[ $last != exit* ]]; then
+    echo "FAILED (exit $status) after: $last" >&2
+  fi
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }

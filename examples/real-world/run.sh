@@ -74,7 +74,7 @@ package() {
     fi
     return 0
   fi
-  detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1)
+  detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | head -n 1 || true)
   case $detail in
   *"no object file differs"*) outcome="nothing to patch" ;; # the fix is not in this build
   "error: build of"*)
@@ -208,7 +208,9 @@ worker_repro() {
   asked=$(grep -c '^repro ' "$log" || true)
   kill -USR1 "$pid"
   for _ in $(seq 100); do
-    line=$(grep '^repro ' "$log" | sed -n "$((asked + 1))p")
+    # `|| true`: before the answer grep finds nothing, and under pipefail + errexit that
+    # assignment would end the script without a word.
+    line=$(grep '^repro ' "$log" | sed -n "$((asked + 1))p" || true)
     [ -n "$line" ] && break
     sleep 0.1
   done
