@@ -11,6 +11,18 @@ use util::{bin, fields, with_timeout, Proc};
 
 const SYS_WRITE: u64 = 1;
 
+/// An injected getpid whose ptrace request at `point` fails (the test hook): the error must
+/// be the hook's.
+fn getpid_failing_at(t: &mut Tracee, point: &'static str) {
+    test_hook::fail_at(point);
+    match t.syscall(libc::SYS_getpid as u64, [0; 6]) {
+        Err(Error::Ptrace {
+            op: "test hook", ..
+        }) => {}
+        other => panic!("expected the hook's failure at {point}, got {other:?}"),
+    }
+}
+
 /// Stops the process until its main thread is caught on its way back from a `write` that
 /// completed (`orig_rax` = write, `rax` = the 8 bytes written): the state in which a thread
 /// given back at a system-call entry stop with its exact registers would write again.
@@ -37,13 +49,7 @@ fn a_request_failing_at_a_syscall_entry_stop_does_not_repeat_the_threads_call() 
             stop_after_a_write(&mut t, pid);
             let before = t.registers(pid).unwrap();
             // The injected getpid stops at its entry; the request made there fails.
-            test_hook::fail_at(test_hook::SYSCALL_STOP);
-            match t.syscall(libc::SYS_getpid as u64, [0; 6]) {
-                Err(Error::Ptrace {
-                    op: "test hook", ..
-                }) => {}
-                other => panic!("expected the hook's failure, got {other:?}"),
-            }
+            getpid_failing_at(&mut t, test_hook::SYSCALL_STOP);
             // The registers the thread resumes with: as before, the finished write not to be
             // made again.
             let after = t.registers(pid).unwrap();
@@ -83,13 +89,7 @@ fn a_request_failing_where_our_call_replaces_rt_sigreturn_leaves_the_thread_whol
             for _ in 0..3 {
                 t.stop().unwrap();
                 let before = t.registers(pid).unwrap();
-                test_hook::fail_at(test_hook::SYSCALL_ENTERED);
-                match t.syscall(libc::SYS_getpid as u64, [0; 6]) {
-                    Err(Error::Ptrace {
-                        op: "test hook", ..
-                    }) => {}
-                    other => panic!("expected the hook's failure, got {other:?}"),
-                }
+                getpid_failing_at(&mut t, test_hook::SYSCALL_ENTERED);
                 // In the form the kernel's restart logic gives them: a call to be restarted
                 // set up to be made again.
                 let after = t.registers(pid).unwrap();
