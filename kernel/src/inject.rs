@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
-use crate::arch::current::{self as arch, build_sigframe, AltStack, Registers};
+use crate::arch::current::{self as arch, build_sigframe, AltStack, Registers, XsaveLayout};
 use crate::ptrace::{self, Stop};
 use crate::tracer::{ThreadState, Tracee};
 use crate::{test_hook, Error, Pid, Result};
@@ -99,13 +99,23 @@ impl Tracee {
         below: u64,
     ) -> Result<u64> {
         let (pid, tid) = (self.pid, saved.tid);
-        let frame = build_sigframe(&saved.regs, saved.mask, altstack, xstate, restorer, below)
-            .ok_or_else(|| Error::InvalidArgument {
-                what: format!(
-                    "thread {tid} of process {pid}: XSAVE state of {} bytes is too short",
-                    xstate.len()
-                ),
-            })?;
+        let layout = XsaveLayout::host();
+        let frame = build_sigframe(
+            &saved.regs,
+            saved.mask,
+            altstack,
+            xstate,
+            layout,
+            restorer,
+            below,
+        )
+        .ok_or_else(|| Error::InvalidArgument {
+            what: format!(
+                "thread {tid} of process {pid}: XSAVE state of {} bytes does not match \
+                     this CPU's XSAVE layout",
+                xstate.len()
+            ),
+        })?;
         if let Err(error) = self.mem()?.write(frame.addr, &frame.bytes) {
             let Error::Memory { .. } = error else {
                 return Err(error);

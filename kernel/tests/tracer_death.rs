@@ -95,7 +95,12 @@ impl Fpu {
 
     /// `["spin"]`: rounds in user code rather than in a system call.
     fn start_with(args: &[&str]) -> Fpu {
-        let mut proc = Proc::spawn(&bin("fpu"), args);
+        Fpu::start_program("fpu", args)
+    }
+
+    /// A target of the same protocol: `fpu`, or `xstate` with its mode.
+    fn start_program(name: &str, args: &[&str]) -> Fpu {
+        let mut proc = Proc::spawn(&bin(name), args);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let mut fpu = Fpu {
             proc,
@@ -289,6 +294,87 @@ fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
             fpu.rounds_ok(3);
         }
     });
+}
+
+/// Why this CPU cannot run `xstate`'s `mode`, if it cannot.
+fn missing_cpu_feature(mode: &str) -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .map(|l| {
+            l.trim_start_matches([' ', '\t', ':'])
+                .split_whitespace()
+                .collect()
+        })
+        .unwrap_or_default();
+    let needed: &[&str] = match mode {
+        "zmm" => &["avx512f"],
+        _ => &["avx512f", "amx_tile"],
+    };
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|f| !flags.contains(f))
+        .collect();
+    (!missing.is_empty()).then(|| format!("the CPU has no {}", missing.join(", ")))
+}
+
+/// The `xstate` target in `mode`, killed at every point where a frame of ours is all that
+/// gives its thread back: inside an injected system call (thread in its nanosleep), during a
+/// call and while a call is set up. Its registers are checked after every round.
+fn wide_state_survives_every_kill(mode: &str) {
+    if let Some(why) = missing_cpu_feature(mode) {
+        eprintln!("skipped: {mode} state not tested: {why}");
+        return;
+    }
+    let mut xs = Fpu::start_program("xstate", &[mode]);
+    for point in SYSCALL_POINTS {
+        let mut tracer = Tracer::spawn_at("syscall", xs.pid(), 1, &[], point);
+        tracer.wait_paused(20);
+        tracer.kill();
+        assert!(!is_traced(xs.pid()), "{mode} {point}");
+        xs.rounds_ok(3);
+    }
+    let mut tracer = Tracer::spawn("call", xs.pid(), xs.slow, &[]);
+    xs.proc.wait_line("in-call", Duration::from_secs(20));
+    tracer.kill();
+    xs.rounds_ok(5);
+    for point in [test_hook::CALL_FRAME_WRITTEN, test_hook::CALL_READY] {
+        let mut tracer = Tracer::spawn_at("pause", xs.pid(), xs.slow, &[], point);
+        tracer.wait_paused(20);
+        tracer.kill();
+        if point == test_hook::CALL_READY {
+            xs.proc.wait_line("in-call", Duration::from_secs(10));
+        }
+        xs.rounds_ok(3);
+    }
+    // And with lpkg alive to the end: put back through ptrace.
+    let mut t = Tracee::seize(xs.pid()).unwrap();
+    t.stop().unwrap();
+    assert_eq!(t.call(xs.slow, &[10], Duration::from_secs(5)).unwrap(), 7);
+    t.detach().unwrap();
+    xs.rounds_ok(3);
+}
+
+/// Issue 20: zmm0-31 and k0-7 (AVX-512), whose state is larger than the AVX frame's.
+#[test]
+fn avx512_registers_survive_the_tracer_killed() {
+    with_timeout(120, || wide_state_survives_every_kill("zmm"));
+}
+
+/// Issue 20: a thread holding AMX tile data, whose signal frames are 11 KiB.
+#[test]
+fn amx_tiles_survive_the_tracer_killed() {
+    with_timeout(120, || wide_state_survives_every_kill("amx"));
+}
+
+/// Issue 20: a thread of a process granted AMX whose tiles are released: its frames are
+/// sized for tile data, its XSAVE image does not show it, and its vector registers must come
+/// back all the same (and its tiles stay released).
+#[test]
+fn avx512_registers_survive_the_tracer_killed_with_amx_released() {
+    with_timeout(120, || wide_state_survives_every_kill("amx-released"));
 }
 
 #[test]

@@ -1,5 +1,9 @@
 //! x86_64: registers, the system call numbers lpkg injects, and instruction encodings.
 
+mod xsave;
+
+pub use xsave::XsaveLayout;
+
 /// The `syscall` instruction.
 pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
 /// The `int3` breakpoint instruction.
@@ -292,15 +296,6 @@ mod sigframe {
     pub const SIGMASK: usize = 304;
     /// `UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS`, as the kernel sets them.
     pub const FLAGS: u64 = 0x1 | 0x2 | 0x4;
-    /// `sw_reserved` in the legacy FXSAVE area. In a signal frame it describes the XSAVE
-    /// area (`magic1`, `extended_size`, `xfeatures`, `xstate_size`); in what
-    /// `PTRACE_GETREGSET NT_X86_XSTATE` returns it holds XCR0 (the user features) instead.
-    pub const SW_RESERVED: usize = 464;
-    pub const SW_RESERVED_LEN: usize = 48;
-    pub const FP_XSTATE_MAGIC1: u32 = 0x4650_5853;
-    pub const FP_XSTATE_MAGIC2: u32 = 0x4650_5845;
-    /// The legacy area and the XSAVE header: the least an XSAVE image has.
-    pub const XSTATE_MIN: usize = 512 + 64;
     pub const XSTATE_ALIGN: u64 = 64;
 }
 
@@ -313,30 +308,27 @@ pub struct SigFrame {
 }
 
 /// Build the frame the kernel would build to run a handler on a thread whose state is `regs`,
-/// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`), entirely below `below` (at
-/// most the red zone's bottom under `regs`' stack pointer), returning to `restorer`. Loaded by `rt_sigreturn`, it gives back
-/// that state, with a system call the thread was inside set up to be made again from the start
-/// (`rt_sigreturn` resets the restart block, see `Registers::without_restart_block`). `None` when
-/// `xstate` is too short to be an XSAVE image.
+/// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`, in the CPU's XSAVE `layout`),
+/// entirely below `below` (at most the red zone's bottom under `regs`' stack pointer),
+/// returning to `restorer`. Loaded by `rt_sigreturn`, it gives back that state, with a system
+/// call the thread was inside set up to be made again from the start (`rt_sigreturn` resets
+/// the restart block, see `Registers::without_restart_block`). `None` when `xstate` is not an
+/// XSAVE image of `layout`.
 pub fn build_sigframe(
     regs: &Registers,
     mask: u64,
     altstack: AltStack,
     xstate: &[u8],
+    layout: &XsaveLayout,
     restorer: u64,
     below: u64,
 ) -> Option<SigFrame> {
     use sigframe::*;
-    let xstate_size = xstate.len();
-    if xstate_size < XSTATE_MIN {
-        return None;
-    }
-    let xcr0 = &xstate[SW_RESERVED..SW_RESERVED + 8];
-    let fp_len = xstate_size + 4;
+    let image = xsave::sigframe_image(xstate, layout)?;
     let below = below.min(regs.sp() - RED_ZONE);
-    let fp_addr = (below - fp_len as u64) & !(XSTATE_ALIGN - 1);
+    let fp_addr = (below - image.len() as u64) & !(XSTATE_ALIGN - 1);
     let addr = ((fp_addr - SIZE as u64) & !15) - 8;
-    let mut bytes = vec![0u8; (fp_addr - addr) as usize + fp_len];
+    let mut bytes = vec![0u8; (fp_addr - addr) as usize + image.len()];
     let mut put = |o: usize, v: &[u8]| bytes[o..o + v.len()].copy_from_slice(v);
     put(0, &restorer.to_le_bytes());
     put(UC_FLAGS, &FLAGS.to_le_bytes());
@@ -353,15 +345,7 @@ pub fn build_sigframe(
     put(SS, &(r.ss as u16).to_le_bytes());
     put(FPSTATE, &fp_addr.to_le_bytes());
     put(SIGMASK, &mask.to_le_bytes());
-    let fp = (fp_addr - addr) as usize;
-    put(fp, xstate);
-    let mut sw = [0u8; SW_RESERVED_LEN];
-    sw[0..4].copy_from_slice(&FP_XSTATE_MAGIC1.to_le_bytes());
-    sw[4..8].copy_from_slice(&(fp_len as u32).to_le_bytes());
-    sw[8..16].copy_from_slice(xcr0);
-    sw[16..20].copy_from_slice(&(xstate_size as u32).to_le_bytes());
-    put(fp + SW_RESERVED, &sw);
-    put(fp + xstate_size, &FP_XSTATE_MAGIC2.to_le_bytes());
+    put((fp_addr - addr) as usize, &image);
     Some(SigFrame { addr, bytes })
 }
 
@@ -411,14 +395,18 @@ mod sigframe_tests {
     #[test]
     fn frame_layout() {
         let regs = regs_in_syscall(0, -512); // read(2) interrupted
+                                             // An AVX-512 CPU without MPX room (CPUID 0xD), and an image as ptrace gives it.
+        let layout =
+            XsaveLayout::from_parts(&[(2, 576, 256), (5, 832, 64), (6, 896, 512), (7, 1408, 1024)]);
         let mut xstate = vec![0u8; 2432];
-        xstate[sigframe::SW_RESERVED] = 0xe7; // XCR0 as ptrace gives it
+        xstate[464] = 0xe7; // XCR0
+        xstate[512] = 0xe7; // every feature in use
         let alt = AltStack {
             sp: 0x5000,
             flags: 0,
             size: 0x1000,
         };
-        let f = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000, u64::MAX).unwrap();
+        let f = build_sigframe(&regs, 0x4000, alt, &xstate, &layout, 0xabc000, u64::MAX).unwrap();
         let u64_at = |o: usize| u64::from_le_bytes(f.bytes[o..o + 8].try_into().unwrap());
         let u32_at = |o: usize| u32::from_le_bytes(f.bytes[o..o + 4].try_into().unwrap());
         assert_eq!(f.addr % 16, 8, "rsp % 16 == 8 at entry");
@@ -443,15 +431,15 @@ mod sigframe_tests {
         assert_eq!(fp % 64, 0, "XSAVE image aligned");
         let fp = (fp - f.addr) as usize;
         assert!(fp >= 440, "image above the frame");
-        assert_eq!(u32_at(fp + 464), sigframe::FP_XSTATE_MAGIC1);
+        assert_eq!(u32_at(fp + 464), xsave::MAGIC1);
         assert_eq!(u32_at(fp + 468), 2436, "extended_size");
         assert_eq!(u64_at(fp + 472), 0xe7, "xfeatures");
         assert_eq!(u32_at(fp + 480), 2432, "xstate_size");
-        assert_eq!(u32_at(fp + 2432), sigframe::FP_XSTATE_MAGIC2);
-        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], 0, u64::MAX).is_none());
+        assert_eq!(u32_at(fp + 2432), xsave::MAGIC2);
+        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], &layout, 0, u64::MAX).is_none());
         // Lower when asked.
         let below = regs.sp() - RED_ZONE - 64;
-        let g = build_sigframe(&regs, 0x4000, alt, &xstate, 0xabc000, below).unwrap();
+        let g = build_sigframe(&regs, 0x4000, alt, &xstate, &layout, 0xabc000, below).unwrap();
         assert!(g.addr + g.bytes.len() as u64 <= below && g.addr % 16 == 8);
         assert!(g.addr < f.addr);
     }

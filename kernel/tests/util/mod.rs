@@ -24,6 +24,7 @@ pub fn bin(name: &str) -> PathBuf {
             "onaltstack",
             "writer",
             "deepstack",
+            "xstate",
         ] {
             compile(
                 &src.join(format!("{name}.c")),
