@@ -11,7 +11,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 
 pkgs=(
-  gcc make binutils libc6-dev gdb                 # tests compile and inspect C targets
+  gcc g++ make binutils libc6-dev gdb             # tests compile and inspect C and C++ targets
   patch dpkg-dev xz-utils                         # apt-get source, dpkg-source -x, build-source
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN

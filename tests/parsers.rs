@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use lpkg_applier::link::{Layout, Resolve};
-use lpkg_applier::record::{Entry, RecordBody, State, HEADER_LEN};
+use lpkg_applier::record::{Entry, RecordBody, Registration, State, HEADER_LEN};
 
 /// xorshift64*: deterministic, so a failure reproduces.
 struct Mutator(u64);
@@ -125,6 +125,11 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
         module_len: 8192,
         eh_frame_address: 0x5555_0000_1000,
         eh_frame_len: 0x68,
+        unwind_registration: Some(Registration {
+            library: "/lib/x86_64-linux-gnu/libgcc_s.so.1".into(),
+            deregister: 0x7f00_0000_1000,
+            object: 0x5555_0000_1800,
+        }),
         exit_routines: vec![],
         entries: vec![Entry {
             function: "f".into(),

@@ -10,9 +10,11 @@ use sha2::{Digest, Sha256};
 use crate::link::{Layout, Region};
 use crate::quiesce::{stop_clear, Guarded};
 use crate::record::{
-    hex, unhex, Entry, RecordBody, State, MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
+    hex, unhex, Entry, RecordBody, Registration, State, MODULE_NAME_PREFIX, NAME_PREFIX,
+    STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
+use crate::registration::{self, Unwinder};
 use crate::reloc::{jump, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::{checkpoint, in_place, target, Error};
@@ -53,6 +55,10 @@ pub struct ApplyReport {
     pub jumps: Vec<Option<in_place::Jump>>,
     /// Where the patch module lives.
     pub module_address: u64,
+    /// What became of the patch code's CFI in the target's own unwinder: `Ok(library)`
+    /// registered there, `Err(why)` not (exceptions, cancellation and `backtrace()` then stop
+    /// at new code); `None` when the module has no CFI.
+    pub unwind: Option<Result<String, String>>,
     /// Interrupted operations found and rolled back first (package ids; the first 16 hex
     /// digits of the id for a module left without a record).
     pub recovered: Vec<String>,
@@ -248,6 +254,12 @@ fn apply_verified(
     drop(finder);
     drop(target_file);
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
+    let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
+    let unwinder = has_cfi.then(|| Unwinder::find(&resolver));
+    let register = match &unwinder {
+        Some(Unwinder::Libgcc { register, .. }) => Some(*register),
+        _ => None,
+    };
 
     let mut tracee = Tracee::seize(pid)?;
     let mut rollback = Rollback::new();
@@ -277,10 +289,11 @@ fn apply_verified(
         // The calls' trampoline page is mapped or unmapped now, while only this thread is
         // stopped, not in the switch's pause: mapped for the init routines, unmapped (if the
         // IFUNC resolvers mapped it) when there are none.
-        if manifest
-            .routines
-            .iter()
-            .any(|r| r.kind == RoutineKind::Init)
+        if register.is_some()
+            || manifest
+                .routines
+                .iter()
+                .any(|r| r.kind == RoutineKind::Init)
         {
             tracee.map_call_trampoline()?;
         } else {
@@ -338,6 +351,18 @@ fn apply_verified(
         };
         let init = routines(RoutineKind::Init)?;
         let (eh_frame_address, eh_frame_len) = crate::record::eh_frame_of(&image.symbols);
+        let unwind_registration = match &unwinder {
+            Some(Unwinder::Libgcc {
+                deregister,
+                library,
+                ..
+            }) => Some(Registration {
+                library: library.display().to_string(),
+                deregister: *deregister,
+                object: symbol(lpkg_format::EH_OBJECT_SYMBOL)?,
+            }),
+            _ => None,
+        };
         let body = RecordBody {
             id: id.clone(),
             name: manifest.package.name.clone(),
@@ -352,6 +377,7 @@ fn apply_verified(
             module_len: layout.len(),
             eh_frame_address,
             eh_frame_len,
+            unwind_registration: unwind_registration.clone(),
             exit_routines: routines(RoutineKind::Exit)?
                 .into_iter()
                 .map(|(_, a)| a)
@@ -393,6 +419,9 @@ fn apply_verified(
                 .iter()
                 .flat_map(|r| r.guarded_code(Some(&addresses))),
         );
+        if let Some(registration) = &unwind_registration {
+            guarded.extend(registration::guarded(&mapped, registration));
+        }
         let (ptrace, waits, memory) = (tracee.ptrace_requests(), tracee.waits(), mem.accesses());
         let injected = tracee.injected_syscalls();
         let attempts = stop_clear(&mut tracee, &guarded, options.timeout)?;
@@ -413,6 +442,17 @@ fn apply_verified(
             &State::Switching.word().to_le_bytes(),
         )?;
         checkpoint::apply_step("apply:switching")?;
+        if let (Some(registration), Some(register)) = (&unwind_registration, register) {
+            rollback.registration(registration.clone(), eh_frame_address, options.timeout);
+            registration::register(
+                &mut tracee,
+                register,
+                registration,
+                eh_frame_address,
+                options.timeout,
+            )?;
+            checkpoint::apply_step("apply:registered")?;
+        }
         for (n, entry) in entries.iter().enumerate() {
             let bytes = entry.written().expect("reach checked above, hex ours");
             rollback.entry(
@@ -450,6 +490,10 @@ fn apply_verified(
             entries: entries.clone(),
             jumps: jumps.clone(),
             module_address,
+            unwind: unwinder.as_ref().map(|u| match u {
+                Unwinder::Libgcc { library, .. } => Ok(library.display().to_string()),
+                Unwinder::Missing(why) => Err(why.clone()),
+            }),
             recovered: recovered.clone(),
             pause: Duration::ZERO,
             switch,

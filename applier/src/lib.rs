@@ -16,6 +16,7 @@ pub mod link;
 pub mod quiesce;
 pub mod record;
 pub mod records;
+pub mod registration;
 pub mod reloc;
 pub mod revert;
 pub mod target;

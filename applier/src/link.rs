@@ -106,6 +106,14 @@ fn parse(module: &[u8]) -> Result<object::File<'_>, Error> {
     Ok(file)
 }
 
+/// Whether `module` defines a symbol `name` (false for a module that does not parse).
+pub fn module_defines(module: &[u8], name: &str) -> bool {
+    object::File::parse(module).is_ok_and(|file| {
+        file.symbols()
+            .any(|s| s.name() == Ok(name) && !matches!(s.section(), SymbolSection::Undefined))
+    })
+}
+
 fn is_defined(file: &object::File<'_>, index: SymbolIndex) -> Result<bool, Error> {
     let symbol = file
         .symbol_by_index(index)

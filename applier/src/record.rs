@@ -105,12 +105,30 @@ pub struct RecordBody {
     /// Length of that `.eh_frame`, in bytes.
     #[serde(default)]
     pub eh_frame_len: u64,
+    /// The target's unwinder the module's `.eh_frame` is registered with (written before the
+    /// registration: whether it happened shows in the module, see `registration`); absent
+    /// when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwind_registration: Option<Registration>,
     /// Exit routines to run on revert, as addresses in the module.
     #[serde(default)]
     pub exit_routines: Vec<u64>,
     /// Every entry overwritten with a jump.
     #[serde(default, rename = "entry")]
     pub entries: Vec<Entry>,
+}
+
+/// How the module's CFI is registered with the target's own unwinder (libgcc's).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Path of the unwinder library, for messages.
+    pub library: String,
+    /// Its `__deregister_frame_info`.
+    pub deregister: u64,
+    /// The module's room for the unwinder's `struct object` (`__lpkg_eh_object`): zero until
+    /// the unwinder registered the frames.
+    pub object: u64,
 }
 
 /// One overwritten function entry.
@@ -240,6 +258,11 @@ mod tests {
             module_len: 8192,
             eh_frame_address: 0x5555_0000_1000,
             eh_frame_len: 0x68,
+            unwind_registration: Some(Registration {
+                library: "/lib/x86_64-linux-gnu/libgcc_s.so.1".into(),
+                deregister: 0x7f00_0000_1000,
+                object: 0x5555_0000_1800,
+            }),
             exit_routines: vec![],
             entries: vec![Entry {
                 function: "f".into(),

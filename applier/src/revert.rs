@@ -6,15 +6,19 @@ use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Tracee};
 
 use crate::quiesce::stop_clear;
-use crate::record::{unhex, State, STATE_OFFSET};
+use crate::record::{unhex, Registration, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
+use crate::registration;
 use crate::{checkpoint, Error};
 
-/// Undo log of an apply in progress: entries written and mappings made, undone in reverse.
+/// Undo log of an apply in progress: entries written, mappings made and the CFI registered,
+/// undone in reverse.
 #[derive(Default)]
 pub struct Rollback {
     entries: Vec<(u64, Vec<u8>)>,
     mappings: Vec<(u64, u64)>,
+    /// The module's CFI registration (`.eh_frame` address) and the timeout of its calls.
+    registration: Option<(Registration, u64, Duration)>,
 }
 
 impl Rollback {
@@ -26,6 +30,11 @@ impl Rollback {
     /// Remembers a mapping to remove.
     pub fn mapping(&mut self, address: u64, len: u64) {
         self.mappings.push((address, len));
+    }
+
+    /// Remembers that the module's CFI at `eh_frame` is about to be registered.
+    pub fn registration(&mut self, registration: Registration, eh_frame: u64, timeout: Duration) {
+        self.registration = Some((registration, eh_frame, timeout));
     }
 
     /// Remembers the original bytes of an entry about to be overwritten.
@@ -42,6 +51,16 @@ impl Rollback {
         }
         for (address, original) in self.entries.iter().rev() {
             let _ = mem.write(*address, original);
+        }
+        if let Some((registration, eh_frame, timeout)) = &self.registration {
+            // Unmapped while the unwinder still lists it, the module would crash the next
+            // exception: when this fails, the mappings stay (and the record, for revert).
+            if registration::deregister(&mut tracee, mem, registration, *eh_frame, *timeout)
+                .is_err()
+            {
+                let _ = tracee.detach();
+                return;
+            }
         }
         for (address, len) in self.mappings.iter().rev() {
             let _ = tracee.munmap(*address, *len);
@@ -172,10 +191,14 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
     let body = &record.body;
     let mem = Mem::open(pid)?;
     let mut tracee = Tracee::seize(pid)?;
-    let guarded = record.guarded_code(None);
+    let mut guarded = record.guarded_code(None);
+    if let Some(registration) = &body.unwind_registration {
+        guarded.extend(registration::guarded_in(pid, registration)?);
+    }
     let exit_routines = record.state == State::Applied && !body.exit_routines.is_empty();
+    let calls = exit_routines || body.unwind_registration.is_some();
     let result = (|| -> Result<(usize, Vec<Pid>), Error> {
-        if exit_routines {
+        if calls {
             // The page the exit routines return through is mapped with one thread stopped,
             // not in the pause of every thread.
             tracee.stop_one()?;
@@ -213,6 +236,16 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
                     checkpoint::reached("revert:restored-1");
                 }
             }
+        }
+        if let Some(registration) = &body.unwind_registration {
+            registration::deregister(
+                &mut tracee,
+                &mem,
+                registration,
+                body.eh_frame_address,
+                timeout,
+            )?;
+            checkpoint::reached("revert:deregistered");
         }
         Ok((restored, attempts.running))
     })();

@@ -219,28 +219,56 @@ impl<'a> Resolver<'a> {
             })
     }
 
-    fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {
+    /// The first mapped object (by index) whose `.dynsym` defines `symbol` in its default
+    /// version, and the symbol's address; `None` when no object does.
+    pub fn defining_object(&self, symbol: &str) -> Option<(usize, u64)> {
+        (0..self.mapped.len()).find_map(|index| {
+            let definition = self.definition_in(index, symbol, None).ok()??;
+            Some((index, definition.address))
+        })
+    }
+
+    /// The path of mapped object `index`, as the process maps it.
+    pub fn object_path(&self, index: usize) -> std::path::PathBuf {
+        self.mapped[index].path.clone()
+    }
+
+    /// `symbol` with `version` (else the default one) in the `.dynsym` of mapped object
+    /// `index`, read on first use.
+    fn definition_in(
+        &self,
+        index: usize,
+        symbol: &str,
+        version: Option<&str>,
+    ) -> Result<Option<Definition>, Error> {
         let mut tables = self.tables.borrow_mut();
-        for (index, object) in self.mapped.iter().enumerate() {
-            if tables[index].is_none() {
-                let data = objects::read_file(object)?;
-                let facts = elf_facts(&data)
-                    .map_err(|e| Error::Module(format!("{}: {e}", object.path.display())))?;
-                let bias = object.base.wrapping_sub(facts.first_load);
-                tables[index] = Some(dynamic_symbols(&data, bias).unwrap_or_default());
-            }
-            let Some(candidates) = tables[index]
-                .as_ref()
-                .and_then(|t| t.get(symbol.as_bytes()))
-            else {
-                continue;
-            };
-            let chosen = candidates.iter().find(|d| match version {
+        let object = &self.mapped[index];
+        if tables[index].is_none() {
+            let data = objects::read_file(object)?;
+            let facts = elf_facts(&data)
+                .map_err(|e| Error::Module(format!("{}: {e}", object.path.display())))?;
+            let bias = object.base.wrapping_sub(facts.first_load);
+            tables[index] = Some(dynamic_symbols(&data, bias).unwrap_or_default());
+        }
+        let Some(candidates) = tables[index]
+            .as_ref()
+            .and_then(|t| t.get(symbol.as_bytes()))
+        else {
+            return Ok(None);
+        };
+        Ok(candidates
+            .iter()
+            .find(|d| match version {
                 Some(wanted) => d.version.as_deref() == Some(wanted.as_bytes()),
                 None => !d.hidden,
-            });
-            if let Some(definition) = chosen {
-                return Ok(definition.clone());
+            })
+            .cloned())
+    }
+
+    fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {
+        for index in 0..self.mapped.len() {
+            if let Some(definition) = self.definition_in(index, symbol, version)? {
+                return Ok(definition);
             }
         }
         Err(Error::UnresolvedSymbol {

@@ -413,6 +413,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     }
     writer.relocate(&units)?;
     writer.eh_frame(&units)?;
+    writer.relocate(&units)?;
     for (u, name, module_symbol) in std::mem::take(&mut writer.carried_functions) {
         let side = units[u].new;
         let sym = &side.obj.symbols[side.analysis.functions[&name]];

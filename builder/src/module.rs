@@ -262,95 +262,7 @@ impl<'a> ModuleWriter<'a> {
                 .unwrap_or_else(|| section.name.clone());
             let out_id = self.sections[&(u, sec)];
             for rel in section.relocs.clone() {
-                let target_sym = &side.obj.symbols[rel.sym];
-                if arch::reloc_class(rel.r_type).is_none() {
-                    return Err(Error::UnsupportedRelocation {
-                        symbol: holder.clone(),
-                        offset: rel.offset,
-                        r_type: arch::reloc_name(rel.r_type),
-                        target: target_sym.name.clone(),
-                    });
-                }
-                // Raw offset into the referenced symbol's section, without bias.
-                let raw = (target_sym.value as i64).wrapping_add(rel.addend);
-                let r = side.analysis.resolve(&side.obj, &rel, code);
-                let (symbol, addend) = match r {
-                    Ref::Undefined { name, .. } => {
-                        (self.global_symbol(u, units, &name)?, rel.addend)
-                    }
-                    Ref::Func { name, .. } => {
-                        let Some(&f) = side.analysis.functions.get(&name) else {
-                            return Err(Error::BadInput {
-                                path: side.obj.path.clone(),
-                                reason: format!(
-                                    "a relocation at {:#x} in {holder} reaches into {name}, \
-                                     which is not a function of its own",
-                                    rel.offset
-                                ),
-                            });
-                        };
-                        let fsym = &side.obj.symbols[f];
-                        let addend = raw.wrapping_sub(fsym.value as i64);
-                        let local = fsym.local;
-                        if !self.functions.contains_key(&(u, name.clone()))
-                            && !self.in_target(u, units, &name, local)?
-                        {
-                            let module_name = self.add_function(units, u, &name);
-                            self.carried_functions.push((u, name.clone(), module_name));
-                        }
-                        match self.functions.get(&(u, name.clone())) {
-                            Some(&id) => (id, addend),
-                            None => (self.target_symbol(u, units, &name, local)?, addend),
-                        }
-                    }
-                    Ref::Content { sec: csec, .. } => {
-                        let cname = side.obj.sections[csec].name.clone();
-                        let id = self.copy_section(units, u, csec, &cname);
-                        (self.out.section_symbol(id), raw)
-                    }
-                    Ref::Data { sym, .. } => {
-                        let addend = raw - side.obj.symbols[sym].value as i64;
-                        let data_sym = &side.obj.symbols[sym];
-                        if let Some(&id) = self.data.get(&(u, sym)) {
-                            (id, addend)
-                        } else if !data_sym.local {
-                            // Existing global (possibly defined by another old object).
-                            let name = data_sym.name.clone();
-                            if self.in_target(u, units, &name, false)? {
-                                (self.target_symbol(u, units, &name, false)?, addend)
-                            } else {
-                                let carried = self.add_data(units, u, sym);
-                                self.carried_data.push(carried);
-                                (self.data[&(u, sym)], addend)
-                            }
-                        } else {
-                            // Existing data: the old object's symbol with the same key.
-                            let old = units[u].old;
-                            let old_sym = side
-                                .analysis
-                                .data_keys
-                                .get(&sym)
-                                .and_then(|key| {
-                                    old.analysis.data_keys.iter().find(|(_, k)| *k == key)
-                                })
-                                .map(|(&s, _)| old.obj.symbols[s].clone())
-                                .ok_or_else(|| Error::Refused {
-                                    symbol: side.obj.symbols[sym].name.clone(),
-                                    reason: "data referenced by the patch is neither new nor in the old object".into(),
-                                })?;
-                            if self.in_target(u, units, &old_sym.name, old_sym.local)? {
-                                (
-                                    self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
-                                    addend,
-                                )
-                            } else {
-                                let carried = self.add_data(units, u, sym);
-                                self.carried_data.push(carried);
-                                (self.data[&(u, sym)], addend)
-                            }
-                        }
-                    }
-                };
+                let (symbol, addend) = self.reference(units, u, &rel, code, &holder)?;
                 self.out
                     .add_relocation(
                         out_id,
@@ -367,12 +279,119 @@ impl<'a> ModuleWriter<'a> {
         Ok(())
     }
 
+    /// The module symbol and addend that relocation `rel` of a section of unit `u`'s new
+    /// object refers to (`code`: the section's instructions, when it is code; `holder`: what
+    /// to name in an error), copying into the module or binding what it needs.
+    fn reference(
+        &mut self,
+        units: &[Unit],
+        u: usize,
+        rel: &crate::objfile::Rel,
+        code: Option<&[(u64, u64)]>,
+        holder: &str,
+    ) -> Result<(SymbolId, i64), Error> {
+        let side = units[u].new;
+        let rel = rel.clone();
+        let target_sym = &side.obj.symbols[rel.sym];
+        if arch::reloc_class(rel.r_type).is_none() {
+            return Err(Error::UnsupportedRelocation {
+                symbol: holder.to_string(),
+                offset: rel.offset,
+                r_type: arch::reloc_name(rel.r_type),
+                target: target_sym.name.clone(),
+            });
+        }
+        // Raw offset into the referenced symbol's section, without bias.
+        let raw = (target_sym.value as i64).wrapping_add(rel.addend);
+        let r = side.analysis.resolve(&side.obj, &rel, code);
+        Ok(match r {
+            Ref::Undefined { name, .. } => (self.global_symbol(u, units, &name)?, rel.addend),
+            Ref::Func { name, .. } => {
+                let Some(&f) = side.analysis.functions.get(&name) else {
+                    return Err(Error::BadInput {
+                        path: side.obj.path.clone(),
+                        reason: format!(
+                            "a relocation at {:#x} in {holder} reaches into {name}, \
+                             which is not a function of its own",
+                            rel.offset
+                        ),
+                    });
+                };
+                let fsym = &side.obj.symbols[f];
+                let addend = raw.wrapping_sub(fsym.value as i64);
+                let local = fsym.local;
+                if !self.functions.contains_key(&(u, name.clone()))
+                    && !self.in_target(u, units, &name, local)?
+                {
+                    let module_name = self.add_function(units, u, &name);
+                    self.carried_functions.push((u, name.clone(), module_name));
+                }
+                match self.functions.get(&(u, name.clone())) {
+                    Some(&id) => (id, addend),
+                    None => (self.target_symbol(u, units, &name, local)?, addend),
+                }
+            }
+            Ref::Content { sec: csec, .. } => {
+                let cname = side.obj.sections[csec].name.clone();
+                let id = self.copy_section(units, u, csec, &cname);
+                (self.out.section_symbol(id), raw)
+            }
+            Ref::Data { sym, .. } => {
+                let addend = raw - side.obj.symbols[sym].value as i64;
+                let data_sym = &side.obj.symbols[sym];
+                if let Some(&id) = self.data.get(&(u, sym)) {
+                    (id, addend)
+                } else if !data_sym.local {
+                    // Existing global (possibly defined by another old object).
+                    let name = data_sym.name.clone();
+                    if self.in_target(u, units, &name, false)? {
+                        (self.target_symbol(u, units, &name, false)?, addend)
+                    } else {
+                        let carried = self.add_data(units, u, sym);
+                        self.carried_data.push(carried);
+                        (self.data[&(u, sym)], addend)
+                    }
+                } else {
+                    // Existing data: the old object's symbol with the same key.
+                    let old = units[u].old;
+                    let old_sym = side
+                        .analysis
+                        .data_keys
+                        .get(&sym)
+                        .and_then(|key| old.analysis.data_keys.iter().find(|(_, k)| *k == key))
+                        .map(|(&s, _)| old.obj.symbols[s].clone())
+                        .ok_or_else(|| Error::Refused {
+                            symbol: side.obj.symbols[sym].name.clone(),
+                            reason:
+                                "data referenced by the patch is neither new nor in the old object"
+                                    .into(),
+                        })?;
+                    if self.in_target(u, units, &old_sym.name, old_sym.local)? {
+                        (
+                            self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
+                            addend,
+                        )
+                    } else {
+                        let carried = self.add_data(units, u, sym);
+                        self.carried_data.push(carried);
+                        (self.data[&(u, sym)], addend)
+                    }
+                }
+            }
+        })
+    }
+
     /// Writes `.eh_frame`: the CIEs and FDEs of the new objects that describe copied code, so
-    /// the applier can unwind a thread sleeping inside the patch. Each FDE's `pc_begin` is
-    /// relocated against the module's copy of its section; `__lpkg_eh_frame` and
-    /// `__lpkg_eh_frame_end` mark the records (followed by a zero terminator). Records that
-    /// need more relocations than that (a personality routine, an LSDA) are left out: their
-    /// code then has no CFI, and a thread inside it counts as busy.
+    /// that unwinders find the patch code's CFI (the target's own, once the applier registers
+    /// it, for C++ exceptions, thread cancellation and `backtrace()`; lpkg's, for the stack
+    /// check). Each FDE's `pc_begin` is relocated against the module's copy of its section;
+    /// every other relocation of a record (a CIE's personality routine, an FDE's LSDA in
+    /// `.gcc_except_table`) like any relocation of copied code, which carries what it needs
+    /// (the LSDA's section, the `DW.ref.*` words that point to the personality routine and the
+    /// type infos). `__lpkg_eh_frame` and `__lpkg_eh_frame_end` mark the records (followed by a
+    /// zero terminator); `__lpkg_eh_object` is zeroed room the applier registers them with.
+    /// FDEs of code that is not copied are left out. Call [`ModuleWriter::relocate`] again
+    /// after this: the sections it copied need their own relocations.
     pub fn eh_frame(&mut self, units: &[Unit]) -> Result<(), Error> {
         let mut bytes = Vec::new();
         let mut relocations = Vec::new();
@@ -387,47 +406,67 @@ impl<'a> ModuleWriter<'a> {
                 let relocs_in = |start: usize, end: usize| {
                     let from = sorted.partition_point(|r| r.offset < start as u64);
                     let to = sorted.partition_point(|r| r.offset < end as u64);
-                    &sorted[from..to]
+                    sorted[from..to].to_vec()
                 };
-                for record in cfi_records(&section.data) {
+                let records: Vec<CfiRecord> = cfi_records(&section.data).collect();
+                for &record in &records {
                     let CfiRecord::Fde { at, end, cie } = record else {
                         continue;
                     };
-                    let [pc_begin] = relocs_in(at, end) else {
+                    let fde_relocs = relocs_in(at, end);
+                    let Some(&pc_begin) = fde_relocs.iter().find(|r| r.offset == at as u64 + 8)
+                    else {
                         continue;
                     };
-                    let symbol = &obj.symbols[pc_begin.sym];
-                    let copied = symbol.section.and_then(|s| self.sections.get(&(u, s)));
-                    let (Some(&out_section), true) = (copied, pc_begin.offset == at as u64 + 8)
+                    let code = &obj.symbols[pc_begin.sym];
+                    let Some(&out_section) = code.section.and_then(|s| self.sections.get(&(u, s)))
                     else {
                         continue;
                     };
                     let Some(CfiRecord::Cie { end: cie_end, .. }) =
-                        cfi_records(&section.data).find(|r| r.at() == cie)
+                        records.iter().copied().find(|r| r.at() == cie)
                     else {
                         continue;
                     };
-                    if !relocs_in(cie, cie_end).is_empty() {
-                        continue;
-                    }
-                    let new_cie = *cies.entry(cie).or_insert_with(|| {
-                        let new_cie = bytes.len();
-                        bytes.extend_from_slice(&section.data[cie..cie_end]);
-                        new_cie
-                    });
+                    let new_cie = match cies.get(&cie) {
+                        Some(&new_cie) => new_cie,
+                        None => {
+                            let new_cie = bytes.len();
+                            bytes.extend_from_slice(&section.data[cie..cie_end]);
+                            for rel in relocs_in(cie, cie_end) {
+                                let (symbol, addend) =
+                                    self.reference(units, u, rel, None, ".eh_frame")?;
+                                relocations.push(Relocation {
+                                    offset: (new_cie + rel.offset as usize - cie) as u64,
+                                    symbol,
+                                    addend,
+                                    flags: RelocationFlags::Elf { r_type: rel.r_type },
+                                });
+                            }
+                            cies.insert(cie, new_cie);
+                            new_cie
+                        }
+                    };
                     let new_at = bytes.len();
                     bytes.extend_from_slice(&section.data[at..end]);
                     // The CIE pointer counts back from its own field to the CIE.
                     let pointer = (new_at + 4 - new_cie) as u32;
                     bytes[new_at + 4..new_at + 8].copy_from_slice(&pointer.to_le_bytes());
-                    relocations.push(Relocation {
-                        offset: new_at as u64 + 8,
-                        symbol: self.out.section_symbol(out_section),
-                        addend: pc_begin.addend + symbol.value as i64,
-                        flags: RelocationFlags::Elf {
-                            r_type: pc_begin.r_type,
-                        },
-                    });
+                    for rel in fde_relocs {
+                        let offset = (new_at + rel.offset as usize - at) as u64;
+                        let (symbol, addend) = if std::ptr::eq(rel, pc_begin) {
+                            let addend = rel.addend + code.value as i64;
+                            (self.out.section_symbol(out_section), addend)
+                        } else {
+                            self.reference(units, u, rel, None, ".eh_frame")?
+                        };
+                        relocations.push(Relocation {
+                            offset,
+                            symbol,
+                            addend,
+                            flags: RelocationFlags::Elf { r_type: rel.r_type },
+                        });
+                    }
                 }
             }
         }
@@ -460,6 +499,23 @@ impl<'a> ModuleWriter<'a> {
                 flags: SymbolFlags::None,
             });
         }
+        let object = self.out.add_section(
+            Vec::new(),
+            b".bss.lpkg_eh_object".to_vec(),
+            SectionKind::UninitializedData,
+        );
+        let size = lpkg_format::EH_OBJECT_SIZE;
+        let value = self.out.append_section_bss(object, size, 16);
+        self.out.add_symbol(Symbol {
+            name: lpkg_format::EH_OBJECT_SYMBOL.as_bytes().to_vec(),
+            value,
+            size,
+            kind: SymbolKind::Data,
+            scope: SymbolScope::Dynamic,
+            weak: false,
+            section: SymbolSection::Section(object),
+            flags: SymbolFlags::None,
+        });
         Ok(())
     }
 

@@ -18,6 +18,12 @@ pub const SYMBOLS_PAYLOAD: &str = "symbols.toml";
 pub const EH_FRAME_SYMBOL: &str = "__lpkg_eh_frame";
 /// Global symbol of `module.o` at the end of its `.eh_frame` records (before the terminator).
 pub const EH_FRAME_END_SYMBOL: &str = "__lpkg_eh_frame_end";
+/// Module symbol of the zeroed room (`EH_OBJECT_SIZE` bytes, 16-aligned, writable) with
+/// which the applier registers the module's `.eh_frame` with the target's unwinder (libgcc's
+/// `struct object`, at most 8 pointers since crtstuff allocates it statically).
+pub const EH_OBJECT_SYMBOL: &str = "__lpkg_eh_object";
+/// Size of the room at [`EH_OBJECT_SYMBOL`].
+pub const EH_OBJECT_SIZE: u64 = 128;
 
 /// The whole manifest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

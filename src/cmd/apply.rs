@@ -56,6 +56,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "signers": report.signers,
             "module_address": format!("{:#x}", report.module_address),
             "recovered": report.recovered,
+            "unwind_registered": report.unwind.as_ref().map(|u| u.is_ok()),
+            "unwind": report.unwind.as_ref().map(|u| match u {
+                Ok(library) => format!("registered with {library}"),
+                Err(why) => format!("not registered: {why}"),
+            }),
             "pause_us": report.pause.as_micros() as u64,
             "functions": report.entries.iter().zip(&report.jumps).map(|(e, jump)| serde_json::json!({
                 "name": e.function,
@@ -81,6 +86,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.entries.len(),
             report.pause.as_micros()
         );
+        match &report.unwind {
+            Some(Ok(library)) => println!("  unwind information registered with {library}"),
+            Some(Err(why)) => println!(
+                "  note: unwind information not registered ({why}): C++ exceptions, \
+                 thread cancellation and backtrace() stop at new code"
+            ),
+            None => {}
+        }
         for (entry, jump) in report.entries.iter().zip(&report.jumps) {
             if entry.in_place.is_empty() {
                 let why = jump.map_or(String::new(), |j| format!(" (jump: {})", j.reason()));

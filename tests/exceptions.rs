@@ -1,0 +1,211 @@
+//! C++ exceptions through patched code (issue 21): a g++ target whose threads throw many
+//! exceptions a second through replaced functions, a replaced function's handler, a
+//! replaced frame owning an object with a destructor, and a new function that throws. Fixed
+//! live, fixed again with a stacked package, reverted twice: exceptions keep being caught
+//! where they should, every destructor runs once, `std::terminate` is never called.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use common::{Run, Scratch};
+
+/// Compiles `tests/targets/exceptions.cpp` as versions 1 to 3 (`exceptions1.o`..) and links
+/// version 1 into `exceptions`, in `dir`.
+fn compile(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/exceptions.cpp");
+    let gxx = |args: &[&str]| {
+        let out = Command::new("g++").args(args).output().expect("run g++");
+        assert!(
+            out.status.success(),
+            "g++ {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for v in 1..=3 {
+        let obj = dir.join(format!("exceptions{v}.o"));
+        gxx(&[
+            "-O2",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIE",
+            &format!("-DVERSION={v}"),
+            "-c",
+            src.to_str().unwrap(),
+            "-o",
+            obj.to_str().unwrap(),
+        ]);
+    }
+    let exe = dir.join("exceptions");
+    gxx(&[
+        "-pie",
+        "-pthread",
+        dir.join("exceptions1.o").to_str().unwrap(),
+        "-o",
+        exe.to_str().unwrap(),
+    ]);
+    exe
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The running target; killed by its PID on drop.
+struct Target {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Target {
+    fn start(exe: &Path) -> Target {
+        let mut child = Command::new(exe)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start target");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Target { child, lines }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// The first status line (within 10 s) showing `compute`, `guarded` and `owner`, checking
+    /// every line on the way; returns its `five` and `seven` counts.
+    fn wait_for(&self, compute: i64, guarded: i64, owner: i64) -> (i64, i64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let want = format!("st compute={compute} guarded={guarded} owner={owner} ");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no status {want:?} within 10 s: {e}"));
+            assert!(!line.starts_with("bad"), "target reports {line:?}");
+            if let Some(counts) = line.strip_prefix(&want) {
+                let count = |key: &str| -> i64 {
+                    counts
+                        .split_whitespace()
+                        .find_map(|w| w.strip_prefix(key))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+                };
+                return (count("five="), count("seven="));
+            }
+        }
+    }
+
+    /// `wait_for`, then again half a second later: the exceptions kept flying and being
+    /// caught, `five` always, `seven` when the fix is in; returns the later counts.
+    fn keeps_catching(&self, values: (i64, i64, i64), seven_grows: bool) -> (i64, i64) {
+        let (five, seven) = self.wait_for(values.0, values.1, values.2);
+        std::thread::sleep(Duration::from_millis(500));
+        let (five_later, seven_later) = self.wait_for(values.0, values.1, values.2);
+        assert!(five_later > five, "five: {five} then {five_later}");
+        assert_eq!(
+            seven_later > seven,
+            seven_grows,
+            "seven: {seven} then {seven_later}"
+        );
+        (five_later, seven_later)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // SIGKILL to our own child's PID (not reaped before the wait).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_reverted() {
+    let s = Scratch::new();
+    let exe = compile(s.dir.path());
+    let (key, public) = s.keygen("release");
+    let package = |from: u32, to: u32, requires: Option<&Path>| -> PathBuf {
+        let out = s.path(&format!("fix-{from}-{to}.lpkg"));
+        let (old, new) = (
+            s.path(&format!("exceptions{from}.o")),
+            s.path(&format!("exceptions{to}.o")),
+        );
+        let name = format!("exceptions-v{to}");
+        let mut args = vec![
+            "build",
+            "--target",
+            exe.to_str().unwrap(),
+            "--old",
+            old.to_str().unwrap(),
+            "--new",
+            new.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--name",
+            &name,
+            "--version",
+            "1",
+        ];
+        if let Some(r) = requires {
+            args.extend(["--requires", r.to_str().unwrap()]);
+        }
+        ok(s.run(&args));
+        out
+    };
+    let fix = package(1, 2, None);
+    let stacked = package(2, 3, Some(&fix));
+    let target = Target::start(&exe);
+    let pid = target.pid();
+    let trust = public.to_str().unwrap();
+    target.keeps_catching((2, -1, 101), false);
+
+    let run = ok(s.run(&[
+        "apply",
+        fix.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        trust,
+        "--json",
+    ]));
+    assert_eq!(run.json()["unwind_registered"], true, "{}", run.stdout);
+    target.keeps_catching((1002, -2, 201), true);
+    ok(s.run(&[
+        "apply",
+        stacked.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        trust,
+    ]));
+    target.keeps_catching((2002, -3, 301), true);
+
+    ok(s.run(&["revert", "--pid", &pid]));
+    target.keeps_catching((1002, -2, 201), true);
+    ok(s.run(&["revert", "--pid", &pid]));
+    target.keeps_catching((2, -1, 101), false);
+    // Nothing of lpkg is left in the process.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(!maps.contains("lpkg"), "{maps}");
+}
