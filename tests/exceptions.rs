@@ -138,43 +138,85 @@ impl Drop for Target {
     }
 }
 
+/// Builds the package from version `from` to `to` of the target (stacked on `requires`).
+fn package(
+    s: &Scratch,
+    exe: &Path,
+    key: &Path,
+    from: u32,
+    to: u32,
+    requires: Option<&Path>,
+) -> PathBuf {
+    let out = s.path(&format!("fix-{from}-{to}.lpkg"));
+    let (old, new) = (
+        s.path(&format!("exceptions{from}.o")),
+        s.path(&format!("exceptions{to}.o")),
+    );
+    let name = format!("exceptions-v{to}");
+    let mut args = vec![
+        "build",
+        "--target",
+        exe.to_str().unwrap(),
+        "--old",
+        old.to_str().unwrap(),
+        "--new",
+        new.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--name",
+        &name,
+        "--version",
+        "1",
+    ];
+    if let Some(r) = requires {
+        args.extend(["--requires", r.to_str().unwrap()]);
+    }
+    ok(s.run(&args));
+    out
+}
+
+/// Runs `lpkg ARGS` with `LPKG_TEST_PAUSE_AT=step`, kills it (its own PID, our child) once it
+/// says it paused there, and waits for it.
+fn kill_at(step: &str, args: &[&str]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lpkg"))
+        .args(args)
+        .env("LPKG_TEST_PAUSE_AT", step)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("lpkg: paused at") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let paused = rx.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        paused.expect("lpkg reached the step"),
+        format!("lpkg: paused at {step}")
+    );
+}
+
+fn no_lpkg_mapping(pid: &str) {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    assert!(!maps.contains("lpkg"), "{maps}");
+}
+
 #[test]
 fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_reverted() {
     let s = Scratch::new();
     let exe = compile(s.dir.path());
     let (key, public) = s.keygen("release");
-    let package = |from: u32, to: u32, requires: Option<&Path>| -> PathBuf {
-        let out = s.path(&format!("fix-{from}-{to}.lpkg"));
-        let (old, new) = (
-            s.path(&format!("exceptions{from}.o")),
-            s.path(&format!("exceptions{to}.o")),
-        );
-        let name = format!("exceptions-v{to}");
-        let mut args = vec![
-            "build",
-            "--target",
-            exe.to_str().unwrap(),
-            "--old",
-            old.to_str().unwrap(),
-            "--new",
-            new.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--name",
-            &name,
-            "--version",
-            "1",
-        ];
-        if let Some(r) = requires {
-            args.extend(["--requires", r.to_str().unwrap()]);
-        }
-        ok(s.run(&args));
-        out
-    };
-    let fix = package(1, 2, None);
-    let stacked = package(2, 3, Some(&fix));
+    let fix = package(&s, &exe, &key, 1, 2, None);
+    let stacked = package(&s, &exe, &key, 2, 3, Some(&fix));
     let target = Target::start(&exe);
     let pid = target.pid();
     let trust = public.to_str().unwrap();
@@ -205,7 +247,40 @@ fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_revert
     target.keeps_catching((1002, -2, 201), true);
     ok(s.run(&["revert", "--pid", &pid]));
     target.keeps_catching((2, -1, 101), false);
-    // Nothing of lpkg is left in the process.
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    assert!(!maps.contains("lpkg"), "{maps}");
+    no_lpkg_mapping(&pid);
+}
+
+/// lpkg killed just before the registration, just after it, once the jumps are written, and
+/// in a revert before and after the deregistration: the next revert takes the package out
+/// (deregistering exactly when the unwinder has the frames: libgcc aborts on frames it does
+/// not know) and exceptions keep flying through the old code.
+#[test]
+fn lpkg_killed_around_the_registration_leaves_the_target_whole() {
+    let s = Scratch::new();
+    let exe = compile(s.dir.path());
+    let (key, public) = s.keygen("release");
+    let fix = package(&s, &exe, &key, 1, 2, None);
+    let trust = public.to_str().unwrap();
+    let fix = fix.to_str().unwrap();
+    for (op, step) in [
+        ("apply", "apply:switching"),
+        ("apply", "apply:registered"),
+        ("apply", "apply:jumps-written"),
+        ("revert", "revert:restored-1"),
+        ("revert", "revert:deregistered"),
+    ] {
+        let target = Target::start(&exe);
+        let pid = target.pid();
+        target.keeps_catching((2, -1, 101), false);
+        if op == "apply" {
+            kill_at(step, &["apply", fix, "--pid", &pid, "--trust", trust]);
+        } else {
+            ok(s.run(&["apply", fix, "--pid", &pid, "--trust", trust]));
+            target.keeps_catching((1002, -2, 201), true);
+            kill_at(step, &["revert", "--pid", &pid]);
+        }
+        ok(s.run(&["revert", "--pid", &pid]));
+        target.keeps_catching((2, -1, 101), false);
+        no_lpkg_mapping(&pid);
+    }
 }

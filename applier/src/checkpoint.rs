@@ -27,6 +27,10 @@ pub const REVERT_STEPS: &[&str] = &[
     "revert:module-unmapped",
 ];
 
+/// The steps passed only when the module's CFI is registered with the target's unwinder: right
+/// after registering (apply, state `switching`) and after deregistering (revert).
+pub const REGISTRATION_STEPS: &[&str] = &["apply:registered", "revert:deregistered"];
+
 /// Pauses forever if the test asked to stop at `step`.
 pub fn reached(step: &str) {
     if std::env::var(PAUSE_VAR).is_ok_and(|v| v == step) {

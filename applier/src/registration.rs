@@ -8,8 +8,9 @@
 //! fills in its `struct object`, which crtstuff allocates statically, so no allocation is
 //! made). `__deregister_frame_info(eh_frame)` takes it out before the module is unmapped, in
 //! revert, rollback and recovery alike. libgcc aborts the process on deregistering a frame it
-//! does not know, so that call is made only when the room is no longer zero: libgcc wrote it,
-//! the registration happened (a registration call that lpkg dies in completes on its own).
+//! does not know, so that call is made only when the room is no longer zero (libgcc wrote it:
+//! the registration happened; a registration call that lpkg dies in completes on its own) and
+//! lpkg's word after libgcc's part does not say it was deregistered already.
 //!
 //! libgcc holds a lock while it searches its registered objects; a thread stopped holding it
 //! would block the call. The unwinder's code is guarded like a replaced function: the switch
@@ -87,8 +88,16 @@ pub fn register(
     Ok(())
 }
 
-/// Takes the module's CFI at `eh_frame` out of the target's unwinder if it was registered
-/// (the object room is no longer zero); returns whether it was.
+/// The part of the room that libgcc's `struct object` may use (crtstuff's static object is at
+/// most 8 pointers); the word after it is lpkg's, set once the frames were deregistered.
+const LIBGCC_PART: usize = 64;
+/// The value of that word once deregistered.
+const DEREGISTERED: u64 = 0x4445_5245_4749_5354;
+
+/// Takes the module's CFI at `eh_frame` out of the target's unwinder if it is registered: the
+/// object room is no longer zero (libgcc wrote it) and does not say it was deregistered
+/// already (libgcc leaves the room as it was; a revert that died after deregistering must
+/// not deregister again). Returns whether it called the unwinder.
 pub fn deregister(
     tracee: &mut Tracee,
     mem: &Mem,
@@ -96,11 +105,16 @@ pub fn deregister(
     eh_frame: u64,
     timeout: Duration,
 ) -> Result<bool, Error> {
-    let room = mem.read(registration.object, lpkg_format::EH_OBJECT_SIZE as usize)?;
-    if room.iter().all(|&b| b == 0) {
+    let room = mem.read(registration.object, LIBGCC_PART + 8)?;
+    let marker = u64::from_le_bytes(room[LIBGCC_PART..].try_into().expect("8 bytes"));
+    if room[..LIBGCC_PART].iter().all(|&b| b == 0) || marker == DEREGISTERED {
         return Ok(false);
     }
     tracee.call(registration.deregister, &[eh_frame], timeout)?;
+    mem.write(
+        registration.object + LIBGCC_PART as u64,
+        &DEREGISTERED.to_le_bytes(),
+    )?;
     Ok(true)
 }
 
