@@ -284,3 +284,103 @@ fn lpkg_killed_around_the_registration_leaves_the_target_whole() {
         no_lpkg_mapping(&pid);
     }
 }
+
+/// In C built with `-fexceptions` (issue 21): a thread blocked in `read()` inside a patched
+/// function is cancelled, and the new code's cleanup handler runs, then its caller's; and
+/// `backtrace()` taken inside new code reaches the caller. Both are the target's own
+/// unwinder going through the module's frames.
+#[test]
+fn cancellation_and_backtrace_unwind_through_new_c_code() {
+    let s = Scratch::new();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/cancel.c");
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc").args(args).output().expect("run gcc");
+        assert!(
+            out.status.success(),
+            "gcc {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for v in 1..=2 {
+        let obj = s.path(&format!("cancel{v}.o"));
+        gcc(&[
+            "-O2",
+            "-g",
+            "-fexceptions",
+            "-ffunction-sections",
+            "-fdata-sections",
+            "-fPIE",
+            &format!("-DVERSION={v}"),
+            "-c",
+            src.to_str().unwrap(),
+            "-o",
+            obj.to_str().unwrap(),
+        ]);
+    }
+    let exe = s.path("cancel");
+    gcc(&[
+        "-pie",
+        "-pthread",
+        s.path("cancel1.o").to_str().unwrap(),
+        "-o",
+        exe.to_str().unwrap(),
+    ]);
+    let (key, public) = s.keygen("release");
+    let fix = s.path("fix.lpkg");
+    ok(s.run(&[
+        "build",
+        "--target",
+        exe.to_str().unwrap(),
+        "--old",
+        s.path("cancel1.o").to_str().unwrap(),
+        "--new",
+        s.path("cancel2.o").to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        fix.to_str().unwrap(),
+        "--name",
+        "cancel",
+        "--version",
+        "2",
+    ]));
+    let mut child = Command::new(&exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ask = |command: &str| -> String {
+        use std::io::Write;
+        writeln!(stdin, "{command}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    };
+    assert_eq!(ask("trace"), "trace v=1 found=1");
+    let trust = public.to_str().unwrap();
+    let run = ok(s.run(&[
+        "apply",
+        fix.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        trust,
+        "--json",
+    ]));
+    assert_eq!(run.json()["unwind_registered"], true, "{}", run.stdout);
+    assert_eq!(ask("trace"), "trace v=2 found=1");
+    for _ in 0..3 {
+        assert_eq!(ask("start"), "started");
+        assert_eq!(ask("cancel"), "joined canceled=1 inner=2 outer=1");
+    }
+    ok(s.run(&["revert", "--pid", &pid]));
+    assert_eq!(ask("trace"), "trace v=1 found=1");
+    assert_eq!(ask("start"), "started");
+    assert_eq!(ask("cancel"), "joined canceled=1 inner=1 outer=1");
+    // SIGKILL to our own child's PID.
+    let _ = child.kill();
+    let _ = child.wait();
+}

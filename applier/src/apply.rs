@@ -402,6 +402,17 @@ fn apply_verified(
             };
             tracee.mprotect(module_address + offset, len, prot)?;
         }
+        if let (Some(registration), Some(register)) = (&unwind_registration, register) {
+            rollback.registration(registration.clone(), eh_frame_address, options.timeout);
+            registration::register(
+                &mut tracee,
+                register,
+                registration,
+                eh_frame_address,
+                options.timeout,
+            )?;
+            checkpoint::apply_step("apply:registered")?;
+        }
         tracee.resume()?;
 
         // Switch: every thread stopped, none inside a function being replaced.
@@ -419,9 +430,6 @@ fn apply_verified(
                 .iter()
                 .flat_map(|r| r.guarded_code(Some(&addresses))),
         );
-        if let Some(registration) = &unwind_registration {
-            guarded.extend(registration::guarded(&mapped, registration));
-        }
         let (ptrace, waits, memory) = (tracee.ptrace_requests(), tracee.waits(), mem.accesses());
         let injected = tracee.injected_syscalls();
         let attempts = stop_clear(&mut tracee, &guarded, options.timeout)?;
@@ -442,17 +450,6 @@ fn apply_verified(
             &State::Switching.word().to_le_bytes(),
         )?;
         checkpoint::apply_step("apply:switching")?;
-        if let (Some(registration), Some(register)) = (&unwind_registration, register) {
-            rollback.registration(registration.clone(), eh_frame_address, options.timeout);
-            registration::register(
-                &mut tracee,
-                register,
-                registration,
-                eh_frame_address,
-                options.timeout,
-            )?;
-            checkpoint::apply_step("apply:registered")?;
-        }
         for (n, entry) in entries.iter().enumerate() {
             let bytes = entry.written().expect("reach checked above, hex ours");
             rollback.entry(

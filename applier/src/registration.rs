@@ -4,27 +4,25 @@
 //! The target's unwinder (libgcc's, in `libgcc_s.so.1`) finds the CFI of loaded objects
 //! through `dl_iterate_phdr`, which does not know the patch module: its `.eh_frame` is
 //! registered instead with `__register_frame_info(eh_frame, object)`, called inside the target
-//! in the switch's pause, `object` being zeroed room in the module (`__lpkg_eh_object`: libgcc
-//! fills in its `struct object`, which crtstuff allocates statically, so no allocation is
-//! made). `__deregister_frame_info(eh_frame)` takes it out before the module is unmapped, in
-//! revert, rollback and recovery alike. libgcc aborts the process on deregistering a frame it
-//! does not know, so that call is made only when the room is no longer zero (libgcc wrote it:
-//! the registration happened; a registration call that lpkg dies in completes on its own) and
-//! lpkg's word after libgcc's part does not say it was deregistered already.
+//! while the module loads, `object` being zeroed room in the module (`__lpkg_eh_object`: libgcc
+//! keeps its `struct object` there, which crtstuff allocates statically, so nothing is
+//! allocated). Registering frames of code that nothing runs yet changes nothing for the
+//! process. `__deregister_frame_info(eh_frame)` takes them out before the module is unmapped,
+//! in revert, rollback and recovery alike, once nothing can reach the module any more.
 //!
-//! libgcc holds a lock while it searches its registered objects; a thread stopped holding it
-//! would block the call. The unwinder's code is guarded like a replaced function: the switch
-//! waits until no thread executes it or returns into it.
+//! Both calls run with the other threads running, so a lock of the unwinder that one of them
+//! holds is released as it goes on. libgcc aborts the process on deregistering frames it does
+//! not know, so whether the registration happened must be known exactly, even after lpkg was
+//! killed: each call returns through a trampoline that has the thread itself store a state
+//! word in the room (`Tracee::call_marking`), and a call that lpkg dies in completes on its
+//! own and stores it all the same.
 
-use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use lpkg_kernel::memory::Mem;
-use lpkg_kernel::objects::MappedObject;
-use lpkg_kernel::{Pid, Tracee};
+use lpkg_kernel::{Mark, Tracee};
 
-use crate::quiesce::Guarded;
 use crate::record::Registration;
 use crate::target::Resolver;
 use crate::Error;
@@ -76,7 +74,16 @@ impl Unwinder {
     }
 }
 
-/// Registers the module's CFI at `eh_frame` with `registration`'s unwinder.
+/// Offset in the room of lpkg's state word, after libgcc's part (crtstuff's static
+/// `struct object` is at most 8 pointers).
+const STATE_AT: u64 = 64;
+/// The state word once `__register_frame_info` returned.
+const REGISTERED: u64 = 0x5245_4749_5354_4552;
+/// The state word once `__deregister_frame_info` returned.
+const DEREGISTERED: u64 = 0x4445_5245_4749_5354;
+
+/// Registers the module's CFI at `eh_frame` with the unwinder whose `__register_frame_info` is
+/// at `register`. The thread that runs it marks its return in the room's state word.
 pub fn register(
     tracee: &mut Tracee,
     register: u64,
@@ -84,20 +91,17 @@ pub fn register(
     eh_frame: u64,
     timeout: Duration,
 ) -> Result<(), Error> {
-    tracee.call(register, &[eh_frame, registration.object], timeout)?;
+    let mark = Mark {
+        address: registration.object + STATE_AT,
+        value: REGISTERED,
+    };
+    tracee.call_marking(register, &[eh_frame, registration.object], timeout, mark)?;
     Ok(())
 }
 
-/// The part of the room that libgcc's `struct object` may use (crtstuff's static object is at
-/// most 8 pointers); the word after it is lpkg's, set once the frames were deregistered.
-const LIBGCC_PART: usize = 64;
-/// The value of that word once deregistered.
-const DEREGISTERED: u64 = 0x4445_5245_4749_5354;
-
-/// Takes the module's CFI at `eh_frame` out of the target's unwinder if it is registered: the
-/// object room is no longer zero (libgcc wrote it) and does not say it was deregistered
-/// already (libgcc leaves the room as it was; a revert that died after deregistering must
-/// not deregister again). Returns whether it called the unwinder.
+/// Takes the module's CFI at `eh_frame` out of the target's unwinder if it is registered
+/// (the room's state word says the registration returned and the deregistration did not);
+/// returns whether it called the unwinder.
 pub fn deregister(
     tracee: &mut Tracee,
     mem: &Mem,
@@ -105,40 +109,14 @@ pub fn deregister(
     eh_frame: u64,
     timeout: Duration,
 ) -> Result<bool, Error> {
-    let room = mem.read(registration.object, LIBGCC_PART + 8)?;
-    let marker = u64::from_le_bytes(room[LIBGCC_PART..].try_into().expect("8 bytes"));
-    if room[..LIBGCC_PART].iter().all(|&b| b == 0) || marker == DEREGISTERED {
+    let word = mem.read(registration.object + STATE_AT, 8)?;
+    if word != REGISTERED.to_le_bytes() {
         return Ok(false);
     }
-    tracee.call(registration.deregister, &[eh_frame], timeout)?;
-    mem.write(
-        registration.object + LIBGCC_PART as u64,
-        &DEREGISTERED.to_le_bytes(),
-    )?;
-    Ok(true)
-}
-
-/// The unwinder's code, guarded in the switch: a thread inside it may hold its lock.
-pub fn guarded(mapped: &[MappedObject], registration: &Registration) -> Vec<Guarded> {
-    let Some(object) = mapped.iter().find(|o| o.contains(registration.deregister)) else {
-        return Vec::new();
+    let mark = Mark {
+        address: registration.object + STATE_AT,
+        value: DEREGISTERED,
     };
-    let code: Vec<Range<u64>> = object
-        .ranges
-        .iter()
-        .filter(|r| r.exec)
-        .map(|r| r.start..r.end)
-        .collect();
-    code.into_iter()
-        .map(|range| Guarded {
-            range,
-            function: format!("the unwinder ({})", registration.library),
-        })
-        .collect()
-}
-
-/// [`guarded`] for process `pid`, reading its mapped objects.
-pub fn guarded_in(pid: Pid, registration: &Registration) -> Result<Vec<Guarded>, Error> {
-    let mapped = lpkg_kernel::objects::mapped_objects(pid)?;
-    Ok(guarded(&mapped, registration))
+    tracee.call_marking(registration.deregister, &[eh_frame], timeout, mark)?;
+    Ok(true)
 }

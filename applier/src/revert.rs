@@ -53,11 +53,17 @@ impl Rollback {
             let _ = mem.write(*address, original);
         }
         if let Some((registration, eh_frame, timeout)) = &self.registration {
-            // Unmapped while the unwinder still lists it, the module would crash the next
-            // exception: when this fails, the mappings stay (and the record, for revert).
-            if registration::deregister(&mut tracee, mem, registration, *eh_frame, *timeout)
-                .is_err()
-            {
+            // Nothing leads into the module any more: the others go on (a lock of the
+            // unwinder one of them holds is released), the worker deregisters. Unmapped
+            // while the unwinder still lists it, the module would crash the next exception:
+            // when this fails, the mappings stay (and the record, for revert).
+            let deregistered = tracee
+                .detach_others_first(&[])
+                .map_err(Error::from)
+                .and_then(|_| {
+                    registration::deregister(&mut tracee, mem, registration, *eh_frame, *timeout)
+                });
+            if deregistered.is_err() {
                 let _ = tracee.detach();
                 return;
             }
@@ -191,10 +197,7 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
     let body = &record.body;
     let mem = Mem::open(pid)?;
     let mut tracee = Tracee::seize(pid)?;
-    let mut guarded = record.guarded_code(None);
-    if let Some(registration) = &body.unwind_registration {
-        guarded.extend(registration::guarded_in(pid, registration)?);
-    }
+    let guarded = record.guarded_code(None);
     let exit_routines = record.state == State::Applied && !body.exit_routines.is_empty();
     let calls = exit_routines || body.unwind_registration.is_some();
     let result = (|| -> Result<(usize, Vec<Pid>), Error> {
@@ -237,16 +240,6 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
                 }
             }
         }
-        if let Some(registration) = &body.unwind_registration {
-            registration::deregister(
-                &mut tracee,
-                &mem,
-                registration,
-                body.eh_frame_address,
-                timeout,
-            )?;
-            checkpoint::reached("revert:deregistered");
-        }
         Ok((restored, attempts.running))
     })();
     match result {
@@ -257,6 +250,16 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
             // calls are not in the others' pause.
             tracee.detach_others_first(&running)?;
             let unmapped = (|| -> Result<(), Error> {
+                if let Some(registration) = &body.unwind_registration {
+                    registration::deregister(
+                        &mut tracee,
+                        &mem,
+                        registration,
+                        body.eh_frame_address,
+                        timeout,
+                    )?;
+                    checkpoint::reached("revert:deregistered");
+                }
                 tracee.munmap(body.module_address, body.module_len)?;
                 checkpoint::reached("revert:module-unmapped");
                 Ok(tracee.munmap(record.address, record.len)?)

@@ -24,6 +24,7 @@ pub mod test_hook;
 mod tracer;
 
 pub use error::{Error, Result};
+pub use remote_call::Mark;
 pub use tracer::Tracee;
 
 /// A process or thread id, as the kernel gives it.

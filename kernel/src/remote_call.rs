@@ -14,13 +14,26 @@
 use std::time::{Duration, Instant};
 
 use crate::arch::current::{
-    self as arch, AltStack, Registers, MAX_CALL_ARGS, RED_ZONE, SIGRETURN_TRAMPOLINE,
-    SIGRETURN_TRAMPOLINE_SYSCALL_END,
+    self as arch, AltStack, Registers, MARKING_TRAMPOLINE, MARKING_TRAMPOLINE_SYSCALL_END,
+    MAX_CALL_ARGS, RED_ZONE, SIGRETURN_TRAMPOLINE, SIGRETURN_TRAMPOLINE_SYSCALL_END,
 };
 use crate::inject::{End, Outcome, Saved};
 use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
 
 const PAGE: u64 = 4096;
+/// Offset of [`MARKING_TRAMPOLINE`] in the trampoline page.
+const MARKING_AT: u64 = 16;
+
+/// A store the called thread makes itself once the function returned: `value` (8 bytes,
+/// little-endian) at `address`, writable memory of the target. It shows whether the function
+/// returned even if lpkg died during the call (the thread then carries on by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    /// Where the thread stores `value`.
+    pub address: u64,
+    /// What it stores there.
+    pub value: u64,
+}
 
 impl Tracee {
     /// Call `func(args...)` (at most six integer arguments) in the stopped target on its main
@@ -32,8 +45,31 @@ impl Tracee {
         self.call_on(tid, func, args, timeout)
     }
 
+    /// [`Tracee::call`], and when `func` returns the thread itself stores the mark.
+    pub fn call_marking(
+        &mut self,
+        func: u64,
+        args: &[u64],
+        timeout: Duration,
+        mark: Mark,
+    ) -> Result<u64> {
+        let tid = self.worker_thread()?;
+        self.call_with(tid, func, args, timeout, Some(mark))
+    }
+
     /// [`Tracee::call`] on a given stopped thread.
     pub fn call_on(&mut self, tid: Pid, func: u64, args: &[u64], timeout: Duration) -> Result<u64> {
+        self.call_with(tid, func, args, timeout, None)
+    }
+
+    fn call_with(
+        &mut self,
+        tid: Pid,
+        func: u64,
+        args: &[u64],
+        timeout: Duration,
+        mark: Option<Mark>,
+    ) -> Result<u64> {
         if args.len() > MAX_CALL_ARGS {
             return Err(Error::TooManyArgs {
                 count: args.len(),
@@ -60,6 +96,7 @@ impl Tracee {
             altstack,
             xstate: &xstate,
             trampoline,
+            mark,
         };
         // The alternate stack read stays valid for the next call on this thread, whatever this
         // one did: only the thread's own code counts, which has not run since (the cache is
@@ -98,7 +135,10 @@ impl Tracee {
                 0,
             ],
         )?;
-        if let Err(error) = memory::write(self.pid, page, &SIGRETURN_TRAMPOLINE) {
+        let mut code = [0x0f, 0x0b].repeat(MARKING_AT as usize / 2); // ud2
+        code[..SIGRETURN_TRAMPOLINE.len()].copy_from_slice(&SIGRETURN_TRAMPOLINE);
+        code.extend_from_slice(&MARKING_TRAMPOLINE);
+        if let Err(error) = memory::write(self.pid, page, &code) {
             let _ = self.checked_syscall_on(tid, arch::SYS_MUNMAP, [page, PAGE, 0, 0, 0, 0]);
             return Err(error);
         }
@@ -168,7 +208,7 @@ impl Tracee {
     /// of the thread lives), growing the stack if needed; returns the frame's address.
     fn write_frame(&mut self, call: &Call, saved: &Saved) -> Result<u64> {
         let below = saved.regs.sp() - RED_ZONE;
-        self.place_frame(saved, call.altstack, call.xstate, call.trampoline, below)
+        self.place_frame(saved, call.altstack, call.xstate, call.return_to(), below)
     }
 
     /// The return value, and whether the function made system calls.
@@ -176,8 +216,15 @@ impl Tracee {
         let (pid, tid) = (self.pid, call.tid);
         let mut regs = saved.regs;
         regs.prepare_call(call.func, frame, call.args);
+        let syscall_end = match call.mark {
+            Some(mark) => {
+                regs.set_mark(mark.address, mark.value);
+                MARKING_TRAMPOLINE_SYSCALL_END
+            }
+            None => SIGRETURN_TRAMPOLINE_SYSCALL_END,
+        };
         let end = End {
-            pc: call.trampoline + SIGRETURN_TRAMPOLINE_SYSCALL_END,
+            pc: call.return_to() + syscall_end,
             nr: arch::SYS_RT_SIGRETURN,
         };
         // At the rt_sigreturn entry: the thread's whole context back at once, the call skipped.
@@ -230,4 +277,15 @@ struct Call<'a> {
     altstack: AltStack,
     xstate: &'a [u8],
     trampoline: u64,
+    mark: Option<Mark>,
+}
+
+impl Call<'_> {
+    /// Where the function returns to: the trampoline that marks its return, or the plain one.
+    fn return_to(&self) -> u64 {
+        match self.mark {
+            Some(_) => self.trampoline + MARKING_AT,
+            None => self.trampoline,
+        }
+    }
 }

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lpkg_kernel::{test_hook, Error, Tracee};
+use lpkg_kernel::{test_hook, Error, Mark, Tracee};
 use util::{bin, fields, with_timeout, Proc};
 
 const OP: &str = "LPKG_TRACER_OP";
@@ -51,6 +51,23 @@ fn tracer_child() {
             let ret = t.call(func, &[1000], Duration::from_secs(30)).unwrap();
             println!("returned {ret}");
         }
+        "mark" => {
+            let func = u64::from_str_radix(&std::env::var(FUNC).unwrap(), 16).unwrap();
+            let mut t = Tracee::seize(pid).unwrap();
+            t.stop().unwrap();
+            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let page = t
+                .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                .unwrap();
+            println!("page {page:x}");
+            // The test kills us during this call.
+            let mark = Mark {
+                address: page + 8,
+                value: MARK,
+            };
+            let ret = t.call_marking(func, &[1000], Duration::from_secs(30), mark);
+            println!("returned {}", ret.unwrap());
+        }
         "syscall" => {
             let point = std::env::var(POINT).unwrap();
             let point = SYSCALL_POINTS.into_iter().find(|p| *p == point).unwrap();
@@ -80,6 +97,9 @@ fn tracer_child() {
         },
     }
 }
+
+/// What the tracer's marking call stores.
+const MARK: u64 = 0x6d61_726b_6564_2121;
 
 /// The C target of these tests, with the addresses it printed.
 struct Fpu {
@@ -375,6 +395,62 @@ fn amx_tiles_survive_the_tracer_killed() {
 #[test]
 fn avx512_registers_survive_the_tracer_killed_with_amx_released() {
     with_timeout(120, || wide_state_survives_every_kill("amx-released"));
+}
+
+fn read_u64(pid: i32, address: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut bytes, address).unwrap();
+    u64::from_le_bytes(bytes)
+}
+
+/// A marking call stores its mark when the function returns, with lpkg alive or killed during
+/// the call, and not before.
+#[test]
+fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died() {
+    with_timeout(60, || {
+        let mut fpu = Fpu::start();
+        let mut t = Tracee::seize(fpu.pid()).unwrap();
+        t.stop().unwrap();
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let page = t
+            .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+            .unwrap();
+        let mark = Mark {
+            address: page,
+            value: MARK,
+        };
+        assert_eq!(
+            t.call_marking(fpu.answer, &[], Duration::from_secs(5), mark)
+                .unwrap(),
+            42
+        );
+        assert_eq!(read_u64(fpu.pid(), page), MARK);
+        t.detach().unwrap();
+        fpu.rounds_ok(2);
+
+        let mut tracer = Tracer::spawn("mark", fpu.pid(), fpu.slow, &[]);
+        fpu.proc.wait_line("in-call", Duration::from_secs(20));
+        tracer.kill();
+        // The tracer printed the page before the call; the pipe kept it.
+        let mut out = String::new();
+        tracer
+            .0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let page = out
+            .lines()
+            .find_map(|l| l.split("page ").nth(1))
+            .map(|h| u64::from_str_radix(h, 16).unwrap())
+            .unwrap_or_else(|| panic!("tracer printed no page: {out:?}"));
+        assert_eq!(read_u64(fpu.pid(), page + 8), 0, "marked before returning");
+        // slow() sleeps a second, returns, and the thread marks it and carries on.
+        fpu.rounds_ok(60);
+        assert_eq!(read_u64(fpu.pid(), page + 8), MARK);
+    });
 }
 
 #[test]

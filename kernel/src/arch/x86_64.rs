@@ -150,6 +150,12 @@ impl Registers {
 }
 
 impl Registers {
+    /// For a call returning through [`MARKING_TRAMPOLINE`]: it stores `value` at `address`.
+    pub(crate) fn set_mark(&mut self, address: u64, value: u64) {
+        self.0.rbx = address;
+        self.0.r12 = value;
+    }
+
     /// The first integer argument register (`rdi`).
     pub fn first_arg(&self) -> u64 {
         self.0.rdi
@@ -235,6 +241,16 @@ pub const SIGRETURN_TRAMPOLINE: [u8; 12] = [
 ];
 /// Offset just past the trampoline's `syscall` instruction.
 pub const SIGRETURN_TRAMPOLINE_SYSCALL_END: u64 = 10;
+
+/// Where a called function returns to when its return is to be marked in memory by the thread
+/// itself ([`Registers::set_mark`]): stores `r12` at `(%rbx)` (both callee-saved, so as the
+/// caller set them), then does what [`SIGRETURN_TRAMPOLINE`] does.
+/// `mov %r12,(%rbx); mov %rax,%rdi; mov $15,%eax; syscall; ud2`.
+pub const MARKING_TRAMPOLINE: [u8; 15] = [
+    0x4c, 0x89, 0x23, 0x48, 0x89, 0xc7, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 0x0b,
+];
+/// Offset just past the marking trampoline's `syscall` instruction.
+pub const MARKING_TRAMPOLINE_SYSCALL_END: u64 = 13;
 
 /// A thread's alternate signal stack (`stack_t`), as `sigaltstack(2)` reads and writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
