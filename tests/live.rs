@@ -534,7 +534,12 @@ fn revert_waits_for_a_thread_inside_new_code_written_in_place() {
 #[test]
 fn examples_run_end_to_end() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for example in ["table-server", "worker-pool", "shared-library"] {
+    for example in [
+        "table-server",
+        "worker-pool",
+        "shared-library",
+        "cxx-exceptions",
+    ] {
         let out = Command::new("bash")
             .arg(examples.join(example).join("run.sh"))
             .env("LPKG", env!("CARGO_BIN_EXE_lpkg"))

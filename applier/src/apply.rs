@@ -185,7 +185,6 @@ fn apply_verified(
     let module = package.module()?;
     let symbols = package.symbol_map()?;
     let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
-    let layout = Layout::new(module)?;
 
     let mut recovered = Vec::new();
     for record in records::read(pid)? {
@@ -211,6 +210,9 @@ fn apply_verified(
     }
 
     let mem = Mem::open(pid)?;
+    let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
+    let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
+    let layout = Layout::with_copies(module, copies)?;
     let mut entries = Vec::new();
     let mut candidates = Vec::new();
     // Why each entry gets a jump, if it does (`None`: a candidate, in place unless a check
@@ -253,7 +255,6 @@ fn apply_verified(
     }
     drop(finder);
     drop(target_file);
-    let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
     let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
     let unwinder = has_cfi.then(|| Unwinder::find(&resolver));
     let register = match &unwinder {

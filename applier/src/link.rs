@@ -44,6 +44,9 @@ pub struct Layout {
     got: BTreeMap<(usize, bool), u64>,
     /// Indirect call stubs by symbol index, each `STUB_LEN` bytes in the text region.
     stubs: BTreeMap<usize, u64>,
+    /// Copies of read-only data of other objects, by symbol name: offset in the read-only
+    /// region and bytes (see [`Layout::with_copies`]).
+    copies: BTreeMap<String, (u64, Vec<u8>)>,
     sizes: [u64; 3],
 }
 
@@ -106,6 +109,32 @@ fn parse(module: &[u8]) -> Result<object::File<'_>, Error> {
     Ok(file)
 }
 
+/// The undefined symbols of `module` that its loaded sections reach PC-relatively (not
+/// through the GOT or a call), by name.
+pub fn pc_relative_undefined(module: &[u8]) -> Result<std::collections::BTreeSet<String>, Error> {
+    let file = parse(module)?;
+    let mut names = std::collections::BTreeSet::new();
+    for section in file.sections() {
+        if region_of(&section).is_none() {
+            continue;
+        }
+        for (_, relocation) in section.relocations() {
+            let RelocationTarget::Symbol(index) = relocation.target() else {
+                continue;
+            };
+            if RelocKind::of(r_type(relocation.flags())?)? != RelocKind::PcRelative
+                || is_defined(&file, index)?
+            {
+                continue;
+            }
+            if let Ok(name) = file.symbol_by_index(index).and_then(|s| s.name()) {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    Ok(names)
+}
+
 /// Whether `module` defines a symbol `name` (false for a module that does not parse).
 pub fn module_defines(module: &[u8], name: &str) -> bool {
     object::File::parse(module).is_ok_and(|file| {
@@ -124,6 +153,16 @@ fn is_defined(file: &object::File<'_>, index: SymbolIndex) -> Result<bool, Error
 impl Layout {
     /// Lays out every allocated section of `module`.
     pub fn new(module: &[u8]) -> Result<Layout, Error> {
+        Layout::with_copies(module, BTreeMap::new())
+    }
+
+    /// Lays out `module` with a copy of each object of `copies` (undefined symbol name to
+    /// the object's bytes in the target) in its read-only region, to which the symbol then
+    /// resolves: what a copy relocation does for an executable. For code compiled as a
+    /// position-independent executable, which reaches other objects' data PC-relatively,
+    /// while those lie more than ±2 GiB away. Only for data that never changes (the caller
+    /// checks that it lies in a read-only mapping): a copy of anything else would diverge.
+    pub fn with_copies(module: &[u8], copies: BTreeMap<String, Vec<u8>>) -> Result<Layout, Error> {
         let file = parse(module)?;
         let mut sizes = [0u64; 3];
         let mut sections = BTreeMap::new();
@@ -185,10 +224,20 @@ impl Layout {
             *offset = sizes[Region::ReadOnly as usize];
             sizes[Region::ReadOnly as usize] += 8;
         }
+        let mut placed_copies = BTreeMap::new();
+        for (name, bytes) in copies {
+            let offset = align_up(sizes[Region::ReadOnly as usize], 16);
+            sizes[Region::ReadOnly as usize] = offset
+                .checked_add(bytes.len() as u64)
+                .filter(|&end| end <= MAX_LEN)
+                .ok_or_else(|| Error::Module(format!("the copy of {name} is too large")))?;
+            placed_copies.insert(name, (offset, bytes));
+        }
         Ok(Layout {
             sections,
             got,
             stubs,
+            copies: placed_copies,
             sizes,
         })
     }
@@ -281,6 +330,11 @@ impl Layout {
             })?;
             bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         }
+        let read_only = self.region_start(Region::ReadOnly);
+        for (offset, copy) in self.copies.values() {
+            let at = (read_only + offset) as usize;
+            bytes[at..at + copy.len()].copy_from_slice(copy);
+        }
 
         let symbol_address = |index: SymbolIndex| -> Result<u64, Error> {
             let symbol = file
@@ -296,7 +350,15 @@ impl Layout {
                     })?;
                     Ok(address.wrapping_add(symbol.address()))
                 }
-                SymbolSection::Undefined => resolve.address(symbol.name().unwrap_or("")),
+                SymbolSection::Undefined => {
+                    let name = symbol.name().unwrap_or("");
+                    match self.copies.get(name) {
+                        Some((offset, _)) => Ok(base
+                            .wrapping_add(self.region_start(Region::ReadOnly))
+                            .wrapping_add(*offset)),
+                        None => resolve.address(name),
+                    }
+                }
                 SymbolSection::Absolute => Ok(symbol.address()),
                 other => Err(Error::Module(format!(
                     "symbol {} has unsupported section {other:?}",

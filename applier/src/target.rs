@@ -113,6 +113,8 @@ struct Definition {
     /// An `STT_GNU_IFUNC`: `address` is a resolver to run in the target, which returns the
     /// implementation for this CPU (libc's `strlen`, `memcpy`...).
     ifunc: bool,
+    /// An `STT_OBJECT` of `size` bytes (0 otherwise).
+    object_size: u64,
 }
 
 type DynamicSymbols = BTreeMap<Vec<u8>, Vec<Definition>>;
@@ -146,11 +148,16 @@ fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Err
         };
         let address = bias.wrapping_add(symbol.st_value(endian));
         let ifunc = kind == elf::STT_GNU_IFUNC;
+        let object_size = match kind {
+            elf::STT_OBJECT => symbol.st_size(endian),
+            _ => 0,
+        };
         out.entry(name).or_default().push(Definition {
             version,
             hidden,
             address,
             ifunc,
+            object_size,
         });
     }
     Ok(out)
@@ -217,6 +224,46 @@ impl<'a> Resolver<'a> {
                     "IFUNC {symbol} was not resolved in the target before linking"
                 ))
             })
+    }
+
+    /// Copies of the read-only objects that `names` (undefined symbols of the module) are bound
+    /// to in other objects, read from the target through `mem`: for [`Layout::with_copies`].
+    /// A name bound to the target object itself, to a function, or to data in a writable
+    /// mapping gets none.
+    ///
+    /// [`Layout::with_copies`]: crate::link::Layout::with_copies
+    pub fn read_only_copies(
+        &self,
+        names: &std::collections::BTreeSet<String>,
+        mem: &lpkg_kernel::memory::Mem,
+    ) -> Result<BTreeMap<String, Vec<u8>>, Error> {
+        /// Larger objects are no type information or constant: not copied.
+        const MAX_COPY: u64 = 64 << 10;
+        let mut copies = BTreeMap::new();
+        for name in names {
+            let Some(SymbolBinding::External {
+                symbol, version, ..
+            }) = self.bindings.get(name.as_str()).copied()
+            else {
+                continue;
+            };
+            let Ok(definition) = self.definition(symbol, version.as_deref()) else {
+                continue;
+            };
+            let size = definition.object_size;
+            let end = definition.address.checked_add(size);
+            let read_only = end.is_some_and(|end| {
+                self.mapped
+                    .iter()
+                    .flat_map(|o| &o.ranges)
+                    .any(|r| r.start <= definition.address && end <= r.end && !r.write)
+            });
+            if size == 0 || size > MAX_COPY || !read_only {
+                continue;
+            }
+            copies.insert(name.clone(), mem.read(definition.address, size as usize)?);
+        }
+        Ok(copies)
     }
 
     /// The first mapped object (by index) whose `.dynsym` defines `symbol` in its default

@@ -56,9 +56,16 @@ pub struct Compiled {
 const CFLAGS: &[&str] = &["-O2", "-g", "-ffunction-sections", "-fdata-sections"];
 
 /// Compiles `old.c` and `new.c` of a case (with `extra` compiler flags) (as `old/case.c` and `new/case.c`, so both record
-/// the same file name) in both shapes.
+/// the same file name) in both shapes; `old.cpp` and `new.cpp` as C++ where the case has them.
 pub fn compile(case: &str, extra: &[String]) -> Compiled {
     let dir = tempfile::tempdir().unwrap();
+    let cxx = corpus().join(case).join("old.cpp").exists();
+    let (ext, runtime): (&str, &[&str]) = if cxx {
+        ("cpp", &["-lstdc++"])
+    } else {
+        ("c", &[])
+    };
+    let source = format!("case.{ext}");
     let inc = format!("-I{}", include().display());
     let harness_o = harness().join("harness.o");
     for side in ["old", "new"] {
@@ -66,22 +73,23 @@ pub fn compile(case: &str, extra: &[String]) -> Compiled {
             let d = dir.path().join(format!("{side}-{shape}"));
             std::fs::create_dir_all(&d).unwrap();
             std::fs::copy(
-                corpus().join(case).join(format!("{side}.c")),
-                d.join("case.c"),
+                corpus().join(case).join(format!("{side}.{ext}")),
+                d.join(&source),
             )
             .unwrap();
             let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
             let mut args: Vec<&str> = CFLAGS.to_vec();
             args.extend(extra.iter().map(String::as_str));
-            args.extend([pic, inc.as_str(), "-c", "case.c", "-o", "case.o"]);
+            args.extend([pic, inc.as_str(), "-c", source.as_str(), "-o", "case.o"]);
             gcc(&args, &d);
             if shape == "pie" {
-                gcc(
-                    &["-pie", harness_o.to_str().unwrap(), "case.o", "-o", "prog"],
-                    &d,
-                );
+                let mut link = vec!["-pie", harness_o.to_str().unwrap(), "case.o", "-o", "prog"];
+                link.extend(runtime);
+                gcc(&link, &d);
             } else {
-                gcc(&["-shared", "case.o", "-o", "libcase.so"], &d);
+                let mut link = vec!["-shared", "case.o", "-o", "libcase.so"];
+                link.extend(runtime);
+                gcc(&link, &d);
                 gcc(
                     &[
                         harness_o.to_str().unwrap(),
@@ -524,6 +532,7 @@ macro_rules! cases {
 cases!(
     branch_into_entry,
     changed_function,
+    cxx_exception,
     changed_initializer,
     changed_size,
     cold_part,
