@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use lpkg_format::{Action, Package, RoutineKind, TrustStore};
+use lpkg_format::{Action, Manifest, Package, RoutineKind, TrustStore};
 use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Tracee};
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use crate::records::{self, LiveRecord};
 use crate::registration::{self, Unwinder};
 use crate::reloc::{jump, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
+use crate::target::TargetObject;
 use crate::{checkpoint, in_place, target, Error};
 
 /// How apply behaves.
@@ -168,6 +169,9 @@ pub fn apply(
     apply_verified(pid, &package, signers, options)
 }
 
+/// The phases of an apply, as spec/apply-protocol.md names them: prepare (target, recovery,
+/// requirements, pre-images, in-place candidates), load (map, resolve, link, write, record,
+/// protect, register), switch (every thread stopped and clear), finish (detach or roll back).
 fn apply_verified(
     pid: Pid,
     package: &Package,
@@ -175,27 +179,135 @@ fn apply_verified(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, Error> {
     let manifest = package.manifest();
-    let id = package.id();
+    check_machine(manifest)?;
+    let symbols = package.symbol_map()?;
+    let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
+    let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
+    let mut plan = prepare(
+        pid,
+        package,
+        &symbols,
+        signers,
+        options,
+        &target,
+        &target_file,
+        resolver,
+    )?;
+    drop(target_file);
+    let mut tracee = Tracee::seize(pid)?;
+    let mut rollback = Rollback::new();
+    let switched = load(&mut plan, &mut tracee, &mut rollback)
+        .and_then(|loaded| switch(&mut plan, &loaded, &mut tracee, &mut rollback));
+    finish(&plan, switched, tracee, rollback)
+}
+
+fn check_machine(manifest: &Manifest) -> Result<(), Error> {
     if manifest.target.machine != "x86_64" {
         return Err(Error::Module(format!(
             "package is for {}, not x86_64",
             manifest.target.machine
         )));
     }
-    let module = package.module()?;
-    let symbols = package.symbol_map()?;
-    let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
+    Ok(())
+}
 
+/// What the phases of one apply share: the verified package and what was found in the
+/// process before anything in it changed.
+struct Plan<'a> {
+    id: String,
+    manifest: &'a Manifest,
+    module: &'a [u8],
+    symbols: &'a lpkg_format::SymbolMap,
+    signers: Vec<String>,
+    options: &'a ApplyOptions,
+    target: &'a TargetObject,
+    resolver: target::Resolver<'a>,
+    mem: Mem,
+    layout: Layout,
+    /// Records of the packages applied before this one.
+    applied: Vec<LiveRecord>,
+    /// Interrupted operations and orphaned modules cleaned up first.
+    recovered: Vec<String>,
+    /// One per replaced function, in manifest order; addresses in the module once linked.
+    entries: Vec<Entry>,
+    /// The entries that may get their new code in place.
+    candidates: Vec<in_place::Candidate>,
+    /// For each entry, why it gets a jump (`None`: a candidate, in place unless a check after
+    /// the link fails).
+    jumps: Vec<Option<in_place::Jump>>,
+    /// The target's unwinder, when the module has CFI to register with it.
+    unwinder: Option<Unwinder>,
+}
+
+/// Prepare: recover interrupted operations, check requirements and every pre-image, lay the
+/// module out and pick the in-place candidates. Nothing of the target changes but recovery.
+#[allow(clippy::too_many_arguments)] // the package, the process, and what was found in it
+fn prepare<'a>(
+    pid: Pid,
+    package: &'a Package,
+    symbols: &'a lpkg_format::SymbolMap,
+    signers: Vec<String>,
+    options: &'a ApplyOptions,
+    target: &'a TargetObject,
+    target_file: &[u8],
+    resolver: target::Resolver<'a>,
+) -> Result<Plan<'a>, Error> {
+    let manifest = package.manifest();
+    let module = package.module()?;
+    let id = package.id();
+    let (recovered, applied) = recover_interrupted(pid, &id, options.timeout)?;
+    check_requirements(pid, manifest, &applied)?;
+    let mem = Mem::open(pid)?;
+    let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
+    let layout = Layout::with_copies(module, copies)?;
+    let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
+    let unwinder = has_cfi.then(|| Unwinder::find(&resolver));
+    let mut plan = Plan {
+        id,
+        manifest,
+        module,
+        symbols,
+        signers,
+        options,
+        target,
+        resolver,
+        mem,
+        layout,
+        applied,
+        recovered,
+        entries: Vec::new(),
+        candidates: Vec::new(),
+        jumps: Vec::new(),
+        unwinder,
+    };
+    (plan.entries, plan.candidates, plan.jumps) = plan_entries(&plan, target_file)?;
+    Ok(plan)
+}
+
+/// Rolls back what interrupted operations left (a record not `applied`); returns their ids
+/// and the records of the packages applied now. The package itself applied already is an
+/// error.
+fn recover_interrupted(
+    pid: Pid,
+    id: &str,
+    timeout: Duration,
+) -> Result<(Vec<String>, Vec<LiveRecord>), Error> {
     let mut recovered = Vec::new();
     for record in records::read(pid)? {
         if record.state.is_interrupted() {
-            recover(pid, &record, options.timeout)?;
+            recover(pid, &record, timeout)?;
             recovered.push(record.body.id.clone());
         } else if record.body.id == id {
-            return Err(Error::AlreadyApplied { pid, id });
+            return Err(Error::AlreadyApplied {
+                pid,
+                id: id.to_owned(),
+            });
         }
     }
-    let applied = records::read(pid)?;
+    Ok((recovered, records::read(pid)?))
+}
+
+fn check_requirements(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> Result<(), Error> {
     for required in &manifest.requires {
         if !applied
             .iter()
@@ -208,30 +320,47 @@ fn apply_verified(
             });
         }
     }
+    Ok(())
+}
 
-    let mem = Mem::open(pid)?;
-    let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
-    let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
-    let layout = Layout::with_copies(module, copies)?;
-    let mut entries = Vec::new();
-    let mut candidates = Vec::new();
-    // Why each entry gets a jump, if it does (`None`: a candidate, in place unless a check
-    // after the link fails).
-    let mut jumps = Vec::new();
-    let finder = match options.in_place {
-        true => in_place::Finder::new(&mem, &target, &target_file, &layout, module)?,
+/// One entry per replaced function, its live pre-image checked, and whether its new code may
+/// go in place: the entries, the in-place candidates, and why each entry gets a jump.
+#[allow(clippy::type_complexity)]
+fn plan_entries(
+    plan: &Plan,
+    target_file: &[u8],
+) -> Result<
+    (
+        Vec<Entry>,
+        Vec<in_place::Candidate>,
+        Vec<Option<in_place::Jump>>,
+    ),
+    Error,
+> {
+    let (mut entries, mut candidates, mut jumps) = (Vec::new(), Vec::new(), Vec::new());
+    let finder = match plan.options.in_place {
+        true => in_place::Finder::new(
+            &plan.mem,
+            plan.target,
+            target_file,
+            &plan.layout,
+            plan.module,
+        )?,
         false => None,
     };
-    for (index, function) in manifest
+    let replaced = plan
+        .manifest
         .functions
         .iter()
-        .filter(|f| f.action == Action::Replace)
-        .enumerate()
-    {
-        let address = target.bias.wrapping_add(function.old_offset.unwrap_or(0));
-        let (live, pristine) = check_preimage(&mem, function, address, &applied)?;
+        .filter(|f| f.action == Action::Replace);
+    for (index, function) in replaced.enumerate() {
+        let address = plan
+            .target
+            .bias
+            .wrapping_add(function.old_offset.unwrap_or(0));
+        let (live, pristine) = check_preimage(&plan.mem, function, address, &plan.applied)?;
         let candidate = match (&finder, pristine) {
-            _ if !options.in_place => Err(in_place::Jump::Asked),
+            _ if !plan.options.in_place => Err(in_place::Jump::Asked),
             (None, _) => Err(in_place::Jump::NoTargetCfi),
             (Some(_), false) => Err(in_place::Jump::Stacked),
             (Some(finder), true) => finder.candidate(index, function, address, &live),
@@ -253,264 +382,379 @@ fn apply_verified(
             in_place: String::new(),
         });
     }
-    drop(finder);
-    drop(target_file);
-    let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
-    let unwinder = has_cfi.then(|| Unwinder::find(&resolver));
-    let register = match &unwinder {
-        Some(Unwinder::Libgcc { register, .. }) => Some(*register),
+    Ok((entries, candidates, jumps))
+}
+
+/// What the load leaves for the switch.
+struct Loaded {
+    module_address: u64,
+    record_address: u64,
+    /// Init routines (module symbol, address), in manifest order.
+    init: Vec<(String, u64)>,
+}
+
+/// Load, with the worker thread stopped only while system calls or calls run in it (the
+/// others keep running: nothing leads into the module yet): map the module, resolve and link
+/// it, write it, record it (state `loading`), protect it, register its CFI.
+fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result<Loaded, Error> {
+    tracee.stop_one()?;
+    // Modules of applies killed before their record: removed like interrupted records.
+    for orphan in remove_orphaned_modules(tracee)? {
+        plan.recovered.push(orphan.id_prefix);
+    }
+    let module_address = map_module(plan, tracee)?;
+    rollback.mapping(module_address, plan.layout.len());
+    checkpoint::apply_step("apply:mapped")?;
+    tracee.resume()?;
+    let image = plan
+        .layout
+        .link(plan.module, module_address, &plan.resolver)?;
+    let symbol = |name: &str| {
+        image
+            .symbols
+            .get(name)
+            .copied()
+            .ok_or_else(|| Error::Module(format!("module does not define {name}")))
+    };
+    link_entries(plan, &image, &symbol)?;
+    let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
+        plan.manifest
+            .routines
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| Ok((r.module_symbol.clone(), symbol(&r.module_symbol)?)))
+            .collect()
+    };
+    let init = routines(RoutineKind::Init)?;
+    let exits = routines(RoutineKind::Exit)?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect();
+    let (eh_frame_address, eh_frame_len) = crate::record::eh_frame_of(&image.symbols);
+    let registration = match &plan.unwinder {
+        Some(Unwinder::Libgcc {
+            deregister,
+            library,
+            ..
+        }) => Some(Registration {
+            library: library.display().to_string(),
+            deregister: *deregister,
+            object: symbol(lpkg_format::EH_OBJECT_SYMBOL)?,
+        }),
         _ => None,
     };
-
-    let mut tracee = Tracee::seize(pid)?;
-    let mut rollback = Rollback::new();
-    let result = (|| -> Result<(ApplyReport, Instant, Vec<Pid>), Error> {
-        // Load: only the thread that runs the injected syscalls is stopped, the others run.
-        tracee.stop_one()?;
-        // Modules of applies killed before their record: removed like interrupted records.
-        for orphan in remove_orphaned_modules(&mut tracee)? {
-            recovered.push(orphan.id_prefix);
-        }
-        // Named, so that it is found if we die before the record exists (an anonymous mapping
-        // where the kernel refuses executable memfds).
-        let name = format!("{MODULE_NAME_PREFIX}{}", &id[..16]);
-        let rw = PROT_READ | PROT_WRITE;
-        let module_address = match tracee.memfd_map_near(&name, target.base, layout.len(), rw) {
-            Err(lpkg_kernel::Error::SyscallFailed { .. }) => {
-                tracee.map_near(target.base, layout.len(), rw)?
-            }
-            mapped => mapped?,
-        };
-        for resolver_address in resolver.ifunc_resolvers(&symbols)? {
-            resolver.set_ifunc(
-                resolver_address,
-                tracee.call(resolver_address, &[], options.timeout)?,
-            );
-        }
-        // The calls' trampoline page is mapped or unmapped now, while only this thread is
-        // stopped, not in the switch's pause: mapped for the init routines, unmapped (if the
-        // IFUNC resolvers mapped it) when there are none.
-        if register.is_some()
-            || manifest
-                .routines
-                .iter()
-                .any(|r| r.kind == RoutineKind::Init)
-        {
-            tracee.map_call_trampoline()?;
-        } else {
-            tracee.release_call_trampoline()?;
-        }
-        rollback.mapping(module_address, layout.len());
-        checkpoint::apply_step("apply:mapped")?;
-        tracee.resume()?;
-        let image = layout.link(module, module_address, &resolver)?;
-        let symbol = |name: &str| {
-            image
-                .symbols
-                .get(name)
-                .copied()
-                .ok_or_else(|| Error::Module(format!("module does not define {name}")))
-        };
-        let replaced = manifest
-            .functions
+    let body = RecordBody {
+        id: plan.id.clone(),
+        name: plan.manifest.package.name.clone(),
+        version: plan.manifest.package.version.clone(),
+        signers: plan.signers.clone(),
+        applied_at: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        sequence: plan
+            .applied
             .iter()
-            .filter(|f| f.action == Action::Replace);
-        for (entry, function) in entries.iter_mut().zip(replaced) {
-            entry.new_address = symbol(&function.module_symbol)?;
-            if jump(entry.address, entry.new_address).is_none() {
-                return Err(Error::Module(format!(
-                    "{} is out of jump reach of its patch",
-                    entry.function
-                )));
-            }
-        }
-        let new_addresses: Vec<u64> = entries.iter().map(|e| e.new_address).collect();
-        let candidates = std::mem::take(&mut candidates);
-        let (bodies, failed) = in_place::bodies(
-            candidates,
-            &new_addresses,
-            &image,
-            &layout,
-            module,
-            &resolver,
-        );
-        for body in bodies {
-            let entry = &mut entries[body.index];
-            entry.in_place = hex(&body.code);
-            entry.original = hex(&body.original);
-        }
-        for (index, jump) in failed {
-            jumps[index] = Some(jump);
-        }
-        let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
-            manifest
-                .routines
-                .iter()
-                .filter(|r| r.kind == kind)
-                .map(|r| Ok((r.module_symbol.clone(), symbol(&r.module_symbol)?)))
-                .collect()
-        };
-        let init = routines(RoutineKind::Init)?;
-        let (eh_frame_address, eh_frame_len) = crate::record::eh_frame_of(&image.symbols);
-        let unwind_registration = match &unwinder {
-            Some(Unwinder::Libgcc {
-                deregister,
-                library,
-                ..
-            }) => Some(Registration {
-                library: library.display().to_string(),
-                deregister: *deregister,
-                object: symbol(lpkg_format::EH_OBJECT_SYMBOL)?,
-            }),
-            _ => None,
-        };
-        let body = RecordBody {
-            id: id.clone(),
-            name: manifest.package.name.clone(),
-            version: manifest.package.version.clone(),
-            signers: signers.clone(),
-            applied_at: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            sequence: applied.iter().map(|r| r.body.sequence).max().unwrap_or(0) + 1,
-            target_path: target.path.display().to_string(),
-            module_address,
-            module_len: layout.len(),
+            .map(|r| r.body.sequence)
+            .max()
+            .unwrap_or(0)
+            + 1,
+        target_path: plan.target.path.display().to_string(),
+        module_address,
+        module_len: plan.layout.len(),
+        eh_frame_address,
+        eh_frame_len,
+        unwind_registration: registration.clone(),
+        exit_routines: exits,
+        entries: plan.entries.clone(),
+    };
+    plan.mem.write(module_address, &image.bytes)?;
+    tracee.stop_one()?;
+    let record_address = write_record(plan, tracee, rollback, &body)?;
+    protect(tracee, &image)?;
+    if let (Some(registration), Some(Unwinder::Libgcc { register, .. })) =
+        (&registration, &plan.unwinder)
+    {
+        rollback.registration(registration.clone(), eh_frame_address, plan.options.timeout);
+        registration::register(
+            tracee,
+            *register,
+            registration,
             eh_frame_address,
-            eh_frame_len,
-            unwind_registration: unwind_registration.clone(),
-            exit_routines: routines(RoutineKind::Exit)?
-                .into_iter()
-                .map(|(_, a)| a)
-                .collect(),
-            entries: entries.clone(),
+            plan.options.timeout,
+        )?;
+        checkpoint::apply_step("apply:registered")?;
+    }
+    tracee.resume()?;
+    Ok(Loaded {
+        module_address,
+        record_address,
+        init,
+    })
+}
+
+/// Maps the module near the target (the worker thread stopped), resolves the IFUNCs it uses,
+/// and maps (or releases) the page calls return through for the switch.
+fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
+    // Named, so that it is found if we die before the record exists (an anonymous mapping
+    // where the kernel refuses executable memfds).
+    let name = format!("{MODULE_NAME_PREFIX}{}", &plan.id[..16]);
+    let (near, len, rw) = (plan.target.base, plan.layout.len(), PROT_READ | PROT_WRITE);
+    let module_address = match tracee.memfd_map_near(&name, near, len, rw) {
+        Err(lpkg_kernel::Error::SyscallFailed { .. }) => tracee.map_near(near, len, rw)?,
+        mapped => mapped?,
+    };
+    let timeout = plan.options.timeout;
+    for resolver_address in plan.resolver.ifunc_resolvers(plan.symbols)? {
+        let implementation = tracee.call(resolver_address, &[], timeout)?;
+        plan.resolver.set_ifunc(resolver_address, implementation);
+    }
+    // The calls' trampoline page is mapped or unmapped now, while only this thread is
+    // stopped, not in the switch's pause: mapped for the init routines and the CFI
+    // registration, unmapped (if the IFUNC resolvers mapped it) when there are none.
+    let registers = matches!(plan.unwinder, Some(Unwinder::Libgcc { .. }));
+    let inits = plan
+        .manifest
+        .routines
+        .iter()
+        .any(|r| r.kind == RoutineKind::Init);
+    if registers || inits {
+        tracee.map_call_trampoline()?;
+    } else {
+        tracee.release_call_trampoline()?;
+    }
+    Ok(module_address)
+}
+
+/// Gives each entry its new function's address (within jump reach) and, where a candidate's
+/// relinked body passed its checks, its new code in place.
+fn link_entries(
+    plan: &mut Plan,
+    image: &crate::link::Image,
+    symbol: &dyn Fn(&str) -> Result<u64, Error>,
+) -> Result<(), Error> {
+    let replaced = plan
+        .manifest
+        .functions
+        .iter()
+        .filter(|f| f.action == Action::Replace);
+    for (entry, function) in plan.entries.iter_mut().zip(replaced) {
+        entry.new_address = symbol(&function.module_symbol)?;
+        if jump(entry.address, entry.new_address).is_none() {
+            return Err(Error::Module(format!(
+                "{} is out of jump reach of its patch",
+                entry.function
+            )));
+        }
+    }
+    let new_addresses: Vec<u64> = plan.entries.iter().map(|e| e.new_address).collect();
+    let candidates = std::mem::take(&mut plan.candidates);
+    let (bodies, failed) = in_place::bodies(
+        candidates,
+        &new_addresses,
+        image,
+        &plan.layout,
+        plan.module,
+        &plan.resolver,
+    );
+    for body in bodies {
+        let entry = &mut plan.entries[body.index];
+        entry.in_place = hex(&body.code);
+        entry.original = hex(&body.original);
+    }
+    for (index, jump) in failed {
+        plan.jumps[index] = Some(jump);
+    }
+    Ok(())
+}
+
+/// Maps the record (the worker thread stopped) and writes it in state `loading`; returns its
+/// address.
+fn write_record(
+    plan: &Plan,
+    tracee: &mut Tracee,
+    rollback: &mut Rollback,
+    body: &RecordBody,
+) -> Result<u64, Error> {
+    let record = body.encode(State::Loading);
+    let record_len = page_align(record.len() as u64);
+    let name = format!("{NAME_PREFIX}{}", &plan.id[..16]);
+    let record_address = tracee.memfd_map_private(&name, record_len)?;
+    rollback.mapping(record_address, record_len);
+    plan.mem.write(record_address, &record)?;
+    checkpoint::apply_step("apply:recorded")?;
+    Ok(record_address)
+}
+
+/// Gives each region of the linked module its protection: code r-x, read-only r--, data
+/// rw-; never rwx.
+fn protect(tracee: &mut Tracee, image: &crate::link::Image) -> Result<(), Error> {
+    for &(offset, len, region) in &image.regions {
+        let prot = match region {
+            Region::Text => PROT_READ | PROT_EXEC,
+            Region::ReadOnly => PROT_READ,
+            Region::Data => PROT_READ | PROT_WRITE,
         };
-        let record = body.encode(State::Loading);
-        mem.write(module_address, &image.bytes)?;
+        tracee.mprotect(image.base + offset, len, prot)?;
+    }
+    Ok(())
+}
 
-        tracee.stop_one()?;
-        let record_len = page_align(record.len() as u64);
-        let record_address =
-            tracee.memfd_map_private(&format!("{NAME_PREFIX}{}", &id[..16]), record_len)?;
-        rollback.mapping(record_address, record_len);
-        mem.write(record_address, &record)?;
-        checkpoint::apply_step("apply:recorded")?;
-        for &(offset, len, region) in &image.regions {
-            let prot = match region {
-                Region::Text => PROT_READ | PROT_EXEC,
-                Region::ReadOnly => PROT_READ,
-                Region::Data => PROT_READ | PROT_WRITE,
-            };
-            tracee.mprotect(module_address + offset, len, prot)?;
-        }
-        if let (Some(registration), Some(register)) = (&unwind_registration, register) {
-            rollback.registration(registration.clone(), eh_frame_address, options.timeout);
-            registration::register(
-                &mut tracee,
-                register,
-                registration,
-                eh_frame_address,
-                options.timeout,
-            )?;
-            checkpoint::apply_step("apply:registered")?;
-        }
-        tracee.resume()?;
+/// What the switch leaves for the finish.
+struct Switched {
+    report: ApplyReport,
+    /// When every thread was stopped and clear.
+    paused: Instant,
+    /// Threads that were running (not blocked in a system call): detached first.
+    running: Vec<Pid>,
+    /// The counters when the switch began.
+    counters: Counters,
+}
 
-        // Switch: every thread stopped, none inside a function being replaced.
-        let mut guarded: Vec<Guarded> = entries
+/// Switch, with every thread stopped and none inside a function being replaced: state
+/// `switching`, each entry's jump or new code, the init routines, state `applied`.
+fn switch(
+    plan: &mut Plan,
+    loaded: &Loaded,
+    tracee: &mut Tracee,
+    rollback: &mut Rollback,
+) -> Result<Switched, Error> {
+    let mut guarded: Vec<Guarded> = plan
+        .entries
+        .iter()
+        .map(|e| Guarded {
+            range: e.guarded_range(),
+            function: e.function.clone(),
+        })
+        .collect();
+    // Stacking: the code now running for a function is an earlier package's new code.
+    let addresses: Vec<u64> = plan.entries.iter().map(|e| e.address).collect();
+    guarded.extend(
+        plan.applied
             .iter()
-            .map(|e| Guarded {
-                range: e.guarded_range(),
-                function: e.function.clone(),
-            })
-            .collect();
-        // Stacking: the code now running for a function is an earlier package's new code.
-        let addresses: Vec<u64> = entries.iter().map(|e| e.address).collect();
-        guarded.extend(
-            applied
-                .iter()
-                .flat_map(|r| r.guarded_code(Some(&addresses))),
+            .flat_map(|r| r.guarded_code(Some(&addresses))),
+    );
+    let counters = Counters::snapshot(tracee, &plan.mem);
+    let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
+    checkpoint::apply_step("apply:stopped")?;
+    let paused = Instant::now();
+    let state = loaded.record_address + STATE_OFFSET;
+    plan.mem
+        .write(state, &State::Switching.word().to_le_bytes())?;
+    checkpoint::apply_step("apply:switching")?;
+    for (n, entry) in plan.entries.iter().enumerate() {
+        let bytes = entry.written().expect("reach checked above, hex ours");
+        rollback.entry(
+            entry.address,
+            unhex(&entry.original).expect("we wrote this hex"),
         );
-        let (ptrace, waits, memory) = (tracee.ptrace_requests(), tracee.waits(), mem.accesses());
-        let injected = tracee.injected_syscalls();
-        let attempts = stop_clear(&mut tracee, &guarded, options.timeout)?;
-        checkpoint::apply_step("apply:stopped")?;
-        let paused = Instant::now();
-        let mut switch = SwitchProfile {
+        plan.mem.write(entry.address, &bytes)?;
+        if n == 0 {
+            checkpoint::apply_step("apply:jump-1")?;
+        }
+    }
+    checkpoint::apply_step("apply:jumps-written")?;
+    for (name, address) in &loaded.init {
+        let value = tracee.call(*address, &[], plan.options.timeout)? as i32 as i64;
+        if value != 0 {
+            return Err(Error::InitFailed {
+                routine: name.clone(),
+                value,
+            });
+        }
+    }
+    plan.mem
+        .write(state, &State::Applied.word().to_le_bytes())?;
+    checkpoint::apply_step("apply:applied")?;
+    let since = counters.since(&Counters::snapshot(tracee, &plan.mem));
+    let report = ApplyReport {
+        id: plan.id.clone(),
+        name: plan.manifest.package.name.clone(),
+        version: plan.manifest.package.version.clone(),
+        signers: plan.signers.clone(),
+        entries: plan.entries.clone(),
+        jumps: plan.jumps.clone(),
+        module_address: loaded.module_address,
+        unwind: plan.unwinder.as_ref().map(|u| match u {
+            Unwinder::Libgcc { library, .. } => Ok(library.display().to_string()),
+            Unwinder::Missing(why) => Err(why.clone()),
+        }),
+        recovered: plan.recovered.clone(),
+        pause: Duration::ZERO,
+        switch: SwitchProfile {
             threads: tracee.threads().len(),
             stops: attempts.stops,
             single_stops: attempts.single_stops,
             stacks: attempts.stacks,
-            ptrace,
-            waits,
-            memory,
-            injected,
-        };
-        mem.write(
-            record_address + STATE_OFFSET,
-            &State::Switching.word().to_le_bytes(),
-        )?;
-        checkpoint::apply_step("apply:switching")?;
-        for (n, entry) in entries.iter().enumerate() {
-            let bytes = entry.written().expect("reach checked above, hex ours");
-            rollback.entry(
-                entry.address,
-                unhex(&entry.original).expect("we wrote this hex"),
-            );
-            mem.write(entry.address, &bytes)?;
-            if n == 0 {
-                checkpoint::apply_step("apply:jump-1")?;
-            }
-        }
-        checkpoint::apply_step("apply:jumps-written")?;
-        for (name, address) in init {
-            let value = tracee.call(address, &[], options.timeout)? as i32 as i64;
-            if value != 0 {
-                return Err(Error::InitFailed {
-                    routine: name,
-                    value,
-                });
-            }
-        }
-        mem.write(
-            record_address + STATE_OFFSET,
-            &State::Applied.word().to_le_bytes(),
-        )?;
-        checkpoint::apply_step("apply:applied")?;
-        // Detached below, straight from this stop: detaching resumes every thread.
-        switch.memory = mem.accesses() - switch.memory;
-        switch.injected = tracee.injected_syscalls() - switch.injected;
-        let report = ApplyReport {
-            id: id.clone(),
-            name: manifest.package.name.clone(),
-            version: manifest.package.version.clone(),
-            signers: signers.clone(),
-            entries: entries.clone(),
-            jumps: jumps.clone(),
-            module_address,
-            unwind: unwinder.as_ref().map(|u| match u {
-                Unwinder::Libgcc { library, .. } => Ok(library.display().to_string()),
-                Unwinder::Missing(why) => Err(why.clone()),
-            }),
-            recovered: recovered.clone(),
-            pause: Duration::ZERO,
-            switch,
-        };
-        Ok((report, paused, attempts.running))
-    })();
-    match result {
-        Ok((mut report, paused, running)) => {
-            let (ptrace, waits) = (tracee.ptrace_requests(), tracee.waits());
+            ptrace: 0,
+            waits: 0,
+            memory: since.memory,
+            injected: since.injected,
+        },
+    };
+    Ok(Switched {
+        report,
+        paused,
+        running: attempts.running,
+        counters,
+    })
+}
+
+/// Finish: detach straight from the switch's stop (which resumes every thread, the running
+/// ones first), or roll everything back.
+fn finish(
+    plan: &Plan,
+    switched: Result<Switched, Error>,
+    tracee: Tracee,
+    rollback: Rollback,
+) -> Result<ApplyReport, Error> {
+    match switched {
+        Ok(Switched {
+            mut report,
+            paused,
+            running,
+            counters,
+        }) => {
+            let before_detach = counters.since(&Counters::snapshot(&tracee, &plan.mem));
             let detached = tracee.detach_first(&running)?;
             // The detach consumes the tracee: add its one PTRACE_DETACH per thread here.
-            report.switch.ptrace = ptrace - report.switch.ptrace + report.switch.threads as u64;
-            report.switch.waits = waits - report.switch.waits;
+            report.switch.ptrace = before_detach.ptrace + report.switch.threads as u64;
+            report.switch.waits = before_detach.waits;
             report.pause = detached.duration_since(paused);
             Ok(report)
         }
         Err(error) => {
-            rollback.run(tracee, &mem);
+            rollback.run(tracee, &plan.mem);
             Err(error)
+        }
+    }
+}
+
+/// The tracer's and the memory handle's counters, for the switch's profile.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    ptrace: u64,
+    waits: u64,
+    memory: u64,
+    injected: u64,
+}
+
+impl Counters {
+    fn snapshot(tracee: &Tracee, mem: &Mem) -> Counters {
+        Counters {
+            ptrace: tracee.ptrace_requests(),
+            waits: tracee.waits(),
+            memory: mem.accesses(),
+            injected: tracee.injected_syscalls(),
+        }
+    }
+
+    /// What was counted from this snapshot to `now`.
+    fn since(&self, now: &Counters) -> Counters {
+        Counters {
+            ptrace: now.ptrace - self.ptrace,
+            waits: now.waits - self.waits,
+            memory: now.memory - self.memory,
+            injected: now.injected - self.injected,
         }
     }
 }

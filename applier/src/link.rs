@@ -308,16 +308,104 @@ impl Layout {
         resolve: &dyn Resolve,
         placed: &BTreeMap<usize, u64>,
     ) -> Result<Image, Error> {
-        let file = parse(module)?;
-        let section_address = |index: usize| -> Option<u64> {
-            placed
-                .get(&index)
-                .copied()
-                .or_else(|| Some(base.wrapping_add(self.section_offset(index)?)))
+        let linking = Linking {
+            layout: self,
+            file: parse(module)?,
+            base,
+            resolve,
+            placed,
         };
         let mut bytes = vec![0u8; self.len() as usize];
-        for section in file.sections() {
-            let Some(offset) = self.section_offset(section.index().0) else {
+        linking.copy_sections(&mut bytes)?;
+        linking.fill_got_and_stubs(&mut bytes)?;
+        linking.relocate(&mut bytes)?;
+        Ok(Image {
+            base,
+            bytes,
+            regions: self.regions(),
+            symbols: linking.global_symbols()?,
+        })
+    }
+
+    /// `(offset, length, region)` of each non-empty region, in order.
+    fn regions(&self) -> Vec<(u64, u64, Region)> {
+        [Region::Text, Region::ReadOnly, Region::Data]
+            .into_iter()
+            .filter(|&r| self.sizes[r as usize] > 0)
+            .map(|r| {
+                (
+                    self.region_start(r),
+                    align_up(self.sizes[r as usize], PAGE),
+                    r,
+                )
+            })
+            .collect()
+    }
+}
+
+/// One link of the module at `base`.
+struct Linking<'l, 'm> {
+    layout: &'l Layout,
+    file: object::File<'m>,
+    base: u64,
+    resolve: &'l dyn Resolve,
+    placed: &'l BTreeMap<usize, u64>,
+}
+
+impl Linking<'_, '_> {
+    /// Where section `index` runs: placed elsewhere, or in the mapping.
+    fn section_address(&self, index: usize) -> Option<u64> {
+        self.placed
+            .get(&index)
+            .copied()
+            .or_else(|| Some(self.base.wrapping_add(self.layout.section_offset(index)?)))
+    }
+
+    fn symbol_address(&self, index: SymbolIndex) -> Result<u64, Error> {
+        let symbol = self
+            .file
+            .symbol_by_index(index)
+            .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
+        match symbol.section() {
+            SymbolSection::Section(section) => {
+                let address = self.section_address(section.0).ok_or_else(|| {
+                    Error::Module(format!(
+                        "symbol {} lives in a section that is not loaded",
+                        symbol.name().unwrap_or("?")
+                    ))
+                })?;
+                Ok(address.wrapping_add(symbol.address()))
+            }
+            SymbolSection::Undefined => {
+                let name = symbol.name().unwrap_or("");
+                match self.layout.copies.get(name) {
+                    Some((offset, _)) => Ok(self
+                        .base
+                        .wrapping_add(self.layout.region_start(Region::ReadOnly))
+                        .wrapping_add(*offset)),
+                    None => self.resolve.address(name),
+                }
+            }
+            SymbolSection::Absolute => Ok(symbol.address()),
+            other => Err(Error::Module(format!(
+                "symbol {} has unsupported section {other:?}",
+                symbol.name().unwrap_or("?")
+            ))),
+        }
+    }
+
+    fn symbol_name(&self, index: SymbolIndex) -> String {
+        self.file
+            .symbol_by_index(index)
+            .ok()
+            .and_then(|s| s.name().ok().map(str::to_owned))
+            .unwrap_or_else(|| format!("#{}", index.0))
+    }
+
+    /// The bytes of every loaded section with contents, and of the data copies.
+    fn copy_sections(&self, bytes: &mut [u8]) -> Result<(), Error> {
+        for section in self.file.sections() {
+            let Some(offset) = self.layout.section_offset(section.index().0) else {
                 continue;
             };
             if section.kind() == SectionKind::UninitializedData
@@ -330,69 +418,45 @@ impl Layout {
             })?;
             bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         }
-        let read_only = self.region_start(Region::ReadOnly);
-        for (offset, copy) in self.copies.values() {
+        let read_only = self.layout.region_start(Region::ReadOnly);
+        for (offset, copy) in self.layout.copies.values() {
             let at = (read_only + offset) as usize;
             bytes[at..at + copy.len()].copy_from_slice(copy);
         }
+        Ok(())
+    }
 
-        let symbol_address = |index: SymbolIndex| -> Result<u64, Error> {
-            let symbol = file
-                .symbol_by_index(index)
-                .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
-            match symbol.section() {
-                SymbolSection::Section(section) => {
-                    let address = section_address(section.0).ok_or_else(|| {
-                        Error::Module(format!(
-                            "symbol {} lives in a section that is not loaded",
-                            symbol.name().unwrap_or("?")
-                        ))
-                    })?;
-                    Ok(address.wrapping_add(symbol.address()))
-                }
-                SymbolSection::Undefined => {
-                    let name = symbol.name().unwrap_or("");
-                    match self.copies.get(name) {
-                        Some((offset, _)) => Ok(base
-                            .wrapping_add(self.region_start(Region::ReadOnly))
-                            .wrapping_add(*offset)),
-                        None => resolve.address(name),
-                    }
-                }
-                SymbolSection::Absolute => Ok(symbol.address()),
-                other => Err(Error::Module(format!(
-                    "symbol {} has unsupported section {other:?}",
-                    symbol.name().unwrap_or("?")
-                ))),
-            }
-        };
-        let symbol_name = |index: SymbolIndex| -> String {
-            file.symbol_by_index(index)
-                .ok()
-                .and_then(|s| s.name().ok().map(str::to_owned))
-                .unwrap_or_else(|| format!("#{}", index.0))
-        };
-
-        let ro = self.region_start(Region::ReadOnly);
-        for (&(symbol, tls), &offset) in &self.got {
+    /// Each GOT slot's address or thread-pointer offset, each call stub's target.
+    fn fill_got_and_stubs(&self, bytes: &mut [u8]) -> Result<(), Error> {
+        let ro = self.layout.region_start(Region::ReadOnly);
+        for (&(symbol, tls), &offset) in &self.layout.got {
             let value = if tls {
-                resolve.tls_offset(&symbol_name(SymbolIndex(symbol)))? as u64
+                self.resolve
+                    .tls_offset(&self.symbol_name(SymbolIndex(symbol)))? as u64
             } else {
-                symbol_address(SymbolIndex(symbol))?
+                self.symbol_address(SymbolIndex(symbol))?
             };
             let at = (ro + offset) as usize;
             bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
         }
-        let text = self.region_start(Region::Text);
-        for (&symbol, &offset) in &self.stubs {
+        let text = self.layout.region_start(Region::Text);
+        for (&symbol, &offset) in &self.layout.stubs {
             let at = (text + offset) as usize;
-            bytes[at..at + 14].copy_from_slice(&reloc::indirect_jump_stub(symbol_address(
-                SymbolIndex(symbol),
-            )?));
+            let target = self.symbol_address(SymbolIndex(symbol))?;
+            bytes[at..at + 14].copy_from_slice(&reloc::indirect_jump_stub(target));
         }
+        Ok(())
+    }
 
-        for section in file.sections() {
-            let Some(section_offset) = self.section_offset(section.index().0) else {
+    /// Applies every relocation of every loaded section.
+    fn relocate(&self, bytes: &mut [u8]) -> Result<(), Error> {
+        let (ro, text) = (
+            self.layout.region_start(Region::ReadOnly),
+            self.layout.region_start(Region::Text),
+        );
+        let base = self.base;
+        for section in self.file.sections() {
+            let Some(section_offset) = self.layout.section_offset(section.index().0) else {
                 continue;
             };
             for (offset, relocation) in section.relocations() {
@@ -403,18 +467,19 @@ impl Layout {
                     )));
                 };
                 let kind = RelocKind::of(r_type(relocation.flags())?)?;
-                let place = section_address(section.index().0)
+                let place = self
+                    .section_address(section.index().0)
                     .unwrap_or_default()
                     .wrapping_add(offset);
                 let target = match kind {
-                    RelocKind::Got => base + ro + self.got[&(symbol.0, false)],
-                    RelocKind::GotTpOff => base + ro + self.got[&(symbol.0, true)],
-                    RelocKind::TpOff => resolve.tls_offset(&symbol_name(symbol))? as u64,
-                    RelocKind::Plt => match self.stubs.get(&symbol.0) {
+                    RelocKind::Got => base + ro + self.layout.got[&(symbol.0, false)],
+                    RelocKind::GotTpOff => base + ro + self.layout.got[&(symbol.0, true)],
+                    RelocKind::TpOff => self.resolve.tls_offset(&self.symbol_name(symbol))? as u64,
+                    RelocKind::Plt => match self.layout.stubs.get(&symbol.0) {
                         Some(stub) => base + text + stub,
-                        None => symbol_address(symbol)?,
+                        None => self.symbol_address(symbol)?,
                     },
-                    RelocKind::Absolute | RelocKind::PcRelative => symbol_address(symbol)?,
+                    RelocKind::Absolute | RelocKind::PcRelative => self.symbol_address(symbol)?,
                 };
                 let field = usize::try_from(section_offset.saturating_add(offset))
                     .ok()
@@ -431,39 +496,27 @@ impl Layout {
                     Error::Module(format!(
                         "relocation at {}+{offset:#x} against {}: {reason}",
                         section.name().unwrap_or("?"),
-                        symbol_name(symbol)
+                        self.symbol_name(symbol)
                     ))
                 })?;
             }
         }
+        Ok(())
+    }
 
+    /// The run-time address of every global symbol the module defines.
+    fn global_symbols(&self) -> Result<BTreeMap<String, u64>, Error> {
         let mut symbols = BTreeMap::new();
-        for symbol in file.symbols() {
+        for symbol in self.file.symbols() {
             if !symbol.is_global() {
                 continue;
             }
             if let SymbolSection::Section(_) = symbol.section() {
                 if let Ok(name) = symbol.name() {
-                    symbols.insert(name.to_owned(), symbol_address(symbol.index())?);
+                    symbols.insert(name.to_owned(), self.symbol_address(symbol.index())?);
                 }
             }
         }
-        let regions = [Region::Text, Region::ReadOnly, Region::Data]
-            .into_iter()
-            .filter(|&r| self.sizes[r as usize] > 0)
-            .map(|r| {
-                (
-                    self.region_start(r),
-                    align_up(self.sizes[r as usize], PAGE),
-                    r,
-                )
-            })
-            .collect();
-        Ok(Image {
-            base,
-            bytes,
-            regions,
-            symbols,
-        })
+        Ok(symbols)
     }
 }

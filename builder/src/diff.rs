@@ -185,6 +185,40 @@ pub fn compare(
     old_globals: &BTreeSet<String>,
 ) -> Result<PairDiff, Error> {
     let mut notes = Vec::new();
+    let (mut functions, changed_bytes) =
+        function_verdicts(old, new, allow_line_changes, &mut notes);
+    explain_inlining(new, &mut functions, &changed_bytes);
+    propagate_clones(new, &mut functions);
+    let (inits, exits) = routines(new, &mut functions)?;
+    // Cold parts are carried, never replaced in place.
+    for (name, verdict) in functions.iter_mut() {
+        if is_cold(name) {
+            if let Verdict::Replace(_) = verdict {
+                *verdict = Verdict::New(format!("cold part of {}", clone_base(name)));
+            }
+        }
+    }
+    let new_data = check_data(old, new, old_globals)?;
+    if !functions.is_empty() {
+        check_structure(old, new, &functions)?;
+    }
+    Ok(PairDiff {
+        functions,
+        new_data,
+        inits,
+        exits,
+        notes,
+    })
+}
+
+/// The verdict on each function of the new object that is new or differs from the old one,
+/// and the names of those whose bytes (not only relocations) differ.
+fn function_verdicts(
+    old: &Side,
+    new: &Side,
+    allow_line_changes: bool,
+    notes: &mut Vec<String>,
+) -> (BTreeMap<String, Verdict>, BTreeSet<String>) {
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
     // Both maps are sorted by name: the old function of each new one is found by walking
@@ -213,24 +247,7 @@ pub fn compare(
         if old_form.1 == new_form.1 {
             if let Some(pairs) = arch::immediate_only_differences(&old_form.0, &new_form.0) {
                 if !pairs.is_empty() && line_shift_only(old, new, name, &pairs) {
-                    let shown: Vec<String> =
-                        pairs.iter().map(|(a, b)| format!("{a}->{b}")).collect();
-                    let source = new.source(name).unwrap_or_default();
-                    if allow_line_changes {
-                        notes.push(format!(
-                            "{name} ({source}): only line numbers changed ({}); included because line changes are allowed",
-                            shown.join(", ")
-                        ));
-                        functions.insert(
-                            name.clone(),
-                            Verdict::Replace("line numbers changed".into()),
-                        );
-                    } else {
-                        notes.push(format!(
-                            "{name} ({source}): only line numbers changed ({}); not patched (allow line changes to include it)",
-                            shown.join(", ")
-                        ));
-                    }
+                    line_change(new, name, &pairs, allow_line_changes, &mut functions, notes);
                     continue;
                 }
             }
@@ -253,27 +270,55 @@ pub fn compare(
             );
         }
     }
+    (functions, changed_bytes)
+}
 
-    explain_inlining(new, &mut functions, &changed_bytes);
-    propagate_clones(new, &mut functions);
+/// A function whose only differences are line numbers (`pairs`, old to new): replaced only
+/// when line changes are allowed; a note either way.
+fn line_change(
+    new: &Side,
+    name: &str,
+    pairs: &[(u64, u64)],
+    allow_line_changes: bool,
+    functions: &mut BTreeMap<String, Verdict>,
+    notes: &mut Vec<String>,
+) {
+    let shown: Vec<String> = pairs.iter().map(|(a, b)| format!("{a}->{b}")).collect();
+    let source = new.source(name).unwrap_or_default();
+    if allow_line_changes {
+        notes.push(format!(
+            "{name} ({source}): only line numbers changed ({}); included because line changes are allowed",
+            shown.join(", ")
+        ));
+        functions.insert(
+            name.to_owned(),
+            Verdict::Replace("line numbers changed".into()),
+        );
+    } else {
+        notes.push(format!(
+            "{name} ({source}): only line numbers changed ({}); not patched (allow line changes to include it)",
+            shown.join(", ")
+        ));
+    }
+}
 
-    // Init and exit routines.
+/// The init and exit routines of the new object (its `.lpkg.init` and `.lpkg.exit` markers),
+/// each made a new function of its kind unless it is a replaced one.
+fn routines(
+    new: &Side,
+    functions: &mut BTreeMap<String, Verdict>,
+) -> Result<(Vec<String>, Vec<String>), Error> {
     let mut inits = Vec::new();
     let mut exits = Vec::new();
     for sec in &new.obj.sections {
-        let list = match sec.name.as_str() {
-            ".lpkg.init" => &mut inits,
-            ".lpkg.exit" => &mut exits,
+        let (list, kind) = match sec.name.as_str() {
+            ".lpkg.init" => (&mut inits, "init"),
+            ".lpkg.exit" => (&mut exits, "exit"),
             _ => continue,
         };
         for rel in &sec.relocs {
             match new.analysis.resolve(&new.obj, rel, None) {
                 Ref::Func { name, .. } => {
-                    let kind = if sec.name == ".lpkg.init" {
-                        "init"
-                    } else {
-                        "exit"
-                    };
                     let routine = Verdict::New(format!("{kind} routine"));
                     match functions.get(&name) {
                         None => {
@@ -290,34 +335,14 @@ pub fn compare(
                     return Err(refuse(
                         sec.name.clone(),
                         format!(
-                        "routine marker does not point at a function of this object ({other:?})"
-                    ),
+                            "routine marker does not point at a function of this object ({other:?})"
+                        ),
                     ))
                 }
             }
         }
     }
-
-    // Cold parts are carried, never replaced in place.
-    for (name, verdict) in functions.iter_mut() {
-        if is_cold(name) {
-            if let Verdict::Replace(_) = verdict {
-                *verdict = Verdict::New(format!("cold part of {}", clone_base(name)));
-            }
-        }
-    }
-
-    let new_data = check_data(old, new, old_globals)?;
-    if !functions.is_empty() {
-        check_structure(old, new, &functions)?;
-    }
-    Ok(PairDiff {
-        functions,
-        new_data,
-        inits,
-        exits,
-        notes,
-    })
+    Ok((inits, exits))
 }
 
 /// Differing immediates are all line numbers of the function, shifted consistently: the k-th

@@ -555,50 +555,51 @@ fn read_into(obj: &Obj, wanted: Wanted, facts: &mut Facts) -> Result<(), gimli::
         if facts.cu_path.is_none() {
             facts.cu_path = unit_path(&unit);
         }
+        let mut walk = UnitWalk {
+            obj,
+            dwarf: &dwarf,
+            unit: &unit,
+            all,
+            behind: BTreeMap::new(),
+            files: BTreeMap::new(),
+        };
+        walk.read_dies(facts)?;
+    }
+    Ok(())
+}
+
+/// What the handlers of one unit's DIEs share.
+struct UnitWalk<'a, 'u> {
+    obj: &'u Obj,
+    dwarf: &'u gimli::Dwarf<R<'a>>,
+    unit: &'u gimli::Unit<R<'a>>,
+    /// Everything is read (the new side), not only what the old side is asked for.
+    all: bool,
+    /// `struct_behind` by type offset: a unit's DIEs share a few types.
+    behind: BTreeMap<UnitOffset, Option<String>>,
+    files: BTreeMap<u64, Option<Arc<str>>>,
+}
+
+impl<'a> UnitWalk<'a, '_> {
+    /// Every DIE of the unit, depth first, each handled by its tag.
+    fn read_dies(&mut self, facts: &mut Facts) -> Result<(), gimli::Error> {
+        let unit = self.unit;
         // Scopes of the DIEs around the current one, by depth.
         let mut stack: Vec<Scope> = Vec::new();
         let mut depth: isize = 0;
-        // `struct_behind` by type offset: a unit's DIEs share a few types.
-        let mut behind: BTreeMap<UnitOffset, Option<String>> = BTreeMap::new();
-        let mut files: BTreeMap<u64, Option<Arc<str>>> = BTreeMap::new();
         let mut entries = unit.entries();
         while let Some((delta, entry)) = entries.next_dfs()? {
             depth += delta;
             stack.truncate(depth.max(0) as usize);
-            let offset = entry.offset();
-            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles. (The
-            // old side's walk leaves names unread: `enclosing_name` reads them.)
-            let enclosing: Option<&str> = stack.iter().rev().find_map(|s| match s {
-                Scope::Function(name) => Some(&**name),
-                _ => None,
-            });
             let tag = entry.tag();
-            let handled = matches!(
-                tag,
-                gimli::DW_TAG_subprogram
-                    | gimli::DW_TAG_inlined_subroutine
-                    | gimli::DW_TAG_variable
-                    | gimli::DW_TAG_structure_type
-                    | gimli::DW_TAG_union_type
-            );
-            // Other DIEs only count through a type, which their abbreviation tells without
-            // parsing them (call sites, lexical blocks and the like have none); types are
-            // asked of the new side only.
-            let typed = || {
-                unit.abbreviations.get(entry.code()).is_none_or(|a| {
-                    a.attributes()
-                        .iter()
-                        .any(|spec| spec.name() == gimli::DW_AT_type)
-                })
-            };
-            if !(handled || all && typed()) {
+            if !self.reads(tag, entry) {
                 stack.push(Scope::None);
                 continue;
             }
-            if !all {
+            if !self.all {
                 match tag {
                     gimli::DW_TAG_subprogram => {
-                        stack.push(Scope::Unread(offset));
+                        stack.push(Scope::Unread(entry.offset()));
                         continue;
                     }
                     gimli::DW_TAG_inlined_subroutine => {
@@ -608,119 +609,207 @@ fn read_into(obj: &Obj, wanted: Wanted, facts: &mut Facts) -> Result<(), gimli::
                     _ => {}
                 }
             }
+            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles. (The
+            // old side's walk leaves names unread: `enclosing_name` reads them.)
+            let enclosing: Option<&str> = stack.iter().rev().find_map(|s| match s {
+                Scope::Function(name) => Some(&**name),
+                _ => None,
+            });
             // Every attribute this DIE needs, in one pass (each `attr_value` parses the
             // attributes again from the start).
             let attrs = DieAttrs::read(entry);
             let mut this_function = None;
             match tag {
                 gimli::DW_TAG_subprogram => {
-                    // Shared by the declaration, the sections and the stack.
-                    let name = attrs.name_shared(&dwarf, &unit);
-                    if let Some(name) = &name {
-                        // One hash of the name, not two.
-                        if let Entry::Vacant(slot) = facts.decl.entry(name.clone()) {
-                            if let Some(decl) = attrs.decl(&dwarf, &unit, &mut files) {
-                                slot.insert(decl);
-                            }
-                        }
-                        attrs.range_starts(&dwarf, &unit, entry, |begin| {
-                            if let Some((sec, _)) = obj.section_at(begin) {
-                                facts
-                                    .section_function
-                                    .entry(sec)
-                                    .or_insert_with(|| name.clone());
-                            }
-                        })?;
-                    }
-                    this_function = name;
+                    this_function = self.subprogram(entry, &attrs, facts)?
                 }
                 gimli::DW_TAG_inlined_subroutine => {
-                    if let Some(callee) = attrs.name(&dwarf, &unit) {
-                        attrs.range_starts(&dwarf, &unit, entry, |begin| {
-                            if let Some((sec, _)) = obj.section_at(begin) {
-                                facts.inlined.entry(sec).or_default().insert(callee.clone());
-                            }
-                        })?;
-                        // Code inlined here uses the callee's types too: record the callee so
-                        // that the caller inherits them (`types_used_by`).
-                        if let Some(user) = enclosing {
-                            insert_use(&mut facts.uses_types, user, format!("fn {callee}"));
-                        }
-                    }
+                    self.inlined_subroutine(entry, &attrs, enclosing, facts)?
                 }
-                gimli::DW_TAG_variable => {
-                    if let Some(AttributeValue::Exprloc(expr)) = &attrs.location {
-                        let bytes = expr.0.slice();
-                        if bytes.len() == 9 && bytes[0] == gimli::DW_OP_addr.0 {
-                            let addr = u64::from_le_bytes(bytes[1..9].try_into().unwrap());
-                            if let (Some(at), Some(var)) =
-                                (obj.section_at(addr), attrs.name(&dwarf, &unit))
-                            {
-                                let scope = enclosing_name(&stack, &dwarf, &unit);
-                                let scope = scope.as_deref().unwrap_or_default();
-                                facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
-                                if all {
-                                    let ty = variable_struct(&dwarf, &unit, offset, &mut behind);
-                                    if let Some(ty) = ty {
-                                        facts.var_types.entry(at).or_insert(ty);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+                gimli::DW_TAG_variable => self.variable(entry.offset(), &attrs, &stack, facts),
                 gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                    let declaration = matches!(attrs.declaration, Some(AttributeValue::Flag(true)));
-                    if let (false, Some(v)) = (declaration, attrs.name) {
-                        let name = dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned();
-                        let size = entry
-                            .attr_value(gimli::DW_AT_byte_size)?
-                            .and_then(|v| v.udata_value())
-                            .unwrap_or(0);
-                        let mut members = Vec::new();
-                        let mut tree = unit.entries_tree(Some(offset))?;
-                        let root = tree.root()?;
-                        let mut children = root.children();
-                        while let Some(child) = children.next()? {
-                            let e = child.entry();
-                            if e.tag() != gimli::DW_TAG_member {
-                                continue;
-                            }
-                            let mname = match e.attr_value(gimli::DW_AT_name)? {
-                                Some(v) => {
-                                    dwarf.attr_string(&unit, v)?.to_string_lossy().into_owned()
-                                }
-                                None => String::new(),
-                            };
-                            let moff = e
-                                .attr_value(gimli::DW_AT_data_member_location)?
-                                .and_then(|v| v.udata_value())
-                                .unwrap_or(0);
-                            let msize = match e.attr_value(gimli::DW_AT_type)? {
-                                Some(AttributeValue::UnitRef(t)) => type_size(&unit, t),
-                                _ => 0,
-                            };
-                            members.push((mname, moff, msize));
-                        }
-                        facts.layouts.insert(name, (size, members));
-                    }
+                    self.structure(entry, &attrs, facts)?
                 }
                 _ => {}
             }
             // Types used by the enclosing (or this) function.
-            let user = this_function.as_deref().or(enclosing);
-            if let (true, Some(user), Some(AttributeValue::UnitRef(t))) = (all, user, &attrs.ty) {
-                let s = behind
-                    .entry(*t)
-                    .or_insert_with(|| struct_behind(&unit, &dwarf, *t));
-                if let Some(s) = s {
-                    insert_use(&mut facts.uses_types, user, s.clone());
-                }
+            if let Some(user) = this_function.as_deref().or(enclosing) {
+                self.type_use(user, &attrs, facts);
             }
             stack.push(this_function.map_or(Scope::None, Scope::Function));
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Whether the DIE is read at all: the tags with a handler, and (new side only) any DIE
+    /// with a type, which its abbreviation tells without parsing it (call sites, lexical
+    /// blocks and the like have none).
+    fn reads(
+        &self,
+        tag: gimli::DwTag,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+    ) -> bool {
+        let handled = matches!(
+            tag,
+            gimli::DW_TAG_subprogram
+                | gimli::DW_TAG_inlined_subroutine
+                | gimli::DW_TAG_variable
+                | gimli::DW_TAG_structure_type
+                | gimli::DW_TAG_union_type
+        );
+        let typed = || {
+            self.unit.abbreviations.get(entry.code()).is_none_or(|a| {
+                a.attributes()
+                    .iter()
+                    .any(|spec| spec.name() == gimli::DW_AT_type)
+            })
+        };
+        handled || self.all && typed()
+    }
+
+    /// A function: its declaration, and which sections its code is in. Returns its name.
+    fn subprogram(
+        &mut self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+        attrs: &DieAttrs<'a>,
+        facts: &mut Facts,
+    ) -> Result<Option<Arc<str>>, gimli::Error> {
+        // Shared by the declaration, the sections and the stack.
+        let name = attrs.name_shared(self.dwarf, self.unit);
+        if let Some(name) = &name {
+            // One hash of the name, not two.
+            if let Entry::Vacant(slot) = facts.decl.entry(name.clone()) {
+                if let Some(decl) = attrs.decl(self.dwarf, self.unit, &mut self.files) {
+                    slot.insert(decl);
+                }
+            }
+            let obj = self.obj;
+            attrs.range_starts(self.dwarf, self.unit, entry, |begin| {
+                if let Some((sec, _)) = obj.section_at(begin) {
+                    facts
+                        .section_function
+                        .entry(sec)
+                        .or_insert_with(|| name.clone());
+                }
+            })?;
+        }
+        Ok(name)
+    }
+
+    /// Code inlined into the enclosing function: which sections hold it, and (for the
+    /// caller's types) which function it came from.
+    fn inlined_subroutine(
+        &self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+        attrs: &DieAttrs<'a>,
+        enclosing: Option<&str>,
+        facts: &mut Facts,
+    ) -> Result<(), gimli::Error> {
+        let Some(callee) = attrs.name(self.dwarf, self.unit) else {
+            return Ok(());
+        };
+        let obj = self.obj;
+        attrs.range_starts(self.dwarf, self.unit, entry, |begin| {
+            if let Some((sec, _)) = obj.section_at(begin) {
+                facts.inlined.entry(sec).or_default().insert(callee.clone());
+            }
+        })?;
+        // Code inlined here uses the callee's types too: record the callee so that the caller
+        // inherits them (`types_used_by`).
+        if let Some(user) = enclosing {
+            insert_use(&mut facts.uses_types, user, format!("fn {callee}"));
+        }
+        Ok(())
+    }
+
+    /// A variable at a fixed address: the static it names, and (new side) its struct type.
+    fn variable(
+        &mut self,
+        offset: UnitOffset,
+        attrs: &DieAttrs<'a>,
+        stack: &[Scope],
+        facts: &mut Facts,
+    ) {
+        let Some(AttributeValue::Exprloc(expr)) = &attrs.location else {
+            return;
+        };
+        let bytes = expr.0.slice();
+        if bytes.len() != 9 || bytes[0] != gimli::DW_OP_addr.0 {
+            return;
+        }
+        let addr = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
+        let (Some(at), Some(var)) = (self.obj.section_at(addr), attrs.name(self.dwarf, self.unit))
+        else {
+            return;
+        };
+        let scope = enclosing_name(stack, self.dwarf, self.unit);
+        let scope = scope.as_deref().unwrap_or_default();
+        facts.statics.entry(at).or_insert(format!("{scope}::{var}"));
+        if self.all {
+            if let Some(ty) = variable_struct(self.dwarf, self.unit, offset, &mut self.behind) {
+                facts.var_types.entry(at).or_insert(ty);
+            }
+        }
+    }
+
+    /// A struct or union defined here: its size and members.
+    fn structure(
+        &self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+        attrs: &DieAttrs<'a>,
+        facts: &mut Facts,
+    ) -> Result<(), gimli::Error> {
+        let declaration = matches!(attrs.declaration, Some(AttributeValue::Flag(true)));
+        let (false, Some(v)) = (declaration, attrs.name) else {
+            return Ok(());
+        };
+        let (dwarf, unit) = (self.dwarf, self.unit);
+        let name = dwarf.attr_string(unit, v)?.to_string_lossy().into_owned();
+        let size = entry
+            .attr_value(gimli::DW_AT_byte_size)?
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        let mut members = Vec::new();
+        let mut tree = unit.entries_tree(Some(entry.offset()))?;
+        let root = tree.root()?;
+        let mut children = root.children();
+        while let Some(child) = children.next()? {
+            let e = child.entry();
+            if e.tag() != gimli::DW_TAG_member {
+                continue;
+            }
+            let mname = match e.attr_value(gimli::DW_AT_name)? {
+                Some(v) => dwarf.attr_string(unit, v)?.to_string_lossy().into_owned(),
+                None => String::new(),
+            };
+            let moff = e
+                .attr_value(gimli::DW_AT_data_member_location)?
+                .and_then(|v| v.udata_value())
+                .unwrap_or(0);
+            let msize = match e.attr_value(gimli::DW_AT_type)? {
+                Some(AttributeValue::UnitRef(t)) => type_size(unit, t),
+                _ => 0,
+            };
+            members.push((mname, moff, msize));
+        }
+        facts.layouts.insert(name, (size, members));
+        Ok(())
+    }
+
+    /// The struct behind the DIE's type, as used by function `user` (new side only).
+    fn type_use(&mut self, user: &str, attrs: &DieAttrs<'a>, facts: &mut Facts) {
+        let (true, Some(AttributeValue::UnitRef(t))) = (self.all, &attrs.ty) else {
+            return;
+        };
+        let (unit, dwarf) = (self.unit, self.dwarf);
+        let s = self
+            .behind
+            .entry(*t)
+            .or_insert_with(|| struct_behind(unit, dwarf, *t));
+        if let Some(s) = s {
+            insert_use(&mut facts.uses_types, user, s.clone());
+        }
+    }
 }
 
 /// Appends the lines of one run of rows in section `sec` (emptying `lines`). Runs come in

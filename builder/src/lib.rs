@@ -267,10 +267,50 @@ fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> V
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Builds a patch from old and new objects for `opts.target`.
+/// Builds a patch from old and new objects for `opts.target`: read the inputs, compare each
+/// pair, resolve what replaces what in the target, write the module with what it carries, and
+/// describe it all in the manifest.
 pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let mut notes = Vec::new();
-    let pairs = pairs(opts, &mut notes)?;
+    let (target, sides) = read_inputs(opts, &mut notes)?;
+    let mut diffs = compare_pairs(opts, &sides, &mut notes)?;
+    let units = units(&sides);
+    let moved_from = find_moves(&units, &mut diffs);
+    let mut writer = ModuleWriter::new(&target);
+    let (mut functions, routines) =
+        collect_functions(opts, &target, &units, &diffs, &moved_from, &mut writer)?;
+    let mut data = collect_data(&units, &diffs, &mut writer);
+    writer.relocate(&units)?;
+    writer.eh_frame(&units)?;
+    writer.relocate(&units)?;
+    carried_symbols(&units, &mut writer, &mut functions, &mut data, &mut notes);
+    let mut bindings = std::mem::take(&mut writer.bindings);
+    bindings.sort_by(|a, b| a.name().cmp(b.name()));
+    let module = writer.finish()?;
+    let symbols = toml::to_string(&SymbolMap { symbols: bindings })
+        .map_err(|e| Error::Write(e.to_string()))?;
+    if functions.is_empty() {
+        notes.push("no function changed: the package would change nothing".into());
+    }
+    let manifest = manifest(opts, &target, functions, data, routines);
+    drop(units);
+    drop_later((sides, diffs, target));
+    Ok(Built {
+        manifest,
+        payloads: vec![
+            (MODULE_PAYLOAD.to_string(), module),
+            (SYMBOLS_PAYLOAD.to_string(), symbols.into_bytes()),
+        ],
+        notes,
+    })
+}
+
+/// The target file and every pair of old and new objects, read side by side.
+fn read_inputs(
+    opts: &BuildOptions,
+    notes: &mut Vec<String>,
+) -> Result<(TargetFile, Vec<(Side, Side)>), Error> {
+    let pairs = pairs(opts, notes)?;
     let folders = opts.new.is_dir();
     // The target is read while the pairs are: it is independent of them.
     let (target, read) = std::thread::scope(|scope| {
@@ -288,6 +328,15 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     for pair in read {
         sides.extend(pair?);
     }
+    Ok((target, sides))
+}
+
+/// The verdict on every function and data object of each pair, in parallel.
+fn compare_pairs(
+    opts: &BuildOptions,
+    sides: &[(Side, Side)],
+    notes: &mut Vec<String>,
+) -> Result<Vec<diff::PairDiff>, Error> {
     let old_globals: std::collections::BTreeSet<String> = sides
         .iter()
         .flat_map(|(old, _)| old.analysis.data_keys.values())
@@ -296,13 +345,18 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let compared = parallel_map(sides.iter().collect(), |(old, new)| {
         diff::compare(old, new, opts.allow_line_changes, &old_globals)
     });
-    let mut diffs: Vec<diff::PairDiff> = Vec::new();
+    let mut diffs = Vec::new();
     for d in compared {
         let d = d?;
         notes.extend(d.notes.iter().cloned());
         diffs.push(d);
     }
-    let units: Vec<Unit> = sides
+    Ok(diffs)
+}
+
+/// Each pair as the module writer sees it.
+fn units(sides: &[(Side, Side)]) -> Vec<Unit<'_>> {
+    sides
         .iter()
         .map(|(old, new)| Unit {
             old,
@@ -314,17 +368,24 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             },
             unit_path: old.facts.cu_path.clone(),
         })
-        .collect();
+        .collect()
+}
 
-    let moved_from = find_moves(&units, &mut diffs);
-    let mut writer = ModuleWriter::new(&target);
+/// Adds every changed or new function to the module (functions first, so that their names win
+/// over undefined references); returns their manifest entries and the init and exit routines.
+fn collect_functions(
+    opts: &BuildOptions,
+    target: &TargetFile,
+    units: &[Unit],
+    diffs: &[diff::PairDiff],
+    moved_from: &std::collections::BTreeMap<(usize, String), usize>,
+    writer: &mut ModuleWriter,
+) -> Result<(Vec<Function>, Vec<Routine>), Error> {
     let mut functions = Vec::new();
-    let mut data = Vec::new();
     let mut routines = Vec::new();
-    // Functions first, so that their names win over undefined references.
     for (u, d) in diffs.iter().enumerate() {
         for (name, verdict) in &d.functions {
-            let module_symbol = writer.add_function(&units, u, name);
+            let module_symbol = writer.add_function(units, u, name);
             let side = units[u].new;
             let sym = &side.obj.symbols[side.analysis.functions[name]];
             let mut f = Function {
@@ -341,54 +402,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             };
             if let Verdict::Replace(_) = verdict {
                 let from = moved_from.get(&(u, name.clone())).copied().unwrap_or(u);
-                let old = units[from].old;
-                let old_sym = &old.obj.symbols[old.analysis.functions[name]];
-                let t = target
-                    .lookup(
-                        &target::FileId {
-                            name: units[from].file.clone(),
-                            unit_path: units[from].unit_path.clone(),
-                        },
-                        name,
-                        old_sym.local,
-                    )?
-                    .ok_or_else(|| Error::NotInTarget {
-                        symbol: name.clone(),
-                        path: target.path.clone(),
-                        reason: "the function to replace is not in the target's .symtab (was the target built from the old objects?)".into(),
-                    })?;
-                let bytes = target
-                    .bytes_at(t.value, t.size)
-                    .ok_or_else(|| Error::NotInTarget {
-                        symbol: name.clone(),
-                        path: target.path.clone(),
-                        reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
-                    })?;
-                let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
-                let expected =
-                    arch::x86_64::masked_code(&old.obj.sections[old_sec], old_value, old_sym.size);
-                let actual = arch::x86_64::mask_like(bytes, &expected);
-                let stacked = opts.requires.iter().any(|r| r.replaced.contains(name));
-                if !stacked && (expected.len() != bytes.len() || actual != expected) {
-                    return Err(error::refuse(
-                        name.clone(),
-                        format!(
-                            "the target's copy ({} bytes at {:#x}) differs from the old object's ({} bytes): was the target built from these old objects?",
-                            t.size, t.value, old_sym.size
-                        ),
-                    ));
-                }
-                if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value) {
-                    return Err(error::refuse(
-                        name.clone(),
-                        format!("cannot patch entry: {problem}"),
-                    ));
-                }
-                f.action = Action::Replace;
-                f.old_offset = Some(t.value);
-                f.old_size = Some(t.size);
-                f.old_sha256 = Some(hex(&Sha256::digest(bytes)));
-                f.old_room = target.room(t.value, t.size);
+                resolve_replacement(opts, target, &units[from], name, &mut f)?;
             }
             for (list, kind) in [(&d.inits, RoutineKind::Init), (&d.exits, RoutineKind::Exit)] {
                 if list.contains(name) {
@@ -401,9 +415,76 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             functions.push(f);
         }
     }
+    Ok((functions, routines))
+}
+
+/// Makes `f` the replacement of function `name` of `unit`'s old object: finds it in the
+/// target, checks that the target's bytes are the old object's (unless an earlier package
+/// replaced it) and that its entry can take a jump, and records where it is, its hash and the
+/// room after it.
+fn resolve_replacement(
+    opts: &BuildOptions,
+    target: &TargetFile,
+    unit: &Unit,
+    name: &str,
+    f: &mut Function,
+) -> Result<(), Error> {
+    let old = unit.old;
+    let old_sym = &old.obj.symbols[old.analysis.functions[name]];
+    let id = target::FileId {
+        name: unit.file.clone(),
+        unit_path: unit.unit_path.clone(),
+    };
+    let t = target
+        .lookup(&id, name, old_sym.local)?
+        .ok_or_else(|| Error::NotInTarget {
+            symbol: name.to_owned(),
+            path: target.path.clone(),
+            reason: "the function to replace is not in the target's .symtab (was the target built from the old objects?)".into(),
+        })?;
+    let bytes = target
+        .bytes_at(t.value, t.size)
+        .ok_or_else(|| Error::NotInTarget {
+            symbol: name.to_owned(),
+            path: target.path.clone(),
+            reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
+        })?;
+    let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
+    let expected = arch::x86_64::masked_code(&old.obj.sections[old_sec], old_value, old_sym.size);
+    let actual = arch::x86_64::mask_like(bytes, &expected);
+    let stacked = opts
+        .requires
+        .iter()
+        .any(|r| r.replaced.iter().any(|n| n == name));
+    if !stacked && (expected.len() != bytes.len() || actual != expected) {
+        return Err(error::refuse(
+            name.to_owned(),
+            format!(
+                "the target's copy ({} bytes at {:#x}) differs from the old object's ({} bytes): was the target built from these old objects?",
+                t.size, t.value, old_sym.size
+            ),
+        ));
+    }
+    if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value) {
+        return Err(error::refuse(
+            name.to_owned(),
+            format!("cannot patch entry: {problem}"),
+        ));
+    }
+    f.action = Action::Replace;
+    f.old_offset = Some(t.value);
+    f.old_size = Some(t.size);
+    f.old_sha256 = Some(hex(&Sha256::digest(bytes)));
+    f.old_room = target.room(t.value, t.size);
+    Ok(())
+}
+
+/// Adds every new data object to the module; returns their manifest entries.
+fn collect_data(units: &[Unit], diffs: &[diff::PairDiff], writer: &mut ModuleWriter) -> Vec<Data> {
+    let mut data = Vec::new();
     for (u, d) in diffs.iter().enumerate() {
         for &sym in &d.new_data {
-            let (name, section, size) = writer.add_data(&units, u, sym);
+            let (name, section, size) = writer.add_data(units, u, sym);
             data.push(Data {
                 name,
                 section,
@@ -411,9 +492,18 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             });
         }
     }
-    writer.relocate(&units)?;
-    writer.eh_frame(&units)?;
-    writer.relocate(&units)?;
+    data
+}
+
+/// Manifest entries (and a note each) for what the module carries unchanged because the
+/// patch refers to it and the target lacks it (dropped by the linker).
+fn carried_symbols(
+    units: &[Unit],
+    writer: &mut ModuleWriter,
+    functions: &mut Vec<Function>,
+    data: &mut Vec<Data>,
+    notes: &mut Vec<String>,
+) {
     for (u, name, module_symbol) in std::mem::take(&mut writer.carried_functions) {
         let side = units[u].new;
         let sym = &side.obj.symbols[side.analysis.functions[&name]];
@@ -443,15 +533,16 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
             size,
         });
     }
-    let mut bindings = std::mem::take(&mut writer.bindings);
-    bindings.sort_by(|a, b| a.name().cmp(b.name()));
-    let module = writer.finish()?;
-    let symbols = toml::to_string(&SymbolMap { symbols: bindings })
-        .map_err(|e| Error::Write(e.to_string()))?;
-    if functions.is_empty() {
-        notes.push("no function changed: the package would change nothing".into());
-    }
-    let manifest = Manifest {
+}
+
+fn manifest(
+    opts: &BuildOptions,
+    target: &TargetFile,
+    functions: Vec<Function>,
+    data: Vec<Data>,
+    routines: Vec<Routine>,
+) -> Manifest {
+    Manifest {
         format_version: FORMAT_VERSION,
         package: PackageInfo {
             name: opts.name.clone(),
@@ -477,17 +568,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
         data,
         routines,
         payloads: Vec::new(),
-    };
-    drop(units);
-    drop_later((sides, diffs, target));
-    Ok(Built {
-        manifest,
-        payloads: vec![
-            (MODULE_PAYLOAD.to_string(), module),
-            (SYMBOLS_PAYLOAD.to_string(), symbols.into_bytes()),
-        ],
-        notes,
-    })
+    }
 }
 
 /// Frees `value` on a helper thread: the objects and facts of a build are some 100 000 small

@@ -393,93 +393,28 @@ impl<'a> ModuleWriter<'a> {
     /// FDEs of code that is not copied are left out. Call [`ModuleWriter::relocate`] again
     /// after this: the sections it copied need their own relocations.
     pub fn eh_frame(&mut self, units: &[Unit]) -> Result<(), Error> {
-        let mut bytes = Vec::new();
-        let mut relocations = Vec::new();
+        let mut out = CfiOut::default();
         for (u, unit) in units.iter().enumerate() {
-            let obj = &unit.new.obj;
-            for section in obj.sections.iter().filter(|s| s.name == ".eh_frame") {
-                let mut cies: BTreeMap<usize, usize> = BTreeMap::new();
-                // By offset: each record's relocations are found by binary search (a scan per
-                // record was quadratic in the functions of an object).
-                let mut sorted: Vec<_> = section.relocs.iter().collect();
-                sorted.sort_by_key(|r| r.offset);
-                let relocs_in = |start: usize, end: usize| {
-                    let from = sorted.partition_point(|r| r.offset < start as u64);
-                    let to = sorted.partition_point(|r| r.offset < end as u64);
-                    sorted[from..to].to_vec()
-                };
-                let records: Vec<CfiRecord> = cfi_records(&section.data).collect();
-                for &record in &records {
-                    let CfiRecord::Fde { at, end, cie } = record else {
-                        continue;
-                    };
-                    let fde_relocs = relocs_in(at, end);
-                    let Some(&pc_begin) = fde_relocs.iter().find(|r| r.offset == at as u64 + 8)
-                    else {
-                        continue;
-                    };
-                    let code = &obj.symbols[pc_begin.sym];
-                    let Some(&out_section) = code.section.and_then(|s| self.sections.get(&(u, s)))
-                    else {
-                        continue;
-                    };
-                    let Some(CfiRecord::Cie { end: cie_end, .. }) =
-                        records.iter().copied().find(|r| r.at() == cie)
-                    else {
-                        continue;
-                    };
-                    let new_cie = match cies.get(&cie) {
-                        Some(&new_cie) => new_cie,
-                        None => {
-                            let new_cie = bytes.len();
-                            bytes.extend_from_slice(&section.data[cie..cie_end]);
-                            for rel in relocs_in(cie, cie_end) {
-                                let (symbol, addend) =
-                                    self.reference(units, u, rel, None, ".eh_frame")?;
-                                relocations.push(Relocation {
-                                    offset: (new_cie + rel.offset as usize - cie) as u64,
-                                    symbol,
-                                    addend,
-                                    flags: RelocationFlags::Elf { r_type: rel.r_type },
-                                });
-                            }
-                            cies.insert(cie, new_cie);
-                            new_cie
-                        }
-                    };
-                    let new_at = bytes.len();
-                    bytes.extend_from_slice(&section.data[at..end]);
-                    // The CIE pointer counts back from its own field to the CIE.
-                    let pointer = (new_at + 4 - new_cie) as u32;
-                    bytes[new_at + 4..new_at + 8].copy_from_slice(&pointer.to_le_bytes());
-                    for rel in fde_relocs {
-                        let offset = (new_at + rel.offset as usize - at) as u64;
-                        let (symbol, addend) = if std::ptr::eq(rel, pc_begin) {
-                            let addend = rel.addend + code.value as i64;
-                            (self.out.section_symbol(out_section), addend)
-                        } else {
-                            self.reference(units, u, rel, None, ".eh_frame")?
-                        };
-                        relocations.push(Relocation {
-                            offset,
-                            symbol,
-                            addend,
-                            flags: RelocationFlags::Elf { r_type: rel.r_type },
-                        });
-                    }
-                }
+            for section in unit
+                .new
+                .obj
+                .sections
+                .iter()
+                .filter(|s| s.name == ".eh_frame")
+            {
+                self.carry_cfi(units, u, section, &mut out)?;
             }
         }
-        if relocations.is_empty() {
+        if out.relocations.is_empty() {
             return Ok(());
         }
-        let records_len = bytes.len() as u64;
-        bytes.extend_from_slice(&[0; 4]);
+        let records_len = out.bytes.len() as u64;
+        out.bytes.extend_from_slice(&[0; 4]);
         let id = self
             .out
             .add_section(Vec::new(), b".eh_frame".to_vec(), SectionKind::ReadOnlyData);
-        self.out.append_section_data(id, &bytes, 8);
-        for relocation in relocations {
+        self.out.append_section_data(id, &out.bytes, 8);
+        for relocation in out.relocations {
             self.out
                 .add_relocation(id, relocation)
                 .map_err(|e| Error::Write(e.to_string()))?;
@@ -499,6 +434,93 @@ impl<'a> ModuleWriter<'a> {
                 flags: SymbolFlags::None,
             });
         }
+        self.eh_object();
+        Ok(())
+    }
+
+    /// Copies the records of one `.eh_frame` section of unit `u`'s new object that describe
+    /// copied code into `out`: each such FDE, its CIE once, and their relocations.
+    fn carry_cfi(
+        &mut self,
+        units: &[Unit],
+        u: usize,
+        section: &crate::objfile::Sec,
+        out: &mut CfiOut,
+    ) -> Result<(), Error> {
+        let obj = &units[u].new.obj;
+        // CIE offset in the section to its offset in `out`.
+        let mut cies: BTreeMap<usize, usize> = BTreeMap::new();
+        // By offset: each record's relocations are found by binary search (a scan per
+        // record was quadratic in the functions of an object).
+        let mut sorted: Vec<_> = section.relocs.iter().collect();
+        sorted.sort_by_key(|r| r.offset);
+        let relocs_in = |start: usize, end: usize| {
+            let from = sorted.partition_point(|r| r.offset < start as u64);
+            let to = sorted.partition_point(|r| r.offset < end as u64);
+            sorted[from..to].to_vec()
+        };
+        let records: Vec<CfiRecord> = cfi_records(&section.data).collect();
+        for &record in &records {
+            let CfiRecord::Fde { at, end, cie } = record else {
+                continue;
+            };
+            let fde_relocs = relocs_in(at, end);
+            let Some(&pc_begin) = fde_relocs.iter().find(|r| r.offset == at as u64 + 8) else {
+                continue;
+            };
+            let code = &obj.symbols[pc_begin.sym];
+            let Some(&out_section) = code.section.and_then(|s| self.sections.get(&(u, s))) else {
+                continue;
+            };
+            let Some(CfiRecord::Cie { end: cie_end, .. }) =
+                records.iter().copied().find(|r| r.at() == cie)
+            else {
+                continue;
+            };
+            let new_cie = match cies.get(&cie) {
+                Some(&new_cie) => new_cie,
+                None => {
+                    let new_cie = out.bytes.len();
+                    out.bytes.extend_from_slice(&section.data[cie..cie_end]);
+                    for rel in relocs_in(cie, cie_end) {
+                        let (symbol, addend) = self.reference(units, u, rel, None, ".eh_frame")?;
+                        out.relocations.push(Relocation {
+                            offset: (new_cie + rel.offset as usize - cie) as u64,
+                            symbol,
+                            addend,
+                            flags: RelocationFlags::Elf { r_type: rel.r_type },
+                        });
+                    }
+                    cies.insert(cie, new_cie);
+                    new_cie
+                }
+            };
+            let new_at = out.bytes.len();
+            out.bytes.extend_from_slice(&section.data[at..end]);
+            // The CIE pointer counts back from its own field to the CIE.
+            let pointer = (new_at + 4 - new_cie) as u32;
+            out.bytes[new_at + 4..new_at + 8].copy_from_slice(&pointer.to_le_bytes());
+            for rel in fde_relocs {
+                let offset = (new_at + rel.offset as usize - at) as u64;
+                let (symbol, addend) = if std::ptr::eq(rel, pc_begin) {
+                    let addend = rel.addend + code.value as i64;
+                    (self.out.section_symbol(out_section), addend)
+                } else {
+                    self.reference(units, u, rel, None, ".eh_frame")?
+                };
+                out.relocations.push(Relocation {
+                    offset,
+                    symbol,
+                    addend,
+                    flags: RelocationFlags::Elf { r_type: rel.r_type },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `__lpkg_eh_object`: zeroed room the applier registers the CFI with.
+    fn eh_object(&mut self) {
         let object = self.out.add_section(
             Vec::new(),
             b".bss.lpkg_eh_object".to_vec(),
@@ -516,13 +538,19 @@ impl<'a> ModuleWriter<'a> {
             section: SymbolSection::Section(object),
             flags: SymbolFlags::None,
         });
-        Ok(())
     }
 
     /// The finished object file.
     pub fn finish(self) -> Result<Vec<u8>, Error> {
         self.out.write().map_err(|e| Error::Write(e.to_string()))
     }
+}
+
+/// The module's `.eh_frame` being written: its bytes and relocations.
+#[derive(Default)]
+struct CfiOut {
+    bytes: Vec<u8>,
+    relocations: Vec<Relocation>,
 }
 
 /// One record of an `.eh_frame` section: `[at, end)` in the section's bytes.

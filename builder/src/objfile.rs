@@ -137,189 +137,10 @@ impl Obj {
         if header.e_machine(endian) != elf::EM_X86_64 {
             return Err(bad(path, "not an x86_64 object"));
         }
-        let mut comdat_members = std::collections::BTreeSet::new();
-        for comdat in file.comdats() {
-            for idx in object::ObjectComdat::sections(&comdat) {
-                comdat_members.insert(idx.0);
-            }
-        }
-        let count = file.elf_section_table().len();
-        let mut sections: Vec<Sec> = (0..count)
-            .map(|_| Sec {
-                name: String::new(),
-                sh_type: 0,
-                flags: 0,
-                entsize: 0,
-                align: 1,
-                size: 0,
-                data: Vec::new(),
-                relocs: Vec::new(),
-                addr: 0,
-                comdat: false,
-                named: Vec::new(),
-                instructions: Vec::new(),
-            })
-            .collect();
-        let mut next_addr = 0x1000u64;
-        // DWARF sections the facts are read from, with their relocation tables: relocated once
-        // the symbols are known, straight from the file's RELA entries.
-        let mut dwarf: Vec<DwarfSection> = Vec::new();
-        for section in file.sections() {
-            let idx = section.index().0;
-            let sh = section.elf_section_header();
-            let name = section.name().unwrap_or("").to_string();
-            let sh_type = sh.sh_type(endian);
-            let is_debug = name.starts_with(".debug_");
-            // Relocation, symbol and string tables are parsed below, and DWARF the facts do
-            // not read is not read at all: their bytes are not kept.
-            let parsed = matches!(
-                sh_type,
-                elf::SHT_NOBITS | elf::SHT_RELA | elf::SHT_REL | elf::SHT_SYMTAB | elf::SHT_STRTAB
-            ) || (is_debug && !crate::dwarf::reads_section(&name));
-            let mut data = if parsed {
-                Vec::new()
-            } else {
-                section
-                    .data()
-                    .map_err(|e| bad(path, format!("section {name}: {e}")))?
-                    .to_vec()
-            };
-            let mut relocs = Vec::new();
-            if is_debug {
-                if !parsed {
-                    // x86_64 objects use RELA only (psABI).
-                    let tables = rela_tables(&file, idx).unwrap_or_default();
-                    dwarf.push((idx, std::mem::take(&mut data), tables));
-                }
-            } else {
-                relocs = relocations(&file, &section, path)?;
-                relocs.sort_by_key(|r| r.offset);
-            }
-            let flags = sh.sh_flags(endian);
-            let align = sh.sh_addralign(endian).max(1);
-            if !align.is_power_of_two() || align > MAX_ALIGN {
-                return Err(bad(
-                    path,
-                    format!(
-                    "section {name} has an alignment of {align:#x} (a power of two up to {MAX_ALIGN:#x} expected)"
-                ),
-                ));
-            }
-            let size = sh.sh_size(endian);
-            let mut addr = 0;
-            if flags & u64::from(elf::SHF_ALLOC) != 0 {
-                addr = next_addr
-                    .checked_next_multiple_of(align)
-                    .filter(|a| a.checked_add(size).is_some_and(|end| end <= MAX_LAYOUT))
-                    .ok_or_else(|| {
-                        bad(
-                            path,
-                            format!("section {name} of {size:#x} bytes does not fit"),
-                        )
-                    })?;
-                next_addr = addr + size.max(1);
-            }
-            sections[idx] = Sec {
-                name,
-                sh_type,
-                flags,
-                entsize: sh.sh_entsize(endian),
-                align,
-                size,
-                data,
-                relocs,
-                addr,
-                comdat: comdat_members.contains(&idx),
-                named: Vec::new(),
-                instructions: Vec::new(),
-            };
-        }
-        let table = file.elf_symbol_table();
-        let mut symbols = Vec::with_capacity(table.len());
-        let mut file_name = String::new();
-        for sym in table.iter() {
-            let name = table
-                .symbol_name(endian, sym)
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default();
-            let kind = match sym.st_type() {
-                elf::STT_FUNC => SymKind::Func,
-                elf::STT_OBJECT => SymKind::Object,
-                elf::STT_TLS => SymKind::Tls,
-                elf::STT_SECTION => SymKind::Section,
-                elf::STT_FILE => SymKind::File,
-                _ => SymKind::Other,
-            };
-            if kind == SymKind::File && file_name.is_empty() {
-                file_name = name.clone();
-            }
-            let shndx = sym.st_shndx(endian);
-            let section = if shndx != elf::SHN_UNDEF && (shndx as u32) < elf::SHN_LORESERVE as u32 {
-                Some(shndx as usize)
-            } else {
-                None
-            };
-            if section.is_some_and(|s| s >= sections.len()) {
-                return Err(bad(
-                    path,
-                    format!("symbol {name} is in section {shndx}, which does not exist"),
-                ));
-            }
-            let (value, size) = (sym.st_value(endian), sym.st_size(endian));
-            if let Some(sec) = section.and_then(|s| sections.get(s)) {
-                if value.checked_add(size).is_none_or(|end| end > sec.size) {
-                    return Err(bad(
-                        path,
-                        format!(
-                            "symbol {name} ({size} bytes at {value:#x}) runs past the end of section {} ({} bytes)",
-                            sec.name, sec.size
-                        ),
-                    ));
-                }
-            }
-            let mut name = name;
-            if kind == SymKind::Section {
-                name = section
-                    .and_then(|s| sections.get(s))
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default();
-            }
-            symbols.push(Sym {
-                name,
-                kind,
-                local: sym.st_bind() == elf::STB_LOCAL,
-                section,
-                value,
-                size,
-            });
-        }
-        for sec in &sections {
-            if let Some(r) = sec.relocs.iter().find(|r| {
-                r.sym >= symbols.len() || r.offset.checked_add(4).is_none_or(|end| end > sec.size)
-            }) {
-                return Err(bad(
-                    path,
-                    format!(
-                        "a relocation of section {} at {:#x} names symbol {} or lies outside the section",
-                        sec.name, r.offset, r.sym
-                    ),
-                ));
-            }
-        }
-        for (i, s) in symbols.iter().enumerate() {
-            if matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls) {
-                if let Some(sec) = s.section.and_then(|x| sections.get_mut(x)) {
-                    sec.named.push(i);
-                }
-            }
-        }
-        for sec in &mut sections {
-            sec.named.sort_by_key(|&i| (symbols[i].value, i));
-            // Bounds are only used to bias the section's own relocations.
-            if sec.exec() && !sec.relocs.is_empty() {
-                sec.instructions = crate::arch::x86_64::instruction_bounds(&sec.data);
-            }
-        }
+        let (mut sections, dwarf) = read_sections(&file, path)?;
+        let (symbols, file_name) = read_symbols(&file, &sections, path)?;
+        check_relocations(&sections, symbols.len(), path)?;
+        index_sections(&mut sections, &symbols);
         let mut obj = Obj {
             path: path.to_path_buf(),
             file_name,
@@ -406,6 +227,219 @@ impl Obj {
         let i = self.by_addr.partition_point(|&(start, _)| start <= addr);
         let &(start, sec) = self.by_addr.get(i.checked_sub(1)?)?;
         (addr < start + self.sections[sec].size.max(1)).then_some((sec, addr - start))
+    }
+}
+
+/// Every section of `file`, laid out at synthetic addresses (allocatable ones only, in
+/// order), with its bytes and sorted relocations; and the DWARF sections the facts read, with
+/// their relocation tables, to be relocated once the symbols are known.
+fn read_sections<'d>(
+    file: &ElfFile64<'d, Endianness>,
+    path: &Path,
+) -> Result<(Vec<Sec>, Vec<DwarfSection<'d>>), Error> {
+    let endian = file.endian();
+    let mut comdat_members = std::collections::BTreeSet::new();
+    for comdat in file.comdats() {
+        for idx in object::ObjectComdat::sections(&comdat) {
+            comdat_members.insert(idx.0);
+        }
+    }
+    let count = file.elf_section_table().len();
+    let mut sections: Vec<Sec> = (0..count)
+        .map(|_| Sec {
+            name: String::new(),
+            sh_type: 0,
+            flags: 0,
+            entsize: 0,
+            align: 1,
+            size: 0,
+            data: Vec::new(),
+            relocs: Vec::new(),
+            addr: 0,
+            comdat: false,
+            named: Vec::new(),
+            instructions: Vec::new(),
+        })
+        .collect();
+    let mut next_addr = 0x1000u64;
+    let mut dwarf: Vec<DwarfSection> = Vec::new();
+    for section in file.sections() {
+        let idx = section.index().0;
+        let sh = section.elf_section_header();
+        let name = section.name().unwrap_or("").to_string();
+        let sh_type = sh.sh_type(endian);
+        let is_debug = name.starts_with(".debug_");
+        // Relocation, symbol and string tables are parsed below, and DWARF the facts do
+        // not read is not read at all: their bytes are not kept.
+        let parsed = matches!(
+            sh_type,
+            elf::SHT_NOBITS | elf::SHT_RELA | elf::SHT_REL | elf::SHT_SYMTAB | elf::SHT_STRTAB
+        ) || (is_debug && !crate::dwarf::reads_section(&name));
+        let mut data = if parsed {
+            Vec::new()
+        } else {
+            section
+                .data()
+                .map_err(|e| bad(path, format!("section {name}: {e}")))?
+                .to_vec()
+        };
+        let mut relocs = Vec::new();
+        if is_debug {
+            if !parsed {
+                // x86_64 objects use RELA only (psABI).
+                let tables = rela_tables(file, idx).unwrap_or_default();
+                dwarf.push((idx, std::mem::take(&mut data), tables));
+            }
+        } else {
+            relocs = relocations(file, &section, path)?;
+            relocs.sort_by_key(|r| r.offset);
+        }
+        let flags = sh.sh_flags(endian);
+        let align = sh.sh_addralign(endian).max(1);
+        if !align.is_power_of_two() || align > MAX_ALIGN {
+            return Err(bad(
+                path,
+                format!(
+                    "section {name} has an alignment of {align:#x} (a power of two up to {MAX_ALIGN:#x} expected)"
+                ),
+            ));
+        }
+        let size = sh.sh_size(endian);
+        let mut addr = 0;
+        if flags & u64::from(elf::SHF_ALLOC) != 0 {
+            addr = next_addr
+                .checked_next_multiple_of(align)
+                .filter(|a| a.checked_add(size).is_some_and(|end| end <= MAX_LAYOUT))
+                .ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("section {name} of {size:#x} bytes does not fit"),
+                    )
+                })?;
+            next_addr = addr + size.max(1);
+        }
+        sections[idx] = Sec {
+            name,
+            sh_type,
+            flags,
+            entsize: sh.sh_entsize(endian),
+            align,
+            size,
+            data,
+            relocs,
+            addr,
+            comdat: comdat_members.contains(&idx),
+            named: Vec::new(),
+            instructions: Vec::new(),
+        };
+    }
+    Ok((sections, dwarf))
+}
+
+/// Every symbol of `file`, each inside its section, and the name of the first STT_FILE
+/// symbol. A section symbol takes its section's name.
+fn read_symbols(
+    file: &ElfFile64<'_, Endianness>,
+    sections: &[Sec],
+    path: &Path,
+) -> Result<(Vec<Sym>, String), Error> {
+    let endian = file.endian();
+    let table = file.elf_symbol_table();
+    let mut symbols = Vec::with_capacity(table.len());
+    let mut file_name = String::new();
+    for sym in table.iter() {
+        let name = table
+            .symbol_name(endian, sym)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let kind = match sym.st_type() {
+            elf::STT_FUNC => SymKind::Func,
+            elf::STT_OBJECT => SymKind::Object,
+            elf::STT_TLS => SymKind::Tls,
+            elf::STT_SECTION => SymKind::Section,
+            elf::STT_FILE => SymKind::File,
+            _ => SymKind::Other,
+        };
+        if kind == SymKind::File && file_name.is_empty() {
+            file_name = name.clone();
+        }
+        let shndx = sym.st_shndx(endian);
+        let section = if shndx != elf::SHN_UNDEF && (shndx as u32) < elf::SHN_LORESERVE as u32 {
+            Some(shndx as usize)
+        } else {
+            None
+        };
+        if section.is_some_and(|s| s >= sections.len()) {
+            return Err(bad(
+                path,
+                format!("symbol {name} is in section {shndx}, which does not exist"),
+            ));
+        }
+        let (value, size) = (sym.st_value(endian), sym.st_size(endian));
+        if let Some(sec) = section.and_then(|s| sections.get(s)) {
+            if value.checked_add(size).is_none_or(|end| end > sec.size) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "symbol {name} ({size} bytes at {value:#x}) runs past the end of section {} ({} bytes)",
+                        sec.name, sec.size
+                    ),
+                ));
+            }
+        }
+        let mut name = name;
+        if kind == SymKind::Section {
+            name = section
+                .and_then(|s| sections.get(s))
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+        }
+        symbols.push(Sym {
+            name,
+            kind,
+            local: sym.st_bind() == elf::STB_LOCAL,
+            section,
+            value,
+            size,
+        });
+    }
+    Ok((symbols, file_name))
+}
+
+/// Every relocation names an existing symbol and lies inside its section.
+fn check_relocations(sections: &[Sec], symbol_count: usize, path: &Path) -> Result<(), Error> {
+    for sec in sections {
+        if let Some(r) = sec.relocs.iter().find(|r| {
+            r.sym >= symbol_count || r.offset.checked_add(4).is_none_or(|end| end > sec.size)
+        }) {
+            return Err(bad(
+                path,
+                format!(
+                    "a relocation of section {} at {:#x} names symbol {} or lies outside the section",
+                    sec.name, r.offset, r.sym
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Each section's named symbols, by address, and the instruction bounds of code sections
+/// with relocations.
+fn index_sections(sections: &mut [Sec], symbols: &[Sym]) {
+    for (i, s) in symbols.iter().enumerate() {
+        if matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls) {
+            if let Some(sec) = s.section.and_then(|x| sections.get_mut(x)) {
+                sec.named.push(i);
+            }
+        }
+    }
+    for sec in sections {
+        sec.named.sort_by_key(|&i| (symbols[i].value, i));
+        // Bounds are only used to bias the section's own relocations.
+        if sec.exec() && !sec.relocs.is_empty() {
+            sec.instructions = crate::arch::x86_64::instruction_bounds(&sec.data);
+        }
     }
 }
 

@@ -83,60 +83,7 @@ impl TargetFile {
                 path: path.to_path_buf(),
             });
         }
-        // Hashed: only ever looked up (a large target's ten thousand names showed in profiles
-        // as sorted maps).
-        let mut globals = HashMap::with_capacity(table.len());
-        let mut locals: HashMap<(String, String), Vec<(usize, TargetSym)>> = HashMap::new();
-        let mut file_blocks: HashMap<String, usize> = HashMap::new();
-        let mut block = 0;
-        let mut versions = HashMap::new();
-        let mut current_file = String::new();
-        let mut starts = Vec::new();
-        for sym in table.iter() {
-            let name = table
-                .symbol_name(endian, sym)
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .unwrap_or_default();
-            let kind = sym.st_type();
-            if kind == elf::STT_FILE {
-                let n = file_blocks.entry(name.clone()).or_default();
-                block = *n;
-                *n += 1;
-                current_file = name;
-                continue;
-            }
-            let shndx = sym.st_shndx(endian);
-            if shndx == elf::SHN_UNDEF {
-                if let Some((base, version)) = name.split_once('@') {
-                    versions.insert(
-                        base.to_string(),
-                        version.trim_start_matches('@').to_string(),
-                    );
-                }
-                continue;
-            }
-            if name.is_empty() || kind == elf::STT_SECTION {
-                continue;
-            }
-            let entry = TargetSym {
-                value: sym.st_value(endian),
-                size: sym.st_size(endian),
-            };
-            starts.push(entry.value);
-            if sym.st_bind() == elf::STB_LOCAL {
-                locals
-                    .entry((current_file.clone(), name))
-                    .or_default()
-                    .push((block, entry));
-            } else {
-                // Copy-relocated library data (`stdout@GLIBC_2.2.5` in a PIE) is defined in the
-                // target under its versioned name; the objects refer to it by the plain name.
-                if let Some((base, _)) = name.split_once('@') {
-                    globals.entry(base.to_string()).or_insert(entry.clone());
-                }
-                globals.entry(name).or_insert(entry);
-            }
-        }
+        let symbols = read_symbols(&file);
         let sections = file
             .sections()
             .filter_map(|s| {
@@ -145,38 +92,24 @@ impl TargetFile {
                 (s.address() != 0).then(|| (s.address(), data.to_vec()))
             })
             .collect();
-        // Borrowed from the file's bytes unless compressed, and only what the unit paths need.
-        let mut debug = BTreeMap::new();
-        for s in file.sections() {
-            if let Ok(name) = s.name() {
-                if crate::dwarf::reads_section(name) {
-                    if let Ok(data) = s.uncompressed_data() {
-                        debug.insert(name.to_string(), data);
-                    }
-                }
-            }
-        }
-        let unit_paths = crate::dwarf::unit_paths(&debug);
-        drop(debug);
+        let unit_paths = unit_paths(&file);
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let sha256 = hex(&Sha256::digest(&bytes[..]));
-        starts.sort_unstable();
-        starts.dedup();
         Ok(TargetFile {
             path: path.to_path_buf(),
             file_name,
             build_id,
             sha256,
-            globals,
-            locals,
-            file_blocks,
+            globals: symbols.globals,
+            locals: symbols.locals,
+            file_blocks: symbols.file_blocks,
             unit_paths,
-            versions,
+            versions: symbols.versions,
             sections,
-            starts,
+            starts: symbols.starts,
         })
     }
 
@@ -283,4 +216,97 @@ impl TargetFile {
             data.get(from..from.checked_add(size as usize)?)
         })
     }
+}
+
+/// The target's symbol table, indexed as [`TargetFile`] keeps it.
+struct SymbolTables {
+    globals: HashMap<String, TargetSym>,
+    locals: HashMap<(String, String), Vec<(usize, TargetSym)>>,
+    file_blocks: HashMap<String, usize>,
+    versions: HashMap<String, String>,
+    starts: Vec<u64>,
+}
+
+fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
+    let endian = file.endian();
+    let table = file.elf_symbol_table();
+    // Hashed: only ever looked up (a large target's ten thousand names showed in profiles
+    // as sorted maps).
+    let mut globals = HashMap::with_capacity(table.len());
+    let mut locals: HashMap<(String, String), Vec<(usize, TargetSym)>> = HashMap::new();
+    let mut file_blocks: HashMap<String, usize> = HashMap::new();
+    let mut block = 0;
+    let mut versions = HashMap::new();
+    let mut current_file = String::new();
+    let mut starts = Vec::new();
+    for sym in table.iter() {
+        let name = table
+            .symbol_name(endian, sym)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let kind = sym.st_type();
+        if kind == elf::STT_FILE {
+            let n = file_blocks.entry(name.clone()).or_default();
+            block = *n;
+            *n += 1;
+            current_file = name;
+            continue;
+        }
+        let shndx = sym.st_shndx(endian);
+        if shndx == elf::SHN_UNDEF {
+            if let Some((base, version)) = name.split_once('@') {
+                versions.insert(
+                    base.to_string(),
+                    version.trim_start_matches('@').to_string(),
+                );
+            }
+            continue;
+        }
+        if name.is_empty() || kind == elf::STT_SECTION {
+            continue;
+        }
+        let entry = TargetSym {
+            value: sym.st_value(endian),
+            size: sym.st_size(endian),
+        };
+        starts.push(entry.value);
+        if sym.st_bind() == elf::STB_LOCAL {
+            locals
+                .entry((current_file.clone(), name))
+                .or_default()
+                .push((block, entry));
+        } else {
+            // Copy-relocated library data (`stdout@GLIBC_2.2.5` in a PIE) is defined in the
+            // target under its versioned name; the objects refer to it by the plain name.
+            if let Some((base, _)) = name.split_once('@') {
+                globals.entry(base.to_string()).or_insert(entry.clone());
+            }
+            globals.entry(name).or_insert(entry);
+        }
+    }
+    starts.sort_unstable();
+    starts.dedup();
+    SymbolTables {
+        globals,
+        locals,
+        file_blocks,
+        versions,
+        starts,
+    }
+}
+
+/// The unit paths of the target's DWARF: its sections borrowed from the file's bytes unless
+/// compressed, and only what the unit paths need.
+fn unit_paths(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
+    let mut debug = BTreeMap::new();
+    for s in file.sections() {
+        if let Ok(name) = s.name() {
+            if crate::dwarf::reads_section(name) {
+                if let Ok(data) = s.uncompressed_data() {
+                    debug.insert(name.to_string(), data);
+                }
+            }
+        }
+    }
+    crate::dwarf::unit_paths(&debug)
 }
