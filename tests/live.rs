@@ -297,6 +297,25 @@ fn refusals_leave_the_target_exactly_as_it_was() {
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("build-id"), "{}", run.stderr);
 
+    // Built for another machine: the same package, its manifest saying aarch64, signed anew.
+    let original = lpkg_format::Package::from_bytes(&std::fs::read(&package).unwrap()).unwrap();
+    let mut manifest = original.manifest().clone();
+    manifest.target.machine = "aarch64".into();
+    let payloads = original
+        .payloads()
+        .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
+        .collect();
+    let mut foreign = lpkg_format::Package::new(manifest, payloads).unwrap();
+    foreign
+        .sign(&lpkg_format::SecretKey::read(&key).unwrap())
+        .unwrap();
+    let foreign_path = s.path("aarch64.lpkg");
+    std::fs::write(&foreign_path, foreign.to_bytes()).unwrap();
+    let run = apply(&s, &foreign_path, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("for aarch64"), "{}", run.stderr);
+    check_untouched(&mut target, "a package for another machine");
+
     // Someone else changed compute(): the pre-image no longer matches.
     let pid = target.child.id() as i32;
     let (address, size) = compute;

@@ -203,10 +203,9 @@ fn apply_verified(
 
 fn check_machine(manifest: &Manifest) -> Result<(), Error> {
     if manifest.target.machine != "x86_64" {
-        return Err(Error::Module(format!(
-            "package is for {}, not x86_64",
-            manifest.target.machine
-        )));
+        return Err(Error::WrongMachine {
+            machine: manifest.target.machine.clone(),
+        });
     }
     Ok(())
 }

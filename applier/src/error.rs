@@ -22,6 +22,12 @@ pub enum Error {
         /// The target's file name from the manifest.
         file_name: String,
     },
+    /// The package was built for another machine than the processes lpkg patches.
+    #[error("package is for {machine}, not x86_64: this package is for another machine")]
+    WrongMachine {
+        /// The machine the manifest names.
+        machine: String,
+    },
     /// A function's live bytes are neither the original nor an lpkg jump.
     #[error("function {function} at {address:#x} does not hold the bytes the package expects: someone else changed this code")]
     PreimageMismatch {
@@ -110,6 +116,7 @@ impl Error {
         matches!(
             self,
             Error::WrongTarget { .. }
+                | Error::WrongMachine { .. }
                 | Error::PreimageMismatch { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }

@@ -24,7 +24,11 @@ pub enum Error {
         pid: Pid,
     },
     /// The kernel refused access (other user, Yama ptrace_scope, missing CAP_SYS_PTRACE...).
-    #[error("permission denied to trace process {pid}")]
+    #[error(
+        "permission denied to trace process {pid}: run lpkg as root, or with CAP_SYS_PTRACE \
+         (a process of another user, or with kernel.yama.ptrace_scope above 1 for any \
+         tracer but root, cannot be traced otherwise)"
+    )]
     PermissionDenied {
         /// The pid asked for.
         pid: Pid,

@@ -523,5 +523,7 @@ fn unprivileged_tracer_is_denied() {
             )),
             "{out}"
         );
+        // The message says what would fix it.
+        assert!(out.contains("CAP_SYS_PTRACE"), "{out}");
     });
 }
