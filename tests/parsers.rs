@@ -5,8 +5,8 @@
 
 use std::process::Command;
 
-use lpkg_applier::link::{Layout, Resolve};
-use lpkg_applier::record::{Entry, RecordBody, Registration, State, HEADER_LEN};
+use lpkg_applier::fuzzing::{Layout, Resolve, HEADER_LEN};
+use lpkg_applier::{Entry, RecordBody, Registration, State};
 
 /// xorshift64*: deterministic, so a failure reproduces.
 struct Mutator(u64);
@@ -138,7 +138,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             original: "f30f1efa55".into(),
             new_address: 0x2000,
             new_size: 30,
-            in_place: "31c0c390c3".into(),
+            in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
         }],
     };
     let record = body.encode(State::Applied);

@@ -4,13 +4,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lpkg_format::{Action, Manifest, Package, RoutineKind, TrustStore};
 use lpkg_kernel::memory::Mem;
-use lpkg_kernel::{Pid, Tracee};
+use lpkg_kernel::{Pid, Prot, Tracee};
 use sha2::{Digest, Sha256};
 
 use crate::link::{Layout, Region};
-use crate::quiesce::{stop_clear, Guarded};
+use crate::quiesce::stop_clear;
 use crate::record::{
-    hex, unhex, Entry, RecordBody, Registration, State, MODULE_NAME_PREFIX, NAME_PREFIX,
+    hex, unhex, Entry, Guarded, RecordBody, Registration, State, MODULE_NAME_PREFIX, NAME_PREFIX,
     STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
@@ -103,10 +103,6 @@ impl SwitchProfile {
     }
 }
 
-const PROT_READ: i32 = 1;
-const PROT_WRITE: i32 = 2;
-const PROT_EXEC: i32 = 4;
-
 fn page_align(len: u64) -> u64 {
     len.div_ceil(4096) * 4096
 }
@@ -127,10 +123,10 @@ fn check_preimage(
         address,
     };
     if size < JUMP_LEN {
-        return Err(Error::Module(format!(
-            "function {} is shorter than a jump",
-            function.name
-        )));
+        return Err(Error::FunctionTooShort {
+            function: function.name.clone(),
+            size: size as u64,
+        });
     }
     let live = mem.read(address, size)?;
     if hex(&Sha256::digest(&live)) == expected {
@@ -378,7 +374,7 @@ fn plan_entries(
             original: hex(&live[..JUMP_LEN]),
             new_address: 0,
             new_size: function.new_size,
-            in_place: String::new(),
+            in_place: None,
         });
     }
     Ok((entries, candidates, jumps))
@@ -413,7 +409,7 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
             .symbols
             .get(name)
             .copied()
-            .ok_or_else(|| Error::Module(format!("module does not define {name}")))
+            .ok_or_else(|| Error::BadModule(format!("module does not define {name}")))
     };
     link_entries(plan, &image, &symbol)?;
     let routines = |kind| -> Result<Vec<(String, u64)>, Error> {
@@ -497,7 +493,7 @@ fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
     // Named, so that it is found if we die before the record exists (an anonymous mapping
     // where the kernel refuses executable memfds).
     let name = format!("{MODULE_NAME_PREFIX}{}", &plan.id[..16]);
-    let (near, len, rw) = (plan.target.base, plan.layout.len(), PROT_READ | PROT_WRITE);
+    let (near, len, rw) = (plan.target.base, plan.layout.len(), Prot::RW);
     let module_address = match tracee.memfd_map_near(&name, near, len, rw) {
         Err(lpkg_kernel::Error::SyscallFailed { .. }) => tracee.map_near(near, len, rw)?,
         mapped => mapped?,
@@ -539,10 +535,9 @@ fn link_entries(
     for (entry, function) in plan.entries.iter_mut().zip(replaced) {
         entry.new_address = symbol(&function.module_symbol)?;
         if jump(entry.address, entry.new_address).is_none() {
-            return Err(Error::Module(format!(
-                "{} is out of jump reach of its patch",
-                entry.function
-            )));
+            return Err(Error::OutOfJumpReach {
+                function: entry.function.clone(),
+            });
         }
     }
     let new_addresses: Vec<u64> = plan.entries.iter().map(|e| e.new_address).collect();
@@ -557,7 +552,7 @@ fn link_entries(
     );
     for body in bodies {
         let entry = &mut plan.entries[body.index];
-        entry.in_place = hex(&body.code);
+        entry.in_place = Some(body.code.clone());
         entry.original = hex(&body.original);
     }
     for (index, jump) in failed {
@@ -589,9 +584,9 @@ fn write_record(
 fn protect(tracee: &mut Tracee, image: &crate::link::Image) -> Result<(), Error> {
     for &(offset, len, region) in &image.regions {
         let prot = match region {
-            Region::Text => PROT_READ | PROT_EXEC,
-            Region::ReadOnly => PROT_READ,
-            Region::Data => PROT_READ | PROT_WRITE,
+            Region::Text => Prot::RX,
+            Region::ReadOnly => Prot::READ,
+            Region::Data => Prot::RW,
         };
         tracee.mprotect(image.base + offset, len, prot)?;
     }

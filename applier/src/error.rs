@@ -36,9 +36,57 @@ pub enum Error {
         /// Its address in the process.
         address: u64,
     },
-    /// The patch module or symbol map cannot be loaded.
+    /// The patch module or its symbol map is malformed (what a correct builder never writes).
     #[error("patch module: {0}")]
-    Module(String),
+    BadModule(String),
+    /// A relocation of the patch module cannot be applied where the module is loaded.
+    #[error("patch module: relocation at {section}+{offset:#x} against {symbol}: {reason}")]
+    Relocation {
+        /// The module section holding the relocated field.
+        section: String,
+        /// The field's offset in it.
+        offset: u64,
+        /// The symbol it refers to.
+        symbol: String,
+        /// Why it cannot be applied (a value out of reach, a field past the section).
+        reason: String,
+    },
+    /// The module uses a relocation type lpkg does not link.
+    #[error("patch module: unsupported x86_64 relocation type {r_type}")]
+    UnsupportedRelocation {
+        /// The ELF relocation type.
+        r_type: u32,
+    },
+    /// The module refers to a thread-local variable lpkg cannot place.
+    #[error("patch module: TLS symbol {symbol}: {reason}")]
+    UnsupportedTls {
+        /// The symbol.
+        symbol: String,
+        /// Why.
+        reason: String,
+    },
+    /// A replaced function's new code lies out of the reach of a `jmp rel32` from its entry.
+    #[error("patch module: {function} is out of jump reach of its patch")]
+    OutOfJumpReach {
+        /// The function.
+        function: String,
+    },
+    /// A function to replace is shorter than the jump written over its entry.
+    #[error("patch module: function {function} is shorter than a jump")]
+    FunctionTooShort {
+        /// The function.
+        function: String,
+        /// Its size in bytes.
+        size: u64,
+    },
+    /// An object mapped in the process is not an ELF file lpkg can read.
+    #[error("patch module: {path}: {reason}")]
+    BadObject {
+        /// The object's path in the process.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A symbol the module needs is nowhere in the process.
     #[error("symbol {symbol} is not defined by any object loaded in process {pid}")]
     UnresolvedSymbol {

@@ -8,22 +8,46 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod apply;
+mod apply;
+#[doc(hidden)]
 pub mod checkpoint;
 mod error;
-pub mod in_place;
-pub mod link;
-pub mod quiesce;
-pub mod record;
-pub mod records;
-pub mod registration;
-pub mod reloc;
-pub mod revert;
-pub mod target;
-pub mod unwind;
+mod in_place;
+mod link;
+mod quiesce;
+mod record;
+mod records;
+mod registration;
+mod reloc;
+mod revert;
+mod target;
+mod unwind;
 
-pub use apply::{apply, ApplyOptions, ApplyReport};
+pub use apply::{apply, ApplyOptions, ApplyReport, SwitchProfile};
 pub use checkpoint::catch_interrupts;
 pub use error::Error;
-pub use records::LiveRecord;
+pub use in_place::Jump;
+pub use record::{Entry, RecordBody, Registration, State};
+pub use records::{LiveRecord, OrphanModule};
 pub use revert::{revert, RevertReport, Selection};
+
+/// The packages lpkg applied to process `pid`, as their records in the process say, oldest
+/// first (interrupted operations included, see [`State`]).
+pub fn list(pid: lpkg_kernel::Pid) -> Result<Vec<LiveRecord>, Error> {
+    records::read(pid)
+}
+
+/// The patch modules in process `pid` that no record claims (left by an apply killed before
+/// its record existed, or still running); `lpkg revert` removes them.
+pub fn unrecorded_modules(pid: lpkg_kernel::Pid) -> Result<Vec<OrphanModule>, Error> {
+    records::orphaned_modules(pid)
+}
+
+/// Entry points of the parsers and the linker for fuzzing and tests: what a target or a
+/// package controls goes through them.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::link::{Layout, Resolve};
+    pub use crate::record::HEADER_LEN;
+    pub use crate::unwind::backtrace_from_bytes;
+}

@@ -90,7 +90,7 @@ fn region_of(section: &object::Section<'_, '_>) -> Option<Region> {
 fn r_type(flags: RelocationFlags) -> Result<u32, Error> {
     match flags {
         RelocationFlags::Elf { r_type } => Ok(r_type),
-        other => Err(Error::Module(format!(
+        other => Err(Error::BadModule(format!(
             "unexpected relocation flags {other:?}"
         ))),
     }
@@ -98,11 +98,11 @@ fn r_type(flags: RelocationFlags) -> Result<u32, Error> {
 
 fn parse(module: &[u8]) -> Result<object::File<'_>, Error> {
     let file = object::File::parse(module)
-        .map_err(|e| Error::Module(format!("patch module is not a valid ELF object: {e}")))?;
+        .map_err(|e| Error::BadModule(format!("patch module is not a valid ELF object: {e}")))?;
     if file.architecture() != object::Architecture::X86_64
         || file.kind() != object::ObjectKind::Relocatable
     {
-        return Err(Error::Module(
+        return Err(Error::BadModule(
             "patch module is not an x86_64 relocatable object".into(),
         ));
     }
@@ -146,7 +146,7 @@ pub fn module_defines(module: &[u8], name: &str) -> bool {
 fn is_defined(file: &object::File<'_>, index: SymbolIndex) -> Result<bool, Error> {
     let symbol = file
         .symbol_by_index(index)
-        .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
+        .map_err(|e| Error::BadModule(format!("relocation names a bad symbol: {e}")))?;
     Ok(!matches!(symbol.section(), SymbolSection::Undefined))
 }
 
@@ -172,7 +172,7 @@ impl Layout {
             };
             let name = section.name().unwrap_or("?");
             if section.align() > PAGE {
-                return Err(Error::Module(format!(
+                return Err(Error::BadModule(format!(
                     "section {name} wants {}-byte alignment",
                     section.align()
                 )));
@@ -183,7 +183,7 @@ impl Layout {
                 .checked_add(section.size())
                 .filter(|&end| end <= MAX_LEN)
                 .ok_or_else(|| {
-                    Error::Module(format!(
+                    Error::BadModule(format!(
                         "section {name} makes the module larger than {MAX_LEN} bytes"
                     ))
                 })?;
@@ -230,7 +230,7 @@ impl Layout {
             sizes[Region::ReadOnly as usize] = offset
                 .checked_add(bytes.len() as u64)
                 .filter(|&end| end <= MAX_LEN)
-                .ok_or_else(|| Error::Module(format!("the copy of {name} is too large")))?;
+                .ok_or_else(|| Error::BadModule(format!("the copy of {name} is too large")))?;
             placed_copies.insert(name, (offset, bytes));
         }
         Ok(Layout {
@@ -365,11 +365,11 @@ impl Linking<'_, '_> {
         let symbol = self
             .file
             .symbol_by_index(index)
-            .map_err(|e| Error::Module(format!("relocation names a bad symbol: {e}")))?;
+            .map_err(|e| Error::BadModule(format!("relocation names a bad symbol: {e}")))?;
         match symbol.section() {
             SymbolSection::Section(section) => {
                 let address = self.section_address(section.0).ok_or_else(|| {
-                    Error::Module(format!(
+                    Error::BadModule(format!(
                         "symbol {} lives in a section that is not loaded",
                         symbol.name().unwrap_or("?")
                     ))
@@ -387,7 +387,7 @@ impl Linking<'_, '_> {
                 }
             }
             SymbolSection::Absolute => Ok(symbol.address()),
-            other => Err(Error::Module(format!(
+            other => Err(Error::BadModule(format!(
                 "symbol {} has unsupported section {other:?}",
                 symbol.name().unwrap_or("?")
             ))),
@@ -414,7 +414,7 @@ impl Linking<'_, '_> {
                 continue;
             }
             let data = section.data().map_err(|e| {
-                Error::Module(format!("section {}: {e}", section.name().unwrap_or("?")))
+                Error::BadModule(format!("section {}: {e}", section.name().unwrap_or("?")))
             })?;
             bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
         }
@@ -461,7 +461,7 @@ impl Linking<'_, '_> {
             };
             for (offset, relocation) in section.relocations() {
                 let RelocationTarget::Symbol(symbol) = relocation.target() else {
-                    return Err(Error::Module(format!(
+                    return Err(Error::BadModule(format!(
                         "relocation at {}+{offset:#x} has no symbol",
                         section.name().unwrap_or("?")
                     )));
@@ -492,12 +492,11 @@ impl Linking<'_, '_> {
                     target,
                     relocation.addend(),
                 )
-                .map_err(|reason| {
-                    Error::Module(format!(
-                        "relocation at {}+{offset:#x} against {}: {reason}",
-                        section.name().unwrap_or("?"),
-                        self.symbol_name(symbol)
-                    ))
+                .map_err(|reason| Error::Relocation {
+                    section: section.name().unwrap_or("?").to_owned(),
+                    offset,
+                    symbol: self.symbol_name(symbol),
+                    reason,
                 })?;
             }
         }

@@ -1,21 +1,12 @@
 //! Stopping the process at a moment when no thread is inside code about to change.
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use lpkg_kernel::{Pid, Tracee};
 
+use crate::record::Guarded;
 use crate::unwind::CfiCache;
 use crate::Error;
-
-/// A range of code no thread may be executing at switch time, and what to call it.
-#[derive(Debug, Clone)]
-pub struct Guarded {
-    /// Addresses of the code.
-    pub range: Range<u64>,
-    /// The function it belongs to, for messages.
-    pub function: String,
-}
 
 /// Longest run of back-to-back checks of a suspect found executing guarded code, before the
 /// usual backoff: a hot function is left for a moment many times a second, so enough quick
@@ -189,7 +180,7 @@ fn busy_threads(
                 .find(|g| g.range.contains(&probe))
                 .map(|g| (depth, *f, g))
         });
-        if hit.is_none() && trace.complete {
+        if hit.is_none() && trace.complete() {
             continue;
         }
         if first_only {
@@ -218,7 +209,7 @@ fn busy_threads(
             None => format!(
                 "thread {tid} ({name}) cannot be unwound past {:#x} ({}): it may be inside a function being replaced",
                 trace.frames.last().map_or(0, |f| f.pc),
-                trace.stopped
+                trace.stopped.map_or(String::new(), |s| s.to_string())
             ),
         };
         busy.push(Busy {

@@ -131,6 +131,15 @@ pub struct Registration {
     pub object: u64,
 }
 
+/// A range of code no thread may be executing at switch time, and what to call it.
+#[derive(Debug, Clone)]
+pub struct Guarded {
+    /// Addresses of the code.
+    pub range: std::ops::Range<u64>,
+    /// The function it belongs to, for messages.
+    pub function: String,
+}
+
 /// One overwritten function entry.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -149,26 +158,53 @@ pub struct Entry {
     /// 0 in records of older appliers.
     #[serde(default)]
     pub new_size: u64,
-    /// The new code written at `address` in place of the old, relinked to run there (lower-case
-    /// hex, as long as `original`); empty when the entry holds a jump to `new_address`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub in_place: String,
+    /// The new code written at `address` in place of the old, relinked to run there (as long
+    /// as `original`; lower-case hex in the record); `None` when the entry holds a jump to
+    /// `new_address`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_hex"
+    )]
+    pub in_place: Option<Vec<u8>>,
+}
+
+/// `Option<Vec<u8>>` as a hex string, absent (or empty, as older records may have it) for
+/// `None`.
+mod optional_hex {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => s.serialize_str(&super::hex(bytes)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        super::unhex(&text)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("in_place is not hex"))
+    }
 }
 
 impl Entry {
     /// The bytes at `address` that this package wrote: the new code, or the jump.
     pub fn written(&self) -> Option<Vec<u8>> {
-        if self.in_place.is_empty() {
-            crate::reloc::jump(self.address, self.new_address).map(|j| j.to_vec())
-        } else {
-            unhex(&self.in_place)
+        match &self.in_place {
+            None => crate::reloc::jump(self.address, self.new_address).map(|j| j.to_vec()),
+            Some(code) => Some(code.clone()),
         }
     }
 
     /// The range no thread may be in when this entry is switched: the old function, and the
     /// new code written in place where it runs into the padding after it.
     pub fn guarded_range(&self) -> std::ops::Range<u64> {
-        let len = (self.in_place.len() as u64 / 2).max(self.size);
+        let len = (self.in_place.as_ref().map_or(0, Vec::len) as u64).max(self.size);
         self.address..self.address.saturating_add(len)
     }
 }
@@ -271,7 +307,7 @@ mod tests {
                 original: hex(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55]),
                 new_address: 0x2000,
                 new_size: 30,
-                in_place: hex(&[0x31, 0xc0, 0xc3, 0x90, 0xc3]),
+                in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
             }],
         };
         let bytes = body.encode(State::Switching);

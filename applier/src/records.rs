@@ -2,7 +2,7 @@
 
 use lpkg_kernel::{maps, memory, Pid};
 
-use crate::quiesce::Guarded;
+use crate::record::Guarded;
 use crate::record::{RecordBody, State, HEADER_LEN, MODULE_NAME_PREFIX, NAME_PREFIX};
 use crate::Error;
 
@@ -35,7 +35,7 @@ impl LiveRecord {
             .iter()
             .filter(|e| addresses.is_none_or(|a| a.contains(&e.address)))
         {
-            if !entry.in_place.is_empty() {
+            if entry.in_place.is_some() {
                 guarded.push(Guarded {
                     range: entry.guarded_range(),
                     function: format!("{} (the new code of {package}, in place)", entry.function),

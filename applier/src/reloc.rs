@@ -36,11 +36,7 @@ impl RelocKind {
             }
             elf::R_X86_64_GOTTPOFF => RelocKind::GotTpOff,
             elf::R_X86_64_TPOFF32 => RelocKind::TpOff,
-            other => {
-                return Err(Error::Module(format!(
-                    "unsupported x86_64 relocation type {other}"
-                )));
-            }
+            other => return Err(Error::UnsupportedRelocation { r_type: other }),
         })
     }
 }
@@ -103,18 +99,6 @@ pub const JUMP_LEN: usize = lpkg_kernel::arch::current::JMP_REL32_LEN;
 /// `jmp rel32` from `from` to `to`, or `None` when `to` is out of ±2 GiB reach.
 pub use lpkg_kernel::arch::current::encode_jmp_rel32 as jump;
 
-/// Where a `jmp rel32` at `from` leads, if `bytes` is one.
-pub fn jump_target(from: u64, bytes: &[u8]) -> Option<u64> {
-    if bytes.len() < JUMP_LEN || bytes[0] != 0xe9 {
-        return None;
-    }
-    let rel = i32::from_le_bytes(bytes[1..5].try_into().ok()?);
-    Some(
-        from.wrapping_add(JUMP_LEN as u64)
-            .wrapping_add(rel as i64 as u64),
-    )
-}
-
 /// Whether the function `code` at `address` can be entered only at its start and left only by
 /// returning: no call (so no return address into it on any stack, suspended or not), no
 /// indirect jump, no jump out of it (so no cold part or other code jumps back into its middle).
@@ -172,6 +156,18 @@ mod tests {
         assert!(!is_closed_leaf(&[0xff, 0xe0], 0x1000));
         // a truncated instruction
         assert!(!is_closed_leaf(&[0x48, 0x89], 0x1000));
+    }
+
+    /// Where a `jmp rel32` at `from` leads, if `bytes` is one.
+    fn jump_target(from: u64, bytes: &[u8]) -> Option<u64> {
+        if bytes.len() < JUMP_LEN || bytes[0] != 0xe9 {
+            return None;
+        }
+        let rel = i32::from_le_bytes(bytes[1..5].try_into().ok()?);
+        Some(
+            from.wrapping_add(JUMP_LEN as u64)
+                .wrapping_add(rel as i64 as u64),
+        )
     }
 
     #[test]

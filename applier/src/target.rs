@@ -79,8 +79,10 @@ pub fn find(
             file_name: target.file_name.clone(),
         })?;
     let data = objects::read_file(found)?;
-    let facts =
-        elf_facts(&data).map_err(|e| Error::Module(format!("{}: {e}", found.path.display())))?;
+    let facts = elf_facts(&data).map_err(|reason| Error::BadObject {
+        path: found.path.display().to_string(),
+        reason,
+    })?;
     let object = TargetObject {
         path: found.path.clone(),
         bias: found.base.wrapping_sub(facts.first_load),
@@ -206,7 +208,7 @@ impl<'a> Resolver<'a> {
 
     fn binding(&self, name: &str) -> Result<&'a SymbolBinding, Error> {
         self.bindings.get(name).copied().ok_or_else(|| {
-            Error::Module(format!("undefined symbol {name} is not in the symbol map"))
+            Error::BadModule(format!("undefined symbol {name} is not in the symbol map"))
         })
     }
 
@@ -220,7 +222,7 @@ impl<'a> Resolver<'a> {
             .get(&definition.address)
             .copied()
             .ok_or_else(|| {
-                Error::Module(format!(
+                Error::BadModule(format!(
                     "IFUNC {symbol} was not resolved in the target before linking"
                 ))
             })
@@ -292,8 +294,10 @@ impl<'a> Resolver<'a> {
         let object = &self.mapped[index];
         if tables[index].is_none() {
             let data = objects::read_file(object)?;
-            let facts = elf_facts(&data)
-                .map_err(|e| Error::Module(format!("{}: {e}", object.path.display())))?;
+            let facts = elf_facts(&data).map_err(|reason| Error::BadObject {
+                path: object.path.display().to_string(),
+                reason,
+            })?;
             let bias = object.base.wrapping_sub(facts.first_load);
             tables[index] = Some(dynamic_symbols(&data, bias).unwrap_or_default());
         }
@@ -336,10 +340,12 @@ impl Resolve for Resolver<'_> {
     }
 
     fn tls_offset(&self, name: &str) -> Result<i64, Error> {
+        let tls = |reason: &str| Error::UnsupportedTls {
+            symbol: name.to_owned(),
+            reason: reason.to_owned(),
+        };
         let SymbolBinding::Target { offset, .. } = self.binding(name)? else {
-            return Err(Error::Module(format!(
-                "TLS symbol {name} of another library is not supported"
-            )));
+            return Err(tls("a variable of another library is not supported"));
         };
         match self.target.tls {
             // x86_64 variant II: the executable's TLS block ends at the thread pointer.
@@ -347,10 +353,10 @@ impl Resolve for Resolver<'_> {
                 let block = memsz.div_ceil(align.max(1)) * align.max(1);
                 Ok(*offset as i64 - block as i64)
             }
-            Some(_) => Err(Error::Module(format!(
-                "TLS symbol {name} lives in a shared library, whose TLS offset is only known to the dynamic linker"
-            ))),
-            None => Err(Error::Module(format!("TLS symbol {name}: the target has no TLS segment"))),
+            Some(_) => Err(tls(
+                "it lives in a shared library, whose TLS offset is only known to the dynamic linker",
+            )),
+            None => Err(tls("the target has no TLS segment")),
         }
     }
 }

@@ -390,25 +390,68 @@ pub struct Frame {
 pub struct Backtrace {
     /// Innermost first.
     pub frames: Vec<Frame>,
-    /// False when the walk stopped before the thread's root: frames further out are unknown.
-    pub complete: bool,
-    /// Why an incomplete walk stopped.
-    pub stopped: &'static str,
+    /// Why the walk stopped before the thread's root (frames further out are unknown);
+    /// `None` when it reached it.
+    pub stopped: Option<Stuck>,
 }
 
-fn incomplete(frames: Vec<Frame>, stopped: &'static str) -> Backtrace {
+impl Backtrace {
+    /// Whether the walk reached the thread's root.
+    pub fn complete(&self) -> bool {
+        self.stopped.is_none()
+    }
+}
+
+/// Why a walk stopped before the thread's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stuck {
+    /// A signal frame whose saved context cannot be read.
+    BadSignalFrame,
+    /// An address in no object, the vDSO or an applied module.
+    OutsideObjects,
+    /// Code no FDE describes, below the innermost frame.
+    NoCfi,
+    /// The FDE's rows do not parse.
+    CfiUnreadable,
+    /// The CFA is computed from a register whose value is unknown here.
+    CfaRegisterUnknown,
+    /// The CFA is a DWARF expression (not evaluated).
+    CfaExpression,
+    /// The return address or the caller's stack pointer is unknown.
+    ReturnAddressUnknown,
+    /// The caller's stack pointer is not above this frame's.
+    StackDoesNotGrow,
+    /// More frames than a sane stack holds.
+    TooManyFrames,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stuck::BadSignalFrame => "bad signal frame",
+            Stuck::OutsideObjects => "code outside any object",
+            Stuck::NoCfi => "no CFI for this code",
+            Stuck::CfiUnreadable => "CFI unreadable",
+            Stuck::CfaRegisterUnknown => "CFA register unknown",
+            Stuck::CfaExpression => "CFA expression",
+            Stuck::ReturnAddressUnknown => "return address unknown",
+            Stuck::StackDoesNotGrow => "stack does not grow",
+            Stuck::TooManyFrames => "too many frames",
+        })
+    }
+}
+
+fn incomplete(frames: Vec<Frame>, stopped: Stuck) -> Backtrace {
     Backtrace {
         frames,
-        complete: false,
-        stopped,
+        stopped: Some(stopped),
     }
 }
 
 fn complete(frames: Vec<Frame>) -> Backtrace {
     Backtrace {
         frames,
-        complete: true,
-        stopped: "",
+        stopped: None,
     }
 }
 
@@ -467,7 +510,7 @@ impl CfiCache {
                 cfi.moved = body
                     .entries
                     .iter()
-                    .filter(|e| !e.in_place.is_empty())
+                    .filter(|e| e.in_place.is_some())
                     .map(|e| (e.guarded_range(), e.address.wrapping_sub(e.new_address)))
                     .collect();
                 // Before the objects: its moved ranges are inside the target's code.
@@ -565,7 +608,7 @@ fn walk(
         if !frame.executing && !ordinary && memory.is_restore_rt(pc) {
             // A signal frame: the interrupted context is saved in the ucontext at sp.
             let Some(sp) = reg[SP] else {
-                return incomplete(frames, "bad signal frame");
+                return incomplete(frames, Stuck::BadSignalFrame);
             };
             let gregs = sp.wrapping_add(UC_GREGS);
             for (slot, dwarf) in GREGS_DWARF {
@@ -576,16 +619,16 @@ fn walk(
                     pc,
                     executing: true,
                 }),
-                _ => return incomplete(frames, "bad signal frame"),
+                _ => return incomplete(frames, Stuck::BadSignalFrame),
             }
             continue;
         }
         let Some(object) = object else {
-            return incomplete(frames, "code outside any object");
+            return incomplete(frames, Stuck::OutsideObjects);
         };
         let Some(fde) = fde else {
             if frames.len() > 1 {
-                return incomplete(frames, "no CFI for this code");
+                return incomplete(frames, Stuck::NoCfi);
             }
             // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is
             // either newborn (rax 0: its root) or the parent about to `ret` (a leaf).
@@ -597,7 +640,7 @@ fn walk(
                 return complete(frames);
             }
             let Some(ra) = reg[SP].and_then(|sp| memory.u64(sp)).filter(|&ra| ra != 0) else {
-                return incomplete(frames, "no CFI for this code");
+                return incomplete(frames, Stuck::NoCfi);
             };
             reg[SP] = reg[SP].map(|sp| sp.wrapping_add(8));
             reg[RA] = Some(ra);
@@ -613,16 +656,16 @@ fn walk(
             ctx,
             lookup.wrapping_sub(object.bias_at(lookup)),
         ) else {
-            return incomplete(frames, "CFI unreadable");
+            return incomplete(frames, Stuck::CfiUnreadable);
         };
         let cfa = match row.cfa() {
             CfaRule::RegisterAndOffset { register, offset } => {
                 match reg.get(register.0 as usize).copied().flatten() {
                     Some(v) => v.wrapping_add(*offset as u64),
-                    None => return incomplete(frames, "CFA register unknown"),
+                    None => return incomplete(frames, Stuck::CfaRegisterUnknown),
                 }
             }
-            CfaRule::Expression(_) => return incomplete(frames, "CFA expression"),
+            CfaRule::Expression(_) => return incomplete(frames, Stuck::CfaExpression),
         };
         let mut next = reg;
         next[SP] = Some(cfa);
@@ -644,13 +687,13 @@ fn walk(
             };
         }
         let (Some(ra), Some(new_sp)) = (next[RA], next[SP]) else {
-            return incomplete(frames, "return address unknown");
+            return incomplete(frames, Stuck::ReturnAddressUnknown);
         };
         if ra == 0 {
             return complete(frames);
         }
         if new_sp <= reg[SP].unwrap_or(0) {
-            return incomplete(frames, "stack does not grow");
+            return incomplete(frames, Stuck::StackDoesNotGrow);
         }
         reg = next;
         frames.push(Frame {
@@ -658,7 +701,7 @@ fn walk(
             executing: false,
         });
     }
-    incomplete(frames, "too many frames")
+    incomplete(frames, Stuck::TooManyFrames)
 }
 
 #[cfg(test)]
@@ -775,7 +818,7 @@ mod tests {
             pcs(&trace),
             [(0x1000, true), (0x1010, false), (0x1020, false)]
         );
-        assert!(trace.complete, "{}", trace.stopped);
+        assert!(trace.complete(), "{:?}", trace.stopped);
     }
 
     /// A stack copy that counts the signal-trampoline checks (each a read of the target's
@@ -818,7 +861,7 @@ mod tests {
             &regs(0x1000, SP0),
             &mut memory,
         );
-        assert!(trace.complete, "{}", trace.stopped);
+        assert!(trace.complete(), "{:?}", trace.stopped);
         assert_eq!(trace.frames.len(), 3);
         assert_eq!(memory.code_reads, 0);
     }
@@ -829,11 +872,11 @@ mod tests {
         let trace =
             backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &stack);
         assert_eq!(trace.frames.len(), 3);
-        assert_eq!(trace.stopped, "code outside any object");
+        assert_eq!(trace.stopped, Some(Stuck::OutsideObjects));
 
         let trace = backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &[]);
         assert_eq!(pcs(&trace), [(0x1000, true)]);
-        assert_eq!(trace.stopped, "return address unknown");
+        assert_eq!(trace.stopped, Some(Stuck::ReturnAddressUnknown));
     }
 
     #[test]
@@ -841,7 +884,7 @@ mod tests {
         let stack = words(&[0x1010; MAX_FRAMES + 10], 0);
         let trace =
             backtrace_from_bytes(&eh_frame(), EH_FRAME_AT, CODE, &regs(0x1000, SP0), &stack);
-        assert_eq!(trace.stopped, "too many frames");
+        assert_eq!(trace.stopped, Some(Stuck::TooManyFrames));
         assert_eq!(trace.frames.len(), MAX_FRAMES + 1);
     }
 
@@ -861,6 +904,6 @@ mod tests {
             pcs(&trace),
             [(0x1000, true), (trampoline, false), (0x1050, true)]
         );
-        assert!(trace.complete, "{}", trace.stopped);
+        assert!(trace.complete(), "{:?}", trace.stopped);
     }
 }

@@ -12,8 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use lpkg_applier::checkpoint::{APPLY_STEPS, PAUSE_VAR, REVERT_STEPS};
-use lpkg_applier::record::State;
-use lpkg_applier::{apply, records, revert, ApplyOptions, Selection};
+use lpkg_applier::{apply, list, revert, unrecorded_modules, ApplyOptions, Selection, State};
 use util::{built, Target};
 
 const OP: &str = "LPKG_CRASH_CHILD_OP";
@@ -138,13 +137,13 @@ fn expected_state(step: &str) -> Option<State> {
 fn check_after_kill(target: &mut Target, step: &str) {
     assert!(target.alive(), "target died after a kill at {step}");
     // Killed with the module mapped and no record yet: the module is found by its name.
-    let orphans = records::orphaned_modules(target.pid()).unwrap();
+    let orphans = unrecorded_modules(target.pid()).unwrap();
     assert_eq!(
         orphans.len(),
         usize::from(step == "apply:mapped"),
         "modules without a record after a kill at {step}: {orphans:?}"
     );
-    let live = records::read(target.pid()).unwrap();
+    let live = list(target.pid()).unwrap();
     assert_eq!(
         live.first().map(|r| r.state),
         expected_state(step),
@@ -163,13 +162,13 @@ fn check_after_kill(target: &mut Target, step: &str) {
     if !live.is_empty() {
         revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
     }
-    assert!(records::read(target.pid()).unwrap().is_empty());
+    assert!(list(target.pid()).unwrap().is_empty());
     target.wait_for(|l| l == "1 10", "old values after recovery");
     // Applying again after the interruption works, and so does a clean revert.
     let b = built();
     apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
     target.wait_for(|l| l == "2 20", "new values after re-apply");
-    assert_eq!(records::orphaned_modules(target.pid()).unwrap(), vec![]);
+    assert_eq!(unrecorded_modules(target.pid()).unwrap(), vec![]);
     assert_eq!(lpkg_modules(target.pid()), 1, "the new module only");
     revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
     target.wait_for(|l| l == "1 10", "old values after final revert");
@@ -202,8 +201,8 @@ fn a_module_left_without_a_record_is_found_and_removed() {
     let target = Target::start(&b.exe, "plain");
     let pid = target.pid();
     kill_at("apply", pid, "apply:mapped", &package);
-    assert!(records::read(pid).unwrap().is_empty());
-    let orphans = records::orphaned_modules(pid).unwrap();
+    assert!(list(pid).unwrap().is_empty());
+    let orphans = unrecorded_modules(pid).unwrap();
     let id = lpkg_format::open_verified(&b.package, &b.trust)
         .unwrap()
         .0
@@ -216,7 +215,7 @@ fn a_module_left_without_a_record_is_found_and_removed() {
         (reports[0].id.as_str(), reports[0].state),
         (&id[..16], "unrecorded module")
     );
-    assert_eq!(records::orphaned_modules(pid).unwrap(), vec![]);
+    assert_eq!(unrecorded_modules(pid).unwrap(), vec![]);
     assert_eq!(lpkg_modules(pid), 0);
     assert!(lpkg_kernel::maps::read(pid)
         .unwrap()
@@ -337,12 +336,12 @@ fn kill_when(child: &mut std::process::Child, target: &Target, line: &str) {
 fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State) {
     printed(target, done);
     assert!(target.alive(), "target died");
-    let live = records::read(target.pid()).unwrap();
+    let live = list(target.pid()).unwrap();
     assert_eq!(live.first().map(|r| r.state), Some(expected));
     // The interrupted record says what is half done; the program still runs normally.
     assert!(["1 10", "2 20"].contains(&target.next_line().as_str()));
     revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
-    assert!(records::read(target.pid()).unwrap().is_empty());
+    assert!(list(target.pid()).unwrap().is_empty());
     target.wait_for(|l| l == "1 10", "old values after recovery");
     let b = built();
     apply(
@@ -400,7 +399,7 @@ fn ctrl_c_at_every_apply_step_rolls_back_before_exiting() {
         signal_at("apply", target.pid(), step, &package, "INT");
         assert!(target.alive());
         assert!(
-            records::read(target.pid()).unwrap().is_empty(),
+            list(target.pid()).unwrap().is_empty(),
             "record left at {step}"
         );
         target.wait_for(|l| l == "1 10", "old values after the rollback");
@@ -414,7 +413,7 @@ fn ctrl_c_at_every_apply_step_rolls_back_before_exiting() {
 /// Anonymous executable mappings of `pid` outside the modules of lpkg's records: the page
 /// remote calls return through.
 fn call_trampolines(pid: i32) -> usize {
-    let modules: Vec<(u64, u64)> = records::read(pid)
+    let modules: Vec<(u64, u64)> = list(pid)
         .unwrap()
         .iter()
         .map(|r| {
@@ -451,7 +450,7 @@ fn the_routines_trampoline_is_mapped_before_the_pause() {
         "mapped before the switch"
     );
     signal_and_wait(&mut child.0, "apply:stopped", "INT");
-    assert!(records::read(pid).unwrap().is_empty());
+    assert!(list(pid).unwrap().is_empty());
     assert_eq!(call_trampolines(pid), before, "unmapped by the rollback");
 
     let report = apply(pid, util::built_with_routines(), &b.trust, &options()).unwrap();
@@ -465,7 +464,7 @@ fn the_routines_trampoline_is_mapped_before_the_pause() {
     assert_eq!(call_trampolines(pid), before + 1, "mapped before the stop");
     signal_and_wait(&mut child.0, "revert:stopped", "INT");
     printed(&target, "exit-done");
-    assert!(records::read(pid).unwrap().is_empty());
+    assert!(list(pid).unwrap().is_empty());
     assert_eq!(call_trampolines(pid), before, "unmapped after the revert");
     target.wait_for(|l| l == "1 10", "old values");
 }

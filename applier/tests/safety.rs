@@ -26,9 +26,7 @@ fn busy_message(result: Result<lpkg_applier::ApplyReport, Error>) -> String {
 fn assert_untouched(target: &mut Target) {
     assert!(target.alive());
     assert_eq!(target.next_line(), "1 10");
-    assert!(lpkg_applier::records::read(target.pid())
-        .unwrap()
-        .is_empty());
+    assert!(lpkg_applier::list(target.pid()).unwrap().is_empty());
 }
 
 #[test]

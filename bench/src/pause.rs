@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use lpkg_applier::apply::SwitchProfile;
+use lpkg_applier::SwitchProfile;
 use lpkg_applier::{ApplyOptions, Selection};
 use lpkg_format::TrustStore;
 
@@ -269,13 +269,13 @@ pub fn call_rates(setup: &Setup) -> anyhow::Result<Vec<CallRate>> {
                 .iter()
                 .find(|e| e.function == function)
                 .with_context(|| format!("the package does not replace {function}"))?;
-            row.how = if entry.in_place.is_empty() {
+            row.how = if entry.in_place.is_none() {
                 "jump"
             } else {
                 "in place"
             };
             row.original_align = entry.address % 16;
-            let runs_at = if entry.in_place.is_empty() {
+            let runs_at = if entry.in_place.is_none() {
                 entry.new_address
             } else {
                 entry.address

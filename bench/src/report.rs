@@ -9,7 +9,7 @@ use crate::pause::{CallRate, Gaps, Row};
 use crate::stats::{show, us, Samples};
 use crate::target::ProbeThread;
 use crate::Setup;
-use lpkg_applier::apply::SwitchProfile;
+use lpkg_applier::SwitchProfile;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

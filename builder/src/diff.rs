@@ -149,15 +149,57 @@ fn is_clone(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Exists in the target; patched with a jump.
-    Replace(String),
+    Replace(Reason),
     /// Only in the module.
-    New(String),
+    New(Reason),
 }
 
 impl Verdict {
-    pub fn reason(&self) -> &str {
+    pub fn reason(&self) -> &Reason {
         match self {
             Verdict::Replace(r) | Verdict::New(r) => r,
+        }
+    }
+}
+
+/// Why a function is in the package; its text is the manifest's `reason`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Its code differs.
+    ChangedBytes,
+    /// Its code is the same but a relocation differs (shown as `name+offset`).
+    ChangedRelocation(String),
+    /// Only line numbers differ, and line changes are allowed.
+    LineNumbersChanged,
+    /// A function inlined into it changed.
+    InlinedCalleeChanged(String),
+    /// A clone or cold part it calls changed.
+    ChangedClone(String),
+    /// A clone (`.constprop`, `.isra`...) of a function that changed.
+    CloneOfChanged(String),
+    /// It moved to another object of the build (the named one).
+    MovedFrom(String),
+    /// The old object does not have it.
+    NewFunction,
+    /// An init or exit routine.
+    Routine(&'static str),
+    /// The cold part of the named function, which it travels with.
+    ColdPartOf(String),
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::ChangedBytes => write!(f, "changed bytes"),
+            Reason::ChangedRelocation(what) => write!(f, "changed relocation: {what}"),
+            Reason::LineNumbersChanged => write!(f, "line numbers changed"),
+            Reason::InlinedCalleeChanged(callee) => write!(f, "inlined callee changed: {callee}"),
+            Reason::ChangedClone(clone) => write!(f, "changed clone: {clone}"),
+            Reason::CloneOfChanged(origin) => write!(f, "clone of changed {origin}"),
+            Reason::MovedFrom(origin) => write!(f, "moved from {origin}"),
+            Reason::NewFunction => write!(f, "new function"),
+            Reason::Routine(kind) => write!(f, "{kind} routine"),
+            Reason::ColdPartOf(parent) => write!(f, "cold part of {parent}"),
         }
     }
 }
@@ -194,7 +236,7 @@ pub fn compare(
     for (name, verdict) in functions.iter_mut() {
         if is_cold(name) {
             if let Verdict::Replace(_) = verdict {
-                *verdict = Verdict::New(format!("cold part of {}", clone_base(name)));
+                *verdict = Verdict::New(Reason::ColdPartOf(clone_base(name).to_owned()));
             }
         }
     }
@@ -237,7 +279,7 @@ fn function_verdicts(
             }
         }
         let Some(old_form) = old.function_form(name) else {
-            functions.insert(name.clone(), Verdict::New("new function".into()));
+            functions.insert(name.clone(), Verdict::New(Reason::NewFunction));
             continue;
         };
         let new_form = new.function_form(name).unwrap_or_default();
@@ -252,10 +294,10 @@ fn function_verdicts(
                 }
             }
             changed_bytes.insert(name.clone());
-            functions.insert(name.clone(), Verdict::Replace("changed bytes".into()));
+            functions.insert(name.clone(), Verdict::Replace(Reason::ChangedBytes));
         } else if old_form.0 != new_form.0 {
             changed_bytes.insert(name.clone());
-            functions.insert(name.clone(), Verdict::Replace("changed bytes".into()));
+            functions.insert(name.clone(), Verdict::Replace(Reason::ChangedBytes));
         } else {
             let what = new_form
                 .1
@@ -266,7 +308,7 @@ fn function_verdicts(
                 .unwrap_or_default();
             functions.insert(
                 name.clone(),
-                Verdict::Replace(format!("changed relocation: {what}")),
+                Verdict::Replace(Reason::ChangedRelocation(what)),
             );
         }
     }
@@ -292,7 +334,7 @@ fn line_change(
         ));
         functions.insert(
             name.to_owned(),
-            Verdict::Replace("line numbers changed".into()),
+            Verdict::Replace(Reason::LineNumbersChanged),
         );
     } else {
         notes.push(format!(
@@ -319,12 +361,12 @@ fn routines(
         for rel in &sec.relocs {
             match new.analysis.resolve(&new.obj, rel, None) {
                 Ref::Func { name, .. } => {
-                    let routine = Verdict::New(format!("{kind} routine"));
+                    let routine = Verdict::New(Reason::Routine(kind));
                     match functions.get(&name) {
                         None => {
                             functions.insert(name.clone(), routine);
                         }
-                        Some(Verdict::New(r)) if r == "new function" => {
+                        Some(Verdict::New(Reason::NewFunction)) => {
                             functions.insert(name.clone(), routine);
                         }
                         Some(_) => {}
@@ -414,7 +456,7 @@ fn explain_inlining(
             .flatten()
             .find(|c| suspects.contains(*c) && *c != name);
         if let (Some(callee), Some(Verdict::Replace(reason))) = (callee, functions.get_mut(name)) {
-            *reason = format!("inlined callee changed: {callee}");
+            *reason = Reason::InlinedCalleeChanged(callee.clone());
         }
     }
 }
@@ -430,7 +472,7 @@ fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
             if functions.contains_key(name) {
                 for c in callees.iter().filter(|c| is_cold(c)) {
                     if !functions.contains_key(c) && new.analysis.functions.contains_key(c) {
-                        added.push((c.clone(), Verdict::New(format!("cold part of {name}"))));
+                        added.push((c.clone(), Verdict::New(Reason::ColdPartOf(name.clone()))));
                     }
                 }
                 continue;
@@ -441,7 +483,7 @@ fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
             {
                 added.push((
                     name.clone(),
-                    Verdict::Replace(format!("changed clone: {c}")),
+                    Verdict::Replace(Reason::ChangedClone(c.clone())),
                 ));
             }
         }
@@ -457,8 +499,8 @@ fn propagate_clones(new: &Side, functions: &mut BTreeMap<String, Verdict>) {
     for (name, verdict) in functions.iter_mut() {
         if is_clone(name) && snapshot.contains_key(clone_base(name)) {
             if let Verdict::Replace(reason) = verdict {
-                if reason == "changed bytes" {
-                    *reason = format!("clone of changed {}", clone_base(name));
+                if *reason == Reason::ChangedBytes {
+                    *reason = Reason::CloneOfChanged(clone_base(name).to_owned());
                 }
             }
         }

@@ -152,23 +152,6 @@ pub struct Facts {
     pub uses_types: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Whether `read` looks at the DWARF section `name`: location lists, address tables for
-/// lookups by address, macros and the like are neither read nor relocated.
-pub fn reads_section(name: &str) -> bool {
-    matches!(
-        name,
-        ".debug_info"
-            | ".debug_abbrev"
-            | ".debug_str"
-            | ".debug_str_offsets"
-            | ".debug_line"
-            | ".debug_line_str"
-            | ".debug_addr"
-            | ".debug_ranges"
-            | ".debug_rnglists"
-    )
-}
-
 /// Which facts a side's comparison asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wanted {

@@ -450,7 +450,9 @@ fn resolve_replacement(
             reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
         })?;
     let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
-    let expected = arch::x86_64::masked_code(&old.obj.sections[old_sec], old_value, old_sym.size);
+    let section = &old.obj.sections[old_sec];
+    let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
+    let expected = arch::x86_64::masked_code(&section.data, relocations, old_value, old_sym.size);
     let actual = arch::x86_64::mask_like(bytes, &expected);
     let stacked = opts
         .requires
@@ -590,7 +592,7 @@ fn find_moves(
     let mut moved = std::collections::BTreeMap::new();
     for (u, d) in diffs.iter_mut().enumerate() {
         for (name, verdict) in d.functions.iter_mut() {
-            if *verdict != Verdict::New("new function".into()) {
+            if *verdict != Verdict::New(diff::Reason::NewFunction) {
                 continue;
             }
             let side = units[u].new;
@@ -606,8 +608,7 @@ fn find_moves(
                     .is_some_and(|&i| !other.old.obj.symbols[i].local)
             });
             if let Some(from) = from {
-                let origin = units[from].file.clone();
-                *verdict = Verdict::Replace(format!("moved from {origin}"));
+                *verdict = Verdict::Replace(diff::Reason::MovedFrom(units[from].file.clone()));
                 moved.insert((u, name.clone()), from);
             }
         }

@@ -230,6 +230,23 @@ impl Obj {
     }
 }
 
+/// Whether the builder's DWARF reader (`dwarf.rs`) looks at the DWARF section `name`: location lists, address tables for
+/// lookups by address, macros and the like are neither read nor relocated.
+pub fn reads_dwarf_section(name: &str) -> bool {
+    matches!(
+        name,
+        ".debug_info"
+            | ".debug_abbrev"
+            | ".debug_str"
+            | ".debug_str_offsets"
+            | ".debug_line"
+            | ".debug_line_str"
+            | ".debug_addr"
+            | ".debug_ranges"
+            | ".debug_rnglists"
+    )
+}
+
 /// Every section of `file`, laid out at synthetic addresses (allocatable ones only, in
 /// order), with its bytes and sorted relocations; and the DWARF sections the facts read, with
 /// their relocation tables, to be relocated once the symbols are known.
@@ -274,7 +291,7 @@ fn read_sections<'d>(
         let parsed = matches!(
             sh_type,
             elf::SHT_NOBITS | elf::SHT_RELA | elf::SHT_REL | elf::SHT_SYMTAB | elf::SHT_STRTAB
-        ) || (is_debug && !crate::dwarf::reads_section(&name));
+        ) || (is_debug && !reads_dwarf_section(&name));
         let mut data = if parsed {
             Vec::new()
         } else {

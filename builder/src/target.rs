@@ -301,7 +301,7 @@ fn unit_paths(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
     let mut debug = BTreeMap::new();
     for s in file.sections() {
         if let Ok(name) = s.name() {
-            if crate::dwarf::reads_section(name) {
+            if crate::objfile::reads_dwarf_section(name) {
                 if let Ok(data) = s.uncompressed_data() {
                     debug.insert(name.to_string(), data);
                 }

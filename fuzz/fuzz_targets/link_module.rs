@@ -2,7 +2,7 @@
 //! lay it out and link it at a fixed base with every undefined symbol resolved far away.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lpkg_applier::link::{Layout, Resolve};
+use lpkg_applier::fuzzing::{Layout, Resolve};
 use lpkg_applier::Error;
 
 struct Anywhere;

@@ -2,7 +2,8 @@
 //! body must decode or be refused, never panic; a decoded body must re-encode to the same body.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lpkg_applier::record::{RecordBody, HEADER_LEN};
+use lpkg_applier::fuzzing::HEADER_LEN;
+use lpkg_applier::RecordBody;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((state, len)) = RecordBody::decode_header(data) {

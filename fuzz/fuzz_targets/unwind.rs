@@ -7,7 +7,7 @@
 //! bytes, then the stack bytes (at `rsp`).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lpkg_applier::unwind::backtrace_from_bytes;
+use lpkg_applier::fuzzing::backtrace_from_bytes;
 use lpkg_kernel::arch::current::Registers;
 
 const HEADER: usize = 2 + 8 * 8 + 4;
@@ -40,5 +40,4 @@ fuzz_target!(|data: &[u8]| {
     assert!(trace.frames.len() <= 4097);
     assert_eq!(trace.frames[0].pc, regs.0.rip);
     assert!(trace.frames.iter().all(|f| f.executing || f.pc != 0));
-    assert_eq!(trace.complete, trace.stopped.is_empty());
 });

@@ -25,6 +25,7 @@ mod tracer;
 
 pub use error::{Error, Result};
 pub use remote_call::Mark;
+pub use remote_syscall::Prot;
 pub use tracer::Tracee;
 
 /// A process or thread id, as the kernel gives it.

@@ -233,7 +233,7 @@ pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
 pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Option<Stop>, Errno> {
     let mut pause = std::time::Duration::from_micros(5);
     // The default 50 µs slack would make each injected step cost at least that much.
-    let mut slack = crate::tracer::FineSlack::default();
+    let mut slack = FineSlack::default();
     loop {
         if let Some(stop) = poll(tid)? {
             return Ok(Some(stop));
@@ -244,5 +244,36 @@ pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Optio
         slack.set();
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Timer slack while a tracer sleeps between polls (`wait_until`, `Tracee::wait_stopping`): the
+/// default (50 µs) would round each of its short sleeps up, and spinning instead would take
+/// the CPU the target needs to stop.
+const SLACK_NS: u64 = 1_000;
+
+/// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
+#[derive(Default)]
+pub(crate) struct FineSlack {
+    previous: Option<u64>,
+}
+
+impl FineSlack {
+    pub(crate) fn set(&mut self) {
+        if self.previous.is_none() {
+            if let Ok(previous) = nix::sys::prctl::get_timerslack() {
+                if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {
+                    self.previous = Some(previous as u64);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for FineSlack {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = nix::sys::prctl::set_timerslack(previous);
+        }
     }
 }

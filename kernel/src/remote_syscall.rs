@@ -59,6 +59,37 @@ fn page_up(x: u64) -> u64 {
     x.div_ceil(PAGE) * PAGE
 }
 
+/// The protection of a mapping made in the target (mmap(2)'s `PROT_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prot(i32);
+
+impl Prot {
+    /// No access.
+    pub const NONE: Prot = Prot(libc::PROT_NONE);
+    /// Readable.
+    pub const READ: Prot = Prot(libc::PROT_READ);
+    /// Writable.
+    pub const WRITE: Prot = Prot(libc::PROT_WRITE);
+    /// Executable.
+    pub const EXEC: Prot = Prot(libc::PROT_EXEC);
+    /// Readable and writable.
+    pub const RW: Prot = Prot(libc::PROT_READ | libc::PROT_WRITE);
+    /// Readable and executable.
+    pub const RX: Prot = Prot(libc::PROT_READ | libc::PROT_EXEC);
+
+    /// The system call argument.
+    fn bits(self) -> u64 {
+        self.0 as u64
+    }
+}
+
+impl std::ops::BitOr for Prot {
+    type Output = Prot;
+    fn bitor(self, other: Prot) -> Prot {
+        Prot(self.0 | other.0)
+    }
+}
+
 impl Tracee {
     /// Run system call `nr` with `args` in the target (which must be stopped) on its main
     /// thread. Returns the raw result: a negative value is `-errno`.
@@ -210,20 +241,20 @@ impl Tracee {
         &mut self,
         addr: u64,
         len: u64,
-        prot: i32,
+        prot: Prot,
         flags: i32,
         fd: i32,
         off: u64,
     ) -> Result<u64> {
         self.checked_syscall(
             arch::SYS_MMAP,
-            [addr, len, prot as u64, flags as u64, fd as i64 as u64, off],
+            [addr, len, prot.bits(), flags as u64, fd as i64 as u64, off],
         )
     }
 
     /// mprotect(2) in the target.
-    pub fn mprotect(&mut self, addr: u64, len: u64, prot: i32) -> Result<()> {
-        self.checked_syscall(arch::SYS_MPROTECT, [addr, len, prot as u64, 0, 0, 0])
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<()> {
+        self.checked_syscall(arch::SYS_MPROTECT, [addr, len, prot.bits(), 0, 0, 0])
             .map(drop)
     }
 
@@ -236,7 +267,7 @@ impl Tracee {
     /// Map `len` bytes of anonymous private memory with `prot` in a free range whose every byte
     /// is within ±2 GiB of `near` (reachable by a `jmp rel32` placed at `near`). Never replaces
     /// an existing mapping.
-    pub fn map_near(&mut self, near: u64, len: u64, prot: i32) -> Result<u64> {
+    pub fn map_near(&mut self, near: u64, len: u64, prot: Prot) -> Result<u64> {
         self.map_near_fd(near, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
     }
 
@@ -245,7 +276,7 @@ impl Tracee {
     /// never merges with a neighbour), so it can be found again by name. It may be mapped
     /// executable whatever `vm.memfd_noexec` says: the memfd is sealed against execve
     /// (`MFD_NOEXEC_SEAL`), not against `PROT_EXEC`.
-    pub fn memfd_map_near(&mut self, name: &str, near: u64, len: u64, prot: i32) -> Result<u64> {
+    pub fn memfd_map_near(&mut self, name: &str, near: u64, len: u64, prot: Prot) -> Result<u64> {
         let len = page_up(len.max(1));
         let fd = self.memfd_create(name, MFD_NOEXEC_SEAL)?;
         let mapped = self
@@ -257,7 +288,7 @@ impl Tracee {
         Ok(addr)
     }
 
-    fn map_near_fd(&mut self, near: u64, len: u64, prot: i32, flags: i32, fd: i32) -> Result<u64> {
+    fn map_near_fd(&mut self, near: u64, len: u64, prot: Prot, flags: i32, fd: i32) -> Result<u64> {
         let len = page_up(len.max(1));
         let no_hole = Error::NoHoleNear {
             pid: self.pid,
@@ -310,16 +341,7 @@ impl Tracee {
         let fd = self.memfd_create(name, 0)?;
         let mapped = self
             .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
-            .and_then(|_| {
-                self.mmap(
-                    0,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    flags,
-                    fd as i32,
-                    0,
-                )
-            });
+            .and_then(|_| self.mmap(0, len, Prot::RW, flags, fd as i32, 0));
         let closed = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
         let addr = mapped?;
         closed?;
@@ -340,7 +362,7 @@ impl Tracee {
         let scratch = self.mmap(
             0,
             PAGE,
-            libc::PROT_READ | libc::PROT_WRITE,
+            Prot::RW,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,

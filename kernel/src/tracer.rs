@@ -19,7 +19,7 @@ use nix::errno::Errno;
 
 use crate::arch::current::{AltStack, Registers};
 use crate::priority::{Boost, Scheduling};
-use crate::ptrace::{self, Stop};
+use crate::ptrace::{self, FineSlack, Stop};
 use crate::{procfs, Error, Pid, Result};
 
 /// How long `stop` waits for every thread to stop.
@@ -29,9 +29,6 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// yet. A thread stops within microseconds of its interrupt unless it waits for a CPU.
 const FIRST_PAUSE: Duration = Duration::from_micros(5);
 const LONGEST_PAUSE: Duration = Duration::from_millis(1);
-/// Timer slack while `wait_stopping` sleeps: the default (50 µs) would round each of its
-/// short sleeps up, and spinning instead would take the CPU the target needs to stop.
-const SLACK_NS: u64 = 1_000;
 
 /// What we know about one seized thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -637,32 +634,6 @@ impl Drop for Tracee {
     fn drop(&mut self) {
         if !self.detached {
             let _ = self.detach_all(&[]);
-        }
-    }
-}
-
-/// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
-#[derive(Default)]
-pub(crate) struct FineSlack {
-    previous: Option<u64>,
-}
-
-impl FineSlack {
-    pub(crate) fn set(&mut self) {
-        if self.previous.is_none() {
-            if let Ok(previous) = nix::sys::prctl::get_timerslack() {
-                if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {
-                    self.previous = Some(previous as u64);
-                }
-            }
-        }
-    }
-}
-
-impl Drop for FineSlack {
-    fn drop(&mut self) {
-        if let Some(previous) = self.previous {
-            let _ = nix::sys::prctl::set_timerslack(previous);
         }
     }
 }

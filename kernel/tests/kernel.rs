@@ -5,12 +5,12 @@ mod util;
 use std::time::{Duration, Instant};
 
 use lpkg_kernel::arch::current::encode_jmp_rel32;
-use lpkg_kernel::{maps, memory, objects, Error, Tracee};
+use lpkg_kernel::{maps, memory, objects, Error, Prot, Tracee};
 use util::{bin, fields, with_timeout, Proc, Target};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-const RW: i32 = libc::PROT_READ | libc::PROT_WRITE;
-const RX: i32 = libc::PROT_READ | libc::PROT_EXEC;
+const RW: Prot = Prot::RW;
+const RX: Prot = Prot::RX;
 
 /// The pannus cycle on a stopped target: map code near a function, call it, patch the
 /// function's entry with a jmp to it, call through the patch, undo, unmap. Returns how many
@@ -911,7 +911,7 @@ fn a_program_without_a_restorer_gets_system_calls_without_a_frame() {
                 t.syscall(libc::SYS_getpid as u64, [0; 6]).unwrap(),
                 pid as i64
             );
-            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let rw = Prot::RW;
             let addr = t
                 .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
                 .unwrap();

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lpkg_kernel::{test_hook, Error, Mark, Tracee};
+use lpkg_kernel::{test_hook, Error, Mark, Prot, Tracee};
 use util::{bin, fields, with_timeout, Proc};
 
 const OP: &str = "LPKG_TRACER_OP";
@@ -55,7 +55,7 @@ fn tracer_child() {
             let func = u64::from_str_radix(&std::env::var(FUNC).unwrap(), 16).unwrap();
             let mut t = Tracee::seize(pid).unwrap();
             t.stop().unwrap();
-            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let rw = Prot::RW;
             let page = t
                 .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
                 .unwrap();
@@ -84,7 +84,7 @@ fn tracer_child() {
                 t.resume().unwrap();
             }
             // The test kills us at the pause inside this system call.
-            let rw = libc::PROT_READ | libc::PROT_WRITE;
+            let rw = Prot::RW;
             let addr = t
                 .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
                 .unwrap();
@@ -412,7 +412,7 @@ fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died() {
         let mut fpu = Fpu::start();
         let mut t = Tracee::seize(fpu.pid()).unwrap();
         t.stop().unwrap();
-        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let rw = Prot::RW;
         let page = t
             .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
             .unwrap();

@@ -66,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "name": e.function,
                 "address": format!("{:#x}", e.address),
                 "new_address": format!("{:#x}", e.new_address),
-                "in_place": !e.in_place.is_empty(),
+                "in_place": e.in_place.is_some(),
                 "jump_because": jump.map(|j| j.reason()),
             })).collect::<Vec<_>>(),
         });
@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => {}
         }
         for (entry, jump) in report.entries.iter().zip(&report.jumps) {
-            if entry.in_place.is_empty() {
+            if entry.in_place.is_none() {
                 let why = jump.map_or(String::new(), |j| format!(" (jump: {})", j.reason()));
                 println!(
                     "  {} {:#x} -> {:#x}{why}",

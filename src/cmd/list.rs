@@ -18,11 +18,11 @@ const UNRECORDED: &str = "unrecorded module";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let pid = super::pid(args.pid)?;
-    let records = lpkg_applier::records::read(pid)
+    let records = lpkg_applier::list(pid)
         .with_context(|| format!("reading the lpkg records of process {pid}"))?;
     // A module without a record is left by an apply that was killed (or is still running):
     // shown so that nothing lpkg put into the process goes unlisted.
-    let orphans = lpkg_applier::records::orphaned_modules(pid)
+    let orphans = lpkg_applier::unrecorded_modules(pid)
         .with_context(|| format!("reading the memory map of process {pid}"))?;
     if args.json {
         let mut value: Vec<_> = records
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "interrupted": r.state.is_interrupted(),
                     "target": r.body.target_path,
                     "functions": r.body.entries.iter().map(|e| e.function.clone()).collect::<Vec<_>>(),
-                    "in_place": r.body.entries.iter().filter(|e| !e.in_place.is_empty()).map(|e| e.function.clone()).collect::<Vec<_>>(),
+                    "in_place": r.body.entries.iter().filter(|e| e.in_place.is_some()).map(|e| e.function.clone()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             r.state.name()
         );
         for entry in &r.body.entries {
-            let how = if entry.in_place.is_empty() {
+            let how = if entry.in_place.is_none() {
                 "jump"
             } else {
                 "in place"

@@ -65,22 +65,28 @@ pub fn reloc_name(r_type: u32) -> String {
     name.to_string()
 }
 
-/// A function's bytes from an object, as `Option<u8>` with `None` where the linker may write:
-/// relocated fields, and the opcode bytes it may rewrite when relaxing GOT and TLS accesses.
-pub fn masked_code(sec: &crate::objfile::Sec, start: u64, size: u64) -> Vec<Option<u8>> {
-    let end = (start.saturating_add(size) as usize).min(sec.data.len());
-    let mut out: Vec<Option<u8>> = sec.data[(start as usize).min(end)..end]
+/// A function's bytes from a section's `data` (`size` bytes at `start`), as `Option<u8>` with
+/// `None` where the linker may write: the fields of the section's `relocations` (offset,
+/// type), and the opcode bytes it may rewrite when relaxing GOT and TLS accesses.
+pub fn masked_code(
+    data: &[u8],
+    relocations: impl Iterator<Item = (u64, u32)>,
+    start: u64,
+    size: u64,
+) -> Vec<Option<u8>> {
+    let end = (start.saturating_add(size) as usize).min(data.len());
+    let mut out: Vec<Option<u8>> = data[(start as usize).min(end)..end]
         .iter()
         .map(|&b| Some(b))
         .collect();
-    for r in &sec.relocs {
-        if r.offset < start || r.offset >= start.saturating_add(size) {
+    for (offset, r_type) in relocations {
+        if offset < start || offset >= start.saturating_add(size) {
             continue;
         }
-        let at = (r.offset - start) as usize;
+        let at = (offset - start) as usize;
         // (bytes before the field, field width, bytes after the field) the linker may rewrite;
         // TLS general/local-dynamic sequences are rewritten up to the following call.
-        let (before, width, after) = match r.r_type {
+        let (before, width, after) = match r_type {
             elf::R_X86_64_64 => (0, 8, 0),
             elf::R_X86_64_GOTPCREL
             | elf::R_X86_64_GOTPCRELX
