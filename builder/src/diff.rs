@@ -107,7 +107,7 @@ impl Side {
     /// Function symbols referenced by the relocations of function `name` (symbol `symbol`).
     fn callees(&self, name: &str, symbol: usize) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
-        // By symbol rather than by name: a lookup by name per function showed in profiles.
+        // By symbol rather than by name: no name lookup per function.
         let Some(sec) = self.obj.symbols[symbol].section else {
             return out;
         };
@@ -264,7 +264,7 @@ fn function_verdicts(
     let mut functions: BTreeMap<String, Verdict> = BTreeMap::new();
     let mut changed_bytes: BTreeSet<String> = BTreeSet::new();
     // Both maps are sorted by name: the old function of each new one is found by walking
-    // along (a lookup per function showed in profiles).
+    // along, not by a lookup per function.
     let mut olds = old.analysis.functions.iter().peekable();
     for (name, &new_symbol) in &new.analysis.functions {
         while olds.next_if(|(o, _)| *o < name).is_some() {}

@@ -592,8 +592,8 @@ impl<'a> UnitWalk<'a, '_> {
                     _ => {}
                 }
             }
-            // Borrowed: most DIEs never need it, and a copy per DIE showed in profiles. (The
-            // old side's walk leaves names unread: `enclosing_name` reads them.)
+            // Borrowed: most DIEs never need it. (The old side's walk leaves names unread:
+            // `enclosing_name` reads them.)
             let enclosing: Option<&str> = stack.iter().rev().find_map(|s| match s {
                 Scope::Function(name) => Some(&**name),
                 _ => None,

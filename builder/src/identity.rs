@@ -64,8 +64,8 @@ pub fn strip_number(name: &str) -> &str {
 
 impl Analysis {
     pub fn new(obj: &Obj, facts: &Facts) -> Analysis {
-        // Sorted first, then built in one go: inserting ten thousand names one by one showed
-        // in profiles. The first symbol of a name wins.
+        // Sorted first, then built in one go rather than name by name. The first symbol of a
+        // name wins.
         let mut named: Vec<(&str, usize)> = obj
             .symbols
             .iter()

@@ -450,8 +450,8 @@ impl<'a> ModuleWriter<'a> {
         let obj = &units[u].new.obj;
         // CIE offset in the section to its offset in `out`.
         let mut cies: BTreeMap<usize, usize> = BTreeMap::new();
-        // By offset: each record's relocations are found by binary search (a scan per
-        // record was quadratic in the functions of an object).
+        // By offset: each record's relocations are found by binary search, so the whole is
+        // linear in the records, not quadratic.
         let mut sorted: Vec<_> = section.relocs.iter().collect();
         sorted.sort_by_key(|r| r.offset);
         let relocs_in = |start: usize, end: usize| {

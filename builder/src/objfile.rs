@@ -482,8 +482,8 @@ fn rela_tables<'d>(
     Some(out)
 }
 
-/// The relocations of a section, read straight from its RELA entries (the generic iterator
-/// classifies each relocation for every architecture, which showed in profiles).
+/// The relocations of a section, read straight from its RELA entries (x86_64 objects have no
+/// other kind; the generic iterator classifies each entry for every architecture).
 fn relocations(
     file: &ElfFile64<'_, Endianness>,
     section: &object::read::elf::ElfSection64<'_, '_, Endianness>,

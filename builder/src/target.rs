@@ -230,8 +230,7 @@ struct SymbolTables {
 fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
     let endian = file.endian();
     let table = file.elf_symbol_table();
-    // Hashed: only ever looked up (a large target's ten thousand names showed in profiles
-    // as sorted maps).
+    // Hashed: only ever looked up, never walked in order.
     let mut globals = HashMap::with_capacity(table.len());
     let mut locals: HashMap<(String, String), Vec<(usize, TargetSym)>> = HashMap::new();
     let mut file_blocks: HashMap<String, usize> = HashMap::new();
