@@ -101,6 +101,7 @@ fn check_alone(
     deadline: Instant,
     attempts: &mut Attempts,
 ) -> Result<Option<bool>, Error> {
+    let mut led_out = false;
     for check in 1..=QUICK_CHECKS {
         if !tracee.stop_thread(tid)? {
             return Ok(None);
@@ -112,6 +113,18 @@ fn check_alone(
         else {
             return Ok(Some(true));
         };
+        // Executing guarded code: led out of the function it is in, once per retry, it stops
+        // right past the return, which stops at random rarely find (`Tracee::lead_out`).
+        if busy.inside && busy.executing && !led_out {
+            led_out = true;
+            if lead_out(tracee, tid, cfi, deadline)? {
+                attempts.single_stops += 1;
+                let still = busy_threads(tracee, &[tid], cfi, guarded, true, attempts)?;
+                if still.is_empty() {
+                    return Ok(Some(true));
+                }
+            }
+        }
         let again = busy.executing
             && check < QUICK_CHECKS
             && Instant::now() < deadline
@@ -125,6 +138,25 @@ fn check_alone(
         std::thread::sleep(QUICK_INTERVAL);
     }
     Ok(Some(false))
+}
+
+/// Longest wait for a thread led out of a function to return from it, per retry.
+const LEAD_OUT_WAIT: Duration = Duration::from_millis(100);
+
+/// Leads stopped thread `tid` out of the function it executes (see `Tracee::lead_out`), when
+/// its CFI says where the return address is; true when it returned, and is stopped there.
+fn lead_out(
+    tracee: &mut Tracee,
+    tid: Pid,
+    cfi: &mut CfiCache,
+    deadline: Instant,
+) -> Result<bool, Error> {
+    let regs = tracee.registers(tid)?;
+    let Some(slot) = cfi.return_slot(&regs) else {
+        return Ok(false);
+    };
+    let wait = LEAD_OUT_WAIT.min(deadline.saturating_duration_since(Instant::now()));
+    Ok(tracee.lead_out(tid, slot, wait)?)
 }
 
 /// What [`stop_clear`] did.
@@ -146,6 +178,8 @@ struct Busy {
     tid: Pid,
     /// Running code rather than blocked in a system call.
     executing: bool,
+    /// Its program counter itself is in guarded code (frame 0).
+    inside: bool,
     /// The line of the message.
     why: String,
 }
@@ -183,10 +217,12 @@ fn busy_threads(
         if hit.is_none() && trace.complete() {
             continue;
         }
+        let inside = matches!(hit, Some((0, _, _)));
         if first_only {
             busy.push(Busy {
                 tid,
                 executing,
+                inside,
                 why: String::new(),
             });
             continue;
@@ -215,6 +251,7 @@ fn busy_threads(
         busy.push(Busy {
             tid,
             executing,
+            inside,
             why,
         });
     }

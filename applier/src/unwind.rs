@@ -528,6 +528,37 @@ impl CfiCache {
     }
 
     /// Unwinds a stopped thread whose registers are `regs`.
+    /// Where the return address of the function executing at `regs` lies on the stack, as its
+    /// CFI says (`None` where it has none, or keeps the address in a register); for leading the
+    /// thread out of it (`Tracee::lead_out`).
+    pub fn return_slot(&mut self, regs: &Registers) -> Option<u64> {
+        let pc = regs.pc();
+        let object = self.objects.iter().find(|o| o.covers(pc))?;
+        let fde = object.fde(pc)?;
+        if fde.is_signal_trampoline() {
+            return None;
+        }
+        let row = fde
+            .unwind_info_for_address(
+                &object.eh_frame,
+                &object.bases,
+                &mut self.ctx,
+                pc.wrapping_sub(object.bias_at(pc)),
+            )
+            .ok()?;
+        let cfa = match row.cfa() {
+            CfaRule::RegisterAndOffset { register, offset } => regs
+                .dwarf()
+                .get(register.0 as usize)?
+                .wrapping_add(*offset as u64),
+            CfaRule::Expression(_) => return None,
+        };
+        match row.register(Register(RA as u16)) {
+            RegisterRule::Offset(o) => Some(cfa.wrapping_add(o as u64)),
+            _ => None,
+        }
+    }
+
     pub fn backtrace(&mut self, regs: &Registers) -> Backtrace {
         let sp = regs.sp();
         let end = self

@@ -195,7 +195,9 @@ impl Tracee {
 
     /// Set `regs` on the borrowed thread and run it until it enters the system call `end`, or
     /// traps, or `deadline` passes. `ready` names the test hook point between the last change
-    /// and the resume.
+    /// and the resume. With `block_signals`, the asynchronous signals are blocked while it runs
+    /// (code of ours, covered by a frame that restores the mask); without, the thread runs its
+    /// own code with its own mask.
     ///
     /// It runs with `PTRACE_SYSCALL` (stopping at every system call it makes) and never with a
     /// trap flag, so nothing stays armed if we die. At the entry stop of `end`, `at_entry` runs
@@ -204,6 +206,7 @@ impl Tracee {
     /// back to user mode, inside the kernel's signal check. That is where it must be when its
     /// original registers are put back: only there does the kernel, on resume, restart a
     /// system call the thread was inside (a syscall-exit stop returns to user mode directly).
+    #[allow(clippy::too_many_arguments)] // the run's registers, end, hooks and signal policy
     pub(crate) fn run_borrowed(
         &mut self,
         tid: Pid,
@@ -212,14 +215,17 @@ impl Tracee {
         at_entry: impl FnOnce(&Registers, bool) -> Result<()>,
         deadline: Instant,
         ready: &'static str,
+        block_signals: bool,
     ) -> Result<Outcome> {
         let pid = self.pid;
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
-        // Last before the resume (see `borrow_thread`). From here a called function is covered
-        // by its frame, which holds the thread's own mask for rt_sigreturn.
-        let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
-        ptrace::set_sigmask(tid, !allowed)
-            .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+        if block_signals {
+            // Last before the resume (see `borrow_thread`). From here a called function is
+            // covered by its frame, which holds the thread's own mask for rt_sigreturn.
+            let allowed = SYNCHRONOUS.iter().fold(0, |m, &s| m | sigbit(s));
+            ptrace::set_sigmask(tid, !allowed)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETSIGMASK", e))?;
+        }
         test_hook::reached(pid, tid, ready)?;
         let mut at_entry = Some(at_entry);
         let mut entry: Option<Registers> = None;

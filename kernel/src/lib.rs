@@ -10,6 +10,7 @@ pub mod arch;
 pub mod error;
 mod inject;
 pub mod interrupt;
+mod lead_out;
 pub mod maps;
 pub mod memory;
 pub mod objects;

@@ -119,7 +119,7 @@ impl Tracee {
     /// `tid`) and kept for the next calls until [`Tracee::release_call_trampoline`] or the
     /// detach. Its own page: it must stay mapped for as long as a called function may return
     /// to it, which is forever if we die during the call.
-    fn call_trampoline(&mut self, tid: Pid) -> Result<u64> {
+    pub(crate) fn call_trampoline(&mut self, tid: Pid) -> Result<u64> {
         if let Some(page) = self.call_trampoline {
             return Ok(page);
         }
@@ -244,7 +244,15 @@ impl Tracee {
             ptrace::setregs(tid, &resumed).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))
         };
         let deadline = Instant::now() + call.timeout;
-        match self.run_borrowed(tid, &regs, end, at_entry, deadline, test_hook::CALL_READY)? {
+        match self.run_borrowed(
+            tid,
+            &regs,
+            end,
+            at_entry,
+            deadline,
+            test_hook::CALL_READY,
+            true,
+        )? {
             // The trampoline moved the return value to rdi.
             Outcome::Returned {
                 entry,

@@ -162,6 +162,7 @@ impl Tracee {
                 at_entry,
                 deadline,
                 test_hook::SYSCALL_READY,
+                true,
             )
             .and_then(|outcome| {
                 test_hook::reached(pid, tid, test_hook::SYSCALL_DONE)?;

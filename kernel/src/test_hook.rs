@@ -28,6 +28,9 @@ pub const SYSCALL_ENTERED: &str = "syscall:entered";
 /// A point inside an injected system call: the call was made, the thread stopped right after
 /// it, its own registers and mask not put back yet.
 pub const SYSCALL_DONE: &str = "syscall:done";
+/// A point inside a lead-out: the function's return address leads through our code, the thread
+/// is about to be resumed.
+pub const LEAD_OUT_READY: &str = "lead-out:ready";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {

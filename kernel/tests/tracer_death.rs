@@ -68,6 +68,17 @@ fn tracer_child() {
             let ret = t.call_marking(func, &[1000], Duration::from_secs(30), mark);
             println!("returned {}", ret.unwrap());
         }
+        "lead-out" => {
+            test_hook::pause_at(test_hook::LEAD_OUT_READY);
+            let (hot, slot) = caught_in_hash(
+                pid,
+                u64::from_str_radix(&std::env::var(FUNC).unwrap(), 16).unwrap(),
+            );
+            let mut t = Tracee::seize(pid).unwrap();
+            t.stop().unwrap();
+            // The test kills us at the pause.
+            t.lead_out(hot, slot, Duration::from_secs(5)).unwrap();
+        }
         "syscall" => {
             let point = std::env::var(POINT).unwrap();
             let point = SYSCALL_POINTS.into_iter().find(|p| *p == point).unwrap();
@@ -397,6 +408,30 @@ fn avx512_registers_survive_the_tracer_killed_with_amx_released() {
     with_timeout(120, || wide_state_survives_every_kill("amx-released"));
 }
 
+/// The leaf target's `hot` thread and the stack slot of `hash`'s return address, once a stop
+/// finds it inside `hash` (called from `hot`, at `hot_at`, which is short). The thread is left
+/// running; being inside `hash` nearly all the time, it still is when a tracer stops it next.
+fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
+    let in_hot = |a: u64| (hot_at..hot_at + 0x100).contains(&a);
+    let tid: i32 = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .find(|&t| t != pid)
+        .unwrap();
+    let mut t = Tracee::seize(pid).unwrap();
+    for _ in 0..1000 {
+        t.stop().unwrap();
+        let regs = t.registers(tid).unwrap();
+        let ra = read_u64(pid, regs.sp());
+        t.resume().unwrap();
+        if !in_hot(regs.pc()) && in_hot(ra) {
+            t.detach().unwrap();
+            return (tid, regs.sp());
+        }
+    }
+    panic!("thread never seen inside hash");
+}
+
 fn read_u64(pid: i32, address: u64) -> u64 {
     let mut bytes = [0u8; 8];
     let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
@@ -450,6 +485,72 @@ fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died() {
         // slow() sleeps a second, returns, and the thread marks it and carries on.
         fpu.rounds_ok(60);
         assert_eq!(read_u64(fpu.pid(), page + 8), MARK);
+    });
+}
+
+/// A thread looping on a leaf that takes nearly all its time is led out of it: it stops right
+/// past the return, with the return value and stack of a plain return, and carries on unharmed
+/// (the target checks every result); stopped at random it is almost never outside.
+#[test]
+fn a_thread_is_led_out_of_a_hot_leaf_function() {
+    with_timeout(60, || {
+        let mut proc = Proc::spawn(&bin("leaf"), &[]);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let hot_at = ready["hot"] as u64;
+        proc.wait_line("ok", Duration::from_secs(10));
+        let pid = proc.pid();
+        for _ in 0..20 {
+            let (tid, slot) = caught_in_hash(pid, hot_at);
+            let mut t = Tracee::seize(pid).unwrap();
+            t.stop().unwrap();
+            let before = t.registers(tid).unwrap();
+            // Still inside: the slot still holds the return address into `hot`.
+            let ra = read_u64(pid, slot);
+            if before.sp() != slot || ra < hot_at || ra >= hot_at + 0x100 {
+                t.detach().unwrap();
+                continue;
+            }
+            assert!(t.lead_out(tid, slot, Duration::from_secs(5)).unwrap());
+            let after = t.registers(tid).unwrap();
+            assert_eq!(after.pc(), ra, "stopped right past the return");
+            assert_eq!(after.sp(), slot + 8, "its return address popped");
+            assert_eq!(
+                read_u64(pid, slot),
+                ra,
+                "the stack as a plain return leaves it"
+            );
+            t.detach().unwrap();
+            proc.wait_line("ok", Duration::from_secs(5));
+        }
+        // Rounds go on, every result checked by the target.
+        proc.wait_line("ok", Duration::from_secs(5));
+    });
+}
+
+/// lpkg killed with the return address leading through its code: the thread returns through
+/// it on its own, with the right value, and carries on.
+#[test]
+fn a_thread_being_led_out_survives_the_tracer_killed() {
+    with_timeout(60, || {
+        let mut proc = Proc::spawn(&bin("leaf"), &[]);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let hot_at = ready["hot"] as u64;
+        proc.wait_line("ok", Duration::from_secs(10));
+        for _ in 0..3 {
+            let mut tracer = Tracer::spawn_at(
+                "lead-out",
+                proc.pid(),
+                hot_at,
+                &[],
+                test_hook::LEAD_OUT_READY,
+            );
+            tracer.wait_paused(20);
+            tracer.kill();
+            assert!(!is_traced(proc.pid()));
+            for _ in 0..5 {
+                proc.wait_line("ok", Duration::from_secs(5));
+            }
+        }
     });
 }
 

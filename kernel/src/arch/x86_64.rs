@@ -150,6 +150,14 @@ impl Registers {
 }
 
 impl Registers {
+    /// At the `getpid` entry stop of [`lead_out_trampoline`]: the state right after the function
+    /// returned to `ret` (its return value back in `rax`), the system call skipped.
+    pub(crate) fn returned_to(&mut self, ret: u64) {
+        self.0.rip = ret;
+        self.0.rax = self.0.r10;
+        self.0.orig_rax = u64::MAX;
+    }
+
     /// For a call returning through [`MARKING_TRAMPOLINE`]: it stores `value` at `address`.
     pub(crate) fn set_mark(&mut self, address: u64, value: u64) {
         self.0.rbx = address;
@@ -251,6 +259,30 @@ pub const MARKING_TRAMPOLINE: [u8; 15] = [
 ];
 /// Offset just past the marking trampoline's `syscall` instruction.
 pub const MARKING_TRAMPOLINE_SYSCALL_END: u64 = 13;
+
+/// `getpid(2)`: the system call a thread led out of a function stops at.
+pub const SYS_GETPID: u64 = 39;
+
+/// Code a function returns into when a thread is led out of it ([`lead_out_trampoline`]).
+pub const LEAD_OUT_LEN: usize = 26;
+/// Offset just past the `syscall` instruction of [`lead_out_trampoline`].
+pub const LEAD_OUT_SYSCALL_END: u64 = 10;
+
+/// Code a function returns into instead of `ret`, its caller: keeps the return value (`rax`)
+/// in `r10`, makes `getpid` (where a tracer stops the thread), puts the value back and jumps
+/// to `ret`. At a return `r10` and `r11` hold nothing (caller-saved, not return registers), so
+/// the caller sees what a plain return would have given it.
+/// `mov %rax,%r10; mov $39,%eax; syscall; mov %r10,%rax; movabs $ret,%r11; jmp *%r11`.
+pub fn lead_out_trampoline(ret: u64) -> [u8; LEAD_OUT_LEN] {
+    let mut code = [0u8; LEAD_OUT_LEN];
+    code[..13].copy_from_slice(&[
+        0x49, 0x89, 0xc2, 0xb8, 0x27, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x4c, 0x89, 0xd0,
+    ]);
+    code[13..15].copy_from_slice(&[0x49, 0xbb]);
+    code[15..23].copy_from_slice(&ret.to_le_bytes());
+    code[23..].copy_from_slice(&[0x41, 0xff, 0xe3]);
+    code
+}
 
 /// A thread's alternate signal stack (`stack_t`), as `sigaltstack(2)` reads and writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

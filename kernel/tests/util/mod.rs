@@ -25,6 +25,7 @@ pub fn bin(name: &str) -> PathBuf {
             "writer",
             "deepstack",
             "xstate",
+            "leaf",
         ] {
             compile(
                 &src.join(format!("{name}.c")),
