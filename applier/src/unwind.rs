@@ -609,7 +609,7 @@ fn walk(
     regs: &Registers,
     memory: &mut dyn Memory,
 ) -> Backtrace {
-    let mut reg: [Option<u64>; DWARF_TRACKED] = regs.dwarf().map(Some);
+    let mut reg: Regs = regs.dwarf().map(Some);
     let mut frames = vec![Frame {
         pc: regs.pc(),
         executing: true,
@@ -636,103 +636,154 @@ fn walk(
             }
             _ => false,
         };
-        if !frame.executing && !ordinary && memory.is_restore_rt(pc) {
-            // A signal frame: the interrupted context is saved in the ucontext at sp.
-            let Some(sp) = reg[SP] else {
-                return incomplete(frames, Stuck::BadSignalFrame);
-            };
-            let gregs = sp.wrapping_add(UC_GREGS);
-            for (slot, dwarf) in GREGS_DWARF {
-                reg[dwarf as usize] = memory.u64(gregs.wrapping_add(slot * 8));
-            }
-            match reg[RA] {
-                Some(pc) if pc != 0 => frames.push(Frame {
-                    pc,
-                    executing: true,
-                }),
-                _ => return incomplete(frames, Stuck::BadSignalFrame),
-            }
-            continue;
-        }
-        let Some(object) = object else {
-            return incomplete(frames, Stuck::OutsideObjects);
-        };
-        let Some(fde) = fde else {
-            if frames.len() > 1 {
-                return incomplete(frames, Stuck::NoCfi);
-            }
-            // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is
-            // either newborn (rax 0: its root) or the parent about to `ret` (a leaf).
-            if regs
-                .syscall_nr()
-                .is_some_and(|nr| CLONE_SYSCALLS.contains(&nr))
-                && regs.return_value() == 0
-            {
-                return complete(frames);
-            }
-            let Some(ra) = reg[SP].and_then(|sp| memory.u64(sp)).filter(|&ra| ra != 0) else {
-                return incomplete(frames, Stuck::NoCfi);
-            };
-            reg[SP] = reg[SP].map(|sp| sp.wrapping_add(8));
-            reg[RA] = Some(ra);
-            frames.push(Frame {
-                pc: ra,
-                executing: false,
-            });
-            continue;
-        };
-        let Ok(row) = fde.unwind_info_for_address(
-            &object.eh_frame,
-            &object.bases,
-            ctx,
-            lookup.wrapping_sub(object.bias_at(lookup)),
-        ) else {
-            return incomplete(frames, Stuck::CfiUnreadable);
-        };
-        let cfa = match row.cfa() {
-            CfaRule::RegisterAndOffset { register, offset } => {
-                match reg.get(register.0 as usize).copied().flatten() {
-                    Some(v) => v.wrapping_add(*offset as u64),
-                    None => return incomplete(frames, Stuck::CfaRegisterUnknown),
+        let step = if !frame.executing && !ordinary && memory.is_restore_rt(pc) {
+            signal_frame(&reg, memory)
+        } else {
+            match (object, fde) {
+                (None, _) => Step::Stuck(Stuck::OutsideObjects),
+                (Some(_), None) => frame_without_cfi(frames.len(), regs, &reg, memory),
+                (Some(object), Some(fde)) => {
+                    frame_with_cfi(object, &fde, ctx, lookup, &reg, memory)
                 }
             }
-            CfaRule::Expression(_) => return incomplete(frames, Stuck::CfaExpression),
         };
-        let mut next = reg;
-        next[SP] = Some(cfa);
-        for n in 0..DWARF_TRACKED {
-            if n == SP {
-                continue;
+        match step {
+            Step::Caller(next, frame) => {
+                reg = next;
+                frames.push(frame);
             }
-            next[n] = match row.register(Register(n as u16)) {
-                RegisterRule::Undefined if n == RA => {
-                    // The thread's root (_start, clone): nothing called it.
-                    return complete(frames);
-                }
-                RegisterRule::Undefined => None,
-                RegisterRule::SameValue => reg[n],
-                RegisterRule::Offset(o) => memory.u64(cfa.wrapping_add(o as u64)),
-                RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
-                RegisterRule::Register(other) => reg.get(other.0 as usize).copied().flatten(),
-                _ => None,
-            };
+            Step::Root => return complete(frames),
+            Step::Stuck(why) => return incomplete(frames, why),
         }
-        let (Some(ra), Some(new_sp)) = (next[RA], next[SP]) else {
-            return incomplete(frames, Stuck::ReturnAddressUnknown);
-        };
-        if ra == 0 {
-            return complete(frames);
-        }
-        if new_sp <= reg[SP].unwrap_or(0) {
-            return incomplete(frames, Stuck::StackDoesNotGrow);
-        }
-        reg = next;
-        frames.push(Frame {
-            pc: ra,
-            executing: false,
-        });
     }
     incomplete(frames, Stuck::TooManyFrames)
+}
+
+/// The registers by DWARF number, where known.
+type Regs = [Option<u64>; DWARF_TRACKED];
+
+/// What one frame of the walk leads to (a short-lived value: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// The caller's frame, with the registers there.
+    Caller(Regs, Frame),
+    /// Nothing called this frame: the thread's root.
+    Root,
+    /// The walk cannot go on.
+    Stuck(Stuck),
+}
+
+/// A signal frame: the interrupted context is saved in the ucontext at sp.
+fn signal_frame(reg: &Regs, memory: &mut dyn Memory) -> Step {
+    let Some(sp) = reg[SP] else {
+        return Step::Stuck(Stuck::BadSignalFrame);
+    };
+    let mut next = *reg;
+    let gregs = sp.wrapping_add(UC_GREGS);
+    for (slot, dwarf) in GREGS_DWARF {
+        next[dwarf as usize] = memory.u64(gregs.wrapping_add(slot * 8));
+    }
+    match next[RA] {
+        Some(pc) if pc != 0 => Step::Caller(
+            next,
+            Frame {
+                pc,
+                executing: true,
+            },
+        ),
+        _ => Step::Stuck(Stuck::BadSignalFrame),
+    }
+}
+
+/// Code without CFI: only the innermost frame (`depth` 1) can be gone through, as a leaf that
+/// has pushed nothing.
+fn frame_without_cfi(depth: usize, regs: &Registers, reg: &Regs, memory: &mut dyn Memory) -> Step {
+    if depth > 1 {
+        return Step::Stuck(Stuck::NoCfi);
+    }
+    // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is either
+    // newborn (rax 0: its root) or the parent about to `ret` (a leaf).
+    if regs
+        .syscall_nr()
+        .is_some_and(|nr| CLONE_SYSCALLS.contains(&nr))
+        && regs.return_value() == 0
+    {
+        return Step::Root;
+    }
+    let Some(ra) = reg[SP].and_then(|sp| memory.u64(sp)).filter(|&ra| ra != 0) else {
+        return Step::Stuck(Stuck::NoCfi);
+    };
+    let mut next = *reg;
+    next[SP] = reg[SP].map(|sp| sp.wrapping_add(8));
+    next[RA] = Some(ra);
+    Step::Caller(
+        next,
+        Frame {
+            pc: ra,
+            executing: false,
+        },
+    )
+}
+
+/// A frame that the CFI row for `lookup` in `fde` of `object` describes.
+fn frame_with_cfi(
+    object: &ObjectCfi,
+    fde: &FrameDescriptionEntry<Reader>,
+    ctx: &mut UnwindContext<usize>,
+    lookup: u64,
+    reg: &Regs,
+    memory: &mut dyn Memory,
+) -> Step {
+    let Ok(row) = fde.unwind_info_for_address(
+        &object.eh_frame,
+        &object.bases,
+        ctx,
+        lookup.wrapping_sub(object.bias_at(lookup)),
+    ) else {
+        return Step::Stuck(Stuck::CfiUnreadable);
+    };
+    let cfa = match row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } => {
+            match reg.get(register.0 as usize).copied().flatten() {
+                Some(v) => v.wrapping_add(*offset as u64),
+                None => return Step::Stuck(Stuck::CfaRegisterUnknown),
+            }
+        }
+        CfaRule::Expression(_) => return Step::Stuck(Stuck::CfaExpression),
+    };
+    let mut next = *reg;
+    next[SP] = Some(cfa);
+    for n in 0..DWARF_TRACKED {
+        if n == SP {
+            continue;
+        }
+        next[n] = match row.register(Register(n as u16)) {
+            // The thread's root (_start, clone): nothing called it.
+            RegisterRule::Undefined if n == RA => return Step::Root,
+            RegisterRule::Undefined => None,
+            RegisterRule::SameValue => reg[n],
+            RegisterRule::Offset(o) => memory.u64(cfa.wrapping_add(o as u64)),
+            RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
+            RegisterRule::Register(other) => reg.get(other.0 as usize).copied().flatten(),
+            _ => None,
+        };
+    }
+    let (Some(ra), Some(new_sp)) = (next[RA], next[SP]) else {
+        return Step::Stuck(Stuck::ReturnAddressUnknown);
+    };
+    if ra == 0 {
+        return Step::Root;
+    }
+    if new_sp <= reg[SP].unwrap_or(0) {
+        return Step::Stuck(Stuck::StackDoesNotGrow);
+    }
+    Step::Caller(
+        next,
+        Frame {
+            pc: ra,
+            executing: false,
+        },
+    )
 }
 
 #[cfg(test)]
