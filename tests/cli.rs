@@ -405,3 +405,60 @@ fn a_closed_output_pipe_ends_quietly_without_a_panic() {
         out.status
     );
 }
+
+/// Issue 19 (2): a package or key path naming a device, a FIFO or a huge sparse file is refused
+/// at once with a clear message, before anything is read (no hang, no unbounded read).
+#[test]
+fn package_and_key_paths_that_are_not_small_regular_files_are_refused_before_reading() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = s.package("fix", &key);
+    let fifo = s.path("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let sparse = s.path("sparse.lpkg");
+    std::fs::File::create(&sparse)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let (pkg, trust) = (package.to_str().unwrap(), public.to_str().unwrap());
+    for (args, expected) in [
+        (
+            vec!["verify", "/dev/zero", "--trust", trust],
+            "not a regular file",
+        ),
+        (
+            vec!["verify", fifo.to_str().unwrap(), "--trust", trust],
+            "not a regular file",
+        ),
+        (
+            vec!["verify", sparse.to_str().unwrap(), "--trust", trust],
+            "larger than any package",
+        ),
+        (vec!["inspect", "/dev/zero"], "not a regular file"),
+        (
+            vec!["verify", pkg, "--trust", "/dev/zero"],
+            "not a regular file",
+        ),
+        (
+            vec!["verify", pkg, "--trust", fifo.to_str().unwrap()],
+            "not a regular file",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let run = s.run(&args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.error_line().contains(expected),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?} took long"
+        );
+    }
+}

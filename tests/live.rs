@@ -684,3 +684,84 @@ fn list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it() {
     ok(apply(&s, &package, &public, &target, &[]));
     assert_eq!(target.ask("5"), "15 205");
 }
+
+/// Issue 19 (3): names and records an unprivileged target makes itself are printed escaped
+/// and never make lpkg panic: a module memfd whose id is one character (apply's report of
+/// what it cleaned up sliced it), a record whose id has a multibyte character across byte 16
+/// and whose name carries a newline and a terminal escape (list and revert sliced and printed
+/// them raw).
+#[test]
+fn target_made_names_and_records_never_panic_and_print_escaped() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("3"), "6 103");
+    let pid = target.child.id() as i32;
+    // What the target could do itself: a memfd mapping named like an lpkg module.
+    let mut t = lpkg_kernel::Tracee::seize(pid).unwrap();
+    t.stop().unwrap();
+    t.memfd_map_private("lpkg-module:x", 4096).unwrap();
+    t.detach().unwrap();
+    let run = apply(&s, &package, &public, &target, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("rolled back an interrupted operation of package x\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(target.ask("3"), "9 203");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+
+    // A forged record: its id has `€` (3 bytes) across byte 16, its name a newline and ESC.
+    let body = lpkg_applier::RecordBody {
+        id: format!("{}€{}", "a".repeat(15), "b".repeat(46)),
+        name: "evil\nname\u{1b}[31m".into(),
+        version: "1".into(),
+        signers: vec!["0011223344556677".into()],
+        applied_at: 0,
+        sequence: 1,
+        target_path: "/x".into(),
+        module_address: 0,
+        module_len: 0,
+        eh_frame_address: 0,
+        eh_frame_len: 0,
+        unwind_registration: None,
+        exit_routines: vec![],
+        entries: vec![],
+    };
+    let record = body.encode(lpkg_applier::State::Applied);
+    let mut t = lpkg_kernel::Tracee::seize(pid).unwrap();
+    t.stop().unwrap();
+    let at = t.memfd_map_private("lpkg:aaaaaaaaaaaaaaaa", 4096).unwrap();
+    lpkg_kernel::memory::write(pid, at, &record).unwrap();
+    t.detach().unwrap();
+    let run = s.run(&["list", "--pid", &target.pid()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("evil\\nname\\u{1b}[31m"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\u{1b}'), "{}", run.stdout);
+    let run = s.run(&["revert", "--pid", &target.pid(), "--all"]);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert_eq!(target.ask("3"), "6 103");
+}
+
+/// Issue 19 (9): a `--timeout` too large for the clock waits as long as anything can, instead
+/// of panicking half-way through the apply.
+#[test]
+fn a_huge_timeout_saturates() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    let huge = u64::MAX.to_string();
+    let run = apply(&s, &package, &public, &target, &["--timeout", &huge]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(target.ask("3"), "9 203");
+    ok(s.run(&["revert", "--pid", &target.pid(), "--timeout", &huge]));
+    assert_eq!(target.ask("3"), "6 103");
+}

@@ -35,7 +35,7 @@ pub fn stop_clear(
     // Parse the CFI while the process still runs: the stopped time is only stack copies.
     let mut cfi = CfiCache::load(tracee.pid())?;
     let started = Instant::now();
-    let deadline = started + timeout;
+    let deadline = started + timeout.min(lpkg_kernel::MAX_TIMEOUT);
     // Short at first: a retry on a hot function stops one thread for a few microseconds.
     let mut backoff = Duration::from_micros(100);
     let mut attempts = Attempts::default();

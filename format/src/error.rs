@@ -148,6 +148,26 @@ pub enum Error {
         /// The default folder that was looked for.
         path: PathBuf,
     },
+    /// A file to read is not a regular file (a FIFO, a device, a directory).
+    #[error("{}: not a regular file: not a {what}", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it was to be.
+        what: &'static str,
+    },
+    /// A file to read is larger than any file of its kind.
+    #[error("{}: {size} bytes, larger than any {what} ({max} bytes at most)", path.display())]
+    FileTooLarge {
+        /// The path given.
+        path: PathBuf,
+        /// What it was to be.
+        what: &'static str,
+        /// Its size (or what was read of it).
+        size: u64,
+        /// The most a file of its kind has.
+        max: u64,
+    },
     /// Reading or writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -177,6 +197,8 @@ impl Error {
                 | Error::NoTrustedKeys { .. }
                 | Error::NoTrustStore { .. }
                 | Error::Io { .. }
+                | Error::NotAFile { .. }
+                | Error::FileTooLarge { .. }
                 | Error::Random { .. }
                 | Error::TooManySignatures { .. }
         )

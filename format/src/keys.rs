@@ -155,13 +155,8 @@ const MAX_KEY_FILE: u64 = 4096;
 
 /// Returns the key id and the key value of the single key line of `path`.
 fn read_key_line(path: &Path, tag: &str) -> Result<(KeyId, String), Error> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, e))?
-        .len();
-    if size > MAX_KEY_FILE {
-        return Err(bad(path, "file too large for a key file"));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::file::read_bounded(path, MAX_KEY_FILE, "key file")?;
+    let text = String::from_utf8(bytes).map_err(|_| bad(path, "key file is not UTF-8"))?;
     let mut lines = text
         .lines()
         .map(str::trim)

@@ -9,6 +9,7 @@
 pub mod container;
 pub mod digest;
 mod error;
+mod file;
 pub mod keys;
 pub mod manifest;
 mod package;
@@ -17,6 +18,7 @@ pub mod trust;
 pub use container::{Signature, MAX_SIGNATURES};
 pub use digest::sha256_hex;
 pub use error::Error;
+pub use file::{read_package_file, MAX_PACKAGE_LEN};
 pub use keys::{KeyId, PublicKey, SecretKey};
 pub use manifest::*;
 pub use package::{open_verified, Package};

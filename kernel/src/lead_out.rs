@@ -47,7 +47,7 @@ impl Tracee {
             ptrace::setregs(tid, &returned)
                 .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))
         };
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + timeout.min(crate::MAX_TIMEOUT);
         let outcome = self.run_borrowed(
             tid,
             &regs,

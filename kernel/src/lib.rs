@@ -29,5 +29,9 @@ pub use remote_call::Mark;
 pub use remote_syscall::Prot;
 pub use tracer::Tracee;
 
+/// The longest wait any operation takes: longer timeouts are cut to it (a deadline further
+/// away would overflow the clock; none this far is ever reached).
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
 /// A process or thread id, as the kernel gives it.
 pub type Pid = i32;

@@ -70,6 +70,7 @@ impl Tracee {
         timeout: Duration,
         mark: Option<Mark>,
     ) -> Result<u64> {
+        let timeout = timeout.min(crate::MAX_TIMEOUT);
         if args.len() > MAX_CALL_ARGS {
             return Err(Error::TooManyArgs {
                 count: args.len(),

@@ -40,7 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ..ApplyOptions::default()
     };
     if let Some(secs) = args.timeout {
-        options.timeout = Duration::from_secs(secs);
+        // Huge values wait as long as anything can (`lpkg_kernel::MAX_TIMEOUT`).
+        options.timeout = Duration::from_secs(secs).min(lpkg_kernel::MAX_TIMEOUT);
     }
     let pid = super::pid(args.pid)?;
     // Ctrl-C or SIGTERM during apply rolls the target back before lpkg exits.
@@ -75,7 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for id in &report.recovered {
             println!(
                 "rolled back an interrupted operation of package {}",
-                &id[..16]
+                super::short_id(id)
             );
         }
         println!(

@@ -68,10 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for r in &records {
         println!(
             "{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  {}",
-            &r.body.id[..16.min(r.body.id.len())],
-            r.body.name,
-            r.body.version,
-            r.body.signers.first().map(String::as_str).unwrap_or("-"),
+            super::short_id(&r.body.id),
+            super::shown(&r.body.name),
+            super::shown(&r.body.version),
+            super::shown(r.body.signers.first().map(String::as_str).unwrap_or("-")),
             super::utc(r.body.applied_at),
             r.body.entries.len(),
             r.state.name()
@@ -82,13 +82,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 "in place"
             };
-            println!("    {} at {:#x} ({how})", entry.function, entry.address);
+            println!(
+                "    {} at {:#x} ({how})",
+                super::shown(&entry.function),
+                entry.address
+            );
         }
     }
     for m in &orphans {
         println!(
             "{:<16}  {:<24} {:<10} {:<16} {:<20} {:>9}  {UNRECORDED}",
-            m.id_prefix, "-", "-", "-", "-", 0
+            super::short_id(&m.id_prefix),
+            "-",
+            "-",
+            "-",
+            "-",
+            0
         );
         println!(
             "    module at {:#x} ({} bytes), no jump to it: left by an apply that was interrupted \

@@ -13,11 +13,34 @@ pub mod verify;
 
 use std::path::Path;
 
-use anyhow::Context;
-
 /// Reads a whole package file.
 pub fn read_package_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    lpkg_format::read_package_file(path).map_err(|error| match error {
+        lpkg_format::Error::Io { source, .. } => {
+            anyhow::Error::new(source).context(format!("reading {}", path.display()))
+        }
+        other => other.into(),
+    })
+}
+
+/// Text that comes from a target process (record fields, mapping names), fit to print on a
+/// terminal: control characters (newlines, escape sequences) are shown escaped.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The first 16 characters of a package id as the target holds it (not necessarily hex, not
+/// necessarily 16 characters long), shown.
+pub fn short_id(id: &str) -> String {
+    shown(&id.chars().take(16).collect::<String>())
 }
 
 /// A PID from the command line, as the kernel crate takes it.

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (None, true) => Selection::All,
         (None, false) => Selection::Latest,
     };
-    let timeout = Duration::from_secs(args.timeout.unwrap_or(10));
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(10)).min(lpkg_kernel::MAX_TIMEOUT);
     let reports = lpkg_applier::revert(pid, &selection, timeout)
         .with_context(|| format!("reverting in process {pid}"))?;
     if args.json {
@@ -45,9 +45,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for r in &reports {
             println!(
                 "reverted {} {} (id {}, was {}): {} function(s) restored",
-                r.name,
-                r.version,
-                &r.id[..16.min(r.id.len())],
+                super::shown(&r.name),
+                super::shown(&r.version),
+                super::short_id(&r.id),
                 r.state,
                 r.restored
             );
