@@ -298,19 +298,9 @@ fn refusals_leave_the_target_exactly_as_it_was() {
     assert!(run.stderr.contains("build-id"), "{}", run.stderr);
 
     // Built for another machine: the same package, its manifest saying aarch64, signed anew.
-    let original = lpkg_format::Package::from_bytes(&std::fs::read(&package).unwrap()).unwrap();
-    let mut manifest = original.manifest().clone();
-    manifest.target.machine = "aarch64".into();
-    let payloads = original
-        .payloads()
-        .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
-        .collect();
-    let mut foreign = lpkg_format::Package::new(manifest, payloads).unwrap();
-    foreign
-        .sign(&lpkg_format::SecretKey::read(&key).unwrap())
-        .unwrap();
-    let foreign_path = s.path("aarch64.lpkg");
-    std::fs::write(&foreign_path, foreign.to_bytes()).unwrap();
+    let foreign_path = resigned(&s, &package, &key, "aarch64.lpkg", |m| {
+        m.target.machine = "aarch64".into()
+    });
     let run = apply(&s, &foreign_path, &public, &target, &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("for aarch64"), "{}", run.stderr);
@@ -764,4 +754,69 @@ fn a_huge_timeout_saturates() {
     assert_eq!(target.ask("3"), "9 203");
     ok(s.run(&["revert", "--pid", &target.pid(), "--timeout", &huge]));
     assert_eq!(target.ask("3"), "6 103");
+}
+
+/// The first function a manifest replaces.
+fn replaced(m: &mut lpkg_format::Manifest) -> &mut lpkg_format::Function {
+    m.functions
+        .iter_mut()
+        .find(|f| f.action == lpkg_format::Action::Replace)
+        .unwrap()
+}
+
+/// The same package with its manifest changed by `edit` and signed again by `key`.
+fn resigned(
+    s: &Scratch,
+    package: &Path,
+    key: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut lpkg_format::Manifest),
+) -> PathBuf {
+    let original = lpkg_format::Package::from_bytes(&std::fs::read(package).unwrap()).unwrap();
+    let mut manifest = original.manifest().clone();
+    edit(&mut manifest);
+    let payloads = original
+        .payloads()
+        .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
+        .collect();
+    let mut changed = lpkg_format::Package::new(manifest, payloads).unwrap();
+    changed
+        .sign(&lpkg_format::SecretKey::read(key).unwrap())
+        .unwrap();
+    let path = s.path(name);
+    std::fs::write(&path, changed.to_bytes()).unwrap();
+    path
+}
+
+/// Issue 19 (12): a trusted signer's manifest is not trusted for sizes. An old size of 2^62
+/// aborted apply on allocation; a new size of i64::MAX applied and could never be reverted
+/// (its guarded range covered everything). Both are refused (exit 4), the target untouched.
+#[test]
+fn absurd_sizes_in_a_signed_manifest_are_refused() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("3"), "6 103");
+    let huge_old = resigned(&s, &package, &key, "old.lpkg", |m| {
+        let f = replaced(m);
+        f.old_size = Some(1 << 62);
+        f.old_room = f.old_room.map(|_| 1 << 62);
+    });
+    let huge_new = resigned(&s, &package, &key, "new.lpkg", |m| {
+        replaced(m).new_size = i64::MAX as u64
+    });
+    for (bad, what) in [(&huge_old, "old code"), (&huge_new, "new code")] {
+        let run = apply(&s, bad, &public, &target, &[]);
+        assert_eq!(run.code, 4, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(what) && run.stderr.contains("not inside"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        assert_eq!(target.ask("3"), "6 103");
+        let list = s.run(&["list", "--pid", &target.pid()]);
+        assert!(list.stdout.contains("no lpkg package"), "{}", list.stdout);
+    }
 }

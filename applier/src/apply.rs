@@ -353,6 +353,7 @@ fn plan_entries(
             .target
             .bias
             .wrapping_add(function.old_offset.unwrap_or(0));
+        check_in_target(plan.target, function, address)?;
         let (live, pristine) = check_preimage(&plan.mem, function, address, &plan.applied)?;
         let candidate = match (&finder, pristine) {
             _ if !plan.options.in_place => Err(in_place::Jump::Asked),
@@ -378,6 +379,33 @@ fn plan_entries(
         });
     }
     Ok((entries, candidates, jumps))
+}
+
+/// A replaced function's old code (`old_size` bytes at `address`) lies in the target's code:
+/// a signed manifest is trusted for what to do, not for sizes lpkg reads or guards.
+fn check_in_target(
+    target: &TargetObject,
+    function: &lpkg_format::Function,
+    address: u64,
+) -> Result<(), Error> {
+    let size = function.old_size.unwrap_or(0);
+    let inside = function.old_offset.is_some()
+        && address.checked_add(size).is_some_and(|end| {
+            target
+                .code
+                .iter()
+                .any(|r| r.start <= address && end <= r.end)
+        });
+    if inside {
+        return Ok(());
+    }
+    Err(Error::BadManifest {
+        function: function.name.clone(),
+        reason: format!(
+            "its old code ({size} bytes at offset {:#x}) is not inside the target's code",
+            function.old_offset.unwrap_or(0)
+        ),
+    })
 }
 
 /// What the load leaves for the switch.
@@ -532,8 +560,19 @@ fn link_entries(
         .functions
         .iter()
         .filter(|f| f.action == Action::Replace);
+    let module = image.base..image.base + image.bytes.len() as u64;
     for (entry, function) in plan.entries.iter_mut().zip(replaced) {
         entry.new_address = symbol(&function.module_symbol)?;
+        let new_end = entry.new_address.checked_add(function.new_size);
+        if !new_end.is_some_and(|end| module.start <= entry.new_address && end <= module.end) {
+            return Err(Error::BadManifest {
+                function: function.name.clone(),
+                reason: format!(
+                    "its new code ({} bytes) is not inside the patch module",
+                    function.new_size
+                ),
+            });
+        }
         if jump(entry.address, entry.new_address).is_none() {
             return Err(Error::OutOfJumpReach {
                 function: entry.function.clone(),

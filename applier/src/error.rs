@@ -28,6 +28,14 @@ pub enum Error {
         /// The machine the manifest names.
         machine: String,
     },
+    /// A signed manifest gives a size or an offset that does not fit the target or the module.
+    #[error("package: function {function}: {reason}")]
+    BadManifest {
+        /// The function.
+        function: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// A function's live bytes are neither the original nor an lpkg jump.
     #[error("function {function} at {address:#x} does not hold the bytes the package expects: someone else changed this code")]
     PreimageMismatch {
@@ -165,6 +173,7 @@ impl Error {
             self,
             Error::WrongTarget { .. }
                 | Error::WrongMachine { .. }
+                | Error::BadManifest { .. }
                 | Error::PreimageMismatch { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }

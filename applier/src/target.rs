@@ -25,6 +25,8 @@ pub struct TargetObject {
     pub bias: u64,
     /// Lowest mapped address: the patch is placed within ±2 GiB of it.
     pub base: u64,
+    /// Its executable mappings: where every function a package replaces must lie.
+    pub code: Vec<std::ops::Range<u64>>,
     /// `(p_memsz, p_align)` of the object's PT_TLS segment, if any.
     tls: Option<(u64, u64)>,
     /// Whether the object is the main executable (its TLS offsets are fixed at link time).
@@ -87,6 +89,12 @@ pub fn find(
         path: found.path.clone(),
         bias: found.base.wrapping_sub(facts.first_load),
         base: found.base,
+        code: found
+            .ranges
+            .iter()
+            .filter(|r| r.exec)
+            .map(|r| r.start..r.end)
+            .collect(),
         tls: facts.tls,
         is_executable: facts.is_executable,
     };
