@@ -462,3 +462,48 @@ fn package_and_key_paths_that_are_not_small_regular_files_are_refused_before_rea
         );
     }
 }
+
+/// Issue 19 (11): a secret key others can read, and a trusted key or trust folder every user
+/// can write, are refused with the fix in the message (as ssh refuses its keys).
+#[test]
+fn key_files_others_can_read_or_write_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = s.package("fix.lpkg", &key);
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let pkg = package.to_str().unwrap();
+    chmod(&key, 0o644);
+    let run = s.run(&["sign", pkg, "--key", key.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.error_line().contains("chmod 600"), "{}", run.stderr);
+    chmod(&key, 0o600);
+    chmod(&public, 0o666);
+    let run = s.run(&["verify", pkg, "--trust", public.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.error_line().contains("writable by every user"),
+        "{}",
+        run.stderr
+    );
+    chmod(&public, 0o644);
+    let folder = s.path("trusted");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(&public, folder.join("release.pub")).unwrap();
+    chmod(&folder, 0o777);
+    let run = s.run(&["verify", pkg, "--trust", folder.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.error_line().contains("writable by every user"),
+        "{}",
+        run.stderr
+    );
+    chmod(&folder, 0o755);
+    assert_eq!(
+        s.run(&["verify", pkg, "--trust", folder.to_str().unwrap()])
+            .code,
+        0
+    );
+}

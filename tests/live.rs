@@ -820,3 +820,24 @@ fn absurd_sizes_in_a_signed_manifest_are_refused() {
         assert!(list.stdout.contains("no lpkg package"), "{}", list.stdout);
     }
 }
+
+/// Issue 19 (11): a lower version of a package applied over a higher one of the same name is
+/// refused (it would make older code live again), unless `--allow-downgrade`.
+#[test]
+fn a_lower_version_over_a_higher_one_is_refused_unless_asked() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let older = resigned(&s, &package, &key, "older.lpkg", |m| {
+        m.package.version = "1.9".into()
+    });
+    let mut target = Target::start(&calc().path("calc"));
+    ok(apply(&s, &package, &public, &target, &[]));
+    let run = apply(&s, &older, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("lower version 1.9"), "{}", run.stderr);
+    assert_eq!(target.ask("3"), "9 203");
+    ok(apply(&s, &older, &public, &target, &["--allow-downgrade"]));
+    ok(s.run(&["revert", "--pid", &target.pid(), "--all"]));
+    assert_eq!(target.ask("3"), "6 103");
+}

@@ -28,6 +28,8 @@ pub struct ApplyOptions {
     /// Write a new function's code over the old where that is safe ([`crate::in_place`])
     /// instead of a jump to it; when false, every entry gets a jump.
     pub in_place: bool,
+    /// Apply over a higher version of the same package name (refused otherwise).
+    pub allow_downgrade: bool,
 }
 
 impl Default for ApplyOptions {
@@ -35,6 +37,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             timeout: Duration::from_secs(10),
             in_place: true,
+            allow_downgrade: false,
         }
     }
 }
@@ -252,6 +255,9 @@ fn prepare<'a>(
     let id = package.id();
     let (recovered, applied) = recover_interrupted(pid, &id, options.timeout)?;
     check_requirements(pid, manifest, &applied)?;
+    if !options.allow_downgrade {
+        check_no_downgrade(pid, manifest, &applied)?;
+    }
     let mem = Mem::open(pid)?;
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
@@ -316,6 +322,43 @@ fn check_requirements(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> 
         }
     }
     Ok(())
+}
+
+/// A package never replaces a higher version of itself (same name) unless asked: an old fix
+/// over a newer one would make the old code live again.
+fn check_no_downgrade(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> Result<(), Error> {
+    let package = &manifest.package;
+    let higher = applied.iter().find(|r| {
+        r.body.name == package.name
+            && compare_versions(&r.body.version, &package.version) == std::cmp::Ordering::Greater
+    });
+    match higher {
+        Some(r) => Err(Error::Downgrade {
+            pid,
+            name: package.name.clone(),
+            version: package.version.clone(),
+            applied: r.body.version.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Versions compared part by part (split at `.`, `-`, `+`, `~`): numbers as numbers, the rest
+/// as text, a version with more parts after equal ones the higher (`1.2.1` > `1.2`).
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts =
+        |v: &str| -> Vec<String> { v.split(['.', '-', '+', '~']).map(str::to_owned).collect() };
+    let (a, b) = (parts(a), parts(b));
+    for (x, y) in a.iter().zip(&b) {
+        let order = match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => x.cmp(y),
+        };
+        if order.is_ne() {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// One entry per replaced function, its live pre-image checked, and whether its new code may
@@ -789,5 +832,21 @@ impl Counters {
             memory: now.memory - self.memory,
             injected: now.injected - self.injected,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compare_versions;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn versions_compare_part_by_part() {
+        assert_eq!(compare_versions("2.0", "1.0"), Greater);
+        assert_eq!(compare_versions("1.10", "1.9"), Greater);
+        assert_eq!(compare_versions("1.2.1", "1.2"), Greater);
+        assert_eq!(compare_versions("1.0", "1.0"), Equal);
+        assert_eq!(compare_versions("1.0-2", "1.0-10"), Less);
+        assert_eq!(compare_versions("1.0b", "1.0a"), Greater);
     }
 }

@@ -28,6 +28,18 @@ pub enum Error {
         /// The machine the manifest names.
         machine: String,
     },
+    /// The package is a lower version of one applied to the process.
+    #[error("process {pid} runs {name} {applied}: applying the lower version {version} would make older code live again (--allow-downgrade to do it anyway)")]
+    Downgrade {
+        /// The process.
+        pid: i32,
+        /// The package name.
+        name: String,
+        /// The version refused.
+        version: String,
+        /// The higher version applied.
+        applied: String,
+    },
     /// A signed manifest gives a size or an offset that does not fit the target or the module.
     #[error("package: function {function}: {reason}")]
     BadManifest {
@@ -174,6 +186,7 @@ impl Error {
             Error::WrongTarget { .. }
                 | Error::WrongMachine { .. }
                 | Error::BadManifest { .. }
+                | Error::Downgrade { .. }
                 | Error::PreimageMismatch { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }

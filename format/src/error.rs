@@ -148,6 +148,14 @@ pub enum Error {
         /// The default folder that was looked for.
         path: PathBuf,
     },
+    /// A key file or trust folder others could read (a secret key) or write (what is trusted).
+    #[error("{}: {reason}", path.display())]
+    InsecureFile {
+        /// The file or folder.
+        path: PathBuf,
+        /// Who has what access, and the fix.
+        reason: String,
+    },
     /// A file to read is not a regular file (a FIFO, a device, a directory).
     #[error("{}: not a regular file: not a {what}", path.display())]
     NotAFile {
@@ -198,6 +206,7 @@ impl Error {
                 | Error::NoTrustStore { .. }
                 | Error::Io { .. }
                 | Error::NotAFile { .. }
+                | Error::InsecureFile { .. }
                 | Error::FileTooLarge { .. }
                 | Error::Random { .. }
                 | Error::TooManySignatures { .. }

@@ -52,6 +52,22 @@ pub(crate) fn read_bounded(path: &Path, max: u64, what: &'static str) -> Result<
     Ok(bytes)
 }
 
+/// Refuses `path` when anyone but its owner (and group) may write it: what it says is trusted.
+pub(crate) fn check_not_world_writable(path: &Path, meta: &std::fs::Metadata) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o002 == 0 {
+        return Ok(());
+    }
+    Err(Error::InsecureFile {
+        path: path.to_path_buf(),
+        reason: format!(
+            "writable by every user (mode {mode:04o}): anyone could add a trusted key; \
+             chmod o-w it"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,8 +66,19 @@ impl SecretKey {
         PublicKey(self.0.verifying_key())
     }
 
-    /// Reads a secret key file.
+    /// Reads a secret key file, which only its owner may read (as ssh requires of its keys).
     pub fn read(path: &Path) -> Result<SecretKey, Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(Error::InsecureFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "secret key readable or writable by others (mode {mode:04o}): chmod 600 it"
+                ),
+            });
+        }
         let (key_id, value) = read_key_line(path, SECRET_TAG)?;
         let seed = from_hex::<32>(&value).ok_or_else(|| bad(path, "key is not 64 hex digits"))?;
         let key = SecretKey::from_seed(seed);
@@ -102,9 +113,11 @@ impl fmt::Debug for SecretKey {
 pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
-    /// Reads a public key file.
+    /// Reads a public key file, which no other user may write.
     pub fn read(path: &Path) -> Result<PublicKey, Error> {
         let (key_id, value) = read_key_line(path, PUBLIC_TAG)?;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        crate::file::check_not_world_writable(path, &meta)?;
         let raw = from_hex::<32>(&value).ok_or_else(|| bad(path, "key is not 64 hex digits"))?;
         let key = VerifyingKey::from_bytes(&raw)
             .map_err(|_| bad(path, "not a valid Ed25519 public key"))?;

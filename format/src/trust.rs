@@ -23,6 +23,7 @@ impl TrustStore {
     pub fn from_path(path: &Path) -> Result<TrustStore, Error> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let files = if meta.is_dir() {
+            crate::file::check_not_world_writable(path, &meta)?;
             let mut files = Vec::new();
             for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
                 let file = entry.map_err(|e| Error::io(path, e))?.path();

@@ -82,7 +82,12 @@ fn vectors_match_this_implementation() {
     if std::env::var_os("LPKG_BLESS_VECTORS").is_some() {
         bless();
     }
-    let key = SecretKey::read(&dir().join("test.key")).unwrap();
+    // Committed files have the checkout's modes: the test key is read from a private copy.
+    let private = tempfile::tempdir().unwrap();
+    let copy = private.path().join("test.key");
+    std::fs::copy(dir().join("test.key"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let key = SecretKey::read(&copy).unwrap();
     let public = PublicKey::read(&dir().join("test.pub")).unwrap();
     assert_eq!(key.public(), public);
     assert_eq!(

@@ -27,6 +27,9 @@ pub struct Args {
     /// place of the old (which lpkg does where it is safe: spec/apply-protocol.md).
     #[arg(long)]
     pub jump_only: bool,
+    /// Apply even over a higher version of the same package name.
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -37,6 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let bytes = super::read_package_file(&args.package)?;
     let mut options = ApplyOptions {
         in_place: !args.jump_only,
+        allow_downgrade: args.allow_downgrade,
         ..ApplyOptions::default()
     };
     if let Some(secs) = args.timeout {
