@@ -656,6 +656,7 @@ fn write_record(
     let name = format!("{NAME_PREFIX}{}", &plan.id[..16]);
     let record_address = tracee.memfd_map_private(&name, record_len)?;
     rollback.mapping(record_address, record_len);
+    checkpoint::apply_step("apply:record-mapped")?;
     plan.mem.write(record_address, &record)?;
     checkpoint::apply_step("apply:recorded")?;
     Ok(record_address)

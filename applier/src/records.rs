@@ -79,6 +79,10 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
             reason,
         };
         let header = memory::read(pid, entry.start, HEADER_LEN)?;
+        if is_unwritten(&header) {
+            // Mapped by an apply that died before writing it: an orphan, not a record.
+            continue;
+        }
         let (state, len) = RecordBody::decode_header(&header).map_err(bad)?;
         if (HEADER_LEN + len) as u64 > entry.end - entry.start {
             return Err(bad(format!("body of {len} bytes runs past the mapping")));
@@ -96,13 +100,22 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
     Ok(records)
 }
 
+/// A record mapping whose header was never written: a memfd reads as zeros until written, and
+/// a record's header starts with its magic.
+fn is_unwritten(header: &[u8]) -> bool {
+    header.iter().all(|&b| b == 0)
+}
+
 /// A patch module mapped in a process without a record: lpkg died after mapping it and before
 /// creating the record (or while a failed apply was rolled back). Nothing refers to it (jumps
-/// are written only once a record exists), so it can be unmapped at any time.
+/// are written only once a record exists), so it can be unmapped at any time. Also a record
+/// mapping lpkg died before writing (`record`): nothing reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrphanModule {
     /// The first 16 hex digits of the package id, from the mapping's name.
     pub id_prefix: String,
+    /// A record mapping never written, rather than a module.
+    pub record: bool,
     /// Start of the mapping.
     pub address: u64,
     /// Length of the mapping (all its parts, whatever their protections).
@@ -142,6 +155,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
             _ => modules.push((
                 OrphanModule {
                     id_prefix: id.to_owned(),
+                    record: false,
                     address: entry.start,
                     len: entry.len(),
                 },
@@ -149,7 +163,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
             )),
         }
     }
-    Ok(modules
+    let mut orphans: Vec<OrphanModule> = modules
         .into_iter()
         .map(|(module, _)| module)
         .filter(|m| {
@@ -157,5 +171,32 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
                 .iter()
                 .any(|&(start, end)| m.address < end && start < m.address + m.len)
         })
-        .collect())
+        .collect();
+    orphans.extend(unwritten_records(pid)?);
+    Ok(orphans)
+}
+
+/// The record mappings of `pid` whose header was never written.
+fn unwritten_records(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
+    let mut unwritten = Vec::new();
+    for entry in maps::read(pid)? {
+        let Some(id) = entry
+            .path
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .and_then(|p| p.strip_prefix("/memfd:"))
+            .and_then(|n| n.strip_prefix(NAME_PREFIX))
+        else {
+            continue;
+        };
+        if entry.offset == 0 && is_unwritten(&memory::read(pid, entry.start, HEADER_LEN)?) {
+            unwritten.push(OrphanModule {
+                id_prefix: id.to_owned(),
+                record: true,
+                address: entry.start,
+                len: entry.len(),
+            });
+        }
+    }
+    Ok(unwritten)
 }

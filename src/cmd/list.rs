@@ -50,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "interrupted": true,
                 "module_address": m.address,
                 "module_len": m.len,
+                "unwritten_record": m.record,
                 "functions": [],
                 "in_place": [],
             })
@@ -99,9 +100,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "-",
             0
         );
+        let what = if m.record {
+            "record never written"
+        } else {
+            "module, no jump to it"
+        };
         println!(
-            "    module at {:#x} ({} bytes), no jump to it: left by an apply that was interrupted \
-             or is still running; the next `lpkg apply` or `lpkg revert` removes it",
+            "    {what} at {:#x} ({} bytes): left by an apply that was interrupted or is still \
+             running; the next `lpkg apply` or `lpkg revert` removes it",
             m.address, m.len
         );
     }
