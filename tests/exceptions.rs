@@ -14,38 +14,50 @@ use std::time::{Duration, Instant};
 
 use common::{Run, Scratch};
 
-/// Compiles `tests/targets/exceptions.cpp` as versions 1 to 3 (`exceptions1.o`..) and links
-/// version 1 into `exceptions`, in `dir`.
-fn compile(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/exceptions.cpp");
-    let gxx = |args: &[&str]| {
-        let out = Command::new("g++").args(args).output().expect("run g++");
+/// Compiles `tests/targets/NAME` (C or C++ by `compiler`, with `flags`) as versions 1 to
+/// `versions` (`STEM1.o`..) and links version 1 into `STEM`, in `dir`; returns the program.
+fn compile(dir: &Path, name: &str, compiler: &str, flags: &[&str], versions: u32) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/targets")
+        .join(name);
+    let stem = name.split('.').next().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(compiler)
+            .args(args)
+            .output()
+            .expect("run the compiler");
         assert!(
             out.status.success(),
-            "g++ {args:?}: {}",
+            "{compiler} {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    for v in 1..=3 {
-        let obj = dir.join(format!("exceptions{v}.o"));
-        gxx(&[
+    for v in 1..=versions {
+        let obj = dir.join(format!("{stem}{v}.o"));
+        let version = format!("-DVERSION={v}");
+        let mut args = vec![
             "-O2",
             "-g",
             "-ffunction-sections",
             "-fdata-sections",
             "-fPIE",
-            &format!("-DVERSION={v}"),
+        ];
+        args.extend(flags);
+        args.extend([
+            version.as_str(),
             "-c",
             src.to_str().unwrap(),
             "-o",
             obj.to_str().unwrap(),
         ]);
+        run(&args);
     }
-    let exe = dir.join("exceptions");
-    gxx(&[
+    let exe = dir.join(stem);
+    let first = dir.join(format!("{stem}1.o"));
+    run(&[
         "-pie",
         "-pthread",
-        dir.join("exceptions1.o").to_str().unwrap(),
+        first.to_str().unwrap(),
         "-o",
         exe.to_str().unwrap(),
     ]);
@@ -213,7 +225,7 @@ fn no_lpkg_mapping(pid: &str) {
 #[test]
 fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_reverted() {
     let s = Scratch::new();
-    let exe = compile(s.dir.path());
+    let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &[], 3);
     let (key, public) = s.keygen("release");
     let fix = package(&s, &exe, &key, 1, 2, None);
     let stacked = package(&s, &exe, &key, 2, 3, Some(&fix));
@@ -257,7 +269,7 @@ fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_revert
 #[test]
 fn lpkg_killed_around_the_registration_leaves_the_target_whole() {
     let s = Scratch::new();
-    let exe = compile(s.dir.path());
+    let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &[], 3);
     let (key, public) = s.keygen("release");
     let fix = package(&s, &exe, &key, 1, 2, None);
     let trust = public.to_str().unwrap();
@@ -292,39 +304,7 @@ fn lpkg_killed_around_the_registration_leaves_the_target_whole() {
 #[test]
 fn cancellation_and_backtrace_unwind_through_new_c_code() {
     let s = Scratch::new();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/cancel.c");
-    let gcc = |args: &[&str]| {
-        let out = Command::new("gcc").args(args).output().expect("run gcc");
-        assert!(
-            out.status.success(),
-            "gcc {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    for v in 1..=2 {
-        let obj = s.path(&format!("cancel{v}.o"));
-        gcc(&[
-            "-O2",
-            "-g",
-            "-fexceptions",
-            "-ffunction-sections",
-            "-fdata-sections",
-            "-fPIE",
-            &format!("-DVERSION={v}"),
-            "-c",
-            src.to_str().unwrap(),
-            "-o",
-            obj.to_str().unwrap(),
-        ]);
-    }
-    let exe = s.path("cancel");
-    gcc(&[
-        "-pie",
-        "-pthread",
-        s.path("cancel1.o").to_str().unwrap(),
-        "-o",
-        exe.to_str().unwrap(),
-    ]);
+    let exe = compile(s.dir.path(), "cancel.c", "gcc", &["-fexceptions"], 2);
     let (key, public) = s.keygen("release");
     let fix = s.path("fix.lpkg");
     ok(s.run(&[
