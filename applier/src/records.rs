@@ -64,13 +64,7 @@ impl LiveRecord {
 pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
     let mut records = Vec::new();
     for entry in maps::read(pid)? {
-        let Some(path) = entry.path.as_ref() else {
-            continue;
-        };
-        let Some(name) = path.to_str().and_then(|p| p.strip_prefix("/memfd:")) else {
-            continue;
-        };
-        if !name.starts_with(NAME_PREFIX) || entry.offset != 0 {
+        if memfd_id(&entry, NAME_PREFIX).is_none() || entry.offset != 0 {
             continue;
         }
         let bad = |reason: String| Error::BadRecord {
@@ -136,13 +130,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
         .collect();
     let mut modules: Vec<(OrphanModule, u64)> = Vec::new();
     for entry in maps::read(pid)? {
-        let Some(id) = entry
-            .path
-            .as_ref()
-            .and_then(|p| p.to_str())
-            .and_then(|p| p.strip_prefix("/memfd:"))
-            .and_then(|n| n.strip_prefix(MODULE_NAME_PREFIX))
-        else {
+        let Some(id) = memfd_id(&entry, MODULE_NAME_PREFIX) else {
             continue;
         };
         // mprotect splits a module into one mapping per protection: join the parts.
@@ -176,17 +164,21 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
     Ok(orphans)
 }
 
+/// What follows `prefix` in the name of a memfd mapping (`/memfd:PREFIXid`), if it is one.
+fn memfd_id<'e>(entry: &'e maps::MapEntry, prefix: &str) -> Option<&'e str> {
+    entry
+        .path
+        .as_ref()?
+        .to_str()?
+        .strip_prefix("/memfd:")?
+        .strip_prefix(prefix)
+}
+
 /// The record mappings of `pid` whose header was never written.
 fn unwritten_records(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
     let mut unwritten = Vec::new();
     for entry in maps::read(pid)? {
-        let Some(id) = entry
-            .path
-            .as_ref()
-            .and_then(|p| p.to_str())
-            .and_then(|p| p.strip_prefix("/memfd:"))
-            .and_then(|n| n.strip_prefix(NAME_PREFIX))
-        else {
+        let Some(id) = memfd_id(&entry, NAME_PREFIX) else {
             continue;
         };
         if entry.offset == 0 && is_unwritten(&memory::read(pid, entry.start, HEADER_LEN)?) {
