@@ -36,6 +36,8 @@ impl MappedObject {
 /// that are not ELF (fonts, locale archives, memfds holding data) are left out.
 pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
     let mut objects: Vec<MappedObject> = Vec::new();
+    // /proc/PID, or a live thread's directory when the main thread has exited.
+    let dir = crate::procfs::mm_dir(pid);
     for entry in maps::read(pid)? {
         if !entry.is_file() {
             continue;
@@ -50,10 +52,7 @@ pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
                 path: entry.path.clone().expect("file mappings have a path"),
                 base: entry.start,
                 build_id: None,
-                map_file: PathBuf::from(format!(
-                    "/proc/{pid}/map_files/{:x}-{:x}",
-                    entry.start, entry.end
-                )),
+                map_file: dir.join(format!("map_files/{:x}-{:x}", entry.start, entry.end)),
                 ranges: vec![entry],
             }),
             // A piece of a file whose offset-0 mapping is not right before it: no load base.

@@ -83,7 +83,8 @@ pub(crate) fn tracer_of(pid: Pid, tid: Pid) -> Pid {
 }
 
 /// The /proc directory that shows the process's memory: /proc/PID, or, when the main thread
-/// has exited (a zombie leader has no memory map any more), the directory of a live thread.
+/// has exited (a zombie leader has no memory map any more), /proc/TID of a live thread, which
+/// has everything /proc/PID has (`/proc/PID/task/TID` has no `map_files`).
 pub(crate) fn mm_dir(pid: Pid) -> PathBuf {
     let leader = PathBuf::from(format!("/proc/{pid}"));
     if !is_zombie(&leader.join("stat")) {
@@ -92,9 +93,8 @@ pub(crate) fn mm_dir(pid: Pid) -> PathBuf {
     tasks(pid)
         .unwrap_or_default()
         .into_iter()
-        .map(|tid| leader.join(format!("task/{tid}")))
-        .find(|dir| !is_zombie(&dir.join("stat")))
-        .unwrap_or(leader)
+        .find(|tid| !is_zombie(&leader.join(format!("task/{tid}/stat"))))
+        .map_or(leader, |tid| PathBuf::from(format!("/proc/{tid}")))
 }
 
 fn is_zombie(stat: &std::path::Path) -> bool {

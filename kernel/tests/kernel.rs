@@ -680,6 +680,10 @@ fn process_whose_main_thread_exited() {
             assert!(Instant::now() < deadline, "leader did not exit");
             std::thread::sleep(Duration::from_millis(5));
         }
+        // Issue 19 (10): the mapped objects, through a live thread's /proc directory
+        // (/proc/PID/map_files is gone with the main thread).
+        let objects = lpkg_kernel::objects::mapped_objects(pid).unwrap();
+        assert!(objects.iter().any(|o| o.build_id.is_some()), "{objects:?}");
         let mut t = seize_stopped(pid);
         let threads = t.threads();
         assert_eq!(threads.len(), 1, "{threads:?}");
