@@ -465,3 +465,27 @@ fn a_thread_looping_on_a_hot_function_being_replaced_is_patched() {
     revert(target.pid(), &Selection::Latest, Duration::from_secs(10)).unwrap();
     target.wait_for(|l| l == "hash 0", "the old hash again");
 }
+
+/// Issue 19 (10): a process whose main thread exited (`pthread_exit` in main, a zombie
+/// leader) is patched, listed and reverted like any other.
+#[test]
+fn a_process_whose_main_thread_exited_is_patched_listed_and_reverted() {
+    let b = built();
+    let target = Target::start(&b.exe, "leaderless");
+    let pid = target.pid();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .contains("State:\tZ")
+    {
+        assert!(Instant::now() < deadline, "main thread did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    target.wait_for(|l| l == "1 10", "old values");
+    apply(pid, &b.package, &b.trust, &ApplyOptions::default()).unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    assert_eq!(lpkg_applier::list(pid).unwrap().len(), 1);
+    revert(pid, &Selection::Latest, Duration::from_secs(10)).unwrap();
+    target.wait_for(|l| l == "1 10", "old values after revert");
+    assert!(lpkg_applier::list(pid).unwrap().is_empty());
+}

@@ -6,6 +6,7 @@
  *   signal      the main thread spins inside spin(); a SIGALRM handler interrupts it and
  *               sleeps for an hour, so spin() is only visible through the signal frame
  *   churn       a thread creates a short-lived thread (calling both functions) every 200 us
+ *   leaderless  the main thread exits (pthread_exit): a zombie leader, the printer runs on
  *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
  *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
  *               record says applied over old code or no/loading record over new code */
@@ -136,6 +137,8 @@ int main(int argc, char **argv) {
         park_seconds = 1;
         pthread_create(&t, 0, parker, 0);
         pthread_create(&t, 0, forker, 0);
+    } else if (strcmp(mode, "leaderless") == 0) {
+        pthread_exit(0);
     } else if (strcmp(mode, "signal") == 0) {
         signal(SIGALRM, on_alarm);
         alarm(1);
