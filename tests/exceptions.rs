@@ -150,43 +150,15 @@ impl Drop for Target {
     }
 }
 
-/// Builds the package from version `from` to `to` of the target (stacked on `requires`).
-fn package(
-    s: &Scratch,
-    exe: &Path,
-    key: &Path,
-    from: u32,
-    to: u32,
-    requires: Option<&Path>,
-) -> PathBuf {
-    let out = s.path(&format!("fix-{from}-{to}.lpkg"));
+/// The package from version `from` to `to` of the target (stacked on `requires`).
+fn package(s: &Scratch, exe: &Path, key: &Path, from: u32, to: u32, requires: &[&Path]) -> PathBuf {
     let (old, new) = (
         s.path(&format!("exceptions{from}.o")),
         s.path(&format!("exceptions{to}.o")),
     );
     let name = format!("exceptions-v{to}");
-    let mut args = vec![
-        "build",
-        "--target",
-        exe.to_str().unwrap(),
-        "--old",
-        old.to_str().unwrap(),
-        "--new",
-        new.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--name",
-        &name,
-        "--version",
-        "1",
-    ];
-    if let Some(r) = requires {
-        args.extend(["--requires", r.to_str().unwrap()]);
-    }
-    ok(s.run(&args));
-    out
+    let out = format!("fix-{from}-{to}.lpkg");
+    s.build(exe, &old, &new, key, &out, (&name, "1"), requires)
 }
 
 /// Runs `lpkg ARGS` with `LPKG_TEST_PAUSE_AT=step`, kills it (its own PID, our child) once it
@@ -227,8 +199,8 @@ fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_revert
     let s = Scratch::new();
     let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &[], 3);
     let (key, public) = s.keygen("release");
-    let fix = package(&s, &exe, &key, 1, 2, None);
-    let stacked = package(&s, &exe, &key, 2, 3, Some(&fix));
+    let fix = package(&s, &exe, &key, 1, 2, &[]);
+    let stacked = package(&s, &exe, &key, 2, 3, &[&fix]);
     let target = Target::start(&exe);
     let pid = target.pid();
     let trust = public.to_str().unwrap();
@@ -271,7 +243,7 @@ fn lpkg_killed_around_the_registration_leaves_the_target_whole() {
     let s = Scratch::new();
     let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &[], 3);
     let (key, public) = s.keygen("release");
-    let fix = package(&s, &exe, &key, 1, 2, None);
+    let fix = package(&s, &exe, &key, 1, 2, &[]);
     let trust = public.to_str().unwrap();
     let fix = fix.to_str().unwrap();
     for (op, step) in [
@@ -306,24 +278,8 @@ fn cancellation_and_backtrace_unwind_through_new_c_code() {
     let s = Scratch::new();
     let exe = compile(s.dir.path(), "cancel.c", "gcc", &["-fexceptions"], 2);
     let (key, public) = s.keygen("release");
-    let fix = s.path("fix.lpkg");
-    ok(s.run(&[
-        "build",
-        "--target",
-        exe.to_str().unwrap(),
-        "--old",
-        s.path("cancel1.o").to_str().unwrap(),
-        "--new",
-        s.path("cancel2.o").to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "-o",
-        fix.to_str().unwrap(),
-        "--name",
-        "cancel",
-        "--version",
-        "2",
-    ]));
+    let (old, new) = (s.path("cancel1.o"), s.path("cancel2.o"));
+    let fix = s.build(&exe, &old, &new, &key, "fix.lpkg", ("cancel", "2"), &[]);
     let mut child = Command::new(&exe)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -160,37 +160,14 @@ fn ok(run: Run) -> Run {
 /// packages in `requires`.
 fn calc_package_on(s: &Scratch, key: &Path, from: u32, to: u32, requires: &[&Path]) -> PathBuf {
     let c = calc();
-    let out = s.path(&format!("calc-{from}-{to}.lpkg"));
-    let mut extra = Vec::new();
-    for r in requires {
-        extra.extend(["--requires", r.to_str().unwrap()]);
-    }
     let (target, old, new) = (
         c.path("calc"),
         c.path(&format!("calc{from}.o")),
         c.path(&format!("calc{to}.o")),
     );
     let (name, version) = (format!("calc-v{to}"), to.to_string());
-    let mut args = vec![
-        "build",
-        "--target",
-        target.to_str().unwrap(),
-        "--old",
-        old.to_str().unwrap(),
-        "--new",
-        new.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--name",
-        &name,
-        "--version",
-        &version,
-    ];
-    args.extend(extra);
-    ok(s.run(&args));
-    out
+    let out = format!("calc-{from}-{to}.lpkg");
+    s.build(&target, &old, &new, key, &out, (&name, &version), requires)
 }
 
 fn calc_package(s: &Scratch, key: &Path, from: u32, to: u32) -> PathBuf {

@@ -86,6 +86,50 @@ impl Scratch {
         std::fs::write(&path, package.to_bytes()).unwrap();
         path
     }
+
+    /// `lpkg build` of `target` from `old` to `new` objects, signed with `key`, named `name`
+    /// `version`, stacked on `requires`; the package file is `out` in the scratch folder.
+    /// Fails the test if the build fails.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        &self,
+        target: &Path,
+        old: &Path,
+        new: &Path,
+        key: &Path,
+        out: &str,
+        (name, version): (&str, &str),
+        requires: &[&Path],
+    ) -> PathBuf {
+        let path = self.path(out);
+        let mut args = vec![
+            "build",
+            "--target",
+            target.to_str().unwrap(),
+            "--old",
+            old.to_str().unwrap(),
+            "--new",
+            new.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-o",
+            path.to_str().unwrap(),
+            "--name",
+            name,
+            "--version",
+            version,
+        ];
+        for r in requires {
+            args.extend(["--requires", r.to_str().unwrap()]);
+        }
+        let run = self.run(&args);
+        assert_eq!(
+            run.code, 0,
+            "stdout: {}\nstderr: {}",
+            run.stdout, run.stderr
+        );
+        path
+    }
 }
 
 fn vectors() -> PathBuf {
