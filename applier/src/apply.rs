@@ -7,6 +7,7 @@ use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Prot, Tracee};
 use sha2::{Digest, Sha256};
 
+use crate::claim::Claim;
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
@@ -180,10 +181,11 @@ fn apply_verified(
     let manifest = package.manifest();
     check_machine(manifest)?;
     let symbols = package.symbol_map()?;
+    let claim = Claim::take(pid, options.timeout)?;
     let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
     let mut plan = prepare(
-        pid,
+        &claim,
         package,
         &symbols,
         signers,
@@ -193,7 +195,7 @@ fn apply_verified(
         resolver,
     )?;
     drop(target_file);
-    let mut tracee = Tracee::seize(pid)?;
+    let mut tracee = claim.seize()?;
     let mut rollback = Rollback::new();
     let switched = load(&mut plan, &mut tracee, &mut rollback)
         .and_then(|loaded| switch(&mut plan, &loaded, &mut tracee, &mut rollback));
@@ -241,7 +243,7 @@ struct Plan<'a> {
 /// module out and pick the in-place candidates. Nothing of the target changes but recovery.
 #[allow(clippy::too_many_arguments)] // the package, the process, and what was found in it
 fn prepare<'a>(
-    pid: Pid,
+    claim: &Claim,
     package: &'a Package,
     symbols: &'a lpkg_format::SymbolMap,
     signers: Vec<String>,
@@ -253,7 +255,8 @@ fn prepare<'a>(
     let manifest = package.manifest();
     let module = package.module()?;
     let id = package.id();
-    let (recovered, applied) = recover_interrupted(pid, &id, options.timeout)?;
+    let pid = claim.pid();
+    let (recovered, applied) = recover_interrupted(claim, &id, options.timeout)?;
     check_requirements(pid, manifest, &applied)?;
     if !options.allow_downgrade {
         check_no_downgrade(pid, manifest, &applied)?;
@@ -289,14 +292,15 @@ fn prepare<'a>(
 /// and the records of the packages applied now. The package itself applied already is an
 /// error.
 fn recover_interrupted(
-    pid: Pid,
+    claim: &Claim,
     id: &str,
     timeout: Duration,
 ) -> Result<(Vec<String>, Vec<LiveRecord>), Error> {
+    let pid = claim.pid();
     let mut recovered = Vec::new();
     for record in records::read(pid)? {
         if record.state.is_interrupted() {
-            recover(pid, &record, timeout)?;
+            recover(claim, &record, timeout)?;
             recovered.push(record.body.id.clone());
         } else if record.body.id == id {
             return Err(Error::AlreadyApplied {

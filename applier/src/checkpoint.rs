@@ -28,6 +28,9 @@ pub const REVERT_STEPS: &[&str] = &[
     "revert:module-unmapped",
 ];
 
+/// Where revert has read the records and not yet seized the process: nothing changed yet.
+pub const REVERT_READ: &str = "revert:read";
+
 /// The steps passed only when the module's CFI is registered with the target's unwinder: right
 /// after registering (apply, state `switching`) and after deregistering (revert).
 pub const REGISTRATION_STEPS: &[&str] = &["apply:registered", "revert:deregistered"];

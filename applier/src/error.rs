@@ -168,6 +168,32 @@ pub enum Error {
         /// The last step reached.
         step: &'static str,
     },
+    /// Another lpkg command is changing the process and did not finish in time.
+    #[error("process {pid} is being changed by another lpkg command ({holder}); waited {waited:?}: try again once it is done")]
+    Locked {
+        /// The process.
+        pid: i32,
+        /// The other command, as its lock file names it.
+        holder: String,
+        /// How long this command waited.
+        waited: Duration,
+    },
+    /// The folder of the per-process locks may be changed by others.
+    #[error("lock folder {path}: {reason} (or set LPKG_RUN_DIR)")]
+    InsecureRunDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A per-process lock file could not be used.
+    #[error("lock file {path}: {source} (set LPKG_RUN_DIR to a folder lpkg may write)")]
+    LockFile {
+        /// The file or its folder.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// Another operation would break a stacked package.
     #[error("{0}")]
     Stacking(String),

@@ -11,6 +11,7 @@
 mod apply;
 #[doc(hidden)]
 pub mod checkpoint;
+mod claim;
 mod error;
 mod in_place;
 mod link;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Tracee};
 
+use crate::claim::Claim;
 use crate::quiesce::stop_clear;
 use crate::record::{unhex, Registration, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
@@ -121,9 +122,10 @@ pub fn revert(
     selection: &Selection,
     timeout: Duration,
 ) -> Result<Vec<RevertReport>, Error> {
+    let claim = Claim::take(pid, timeout)?;
     let mut reports = Vec::new();
     if !records::orphaned_modules(pid)?.is_empty() {
-        let mut tracee = Tracee::seize(pid)?;
+        let mut tracee = claim.seize()?;
         let removed = remove_orphaned_modules(&mut tracee);
         tracee.detach()?;
         reports.extend(removed?.into_iter().map(|orphan| RevertReport {
@@ -185,18 +187,24 @@ pub fn revert(
             }
         }
     }
+    checkpoint::reached(checkpoint::REVERT_READ);
     for record in chosen {
-        reports.push(recover(pid, record, timeout)?);
+        reports.push(recover(&claim, record, timeout)?);
     }
     Ok(reports)
 }
 
 /// Takes one package out of `pid`, whatever state it was left in: runs its exit routines if it
 /// was applied, restores every entry that still holds its jump, removes its mappings.
-pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<RevertReport, Error> {
+pub(crate) fn recover(
+    claim: &Claim,
+    record: &LiveRecord,
+    timeout: Duration,
+) -> Result<RevertReport, Error> {
+    let pid = claim.pid();
     let body = &record.body;
     let mem = Mem::open(pid)?;
-    let mut tracee = Tracee::seize(pid)?;
+    let mut tracee = claim.seize()?;
     let guarded = record.guarded_code(None);
     let exit_routines = record.state == State::Applied && !body.exit_routines.is_empty();
     let calls = exit_routines || body.unwind_registration.is_some();

@@ -474,3 +474,127 @@ fn the_routines_trampoline_is_mapped_before_the_pause() {
     assert_eq!(call_trampolines(pid), before, "unmapped after the revert");
     target.wait_for(|l| l == "1 10", "old values");
 }
+
+/// Starts apply or revert on `pid` in a child paused at `step` and checks it got there.
+fn paused_at(op: &str, pid: i32, step: &str, package: &std::path::Path) -> Applier {
+    let (child, paused) = pause_at(op, pid, step, package);
+    assert_eq!(
+        paused.expect("applier reached the step"),
+        format!("lpkg: paused at {step}")
+    );
+    child
+}
+
+fn quick() -> ApplyOptions {
+    ApplyOptions {
+        timeout: Duration::from_millis(300),
+        ..ApplyOptions::default()
+    }
+}
+
+/// Issue 19 (6): a command that finds another one working on the process waits for it (and,
+/// past its timeout, refuses naming it) instead of taking its half-done record for an
+/// interrupted one. Here a revert is stopped half-way, with its record `reverting`.
+#[test]
+fn a_second_command_waits_for_the_first_and_never_interleaves() {
+    let (_dir, package) = package_file();
+    let b = built();
+    let target = Target::start(&b.exe, "plain");
+    let pid = target.pid();
+    apply(pid, &b.package, &b.trust, &options()).unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    let mut reverting = paused_at("revert", pid, "revert:reverting", &package);
+    assert_eq!(list(pid).unwrap()[0].state, State::Reverting);
+
+    let refused = apply(pid, &b.package, &b.trust, &quick()).unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        matches!(refused, lpkg_applier::Error::Locked { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("lpkg pid {}", reverting.0.id())),
+        "{message}"
+    );
+    let refused = revert(pid, &Selection::All, Duration::from_millis(300)).unwrap_err();
+    assert!(
+        matches!(refused, lpkg_applier::Error::Locked { .. }),
+        "{refused}"
+    );
+    assert_eq!(list(pid).unwrap()[0].state, State::Reverting);
+
+    // The revert goes on (a caught SIGINT ends its pause; a revert completes) while an apply
+    // waits: the apply starts after it, on a clean process, and recovers nothing.
+    let waiting = std::thread::spawn(move || apply(pid, &b.package, &b.trust, &options()));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!waiting.is_finished(), "the apply waits for the revert");
+    signal_and_wait(&mut reverting.0, "revert:reverting", "INT");
+    assert!(reverting.0.wait().unwrap().success(), "the revert finished");
+    let report = waiting.join().unwrap().unwrap();
+    assert_eq!(report.recovered, Vec::<String>::new());
+    let records = list(pid).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].state, State::Applied);
+    target.wait_for(|l| l == "2 20", "new values");
+    revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
+}
+
+/// Issue 19 (6): the lock of an lpkg killed while it held it is gone with it: the next command
+/// goes on at once and recovers what the dead one left.
+#[test]
+fn the_lock_of_a_killed_lpkg_is_never_in_the_way() {
+    let (_dir, package) = package_file();
+    let b = built();
+    let target = Target::start(&b.exe, "plain");
+    let pid = target.pid();
+    let mut applying = paused_at("apply", pid, "apply:recorded", &package);
+    signal_and_wait(&mut applying.0, "apply:recorded", "KILL");
+    let report = apply(pid, &b.package, &b.trust, &quick()).unwrap();
+    assert_eq!(report.recovered.len(), 1);
+    target.wait_for(|l| l == "2 20", "new values");
+    revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
+}
+
+/// Issue 19 (5): a revert that read the records of a process which then exited, its pid given
+/// to a new process, touches nothing of the new process and says why. Both processes have the
+/// same layout and the same package applied, so a revert that went on would succeed: on the
+/// wrong process.
+#[test]
+fn a_pid_reused_after_the_records_were_read_is_never_touched() {
+    let (_dir, package) = package_file();
+    let b = built();
+    let first = Target::start_fixed(&b.exe, "plain", None);
+    let pid = first.pid();
+    apply(pid, &b.package, &b.trust, &options()).unwrap();
+    let mut reverting = paused_at(
+        "revert",
+        pid,
+        lpkg_applier::checkpoint::REVERT_READ,
+        &package,
+    );
+    let first_records = list(pid).unwrap();
+    drop(first);
+    let second = Target::start_fixed(&b.exe, "plain", Some(pid));
+    apply(pid, &b.package, &b.trust, &options()).unwrap();
+    let second_records = list(pid).unwrap();
+    assert_eq!(
+        (
+            first_records[0].address,
+            first_records[0].body.module_address
+        ),
+        (
+            second_records[0].address,
+            second_records[0].body.module_address
+        ),
+        "the two processes have the same layout"
+    );
+    signal_and_wait(
+        &mut reverting.0,
+        lpkg_applier::checkpoint::REVERT_READ,
+        "INT",
+    );
+    assert!(!reverting.0.wait().unwrap().success(), "the revert failed");
+    assert_eq!(list(pid).unwrap()[0].state, State::Applied);
+    second.wait_for(|l| l == "2 20", "new values");
+    revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
+}

@@ -49,6 +49,13 @@ pub enum Error {
         /// The process that went away.
         pid: Pid,
     },
+    /// The pid named another process than the one first seen (it exited and its pid was
+    /// given to a new process): nothing was done to either.
+    #[error("process {pid} exited and its pid was reused by another process: nothing was changed")]
+    ProcessReplaced {
+        /// The pid.
+        pid: Pid,
+    },
     /// The operation needs every thread stopped ([`crate::Tracee::stop`]) first.
     #[error("process {pid} is not stopped")]
     NotStopped {

@@ -15,6 +15,7 @@ pub mod maps;
 pub mod memory;
 pub mod objects;
 mod priority;
+mod process;
 mod procfs;
 mod ptrace;
 mod remote_call;
@@ -25,6 +26,7 @@ pub mod test_hook;
 mod tracer;
 
 pub use error::{Error, Result};
+pub use process::Pinned;
 pub use remote_call::Mark;
 pub use remote_syscall::Prot;
 pub use tracer::Tracee;

@@ -116,10 +116,23 @@ pub(crate) fn thread_count(stat: &std::fs::File) -> Option<usize> {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 1024];
     let len = stat.read_at(&mut buf, 0).ok()?;
-    let text = std::str::from_utf8(&buf[..len]).ok()?;
+    stat_field(std::str::from_utf8(&buf[..len]).ok()?, 20)
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat, clock ticks after boot): with
+/// the pid, it names one process for the life of the machine.
+pub(crate) fn start_time(pid: Pid) -> Option<u64> {
+    stat_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        22,
+    )
+}
+
+/// Field `n` (numbered from 1, as proc(5) numbers them) of a /proc/PID/stat text.
+fn stat_field<T: std::str::FromStr>(text: &str, n: usize) -> Option<T> {
     // The fields after the parenthesised command name (which may hold ')') start at field 3.
     let (_, rest) = text.rsplit_once(") ")?;
-    rest.split_ascii_whitespace().nth(20 - 3)?.parse().ok()
+    rest.split_ascii_whitespace().nth(n - 3)?.parse().ok()
 }
 
 #[cfg(test)]

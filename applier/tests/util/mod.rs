@@ -178,8 +178,13 @@ pub struct Target {
 impl Target {
     /// Starts the target in `mode` (see target_old.c).
     pub fn start(exe: &Path, mode: &str) -> Target {
-        let mut child = Command::new(exe)
-            .arg(mode)
+        let mut command = Command::new(exe);
+        command.arg(mode);
+        Target::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Target {
+        let mut child = command
             .stdout(Stdio::piped())
             .spawn()
             .expect("target starts");
@@ -194,6 +199,27 @@ impl Target {
         let target = Target { child, lines };
         target.wait_for(|_| true, "first output");
         target
+    }
+
+    /// Starts the target in `mode` with address-space randomization off (`setarch -R`), so
+    /// two such processes have the same layout; as process `pid` if given, a pid just freed:
+    /// the kernel is asked to give it out next (`ns_last_pid`, root only), again until it does
+    /// (other processes may take it first). Panics after 200 tries.
+    #[allow(dead_code)] // used by crash.rs only
+    pub fn start_fixed(exe: &Path, mode: &str, pid: Option<i32>) -> Target {
+        for _ in 0..200 {
+            if let Some(pid) = pid {
+                std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
+                    .expect("ns_last_pid is writable (root)");
+            }
+            let mut command = Command::new("setarch");
+            command.args(["x86_64", "-R"]).arg(exe).arg(mode);
+            let target = Target::spawn(command);
+            if pid.is_none_or(|pid| target.pid() == pid) {
+                return target;
+            }
+        }
+        panic!("could not start a process as pid {pid:?}");
     }
 
     /// The process id.
