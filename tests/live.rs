@@ -818,3 +818,77 @@ fn a_lower_version_over_a_higher_one_is_refused_unless_asked() {
     ok(s.run(&["revert", "--pid", &target.pid(), "--all"]));
     assert_eq!(target.ask("3"), "6 103");
 }
+
+/// Issue 19 (4): a record the target forged, naming the genuine package as applied, is shown
+/// as not borne out by the live code, and never blocks the genuine package's apply.
+#[test]
+fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package(&s, &key, 1, 2);
+    let id = s
+        .run(&["inspect", package.to_str().unwrap(), "--json"])
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut target = Target::start(&calc().path("calc"));
+    assert_eq!(target.ask("3"), "6 103");
+    let pid = target.child.id() as i32;
+    let (compute, size) = target.function(&calc().path("calc"), "compute");
+    let body = lpkg_applier::RecordBody {
+        id: id.clone(),
+        name: "calc-v2".into(),
+        version: "2".into(),
+        signers: vec!["0011223344556677".into()],
+        applied_at: 0,
+        sequence: 1,
+        target_path: "/x".into(),
+        module_address: 0,
+        module_len: 0,
+        eh_frame_address: 0,
+        eh_frame_len: 0,
+        unwind_registration: None,
+        exit_routines: vec![],
+        entries: vec![lpkg_applier::Entry {
+            function: "compute".into(),
+            address: compute,
+            size: size as u64,
+            original: "0000000000".into(),
+            new_address: compute + 0x1000,
+            new_size: 16,
+            in_place: None,
+        }],
+    };
+    let record = body.encode(lpkg_applier::State::Applied);
+    let mut t = lpkg_kernel::Tracee::seize(pid).unwrap();
+    t.stop().unwrap();
+    let at = t
+        .memfd_map_private(&format!("lpkg:{}", &id[..16]), 4096)
+        .unwrap();
+    lpkg_kernel::memory::write(pid, at, &record).unwrap();
+    t.detach().unwrap();
+
+    let run = ok(s.run(&["list", "--pid", &target.pid()]));
+    assert!(
+        run.stdout
+            .contains("applied but NOT LIVE: the code of compute"),
+        "{}",
+        run.stdout
+    );
+    let listed = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    assert_eq!(listed[0]["live"], "drifted");
+    assert_eq!(listed[0]["drifted"], serde_json::json!(["compute"]));
+
+    let run = ok(apply(&s, &package, &public, &target, &[]));
+    assert!(run.stdout.contains("applied calc-v2 2"), "{}", run.stdout);
+    assert_eq!(target.ask("3"), "9 203");
+    let listed = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    let live: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["live"].as_str().unwrap())
+        .collect();
+    assert_eq!(live, ["drifted", "intact"]);
+}

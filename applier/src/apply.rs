@@ -31,6 +31,9 @@ pub struct ApplyOptions {
     pub in_place: bool,
     /// Apply over a higher version of the same package name (refused otherwise).
     pub allow_downgrade: bool,
+    /// Apply only to the process that started at this time (field 22 of /proc/PID/stat), as a
+    /// scan of the host saw it: another process that got its pid since is left alone.
+    pub start_time: Option<u64>,
 }
 
 impl Default for ApplyOptions {
@@ -39,6 +42,7 @@ impl Default for ApplyOptions {
             timeout: Duration::from_secs(10),
             in_place: true,
             allow_downgrade: false,
+            start_time: None,
         }
     }
 }
@@ -164,9 +168,47 @@ pub fn apply(
     trust: &TrustStore,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, Error> {
-    let (package, signers) = lpkg_format::open_verified(package_bytes, trust)?;
-    let signers: Vec<String> = signers.iter().map(|k| k.to_string()).collect();
-    apply_verified(pid, &package, signers, options)
+    apply_package(pid, &VerifiedPackage::open(package_bytes, trust)?, options)
+}
+
+/// A package whose signatures and digests were checked: verified once, applied to any number
+/// of processes.
+pub struct VerifiedPackage {
+    package: Package,
+    signers: Vec<String>,
+}
+
+impl VerifiedPackage {
+    /// Verifies `package_bytes` against `trust`.
+    pub fn open(package_bytes: &[u8], trust: &TrustStore) -> Result<VerifiedPackage, Error> {
+        let (package, signers) = lpkg_format::open_verified(package_bytes, trust)?;
+        let signers = signers.iter().map(|k| k.to_string()).collect();
+        Ok(VerifiedPackage { package, signers })
+    }
+
+    /// The package id.
+    pub fn id(&self) -> String {
+        self.package.id()
+    }
+
+    /// The verified manifest.
+    pub fn manifest(&self) -> &Manifest {
+        self.package.manifest()
+    }
+
+    /// The trusted signers' key ids.
+    pub fn signers(&self) -> &[String] {
+        &self.signers
+    }
+}
+
+/// Applies a verified package to process `pid`.
+pub fn apply_package(
+    pid: Pid,
+    package: &VerifiedPackage,
+    options: &ApplyOptions,
+) -> Result<ApplyReport, Error> {
+    apply_verified(pid, &package.package, package.signers.clone(), options)
 }
 
 /// The phases of an apply, as spec/apply-protocol.md names them: prepare (target, recovery,
@@ -181,7 +223,7 @@ fn apply_verified(
     let manifest = package.manifest();
     check_machine(manifest)?;
     let symbols = package.symbol_map()?;
-    let claim = Claim::take(pid, options.timeout)?;
+    let claim = Claim::take(pid, options.start_time, options.timeout)?;
     let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
     let mut plan = prepare(
@@ -302,7 +344,8 @@ fn recover_interrupted(
         if record.state.is_interrupted() {
             recover(claim, &record, timeout)?;
             recovered.push(record.body.id.clone());
-        } else if record.body.id == id {
+        } else if record.body.id == id && record.is_live() {
+            // A record the live code does not bear out (forged, or drifted) blocks nothing.
             return Err(Error::AlreadyApplied {
                 pid,
                 id: id.to_owned(),
@@ -316,7 +359,7 @@ fn check_requirements(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> 
     for required in &manifest.requires {
         if !applied
             .iter()
-            .any(|r| r.body.id == required.id && r.state == State::Applied)
+            .any(|r| r.body.id == required.id && r.is_live())
         {
             return Err(Error::MissingRequirement {
                 pid,
@@ -333,7 +376,8 @@ fn check_requirements(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> 
 fn check_no_downgrade(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> Result<(), Error> {
     let package = &manifest.package;
     let higher = applied.iter().find(|r| {
-        r.body.name == package.name
+        r.is_live()
+            && r.body.name == package.name
             && compare_versions(&r.body.version, &package.version) == std::cmp::Ordering::Greater
     });
     match higher {

@@ -31,10 +31,13 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    /// Pins process `pid` and takes its lock, waiting up to `timeout` for another lpkg
-    /// command to finish with it.
-    pub fn take(pid: Pid, timeout: Duration) -> Result<Claim, Error> {
+    /// Pins process `pid` (the one that started at `start_time`, if given) and takes its
+    /// lock, waiting up to `timeout` for another lpkg command to finish with it.
+    pub fn take(pid: Pid, start_time: Option<u64>, timeout: Duration) -> Result<Claim, Error> {
         let pinned = Pinned::new(pid)?;
+        if start_time.is_some_and(|t| t != pinned.start_time()) {
+            return Err(lpkg_kernel::Error::ProcessReplaced { pid }.into());
+        }
         let dir = run_dir()?;
         let path = dir.join(format!("{pid}-{}.lock", pinned.start_time()));
         let started = Instant::now();

@@ -205,6 +205,20 @@ impl Error {
         matches!(self, Error::Package(e) if e.is_rejection())
     }
 
+    /// The process is gone: it exited, or its pid names another process than the one meant.
+    pub fn is_gone(&self) -> bool {
+        use lpkg_kernel::Error as K;
+        matches!(
+            self,
+            Error::Process(
+                K::ProcessExited { .. }
+                    | K::NoSuchProcess { .. }
+                    | K::Zombie { .. }
+                    | K::ProcessReplaced { .. }
+            )
+        )
+    }
+
     /// The package does not fit this process: another binary, or code someone else changed.
     pub fn is_mismatch(&self) -> bool {
         matches!(

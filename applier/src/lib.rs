@@ -13,6 +13,7 @@ mod apply;
 pub mod checkpoint;
 mod claim;
 mod error;
+pub mod host;
 mod in_place;
 mod link;
 mod quiesce;
@@ -24,13 +25,13 @@ mod revert;
 mod target;
 mod unwind;
 
-pub use apply::{apply, ApplyOptions, ApplyReport, SwitchProfile};
+pub use apply::{apply, apply_package, ApplyOptions, ApplyReport, SwitchProfile, VerifiedPackage};
 pub use checkpoint::catch_interrupts;
 pub use error::Error;
 pub use in_place::Jump;
 pub use record::{Entry, RecordBody, Registration, State};
-pub use records::{LiveRecord, OrphanModule};
-pub use revert::{revert, RevertReport, Selection};
+pub use records::{Live, LiveRecord, OrphanModule};
+pub use revert::{revert, revert_process, RevertReport, Selection};
 
 /// The packages lpkg applied to process `pid`, as their records in the process say, oldest
 /// first (interrupted operations included, see [`State`]).

@@ -17,9 +17,31 @@ pub struct LiveRecord {
     pub state: State,
     /// Everything else.
     pub body: RecordBody,
+    /// Whether the process's code is what the record says was written.
+    pub live: Live,
+}
+
+/// Whether the process's code is what a record says its package wrote. Anyone who can write
+/// the process's memory (the process itself) can forge a record: it is believed for what
+/// lpkg does only where the code agrees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// Every entry holds what the record says was written there, or what a newer applied
+    /// package stacked on it wrote.
+    Intact,
+    /// These functions hold something else: the record is forged, or the code was changed
+    /// after the package was applied.
+    Drifted(Vec<String>),
+    /// Not checked: the record is not `applied` (an interrupted operation leaves a mix).
+    NotChecked,
 }
 
 impl LiveRecord {
+    /// Applied, and the live code agrees.
+    pub fn is_live(&self) -> bool {
+        self.state == State::Applied && self.live == Live::Intact
+    }
+
     /// The patch code of this package that no thread may be in: when it is reverted (`None`:
     /// everything), or when the functions at `addresses` that it replaced are replaced again
     /// by a stacked package. Each replaced function's new code comes named by function; the
@@ -88,10 +110,59 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
             len: entry.end - entry.start,
             state,
             body,
+            live: Live::NotChecked,
         });
     }
     records.sort_by_key(|r| r.body.sequence);
+    for index in 0..records.len() {
+        records[index].live = live(pid, &records, index);
+    }
     Ok(records)
+}
+
+/// Checks the entries of `records[index]` against the live code; `records` oldest first.
+fn live(pid: Pid, records: &[LiveRecord], index: usize) -> Live {
+    let record = &records[index];
+    if record.state != State::Applied {
+        return Live::NotChecked;
+    }
+    let drifted: Vec<String> = record
+        .body
+        .entries
+        .iter()
+        .filter(|entry| !in_effect(pid, records, index, entry))
+        .map(|entry| entry.function.clone())
+        .collect();
+    if drifted.is_empty() {
+        Live::Intact
+    } else {
+        Live::Drifted(drifted)
+    }
+}
+
+/// Whether `entry` of `records[index]` is what runs: its bytes are live, or a newer applied
+/// package replaced them, saving exactly them as its original, and is in effect itself.
+fn in_effect(pid: Pid, records: &[LiveRecord], index: usize, entry: &crate::record::Entry) -> bool {
+    let Some(ours) = entry.written() else {
+        return false;
+    };
+    if memory::read(pid, entry.address, ours.len()).is_ok_and(|live| live == ours) {
+        return true;
+    }
+    records
+        .iter()
+        .enumerate()
+        .skip(index + 1)
+        .filter(|(_, newer)| newer.state == State::Applied)
+        .any(|(newer_index, newer)| {
+            newer.body.entries.iter().any(|n| {
+                n.address == entry.address
+                    && crate::record::unhex(&n.original).is_some_and(|o| {
+                        !o.is_empty() && (o.starts_with(&ours) || ours.starts_with(&o))
+                    })
+                    && in_effect(pid, records, newer_index, n)
+            })
+        })
 }
 
 /// A record mapping whose header was never written: a memfd reads as zeros until written, and

@@ -122,7 +122,18 @@ pub fn revert(
     selection: &Selection,
     timeout: Duration,
 ) -> Result<Vec<RevertReport>, Error> {
-    let claim = Claim::take(pid, timeout)?;
+    revert_process(pid, None, selection, timeout)
+}
+
+/// [`revert`], in process `pid` only if it is the one that started at `start_time` (as a scan
+/// of the host saw it): another process that got its pid since is left alone.
+pub fn revert_process(
+    pid: Pid,
+    start_time: Option<u64>,
+    selection: &Selection,
+    timeout: Duration,
+) -> Result<Vec<RevertReport>, Error> {
+    let claim = Claim::take(pid, start_time, timeout)?;
     let mut reports = Vec::new();
     if !records::orphaned_modules(pid)?.is_empty() {
         let mut tracee = claim.seize()?;

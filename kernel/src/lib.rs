@@ -26,7 +26,7 @@ pub mod test_hook;
 mod tracer;
 
 pub use error::{Error, Result};
-pub use process::Pinned;
+pub use process::{start_time, Pinned};
 pub use remote_call::Mark;
 pub use remote_syscall::Prot;
 pub use tracer::Tracee;

@@ -79,6 +79,46 @@ pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
     Ok(elves)
 }
 
+/// Build-ids of mapped files by the device and inode /proc/PID/maps shows: a scan of every
+/// process reads each file once, not once per process that maps it.
+#[derive(Debug, Default)]
+pub struct BuildIds(std::collections::HashMap<FileKey, Option<Vec<u8>>>);
+
+/// A file as /proc/PID/maps names it: device (major, minor) and inode.
+type FileKey = ((u32, u32), u64);
+
+/// The path of the object mapped in `pid` whose build-id is `wanted`, if one is. A file is
+/// known by its device and inode in `cache` after its first reading (a hint for choosing
+/// processes: apply reads the object again).
+pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &mut BuildIds) -> Result<Option<PathBuf>> {
+    let dir = crate::procfs::mm_dir(pid);
+    for entry in maps::read(pid)? {
+        if !entry.is_file() || entry.offset != 0 {
+            continue;
+        }
+        let key = (entry.dev, entry.inode);
+        let id = match cache.0.get(&key) {
+            Some(id) => id.clone(),
+            None => {
+                let map_file = dir.join(format!("map_files/{:x}-{:x}", entry.start, entry.end));
+                match read_build_id(&map_file) {
+                    Ok(id) => {
+                        let id = id.flatten();
+                        cache.0.insert(key, id.clone());
+                        id
+                    }
+                    // Unmapped since, or the process exited: nothing known of the file.
+                    Err(_) => None,
+                }
+            }
+        };
+        if id.as_deref() == Some(wanted) {
+            return Ok(entry.path);
+        }
+    }
+    Ok(None)
+}
+
 /// `Ok(None)` when the file is not ELF; `Ok(Some(None))` for ELF without a build-id.
 fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Proc {

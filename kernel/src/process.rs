@@ -80,3 +80,9 @@ impl Pinned {
         }
     }
 }
+
+/// When process `pid` started (clock ticks after boot), `None` if it is gone: with the pid, it
+/// tells this process from a later one given the same pid.
+pub fn start_time(pid: Pid) -> Option<u64> {
+    procfs::start_time(pid)
+}

@@ -1,12 +1,17 @@
-//! `lpkg apply PKG --pid PID [--trust FILE|DIR] [--timeout SECS] [--jump-only] [--json]`
+//! `lpkg apply PKG --pid PID|all [--trust FILE|DIR] [--timeout SECS] [--jump-only] [--json]`
+//! (with `--pid all`: `[--exclude-pid PID]... [--comm REGEX] [--dry-run] [--workers N]`)
 
 use std::time::Duration;
 
 use anyhow::Context;
-use lpkg_applier::ApplyOptions;
+use lpkg_applier::{ApplyOptions, ApplyReport, VerifiedPackage};
 use lpkg_format::TrustStore;
 
 use std::path::PathBuf;
+
+use super::host::Pids;
+
+mod all;
 
 /// Arguments of `lpkg apply`.
 #[derive(clap::Args, Debug)]
@@ -14,9 +19,10 @@ pub struct Args {
     /// The package to apply.
     #[arg(value_name = "PKG")]
     pub package: PathBuf,
-    /// The process to patch.
-    #[arg(long, value_name = "PID")]
-    pub pid: u32,
+    /// The process to patch, or `all`: every process that maps the package's target object
+    /// (executable or library, found by build-id).
+    #[arg(long, value_name = "PID|all", value_parser = super::host::parse_pids)]
+    pub pid: Pids,
     /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
     #[arg(long, value_name = "FILE|DIR")]
     pub trust: Option<PathBuf>,
@@ -33,6 +39,11 @@ pub struct Args {
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// With --pid all: list the processes that would be patched, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub select: super::host::Selection,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -47,72 +58,84 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Huge values wait as long as anything can (`lpkg_kernel::MAX_TIMEOUT`).
         options.timeout = Duration::from_secs(secs).min(lpkg_kernel::MAX_TIMEOUT);
     }
-    let pid = super::pid(args.pid)?;
+    let package = VerifiedPackage::open(&bytes, &trust)
+        .with_context(|| format!("verifying {}", args.package.display()))?;
     // Ctrl-C or SIGTERM during apply rolls the target back before lpkg exits.
     lpkg_applier::catch_interrupts()?;
-    let report = lpkg_applier::apply(pid, &bytes, &trust, &options)
+    let pid = match args.pid {
+        Pids::All => return all::run(&args, &package, &options),
+        Pids::One(pid) => pid,
+    };
+    let report = lpkg_applier::apply_package(pid, &package, &options)
         .with_context(|| format!("applying {} to process {pid}", args.package.display()))?;
     if args.json {
-        let value = serde_json::json!({
-            "pid": pid,
-            "id": report.id,
-            "name": report.name,
-            "version": report.version,
-            "signers": report.signers,
-            "module_address": format!("{:#x}", report.module_address),
-            "recovered": report.recovered,
-            "unwind_registered": report.unwind.as_ref().map(|u| u.is_ok()),
-            "unwind": report.unwind.as_ref().map(|u| match u {
-                Ok(library) => format!("registered with {library}"),
-                Err(why) => format!("not registered: {why}"),
-            }),
-            "pause_us": report.pause.as_micros() as u64,
-            "functions": report.entries.iter().zip(&report.jumps).map(|(e, jump)| serde_json::json!({
-                "name": e.function,
-                "address": format!("{:#x}", e.address),
-                "new_address": format!("{:#x}", e.new_address),
-                "in_place": e.in_place.is_some(),
-                "jump_because": jump.map(|j| j.reason()),
-            })).collect::<Vec<_>>(),
-        });
-        println!("{value}");
+        println!("{}", report_json(pid, &report));
     } else {
-        for id in &report.recovered {
-            println!(
-                "rolled back an interrupted operation of package {}",
-                super::short_id(id)
-            );
-        }
-        println!(
-            "applied {} {} (id {}) to process {pid}: {} function(s) replaced, threads paused {} us",
-            report.name,
-            report.version,
-            &report.id[..16],
-            report.entries.len(),
-            report.pause.as_micros()
-        );
-        match &report.unwind {
-            Some(Ok(library)) => println!("  unwind information registered with {library}"),
-            Some(Err(why)) => println!(
-                "  note: unwind information not registered ({why}): C++ exceptions, \
-                 thread cancellation and backtrace() stop at new code"
-            ),
-            None => {}
-        }
-        for (entry, jump) in report.entries.iter().zip(&report.jumps) {
-            if entry.in_place.is_none() {
-                let why = jump.map_or(String::new(), |j| format!(" (jump: {})", j.reason()));
-                println!(
-                    "  {} {:#x} -> {:#x}{why}",
-                    entry.function, entry.address, entry.new_address
-                );
-            } else {
-                println!(
-                    "  {} {:#x}: new code written in place",
-                    entry.function, entry.address
-                );
-            }
-        }
+        print_report(pid, &report);
     }
     Ok(())
+}
+
+fn report_json(pid: lpkg_kernel::Pid, report: &ApplyReport) -> serde_json::Value {
+    serde_json::json!({
+        "pid": pid,
+        "id": report.id,
+        "name": report.name,
+        "version": report.version,
+        "signers": report.signers,
+        "module_address": format!("{:#x}", report.module_address),
+        "recovered": report.recovered,
+        "unwind_registered": report.unwind.as_ref().map(|u| u.is_ok()),
+        "unwind": report.unwind.as_ref().map(|u| match u {
+            Ok(library) => format!("registered with {library}"),
+            Err(why) => format!("not registered: {why}"),
+        }),
+        "pause_us": report.pause.as_micros() as u64,
+        "functions": report.entries.iter().zip(&report.jumps).map(|(e, jump)| serde_json::json!({
+            "name": e.function,
+            "address": format!("{:#x}", e.address),
+            "new_address": format!("{:#x}", e.new_address),
+            "in_place": e.in_place.is_some(),
+            "jump_because": jump.map(|j| j.reason()),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_report(pid: lpkg_kernel::Pid, report: &ApplyReport) {
+    for id in &report.recovered {
+        println!(
+            "rolled back an interrupted operation of package {}",
+            super::short_id(id)
+        );
+    }
+    println!(
+        "applied {} {} (id {}) to process {pid}: {} function(s) replaced, threads paused {} us",
+        report.name,
+        report.version,
+        &report.id[..16],
+        report.entries.len(),
+        report.pause.as_micros()
+    );
+    match &report.unwind {
+        Some(Ok(library)) => println!("  unwind information registered with {library}"),
+        Some(Err(why)) => println!(
+            "  note: unwind information not registered ({why}): C++ exceptions, \
+             thread cancellation and backtrace() stop at new code"
+        ),
+        None => {}
+    }
+    for (entry, jump) in report.entries.iter().zip(&report.jumps) {
+        if entry.in_place.is_none() {
+            let why = jump.map_or(String::new(), |j| format!(" (jump: {})", j.reason()));
+            println!(
+                "  {} {:#x} -> {:#x}{why}",
+                entry.function, entry.address, entry.new_address
+            );
+        } else {
+            println!(
+                "  {} {:#x}: new code written in place",
+                entry.function, entry.address
+            );
+        }
+    }
 }

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod build;
 pub mod build_source;
 pub mod extract;
+pub mod host;
 pub mod inspect;
 pub mod keygen;
 pub mod list;
@@ -41,11 +42,6 @@ pub fn shown(text: &str) -> String {
 /// necessarily 16 characters long), shown.
 pub fn short_id(id: &str) -> String {
     shown(&id.chars().take(16).collect::<String>())
-}
-
-/// A PID from the command line, as the kernel crate takes it.
-pub fn pid(pid: u32) -> anyhow::Result<lpkg_kernel::Pid> {
-    lpkg_kernel::Pid::try_from(pid).map_err(|_| anyhow::anyhow!("{pid} is not a valid process id"))
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC for seconds since the Unix epoch.

@@ -1,0 +1,117 @@
+//! Every process of the host: which run an object, which hold what lpkg put there, and a
+//! bounded pool of workers to act on many of them at once.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use lpkg_kernel::objects::{self, BuildIds};
+use lpkg_kernel::{maps, Pid};
+
+use crate::record::{MODULE_NAME_PREFIX, NAME_PREFIX};
+
+/// One process as a scan saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// The process id.
+    pub pid: Pid,
+    /// When it started (field 22 of /proc/PID/stat): with the pid, its identity.
+    pub start_time: u64,
+    /// Its command name (`comm`, at most 15 bytes, chosen by the process: escape it to print).
+    pub command: String,
+}
+
+/// Every process of the host but this one, in pid order. Processes that exit during the scan
+/// are left out.
+pub fn processes() -> Vec<Process> {
+    let me = std::process::id() as Pid;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut pids: Vec<Pid> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| pid != me)
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().filter_map(process).collect()
+}
+
+/// Process `pid` as it is now, `None` if it is gone.
+pub fn process(pid: Pid) -> Option<Process> {
+    let start_time = lpkg_kernel::start_time(pid)?;
+    let command = std::fs::read(format!("/proc/{pid}/comm")).ok()?;
+    let command = String::from_utf8_lossy(&command[..command.len().min(64)])
+        .trim_end_matches('\n')
+        .to_owned();
+    Some(Process {
+        pid,
+        start_time,
+        command,
+    })
+}
+
+/// The processes among `candidates` that map an object whose build-id is `build_id` (hex),
+/// with that object's path. Each file is read once however many processes map it.
+pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, PathBuf)> {
+    let Some(wanted) = crate::record::unhex(build_id) else {
+        return Vec::new();
+    };
+    let mut cache = BuildIds::default();
+    candidates
+        .into_iter()
+        .filter_map(|p| {
+            let path = objects::find_build_id(p.pid, &wanted, &mut cache).ok()??;
+            Some((p, path))
+        })
+        .collect()
+}
+
+/// Whether process `pid` holds anything lpkg put there: a record or a patch module.
+pub fn holds_lpkg(pid: Pid) -> bool {
+    maps::read(pid).is_ok_and(|entries| {
+        entries.iter().any(|e| {
+            e.path
+                .as_ref()
+                .and_then(|p| p.to_str())
+                .and_then(|p| p.strip_prefix("/memfd:"))
+                .is_some_and(|name| {
+                    name.starts_with(NAME_PREFIX) || name.starts_with(MODULE_NAME_PREFIX)
+                })
+        })
+    })
+}
+
+/// The number of workers `in_parallel` uses by default: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `work` on every item with at most `workers` threads, each item on one thread from
+/// start to end (a seized process stays with the thread that seized it); results in the
+/// order of `items`. `done` sees each result as it comes, on the worker's thread.
+pub fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    work: impl Fn(&T) -> R + Sync,
+    done: impl Fn(&T, &R) + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(index) else { break };
+                let result = work(item);
+                done(item, &result);
+                results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}

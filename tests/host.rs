@@ -1,0 +1,267 @@
+//! Host-wide commands (`--pid all`, the store, status) on real processes. Every test builds its
+//! own library and programs with a token of its own in them: a host-wide apply finds a process
+//! by the build-id of what it maps, so only this test's processes match, and `list`/`revert
+//! --pid all` are narrowed to this test's command names with `--comm`.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use common::{Run, Scratch};
+
+fn gcc(args: &[&str]) {
+    let out = Command::new("gcc").args(args).output().expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One test's library, its fix, the programs that use it, and a package of the fix.
+struct Fleet {
+    s: Scratch,
+    token: String,
+    package: PathBuf,
+    trust: PathBuf,
+}
+
+impl Fleet {
+    /// Builds `librate.so` (rate = x + 1) and its fix (rate = 1000 x + 1) with a token of
+    /// this test, two programs using it (`hu<token>`, `hv<token>`) and one that does not
+    /// (`hw<token>`, a copy of cat), and a signed package of the fix.
+    fn build() -> Fleet {
+        let s = Scratch::new();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let token = format!("{:06x}", (nanos ^ std::process::id()) & 0xff_ffff);
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets/host");
+        let path = |name: &str| s.path(name).to_str().unwrap().to_owned();
+        let define = format!("-DTOKEN=\"{token}\"");
+        for (object, rate) in [("rate-old.o", "1"), ("rate-new.o", "1000")] {
+            gcc(&[
+                "-O2",
+                "-g",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIC",
+                &define,
+                &format!("-DRATE={rate}"),
+                "-c",
+                src.join("rate.c").to_str().unwrap(),
+                "-o",
+                &path(object),
+            ]);
+        }
+        gcc(&["-shared", "-o", &path("librate.so"), &path("rate-old.o")]);
+        for program in ["hu", "hv"] {
+            gcc(&[
+                "-O2",
+                src.join("user.c").to_str().unwrap(),
+                "-o",
+                &path(&format!("{program}{token}")),
+                "-L",
+                s.dir.path().to_str().unwrap(),
+                "-lrate",
+                &format!("-Wl,-rpath,{}", s.dir.path().display()),
+            ]);
+        }
+        std::fs::copy("/bin/cat", s.path(&format!("hw{token}"))).unwrap();
+        let (key, trust) = s.keygen("release");
+        let package = s.build(
+            &s.path("librate.so"),
+            &s.path("rate-old.o"),
+            &s.path("rate-new.o"),
+            &key,
+            "rate.lpkg",
+            ("rate-fix", "1"),
+            &[],
+        );
+        Fleet {
+            s,
+            token,
+            package,
+            trust,
+        }
+    }
+
+    fn start(&self, program: &str) -> Target {
+        let mut child = Command::new(self.s.path(&format!("{program}{}", self.token)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start target");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Target {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// `lpkg ARGS` with `--trust` where it applies, and `--comm` narrowing `--pid all` to this
+    /// test's programs.
+    fn lpkg(&self, args: &[&str]) -> Run {
+        let mut all: Vec<&str> = args.to_vec();
+        let comm = format!("^h[uvw]{}$", self.token);
+        all.extend(["--comm", &comm]);
+        let trust = self.trust.to_str().unwrap();
+        if args[0] == "apply" {
+            all.extend(["--trust", trust]);
+        }
+        self.s.run(&all)
+    }
+}
+
+/// A running program; killed (by its PID) when dropped.
+struct Target {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Target {
+    fn pid(&self) -> i64 {
+        i64::from(self.child.id())
+    }
+
+    fn ask(&mut self, x: u32) -> String {
+        writeln!(self.stdin, "{x}").unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        assert!(!answer.is_empty(), "target {} died", self.pid());
+        answer.trim_end().to_owned()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The pids of `value["processes"]` whose `result` is `result`, sorted.
+fn pids_with(value: &serde_json::Value, result: &str) -> Vec<i64> {
+    let mut pids: Vec<i64> = value["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["result"] == result)
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn apply_list_and_revert_reach_every_process_that_maps_the_object() {
+    let fleet = Fleet::build();
+    let mut users: Vec<Target> = (0..50).map(|_| fleet.start("hu")).collect();
+    users.extend((0..3).map(|_| fleet.start("hv")));
+    let mut bystander = fleet.start("hw");
+    for user in &mut users {
+        assert_eq!(user.ask(2), "3");
+    }
+    let mut all: Vec<i64> = users.iter().map(Target::pid).collect();
+    all.sort_unstable();
+    let package = fleet.package.to_str().unwrap();
+
+    // A dry run names every process and changes none.
+    let dry = ok(fleet.lpkg(&["apply", package, "--pid", "all", "--dry-run", "--json"])).json();
+    assert_eq!(pids_with(&dry, "would apply"), all);
+    assert_eq!(users[0].ask(2), "3");
+
+    // One left out by pid; every other one patched, each said on its line.
+    let excluded = users[7].pid().to_string();
+    let run = ok(fleet.lpkg(&["apply", package, "--pid", "all", "--exclude-pid", &excluded]));
+    assert!(
+        run.stdout
+            .ends_with("applied 52, already 0, refused 0, failed 0, gone 0\n"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.contains(": applied:"))
+            .count(),
+        52
+    );
+    for (i, user) in users.iter_mut().enumerate() {
+        let expected = if i == 7 { "3" } else { "2001" };
+        assert_eq!(user.ask(2), expected, "process {i}");
+    }
+    assert_eq!(bystander.ask_echo("7"), "7");
+
+    // Again: the 52 already have it, the one left out gets it now.
+    let again = ok(fleet.lpkg(&["apply", package, "--pid", "all", "--json"])).json();
+    assert_eq!(pids_with(&again, "applied"), vec![users[7].pid()]);
+    assert_eq!(again["summary"]["already"], 52);
+    assert_eq!(users[7].ask(2), "2001");
+
+    // list --pid all shows the package in each, its code live.
+    let listed = ok(fleet.lpkg(&["list", "--pid", "all", "--json"])).json();
+    let listed = listed.as_array().unwrap();
+    let mut listed_pids: Vec<i64> = listed.iter().map(|p| p["pid"].as_i64().unwrap()).collect();
+    listed_pids.sort_unstable();
+    assert_eq!(listed_pids, all);
+    for process in listed {
+        let packages = process["packages"].as_array().unwrap();
+        assert_eq!(packages.len(), 1, "{process}");
+        assert_eq!(packages[0]["name"], "rate-fix");
+        assert_eq!(packages[0]["live"], "intact");
+    }
+
+    // revert --pid all takes it out of every one.
+    let reverted = ok(fleet.lpkg(&["revert", "--pid", "all", "--all", "--json"])).json();
+    assert_eq!(pids_with(&reverted, "reverted"), all);
+    for user in &mut users {
+        assert_eq!(user.ask(2), "3");
+    }
+    let listed = ok(fleet.lpkg(&["list", "--pid", "all", "--json"])).json();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+impl Target {
+    /// For the bystander (cat): what it echoes.
+    fn ask_echo(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        answer.trim_end().to_owned()
+    }
+}
+
+#[test]
+fn revert_pid_all_needs_a_package_named_and_pid_takes_all_or_a_number() {
+    let s = Scratch::new();
+    let run = s.run(&["revert", "--pid", "all"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.error_line().contains("needs --id ID or --all"),
+        "{}",
+        run.stderr
+    );
+    let run = s.run(&["list", "--pid", "everything"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("neither a process id nor `all`"),
+        "{}",
+        run.stderr
+    );
+}
