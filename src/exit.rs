@@ -14,6 +14,10 @@ pub const REJECTED: u8 = 3;
 /// The package does not match the target (wrong build, already patched...). Used by `apply`.
 pub const MISMATCH: u8 = 4;
 
+/// `status`: a process lacks an installed package, its code is not what its records say, or
+/// its records could not be read.
+pub const EXPOSED: u8 = 5;
+
 /// The exit code table shown at the end of `lpkg --help`.
 pub const HELP: &str = "\
 Exit codes:
@@ -21,7 +25,8 @@ Exit codes:
   1  operational failure (I/O, keys, trust store, ...)
   2  usage error
   3  package rejected: no trusted signature, invalid signature, or corrupt package
-  4  package does not match the target process";
+  4  package does not match the target process
+  5  status: a process is exposed (an installed package not applied), drifted or unreadable";
 
 /// Prints the error (every cause, on one line) and returns the exit code for `result`.
 pub fn report(result: anyhow::Result<()>) -> ExitCode {
@@ -45,7 +50,9 @@ fn code_for(err: &anyhow::Error) -> u8 {
         .filter_map(|c| c.downcast_ref::<lpkg_format::Error>())
         .any(|e| e.is_rejection())
         || applier().any(|e| e.is_rejection());
-    if rejected {
+    if err.chain().any(|c| c.is::<crate::cmd::status::Exposed>()) {
+        EXPOSED
+    } else if rejected {
         REJECTED
     } else if applier().any(|e| e.is_mismatch()) {
         MISMATCH

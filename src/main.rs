@@ -39,6 +39,15 @@ enum Command {
     List(cmd::list::Args),
     /// Revert packages applied to a running process.
     Revert(cmd::revert::Args),
+    /// Verify a package and keep it in the host's store (for `status` and `daemon`).
+    Install(cmd::install::Args),
+    /// Remove a package from the store (processes that have it applied keep it).
+    Uninstall(cmd::uninstall::Args),
+    /// List the packages of the store.
+    Installed(cmd::installed::Args),
+    /// Show every process that runs the target of an installed package, or holds one:
+    /// what is applied, what is exposed, what drifted.
+    Status(cmd::status::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -53,6 +62,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply(args) => cmd::apply::run(args),
         Command::List(args) => cmd::list::run(args),
         Command::Revert(args) => cmd::revert::run(args),
+        Command::Install(args) => cmd::install::run(args),
+        Command::Uninstall(args) => cmd::uninstall::run(args),
+        Command::Installed(args) => cmd::installed::run(args),
+        Command::Status(args) => cmd::status::run(args),
     }
 }
 

@@ -265,3 +265,116 @@ fn revert_pid_all_needs_a_package_named_and_pid_takes_all_or_a_number() {
         run.stderr
     );
 }
+
+#[test]
+fn the_store_keeps_verified_packages_and_status_tells_exposed_patched_and_drifted() {
+    let fleet = Fleet::build();
+    let s = &fleet.s;
+    let store = s.path("store");
+    let store_arg = store.to_str().unwrap();
+    let trust = fleet.trust.to_str().unwrap();
+    let package = fleet.package.to_str().unwrap();
+    let mut users: Vec<Target> = (0..3).map(|_| fleet.start("hu")).collect();
+    for user in &mut users {
+        assert_eq!(user.ask(2), "3");
+    }
+
+    // A package signed by a key the store's users do not trust is never stored.
+    let (other_key, _) = s.keygen("other");
+    let untrusted = s.package("untrusted.lpkg", &other_key);
+    let run = s.run(&[
+        "install",
+        untrusted.to_str().unwrap(),
+        "--trust",
+        trust,
+        "--store",
+        store_arg,
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(!store.exists() || std::fs::read_dir(&store).unwrap().count() == 0);
+
+    let run = ok(s.run(&[
+        "install", package, "--trust", trust, "--store", store_arg, "--json",
+    ]));
+    let id = run.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(run.json()["installed"], true);
+    assert!(store.join(format!("{id}.lpkg")).is_file());
+    let again = ok(s.run(&["install", package, "--trust", trust, "--store", store_arg]));
+    assert!(
+        again.stdout.starts_with("already installed rate-fix 1"),
+        "{}",
+        again.stdout
+    );
+    // Something else in the store is skipped, said on stderr.
+    std::fs::write(store.join("deadbeef.lpkg"), b"not a package").unwrap();
+    let installed = ok(s.run(&[
+        "installed",
+        "--trust",
+        trust,
+        "--store",
+        store_arg,
+        "--json",
+    ]));
+    assert_eq!(installed.json().as_array().unwrap().len(), 1);
+    assert!(installed.stderr.contains("skipped"), "{}", installed.stderr);
+    std::fs::remove_file(store.join("deadbeef.lpkg")).unwrap();
+
+    // Nothing applied yet: every process is exposed (exit code 5).
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--trust", trust, "--store", store_arg, "--json"];
+        args.extend_from_slice(extra);
+        fleet.lpkg(&args)
+    };
+    let run = status(&[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    let value = run.json();
+    assert_eq!(value["summary"]["exposed"], 3, "{value}");
+    assert_eq!(value["processes"][0]["exposed"][0]["id"], id.as_str());
+    assert!(value["processes"][0]["objects"][0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("librate.so"));
+
+    ok(fleet.lpkg(&["apply", package, "--pid", "all"]));
+    let value = ok(status(&[])).json();
+    assert_eq!(value["summary"]["exposed"], 0, "{value}");
+    for process in value["processes"].as_array().unwrap() {
+        assert_eq!(process["applied"][0]["live"], "intact", "{process}");
+    }
+
+    // The code of one process changed behind lpkg's back: status says so.
+    let pid = users[1].pid() as i32;
+    let record = &lpkg_applier::list(pid).unwrap()[0];
+    let entry = &record.body.entries[0];
+    let original = entry.original_bytes().unwrap();
+    lpkg_kernel::memory::write(pid, entry.address, &original).unwrap();
+    assert_eq!(users[1].ask(2), "3");
+    let run = status(&[]);
+    assert_eq!(run.code, 5, "{}", run.stderr);
+    let value = run.json();
+    assert_eq!(value["summary"]["drifted"], 1, "{value}");
+    assert_eq!(value["summary"]["exposed"], 1, "{value}");
+    let drifted = value["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"] == pid)
+        .unwrap();
+    assert_eq!(drifted["applied"][0]["live"], "drifted");
+    assert_eq!(
+        drifted["applied"][0]["drifted"],
+        serde_json::json!(["rate"])
+    );
+
+    let run = ok(s.run(&["uninstall", &id[..12], "--store", store_arg]));
+    assert!(run.stdout.contains("keep it"), "{}", run.stdout);
+    let installed = ok(s.run(&[
+        "installed",
+        "--trust",
+        trust,
+        "--store",
+        store_arg,
+        "--json",
+    ]));
+    assert_eq!(installed.json(), serde_json::json!([]));
+}

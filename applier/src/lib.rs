@@ -22,6 +22,7 @@ mod records;
 mod registration;
 mod reloc;
 mod revert;
+pub mod status;
 mod target;
 mod unwind;
 

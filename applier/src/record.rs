@@ -193,6 +193,11 @@ mod optional_hex {
 }
 
 impl Entry {
+    /// The bytes that were at `address` before the package (`None`: not hex in the record).
+    pub fn original_bytes(&self) -> Option<Vec<u8>> {
+        unhex(&self.original)
+    }
+
     /// The bytes at `address` that this package wrote: the new code, or the jump.
     pub fn written(&self) -> Option<Vec<u8>> {
         match &self.in_place {

@@ -185,6 +185,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// No package of the store has this id.
+    #[error("no package with id {id} is installed in {}", store.display())]
+    NotInstalled {
+        /// The id (prefix) asked for.
+        id: String,
+        /// The store folder.
+        store: PathBuf,
+    },
+    /// More than one stored package has an id starting with this prefix.
+    #[error("id {id} is ambiguous: give more digits")]
+    AmbiguousId {
+        /// The prefix given.
+        id: String,
+    },
+    /// A store file that does not bear its package's id as its name (not written by lpkg).
+    #[error("{}: holds package {id}, not the one its name says", path.display())]
+    MisnamedStoreFile {
+        /// The file.
+        path: PathBuf,
+        /// The id of the package it holds.
+        id: String,
+    },
     /// The operating system's random generator failed.
     #[error("cannot get random bytes: {reason}")]
     Random {
@@ -210,6 +232,8 @@ impl Error {
                 | Error::FileTooLarge { .. }
                 | Error::Random { .. }
                 | Error::TooManySignatures { .. }
+                | Error::NotInstalled { .. }
+                | Error::AmbiguousId { .. }
         )
     }
 

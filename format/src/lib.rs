@@ -13,6 +13,7 @@ mod file;
 pub mod keys;
 pub mod manifest;
 mod package;
+pub mod store;
 pub mod trust;
 
 pub use container::{Signature, MAX_SIGNATURES};
@@ -22,4 +23,5 @@ pub use file::{read_package_file, MAX_PACKAGE_LEN};
 pub use keys::{KeyId, PublicKey, SecretKey};
 pub use manifest::*;
 pub use package::{open_verified, Package};
+pub use store::{Skipped, Store, Stored};
 pub use trust::TrustStore;

@@ -6,10 +6,14 @@ pub mod build_source;
 pub mod extract;
 pub mod host;
 pub mod inspect;
+pub mod install;
+pub mod installed;
 pub mod keygen;
 pub mod list;
 pub mod revert;
 pub mod sign;
+pub mod status;
+pub mod uninstall;
 pub mod verify;
 
 use std::path::Path;

@@ -1,0 +1,181 @@
+//! `lpkg status [--store DIR] [--trust FILE|DIR] [--json]`: the host against its store.
+
+use std::path::PathBuf;
+
+use lpkg_applier::status::{self, Installed, ProcessStatus};
+use lpkg_applier::Live;
+use lpkg_format::{Store, TrustStore};
+
+/// Arguments of `lpkg status`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub trust: Option<PathBuf>,
+    /// The package store [default: $LPKG_STORE, then /var/lib/lpkg].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub select: super::host::Selection,
+}
+
+/// Status found processes that lack an installed package, whose code is not what their
+/// records say, or whose records could not be read (exit code 5).
+#[derive(Debug, thiserror::Error)]
+#[error("{exposed} process(es) exposed, {drifted} drifted, {unreadable} unreadable")]
+pub struct Exposed {
+    exposed: usize,
+    drifted: usize,
+    unreadable: usize,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let trust = TrustStore::resolve(args.trust.as_deref())?;
+    let store = Store::resolve(args.store.as_deref());
+    let (stored, skipped) = store.packages(&trust)?;
+    for s in &skipped {
+        eprintln!("lpkg: skipped {}: {}", s.path.display(), s.error);
+    }
+    let installed: Vec<Installed> = stored
+        .iter()
+        .map(|s| {
+            let m = s.package.manifest();
+            Installed {
+                id: s.package.id(),
+                name: m.package.name.clone(),
+                version: m.package.version.clone(),
+                build_id: m.target.build_id.clone(),
+            }
+        })
+        .collect();
+    let processes = status::status(args.select.processes()?, &installed, args.select.workers());
+    let summary = Exposed {
+        exposed: processes.iter().filter(|p| !p.exposed.is_empty()).count(),
+        drifted: processes
+            .iter()
+            .filter(|p| p.drifted().next().is_some())
+            .count(),
+        unreadable: processes.iter().filter(|p| p.error.is_some()).count(),
+    };
+    if args.json {
+        print_json(&processes, &installed, &skipped, &summary);
+    } else {
+        print_text(&processes, &installed, &summary);
+    }
+    if summary.exposed + summary.drifted + summary.unreadable > 0 {
+        return Err(summary.into());
+    }
+    Ok(())
+}
+
+fn live_name(live: &Live) -> &'static str {
+    match live {
+        Live::Intact => "intact",
+        Live::Drifted(_) => "drifted",
+        Live::NotChecked => "not checked",
+    }
+}
+
+fn print_json(
+    processes: &[ProcessStatus],
+    installed: &[Installed],
+    skipped: &[lpkg_format::Skipped],
+    summary: &Exposed,
+) {
+    let processes: Vec<_> = processes
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "pid": p.process.pid,
+                "command": p.process.command,
+                "start_time": p.process.start_time,
+                "cgroup": p.cgroup,
+                "unit": p.unit,
+                "objects": p.objects.iter().map(|(path, build_id)| serde_json::json!({
+                    "path": path.to_string_lossy(), "build_id": build_id,
+                })).collect::<Vec<_>>(),
+                "applied": p.applied.iter().map(|r| serde_json::json!({
+                    "id": r.body.id, "name": r.body.name, "version": r.body.version,
+                    "state": r.state.name(), "live": live_name(&r.live),
+                    "drifted": match &r.live { Live::Drifted(f) => f.clone(), _ => Vec::new() },
+                })).collect::<Vec<_>>(),
+                "exposed": p.exposed.iter().map(|&i| serde_json::json!({
+                    "id": installed[i].id, "name": installed[i].name,
+                    "version": installed[i].version,
+                })).collect::<Vec<_>>(),
+                "error": p.error,
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "installed": installed.iter().map(|i| serde_json::json!({
+            "id": i.id, "name": i.name, "version": i.version, "build_id": i.build_id,
+        })).collect::<Vec<_>>(),
+        "skipped": skipped.iter().map(|s| serde_json::json!({
+            "path": s.path.to_string_lossy(), "error": s.error.to_string(),
+        })).collect::<Vec<_>>(),
+        "processes": processes,
+        "summary": {
+            "processes": processes.len(),
+            "exposed": summary.exposed,
+            "drifted": summary.drifted,
+            "unreadable": summary.unreadable,
+        },
+    });
+    println!("{value}");
+}
+
+fn print_text(processes: &[ProcessStatus], installed: &[Installed], summary: &Exposed) {
+    for p in processes {
+        let unit = p
+            .unit
+            .as_deref()
+            .map_or(String::new(), |u| format!(" [{}]", super::shown(u)));
+        println!("{}{unit}", super::host::who(&p.process));
+        for (path, build_id) in &p.objects {
+            println!(
+                "    runs {} ({build_id})",
+                super::shown(&path.to_string_lossy())
+            );
+        }
+        for r in &p.applied {
+            let state = match &r.live {
+                Live::Drifted(functions) => format!(
+                    "DRIFTED: the code of {} is not what the record says",
+                    super::shown(&functions.join(", "))
+                ),
+                _ => r.state.name().to_owned(),
+            };
+            println!(
+                "    {} {} {} (id {}): {state}",
+                if r.is_live() { "patched" } else { "package" },
+                super::shown(&r.body.name),
+                super::shown(&r.body.version),
+                super::short_id(&r.body.id)
+            );
+        }
+        for &i in &p.exposed {
+            let package = &installed[i];
+            println!(
+                "    EXPOSED: installed {} {} (id {}) is not applied",
+                package.name,
+                package.version,
+                &package.id[..16]
+            );
+        }
+        if let Some(error) = &p.error {
+            println!("    UNREADABLE: {}", super::shown(error));
+        }
+    }
+    println!(
+        "{} process(es); {} installed package(s); exposed {}, drifted {}, unreadable {}",
+        processes.len(),
+        installed.len(),
+        summary.exposed,
+        summary.drifted,
+        summary.unreadable
+    );
+}
