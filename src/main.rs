@@ -48,6 +48,8 @@ enum Command {
     /// Show every process that runs the target of an installed package, or holds one:
     /// what is applied, what is exposed, what drifted.
     Status(cmd::status::Args),
+    /// Run in the foreground, applying installed packages to processes as they start.
+    Daemon(cmd::daemon::Args),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -66,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uninstall(args) => cmd::uninstall::run(args),
         Command::Installed(args) => cmd::installed::run(args),
         Command::Status(args) => cmd::status::run(args),
+        Command::Daemon(args) => cmd::daemon::run(args),
     }
 }
 

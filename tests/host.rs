@@ -378,3 +378,156 @@ fn the_store_keeps_verified_packages_and_status_tells_exposed_patched_and_drifte
     ]));
     assert_eq!(installed.json(), serde_json::json!([]));
 }
+
+/// `lpkg daemon` in the foreground, its log lines collected; SIGKILLed (by PID) if still
+/// running when dropped.
+struct Daemon {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    fn start(fleet: &Fleet, store: &Path, extra: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lpkg"))
+            .args(["daemon", "--store", store.to_str().unwrap()])
+            .args(["--trust", fleet.trust.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let daemon = Daemon { child, lines };
+        daemon.wait_for(|l| l.contains(" ready: "), "ready");
+        daemon
+    }
+
+    /// Waits (10 s at most) for a log line that satisfies `ok`.
+    fn wait_for(&self, ok: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| ok(l)) {
+                return line.clone();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!(
+            "the daemon never logged {what}: {:?}",
+            self.lines.lock().unwrap()
+        );
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asks `target` until it answers `expected` (10 s at most).
+fn answers(target: &mut Target, expected: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = target.ask(2);
+        if answer == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {} still answers {answer}, not {expected}",
+            target.pid()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_daemon_patches_processes_as_they_start_and_stops_cleanly() {
+    let fleet = Fleet::build();
+    let store = fleet.s.path("store");
+    let trust = fleet.trust.to_str().unwrap();
+    ok(fleet.s.run(&[
+        "install",
+        fleet.package.to_str().unwrap(),
+        "--trust",
+        trust,
+        "--store",
+        store.to_str().unwrap(),
+    ]));
+    let mut running_before = fleet.start("hu");
+    let daemon = Daemon::start(&fleet, &store, &["--rescan", "3600"]);
+    // Already running at start: patched by the first scan.
+    answers(&mut running_before, "2001");
+    let mut started: Vec<Target> = (0..5).map(|_| fleet.start("hu")).collect();
+    for target in &mut started {
+        answers(target, "2001");
+        let pid = target.pid();
+        daemon.wait_for(
+            |l| l.contains(&format!("exec {pid} ")) && l.contains(": applied rate-fix 1"),
+            "the exec apply",
+        );
+    }
+    daemon.signal("HUP");
+    daemon.wait_for(
+        |l| l.contains("rescan (SIGHUP): 0 apply(ies)"),
+        "the SIGHUP rescan",
+    );
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    assert!(daemon.child.wait().unwrap().success(), "exit 0 on SIGTERM");
+    // Stopping the daemon reverts nothing.
+    for target in &mut started {
+        assert_eq!(target.ask(2), "2001");
+    }
+}
+
+#[test]
+fn without_exec_events_rescans_find_processes_and_an_install_applies_at_once() {
+    let fleet = Fleet::build();
+    let store = fleet.s.path("store");
+    std::fs::create_dir(&store).unwrap();
+    let trust = fleet.trust.to_str().unwrap();
+    let daemon = Daemon::start(&fleet, &store, &["--no-exec-events", "--rescan", "0.3"]);
+    let mut targets: Vec<Target> = (0..3).map(|_| fleet.start("hu")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for target in &mut targets {
+        assert_eq!(target.ask(2), "3", "nothing installed yet");
+    }
+    // Something that is not a package in the store: skipped, said, never applied.
+    std::fs::write(store.join("junk.lpkg"), b"junk").unwrap();
+    daemon.wait_for(
+        |l| l.contains("store: skipped") && l.contains("junk.lpkg"),
+        "the skip",
+    );
+    ok(fleet.s.run(&[
+        "install",
+        fleet.package.to_str().unwrap(),
+        "--trust",
+        trust,
+        "--store",
+        store.to_str().unwrap(),
+    ]));
+    daemon.wait_for(|l| l.contains("store: installed rate-fix 1"), "the install");
+    for target in &mut targets {
+        answers(target, "2001");
+    }
+    // Started later, found by a periodic rescan.
+    let mut later = fleet.start("hv");
+    answers(&mut later, "2001");
+}

@@ -304,6 +304,7 @@ fn prepare<'a>(
         check_no_downgrade(pid, manifest, &applied)?;
     }
     let mem = Mem::open(pid)?;
+    wait_for_loader(pid, &resolver, &mem, options.timeout)?;
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
     let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
@@ -328,6 +329,47 @@ fn prepare<'a>(
     };
     (plan.entries, plan.candidates, plan.jumps) = plan_entries(&plan, target_file)?;
     Ok(plan)
+}
+
+/// Waits until the dynamic loader has loaded and relocated the process's libraries: a process
+/// caught right after its exec (by `lpkg daemon`, or `--pid all`) may still be in ld.so, whose
+/// libraries' IFUNC resolvers and code lpkg must not call before their relocation. glibc's
+/// `_r_debug` (ld.so's debugger interface) says `RT_CONSISTENT` once they are; a process without
+/// one (static) has nothing to wait for.
+fn wait_for_loader(
+    pid: Pid,
+    resolver: &target::Resolver,
+    mem: &Mem,
+    timeout: Duration,
+) -> Result<(), Error> {
+    /// `r_version` (int), `r_map` (pointer) and `r_state` (enum) of `struct r_debug`.
+    const VERSION: usize = 0;
+    const MAP: usize = 8;
+    const STATE: usize = 24;
+    const RT_CONSISTENT: u32 = 0;
+    let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let bytes = mem.read(r_debug, STATE + 4)?;
+        let word = |at: usize, len: usize| {
+            bytes[at..at + len]
+                .iter()
+                .rev()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b))
+        };
+        if word(VERSION, 4) >= 1 && word(MAP, 8) != 0 && word(STATE, 4) == u64::from(RT_CONSISTENT)
+        {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(Error::StillLoading { pid });
+        }
+        std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
 }
 
 /// Rolls back what interrupted operations left (a record not `applied`); returns their ids

@@ -131,7 +131,7 @@ fn holder(mut lock: File) -> String {
 
 /// The lock folder, created (mode 0700) if missing; refused if others may write in it, since
 /// whoever can replace a lock file can make two commands interleave.
-fn run_dir() -> Result<PathBuf, Error> {
+pub(crate) fn run_dir() -> Result<PathBuf, Error> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = PathBuf::from(std::env::var_os("LPKG_RUN_DIR").unwrap_or_else(|| RUN_DIR.into()));
     if let Err(e) = std::fs::DirBuilder::new()

@@ -168,6 +168,12 @@ pub enum Error {
         /// The last step reached.
         step: &'static str,
     },
+    /// The process's dynamic loader did not finish loading its libraries within the timeout.
+    #[error("process {pid} is still being started by its dynamic loader (libraries not all loaded and relocated): try again")]
+    StillLoading {
+        /// The process.
+        pid: i32,
+    },
     /// Another lpkg command is changing the process and did not finish in time.
     #[error("process {pid} is being changed by another lpkg command ({holder}); waited {waited:?}: try again once it is done")]
     Locked {

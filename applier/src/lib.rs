@@ -12,6 +12,7 @@ mod apply;
 #[doc(hidden)]
 pub mod checkpoint;
 mod claim;
+pub mod daemon;
 mod error;
 pub mod host;
 mod in_place;

@@ -15,6 +15,7 @@ pub mod maps;
 pub mod memory;
 pub mod objects;
 mod priority;
+pub mod proc_events;
 mod process;
 mod procfs;
 mod ptrace;

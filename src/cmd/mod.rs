@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod build;
 pub mod build_source;
+pub mod daemon;
 pub mod extract;
 pub mod host;
 pub mod inspect;

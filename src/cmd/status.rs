@@ -60,15 +60,53 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .count(),
         unreadable: processes.iter().filter(|p| p.error.is_some()).count(),
     };
+    let daemon = daemon_state();
     if args.json {
-        print_json(&processes, &installed, &skipped, &summary);
+        print_json(&processes, &installed, &skipped, &summary, &daemon);
     } else {
-        print_text(&processes, &installed, &summary);
+        print_text(&processes, &installed, &summary, &daemon);
     }
     if summary.exposed + summary.drifted + summary.unreadable > 0 {
         return Err(summary.into());
     }
     Ok(())
+}
+
+/// What a running `lpkg daemon` says it failed to apply (its state file), `Null` when no
+/// daemon runs. Its pid must be alive: a state file left by a dead daemon says nothing.
+fn daemon_state() -> serde_json::Value {
+    let Ok(path) = lpkg_applier::daemon::state_path() else {
+        return serde_json::Value::Null;
+    };
+    let Ok(text) = std::fs::read(&path) else {
+        return serde_json::Value::Null;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text[..text.len().min(1 << 20)])
+    else {
+        return serde_json::Value::Null;
+    };
+    let alive = value["daemon"]
+        .as_i64()
+        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+    if alive {
+        value
+    } else {
+        serde_json::Value::Null
+    }
+}
+
+/// The daemon's failures for `process`.
+fn daemon_failures<'a>(
+    daemon: &'a serde_json::Value,
+    process: &'a ProcessStatus,
+) -> impl Iterator<Item = &'a serde_json::Value> {
+    daemon["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            f["pid"] == process.process.pid && f["start_time"] == process.process.start_time
+        })
 }
 
 fn live_name(live: &Live) -> &'static str {
@@ -84,6 +122,7 @@ fn print_json(
     installed: &[Installed],
     skipped: &[lpkg_format::Skipped],
     summary: &Exposed,
+    daemon: &serde_json::Value,
 ) {
     let processes: Vec<_> = processes
         .iter()
@@ -107,6 +146,7 @@ fn print_json(
                     "version": installed[i].version,
                 })).collect::<Vec<_>>(),
                 "error": p.error,
+                "daemon_failures": daemon_failures(daemon, p).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -118,6 +158,7 @@ fn print_json(
             "path": s.path.to_string_lossy(), "error": s.error.to_string(),
         })).collect::<Vec<_>>(),
         "processes": processes,
+        "daemon": daemon,
         "summary": {
             "processes": processes.len(),
             "exposed": summary.exposed,
@@ -128,7 +169,12 @@ fn print_json(
     println!("{value}");
 }
 
-fn print_text(processes: &[ProcessStatus], installed: &[Installed], summary: &Exposed) {
+fn print_text(
+    processes: &[ProcessStatus],
+    installed: &[Installed],
+    summary: &Exposed,
+    daemon: &serde_json::Value,
+) {
     for p in processes {
         let unit = p
             .unit
@@ -169,6 +215,17 @@ fn print_text(processes: &[ProcessStatus], installed: &[Installed], summary: &Ex
         if let Some(error) = &p.error {
             println!("    UNREADABLE: {}", super::shown(error));
         }
+        for failure in daemon_failures(daemon, p) {
+            println!(
+                "    daemon: failed {} time(s), retrying: {}",
+                failure["attempts"],
+                super::shown(failure["error"].as_str().unwrap_or("?"))
+            );
+        }
+    }
+    match daemon["daemon"].as_i64() {
+        Some(pid) => println!("lpkg daemon running (pid {pid})"),
+        None => println!("no lpkg daemon running"),
     }
     println!(
         "{} process(es); {} installed package(s); exposed {}, drifted {}, unreadable {}",

@@ -1,0 +1,396 @@
+//! `lpkg daemon`: installed packages applied to every process that runs their target, as
+//! processes start (exec events from the process connector), at every rescan (which also finds
+//! libraries loaded later with `dlopen`, and is the fallback without the connector), and at
+//! once when a package is installed. Failures are retried with backoff and written to a state
+//! file that `lpkg status` reads. Nothing is reverted when the daemon stops.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use lpkg_format::{Store, TrustStore};
+use lpkg_kernel::proc_events::{Events, ExecEvents};
+use lpkg_kernel::{interrupt, Pid};
+
+use crate::apply::{apply_package, ApplyOptions, VerifiedPackage};
+use crate::host::{self, Process};
+use crate::Error;
+
+/// How the daemon runs.
+pub struct Config {
+    /// Where the installed packages are.
+    pub store: Store,
+    /// Who may sign them.
+    pub trust: TrustStore,
+    /// Time between two looks at every process.
+    pub rescan: Duration,
+    /// Listen to the process connector (else: rescans only).
+    pub connector: bool,
+    /// Processes worked on at once.
+    pub workers: usize,
+    /// Each apply's `--timeout`.
+    pub timeout: Duration,
+}
+
+/// The first and the longest wait before an apply that failed is tried again.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LONGEST_RETRY: Duration = Duration::from_secs(300);
+
+/// The file, in lpkg's run folder, where the daemon says what it failed to apply.
+pub fn state_path() -> Result<PathBuf, Error> {
+    Ok(crate::claim::run_dir()?.join("daemon.json"))
+}
+
+/// An installed package, verified.
+struct Installed {
+    package: VerifiedPackage,
+    id: String,
+    build_id: String,
+    label: String,
+}
+
+/// An apply that failed and will be tried again.
+struct Failure {
+    process: Process,
+    error: String,
+    attempts: u32,
+    next: Instant,
+}
+
+/// When a process that just started a program is looked at again (after its exec): its
+/// libraries are mapped by its dynamic loader some time after the exec event.
+const LOOK_AGAIN: [Duration; 5] = [
+    Duration::from_millis(2),
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
+/// When a process that started a program at `exec` and was looked at `looks` times is
+/// looked at next.
+fn next_look(exec: Instant, looks: usize) -> Instant {
+    match looks {
+        0 => exec,
+        n => exec + LOOK_AGAIN[(n - 1).min(LOOK_AGAIN.len() - 1)],
+    }
+}
+
+/// The daemon's state between two events.
+struct Daemon<'a> {
+    config: &'a Config,
+    log: &'a (dyn Fn(&str) + Sync),
+    installed: Vec<Installed>,
+    /// The store's files and their modification times when last read.
+    store_seen: Vec<(PathBuf, Option<SystemTime>)>,
+    /// By (pid, package id).
+    failures: BTreeMap<(Pid, String), Failure>,
+    /// Processes that started a program lately, with when they started it and how many
+    /// times they were looked at.
+    young: Vec<(Process, Instant, usize)>,
+}
+
+/// Runs until SIGINT or SIGTERM (an apply in progress is rolled back, then it returns Ok).
+pub fn run(config: &Config, log: &(dyn Fn(&str) + Sync)) -> Result<(), Error> {
+    interrupt::catch()?;
+    interrupt::catch_hangup()?;
+    let mut daemon = Daemon {
+        config,
+        log,
+        installed: Vec::new(),
+        store_seen: Vec::new(),
+        failures: BTreeMap::new(),
+        young: Vec::new(),
+    };
+    let events = if config.connector {
+        match ExecEvents::open() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                log(&format!(
+                    "process connector unavailable ({e}): rescans only"
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    daemon.reload_store();
+    log(&format!(
+        "ready: {} package(s) installed, {}, rescan every {:?}",
+        daemon.installed.len(),
+        if events.is_some() {
+            "exec events on"
+        } else {
+            "exec events off"
+        },
+        config.rescan
+    ));
+    daemon.rescan("start");
+    let mut next_rescan = Instant::now() + config.rescan;
+    while !interrupt::requested() {
+        let now = Instant::now();
+        let next_retry = daemon.failures.values().map(|f| f.next).min();
+        let next_look = daemon
+            .young
+            .iter()
+            .map(|(_, exec, looks)| next_look(*exec, *looks))
+            .min();
+        let until = [next_retry, next_look]
+            .into_iter()
+            .flatten()
+            .fold(next_rescan, Instant::min);
+        // Wake at least every second to notice the store changing.
+        let wait = until
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(1));
+        let execs = match &events {
+            Some(events) => events.wait(wait)?,
+            None => {
+                std::thread::sleep(wait.min(Duration::from_millis(100)));
+                Events::Exec(Vec::new())
+            }
+        };
+        if interrupt::requested() {
+            break;
+        }
+        match execs {
+            Events::Exec(pids) => daemon.started(pids),
+            Events::Overrun => daemon.rescan("exec events lost"),
+        }
+        if daemon.store_changed() {
+            daemon.reload_store();
+            daemon.rescan("store changed");
+        }
+        if interrupt::hangup() {
+            daemon.rescan("SIGHUP");
+            next_rescan = Instant::now() + config.rescan;
+        } else if Instant::now() >= next_rescan {
+            daemon.rescan("periodic");
+            next_rescan = Instant::now() + config.rescan;
+        }
+        daemon.retry();
+    }
+    log("stopping (SIGTERM or SIGINT): applied packages stay applied");
+    Ok(())
+}
+
+impl Daemon<'_> {
+    fn store_files(&self) -> Vec<(PathBuf, Option<SystemTime>)> {
+        let Ok(entries) = std::fs::read_dir(self.config.store.dir()) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let modified = e.metadata().ok().and_then(|m| m.modified().ok());
+                Some((e.path(), modified))
+            })
+            .filter(|(p, _)| p.extension().is_some_and(|e| e == "lpkg"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn store_changed(&self) -> bool {
+        self.store_files() != self.store_seen
+    }
+
+    /// Reads the store again: every file verified, what does not verify skipped and said.
+    fn reload_store(&mut self) {
+        self.store_seen = self.store_files();
+        let (stored, skipped) = match self.config.store.packages(&self.config.trust) {
+            Ok(found) => found,
+            Err(e) => {
+                (self.log)(&format!("store {}: {e}", self.config.store.dir().display()));
+                return;
+            }
+        };
+        for s in skipped {
+            (self.log)(&format!("store: skipped {}: {}", s.path.display(), s.error));
+        }
+        let before: Vec<String> = self.installed.iter().map(|i| i.id.clone()).collect();
+        self.installed = stored
+            .into_iter()
+            .filter_map(|s| {
+                let package = match VerifiedPackage::open(&s.bytes, &self.config.trust) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        (self.log)(&format!("store: skipped {}: {e}", s.path.display()));
+                        return None;
+                    }
+                };
+                let m = package.manifest();
+                let label = format!(
+                    "{} {} (id {})",
+                    m.package.name,
+                    m.package.version,
+                    &package.id()[..16]
+                );
+                Some(Installed {
+                    id: package.id(),
+                    build_id: m.target.build_id.clone(),
+                    label,
+                    package,
+                })
+            })
+            .collect();
+        for i in self.installed.iter().filter(|i| !before.contains(&i.id)) {
+            (self.log)(&format!("store: installed {}", i.label));
+        }
+        self.failures
+            .retain(|(_, id), _| self.installed.iter().any(|i| &i.id == id));
+    }
+
+    /// Every process that runs the target of an installed package and lacks it.
+    fn rescan(&mut self, why: &str) {
+        let processes = host::processes();
+        let mut work = Vec::new();
+        for (index, installed) in self.installed.iter().enumerate() {
+            for (process, _) in host::running(processes.clone(), &installed.build_id) {
+                work.push((process, index));
+            }
+        }
+        let applied = self.apply_all(work, why);
+        if applied > 0 || why != "periodic" {
+            (self.log)(&format!("rescan ({why}): {applied} apply(ies)"));
+        }
+    }
+
+    /// Processes that just started a program (`pids`, possibly none), and those started lately
+    /// whose time to be looked at again has come: each is looked at now and at every
+    /// [`LOOK_AGAIN`] after its exec, as its loader maps its libraries.
+    fn started(&mut self, pids: Vec<Pid>) {
+        let now = Instant::now();
+        self.young.extend(
+            pids.into_iter()
+                .filter_map(host::process)
+                .map(|p| (p, now, 0)),
+        );
+        let mut due = Vec::new();
+        self.young.retain_mut(|(process, exec, looks)| {
+            if next_look(*exec, *looks) > now {
+                return true;
+            }
+            due.push(process.clone());
+            *looks += 1;
+            *looks <= LOOK_AGAIN.len()
+        });
+        if due.is_empty() {
+            return;
+        }
+        let mut work = Vec::new();
+        for (index, installed) in self.installed.iter().enumerate() {
+            for (process, _) in host::running(due.clone(), &installed.build_id) {
+                work.push((process, index));
+            }
+        }
+        self.apply_all(work, "exec");
+    }
+
+    /// Tries again the applies whose time has come.
+    fn retry(&mut self) {
+        let now = Instant::now();
+        let due: Vec<(Process, usize)> = self
+            .failures
+            .iter()
+            .filter(|(_, f)| f.next <= now)
+            .filter_map(|((_, id), f)| {
+                let index = self.installed.iter().position(|i| &i.id == id)?;
+                Some((f.process.clone(), index))
+            })
+            .collect();
+        if !due.is_empty() {
+            self.apply_all(due, "retry");
+        }
+    }
+
+    /// Applies each (process, installed package) not already live there; one log line per
+    /// apply; returns how many were made.
+    fn apply_all(&mut self, work: Vec<(Process, usize)>, why: &str) -> usize {
+        let config = self.config;
+        let installed = &self.installed;
+        let outcome = |(process, index): &(Process, usize)| -> Option<Result<(), Error>> {
+            let package = &installed[*index];
+            let live = crate::records::read(process.pid)
+                .is_ok_and(|r| r.iter().any(|r| r.body.id == package.id && r.is_live()));
+            if live {
+                return None;
+            }
+            let options = ApplyOptions {
+                timeout: config.timeout,
+                start_time: Some(process.start_time),
+                ..ApplyOptions::default()
+            };
+            Some(apply_package(process.pid, &package.package, &options).map(|_| ()))
+        };
+        let results = host::in_parallel(&work, config.workers, outcome, |_, _| {});
+        let mut applied = 0;
+        for ((process, index), result) in work.iter().zip(results) {
+            let Some(result) = result else { continue };
+            let package = &installed[*index];
+            let key = (process.pid, package.id.clone());
+            let who = format!("{} {}", process.pid, process.command.escape_debug());
+            match result {
+                Ok(()) | Err(Error::AlreadyApplied { .. }) => {
+                    applied += 1;
+                    self.failures.remove(&key);
+                    (self.log)(&format!("{why} {who}: applied {}", package.label));
+                }
+                Err(e) if e.is_gone() => {
+                    self.failures.remove(&key);
+                }
+                Err(e) if e.is_mismatch() || e.is_rejection() => {
+                    if self.failures.remove(&key).is_none() {
+                        (self.log)(&format!("{why} {who}: refused {}: {e}", package.label));
+                    }
+                }
+                Err(e) => {
+                    let error = e.to_string().escape_debug().to_string();
+                    let attempts = self.failures.get(&key).map_or(0, |f| f.attempts) + 1;
+                    let backoff = (FIRST_RETRY * 2u32.saturating_pow(attempts.min(20) - 1))
+                        .min(LONGEST_RETRY);
+                    (self.log)(&format!(
+                        "{why} {who}: failed {} (attempt {attempts}, again in {backoff:?}): {error}",
+                        package.label
+                    ));
+                    self.failures.insert(
+                        key,
+                        Failure {
+                            process: process.clone(),
+                            error,
+                            attempts,
+                            next: Instant::now() + backoff,
+                        },
+                    );
+                }
+            }
+        }
+        self.write_state();
+        applied
+    }
+
+    /// Writes the failures to the state file (`lpkg status` shows them).
+    fn write_state(&self) {
+        let Ok(path) = state_path() else { return };
+        let failures: Vec<String> = self
+            .failures
+            .iter()
+            .map(|((pid, id), f)| {
+                format!(
+                    "{{\"pid\":{pid},\"start_time\":{},\"id\":\"{id}\",\"attempts\":{},\"error\":{:?}}}",
+                    f.process.start_time, f.attempts, f.error
+                )
+            })
+            .collect();
+        let text = format!(
+            "{{\"daemon\":{},\"failures\":[{}]}}\n",
+            std::process::id(),
+            failures.join(",")
+        );
+        let temporary = path.with_extension("tmp");
+        if std::fs::write(&temporary, text).is_ok() {
+            let _ = std::fs::rename(&temporary, &path);
+        }
+    }
+}
