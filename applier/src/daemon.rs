@@ -261,6 +261,10 @@ impl Daemon<'_> {
     /// whose time to be looked at again has come: each is looked at now and at every
     /// [`LOOK_AGAIN`] after its exec, as its loader maps its libraries.
     fn started(&mut self, pids: Vec<Pid>) {
+        if self.installed.is_empty() {
+            self.young.clear();
+            return;
+        }
         let now = Instant::now();
         self.young.extend(
             pids.into_iter()
@@ -308,6 +312,9 @@ impl Daemon<'_> {
     /// Applies each (process, installed package) not already live there; one log line per
     /// apply; returns how many were made.
     fn apply_all(&mut self, work: Vec<(Process, usize)>, why: &str) -> usize {
+        if work.is_empty() {
+            return 0;
+        }
         let config = self.config;
         let installed = &self.installed;
         let outcome = |(process, index): &(Process, usize)| -> Option<Result<(), Error>> {
@@ -326,6 +333,8 @@ impl Daemon<'_> {
         };
         let results = host::in_parallel(&work, config.workers, outcome, |_, _| {});
         let mut applied = 0;
+        let failures_before = self.failures.len();
+        let mut failures_changed = false;
         for ((process, index), result) in work.iter().zip(results) {
             let Some(result) = result else { continue };
             let package = &installed[*index];
@@ -354,6 +363,7 @@ impl Daemon<'_> {
                         "{why} {who}: failed {} (attempt {attempts}, again in {backoff:?}): {error}",
                         package.label
                     ));
+                    failures_changed = true;
                     self.failures.insert(
                         key,
                         Failure {
@@ -366,7 +376,9 @@ impl Daemon<'_> {
                 }
             }
         }
-        self.write_state();
+        if failures_changed || self.failures.len() != failures_before {
+            self.write_state();
+        }
         applied
     }
 

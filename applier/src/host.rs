@@ -95,6 +95,17 @@ pub fn in_parallel<T: Sync, R: Send>(
     work: impl Fn(&T) -> R + Sync,
     done: impl Fn(&T, &R) + Sync,
 ) -> Vec<R> {
+    if items.len() <= 1 || workers <= 1 {
+        // No thread to start for so little.
+        return items
+            .iter()
+            .map(|item| {
+                let result = work(item);
+                done(item, &result);
+                result
+            })
+            .collect();
+    }
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {

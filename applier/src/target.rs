@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use object::elf;
 use object::read::elf::{FileHeader, ProgramHeader, Sym};
@@ -65,12 +66,15 @@ fn elf_facts(data: &[u8]) -> Result<ElfFacts, String> {
     })
 }
 
+/// The target object, every mapped object, and the target object's file.
+type Found = (TargetObject, Vec<MappedObject>, Arc<Vec<u8>>);
+
 /// Finds the object with the manifest's build-id among those mapped in `pid`; also returns
 /// every mapped object and the object's file.
 pub fn find(
     pid: Pid,
     target: &lpkg_format::Target,
-) -> Result<(TargetObject, Vec<MappedObject>, Vec<u8>), Error> {
+) -> Result<Found, Error> {
     let mapped = objects::mapped_objects(pid)?;
     let found = mapped
         .iter()
@@ -108,8 +112,8 @@ pub struct Resolver<'a> {
     target: &'a TargetObject,
     bindings: BTreeMap<&'a str, &'a SymbolBinding>,
     mapped: &'a [MappedObject],
-    /// Dynamic symbols of each mapped object, read on first use.
-    tables: RefCell<Vec<Option<DynamicSymbols>>>,
+    /// Dynamic symbols of each mapped object (as linked) and its bias, read on first use.
+    tables: RefCell<Vec<Option<BiasedSymbols>>>,
     /// What each IFUNC resolver returned when run in the target, by resolver address.
     ifuncs: RefCell<BTreeMap<u64, u64>>,
 }
@@ -129,7 +133,21 @@ struct Definition {
 
 type DynamicSymbols = BTreeMap<Vec<u8>, Vec<Definition>>;
 
-fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Error> {
+/// An object's dynamic symbols as linked, and its bias in one process.
+type BiasedSymbols = (Arc<DynamicSymbols>, u64);
+
+/// The dynamic symbols of the file mapped as `object` (addresses as linked, not biased), read
+/// once per file.
+fn cached_dynamic_symbols(object: &MappedObject) -> Result<Arc<DynamicSymbols>, Error> {
+    static SYMBOLS: objects::FileCache<Arc<DynamicSymbols>> =
+        objects::FileCache::new(|_| 1, 256);
+    SYMBOLS.get(objects::file_key(object)?, || {
+        let data = objects::read_file(object)?;
+        Ok(Arc::new(dynamic_symbols(&data).unwrap_or_default()))
+    })
+}
+
+fn dynamic_symbols(data: &[u8]) -> Result<DynamicSymbols, object::Error> {
     let header = elf::FileHeader64::<Endianness>::parse(data)?;
     let endian = header.endian()?;
     let sections = header.sections(endian, data)?;
@@ -156,7 +174,7 @@ fn dynamic_symbols(data: &[u8], bias: u64) -> Result<DynamicSymbols, object::Err
             }
             None => (None, false),
         };
-        let address = bias.wrapping_add(symbol.st_value(endian));
+        let address = symbol.st_value(endian);
         let ifunc = kind == elf::STT_GNU_IFUNC;
         let object_size = match kind {
             elf::STT_OBJECT => symbol.st_size(endian),
@@ -307,12 +325,12 @@ impl<'a> Resolver<'a> {
                 reason,
             })?;
             let bias = object.base.wrapping_sub(facts.first_load);
-            tables[index] = Some(dynamic_symbols(&data, bias).unwrap_or_default());
+            tables[index] = Some((cached_dynamic_symbols(object)?, bias));
         }
-        let Some(candidates) = tables[index]
-            .as_ref()
-            .and_then(|t| t.get(symbol.as_bytes()))
-        else {
+        let Some((table, bias)) = &tables[index] else {
+            return Ok(None);
+        };
+        let Some(candidates) = table.get(symbol.as_bytes()) else {
             return Ok(None);
         };
         Ok(candidates
@@ -321,7 +339,10 @@ impl<'a> Resolver<'a> {
                 Some(wanted) => d.version.as_deref() == Some(wanted.as_bytes()),
                 None => !d.hidden,
             })
-            .cloned())
+            .map(|d| Definition {
+                address: bias.wrapping_add(d.address),
+                ..d.clone()
+            }))
     }
 
     fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {

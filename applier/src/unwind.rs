@@ -14,10 +14,10 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use gimli::{
-    BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, EndianRcSlice, FrameDescriptionEntry,
+    BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, EndianArcSlice, FrameDescriptionEntry,
     LittleEndian, ParsedEhFrameHdr, Register, RegisterRule, UnwindContext, UnwindSection,
 };
 use lpkg_kernel::arch::current::{
@@ -29,7 +29,7 @@ use object::{Object, ObjectSection, ObjectSegment};
 
 use crate::records;
 
-type Reader = EndianRcSlice<LittleEndian>;
+type Reader = EndianArcSlice<LittleEndian>;
 
 /// How much of a thread's stack is copied at most.
 pub const STACK_WINDOW: usize = 256 * 1024;
@@ -67,24 +67,65 @@ enum FdeIndex {
     Sorted(Vec<FrameDescriptionEntry<Reader>>),
 }
 
-impl ObjectCfi {
-    /// The CFI of an ELF file (or vDSO image) whose first segment is mapped at `base`. Only
-    /// the headers and the CFI sections are read from `data`.
-    fn from_elf<'data>(
-        data: impl object::ReadRef<'data>,
-        base: u64,
-        ranges: Vec<Range<u64>>,
-    ) -> Option<ObjectCfi> {
+/// The CFI sections of an ELF file, as linked: shared by every process that maps the file.
+struct CfiSections {
+    /// Link-time address of the first segment (page-aligned).
+    first_load: u64,
+    eh_frame: Arc<[u8]>,
+    eh_frame_address: u64,
+    /// `.eh_frame_hdr` and its link-time address.
+    eh_frame_hdr: Option<(Arc<[u8]>, u64)>,
+}
+
+impl CfiSections {
+    /// Reads the headers and the CFI sections of `data`, nothing else.
+    fn read<'data>(data: impl object::ReadRef<'data>) -> Option<CfiSections> {
         let file = object::File::parse(data).ok()?;
         let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
-        let bias = base.wrapping_sub(first_load);
         let section = file.section_by_name(".eh_frame")?;
-        let bytes = section.data().ok()?.to_vec();
-        let mut cfi = ObjectCfi::unindexed(bytes, section.address(), bias, ranges);
-        let table = file.section_by_name(".eh_frame_hdr").and_then(|hdr| {
-            let bytes: Rc<[u8]> = hdr.data().ok()?.into();
-            cfi.bases = cfi.bases.clone().set_eh_frame_hdr(hdr.address());
-            let parsed = EhFrameHdr::from(Reader::new(bytes, LittleEndian))
+        let eh_frame_hdr = file
+            .section_by_name(".eh_frame_hdr")
+            .and_then(|hdr| Some((hdr.data().ok()?.into(), hdr.address())));
+        Some(CfiSections {
+            first_load,
+            eh_frame: section.data().ok()?.into(),
+            eh_frame_address: section.address(),
+            eh_frame_hdr,
+        })
+    }
+
+    /// The CFI sections of the file mapped as `object`, read once per file (through a read
+    /// cache: only the headers and the CFI, not the whole file).
+    fn of(object: &objects::MappedObject) -> Option<Arc<CfiSections>> {
+        static SEEN: objects::FileCache<Option<Arc<CfiSections>>> =
+            objects::FileCache::new(|_| 1, 256);
+        let key = objects::file_key(object).ok()?;
+        SEEN.get(key, || -> Result<_, ()> {
+            let Ok(file) = std::fs::File::open(&object.map_file) else {
+                // Not kept: the file may be readable next time.
+                return Err(());
+            };
+            Ok(CfiSections::read(&object::ReadCache::new(file)).map(Arc::new))
+        })
+        .ok()
+        .flatten()
+    }
+}
+
+impl ObjectCfi {
+    /// The CFI of an ELF file (or vDSO image) whose `sections` were read, its first segment
+    /// mapped at `base`.
+    fn from_sections(sections: &CfiSections, base: u64, ranges: Vec<Range<u64>>) -> ObjectCfi {
+        let bias = base.wrapping_sub(sections.first_load);
+        let mut cfi = ObjectCfi::unindexed(
+            sections.eh_frame.clone(),
+            sections.eh_frame_address,
+            bias,
+            ranges,
+        );
+        let table = sections.eh_frame_hdr.as_ref().and_then(|(bytes, address)| {
+            cfi.bases = cfi.bases.clone().set_eh_frame_hdr(*address);
+            let parsed = EhFrameHdr::from(Reader::new(bytes.clone(), LittleEndian))
                 .parse(&cfi.bases, 8)
                 .ok()?;
             parsed.table().is_some().then_some(parsed)
@@ -96,19 +137,18 @@ impl ObjectCfi {
             },
             None => FdeIndex::Sorted(cfi.all_fdes()),
         };
-        Some(cfi)
+        cfi
     }
 
     /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`, every FDE
     /// indexed.
     fn from_eh_frame(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
-        let mut cfi = ObjectCfi::unindexed(bytes, address, bias, ranges);
+        let mut cfi = ObjectCfi::unindexed(bytes.into(), address, bias, ranges);
         cfi.index = FdeIndex::Sorted(cfi.all_fdes());
         cfi
     }
 
-    fn unindexed(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
-        let bytes: Rc<[u8]> = bytes.into();
+    fn unindexed(bytes: Arc<[u8]>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
         ObjectCfi {
             ranges,
             bias,
@@ -237,7 +277,12 @@ pub struct ObjectFrames(ObjectCfi);
 impl ObjectFrames {
     /// The CFI of the ELF file `data` whose first segment is mapped at `base`.
     pub fn of_elf(data: &[u8], base: u64) -> Option<ObjectFrames> {
-        ObjectCfi::from_elf(data, base, Vec::new()).map(ObjectFrames)
+        let sections = CfiSections::read(data)?;
+        Some(ObjectFrames(ObjectCfi::from_sections(
+            &sections,
+            base,
+            Vec::new(),
+        )))
     }
 
     /// The CFI in an `.eh_frame` section (`bytes`) at `address`, as linked into a patch
@@ -471,13 +516,8 @@ impl CfiCache {
             if ranges.is_empty() {
                 continue;
             }
-            // Through a read cache: only the headers and the CFI are read, not the whole file.
-            let Ok(file) = std::fs::File::open(&object.map_file) else {
-                continue;
-            };
-            let cache = object::ReadCache::new(file);
-            if let Some(cfi) = ObjectCfi::from_elf(&cache, object.base, ranges) {
-                found.push(cfi);
+            if let Some(sections) = CfiSections::of(&object) {
+                found.push(ObjectCfi::from_sections(&sections, object.base, ranges));
             }
         }
         let all = maps::read(pid)?;
@@ -487,8 +527,8 @@ impl CfiCache {
         {
             let code = vdso.start..vdso.end;
             if let Ok(data) = mem.read(vdso.start, vdso.len() as usize) {
-                if let Some(cfi) = ObjectCfi::from_elf(&data[..], vdso.start, vec![code]) {
-                    found.push(cfi);
+                if let Some(sections) = CfiSections::read(&data[..]) {
+                    found.push(ObjectCfi::from_sections(&sections, vdso.start, vec![code]));
                 }
             }
         }
@@ -876,7 +916,8 @@ mod tests {
             start: 0,
             end: u64::MAX,
         };
-        let cfi = ObjectCfi::from_elf(&exe[..], 0, vec![everywhere]).unwrap();
+        let sections = CfiSections::read(&exe[..]).unwrap();
+        let cfi = ObjectCfi::from_sections(&sections, 0, vec![everywhere]);
         assert!(matches!(cfi.index, FdeIndex::Table { .. }), "no table used");
         let all = cfi.all_fdes();
         assert!(all.len() > 1000, "{} FDEs", all.len());

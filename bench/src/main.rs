@@ -1,3 +1,4 @@
+//! `lpkg-bench host [--processes N] [--starts N] [--out DIR]` (see `host.rs`), or
 //! `lpkg-bench [--quick] [--out DIR] [--lpkg PATH] [--repeats N] [--no-gdb] [--no-pin] [--call-window-ms MS] [--keep] [--builder-only]`
 //!
 //! Measures lpkg on this machine and writes `results.md` and `results.json` to DIR: the pause
@@ -5,6 +6,7 @@
 //! and gdb as a reference peer, all in one run. See BENCHMARKS.md.
 
 mod builder;
+mod host;
 mod pause;
 mod pin;
 mod report;
@@ -149,6 +151,13 @@ fn main() -> anyhow::Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("rusage") {
         return rusage::child_main(&argv[3..]);
+    }
+    if argv.get(1).map(String::as_str) == Some("host") {
+        let lpkg = std::env::current_exe()?
+            .parent()
+            .context("no exe folder")?
+            .join("lpkg");
+        return host::main(lpkg);
     }
     let args = parse_args()?;
     if let Some(code) = session::rerun_in_own_session()? {

@@ -63,11 +63,18 @@ impl MapEntry {
 
 /// Read and parse /proc/PID/maps.
 pub fn read(pid: Pid) -> Result<Vec<MapEntry>> {
-    let path = crate::procfs::mm_dir(pid).join("maps");
-    let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
-        _ => Error::Proc { path, source },
-    })?;
+    let read = |path: std::path::PathBuf| {
+        std::fs::read(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+            _ => Error::Proc { path, source },
+        })
+    };
+    let mut bytes = read(std::path::PathBuf::from(format!("/proc/{pid}/maps")))?;
+    if bytes.is_empty() {
+        // A process has mappings; a leader that exited (pthread_exit) shows none: ask a live
+        // thread (`procfs::mm_dir`).
+        bytes = read(crate::procfs::mm_dir(pid).join("maps"))?;
+    }
     parse(pid, &bytes)
 }
 

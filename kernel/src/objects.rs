@@ -61,7 +61,7 @@ pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
     }
     let mut elves = Vec::with_capacity(objects.len());
     for mut object in objects {
-        match read_build_id(&object.map_file) {
+        match cached_build_id(&object) {
             Ok(Some(build_id)) => {
                 object.build_id = build_id;
                 elves.push(object);
@@ -82,10 +82,10 @@ pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
 /// Build-ids of mapped files by the device and inode /proc/PID/maps shows: a scan of every
 /// process reads each file once, not once per process that maps it.
 #[derive(Debug, Default)]
-pub struct BuildIds(std::collections::HashMap<FileKey, Option<Vec<u8>>>);
+pub struct BuildIds(std::collections::HashMap<MapKey, Option<Vec<u8>>>);
 
 /// A file as /proc/PID/maps names it: device (major, minor) and inode.
-type FileKey = ((u32, u32), u64);
+type MapKey = ((u32, u32), u64);
 
 /// The path of the object mapped in `pid` whose build-id is `wanted`, if one is. A file is
 /// known by its device and inode in `cache` after its first reading (a hint for choosing
@@ -119,6 +119,12 @@ pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &mut BuildIds) -> Result<Op
     Ok(None)
 }
 
+/// [`read_build_id`] of the file mapped as `object`, read once per file.
+fn cached_build_id(object: &MappedObject) -> Result<Option<Option<Vec<u8>>>> {
+    static BUILD_IDS: FileCache<Option<Option<Vec<u8>>>> = FileCache::new(|_| 1, 4096);
+    BUILD_IDS.get(file_key(object)?, || read_build_id(&object.map_file))
+}
+
 /// `Ok(None)` when the file is not ELF; `Ok(Some(None))` for ELF without a build-id.
 fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Proc {
@@ -145,12 +151,86 @@ fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
     Ok(Some(id.map(<[u8]>::to_vec)))
 }
 
-/// The bytes of the file really mapped as `object` (through `/proc/PID/map_files/`), so a file
-/// replaced or deleted on disk since the process loaded it is never read by mistake.
-pub fn read_file(object: &MappedObject) -> Result<Vec<u8>> {
-    std::fs::read(&object.map_file).map_err(|source| Error::Proc {
+/// A file as it is now: device, inode, size and modification time (of the file a
+/// `/proc/PID/map_files/` link opens). Two processes that map the same key map the same bytes
+/// (a file changed in place gets a new modification time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    dev: u64,
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+}
+
+/// The [`FileKey`] of the file mapped as `object`.
+pub fn file_key(object: &MappedObject) -> Result<FileKey> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&object.map_file).map_err(|source| Error::Proc {
         path: object.map_file.clone(),
         source,
+    })?;
+    Ok(FileKey {
+        dev: meta.dev(),
+        inode: meta.ino(),
+        size: meta.size(),
+        modified: (meta.mtime(), meta.mtime_nsec()),
+    })
+}
+
+/// Values computed from files lately (their bytes, build-id, symbol tables...), by
+/// [`FileKey`]: applying to many processes that map the same objects reads each file once.
+/// Holds at most `budget` in all, as `weight` counts; the oldest go first.
+pub struct FileCache<T> {
+    entries: std::sync::Mutex<Vec<(FileKey, T)>>,
+    weight: fn(&T) -> usize,
+    budget: usize,
+}
+
+impl<T: Clone> FileCache<T> {
+    /// An empty cache.
+    pub const fn new(weight: fn(&T) -> usize, budget: usize) -> FileCache<T> {
+        FileCache {
+            entries: std::sync::Mutex::new(Vec::new()),
+            weight,
+            budget,
+        }
+    }
+
+    /// The value for `key`, from `compute` the first time (an error is not kept).
+    pub fn get<E>(&self, key: FileKey, compute: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let known = self.entries.lock().ok().and_then(|entries| {
+            entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+        });
+        if let Some(value) = known {
+            return Ok(value);
+        }
+        let value = compute()?;
+        let weight = (self.weight)(&value);
+        if let Ok(mut entries) = self.entries.lock() {
+            let mut total: usize = entries.iter().map(|(_, v)| (self.weight)(v)).sum();
+            while total + weight > self.budget && !entries.is_empty() {
+                total -= (self.weight)(&entries.remove(0).1);
+            }
+            if weight <= self.budget {
+                entries.push((key, value.clone()));
+            }
+        }
+        Ok(value)
+    }
+}
+
+static FILES: FileCache<std::sync::Arc<Vec<u8>>> = FileCache::new(|d| d.len(), 16 << 20);
+
+/// The bytes of the file really mapped as `object` (through `/proc/PID/map_files/`), so a file
+/// replaced or deleted on disk since the process loaded it is never read by mistake.
+pub fn read_file(object: &MappedObject) -> Result<std::sync::Arc<Vec<u8>>> {
+    FILES.get(file_key(object)?, || {
+        std::fs::read(&object.map_file)
+            .map(std::sync::Arc::new)
+            .map_err(|source| Error::Proc {
+                path: object.map_file.clone(),
+                source,
+            })
     })
 }
 

@@ -231,6 +231,11 @@ pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
 /// Poll `tid` until it reports or `deadline` passes (`Ok(None)`), backing off from spinning
 /// to 1 ms sleeps so quick stops are seen quickly without burning a core on slow ones.
 pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Option<Stop>, Errno> {
+    /// How long to only yield the CPU between polls: an injected system call or a resumed
+    /// thread's next stop takes microseconds, and any sleep costs a timer and a wakeup
+    /// (tens of µs on a VM). Yielding lets a target that shares our core run first.
+    const YIELDING: std::time::Duration = std::time::Duration::from_micros(50);
+    let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_micros(5);
     // The default 50 µs slack would make each injected step cost at least that much.
     let mut slack = FineSlack::default();
@@ -238,8 +243,13 @@ pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Optio
         if let Some(stop) = poll(tid)? {
             return Ok(Some(stop));
         }
-        if std::time::Instant::now() >= deadline {
+        let now = std::time::Instant::now();
+        if now >= deadline {
             return Ok(None);
+        }
+        if now - started < YIELDING {
+            std::thread::yield_now();
+            continue;
         }
         slack.set();
         std::thread::sleep(pause);

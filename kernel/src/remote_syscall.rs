@@ -422,16 +422,57 @@ impl Tracee {
             .chain(maps.iter().filter(file).filter(|m| !libc(m)));
         let mut found = None;
         for map in candidates {
-            let Ok(code) = self.mem()?.read(map.start, map.len() as usize) else {
-                continue;
-            };
-            if let Some(i) = code.windows(RESTORE_RT.len()).position(|w| w == RESTORE_RT) {
-                found = Some(map.start + i as u64);
+            if let Some(at) = self.find_in_mapping(map, &RESTORE_RT)? {
+                found = Some(at);
                 break;
             }
         }
         self.restorer = Some(found);
         Ok(found)
+    }
+
+    /// The first address of `bytes` in the mapping `map`. Where they were found in the same
+    /// file (device, inode, file offset) before, in this or another process, that place is
+    /// checked first; else the mapping is read a piece at a time, up to the first match: a
+    /// libc's whole code is over a megabyte, its restorer near the start.
+    fn find_in_mapping(&mut self, map: &MapEntry, bytes: &[u8]) -> Result<Option<u64>> {
+        /// Where a byte pattern was found, by file and pattern: offset from the mapping start.
+        type Seen = std::collections::HashMap<((u32, u32), u64, u64, Vec<u8>), u64>;
+        static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
+        const PIECE: u64 = 64 << 10;
+        let key = (map.dev, map.inode, map.offset, bytes.to_vec());
+        let known = map.inode != 0;
+        let hint = SEEN
+            .lock()
+            .ok()
+            .and_then(|seen| seen.as_ref()?.get(&key).copied());
+        if let Some(offset) = hint.filter(|_| known) {
+            let at = map.start + offset;
+            if self.mem()?.read(at, bytes.len()).is_ok_and(|b| b == bytes) {
+                return Ok(Some(at));
+            }
+        }
+        let mut start = map.start;
+        while start < map.end {
+            // Pieces overlap by the pattern's length less one, so no match falls between two.
+            let end = start.saturating_add(PIECE).min(map.end);
+            let Ok(code) = self.mem()?.read(start, (end - start) as usize) else {
+                return Ok(None);
+            };
+            if let Some(i) = code.windows(bytes.len()).position(|w| w == bytes) {
+                let at = start + i as u64;
+                if let (true, Ok(mut seen)) = (known, SEEN.lock()) {
+                    seen.get_or_insert_with(Default::default)
+                        .insert(key, at - map.start);
+                }
+                return Ok(Some(at));
+            }
+            if end == map.end {
+                break;
+            }
+            start = end - (bytes.len() as u64 - 1);
+        }
+        Ok(None)
     }
 
     /// Address of a `syscall` instruction in the target: the vdso has one (its fallback
@@ -454,12 +495,9 @@ impl Tracee {
             .chain(maps.iter().filter(|m| named(m, "libc")))
             .chain(maps.iter().filter(|m| m.exec && m.read));
         for map in candidates {
-            let Ok(code) = memory::read(self.pid, map.start, map.len() as usize) else {
-                continue;
-            };
-            if let Some(i) = code.windows(2).position(|w| w == SYSCALL_INSN) {
-                self.syscall_insn = Some(map.start + i as u64);
-                return Ok(map.start + i as u64);
+            if let Some(at) = self.find_in_mapping(map, &SYSCALL_INSN)? {
+                self.syscall_insn = Some(at);
+                return Ok(at);
             }
         }
         Err(Error::NoSyscallInsn { pid: self.pid })
