@@ -4,7 +4,7 @@
 //! once when a package is installed. Failures are retried with backoff and written to a state
 //! file that `lpkg status` reads. Nothing is reverted when the daemon stops.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -88,6 +88,12 @@ struct Daemon<'a> {
     /// Processes that started a program lately, with when they started it and how many
     /// times they were looked at.
     young: Vec<(Process, Instant, usize)>,
+    /// Files (device, inode) found to be targets of installed packages, and the targets'
+    /// file names: a new process is read in full only if it maps one of them.
+    known_targets: HashSet<((u32, u32), u64)>,
+    target_names: HashSet<String>,
+    /// When the store was last looked at.
+    store_checked: Instant,
 }
 
 /// Runs until SIGINT or SIGTERM (an apply in progress is rolled back, then it returns Ok).
@@ -101,6 +107,9 @@ pub fn run(config: &Config, log: &(dyn Fn(&str) + Sync)) -> Result<(), Error> {
         store_seen: Vec::new(),
         failures: BTreeMap::new(),
         young: Vec::new(),
+        known_targets: HashSet::new(),
+        target_names: HashSet::new(),
+        store_checked: Instant::now(),
     };
     let events = if config.connector {
         match ExecEvents::open() {
@@ -158,7 +167,7 @@ pub fn run(config: &Config, log: &(dyn Fn(&str) + Sync)) -> Result<(), Error> {
             Events::Exec(pids) => daemon.started(pids),
             Events::Overrun => daemon.rescan("exec events lost"),
         }
-        if daemon.store_changed() {
+        if daemon.store_checked.elapsed() >= Duration::from_secs(1) && daemon.store_changed() {
             daemon.reload_store();
             daemon.rescan("store changed");
         }
@@ -192,7 +201,8 @@ impl Daemon<'_> {
         files
     }
 
-    fn store_changed(&self) -> bool {
+    fn store_changed(&mut self) -> bool {
+        self.store_checked = Instant::now();
         self.store_files() != self.store_seen
     }
 
@@ -235,6 +245,11 @@ impl Daemon<'_> {
                 })
             })
             .collect();
+        self.target_names = self
+            .installed
+            .iter()
+            .map(|i| i.package.manifest().target.file_name.clone())
+            .collect();
         for i in self.installed.iter().filter(|i| !before.contains(&i.id)) {
             (self.log)(&format!("store: installed {}", i.label));
         }
@@ -247,7 +262,8 @@ impl Daemon<'_> {
         let processes = host::processes();
         let mut work = Vec::new();
         for (index, installed) in self.installed.iter().enumerate() {
-            for (process, _) in host::running(processes.clone(), &installed.build_id) {
+            for (process, entry) in host::running(processes.clone(), &installed.build_id) {
+                self.known_targets.insert(host::file_of(&entry));
                 work.push((process, index));
             }
         }
@@ -280,12 +296,15 @@ impl Daemon<'_> {
             *looks += 1;
             *looks <= LOOK_AGAIN.len()
         });
+        // Most programs started run none of the targets: one read of their maps tells.
+        due.retain(|p| host::may_run(p.pid, &self.known_targets, &self.target_names));
         if due.is_empty() {
             return;
         }
         let mut work = Vec::new();
         for (index, installed) in self.installed.iter().enumerate() {
-            for (process, _) in host::running(due.clone(), &installed.build_id) {
+            for (process, entry) in host::running(due.clone(), &installed.build_id) {
+                self.known_targets.insert(host::file_of(&entry));
                 work.push((process, index));
             }
         }

@@ -1,12 +1,13 @@
 //! Every process of the host: which run an object, which hold what lpkg put there, and a
 //! bounded pool of workers to act on many of them at once.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use lpkg_kernel::maps::{self, MapEntry};
 use lpkg_kernel::objects::{self, BuildIds};
-use lpkg_kernel::{maps, Pid};
+use lpkg_kernel::Pid;
 
 use crate::record::{MODULE_NAME_PREFIX, NAME_PREFIX};
 
@@ -51,8 +52,8 @@ pub fn process(pid: Pid) -> Option<Process> {
 }
 
 /// The processes among `candidates` that map an object whose build-id is `build_id` (hex),
-/// with that object's path. Each file is read once however many processes map it.
-pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, PathBuf)> {
+/// with that object's offset-0 mapping. Each file is read once however many processes map it.
+pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, MapEntry)> {
     let Some(wanted) = crate::record::unhex(build_id) else {
         return Vec::new();
     };
@@ -60,10 +61,33 @@ pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, PathBu
     candidates
         .into_iter()
         .filter_map(|p| {
-            let path = objects::find_build_id(p.pid, &wanted, &mut cache).ok()??;
-            Some((p, path))
+            let entry = objects::find_build_id(p.pid, &wanted, &mut cache).ok()??;
+            Some((p, entry))
         })
         .collect()
+}
+
+/// The file of a mapping as /proc/PID/maps names it: device and inode.
+pub fn file_of(entry: &MapEntry) -> ((u32, u32), u64) {
+    (entry.dev, entry.inode)
+}
+
+/// Whether process `pid` maps, at file offset 0, one of the files `known` (device and inode)
+/// or a file named one of `names` (its last path component): a quick look, before
+/// [`running`] reads what it must.
+pub fn may_run(pid: Pid, known: &HashSet<((u32, u32), u64)>, names: &HashSet<String>) -> bool {
+    maps::read(pid).is_ok_and(|entries| {
+        entries
+            .iter()
+            .filter(|e| e.is_file() && e.offset == 0)
+            .any(|e| {
+                known.contains(&file_of(e))
+                    || e.path
+                        .as_ref()
+                        .and_then(|p| p.file_name())
+                        .is_some_and(|n| names.contains(n.to_string_lossy().as_ref()))
+            })
+    })
 }
 
 /// Whether process `pid` holds anything lpkg put there: a record or a patch module.

@@ -63,11 +63,11 @@ pub fn status(
     let mut mapping: std::collections::BTreeMap<i32, Vec<(PathBuf, String)>> =
         std::collections::BTreeMap::new();
     for build_id in build_ids {
-        for (process, path) in host::running(candidates.clone(), build_id) {
+        for (process, entry) in host::running(candidates.clone(), build_id) {
             mapping
                 .entry(process.pid)
                 .or_default()
-                .push((path, build_id.to_owned()));
+                .push((entry.path.unwrap_or_default(), build_id.to_owned()));
         }
     }
     for process in candidates {

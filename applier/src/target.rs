@@ -71,10 +71,7 @@ type Found = (TargetObject, Vec<MappedObject>, Arc<Vec<u8>>);
 
 /// Finds the object with the manifest's build-id among those mapped in `pid`; also returns
 /// every mapped object and the object's file.
-pub fn find(
-    pid: Pid,
-    target: &lpkg_format::Target,
-) -> Result<Found, Error> {
+pub fn find(pid: Pid, target: &lpkg_format::Target) -> Result<Found, Error> {
     let mapped = objects::mapped_objects(pid)?;
     let found = mapped
         .iter()
@@ -139,8 +136,7 @@ type BiasedSymbols = (Arc<DynamicSymbols>, u64);
 /// The dynamic symbols of the file mapped as `object` (addresses as linked, not biased), read
 /// once per file.
 fn cached_dynamic_symbols(object: &MappedObject) -> Result<Arc<DynamicSymbols>, Error> {
-    static SYMBOLS: objects::FileCache<Arc<DynamicSymbols>> =
-        objects::FileCache::new(|_| 1, 256);
+    static SYMBOLS: objects::FileCache<Arc<DynamicSymbols>> = objects::FileCache::new(|_| 1, 256);
     SYMBOLS.get(objects::file_key(object)?, || {
         let data = objects::read_file(object)?;
         Ok(Arc::new(dynamic_symbols(&data).unwrap_or_default()))

@@ -87,10 +87,10 @@ pub struct BuildIds(std::collections::HashMap<MapKey, Option<Vec<u8>>>);
 /// A file as /proc/PID/maps names it: device (major, minor) and inode.
 type MapKey = ((u32, u32), u64);
 
-/// The path of the object mapped in `pid` whose build-id is `wanted`, if one is. A file is
+/// The offset-0 mapping of the object mapped in `pid` whose build-id is `wanted`, if one is. A file is
 /// known by its device and inode in `cache` after its first reading (a hint for choosing
 /// processes: apply reads the object again).
-pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &mut BuildIds) -> Result<Option<PathBuf>> {
+pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &mut BuildIds) -> Result<Option<MapEntry>> {
     let dir = crate::procfs::mm_dir(pid);
     for entry in maps::read(pid)? {
         if !entry.is_file() || entry.offset != 0 {
@@ -113,7 +113,7 @@ pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &mut BuildIds) -> Result<Op
             }
         };
         if id.as_deref() == Some(wanted) {
-            return Ok(entry.path);
+            return Ok(Some(entry));
         }
     }
     Ok(None)
@@ -199,7 +199,10 @@ impl<T: Clone> FileCache<T> {
     /// The value for `key`, from `compute` the first time (an error is not kept).
     pub fn get<E>(&self, key: FileKey, compute: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         let known = self.entries.lock().ok().and_then(|entries| {
-            entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone())
+            entries
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
         });
         if let Some(value) = known {
             return Ok(value);

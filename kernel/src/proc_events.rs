@@ -99,7 +99,8 @@ impl ExecEvents {
             events: libc::POLLIN,
             revents: 0,
         };
-        let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // Rounded up: a wait of less than a millisecond must not turn into a spin.
+        let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         // SAFETY: one valid pollfd; poll only reads and writes it.
         if unsafe { libc::poll(&mut poll, 1, millis) } <= 0 {
             return Ok(Events::Exec(Vec::new()));

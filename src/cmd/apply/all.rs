@@ -1,7 +1,5 @@
 //! `lpkg apply PKG --pid all`: the package applied to every process that maps its target.
 
-use std::path::PathBuf;
-
 use lpkg_applier::host::{self, Process};
 use lpkg_applier::{ApplyOptions, VerifiedPackage};
 
@@ -47,7 +45,7 @@ pub fn run(args: &Args, package: &VerifiedPackage, options: &ApplyOptions) -> an
     let target = &package.manifest().target;
     let matching = host::running(args.select.processes()?, &target.build_id);
     let id = package.id();
-    let work = |(process, _): &(Process, PathBuf)| {
+    let work = |(process, _): &(Process, lpkg_kernel::maps::MapEntry)| {
         if args.dry_run {
             return dry_run(process, &id);
         }
@@ -71,7 +69,7 @@ pub fn run(args: &Args, package: &VerifiedPackage, options: &ApplyOptions) -> an
             Err(e) => Outcome::Failed(one_line(&anyhow::Error::new(e))),
         }
     };
-    let show = |(process, _): &(Process, PathBuf), outcome: &Outcome| {
+    let show = |(process, _): &(Process, lpkg_kernel::maps::MapEntry), outcome: &Outcome| {
         if !args.json {
             print_line(&format!("{}: {}", who(process), outcome.line()));
         }
@@ -83,12 +81,12 @@ pub fn run(args: &Args, package: &VerifiedPackage, options: &ApplyOptions) -> an
         let processes: Vec<_> = matching
             .iter()
             .zip(&outcomes)
-            .map(|((process, path), outcome)| {
+            .map(|((process, entry), outcome)| {
                 let mut value = serde_json::json!({
                     "pid": process.pid,
                     "command": process.command,
                     "start_time": process.start_time,
-                    "object": path.to_string_lossy(),
+                    "object": entry.path.as_deref().unwrap_or(std::path::Path::new("")).to_string_lossy(),
                     "result": outcome.name(),
                 });
                 match outcome {
