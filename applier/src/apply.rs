@@ -890,7 +890,7 @@ fn finish(
             Ok(report)
         }
         Err(error) => {
-            rollback.run(tracee, &plan.mem);
+            rollback.run(tracee, &plan.mem, plan.options.timeout);
             Err(error)
         }
     }

@@ -46,7 +46,10 @@ impl Rollback {
     /// Restores every entry, removes every mapping and detaches (from that stop: detaching
     /// resumes every thread). Best effort: a failure here leaves the record in the target, so
     /// `lpkg revert` can finish the job.
-    pub fn run(self, mut tracee: Tracee, mem: &Mem) {
+    pub fn run(self, mut tracee: Tracee, mem: &Mem, timeout: Duration) {
+        // The command's own deadline may have passed (that may be why it rolls back): the
+        // rollback gets a timeout of its own.
+        tracee.set_deadline(std::time::Instant::now().checked_add(timeout));
         if tracee.stop().is_err() {
             return;
         }

@@ -7,6 +7,8 @@
  *               sleeps for an hour, so spin() is only visible through the signal frame
  *   churn       a thread creates a short-lived thread (calling both functions) every 200 us
  *   leaderless  the main thread exits (pthread_exit): a zombie leader, the printer runs on
+ *   vfork:N     after N s the main thread calls vfork(); the child sleeps a minute, so the
+ *               main thread stays in vfork(), where no ptrace interrupt stops it
  *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
  *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
  *               record says applied over old code or no/loading record over new code */
@@ -139,6 +141,12 @@ int main(int argc, char **argv) {
         pthread_create(&t, 0, forker, 0);
     } else if (strcmp(mode, "leaderless") == 0) {
         pthread_exit(0);
+    } else if (strncmp(mode, "vfork:", 6) == 0) {
+        sleep(atoi(mode + 6));
+        if (vfork() == 0) {
+            sleep(60);
+            _exit(0);
+        }
     } else if (strcmp(mode, "signal") == 0) {
         signal(SIGALRM, on_alarm);
         alarm(1);
