@@ -27,22 +27,29 @@ fn gcc(args: &[&str]) {
 /// Compiles `tests/targets/NAME.c` into `NAME1.o`.. `NAMEn.o` (VERSION 1 to n) and links
 /// `NAME1.o` into the executable `NAME`, in a new temporary folder.
 fn compile_versions(name: &str, versions: u32) -> tempfile::TempDir {
+    compile_versions_with(name, versions, &["-O2"])
+}
+
+/// [`compile_versions`] with the optimisation flags `optimize`.
+fn compile_versions_with(name: &str, versions: u32, optimize: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/targets/{name}.c"));
     for v in 1..=versions {
         let obj = dir.path().join(format!("{name}{v}.o"));
-        gcc(&[
-            "-O2",
+        let version = format!("-DVERSION={v}");
+        let mut args = optimize.to_vec();
+        args.extend([
             "-g",
             "-ffunction-sections",
             "-fdata-sections",
             "-fPIE",
-            &format!("-DVERSION={v}"),
+            &version,
             "-c",
             src.to_str().unwrap(),
             "-o",
             obj.to_str().unwrap(),
         ]);
+        gcc(&args);
     }
     let bin = dir.path().join(name);
     gcc(&[
@@ -817,4 +824,188 @@ fn a_lower_version_over_a_higher_one_is_refused_unless_asked() {
     ok(apply(&s, &older, &public, &target, &["--allow-downgrade"]));
     ok(s.run(&["revert", "--pid", &target.pid(), "--all"]));
     assert_eq!(target.ask("3"), "6 103");
+}
+
+/// The short target (tests/targets/short.c) built with `optimize`, and packages of its fixes
+/// from version 1 to each of `to`.
+fn short_target(
+    s: &Scratch,
+    key: &Path,
+    optimize: &[&str],
+    to: &[u32],
+) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = compile_versions_with("short", 3, optimize);
+    let path = |name: &str| dir.path().join(name);
+    let packages = to
+        .iter()
+        .map(|v| {
+            let (new, out) = (format!("short{v}.o"), format!("short-{v}.lpkg"));
+            let name = (format!("short-v{v}"), v.to_string());
+            s.build(
+                &path("short"),
+                &path("short1.o"),
+                &path(&new),
+                key,
+                &out,
+                (&name.0, &name.1),
+                &[],
+            )
+        })
+        .collect();
+    (dir, packages)
+}
+
+/// Applies `package` (with `extra` flags) to a fresh short target while a thread calls every
+/// function in a tight loop; checks how each function was patched (`how`), the answers
+/// before (`old`) and after (`new`), then reverts and checks that every byte it may have
+/// written (the functions with what follows them, their callers) and every mapping is back.
+fn patch_short_functions_live(
+    s: &Scratch,
+    (binary, package, public): (&Path, &Path, &Path),
+    extra: &[&str],
+    how: &[(&str, &str)],
+    (old, new): (&str, &str),
+) {
+    let mut target = Target::start(binary);
+    assert_eq!(target.ask("busy"), "busy");
+    assert_eq!(target.ask("5"), old);
+    let mut code: Vec<(u64, usize)> = ["one", "two", "three", "four", "hook"]
+        .iter()
+        .map(|f| (target.function(binary, f).0, 16))
+        .collect();
+    code.extend(["main", "busy"].iter().map(|f| target.function(binary, f)));
+    let before = target.snapshot(&code);
+
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let report = ok(apply(s, package, public, &target, &args)).json();
+    for (function, expected) in how {
+        let entries = report["functions"].as_array().unwrap();
+        let entry = entries.iter().find(|e| e["name"] == *function).unwrap();
+        assert_eq!(entry["how"], *expected, "{function}: {report}");
+    }
+    for _ in 0..3 {
+        assert_eq!(target.ask("5"), new);
+    }
+    let list = ok(s.run(&["list", "--pid", &target.pid()]));
+    for (function, expected) in how {
+        let line = format!("{function} at ");
+        let line = list.stdout.lines().find(|l| l.contains(&line)).unwrap();
+        assert!(line.contains(expected), "{}", list.stdout);
+    }
+
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), old);
+    assert_eq!(
+        target.snapshot(&code),
+        before,
+        "revert must leave no byte and no mapping behind"
+    );
+}
+
+#[test]
+fn functions_shorter_than_a_jump_are_patched_live_through_their_padding() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let (dir, packages) = short_target(&s, &key, &["-O2"], &[2, 3]);
+    let binary = dir.path().join("short");
+    let package = packages[0].to_str().unwrap();
+    let trust = public.to_str().unwrap();
+    let inspect = ok(s.run(&["inspect", package, "--json", "--trust", trust])).json();
+    for f in inspect["functions"].as_array().unwrap() {
+        assert_eq!(f["entry"], "jump in padding", "{inspect}");
+        assert!(f["old_size"].as_u64().unwrap() < 5, "{inspect}");
+    }
+    let (old, new) = ("0 1 0 5 5", "1 2 0 35 45");
+    // one, three, four are closed leaves whose new code fits in their padding; two ends with
+    // an indirect jump: its jump runs into the padding.
+    let how = [
+        ("one", "in place"),
+        ("two", "jump in padding"),
+        ("three", "in place"),
+        ("four", "in place"),
+    ];
+    let files = (binary.as_path(), packages[0].as_path(), public.as_path());
+    patch_short_functions_live(&s, files, &[], &how, (old, new));
+    let jumps = how.map(|(f, _)| (f, "jump in padding"));
+    patch_short_functions_live(&s, files, &["--jump-only"], &jumps, (old, new));
+    // hook's address is stored in a pointer: a jump at its entry catches those calls too.
+    let files = (binary.as_path(), packages[1].as_path(), public.as_path());
+    let hook = [("hook", "jump in padding")];
+    patch_short_functions_live(&s, files, &["--jump-only"], &hook, (old, "1 2 1 35 45"));
+}
+
+#[test]
+fn packed_functions_shorter_than_a_jump_are_patched_live_at_their_call_sites() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let packed = ["-Os", "-falign-functions=1"];
+    let (dir, packages) = short_target(&s, &key, &packed, &[2]);
+    let binary = dir.path().join("short");
+    let package = packages[0].to_str().unwrap();
+    let inspect = ok(s.run(&["inspect", package, "--trust", public.to_str().unwrap()]));
+    assert!(
+        inspect
+            .stdout
+            .contains("entry: call sites rewritten: 2 (at 0x"),
+        "{}",
+        inspect.stdout
+    );
+    let how = ["one", "two", "three", "four"].map(|f| (f, "call sites rewritten: 2"));
+    let files = (binary.as_path(), packages[0].as_path(), public.as_path());
+    patch_short_functions_live(&s, files, &[], &how, ("0 1 0 5 5", "1 2 0 35 45"));
+
+    // A second package replacing them again would not change where the calls lead: refused,
+    // and the first stays as it was.
+    let path = |name: &str| dir.path().join(name);
+    let again = s.build(
+        &binary,
+        &path("short1.o"),
+        &path("short2.o"),
+        &key,
+        "again.lpkg",
+        ("short-again", "1"),
+        &[],
+    );
+    let mut target = Target::start(&binary);
+    ok(apply(&s, &packages[0], &public, &target, &[]));
+    let run = apply(&s, &again, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("leads its call sites to its own new code"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(target.ask("5"), "1 2 0 35 45");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "0 1 0 5 5");
+
+    // hook is called through a pointer: no call site to rewrite catches those calls.
+    let path = |name: &str| path(name).to_str().unwrap().to_owned();
+    let out = s.path("hook.lpkg");
+    let run = s.run(&[
+        "build",
+        "--target",
+        &path("short"),
+        "--old",
+        &path("short1.o"),
+        "--new",
+        &path("short3.o"),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let error = run.error_line();
+    for part in [
+        "refused: hook: ",
+        "function is 1 bytes long",
+        "with 1 bytes of room up to the next symbol",
+        "its address is stored in data at 0x",
+    ] {
+        assert!(error.contains(part), "{error}");
+    }
+    assert!(!out.exists());
 }

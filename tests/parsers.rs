@@ -139,6 +139,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             new_address: 0x2000,
             new_size: 30,
             in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
+            call_sites: vec![],
         }],
     };
     let record = body.encode(State::Applied);

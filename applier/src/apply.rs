@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    hex, unhex, Entry, Guarded, RecordBody, Registration, State, MODULE_NAME_PREFIX, NAME_PREFIX,
-    STATE_OFFSET,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, Registration, State,
+    MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
 use crate::registration::{self, Unwinder};
@@ -125,10 +125,21 @@ fn check_preimage(
         function: function.name.clone(),
         address,
     };
-    if size < JUMP_LEN {
+    let room = function.old_room.unwrap_or(0) as usize;
+    if size < JUMP_LEN && room < JUMP_LEN && function.call_sites.is_empty() {
         return Err(Error::FunctionTooShort {
             function: function.name.clone(),
             size: size as u64,
+        });
+    }
+    // Calls an applied package leads to its own new code would bypass this one's.
+    let redirected = applied
+        .iter()
+        .flat_map(|r| &r.body.entries)
+        .any(|e| e.address == address && !e.call_sites.is_empty());
+    if redirected {
+        return Err(Error::CallSitesRedirected {
+            function: function.name.clone(),
         });
     }
     let live = mem.read(address, size)?;
@@ -411,17 +422,89 @@ fn plan_entries(
             }
             Err(jump) => jumps.push(Some(jump)),
         }
+        let (original, call_sites) =
+            entry_bytes(plan, target_file, function, address, &live, pristine)?;
         entries.push(Entry {
             function: function.name.clone(),
             address,
             size: function.old_size.unwrap_or(0),
-            original: hex(&live[..JUMP_LEN]),
+            original: hex(&original),
             new_address: 0,
             new_size: function.new_size,
             in_place: None,
+            call_sites,
         });
     }
     Ok((entries, candidates, jumps))
+}
+
+/// Most bytes of an applied module searched for calls to a function whose call sites are
+/// redirected (modules are kilobytes; a record is the target's to forge).
+const MAX_MODULE_SCAN: u64 = 64 << 20;
+
+/// What an entry that gets no new code in place overwrites: the `JUMP_LEN` bytes at its
+/// start, running into the padding after a shorter function (which must be the target
+/// file's, unless an applied package's jump is there); or, for a function too short for a
+/// jump with no padding after it, nothing at its start and the displacement of each of its
+/// call sites, each of which must lead to it now.
+fn entry_bytes(
+    plan: &Plan,
+    target_file: &[u8],
+    function: &lpkg_format::Function,
+    address: u64,
+    live: &[u8],
+    pristine: bool,
+) -> Result<(Vec<u8>, Vec<u64>), Error> {
+    if live.len() >= JUMP_LEN {
+        return Ok((live[..JUMP_LEN].to_vec(), Vec::new()));
+    }
+    if function.old_room.unwrap_or(0) >= JUMP_LEN as u64 {
+        let bytes = plan.mem.read(address, JUMP_LEN)?;
+        let from = address + live.len() as u64;
+        let padding = &bytes[live.len()..];
+        let in_file = in_place::file_bytes_at(
+            target_file,
+            from.wrapping_sub(plan.target.bias),
+            padding.len(),
+        );
+        if pristine && in_file != Some(padding) {
+            return Err(Error::PaddingChanged {
+                function: function.name.clone(),
+                address: from,
+            });
+        }
+        return Ok((bytes, Vec::new()));
+    }
+    // Modules applied before reach the target through relocations the builder never saw.
+    for record in &plan.applied {
+        let len = record.body.module_len.min(MAX_MODULE_SCAN) as usize;
+        let code = plan.mem.read(record.body.module_address, len)?;
+        if crate::reloc::may_lead_to(&code, record.body.module_address, address) {
+            return Err(Error::CalledFromModule {
+                function: function.name.clone(),
+                package: record.body.name.clone(),
+            });
+        }
+    }
+    let mut sites = Vec::new();
+    for &offset in &function.call_sites {
+        let field = plan.target.bias.wrapping_add(offset);
+        let leads_here = call_displacement(field, address).map(|d| d.to_vec());
+        let inside = field.checked_add(4).is_some_and(|end| {
+            plan.target
+                .code
+                .iter()
+                .any(|r| r.start <= field && end <= r.end)
+        });
+        if !inside || Some(plan.mem.read(field, 4)?) != leads_here {
+            return Err(Error::CallSiteChanged {
+                function: function.name.clone(),
+                address: field,
+            });
+        }
+        sites.push(field);
+    }
+    Ok((Vec::new(), sites))
 }
 
 /// A replaced function's old code (`old_size` bytes at `address`) lies in the target's code:
@@ -616,7 +699,12 @@ fn link_entries(
                 ),
             });
         }
-        if jump(entry.address, entry.new_address).is_none() {
+        let reached = match entry.call_sites.is_empty() {
+            true => jump(entry.address, entry.new_address).is_some(),
+            false => (entry.call_sites.iter())
+                .all(|&field| call_displacement(field, entry.new_address).is_some()),
+        };
+        if !reached {
             return Err(Error::OutOfJumpReach {
                 function: entry.function.clone(),
             });
@@ -636,6 +724,7 @@ fn link_entries(
         let entry = &mut plan.entries[body.index];
         entry.in_place = Some(body.code.clone());
         entry.original = hex(&body.original);
+        entry.call_sites.clear();
     }
     for (index, jump) in failed {
         plan.jumps[index] = Some(jump);
@@ -719,12 +808,10 @@ fn switch(
         .write(state, &State::Switching.word().to_le_bytes())?;
     checkpoint::apply_step("apply:switching")?;
     for (n, entry) in plan.entries.iter().enumerate() {
-        let bytes = entry.written().expect("reach checked above, hex ours");
-        rollback.entry(
-            entry.address,
-            unhex(&entry.original).expect("we wrote this hex"),
-        );
-        plan.mem.write(entry.address, &bytes)?;
+        for write in entry.writes().expect("reach checked above, hex ours") {
+            rollback.entry(write.address, write.original);
+            plan.mem.write(write.address, &write.ours)?;
+        }
         if n == 0 {
             checkpoint::apply_step("apply:jump-1")?;
         }

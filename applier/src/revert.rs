@@ -6,7 +6,7 @@ use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Tracee};
 
 use crate::quiesce::stop_clear;
-use crate::record::{unhex, Registration, State, STATE_OFFSET};
+use crate::record::{Registration, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
 use crate::registration;
 use crate::{checkpoint, Error};
@@ -227,13 +227,15 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
                 address: record.address,
                 reason: format!("entry {} has bad {what} bytes", entry.function),
             };
-            let ours = entry.written().ok_or_else(|| bad("new"))?;
-            let live = mem.read(entry.address, ours.len())?;
-            if ours == live {
-                let original = unhex(&entry.original)
-                    .filter(|o| o.len() == ours.len())
-                    .ok_or_else(|| bad("original"))?;
-                mem.write(entry.address, &original)?;
+            let writes = entry.writes().ok_or_else(|| bad("new or original"))?;
+            let mut wrote = false;
+            for write in writes.iter().rev() {
+                if mem.read(write.address, write.ours.len())? == write.ours {
+                    mem.write(write.address, &write.original)?;
+                    wrote = true;
+                }
+            }
+            if wrote {
                 restored += 1;
                 if restored == 1 {
                     checkpoint::reached("revert:restored-1");

@@ -267,6 +267,16 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
             );
         }
     }
+    if let Some(counts) = expect.get("call_sites").and_then(|v| v.as_table()) {
+        for (name, want) in counts {
+            let f = built.manifest.functions.iter().find(|f| &f.name == name);
+            assert_eq!(
+                f.map(|f| f.call_sites.len() as i64),
+                want.as_integer(),
+                "{case}/{shape}: call sites of {name}"
+            );
+        }
+    }
     for note in strings(expect.get("notes")) {
         assert!(
             built.notes.iter().any(|n| n.contains(&note)),
@@ -561,6 +571,8 @@ cases!(
     pointer_table,
     several_statics,
     short_function,
+    short_function_exported,
+    short_function_packed,
     static_local,
     static_renumbered,
     string_literal,
