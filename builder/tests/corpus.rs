@@ -77,6 +77,15 @@ pub fn compile(case: &str, extra: &[String]) -> Compiled {
                 d.join(&source),
             )
             .unwrap();
+            // Headers and included files of the case, next to the source.
+            for entry in std::fs::read_dir(corpus().join(case)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                let own = name.starts_with("old.") || name.starts_with("new.");
+                if !own && name != "expect.toml" {
+                    std::fs::copy(&path, d.join(name)).unwrap();
+                }
+            }
             let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
             let mut args: Vec<&str> = CFLAGS.to_vec();
             args.extend(extra.iter().map(String::as_str));
@@ -560,6 +569,7 @@ cases!(
     libc_data,
     libc_new_import,
     line_only,
+    line_only_header,
     line_only_allowed,
     line_only_logger,
     moved_unchanged,
