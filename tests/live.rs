@@ -790,7 +790,16 @@ fn absurd_sizes_in_a_signed_manifest_are_refused() {
     let huge_new = resigned(&s, &package, &key, "new.lpkg", |m| {
         replaced(m).new_size = i64::MAX as u64
     });
-    for (bad, what) in [(&huge_old, "old code"), (&huge_new, "new code")] {
+    // The padding a jump or new code may use lies in the target's code too.
+    let huge_room = resigned(&s, &package, &key, "room.lpkg", |m| {
+        replaced(m).old_room = Some(1 << 40)
+    });
+    let cases = [
+        (&huge_old, "old code"),
+        (&huge_new, "new code"),
+        (&huge_room, "old code"),
+    ];
+    for (bad, what) in cases {
         let run = apply(&s, bad, &public, &target, &[]);
         assert_eq!(run.code, 4, "{}", run.stderr);
         assert!(
@@ -915,6 +924,8 @@ fn functions_shorter_than_a_jump_are_patched_live_through_their_padding() {
     for f in inspect["functions"].as_array().unwrap() {
         assert_eq!(f["entry"], "jump in padding", "{inspect}");
         assert!(f["old_size"].as_u64().unwrap() < 5, "{inspect}");
+        assert!(f["old_room"].as_u64().unwrap() >= 5, "{inspect}");
+        assert_eq!(f["call_sites"], serde_json::json!([]), "{inspect}");
     }
     let (old, new) = ("0 1 0 5 5", "1 2 0 35 45");
     // one, three, four are closed leaves whose new code fits in their padding; two ends with
@@ -943,7 +954,8 @@ fn packed_functions_shorter_than_a_jump_are_patched_live_at_their_call_sites() {
     let (dir, packages) = short_target(&s, &key, &packed, &[2]);
     let binary = dir.path().join("short");
     let package = packages[0].to_str().unwrap();
-    let inspect = ok(s.run(&["inspect", package, "--trust", public.to_str().unwrap()]));
+    let trust = public.to_str().unwrap();
+    let inspect = ok(s.run(&["inspect", package, "--trust", trust]));
     assert!(
         inspect
             .stdout
@@ -951,6 +963,12 @@ fn packed_functions_shorter_than_a_jump_are_patched_live_at_their_call_sites() {
         "{}",
         inspect.stdout
     );
+    let json = ok(s.run(&["inspect", package, "--trust", trust, "--json"])).json();
+    for f in json["functions"].as_array().unwrap() {
+        assert_eq!(f["entry"], "call sites rewritten: 2", "{json}");
+        assert_eq!(f["call_sites"].as_array().unwrap().len(), 2, "{json}");
+        assert_eq!(f["old_room"], f["old_size"], "{json}");
+    }
     let how = ["one", "two", "three", "four"].map(|f| (f, "call sites rewritten: 2"));
     let files = (binary.as_path(), packages[0].as_path(), public.as_path());
     patch_short_functions_live(&s, files, &[], &how, ("0 1 0 5 5", "1 2 0 35 45"));

@@ -507,14 +507,18 @@ fn entry_bytes(
     Ok((Vec::new(), sites))
 }
 
-/// A replaced function's old code (`old_size` bytes at `address`) lies in the target's code:
-/// a signed manifest is trusted for what to do, not for sizes lpkg reads or guards.
+/// A replaced function's old code (`old_size` bytes at `address`) and the padding after it
+/// that new code or a jump may use (up to `old_room`) lie in the target's code: a signed
+/// manifest is trusted for what to do, not for sizes lpkg reads, writes or guards.
 fn check_in_target(
     target: &TargetObject,
     function: &lpkg_format::Function,
     address: u64,
 ) -> Result<(), Error> {
-    let size = function.old_size.unwrap_or(0);
+    let size = function
+        .old_size
+        .unwrap_or(0)
+        .max(function.old_room.unwrap_or(0));
     let inside = function.old_offset.is_some()
         && address.checked_add(size).is_some_and(|end| {
             target

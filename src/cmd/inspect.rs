@@ -119,7 +119,7 @@ fn to_json(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) -> Value {
             "old_sha256": f.old_sha256,
             "old_room": f.old_room,
             "entry": entry(f),
-            "call_sites": f.call_sites.iter().map(|o| format!("{o:#x}")).collect::<Vec<_>>(),
+            "call_sites": f.call_sites,
             "new_size": f.new_size,
         })).collect::<Vec<_>>(),
         "data": m.data.iter().map(|d| json!({"name": d.name, "section": d.section, "size": d.size})).collect::<Vec<_>>(),
@@ -178,10 +178,11 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
             );
             if let Some(how) = entry(f) {
                 let sites: Vec<String> = f.call_sites.iter().map(|o| format!("{o:#x}")).collect();
-                match sites.is_empty() {
-                    true => println!("           entry: {how}"),
-                    false => println!("           entry: {how} (at {})", sites.join(", ")),
-                }
+                let at = match sites.is_empty() {
+                    true => String::new(),
+                    false => format!(" (at {})", sites.join(", ")),
+                };
+                println!("           entry: {how}{at}, or the new code in place where it fits");
             }
         }
         println!(
@@ -213,10 +214,9 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
     }
 }
 
-/// How calls of a replaced function will reach its new code: `jump` at its entry (or, where
-/// the applier finds it safe, the new code in place), `jump in padding` for a function shorter
-/// than the jump (running into the filler after it), `call sites rewritten: N` for one too
-/// short with no filler after it.
+/// How calls of a replaced function will reach its new code unless the applier writes that in
+/// place: `jump` at its entry, `jump in padding` for a function shorter than the jump (running
+/// into the filler after it), `call sites rewritten: N` for one too short with no filler.
 fn entry(f: &lpkg_format::Function) -> Option<String> {
     let size = f.old_size?;
     Some(if !f.call_sites.is_empty() {
