@@ -335,21 +335,26 @@ impl TargetFile {
     }
 }
 
-/// The first address in `bytes` (loaded at `address`) holding `value` as an aligned 8-byte
-/// word (a pointer, a dynamic relocation's addend, a `.dynamic` entry) or, in an `ET_EXEC`
-/// file (`fixed`), an aligned 4-byte word.
+/// The first address in `bytes` (loaded at `address`) holding `value`: as an aligned 8-byte
+/// word (a pointer, a dynamic relocation's addend, a `.dynamic` entry: in position-independent
+/// files an address in data always has a dynamic relocation or, packed in `.relr.dyn`, sits
+/// aligned in place), or, in an `ET_EXEC` file (`fixed`), at any offset (a pointer in a packed
+/// structure, an absolute 32-bit address).
 fn absolute_values(bytes: &[u8], address: u64, value: u64, fixed: bool) -> Option<u64> {
     let width = if fixed && value <= u64::from(u32::MAX) {
         4
     } else {
         8
     };
-    let skip = (width - (address % width as u64) as usize) % width;
-    let words = bytes.get(skip..)?.chunks_exact(width);
+    let (skip, step) = match fixed {
+        true => (0, 1),
+        false => (((8 - address % 8) % 8) as usize, 8),
+    };
+    let words = bytes.get(skip..)?.windows(width).step_by(step);
     words.enumerate().find_map(|(i, word)| {
         let mut le = [0u8; 8];
         le[..width].copy_from_slice(word);
-        (u64::from_le_bytes(le) == value).then_some(address + (skip + i * width) as u64)
+        (u64::from_le_bytes(le) == value).then_some(address + (skip + i * step) as u64)
     })
 }
 
@@ -451,4 +456,31 @@ fn unit_paths(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
         }
     }
     crate::dwarf::unit_paths(&debug)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_data_are_found_aligned_or_anywhere_in_fixed_files() {
+        let mut data = vec![0u8; 32];
+        data[8..16].copy_from_slice(&0x128au64.to_le_bytes());
+        assert_eq!(absolute_values(&data, 0x4000, 0x128a, false), Some(0x4008));
+        assert_eq!(absolute_values(&data, 0x4000, 0x128b, false), None);
+        // Unaligned (a packed structure): only looked for in an ET_EXEC file.
+        let mut packed = vec![0u8; 32];
+        packed[5..9].copy_from_slice(&0x40_1136u32.to_le_bytes());
+        assert_eq!(absolute_values(&packed, 0x4000, 0x40_1136, false), None);
+        assert_eq!(
+            absolute_values(&packed, 0x4000, 0x40_1136, true),
+            Some(0x4005)
+        );
+        // A section that does not start aligned: words are aligned by address.
+        assert_eq!(
+            absolute_values(&data[4..], 0x4004, 0x128a, false),
+            Some(0x4008)
+        );
+        assert_eq!(absolute_values(&[], 0x4000, 0x128a, true), None);
+    }
 }
