@@ -843,7 +843,7 @@ fn short_target(
     optimize: &[&str],
     to: &[u32],
 ) -> (tempfile::TempDir, Vec<PathBuf>) {
-    let dir = compile_versions_with("short", 3, optimize);
+    let dir = compile_versions_with("short", 4, optimize);
     let path = |name: &str| dir.path().join(name);
     let packages = to
         .iter()
@@ -992,6 +992,25 @@ fn packed_functions_shorter_than_a_jump_are_patched_live_at_their_call_sites() {
     assert!(
         run.stderr
             .contains("leads its call sites to its own new code"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(target.ask("5"), "1 2 0 35 45");
+    // Nor may a package stacked on it call them: it is bound to the old code.
+    let calls = s.build(
+        &binary,
+        &path("short2.o"),
+        &path("short4.o"),
+        &key,
+        "calls.lpkg",
+        ("short-calls", "1"),
+        &[&packages[0]],
+    );
+    let run = apply(&s, &calls, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("calls one, whose calls applied package short-v2"),
         "{}",
         run.stderr
     );

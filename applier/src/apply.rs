@@ -266,6 +266,7 @@ fn prepare<'a>(
     let id = package.id();
     let (recovered, applied) = recover_interrupted(pid, &id, options.timeout)?;
     check_requirements(pid, manifest, &applied)?;
+    check_no_redirected_calls(symbols, target, &applied)?;
     if !options.allow_downgrade {
         check_no_downgrade(pid, manifest, &applied)?;
     }
@@ -294,6 +295,33 @@ fn prepare<'a>(
     };
     (plan.entries, plan.candidates, plan.jumps) = plan_entries(&plan, target_file)?;
     Ok(plan)
+}
+
+/// The module calls nothing whose calls an applied package redirected (a function shorter
+/// than a jump, its call sites pointed at that package's new code): bound to the target's
+/// copy, its calls would reach the old code, which the redirection left as it was.
+fn check_no_redirected_calls(
+    symbols: &lpkg_format::SymbolMap,
+    target: &TargetObject,
+    applied: &[LiveRecord],
+) -> Result<(), Error> {
+    for binding in &symbols.symbols {
+        let lpkg_format::SymbolBinding::Target { offset, .. } = binding else {
+            continue;
+        };
+        let address = target.bias.wrapping_add(*offset);
+        for record in applied {
+            let redirected = (record.body.entries.iter())
+                .find(|e| e.address == address && !e.call_sites.is_empty());
+            if let Some(entry) = redirected {
+                return Err(Error::CallsRedirected {
+                    function: entry.function.clone(),
+                    package: record.body.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rolls back what interrupted operations left (a record not `applied`); returns their ids

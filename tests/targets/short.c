@@ -3,8 +3,8 @@
  * call through hook_pointer bumped their counters, then three(x) and four(x). "busy" starts
  * a thread calling them all in a tight loop. VERSION 1 is the running program; 2 fixes one
  * (1 byte), two (2), three (3) and four (4); 3 also fixes hook (1 byte), whose address is
- * stored in hook_pointer. Built at -O2 (padding follows each function) and at
- * -Os -falign-functions=1 (none does). */
+ * stored in hook_pointer; 4 is 2 with count calling one. Built at -O2 (padding follows each
+ * function) and at -Os -falign-functions=1 (none does). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +17,14 @@
 
 __thread long ones, counts, hooks;
 
+NOIPA void one(void);
+
 NOIPA void count(void)
 {
     counts++;
+#if VERSION == 4
+    one();
+#endif
 }
 
 /* ret */
@@ -33,7 +38,7 @@ NOIPA void one(void)
 /* ret */
 NOIPA void hook(void)
 {
-#if VERSION >= 3
+#if VERSION == 3
     hooks++;
 #endif
 }
