@@ -131,16 +131,28 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             object: 0x5555_0000_1800,
         }),
         exit_routines: vec![],
-        entries: vec![Entry {
-            function: "f".into(),
-            address: 0x1000,
-            size: 20,
-            original: "f30f1efa55".into(),
-            new_address: 0x2000,
-            new_size: 30,
-            in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
-            call_sites: vec![],
-        }],
+        entries: vec![
+            Entry {
+                function: "f".into(),
+                address: 0x1000,
+                size: 20,
+                original: "f30f1efa55".into(),
+                new_address: 0x2000,
+                new_size: 30,
+                in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
+                call_sites: vec![],
+            },
+            Entry {
+                function: "one".into(),
+                address: 0x1100,
+                size: 1,
+                original: String::new(),
+                new_address: 0x2100,
+                new_size: 10,
+                in_place: None,
+                call_sites: vec![0x1201, 0x1341, 0x7fff_ffff_fffe],
+            },
+        ],
     };
     let record = body.encode(State::Applied);
     let maps = std::fs::read("/proc/self/maps").unwrap();
@@ -149,7 +161,11 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
         let bytes = m.mutate(&record);
         if let Ok((_, len)) = RecordBody::decode_header(&bytes) {
             let rest = &bytes[HEADER_LEN.min(bytes.len())..];
-            let _ = RecordBody::decode_body(&rest[..len.min(rest.len())]);
+            if let Ok(body) = RecordBody::decode_body(&rest[..len.min(rest.len())]) {
+                for entry in &body.entries {
+                    let _ = (entry.writes(), entry.how(), entry.guarded_range());
+                }
+            }
         }
         let _ = lpkg_kernel::maps::parse(1, &m.mutate(&maps));
     }
