@@ -27,22 +27,27 @@ fn gcc(args: &[&str]) {
 /// Compiles `tests/targets/NAME.c` into `NAME1.o`.. `NAMEn.o` (VERSION 1 to n) and links
 /// `NAME1.o` into the executable `NAME`, in a new temporary folder.
 fn compile_versions(name: &str, versions: u32) -> tempfile::TempDir {
-    compile_versions_with(name, versions, &["-O2"])
+    compile_versions_with(name, versions, &["-O2", "-fPIE"], &["-pie"])
 }
 
-/// [`compile_versions`] with the optimisation flags `optimize`.
-fn compile_versions_with(name: &str, versions: u32, optimize: &[&str]) -> tempfile::TempDir {
+/// [`compile_versions`] with the compiler flags `compile` (optimisation, code model) and the
+/// link flags `link`.
+fn compile_versions_with(
+    name: &str,
+    versions: u32,
+    compile: &[&str],
+    link: &[&str],
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/targets/{name}.c"));
     for v in 1..=versions {
         let obj = dir.path().join(format!("{name}{v}.o"));
         let version = format!("-DVERSION={v}");
-        let mut args = optimize.to_vec();
+        let mut args = compile.to_vec();
         args.extend([
             "-g",
             "-ffunction-sections",
             "-fdata-sections",
-            "-fPIE",
             &version,
             "-c",
             src.to_str().unwrap(),
@@ -52,13 +57,15 @@ fn compile_versions_with(name: &str, versions: u32, optimize: &[&str]) -> tempfi
         gcc(&args);
     }
     let bin = dir.path().join(name);
-    gcc(&[
-        "-pie",
+    let first = dir.path().join(format!("{name}1.o"));
+    let mut args = link.to_vec();
+    args.extend([
         "-pthread",
-        dir.path().join(format!("{name}1.o")).to_str().unwrap(),
+        first.to_str().unwrap(),
         "-o",
         bin.to_str().unwrap(),
     ]);
+    gcc(&args);
     dir
 }
 
@@ -135,15 +142,21 @@ impl Target {
 
     /// Run-time address and size of a function symbol of the main executable.
     fn function(&self, binary: &Path, name: &str) -> (u64, usize) {
-        use object::{Object, ObjectSymbol};
+        use object::{Object, ObjectSegment, ObjectSymbol};
         let data = std::fs::read(binary).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let symbol = file.symbols().find(|s| s.name() == Ok(name)).unwrap();
         let pid = self.child.id() as i32;
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        let base = u64::from_str_radix(maps.lines().next().unwrap().split('-').next().unwrap(), 16)
-            .unwrap();
-        (base + symbol.address(), symbol.size() as usize)
+        let start =
+            u64::from_str_radix(maps.lines().next().unwrap().split('-').next().unwrap(), 16)
+                .unwrap();
+        // The load bias: 0 for an ET_EXEC file, mapped at its link-time addresses.
+        let first_load = file.segments().map(|s| s.address()).min().unwrap() & !0xfff;
+        (
+            start - first_load + symbol.address(),
+            symbol.size() as usize,
+        )
     }
 }
 
@@ -835,15 +848,15 @@ fn a_lower_version_over_a_higher_one_is_refused_unless_asked() {
     assert_eq!(target.ask("3"), "6 103");
 }
 
-/// The short target (tests/targets/short.c) built with `optimize`, and packages of its fixes
+/// The short target (tests/targets/short.c) built with `compile` and `link` flags, and packages of its fixes
 /// from version 1 to each of `to`.
 fn short_target(
     s: &Scratch,
     key: &Path,
-    optimize: &[&str],
+    (compile, link): (&[&str], &[&str]),
     to: &[u32],
 ) -> (tempfile::TempDir, Vec<PathBuf>) {
-    let dir = compile_versions_with("short", 4, optimize);
+    let dir = compile_versions_with("short", 4, compile, link);
     let path = |name: &str| dir.path().join(name);
     let packages = to
         .iter()
@@ -916,7 +929,8 @@ fn patch_short_functions_live(
 fn functions_shorter_than_a_jump_are_patched_live_through_their_padding() {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let (dir, packages) = short_target(&s, &key, &["-O2"], &[2, 3]);
+    let flags: (&[&str], &[&str]) = (&["-O2", "-fPIE"], &["-pie"]);
+    let (dir, packages) = short_target(&s, &key, flags, &[2, 3]);
     let binary = dir.path().join("short");
     let package = packages[0].to_str().unwrap();
     let trust = public.to_str().unwrap();
@@ -948,10 +962,24 @@ fn functions_shorter_than_a_jump_are_patched_live_through_their_padding() {
 
 #[test]
 fn packed_functions_shorter_than_a_jump_are_patched_live_at_their_call_sites() {
+    patch_packed_short_functions(&["-fPIE"], &["-pie"]);
+}
+
+#[test]
+fn packed_functions_shorter_than_a_jump_are_patched_live_at_fixed_addresses_too() {
+    // ET_EXEC: absolute addresses may sit in code and data without a dynamic relocation.
+    patch_packed_short_functions(&["-fno-pie"], &["-no-pie"]);
+}
+
+/// The short target built packed (no padding after any function) with the code model of
+/// `compile` and `link`: each short function's call sites are rewritten live, and hook, whose
+/// address is stored in a pointer, is refused.
+fn patch_packed_short_functions(compile: &[&str], link: &[&str]) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let packed = ["-Os", "-falign-functions=1"];
-    let (dir, packages) = short_target(&s, &key, &packed, &[2]);
+    let mut packed = vec!["-Os", "-falign-functions=1"];
+    packed.extend_from_slice(compile);
+    let (dir, packages) = short_target(&s, &key, (&packed, link), &[2]);
     let binary = dir.path().join("short");
     let package = packages[0].to_str().unwrap();
     let trust = public.to_str().unwrap();
