@@ -839,7 +839,11 @@ fn switch(
     plan.mem
         .write(state, &State::Switching.word().to_le_bytes())?;
     checkpoint::apply_step("apply:switching")?;
-    for (n, entry) in plan.entries.iter().enumerate() {
+    // Call sites first: one may lie in a function this package also replaces, whose jump or
+    // new code in place then covers it (its `original` holds the call as it was).
+    let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
+        (plan.entries.iter()).partition(|e| !e.call_sites.is_empty());
+    for (n, entry) in sites.into_iter().chain(entries).enumerate() {
         for write in entry.writes().expect("reach checked above, hex ours") {
             rollback.entry(write.address, write.original);
             plan.mem.write(write.address, &write.ours)?;

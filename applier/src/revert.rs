@@ -6,7 +6,7 @@ use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Tracee};
 
 use crate::quiesce::stop_clear;
-use crate::record::{Registration, State, STATE_OFFSET};
+use crate::record::{Entry, Registration, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
 use crate::registration;
 use crate::{checkpoint, Error};
@@ -221,7 +221,11 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
             }
         }
         let mut restored = 0;
-        for entry in body.entries.iter().rev() {
+        // The reverse of the apply's order: call sites last (one may lie under another
+        // entry's jump, restored with that entry's original bytes first).
+        let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
+            (body.entries.iter()).partition(|e| !e.call_sites.is_empty());
+        for entry in entries.into_iter().rev().chain(sites.into_iter().rev()) {
             let bad = |what: &str| Error::BadRecord {
                 pid,
                 address: record.address,

@@ -583,6 +583,7 @@ cases!(
     short_function,
     short_function_exported,
     short_function_packed,
+    short_function_packed_caller,
     static_local,
     static_renumbered,
     string_literal,
