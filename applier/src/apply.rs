@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    call_displacement, hex, unhex, Entry, Guarded, RecordBody, Registration, State,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, Registration, State, Write,
     MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
@@ -18,7 +18,7 @@ use crate::registration::{self, Unwinder};
 use crate::reloc::{jump, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
-use crate::{checkpoint, in_place, target, Error};
+use crate::{checkpoint, in_place, spans, target, Error};
 
 /// How apply behaves.
 #[derive(Debug, Clone)]
@@ -839,16 +839,33 @@ fn switch(
     plan.mem
         .write(state, &State::Switching.word().to_le_bytes())?;
     checkpoint::apply_step("apply:switching")?;
-    // Call sites first: one may lie in a function this package also replaces, whose jump or
-    // new code in place then covers it (its `original` holds the call as it was).
+    // Call sites first, a page at a time (a function may have thousands): one may lie in a
+    // function this package also replaces, whose jump or new code in place then covers it
+    // (its `original` holds the call as it was).
     let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
         (plan.entries.iter()).partition(|e| !e.call_sites.is_empty());
-    for (n, entry) in sites.into_iter().chain(entries).enumerate() {
+    let site_writes: Vec<Write> = (sites.iter())
+        .flat_map(|e| e.writes().expect("reach checked above"))
+        .collect();
+    let changes: Vec<spans::Change> = (site_writes.iter())
+        .map(|w| spans::Change {
+            address: w.address,
+            expected: None,
+            replacement: &w.ours,
+        })
+        .collect();
+    spans::apply(&plan.mem, &changes, |address, before| {
+        rollback.entry(address, before.to_vec())
+    })?;
+    if !changes.is_empty() {
+        checkpoint::apply_step("apply:jump-1")?;
+    }
+    for (n, entry) in entries.into_iter().enumerate() {
         for write in entry.writes().expect("reach checked above, hex ours") {
             rollback.entry(write.address, write.original);
             plan.mem.write(write.address, &write.ours)?;
         }
-        if n == 0 {
+        if n == 0 && changes.is_empty() {
             checkpoint::apply_step("apply:jump-1")?;
         }
     }

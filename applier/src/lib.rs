@@ -20,6 +20,7 @@ mod records;
 mod registration;
 mod reloc;
 mod revert;
+mod spans;
 mod target;
 mod unwind;
 

@@ -9,7 +9,7 @@ use crate::quiesce::stop_clear;
 use crate::record::{Entry, Registration, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
 use crate::registration;
-use crate::{checkpoint, Error};
+use crate::{checkpoint, spans, Error};
 
 /// Undo log of an apply in progress: entries written, mappings made and the CFI registered,
 /// undone in reverse.
@@ -220,32 +220,7 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
                 tracee.call(routine, &[], timeout)?;
             }
         }
-        let mut restored = 0;
-        // The reverse of the apply's order: call sites last (one may lie under another
-        // entry's jump, restored with that entry's original bytes first).
-        let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
-            (body.entries.iter()).partition(|e| !e.call_sites.is_empty());
-        for entry in entries.into_iter().rev().chain(sites.into_iter().rev()) {
-            let bad = |what: &str| Error::BadRecord {
-                pid,
-                address: record.address,
-                reason: format!("entry {} has bad {what} bytes", entry.function),
-            };
-            let writes = entry.writes().ok_or_else(|| bad("new or original"))?;
-            let mut wrote = false;
-            for write in writes.iter().rev() {
-                if mem.read(write.address, write.ours.len())? == write.ours {
-                    mem.write(write.address, &write.original)?;
-                    wrote = true;
-                }
-            }
-            if wrote {
-                restored += 1;
-                if restored == 1 {
-                    checkpoint::reached("revert:restored-1");
-                }
-            }
-        }
+        let restored = restore_entries(pid, record, &mem)?;
         Ok((restored, attempts.running))
     })();
     match result {
@@ -286,4 +261,57 @@ pub fn recover(pid: Pid, record: &LiveRecord, timeout: Duration) -> Result<Rever
             Err(error)
         }
     }
+}
+
+/// Puts back what each entry of `record` wrote, where its bytes are still there: jumps and new
+/// code first, newest entry first, then the call sites a page at a time (the reverse of the
+/// apply's order: a call site may lie under another entry's jump, whose original bytes hold
+/// it as it was). Returns how many entries it restored.
+fn restore_entries(pid: Pid, record: &LiveRecord, mem: &Mem) -> Result<usize, Error> {
+    let bad = |entry: &Entry| Error::BadRecord {
+        pid,
+        address: record.address,
+        reason: format!("entry {} has bad new or original bytes", entry.function),
+    };
+    let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
+        (record.body.entries.iter()).partition(|e| !e.call_sites.is_empty());
+    let mut restored = 0;
+    for entry in entries.into_iter().rev() {
+        let mut wrote = false;
+        for write in entry.writes().ok_or_else(|| bad(entry))?.iter().rev() {
+            if mem.read(write.address, write.ours.len())? == write.ours {
+                mem.write(write.address, &write.original)?;
+                wrote = true;
+            }
+        }
+        if wrote {
+            restored += 1;
+            if restored == 1 {
+                checkpoint::reached("revert:restored-1");
+            }
+        }
+    }
+    let mut writes = Vec::new();
+    for (n, entry) in sites.iter().enumerate() {
+        writes.extend(
+            entry
+                .writes()
+                .ok_or_else(|| bad(entry))?
+                .into_iter()
+                .map(|w| (n, w)),
+        );
+    }
+    let changes: Vec<spans::Change> = (writes.iter())
+        .map(|(_, w)| spans::Change {
+            address: w.address,
+            expected: Some(&w.ours),
+            replacement: &w.original,
+        })
+        .collect();
+    let made = spans::apply(mem, &changes, |_, _| {})?;
+    let mut sites_restored = vec![false; sites.len()];
+    for ((n, _), made) in writes.iter().zip(made) {
+        sites_restored[*n] |= made;
+    }
+    Ok(restored + sites_restored.iter().filter(|&&r| r).count())
 }
