@@ -831,17 +831,9 @@ fn switch(
             .iter()
             .flat_map(|r| r.guarded_code(Some(&addresses))),
     );
-    let counters = Counters::snapshot(tracee, &plan.mem);
-    let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
-    checkpoint::apply_step("apply:stopped")?;
-    let paused = Instant::now();
-    let state = loaded.record_address + STATE_OFFSET;
-    plan.mem
-        .write(state, &State::Switching.word().to_le_bytes())?;
-    checkpoint::apply_step("apply:switching")?;
     // Call sites first, a page at a time (a function may have thousands): one may lie in a
     // function this package also replaces, whose jump or new code in place then covers it
-    // (its `original` holds the call as it was).
+    // (its `original` holds the call as it was). Worked out before the world stops.
     let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
         (plan.entries.iter()).partition(|e| !e.call_sites.is_empty());
     let site_writes: Vec<Write> = (sites.iter())
@@ -854,6 +846,14 @@ fn switch(
             replacement: &w.ours,
         })
         .collect();
+    let counters = Counters::snapshot(tracee, &plan.mem);
+    let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
+    checkpoint::apply_step("apply:stopped")?;
+    let paused = Instant::now();
+    let state = loaded.record_address + STATE_OFFSET;
+    plan.mem
+        .write(state, &State::Switching.word().to_le_bytes())?;
+    checkpoint::apply_step("apply:switching")?;
     spans::apply(&plan.mem, &changes, |address, before| {
         rollback.entry(address, before.to_vec())
     })?;
