@@ -177,7 +177,14 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
                 f.old_sha256.as_deref().unwrap_or("-")
             );
             if let Some(how) = entry(f) {
-                let sites: Vec<String> = f.call_sites.iter().map(|o| format!("{o:#x}")).collect();
+                // A function may have thousands: the first few here, all in --json.
+                const SHOWN: usize = 8;
+                let mut sites: Vec<String> = (f.call_sites.iter().take(SHOWN))
+                    .map(|o| format!("{o:#x}"))
+                    .collect();
+                if f.call_sites.len() > SHOWN {
+                    sites.push(format!("and {} more", f.call_sites.len() - SHOWN));
+                }
                 let at = match sites.is_empty() {
                     true => String::new(),
                     false => format!(" (at {})", sites.join(", ")),
