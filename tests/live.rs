@@ -856,7 +856,7 @@ fn short_target(
     (compile, link): (&[&str], &[&str]),
     to: &[u32],
 ) -> (tempfile::TempDir, Vec<PathBuf>) {
-    let dir = compile_versions_with("short", 4, compile, link);
+    let dir = compile_versions_with("short", 5, compile, link);
     let path = |name: &str| dir.path().join(name);
     let packages = to
         .iter()
@@ -1024,7 +1024,8 @@ fn patch_packed_short_functions(compile: &[&str], link: &[&str]) {
         run.stderr
     );
     assert_eq!(target.ask("5"), "1 2 0 35 45");
-    // Nor may a package stacked on it call them: it is bound to the old code.
+    // A package stacked on it calls them too (count calls one): bound to the new code, which
+    // the first package's revert must then wait for.
     let calls = s.build(
         &binary,
         &path("short2.o"),
@@ -1034,14 +1035,42 @@ fn patch_packed_short_functions(compile: &[&str], link: &[&str]) {
         ("short-calls", "1"),
         &[&packages[0]],
     );
-    let run = apply(&s, &calls, &public, &target, &[]);
-    assert_eq!(run.code, 4, "{}", run.stderr);
+    ok(apply(&s, &calls, &public, &target, &[]));
+    // one() once, then count() twice (two calls it twice), each calling one().
+    assert_eq!(target.ask("5"), "3 2 0 35 45");
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    let first = list[0]["id"].as_str().unwrap().to_owned();
+    let run = s.run(&["revert", "--pid", &target.pid(), "--id", &first]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(
         run.stderr
-            .contains("calls one, whose calls applied package short-v2"),
+            .contains("may call the new code of one in package short-v2"),
         "{}",
         run.stderr
     );
+    assert_eq!(target.ask("5"), "3 2 0 35 45");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "1 2 0 35 45");
+    // One replacing a caller whose call of four was redirected: its bytes are the file's but
+    // for that call.
+    let wrap = s.build(
+        &binary,
+        &path("short2.o"),
+        &path("short5.o"),
+        &key,
+        "wrap.lpkg",
+        ("short-wrap", "1"),
+        &[&packages[0]],
+    );
+    ok(apply(&s, &wrap, &public, &target, &[]));
+    assert_eq!(target.ask("5"), "1 2 0 35 145");
+    let run = s.run(&["revert", "--pid", &target.pid(), "--id", &first]);
+    assert!(
+        run.stderr.contains("may call the new code of four"),
+        "{}",
+        run.stderr
+    );
+    ok(s.run(&["revert", "--pid", &target.pid()]));
     assert_eq!(target.ask("5"), "1 2 0 35 45");
     ok(s.run(&["revert", "--pid", &target.pid()]));
     assert_eq!(target.ask("5"), "0 1 0 5 5");

@@ -146,8 +146,14 @@ fn check_preimage(
     if hex(&Sha256::digest(&live)) == expected {
         return Ok((live, true));
     }
-    // Stacking: the entry may hold what a package lpkg applied wrote (a jump or new code in
-    // place) over the expected bytes.
+    // Stacking: the function may hold calls an applied package redirected (to a function
+    // too short for a jump), and its entry what a package lpkg applied wrote (a jump or new
+    // code in place), over the expected bytes.
+    let mut calls_as_they_were = live.clone();
+    undo_redirected_calls(&mut calls_as_they_were, address, applied);
+    if hex(&Sha256::digest(&calls_as_they_were)) == expected {
+        return Ok((live, false));
+    }
     for record in applied {
         for entry in record.body.entries.iter().filter(|e| e.address == address) {
             let (Some(written), Some(original)) = (entry.written(), unhex(&entry.original)) else {
@@ -156,7 +162,7 @@ fn check_preimage(
             if written.len() != original.len() || mem.read(address, written.len())? != written {
                 continue;
             }
-            let mut old = live.clone();
+            let mut old = calls_as_they_were.clone();
             let n = original.len().min(size);
             old[..n].copy_from_slice(&original[..n]);
             if hex(&Sha256::digest(&old)) == expected {
@@ -165,6 +171,35 @@ fn check_preimage(
         }
     }
     Err(mismatch())
+}
+
+/// `code` (at `address`) with the displacement of every call site an applied package pointed
+/// at its new code put back as it was, where it still leads there. Not in the first
+/// `JUMP_LEN` bytes, which this package's jump would overwrite and its revert put back as it
+/// found them: leading to a module that may be gone by then (the pre-image then differs).
+fn undo_redirected_calls(code: &mut [u8], address: u64, applied: &[LiveRecord]) {
+    let redirecting = applied.iter().flat_map(|r| &r.body.entries);
+    for entry in redirecting.filter(|e| !e.call_sites.is_empty()) {
+        for &field in &entry.call_sites {
+            let Some(at) = field.checked_sub(address).map(|at| at as usize) else {
+                continue;
+            };
+            if at < JUMP_LEN {
+                continue;
+            }
+            let (Some(ours), Some(original)) = (
+                call_displacement(field, entry.new_address),
+                call_displacement(field, entry.address),
+            ) else {
+                continue;
+            };
+            if let Some(bytes) = code.get_mut(at..at.saturating_add(4)) {
+                if *bytes == ours {
+                    bytes.copy_from_slice(&original);
+                }
+            }
+        }
+    }
 }
 
 /// Verifies `package_bytes` against `trust` and applies the package to process `pid`.
@@ -259,14 +294,14 @@ fn prepare<'a>(
     options: &'a ApplyOptions,
     target: &'a TargetObject,
     target_file: &[u8],
-    resolver: target::Resolver<'a>,
+    mut resolver: target::Resolver<'a>,
 ) -> Result<Plan<'a>, Error> {
     let manifest = package.manifest();
     let module = package.module()?;
     let id = package.id();
     let (recovered, applied) = recover_interrupted(pid, &id, options.timeout)?;
     check_requirements(pid, manifest, &applied)?;
-    check_no_redirected_calls(symbols, target, &applied)?;
+    resolver.follow_redirected_calls(redirected_calls(&applied));
     if !options.allow_downgrade {
         check_no_downgrade(pid, manifest, &applied)?;
     }
@@ -297,31 +332,15 @@ fn prepare<'a>(
     Ok(plan)
 }
 
-/// The module calls nothing whose calls an applied package redirected (a function shorter
-/// than a jump, its call sites pointed at that package's new code): bound to the target's
-/// copy, its calls would reach the old code, which the redirection left as it was.
-fn check_no_redirected_calls(
-    symbols: &lpkg_format::SymbolMap,
-    target: &TargetObject,
-    applied: &[LiveRecord],
-) -> Result<(), Error> {
-    for binding in &symbols.symbols {
-        let lpkg_format::SymbolBinding::Target { offset, .. } = binding else {
-            continue;
-        };
-        let address = target.bias.wrapping_add(*offset);
-        for record in applied {
-            let redirected = (record.body.entries.iter())
-                .find(|e| e.address == address && !e.call_sites.is_empty());
-            if let Some(entry) = redirected {
-                return Err(Error::CallsRedirected {
-                    function: entry.function.clone(),
-                    package: record.body.name.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
+/// The functions of the target whose calls an applied package leads to its new code (too
+/// short for a jump): their address, to the new code's. Calls of this package's module bind
+/// there too; revert then keeps that package until this one is gone
+/// ([`crate::revert::revert`]).
+fn redirected_calls(applied: &[LiveRecord]) -> std::collections::BTreeMap<u64, u64> {
+    (applied.iter().flat_map(|r| &r.body.entries))
+        .filter(|e| !e.call_sites.is_empty())
+        .map(|e| (e.address, e.new_address))
+        .collect()
 }
 
 /// Rolls back what interrupted operations left (a record not `applied`); returns their ids
@@ -466,10 +485,6 @@ fn plan_entries(
     Ok((entries, candidates, jumps))
 }
 
-/// Most bytes of an applied module searched for calls to a function whose call sites are
-/// redirected (modules are kilobytes; a record is the target's to forge).
-const MAX_MODULE_SCAN: u64 = 64 << 20;
-
 /// What an entry that gets no new code in place overwrites: the `JUMP_LEN` bytes at its
 /// start, running into the padding after a shorter function (which must be the target
 /// file's, unless an applied package's jump is there); or, for a function too short for a
@@ -505,7 +520,7 @@ fn entry_bytes(
     }
     // Modules applied before reach the target through relocations the builder never saw.
     for record in &plan.applied {
-        let len = record.body.module_len.min(MAX_MODULE_SCAN) as usize;
+        let len = record.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
         let code = plan.mem.read(record.body.module_address, len)?;
         if crate::reloc::may_lead_to(&code, record.body.module_address, address) {
             return Err(Error::CalledFromModule {

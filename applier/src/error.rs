@@ -133,15 +133,6 @@ pub enum Error {
         /// The applied package's name.
         package: String,
     },
-    /// The module calls a function whose calls an applied package redirected to its own new
-    /// code: bound to the target's copy, those calls would reach the old code.
-    #[error("the patch module calls {function}, whose calls applied package {package} leads to its own new code: this package would call the old code")]
-    CallsRedirected {
-        /// The function.
-        function: String,
-        /// The applied package's name.
-        package: String,
-    },
     /// An object mapped in the process is not an ELF file lpkg can read.
     #[error("patch module: {path}: {reason}")]
     BadObject {
@@ -235,7 +226,6 @@ impl Error {
                 | Error::CallSiteChanged { .. }
                 | Error::CallSitesRedirected { .. }
                 | Error::CalledFromModule { .. }
-                | Error::CallsRedirected { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }
         )

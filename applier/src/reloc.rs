@@ -93,19 +93,22 @@ pub fn indirect_jump_stub(target: u64) -> [u8; 14] {
     stub
 }
 
+/// Most bytes of a patch module searched by [`may_lead_to`] (modules are kilobytes; a record
+/// giving its length is the target's to forge).
+pub const MAX_MODULE_SCAN: u64 = 64 << 20;
+
 /// Whether `code` (bytes at `address`, instruction boundaries unknown) may lead to `to`: a
 /// 4-byte window that, as the `rip`-relative displacement of an instruction ending 0, 1, 2 or
 /// 4 bytes after it, designates `to` (every direct call, jump and `rip`-relative reference is
-/// one), or an aligned 8-byte word equal to it (a GOT slot, a call stub's address).
+/// one), or an 8-byte word equal to it at any offset (a GOT slot, a call stub's address).
 pub fn may_lead_to(code: &[u8], address: u64, to: u64) -> bool {
     let relative = code.windows(4).enumerate().any(|(i, w)| {
         let rel = i32::from_le_bytes([w[0], w[1], w[2], w[3]]) as i64 as u64;
         let end = address.wrapping_add(i as u64 + 4).wrapping_add(rel);
         [0u64, 1, 2, 4].iter().any(|&k| end.wrapping_add(k) == to)
     });
-    let skip = ((8 - address % 8) % 8) as usize;
-    let absolute = (code.get(skip..).unwrap_or_default().chunks_exact(8))
-        .any(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) == to);
+    let absolute =
+        (code.windows(8)).any(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) == to);
     relative || absolute
 }
 

@@ -184,11 +184,46 @@ pub fn revert(
                 )));
             }
         }
+        check_no_newer_calls(pid, one, &records)?;
     }
     for record in chosen {
         reports.push(recover(pid, record, timeout)?);
     }
     Ok(reports)
+}
+
+/// A newer package's module may call the new code of a function whose calls `one` leads there
+/// (too short for a jump: the newer package's calls of it were bound to that code): `one`
+/// must wait for it.
+fn check_no_newer_calls(pid: Pid, one: &LiveRecord, records: &[LiveRecord]) -> Result<(), Error> {
+    let redirecting: Vec<&Entry> = (one.body.entries.iter())
+        .filter(|e| !e.call_sites.is_empty())
+        .collect();
+    if redirecting.is_empty() {
+        return Ok(());
+    }
+    let mem = Mem::open(pid)?;
+    for newer in records
+        .iter()
+        .filter(|r| r.body.sequence > one.body.sequence)
+    {
+        let len = newer.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
+        let module = mem.read(newer.body.module_address, len)?;
+        let called = (redirecting.iter())
+            .find(|e| crate::reloc::may_lead_to(&module, newer.body.module_address, e.new_address));
+        if let Some(entry) = called {
+            return Err(Error::Stacking(format!(
+                "package {} {} may call the new code of {} in package {} {}: revert {} first",
+                newer.body.name,
+                newer.body.version,
+                entry.function,
+                one.body.name,
+                one.body.version,
+                newer.body.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Takes one package out of `pid`, whatever state it was left in: runs its exit routines if it

@@ -1,10 +1,11 @@
 /* Live-test target for functions shorter than the 5-byte jump. Reads a number per line on
- * stdin and answers "ones counts hooks three(x) four(x)": how much one(), two(count) and the
- * call through hook_pointer bumped their counters, then three(x) and four(x). "busy" starts
- * a thread calling them all in a tight loop. VERSION 1 is the running program; 2 fixes one
- * (1 byte), two (2), three (3) and four (4); 3 also fixes hook (1 byte), whose address is
- * stored in hook_pointer; 4 is 2 with count calling one. Built at -O2 (padding follows each
- * function) and at -Os -falign-functions=1 (none does). */
+ * stdin and answers "ones counts hooks three(x) wrap(x)": how much one(), two(count) and the
+ * call through hook_pointer bumped their counters, then three(x) and wrap(x) (four(x) but
+ * for version 5). "busy" starts a thread calling them all in a tight loop. VERSION 1 is the
+ * running program; 2 fixes one (1 byte), two (2), three (3) and four (4); 3 also fixes hook
+ * (1 byte), whose address is stored in hook_pointer; 4 is 2 with count calling one; 5 is 2
+ * with wrap adding 100. Built at -O2 (padding follows each function) and at
+ * -Os -falign-functions=1 (none does). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,16 @@ NOIPA long four(long x)
 #endif
 }
 
+/* Calls four past its first 5 bytes. */
+NOIPA long wrap(long x)
+{
+#if VERSION == 5
+    return four(x + 1000) - 900;
+#else
+    return four(x + 1000) - 1000;
+#endif
+}
+
 static volatile long sink;
 
 static void *busy(void *arg)
@@ -101,7 +112,7 @@ int main(void)
             one();
             two(count);
             hook_pointer();
-            printf("%ld %ld %ld %d %ld\n", ones - o, counts - c, hooks - h, three((int)x), four(x));
+            printf("%ld %ld %ld %d %ld\n", ones - o, counts - c, hooks - h, three((int)x), wrap(x));
         }
         fflush(stdout);
     }
