@@ -186,9 +186,11 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
              __attribute__((noinline)) long measure(struct point *p, long k) {{\n\
                calls++;\n  return p->x * {version} + p->y + (long)strlen(names[k % 3]);\n}}\n\
              __attribute__((noinline)) long twice(long x) {{ return x * 2; }}\n\
+             __attribute__((noinline)) long ident(long x) {{ return x * {version}; }}\n\
              int main(int argc, char **argv) {{\n\
                struct point p = {{argc, 2}};\n  (void)argv;\n\
-               printf(\"%ld %ld\\n\", measure(&p, argc), twice(argc));\n  return 0;\n}}\n"
+               printf(\"%ld %ld %ld\\n\", measure(&p, argc), twice(argc), ident(argc));\n\
+               return 0;\n}}\n"
         )
     };
     let compile = |version: u32| {
@@ -200,7 +202,10 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
             dir.path(),
             &[
                 &prefix_map,
-                "-O2",
+                // Packed: ident, 3 bytes long in v1, has its call sites rewritten, so the
+                // target's code and data are searched for what leads to it.
+                "-Os",
+                "-falign-functions=1",
                 "-g",
                 "-fPIE",
                 "-ffunction-sections",
@@ -228,6 +233,12 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
     };
     let built = lpkg_builder::build(&options(&target, &old, &new)).expect("the real pair builds");
     assert!(built.manifest.functions.iter().any(|f| f.name == "measure"));
+    let ident = built.manifest.functions.iter().find(|f| f.name == "ident");
+    assert!(
+        ident.is_some_and(|f| !f.call_sites.is_empty()),
+        "{:?}",
+        built.manifest.functions
+    );
 
     let seeds = [
         std::fs::read(&old).unwrap(),
