@@ -311,9 +311,7 @@ impl TargetFile {
         }
         Ok(sites)
     }
-}
 
-impl TargetFile {
     /// The ranges of `[start, end)` that no function symbol covers.
     fn gaps(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         let mut gaps = Vec::new();
