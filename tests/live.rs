@@ -971,6 +971,22 @@ fn functions_shorter_than_a_jump_are_patched_live_through_their_padding() {
     let files = (binary.as_path(), packages[1].as_path(), public.as_path());
     let hook = [("hook", "jump in padding")];
     patch_short_functions_live(&s, files, &["--jump-only"], &hook, (old, "1 2 1 35 45"));
+
+    // Padding that is not the file's any more (someone else's code?) is never overwritten.
+    let mut target = Target::start(&binary);
+    let (one, _) = target.function(&binary, "one");
+    let pid = target.child.id() as i32;
+    lpkg_kernel::memory::write(pid, one + 2, &[0xcc]).unwrap();
+    let before = target.snapshot(&[(one, 16)]);
+    let run = apply(&s, &packages[0], &public, &target, &["--jump-only"]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("function one: the padding at"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(target.snapshot(&[(one, 16)]), before);
+    assert_eq!(target.ask("5"), old);
 }
 
 #[test]
