@@ -887,6 +887,7 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
             new_address: compute + 0x1000,
             new_size: 16,
             in_place: None,
+            call_sites: vec![],
         }],
     };
     let record = body.encode(lpkg_applier::State::Applied);

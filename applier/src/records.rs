@@ -170,7 +170,7 @@ fn in_effect(pid: Pid, records: &[LiveRecord], index: usize, entry: &crate::reco
             newer.body.entries.iter().any(|n| {
                 n.address == entry.address
                     && crate::record::unhex(&n.original).is_some_and(|o| {
-                        !o.is_empty() && (o.starts_with(&ours) || ours.starts_with(&o))
+                        !o.is_empty() && (o.starts_with(ours) || ours.starts_with(&o))
                     })
                     && in_effect(pid, records, newer_index, n)
             })
