@@ -543,3 +543,31 @@ fn a_main_thread_in_vfork_costs_no_more_than_the_timeout() {
     assert!(target.alive());
     target.wait_for(|l| l == "2 20", "still the new values");
 }
+
+/// Issue 19 (8): a sandboxed target whose seccomp filter kills the process on memfd_create
+/// (what systemd's `SystemCallFilter=` does) is refused before any system call is made in it,
+/// naming the call, and lives on untouched; a filter that lets lpkg's calls through (it only
+/// denies ptrace) changes nothing; memory-deny-write-execute fails cleanly.
+#[test]
+fn sandboxed_targets_are_refused_before_anything_kills_them() {
+    let b = built();
+    let mut target = Target::start(&b.exe, "seccomp:kill-memfd");
+    let error = apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("seccomp filter would kill the process on memfd_create"),
+        "{message}"
+    );
+    assert_untouched(&mut target);
+
+    let mut target = Target::start(&b.exe, "seccomp:deny-ptrace");
+    apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    revert(target.pid(), &Selection::Latest, Duration::from_secs(5)).unwrap();
+    assert_untouched(&mut target);
+
+    let mut target = Target::start(&b.exe, "mdwe");
+    let error = apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap_err();
+    assert!(!matches!(error, Error::Busy { .. }), "{error}");
+    assert_untouched(&mut target);
+}

@@ -49,6 +49,14 @@ pub enum Error {
         /// The process that went away.
         pid: Pid,
     },
+    /// The process's sandbox would not let a system call lpkg needs run (or would kill it).
+    #[error("process {pid}: {reason}: refused, nothing was changed")]
+    Sandboxed {
+        /// The target.
+        pid: Pid,
+        /// What the sandbox would do.
+        reason: String,
+    },
     /// The pid named another process than the one first seen (it exited and its pid was
     /// given to a new process): nothing was done to either.
     #[error("process {pid} exited and its pid was reused by another process: nothing was changed")]

@@ -21,6 +21,7 @@ mod procfs;
 mod ptrace;
 mod remote_call;
 mod remote_syscall;
+mod seccomp;
 pub mod stack;
 #[doc(hidden)]
 pub mod test_hook;

@@ -116,6 +116,13 @@ impl Tracee {
 
     fn inject_syscall(&mut self, tid: Pid, nr: u64, args: [u64; 6], framed: bool) -> Result<i64> {
         self.require_stopped_thread(tid)?;
+        if !self.sandbox_checked.contains(&tid) {
+            // Before the first call on this thread: one its seccomp filter kills would kill
+            // the process.
+            let ip = self.syscall_insn()?;
+            crate::seccomp::check(self.pid, tid, ip)?;
+            self.sandbox_checked.insert(tid);
+        }
         self.injected.set(self.injected.get() + 1);
         let pid = self.pid;
         let saved = self.borrow_thread(tid)?;

@@ -91,6 +91,8 @@ pub struct Tracee {
     /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
     stat: Option<std::fs::File>,
     detached: bool,
+    /// Threads whose seccomp filters were found to allow every system call lpkg injects.
+    pub(crate) sandbox_checked: std::collections::BTreeSet<Pid>,
     /// When the operation in progress must end: no stop waits past it (see
     /// [`Tracee::set_deadline`]).
     deadline: Option<Instant>,
@@ -128,6 +130,7 @@ impl Tracee {
             stat: procfs::open_stat(pid),
             detached: false,
             deadline: None,
+            sandbox_checked: std::collections::BTreeSet::new(),
             _not_send: PhantomData,
         };
         let mut gone = std::collections::BTreeSet::new();

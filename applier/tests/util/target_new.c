@@ -11,6 +11,7 @@
  *               main thread stays in vfork(), where no ptrace interrupt stops it
  *   seccomp:kill-memfd  a seccomp filter kills the process on memfd_create
  *   seccomp:deny-ptrace a seccomp filter fails ptrace() with EPERM, allows the rest
+ *   mdwe        memory-deny-write-execute (PR_SET_MDWE): no mapping may become executable
  *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
  *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
  *               record says applied over old code or no/loading record over new code */
@@ -158,6 +159,10 @@ int main(int argc, char **argv) {
         seccomp_filter(SYS_memfd_create, SECCOMP_RET_KILL_PROCESS);
     else if (strcmp(mode, "seccomp:deny-ptrace") == 0)
         seccomp_filter(SYS_ptrace, SECCOMP_RET_ERRNO | 1);
+    else if (strcmp(mode, "mdwe") == 0 && prctl(65 /* PR_SET_MDWE */, 1, 0, 0, 0)) {
+        perror("PR_SET_MDWE");
+        exit(1);
+    }
     pthread_create(&t, 0, printer, 0);
     if (strncmp(mode, "park:", 5) == 0) {
         park_seconds = atoi(mode + 5);

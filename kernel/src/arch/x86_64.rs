@@ -29,6 +29,66 @@ pub const SYS_MEMFD_CREATE: u64 = 319;
 pub const SYS_RT_SIGRETURN: u64 = 15;
 /// `sigaltstack(2)`.
 pub const SYS_SIGALTSTACK: u64 = 131;
+/// `AUDIT_ARCH_X86_64`: the architecture a seccomp filter sees in `seccomp_data.arch`.
+pub const AUDIT_ARCH: u32 = 0xc000_003e;
+
+/// Every system call lpkg makes in a target (injected, or run by its trampolines), with the
+/// arguments it typically passes, for checking them against the target's seccomp filters
+/// (`seccomp.rs`): mappings near the target's code, a memfd (name on a scratch page), the
+/// protections a module gets, the signal frames of injected calls and remote calls.
+pub const INJECTED_CALLS: &[(&str, u64, [u64; 6])] = &[
+    ("mmap", SYS_MMAP, [0, 0x1000, 0x3, 0x22, u64::MAX, 0]),
+    (
+        "mmap",
+        SYS_MMAP,
+        [0x7f00_0000_0000, 0x10000, 0x3, 0x10_0002, 3, 0],
+    ),
+    (
+        "mmap",
+        SYS_MMAP,
+        [0x7f00_0000_0000, 0x10000, 0x3, 0x10_0001, 3, 0],
+    ),
+    (
+        "mprotect",
+        SYS_MPROTECT,
+        [0x7f00_0000_0000, 0x1000, 0x5, 0, 0, 0],
+    ),
+    (
+        "mprotect",
+        SYS_MPROTECT,
+        [0x7f00_0000_0000, 0x1000, 0x1, 0, 0, 0],
+    ),
+    (
+        "mprotect",
+        SYS_MPROTECT,
+        [0x7f00_0000_0000, 0x1000, 0x3, 0, 0, 0],
+    ),
+    (
+        "munmap",
+        SYS_MUNMAP,
+        [0x7f00_0000_0000, 0x10000, 0, 0, 0, 0],
+    ),
+    (
+        "memfd_create",
+        SYS_MEMFD_CREATE,
+        [0x7f00_0000_0000, 0x9, 0, 0, 0, 0],
+    ),
+    (
+        "memfd_create",
+        SYS_MEMFD_CREATE,
+        [0x7f00_0000_0000, 0x1, 0, 0, 0, 0],
+    ),
+    ("ftruncate", SYS_FTRUNCATE, [3, 0x10000, 0, 0, 0, 0]),
+    ("close", SYS_CLOSE, [3, 0, 0, 0, 0, 0]),
+    (
+        "sigaltstack",
+        SYS_SIGALTSTACK,
+        [0, 0x7ffc_0000_0000, 0, 0, 0, 0],
+    ),
+    ("rt_sigreturn", SYS_RT_SIGRETURN, [0; 6]),
+    ("getpid", SYS_GETPID, [0; 6]),
+];
+
 /// `restart_syscall(2)`: continues a call interrupted with `-ERESTART_RESTARTBLOCK`.
 pub const SYS_RESTART_SYSCALL: u64 = 219;
 
