@@ -16,6 +16,7 @@ pkgs=(
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
+  time                                            # GNU time: peak memory of lpkg in tests/adversary.rs
 )
 
 quiet() { # runs a command, showing its output only when it fails

@@ -82,9 +82,17 @@ impl LiveRecord {
     }
 }
 
+/// The most records one process holds: far more packages than anyone stacks.
+const MAX_RECORDS: usize = 1024;
+/// The most record bytes read from one process: what lpkg reads is bounded whatever a target
+/// maps (one record memfd mapped a hundred times is read once; a hundred large ones are not).
+const MAX_RECORD_BYTES: usize = 32 << 20;
+
 /// Every lpkg record mapped in `pid`, oldest package first.
 pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
     let mut records = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut bytes = 0usize;
     for entry in maps::read(pid)? {
         if memfd_id(&entry, NAME_PREFIX).is_none() || entry.offset != 0 {
             continue;
@@ -94,6 +102,15 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
             address: entry.start,
             reason,
         };
+        if !seen.insert((entry.dev, entry.inode)) {
+            // The same memfd mapped again: lpkg maps each record once; the first is read.
+            continue;
+        }
+        if records.len() >= MAX_RECORDS {
+            return Err(bad(format!(
+                "more than {MAX_RECORDS} records in one process"
+            )));
+        }
         let header = memory::read(pid, entry.start, HEADER_LEN)?;
         if is_unwritten(&header) {
             // Mapped by an apply that died before writing it: an orphan, not a record.
@@ -102,6 +119,13 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
         let (state, len) = RecordBody::decode_header(&header).map_err(bad)?;
         if (HEADER_LEN + len) as u64 > entry.end - entry.start {
             return Err(bad(format!("body of {len} bytes runs past the mapping")));
+        }
+        bytes = bytes.saturating_add(len);
+        if bytes > MAX_RECORD_BYTES {
+            return Err(bad(format!(
+                "records of more than {} MiB in one process",
+                MAX_RECORD_BYTES >> 20
+            )));
         }
         let body = memory::read(pid, entry.start + HEADER_LEN as u64, len)?;
         let body = RecordBody::decode_body(&body).map_err(bad)?;

@@ -40,7 +40,7 @@ struct ElfFacts {
     is_executable: bool,
 }
 
-fn elf_facts(data: &[u8]) -> Result<ElfFacts, String> {
+fn elf_facts<'d>(data: impl object::ReadRef<'d>) -> Result<ElfFacts, String> {
     let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| e.to_string())?;
     let endian = header.endian().map_err(|e| e.to_string())?;
     let mut first_load = None;
@@ -82,7 +82,7 @@ pub fn find(pid: Pid, target: &lpkg_format::Target) -> Result<Found, Error> {
             file_name: target.file_name.clone(),
         })?;
     let data = objects::read_file(found)?;
-    let facts = elf_facts(&data).map_err(|reason| Error::BadObject {
+    let facts = elf_facts(&data[..]).map_err(|reason| Error::BadObject {
         path: found.path.display().to_string(),
         reason,
     })?;
@@ -138,15 +138,33 @@ type BiasedSymbols = (Arc<DynamicSymbols>, u64);
 
 /// The dynamic symbols of the file mapped as `object` (addresses as linked, not biased), read
 /// once per file.
-fn cached_dynamic_symbols(object: &MappedObject) -> Result<Arc<DynamicSymbols>, Error> {
-    static SYMBOLS: objects::FileCache<Arc<DynamicSymbols>> = objects::FileCache::new(|_| 1, 256);
-    SYMBOLS.get(objects::file_key(object)?, || {
-        let data = objects::read_file(object)?;
-        Ok(Arc::new(dynamic_symbols(&data).unwrap_or_default()))
-    })
+fn cached_dynamic_symbols(object: &MappedObject) -> Result<BiasedSymbols, Error> {
+    static SYMBOLS: objects::FileCache<(Arc<DynamicSymbols>, u64)> =
+        objects::FileCache::new(|_| 1, 256);
+    let (table, first_load) = SYMBOLS.get(objects::file_key(object)?, || {
+        // Only the headers and the dynamic symbol tables are read, at most
+        // `Capped::BUDGET`: a mapped file claims what sizes it likes.
+        let file =
+            std::fs::File::open(&object.map_file).map_err(|source| lpkg_kernel::Error::Proc {
+                path: object.map_file.clone(),
+                source,
+            })?;
+        let cache = object::ReadCache::new(file);
+        let left = std::cell::Cell::new(objects::Capped::BUDGET);
+        let data = objects::Capped::new(&cache, &left);
+        let facts = elf_facts(data).map_err(|reason| Error::BadObject {
+            path: object.path.display().to_string(),
+            reason,
+        })?;
+        Ok::<_, Error>((
+            Arc::new(dynamic_symbols(data).unwrap_or_default()),
+            facts.first_load,
+        ))
+    })?;
+    Ok((table, object.base.wrapping_sub(first_load)))
 }
 
-fn dynamic_symbols(data: &[u8]) -> Result<DynamicSymbols, object::Error> {
+fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols, object::Error> {
     let header = elf::FileHeader64::<Endianness>::parse(data)?;
     let endian = header.endian()?;
     let sections = header.sections(endian, data)?;
@@ -326,13 +344,7 @@ impl<'a> Resolver<'a> {
         let mut tables = self.tables.borrow_mut();
         let object = &self.mapped[index];
         if tables[index].is_none() {
-            let data = objects::read_file(object)?;
-            let facts = elf_facts(&data).map_err(|reason| Error::BadObject {
-                path: object.path.display().to_string(),
-                reason,
-            })?;
-            let bias = object.base.wrapping_sub(facts.first_load);
-            tables[index] = Some((cached_dynamic_symbols(object)?, bias));
+            tables[index] = Some(cached_dynamic_symbols(object)?);
         }
         let Some((table, bias)) = &tables[index] else {
             return Ok(None);

@@ -105,7 +105,10 @@ impl CfiSections {
                 // Not kept: the file may be readable next time.
                 return Err(());
             };
-            Ok(CfiSections::read(&object::ReadCache::new(file)).map(Arc::new))
+            // At most `Capped::BUDGET` read: the target chooses what its files claim.
+            let cache = object::ReadCache::new(file);
+            let left = std::cell::Cell::new(objects::Capped::BUDGET);
+            Ok(CfiSections::read(objects::Capped::new(&cache, &left)).map(Arc::new))
         })
         .ok()
         .flatten()

@@ -125,6 +125,50 @@ fn cached_build_id(object: &MappedObject) -> Result<Option<Option<Vec<u8>>>> {
     BUILD_IDS.get(file_key(object)?, || read_build_id(&object.map_file))
 }
 
+/// A file read through a read cache, at most [`Capped::BUDGET`] bytes in all: the headers of a
+/// file a target maps are the target's to choose, and one that claims a 1.5 GiB section (a
+/// sparse file costs nothing to make) must not make lpkg read it. A read past the budget fails,
+/// and the parse with it.
+#[derive(Clone, Copy)]
+pub struct Capped<'a> {
+    cache: &'a ReadCache<std::fs::File>,
+    left: &'a std::cell::Cell<u64>,
+}
+
+impl<'a> Capped<'a> {
+    /// What may be read of one file: more than any real object's headers, symbol and CFI
+    /// tables need.
+    pub const BUDGET: u64 = 48 << 20;
+
+    /// `cache`, with `left` bytes still allowed (start it at [`Capped::BUDGET`]).
+    pub fn new(cache: &'a ReadCache<std::fs::File>, left: &'a std::cell::Cell<u64>) -> Capped<'a> {
+        Capped { cache, left }
+    }
+}
+
+impl<'a> object::ReadRef<'a> for Capped<'a> {
+    fn len(self) -> std::result::Result<u64, ()> {
+        self.cache.len()
+    }
+
+    fn read_bytes_at(self, offset: u64, size: u64) -> std::result::Result<&'a [u8], ()> {
+        let left = self.left.get().checked_sub(size).ok_or(())?;
+        self.left.set(left);
+        self.cache.read_bytes_at(offset, size)
+    }
+
+    fn read_bytes_at_until(
+        self,
+        range: std::ops::Range<u64>,
+        delimiter: u8,
+    ) -> std::result::Result<&'a [u8], ()> {
+        let bytes = self.cache.read_bytes_at_until(range, delimiter)?;
+        let left = self.left.get().checked_sub(bytes.len() as u64).ok_or(())?;
+        self.left.set(left);
+        Ok(bytes)
+    }
+}
+
 /// `Ok(None)` when the file is not ELF; `Ok(Some(None))` for ELF without a build-id.
 fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
     let file = std::fs::File::open(path).map_err(|source| Error::Proc {
@@ -132,15 +176,17 @@ fn read_build_id(path: &PathBuf) -> Result<Option<Option<Vec<u8>>>> {
         source,
     })?;
     let cache = ReadCache::new(file);
+    let left = std::cell::Cell::new(Capped::BUDGET);
+    let data = Capped::new(&cache, &left);
     let mut magic = [0u8; 4];
-    match object::ReadRef::read_bytes_at(&cache, 0, 4) {
+    match object::ReadRef::read_bytes_at(data, 0, 4) {
         Ok(bytes) => magic.copy_from_slice(bytes),
         Err(()) => return Ok(None),
     }
     if magic != *b"\x7fELF" {
         return Ok(None);
     }
-    let elf = object::File::parse(&cache).map_err(|source| Error::Elf {
+    let elf = object::File::parse(data).map_err(|source| Error::Elf {
         path: path.clone(),
         source,
     })?;
@@ -222,12 +268,25 @@ impl<T: Clone> FileCache<T> {
     }
 }
 
+/// The largest object file lpkg reads whole (the target object of a package).
+const MAX_FILE: u64 = 512 << 20;
+
 static FILES: FileCache<std::sync::Arc<Vec<u8>>> = FileCache::new(|d| d.len(), 16 << 20);
 
 /// The bytes of the file really mapped as `object` (through `/proc/PID/map_files/`), so a file
 /// replaced or deleted on disk since the process loaded it is never read by mistake.
 pub fn read_file(object: &MappedObject) -> Result<std::sync::Arc<Vec<u8>>> {
-    FILES.get(file_key(object)?, || {
+    let key = file_key(object)?;
+    if key.size > MAX_FILE {
+        return Err(Error::Proc {
+            path: object.map_file.clone(),
+            source: std::io::Error::other(format!(
+                "{} bytes, more than lpkg reads of one object ({MAX_FILE})",
+                key.size
+            )),
+        });
+    }
+    FILES.get(key, || {
         std::fs::read(&object.map_file)
             .map(std::sync::Arc::new)
             .map_err(|source| Error::Proc {
