@@ -598,3 +598,28 @@ fn a_pid_reused_after_the_records_were_read_is_never_touched() {
     second.wait_for(|l| l == "2 20", "new values");
     revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
 }
+
+/// Issue 19 (9): a target killed while lpkg has it stopped, and not reaped by its parent (this
+/// test, which waits for it only at the end), costs lpkg no more than its timeout (5 s): it
+/// used to wait 10 s per stop it tried, up to three times.
+#[test]
+fn a_target_killed_mid_apply_and_not_reaped_costs_no_more_than_the_timeout() {
+    let (_dir, package) = package_file();
+    let b = built();
+    for step in ["apply:stopped", "apply:recorded"] {
+        let target = Target::start(&b.exe, "plain");
+        let pid = target.pid();
+        let mut applying = paused_at("apply", pid, step, &package);
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let started = std::time::Instant::now();
+        signal_and_wait(&mut applying.0, step, "INT");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(8), "{step}: lpkg took {took:?}");
+        assert!(!applying.0.wait().unwrap().success());
+        drop(target);
+    }
+}
