@@ -5,23 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 
-use common::Scratch;
+use common::{gcc, Program, Scratch};
 
 /// The most memory an lpkg command may take (KiB), whatever the target does.
 const MAX_RSS_KIB: u64 = 64 * 1024;
-
-fn gcc(args: &[&str]) {
-    let out = Command::new("gcc").args(args).output().expect("run gcc");
-    assert!(
-        out.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The hoard target built in two versions, and a package from the first to the second.
 fn build(s: &Scratch) -> (PathBuf, PathBuf, PathBuf) {
@@ -100,50 +91,11 @@ fn fake_elf(path: &Path) {
     file.set_len(0x10_0000 + 0x6000_0000).unwrap();
 }
 
-/// A running hoard; killed (by its PID) when dropped.
-struct Target {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Target {
-    fn start(exe: &Path, args: &[&str]) -> Target {
-        let mut child = Command::new(exe)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut target = Target {
-            child,
-            stdin,
-            stdout,
-        };
-        assert_eq!(target.ask(3), "4");
-        target
-    }
-
-    fn ask(&mut self, x: u32) -> String {
-        writeln!(self.stdin, "{x}").unwrap();
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).unwrap();
-        assert!(!answer.is_empty(), "target died");
-        answer.trim_end().to_owned()
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the hoard with `args`, and checks it answers.
+fn start(exe: &Path, args: &[&str]) -> Program {
+    let mut target = Program::start(Command::new(exe).args(args));
+    assert_eq!(target.ask("3"), "4");
+    target
 }
 
 /// Runs `lpkg ARGS` under GNU time: its exit code, stderr, and peak memory in KiB.
@@ -174,7 +126,7 @@ fn a_fake_elf_claiming_huge_cfi_costs_no_memory() {
     let (exe, package, public) = build(&s);
     let fake = s.path("fake.so");
     fake_elf(&fake);
-    let mut target = Target::start(&exe, &[fake.to_str().unwrap()]);
+    let mut target = start(&exe, &[fake.to_str().unwrap()]);
     let pid = target.pid();
     let trust = public.to_str().unwrap();
     let (code, stderr, kib) = measured(
@@ -190,18 +142,18 @@ fn a_fake_elf_claiming_huge_cfi_costs_no_memory() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(kib < MAX_RSS_KIB, "apply took {kib} KiB");
-    assert_eq!(target.ask(3), "7");
+    assert_eq!(target.ask("3"), "7");
     let (code, stderr, kib) = measured(&s, &["revert", "--pid", &pid]);
     assert_eq!(code, 0, "{stderr}");
     assert!(kib < MAX_RSS_KIB, "revert took {kib} KiB");
-    assert_eq!(target.ask(3), "4");
+    assert_eq!(target.ask("3"), "4");
 }
 
 #[test]
 fn a_record_memfd_mapped_a_hundred_times_is_read_once() {
     let s = Scratch::new();
     let (exe, _, _) = build(&s);
-    let target = Target::start(&exe, &["-", "memfd"]);
+    let target = start(&exe, &["-", "memfd"]);
     let pid = target.pid();
     for args in [
         vec!["list", "--pid", &pid],

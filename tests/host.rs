@@ -5,20 +5,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use common::{Run, Scratch};
-
-fn gcc(args: &[&str]) {
-    let out = Command::new("gcc").args(args).output().expect("run gcc");
-    assert!(
-        out.status.success(),
-        "gcc {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use common::{gcc, Program, Run, Scratch};
 
 /// One test's library, its fix, the programs that use it, and a package of the fix.
 struct Fleet {
@@ -90,18 +81,9 @@ impl Fleet {
     }
 
     fn start(&self, program: &str) -> Target {
-        let mut child = Command::new(self.s.path(&format!("{program}{}", self.token)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start target");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Target {
-            child,
-            stdin,
-            stdout,
-        }
+        Program::start(&mut Command::new(
+            self.s.path(&format!("{program}{}", self.token)),
+        ))
     }
 
     /// `lpkg ARGS` with `--trust` where it applies, and `--comm` narrowing `--pid all` to this
@@ -118,33 +100,8 @@ impl Fleet {
     }
 }
 
-/// A running program; killed (by its PID) when dropped.
-struct Target {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Target {
-    fn pid(&self) -> i64 {
-        i64::from(self.child.id())
-    }
-
-    fn ask(&mut self, x: u32) -> String {
-        writeln!(self.stdin, "{x}").unwrap();
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).unwrap();
-        assert!(!answer.is_empty(), "target {} died", self.pid());
-        answer.trim_end().to_owned()
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A program of the fleet: answers N with rate(N) (cat, the bystander, echoes).
+type Target = Program;
 
 fn ok(run: Run) -> Run {
     assert_eq!(
@@ -175,19 +132,19 @@ fn apply_list_and_revert_reach_every_process_that_maps_the_object() {
     users.extend((0..3).map(|_| fleet.start("hv")));
     let mut bystander = fleet.start("hw");
     for user in &mut users {
-        assert_eq!(user.ask(2), "3");
+        assert_eq!(user.ask("2"), "3");
     }
-    let mut all: Vec<i64> = users.iter().map(Target::pid).collect();
+    let mut all: Vec<i64> = users.iter().map(|u| i64::from(u.child.id())).collect();
     all.sort_unstable();
     let package = fleet.package.to_str().unwrap();
 
     // A dry run names every process and changes none.
     let dry = ok(fleet.lpkg(&["apply", package, "--pid", "all", "--dry-run", "--json"])).json();
     assert_eq!(pids_with(&dry, "would apply"), all);
-    assert_eq!(users[0].ask(2), "3");
+    assert_eq!(users[0].ask("2"), "3");
 
     // One left out by pid; every other one patched, each said on its line.
-    let excluded = users[7].pid().to_string();
+    let excluded = users[7].pid();
     let run = ok(fleet.lpkg(&["apply", package, "--pid", "all", "--exclude-pid", &excluded]));
     assert!(
         run.stdout
@@ -204,15 +161,18 @@ fn apply_list_and_revert_reach_every_process_that_maps_the_object() {
     );
     for (i, user) in users.iter_mut().enumerate() {
         let expected = if i == 7 { "3" } else { "2001" };
-        assert_eq!(user.ask(2), expected, "process {i}");
+        assert_eq!(user.ask("2"), expected, "process {i}");
     }
-    assert_eq!(bystander.ask_echo("7"), "7");
+    assert_eq!(bystander.ask("7"), "7");
 
     // Again: the 52 already have it, the one left out gets it now.
     let again = ok(fleet.lpkg(&["apply", package, "--pid", "all", "--json"])).json();
-    assert_eq!(pids_with(&again, "applied"), vec![users[7].pid()]);
+    assert_eq!(
+        pids_with(&again, "applied"),
+        vec![i64::from(users[7].child.id())]
+    );
     assert_eq!(again["summary"]["already"], 52);
-    assert_eq!(users[7].ask(2), "2001");
+    assert_eq!(users[7].ask("2"), "2001");
 
     // list --pid all shows the package in each, its code live.
     let listed = ok(fleet.lpkg(&["list", "--pid", "all", "--json"])).json();
@@ -231,20 +191,10 @@ fn apply_list_and_revert_reach_every_process_that_maps_the_object() {
     let reverted = ok(fleet.lpkg(&["revert", "--pid", "all", "--all", "--json"])).json();
     assert_eq!(pids_with(&reverted, "reverted"), all);
     for user in &mut users {
-        assert_eq!(user.ask(2), "3");
+        assert_eq!(user.ask("2"), "3");
     }
     let listed = ok(fleet.lpkg(&["list", "--pid", "all", "--json"])).json();
     assert_eq!(listed, serde_json::json!([]));
-}
-
-impl Target {
-    /// For the bystander (cat): what it echoes.
-    fn ask_echo(&mut self, line: &str) -> String {
-        writeln!(self.stdin, "{line}").unwrap();
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).unwrap();
-        answer.trim_end().to_owned()
-    }
 }
 
 #[test]
@@ -276,7 +226,7 @@ fn the_store_keeps_verified_packages_and_status_tells_exposed_patched_and_drifte
     let package = fleet.package.to_str().unwrap();
     let mut users: Vec<Target> = (0..3).map(|_| fleet.start("hu")).collect();
     for user in &mut users {
-        assert_eq!(user.ask(2), "3");
+        assert_eq!(user.ask("2"), "3");
     }
 
     // A package signed by a key the store's users do not trust is never stored.
@@ -343,12 +293,12 @@ fn the_store_keeps_verified_packages_and_status_tells_exposed_patched_and_drifte
     }
 
     // The code of one process changed behind lpkg's back: status says so.
-    let pid = users[1].pid() as i32;
+    let pid = users[1].child.id() as i32;
     let record = &lpkg_applier::list(pid).unwrap()[0];
     let entry = &record.body.entries[0];
     let original = entry.original_bytes().unwrap();
     lpkg_kernel::memory::write(pid, entry.address, &original).unwrap();
-    assert_eq!(users[1].ask(2), "3");
+    assert_eq!(users[1].ask("2"), "3");
     let run = status(&[]);
     assert_eq!(run.code, 5, "{}", run.stderr);
     let value = run.json();
@@ -444,7 +394,7 @@ impl Drop for Daemon {
 fn answers(target: &mut Target, expected: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let answer = target.ask(2);
+        let answer = target.ask("2");
         if answer == expected {
             return;
         }
@@ -493,7 +443,7 @@ fn the_daemon_patches_processes_as_they_start_and_stops_cleanly() {
     assert!(daemon.child.wait().unwrap().success(), "exit 0 on SIGTERM");
     // Stopping the daemon reverts nothing.
     for target in &mut started {
-        assert_eq!(target.ask(2), "2001");
+        assert_eq!(target.ask("2"), "2001");
     }
 }
 
@@ -507,7 +457,7 @@ fn without_exec_events_rescans_find_processes_and_an_install_applies_at_once() {
     let mut targets: Vec<Target> = (0..3).map(|_| fleet.start("hu")).collect();
     std::thread::sleep(std::time::Duration::from_millis(500));
     for target in &mut targets {
-        assert_eq!(target.ask(2), "3", "nothing installed yet");
+        assert_eq!(target.ask("2"), "3", "nothing installed yet");
     }
     // Something that is not a package in the store: skipped, said, never applied.
     std::fs::write(store.join("junk.lpkg"), b"junk").unwrap();

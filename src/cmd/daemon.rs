@@ -1,20 +1,14 @@
 //! `lpkg daemon [--store DIR] [--trust FILE|DIR] [--rescan SECS] [--no-exec-events]`
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lpkg_applier::daemon::{self, Config};
-use lpkg_format::{Store, TrustStore};
 
 /// Arguments of `lpkg daemon`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The package store [default: $LPKG_STORE, then /var/lib/lpkg].
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
-    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
-    #[arg(long, value_name = "FILE|DIR")]
-    pub trust: Option<PathBuf>,
+    #[command(flatten)]
+    pub stores: super::StoreArgs,
     /// Seconds between two looks at every process (they find libraries loaded with dlopen,
     /// and processes whose exec event was missed).
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
@@ -34,9 +28,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !(args.rescan.is_finite() && args.rescan > 0.0) {
         anyhow::bail!("--rescan {}: give a number of seconds above 0", args.rescan);
     }
+    let (trust, store) = args.stores.resolve()?;
     let config = Config {
-        store: Store::resolve(args.store.as_deref()),
-        trust: TrustStore::resolve(args.trust.as_deref())?,
+        store,
+        trust,
         rescan: Duration::from_secs_f64(args.rescan.min(1e9)),
         connector: !args.no_exec_events,
         workers: args

@@ -55,6 +55,15 @@ impl Selection {
             .collect())
     }
 
+    /// The processes this selection keeps that hold anything lpkg put there.
+    pub fn holding_lpkg(&self) -> anyhow::Result<Vec<Process>> {
+        Ok(self
+            .processes()?
+            .into_iter()
+            .filter(|p| host::holds_lpkg(p.pid))
+            .collect())
+    }
+
     /// How many workers to use.
     pub fn workers(&self) -> usize {
         self.workers.unwrap_or_else(host::default_workers).max(1)

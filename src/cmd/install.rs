@@ -2,29 +2,22 @@
 
 use std::path::PathBuf;
 
-use lpkg_format::{Store, TrustStore};
-
 /// Arguments of `lpkg install`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The package to install.
     #[arg(value_name = "PKG")]
     pub package: PathBuf,
-    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
-    #[arg(long, value_name = "FILE|DIR")]
-    pub trust: Option<PathBuf>,
-    /// The package store [default: $LPKG_STORE, then /var/lib/lpkg].
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub stores: super::StoreArgs,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let trust = TrustStore::resolve(args.trust.as_deref())?;
+    let (trust, store) = args.stores.resolve()?;
     let bytes = super::read_package_file(&args.package)?;
-    let store = Store::resolve(args.store.as_deref());
     let (package, new) = store.install(&bytes, &trust)?;
     let manifest = package.manifest();
     if args.json {

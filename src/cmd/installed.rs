@@ -1,26 +1,17 @@
 //! `lpkg installed [--trust FILE|DIR] [--store DIR] [--json]`
 
-use std::path::PathBuf;
-
-use lpkg_format::{Store, TrustStore};
-
 /// Arguments of `lpkg installed`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
-    #[arg(long, value_name = "FILE|DIR")]
-    pub trust: Option<PathBuf>,
-    /// The package store [default: $LPKG_STORE, then /var/lib/lpkg].
-    #[arg(long, value_name = "DIR")]
-    pub store: Option<PathBuf>,
+    #[command(flatten)]
+    pub stores: super::StoreArgs,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let trust = TrustStore::resolve(args.trust.as_deref())?;
-    let store = Store::resolve(args.store.as_deref());
+    let (trust, store) = args.stores.resolve()?;
     let (stored, skipped) = store.packages(&trust)?;
     for s in &skipped {
         eprintln!("lpkg: skipped {}: {}", s.path.display(), s.error);

@@ -1,7 +1,7 @@
 //! `lpkg list --pid PID|all [--json]` (with `--pid all`: `[--exclude-pid PID]... [--comm REGEX]`)
 
 use anyhow::Context;
-use lpkg_applier::host::{self, Process};
+use lpkg_applier::host;
 use lpkg_applier::{Live, LiveRecord, OrphanModule};
 use lpkg_kernel::Pid;
 
@@ -55,12 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn all(args: &Args) -> anyhow::Result<()> {
-    let holding: Vec<Process> = args
-        .select
-        .processes()?
-        .into_iter()
-        .filter(|p| host::holds_lpkg(p.pid))
-        .collect();
+    let holding = args.select.holding_lpkg()?;
     let results = host::in_parallel(&holding, args.select.workers(), |p| read(p.pid), |_, _| {});
     let mut values = Vec::new();
     let mut failed = 0;

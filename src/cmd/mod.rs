@@ -17,7 +17,29 @@ pub mod status;
 pub mod uninstall;
 pub mod verify;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Where the installed packages are, and who may sign them: `install`, `installed`, `status`
+/// and `daemon` take both.
+#[derive(clap::Args, Debug)]
+pub struct StoreArgs {
+    /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub trust: Option<PathBuf>,
+    /// The package store [default: $LPKG_STORE, then /var/lib/lpkg].
+    #[arg(long, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The trust store and the package store they name.
+    pub fn resolve(&self) -> anyhow::Result<(lpkg_format::TrustStore, lpkg_format::Store)> {
+        Ok((
+            lpkg_format::TrustStore::resolve(self.trust.as_deref())?,
+            lpkg_format::Store::resolve(self.store.as_deref()),
+        ))
+    }
+}
 
 /// Reads a whole package file.
 pub fn read_package_file(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -95,12 +95,7 @@ impl Outcome {
 }
 
 fn all(args: &Args, selection: &Selection, timeout: Duration) -> anyhow::Result<()> {
-    let holding: Vec<Process> = args
-        .select
-        .processes()?
-        .into_iter()
-        .filter(|p| host::holds_lpkg(p.pid))
-        .collect();
+    let holding = args.select.holding_lpkg()?;
     let work = |process: &Process| match lpkg_applier::revert_process(
         process.pid,
         Some(process.start_time),

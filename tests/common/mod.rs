@@ -2,8 +2,9 @@
 // Shared by several test binaries; each uses only some of these helpers.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 
 use lpkg_format::{Manifest, Package, SecretKey, MODULE_PAYLOAD, SYMBOLS_PAYLOAD};
 
@@ -160,4 +161,61 @@ pub fn signed_package(key: &SecretKey) -> Package {
 /// Offset of the first byte of the `module.o` payload in `package`'s bytes.
 pub fn module_offset(package: &Package) -> usize {
     16 + package.manifest_bytes().len() + 4 + 2 + MODULE_PAYLOAD.len() + 8
+}
+
+/// Runs gcc; fails the test if it fails.
+pub fn gcc(args: &[&str]) {
+    let out = Command::new("gcc").args(args).output().expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running program that answers each line written to its stdin with one line; killed (by
+/// its PID) when dropped.
+pub struct Program {
+    pub child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Program {
+    /// Starts `command` with piped stdin and stdout.
+    pub fn start(command: &mut Command) -> Program {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start target");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Program {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Its answer to `line`; fails the test if it died.
+    pub fn ask(&mut self, line: &str) -> String {
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        assert!(!answer.is_empty(), "target {} died", self.child.id());
+        answer.trim_end().to_owned()
+    }
+
+    /// Its pid, as the command line takes it.
+    pub fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
