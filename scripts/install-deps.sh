@@ -2,7 +2,8 @@
 # Installs what lpkg's demo and tests need on a fresh Debian 12 machine (run as root or with
 # sudo), including the real-world run (tests/real_world.rs, examples/real-world/run.sh): Debian
 # source packages (deb-src lines), memcached's and libxml2's build dependencies, the SASL PLAIN
-# mechanism for memcached's SASL reproducer, python3 for the load client.
+# mechanism for memcached's SASL reproducer, python3 for the load client, ansible-core and man-db
+# for the Ansible collection's and the .deb's tests.
 #
 # Idempotent and quiet: apt runs only when something is missing (its output is shown only if it
 # fails), `apt-get update` only when a package must be installed or deb-src lines were added.
@@ -16,6 +17,8 @@ pkgs=(
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
+  ansible-core                                    # tests/ansible.rs: the lpkg.live collection
+  man-db                                          # tests/deb.rs: man -w lpkg after dpkg -i
 )
 
 quiet() { # runs a command, showing its output only when it fails

@@ -1,0 +1,441 @@
+//! The Ansible collection (`ansible/ansible_collections/lpkg/live`) and the rollout playbook,
+//! run with `ansible-playbook` against localhost (`connection: local`), driving the lpkg built
+//! here on real processes. Each test builds its own library and programs with a token of its
+//! own in them, so an apply finds only this test's processes by build-id, and every task
+//! narrows `--pid all` further to this test's command names (`comm`): nothing here touches a
+//! process it did not start. `ansible-test sanity` runs on the collection as well.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+
+use common::Scratch;
+use serde_json::{json, Value};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn gcc(args: &[&str]) {
+    let out = Command::new("gcc").args(args).output().expect("run gcc");
+    assert!(
+        out.status.success(),
+        "gcc {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One test's library (rate = x + 1), its fix (rate = 1000 x + 1), programs using it named
+/// `<prefix><token>`, a package of the fix signed by a trusted key, and the same package signed
+/// by a key nobody trusts.
+struct Fleet {
+    s: Scratch,
+    token: String,
+    package: PathBuf,
+    untrusted: PathBuf,
+    trust: PathBuf,
+}
+
+impl Fleet {
+    fn build(programs: &[&str]) -> Fleet {
+        let s = Scratch::new();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let token = format!("{:06x}", (nanos ^ std::process::id()) & 0xff_ffff);
+        let src = repo().join("tests/targets/host");
+        let path = |name: &str| s.path(name).to_str().unwrap().to_owned();
+        let define = format!("-DTOKEN=\"{token}\"");
+        for (object, rate) in [("rate-old.o", "1"), ("rate-new.o", "1000")] {
+            gcc(&[
+                "-O2",
+                "-ffunction-sections",
+                "-fdata-sections",
+                "-fPIC",
+                &define,
+                &format!("-DRATE={rate}"),
+                "-c",
+                src.join("rate.c").to_str().unwrap(),
+                "-o",
+                &path(object),
+            ]);
+        }
+        gcc(&["-shared", "-o", &path("librate.so"), &path("rate-old.o")]);
+        gcc(&[
+            "-O2",
+            src.join("user.c").to_str().unwrap(),
+            "-o",
+            &path("user"),
+            "-L",
+            s.dir.path().to_str().unwrap(),
+            "-lrate",
+            &format!("-Wl,-rpath,{}", s.dir.path().display()),
+        ]);
+        for program in programs {
+            std::fs::copy(s.path("user"), s.path(&format!("{program}{token}"))).unwrap();
+        }
+        let (key, trust) = s.keygen("release");
+        let (stranger, _) = s.keygen("stranger");
+        let build = |key: &Path, out: &str| {
+            s.build(
+                &s.path("librate.so"),
+                &s.path("rate-old.o"),
+                &s.path("rate-new.o"),
+                key,
+                out,
+                ("rate-fix", "1"),
+                &[],
+            )
+        };
+        let package = build(&key, "rate.lpkg");
+        let untrusted = build(&stranger, "rate-untrusted.lpkg");
+        Fleet {
+            s,
+            token,
+            package,
+            untrusted,
+            trust,
+        }
+    }
+
+    fn start(&self, program: &str) -> Target {
+        let mut child = Command::new(self.s.path(&format!("{program}{}", self.token)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start target");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Target {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The `comm` regular expression matching this test's program `program` only.
+    fn comm(&self, program: &str) -> String {
+        format!("^{program}{}$", self.token)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.s.path(name).to_str().unwrap().to_owned()
+    }
+
+    /// Runs `ansible-playbook` on `playbook` (a file of the scratch folder or the repository)
+    /// with `args`; returns (success, stdout).
+    fn playbook(&self, playbook: &Path, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ansible-playbook")
+            .arg(playbook)
+            .args(args)
+            .current_dir(self.s.dir.path())
+            .env("ANSIBLE_COLLECTIONS_PATH", repo().join("ansible"))
+            .env("ANSIBLE_LOCAL_TEMP", self.s.path("ansible-tmp"))
+            .env("ANSIBLE_REMOTE_TMP", self.s.path("ansible-tmp"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
+            .env("ANSIBLE_PYTHON_INTERPRETER", "/usr/bin/python3")
+            .env_remove("LPKG_TRUST")
+            .env_remove("LPKG_STORE")
+            .output()
+            .expect("run ansible-playbook (scripts/install-deps.sh installs ansible-core)");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), format!("{stdout}\n{stderr}"))
+    }
+
+    /// Runs one task of module `module` with `args` (lpkg's path added) on localhost, in check
+    /// mode if `check`, and returns what the task registered (`failed` and `msg` if it failed).
+    fn task(&self, module: &str, args: Value, check: bool) -> Value {
+        let mut args = args;
+        args["lpkg"] = env!("CARGO_BIN_EXE_lpkg").into();
+        let out = self.s.path("result.json");
+        let _ = std::fs::remove_file(&out);
+        // JSON is YAML: the playbook is written as JSON.
+        let play = json!([{
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": false,
+            "tasks": [
+                {module: args, "register": "result", "ignore_errors": true},
+                {"ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": out},
+                 "check_mode": false},
+            ],
+        }]);
+        let playbook = self.s.path("task.yml");
+        std::fs::write(&playbook, play.to_string()).unwrap();
+        let mut flags = vec!["-i", "localhost,"];
+        if check {
+            flags.push("--check");
+        }
+        let (success, output) = self.playbook(&playbook, &flags);
+        assert!(success, "ansible-playbook failed:\n{output}");
+        let text = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("{e}:\n{output}"));
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+/// A running program answering rate(N) for each N it reads; killed (by its PID) when dropped.
+struct Target {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Target {
+    fn pid(&self) -> i64 {
+        i64::from(self.child.id())
+    }
+
+    /// rate(2) as the process computes it now: "3" before the fix, "2001" with it.
+    fn rate2(&mut self) -> String {
+        writeln!(self.stdin, "2").unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        assert!(!answer.is_empty(), "target {} died", self.pid());
+        answer.trim_end().to_owned()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pids of `result["processes"]` whose `result` is `outcome`, sorted.
+fn pids_with(result: &Value, outcome: &str) -> Vec<i64> {
+    let mut pids: Vec<i64> = result["processes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no processes: {result}"))
+        .iter()
+        .filter(|p| p["result"] == outcome)
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn succeeded(result: &Value) -> &Value {
+    assert_ne!(result["failed"], true, "task failed: {result}");
+    result
+}
+
+#[test]
+fn package_module_applies_reverts_and_is_idempotent() {
+    let fleet = Fleet::build(&["ap", "aq"]);
+    let mut copies: Vec<Target> = (0..3).map(|_| fleet.start("ap")).collect();
+    let mut other = fleet.start("aq");
+    let mut pids: Vec<i64> = copies.iter().map(Target::pid).collect();
+    pids.sort_unstable();
+    let package = fleet.package.to_str().unwrap();
+    let trust = fleet.trust.to_str().unwrap();
+    let apply =
+        json!({"src": package, "state": "applied", "comm": fleet.comm("ap"), "trust": trust});
+
+    // Check mode: every copy would get it, none does.
+    let dry = fleet.task("lpkg.live.package", apply.clone(), true);
+    assert_eq!(succeeded(&dry)["changed"], true);
+    assert_eq!(pids_with(&dry, "would apply"), pids);
+    assert_eq!(copies[0].rate2(), "3");
+
+    // Applied to every copy, and to nothing else.
+    let applied = fleet.task("lpkg.live.package", apply.clone(), false);
+    assert_eq!(succeeded(&applied)["changed"], true);
+    assert_eq!(pids_with(&applied, "applied"), pids);
+    assert_eq!(applied["name"], "rate-fix");
+    for copy in &mut copies {
+        assert_eq!(copy.rate2(), "2001");
+    }
+    assert_eq!(other.rate2(), "3");
+
+    // The same task again changes nothing, in check mode or not.
+    let again = fleet.task("lpkg.live.package", apply.clone(), false);
+    assert_eq!(succeeded(&again)["changed"], false);
+    assert_eq!(pids_with(&again, "already applied"), pids);
+    let again = fleet.task("lpkg.live.package", apply.clone(), true);
+    assert_eq!(succeeded(&again)["changed"], false);
+
+    // One process by pid: check mode says it would, the task does, a second run does not.
+    let one = json!({"src": package, "pid": other.pid().to_string(), "trust": trust});
+    let would = fleet.task("lpkg.live.package", one.clone(), true);
+    assert_eq!(
+        pids_with(succeeded(&would), "would apply"),
+        vec![other.pid()]
+    );
+    assert_eq!(other.rate2(), "3");
+    let done = fleet.task("lpkg.live.package", one.clone(), false);
+    assert_eq!(pids_with(succeeded(&done), "applied"), vec![other.pid()]);
+    assert_eq!(other.rate2(), "2001");
+    let again = fleet.task("lpkg.live.package", one, false);
+    assert_eq!(succeeded(&again)["changed"], false);
+
+    // Reverted: check mode first (nothing changes), then for real, then again (unchanged).
+    let revert = json!({"src": package, "state": "reverted", "comm": fleet.comm("ap")});
+    let would = fleet.task("lpkg.live.package", revert.clone(), true);
+    assert_eq!(pids_with(succeeded(&would), "would revert"), pids);
+    assert_eq!(copies[1].rate2(), "2001");
+    let reverted = fleet.task("lpkg.live.package", revert.clone(), false);
+    assert_eq!(succeeded(&reverted)["changed"], true);
+    assert_eq!(pids_with(&reverted, "reverted"), pids);
+    for copy in &mut copies {
+        assert_eq!(copy.rate2(), "3");
+    }
+    assert_eq!(other.rate2(), "2001", "a process outside comm was reverted");
+    let again = fleet.task("lpkg.live.package", revert, false);
+    assert_eq!(succeeded(&again)["changed"], false);
+    let by_pid = json!({"id": applied["id"], "state": "reverted", "pid": other.pid().to_string()});
+    let reverted = fleet.task("lpkg.live.package", by_pid, false);
+    assert_eq!(
+        pids_with(succeeded(&reverted), "reverted"),
+        vec![other.pid()]
+    );
+    assert_eq!(other.rate2(), "3");
+}
+
+#[test]
+fn package_module_refuses_an_untrusted_package_with_lpkgs_message() {
+    let fleet = Fleet::build(&["up"]);
+    let mut target = fleet.start("up");
+    let trust = fleet.trust.to_str().unwrap();
+    for (state, check) in [("applied", false), ("applied", true), ("installed", false)] {
+        let args = json!({
+            "src": fleet.untrusted, "state": state, "comm": fleet.comm("up"), "trust": trust,
+            "store": fleet.path("store"),
+        });
+        let args = if state == "installed" {
+            json!({"src": args["src"], "state": state, "trust": trust, "store": args["store"]})
+        } else {
+            args
+        };
+        let result = fleet.task("lpkg.live.package", args, check);
+        assert_eq!(result["failed"], true, "{state} check={check}: {result}");
+        let msg = result["msg"].as_str().unwrap();
+        assert!(msg.contains("unknown signer"), "{msg}");
+    }
+    assert_eq!(target.rate2(), "3");
+    assert!(!fleet.s.path("store").exists());
+}
+
+#[test]
+fn package_module_installs_and_removes_and_status_reports() {
+    let fleet = Fleet::build(&["sp"]);
+    let mut target = fleet.start("sp");
+    let package = fleet.package.to_str().unwrap();
+    let trust = fleet.trust.to_str().unwrap();
+    let store = fleet.path("store");
+    let install = json!({"src": package, "state": "installed", "trust": trust, "store": store});
+    let would = fleet.task("lpkg.live.package", install.clone(), true);
+    assert_eq!(succeeded(&would)["changed"], true);
+    assert!(!Path::new(&store).exists());
+    let installed = fleet.task("lpkg.live.package", install.clone(), false);
+    assert_eq!(succeeded(&installed)["changed"], true);
+    let id = installed["id"].as_str().unwrap().to_owned();
+    assert!(Path::new(&store).join(format!("{id}.lpkg")).exists());
+    let again = fleet.task("lpkg.live.package", install, false);
+    assert_eq!(succeeded(&again)["changed"], false);
+
+    // Installed, not applied: status says the process is exposed, and does not fail.
+    let status_args = json!({"store": store, "trust": trust, "comm": fleet.comm("sp")});
+    let status = fleet.task("lpkg.live.status", status_args.clone(), false);
+    assert_eq!(succeeded(&status)["exposed"], true);
+    let facts = &status["ansible_facts"]["lpkg_status"];
+    let processes = facts["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 1, "{facts}");
+    assert_eq!(processes[0]["pid"], target.pid());
+    assert_eq!(target.rate2(), "3");
+
+    let apply = json!({"src": package, "comm": fleet.comm("sp"), "trust": trust});
+    succeeded(&fleet.task("lpkg.live.package", apply, false));
+    let status = fleet.task("lpkg.live.status", status_args.clone(), false);
+    assert_eq!(succeeded(&status)["exposed"], false, "{status}");
+    assert_eq!(status["ansible_facts"]["lpkg_status_exposed"], false);
+
+    // Absent: out of the store and out of the process; check mode first.
+    let absent =
+        json!({"src": package, "state": "absent", "comm": fleet.comm("sp"), "store": store});
+    let would = fleet.task("lpkg.live.package", absent.clone(), true);
+    assert_eq!(succeeded(&would)["changed"], true);
+    assert_eq!(target.rate2(), "2001");
+    assert!(Path::new(&store).join(format!("{id}.lpkg")).exists());
+    let removed = fleet.task("lpkg.live.package", absent.clone(), false);
+    assert_eq!(succeeded(&removed)["changed"], true);
+    assert_eq!(pids_with(&removed, "reverted"), vec![target.pid()]);
+    assert!(!Path::new(&store).join(format!("{id}.lpkg")).exists());
+    assert_eq!(target.rate2(), "3");
+    let again = fleet.task("lpkg.live.package", absent, false);
+    assert_eq!(succeeded(&again)["changed"], false);
+}
+
+/// The sanity tests that need a virtual environment with packages from the network (pip is
+/// bootstrapped from outside any package registry): skipped. Of them, the module documentation
+/// (`ansible-doc`) is checked below with the installed ansible-doc instead.
+const SANITY_NEEDING_NETWORK: &[&str] = &[
+    "ansible-doc",
+    "import",
+    "pep8",
+    "pylint",
+    "runtime-metadata",
+    "validate-modules",
+    "yamllint",
+];
+
+#[test]
+fn collection_passes_ansible_test_sanity_and_its_docs_parse() {
+    let collection = repo().join("ansible/ansible_collections/lpkg/live");
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .expect("run python3");
+    let python = String::from_utf8(python.stdout).unwrap();
+    let mut args = vec!["sanity", "--python", python.trim()];
+    for test in SANITY_NEEDING_NETWORK {
+        args.extend(["--skip-test", test]);
+    }
+    let out = Command::new("ansible-test")
+        .args(&args)
+        .current_dir(&collection)
+        .output()
+        .expect("run ansible-test (scripts/install-deps.sh installs ansible-core)");
+    assert!(
+        out.status.success(),
+        "ansible-test sanity:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for module in ["lpkg.live.package", "lpkg.live.status"] {
+        let out = Command::new("ansible-doc")
+            .args(["--json", module])
+            .env("ANSIBLE_COLLECTIONS_PATH", repo().join("ansible"))
+            .output()
+            .expect("run ansible-doc");
+        assert!(
+            out.status.success(),
+            "ansible-doc {module}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let doc = &docs[module];
+        assert!(doc["doc"]["options"].is_object(), "{module}: {doc}");
+        assert!(doc["return"].is_object(), "{module}: no RETURN");
+        // EXAMPLES must be YAML that parses to a list of tasks.
+        let examples = doc["examples"].as_str().unwrap();
+        let parsed = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, yaml; t = yaml.safe_load(sys.argv[1]); assert isinstance(t, list) and t",
+                examples,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            parsed.status.success(),
+            "{module} EXAMPLES: {}",
+            String::from_utf8_lossy(&parsed.stderr)
+        );
+    }
+}
