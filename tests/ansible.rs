@@ -371,6 +371,79 @@ fn package_module_installs_and_removes_and_status_reports() {
     assert_eq!(succeeded(&again)["changed"], false);
 }
 
+#[test]
+fn rollout_reverts_the_host_whose_health_check_fails_and_stops() {
+    let fleet = Fleet::build(&["rg", "rb", "rn"]);
+    let mut good = fleet.start("rg");
+    let mut bad = fleet.start("rb");
+    let mut never = fleet.start("rn");
+    // Three "hosts", all this machine, each patching its own program with its own store; the
+    // second one's health check fails. One host per batch (in the order of their names: the
+    // inventory's keys are sorted), no failure allowed: the third is never reached.
+    let host = |program: &str, health: &str| {
+        json!({
+            "ansible_connection": "local",
+            "lpkg_comm": fleet.comm(program),
+            "lpkg_store": fleet.path(&format!("store-{program}")),
+            "lpkg_remote_dir": fleet.path(&format!("remote-{program}")),
+            "lpkg_health_command": health,
+        })
+    };
+    let inventory = json!({"all": {
+        "hosts": {
+            "h1-good": host("rg", "test -d /proc/self"),
+            "h2-bad": host("rb", "echo unhealthy >&2; exit 1"),
+            "h3-never": host("rn", "true"),
+        },
+        "vars": {
+            "lpkg_trust": fleet.trust,
+            "lpkg_bin": env!("CARGO_BIN_EXE_lpkg"),
+            "lpkg_health_retries": 1,
+            "lpkg_health_delay": 0,
+        },
+    }});
+    let inventory_path = fleet.s.path("inventory.yml");
+    std::fs::write(&inventory_path, inventory.to_string()).unwrap();
+    let package = format!("lpkg_package={}", fleet.package.display());
+    let (success, output) = fleet.playbook(
+        &repo().join("ansible/playbooks/rollout.yml"),
+        &[
+            "-i",
+            inventory_path.to_str().unwrap(),
+            "-e",
+            &package,
+            "-e",
+            "lpkg_serial=1",
+        ],
+    );
+    assert!(!success, "the rollout should fail:\n{output}");
+    assert_eq!(good.rate2(), "2001", "{output}");
+    assert_eq!(
+        bad.rate2(),
+        "3",
+        "the failing host was not reverted:\n{output}"
+    );
+    assert_eq!(
+        never.rate2(),
+        "3",
+        "the rollout went on after a failure:\n{output}"
+    );
+    let stored = |program: &str| {
+        std::fs::read_dir(fleet.s.path(&format!("store-{program}")))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!((stored("rg"), stored("rb"), stored("rn")), (1, 0, 0));
+    assert!(
+        output.contains("lpkg rollout h1-good: applied to 1 process(es)"),
+        "{output}"
+    );
+    assert!(
+        output.contains("lpkg rollout h2-bad: REVERTED from 1 process(es)"),
+        "{output}"
+    );
+}
+
 /// The sanity tests that need a virtual environment with packages from the network (pip is
 /// bootstrapped from outside any package registry): skipped. Of them, the module documentation
 /// (`ansible-doc`) is checked below with the installed ansible-doc instead.
