@@ -17,7 +17,7 @@ pkgs=(
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
-  ansible-core                                    # tests/ansible.rs: the lpkg.live collection
+  ansible-core python3-apt                        # tests/ansible.rs: lpkg.live, its apt of the .deb
   man-db                                          # tests/deb.rs: man -w lpkg after dpkg -i
 )
 

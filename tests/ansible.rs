@@ -512,3 +512,74 @@ fn collection_passes_ansible_test_sanity_and_its_docs_parse() {
         );
     }
 }
+
+/// Purges lpkg's Debian package when dropped, so that a failing test leaves nothing installed.
+struct DebInstalled;
+
+impl Drop for DebInstalled {
+    fn drop(&mut self) {
+        let _ = Command::new("dpkg").args(["--purge", "lpkg"]).output();
+    }
+}
+
+#[test]
+fn rollout_installs_lpkg_from_its_deb_first() {
+    let known = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Status}", "lpkg"])
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&known.stdout).contains("installed")
+        || Path::new("/usr/bin/lpkg").exists()
+    {
+        eprintln!("skipped: lpkg is installed on this machine already; not touching it");
+        return;
+    }
+    let fleet = Fleet::build(&["dp"]);
+    let mut target = fleet.start("dp");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_lpkg")).parent().unwrap();
+    let built = Command::new(repo().join("scripts/build-deb.sh"))
+        .args([
+            "-o",
+            &fleet.path("deb"),
+            "--bin-dir",
+            bin_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = String::from_utf8(built.stdout).unwrap().trim().to_owned();
+    // No lpkg_bin: the modules run the lpkg the .deb put in /usr/bin.
+    let inventory = json!({"all": {"hosts": {"h1": {
+        "ansible_connection": "local",
+        "lpkg_comm": fleet.comm("dp"),
+        "lpkg_store": fleet.path("store"),
+        "lpkg_remote_dir": fleet.path("remote"),
+        "lpkg_trust": fleet.trust,
+        "lpkg_health_command": "true",
+    }}}});
+    let inventory_path = fleet.s.path("inventory.yml");
+    std::fs::write(&inventory_path, inventory.to_string()).unwrap();
+    let _installed = DebInstalled;
+    let (success, output) = fleet.playbook(
+        &repo().join("ansible/playbooks/rollout.yml"),
+        &[
+            "-i",
+            inventory_path.to_str().unwrap(),
+            "-e",
+            &format!("lpkg_package={}", fleet.package.display()),
+            "-e",
+            &format!("lpkg_deb={deb}"),
+        ],
+    );
+    assert!(success, "{output}");
+    assert!(Path::new("/usr/bin/lpkg").exists(), "{output}");
+    assert_eq!(target.rate2(), "2001", "{output}");
+    assert!(
+        output.contains("\"h1: applied to 1 process(es)"),
+        "no summary of every host:\n{output}"
+    );
+}
