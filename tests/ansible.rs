@@ -321,6 +321,80 @@ fn package_module_refuses_an_untrusted_package_with_lpkgs_message() {
     assert!(!fleet.s.path("store").exists());
 }
 
+/// A second fix of the library (rate = 7 x + 1) stacked on the first one: it refuses a process
+/// that lacks the first.
+fn stacked_package(fleet: &Fleet) -> PathBuf {
+    let object = fleet.path("rate-next.o");
+    gcc(&[
+        "-O2",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-fPIC",
+        &format!("-DTOKEN=\"{}\"", fleet.token),
+        "-DRATE=7",
+        "-c",
+        repo().join("tests/targets/host/rate.c").to_str().unwrap(),
+        "-o",
+        &object,
+    ]);
+    fleet.s.build(
+        &fleet.s.path("librate.so"),
+        &fleet.s.path("rate-new.o"),
+        Path::new(&object),
+        &fleet.s.path("release.key"),
+        "rate-next.lpkg",
+        ("rate-next", "2"),
+        &[&fleet.package],
+    )
+}
+
+#[test]
+fn package_module_fails_listing_the_processes_left_unpatched() {
+    let fleet = Fleet::build(&["fp"]);
+    let mut fixed = fleet.start("fp");
+    let mut unfixed = fleet.start("fp");
+    let trust = fleet.trust.to_str().unwrap();
+    let first = json!({"src": fleet.package, "pid": fixed.pid().to_string(), "trust": trust});
+    succeeded(&fleet.task("lpkg.live.package", first, false));
+    let next = stacked_package(&fleet);
+
+    // One process takes the stacked fix, the other refuses it: the task fails, naming it.
+    let apply = json!({"src": next, "comm": fleet.comm("fp"), "trust": trust});
+    let result = fleet.task("lpkg.live.package", apply, false);
+    assert_eq!(result["failed"], true, "{result}");
+    assert_eq!(result["changed"], true, "{result}");
+    assert_eq!(pids_with(&result, "applied"), vec![fixed.pid()]);
+    assert_eq!(pids_with(&result, "refused"), vec![unfixed.pid()]);
+    let unpatched = result["unpatched"].as_array().unwrap();
+    assert_eq!(unpatched.len(), 1, "{result}");
+    assert_eq!(unpatched[0]["pid"], unfixed.pid());
+    let msg = result["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("1 of 2 matching process(es) do not have the package"),
+        "{msg}"
+    );
+    assert!(msg.contains(&format!("{} fp", unfixed.pid())), "{msg}");
+    assert!(msg.contains("requires rate-fix"), "{msg}");
+    assert_eq!(
+        (fixed.rate2(), unfixed.rate2()),
+        ("15".to_owned(), "3".to_owned())
+    );
+
+    // The same by pid.
+    let apply = json!({"src": next, "pid": unfixed.pid().to_string(), "trust": trust});
+    let result = fleet.task("lpkg.live.package", apply, false);
+    assert_eq!(result["failed"], true, "{result}");
+    assert_eq!(pids_with(&result, "refused"), vec![unfixed.pid()]);
+    assert!(
+        result["msg"]
+            .as_str()
+            .unwrap()
+            .contains("requires rate-fix"),
+        "{result}"
+    );
+    assert_eq!(unfixed.rate2(), "3");
+}
+
 #[test]
 fn package_module_installs_and_removes_and_status_reports() {
     let fleet = Fleet::build(&["sp"]);
