@@ -7,9 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use common::Scratch;
 use serde_json::{json, Value};
@@ -445,29 +448,49 @@ fn package_module_installs_and_removes_and_status_reports() {
     assert_eq!(succeeded(&again)["changed"], false);
 }
 
+/// An HTTP server on a free local port that answers 200 to everything, for a health URL:
+/// (its URL, how many requests it answered). It ends with the test process.
+fn healthy_server() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let answered = count.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            answered.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (url, count)
+}
+
 #[test]
 fn rollout_reverts_the_host_whose_health_check_fails_and_stops() {
     let fleet = Fleet::build(&["rg", "rb", "rn"]);
     let mut good = fleet.start("rg");
     let mut bad = fleet.start("rb");
     let mut never = fleet.start("rn");
-    // Three "hosts", all this machine, each patching its own program with its own store; the
-    // second one's health check fails. One host per batch (in the order of their names: the
-    // inventory's keys are sorted), no failure allowed: the third is never reached.
-    let host = |program: &str, health: &str| {
+    // Three "hosts", all this machine, each patching its own program with its own store: the
+    // first one's health check is a URL that answers 200, the second one's a command that
+    // fails. One host per batch (in the order of their names: the inventory's keys are
+    // sorted), no failure allowed: the third is never reached.
+    let (url, health_requests) = healthy_server();
+    let host = |program: &str, check: &str, health: &str| {
         json!({
             "ansible_connection": "local",
             "lpkg_comm": fleet.comm(program),
             "lpkg_store": fleet.path(&format!("store-{program}")),
             "lpkg_remote_dir": fleet.path(&format!("remote-{program}")),
-            "lpkg_health_command": health,
+            check: health,
         })
     };
     let inventory = json!({"all": {
         "hosts": {
-            "h1-good": host("rg", "test -d /proc/self"),
-            "h2-bad": host("rb", "echo unhealthy >&2; exit 1"),
-            "h3-never": host("rn", "true"),
+            "h1-good": host("rg", "lpkg_health_url", &url),
+            "h2-bad": host("rb", "lpkg_health_command", "echo unhealthy >&2; exit 1"),
+            "h3-never": host("rn", "lpkg_health_command", "true"),
         },
         "vars": {
             "lpkg_trust": fleet.trust,
@@ -491,6 +514,7 @@ fn rollout_reverts_the_host_whose_health_check_fails_and_stops() {
         ],
     );
     assert!(!success, "the rollout should fail:\n{output}");
+    assert_eq!(health_requests.load(Ordering::SeqCst), 1, "{output}");
     assert_eq!(good.rate2(), "2001", "{output}");
     assert_eq!(
         bad.rate2(),
