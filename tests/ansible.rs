@@ -543,8 +543,10 @@ fn rollout_reverts_the_host_whose_health_check_fails_and_stops() {
 }
 
 /// The sanity tests that need a virtual environment with packages from the network (pip is
-/// bootstrapped from outside any package registry): skipped. Of them, the module documentation
-/// (`ansible-doc`) is checked below with the installed ansible-doc instead.
+/// bootstrapped from outside any package registry): skipped by ansible-test. Of them, `pep8`
+/// and `yamllint` run below as ansible-test runs them, with Debian's pycodestyle and yamllint,
+/// and `ansible-doc` with the installed ansible-doc; `import`, `pylint`, `runtime-metadata` and
+/// `validate-modules` do not run.
 const SANITY_NEEDING_NETWORK: &[&str] = &[
     "ansible-doc",
     "import",
@@ -555,10 +557,74 @@ const SANITY_NEEDING_NETWORK: &[&str] = &[
     "yamllint",
 ];
 
+/// Debian's Python, which ansible-core, pycodestyle and yamllint are installed for.
+const PYTHON: &str = "/usr/bin/python3";
+
+/// ansible-test's `pep8` and `yamllint` sanity tests, with its own settings and linter, run
+/// with Debian's packages instead of a virtual environment.
+fn pep8_and_yamllint(collection: &Path) {
+    let out = Command::new(PYTHON)
+        .args([
+            "-c",
+            "import ansible_test, os; print(os.path.dirname(ansible_test.__file__))",
+        ])
+        .output()
+        .unwrap();
+    let sanity =
+        Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("_util/controller/sanity");
+    let ignore = std::fs::read_to_string(sanity.join("pep8/current-ignore.txt")).unwrap();
+    let ignore: Vec<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let python_files = [
+        "plugins/modules/package.py",
+        "plugins/modules/status.py",
+        "plugins/module_utils/lpkg.py",
+    ];
+    let ignore = ignore.join(",");
+    let mut pep8 = vec![
+        "-m",
+        "pycodestyle",
+        "--max-line-length",
+        "160",
+        "--config",
+        "/dev/null",
+        "--ignore",
+        &ignore,
+    ];
+    pep8.extend(python_files);
+    let out = Command::new(PYTHON)
+        .args(&pep8)
+        .current_dir(collection)
+        .output()
+        .expect("run pycodestyle");
+    assert!(
+        out.status.success(),
+        "pep8: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let linter = sanity.join("yamllint/yamllinter.py");
+    let mut yaml = vec![linter.to_str().unwrap(), "galaxy.yml", "meta/runtime.yml"];
+    yaml.extend(python_files);
+    let playbook = repo().join("ansible/playbooks/rollout.yml");
+    yaml.push(playbook.to_str().unwrap());
+    let out = Command::new(PYTHON)
+        .args(&yaml)
+        .current_dir(collection)
+        .output()
+        .expect("run yamllinter");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("yamllint: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["messages"], json!([]), "yamllint");
+}
+
 #[test]
 fn collection_passes_ansible_test_sanity_and_its_docs_parse() {
     let collection = repo().join("ansible/ansible_collections/lpkg/live");
-    let python = Command::new("python3")
+    let python = Command::new(PYTHON)
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
         .expect("run python3");
@@ -578,6 +644,7 @@ fn collection_passes_ansible_test_sanity_and_its_docs_parse() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    pep8_and_yamllint(&collection);
     for module in ["lpkg.live.package", "lpkg.live.status"] {
         let out = Command::new("ansible-doc")
             .args(["--json", module])
@@ -595,7 +662,7 @@ fn collection_passes_ansible_test_sanity_and_its_docs_parse() {
         assert!(doc["return"].is_object(), "{module}: no RETURN");
         // EXAMPLES must be YAML that parses to a list of tasks.
         let examples = doc["examples"].as_str().unwrap();
-        let parsed = Command::new("python3")
+        let parsed = Command::new(PYTHON)
             .args([
                 "-c",
                 "import sys, yaml; t = yaml.safe_load(sys.argv[1]); assert isinstance(t, list) and t",
