@@ -18,7 +18,7 @@ pkgs=(
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
   ansible-core python3-apt                        # tests/ansible.rs: lpkg.live, its apt of the .deb
-  yamllint python3-pycodestyle                    # ansible-test sanity's yamllint and pep8, run offline
+  yamllint python3-pycodestyle python3-voluptuous # ansible-test sanity: yamllint, pep8, validate-modules
   man-db                                          # tests/deb.rs: man -w lpkg after dpkg -i
 )
 

@@ -543,10 +543,10 @@ fn rollout_reverts_the_host_whose_health_check_fails_and_stops() {
 }
 
 /// The sanity tests that need a virtual environment with packages from the network (pip is
-/// bootstrapped from outside any package registry): skipped by ansible-test. Of them, `pep8`
-/// and `yamllint` run below as ansible-test runs them, with Debian's pycodestyle and yamllint,
-/// and `ansible-doc` with the installed ansible-doc; `import`, `pylint`, `runtime-metadata` and
-/// `validate-modules` do not run.
+/// bootstrapped from outside any package registry): skipped by ansible-test. Of them, `pep8`,
+/// `yamllint` and `validate-modules` run below as ansible-test runs them, with Debian's
+/// pycodestyle, yamllint and voluptuous, and `ansible-doc` with the installed ansible-doc;
+/// `import`, `pylint` and `runtime-metadata` do not run.
 const SANITY_NEEDING_NETWORK: &[&str] = &[
     "ansible-doc",
     "import",
@@ -560,9 +560,9 @@ const SANITY_NEEDING_NETWORK: &[&str] = &[
 /// Debian's Python, which ansible-core, pycodestyle and yamllint are installed for.
 const PYTHON: &str = "/usr/bin/python3";
 
-/// ansible-test's `pep8` and `yamllint` sanity tests, with its own settings and linter, run
-/// with Debian's packages instead of a virtual environment.
-fn pep8_and_yamllint(collection: &Path) {
+/// ansible-test's `pep8`, `yamllint` and `validate-modules` sanity tests, with its own
+/// settings and tools, run with Debian's packages instead of a virtual environment.
+fn pep8_yamllint_validate_modules(collection: &Path) {
     let out = Command::new(PYTHON)
         .args([
             "-c",
@@ -619,6 +619,44 @@ fn pep8_and_yamllint(collection: &Path) {
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("yamllint: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(report["messages"], json!([]), "yamllint");
+
+    // validate-modules: DOCUMENTATION, EXAMPLES and RETURN against the argument spec.
+    let validate = sanity.join("validate-modules/validate.py");
+    let modules = ["plugins/modules/package.py", "plugins/modules/status.py"];
+    let mut args = vec![validate.to_str().unwrap(), "--format", "json", "--arg-spec"];
+    args.extend(modules);
+    args.extend([
+        "--collection",
+        "ansible_collections/lpkg/live",
+        "--collection-version",
+        "0.1.0",
+    ]);
+    let out = Command::new(PYTHON)
+        .args(&args)
+        .current_dir(collection)
+        .env("ANSIBLE_COLLECTIONS_PATH", repo().join("ansible"))
+        .output()
+        .expect("run validate-modules");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "validate-modules: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    // What the collection's ignore file allows (its GPLv3 check: lpkg is MIT OR Apache-2.0).
+    let ignored = std::fs::read_to_string(collection.join("tests/sanity/ignore-2.14.txt")).unwrap();
+    for module in modules {
+        for error in report[module]["errors"].as_array().into_iter().flatten() {
+            let entry = format!(
+                "{module} validate-modules:{}",
+                error["code"].as_str().unwrap()
+            );
+            assert!(
+                ignored.lines().any(|l| l.starts_with(&format!("{entry} "))),
+                "validate-modules {module}: {error}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -644,7 +682,7 @@ fn collection_passes_ansible_test_sanity_and_its_docs_parse() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    pep8_and_yamllint(&collection);
+    pep8_yamllint_validate_modules(&collection);
     for module in ["lpkg.live.package", "lpkg.live.status"] {
         let out = Command::new("ansible-doc")
             .args(["--json", module])

@@ -22,7 +22,7 @@ description:
   - A package that does not verify fails the task with lpkg's own message, and so does any
     process left unpatched or unreverted (listed in C(unpatched)).
 author:
-  - lpkg developers
+  - lpkg developers (@lpkg)
 options:
   src:
     description:

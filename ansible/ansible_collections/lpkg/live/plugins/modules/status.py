@@ -21,7 +21,7 @@ description:
   - A host with exposed, drifted or unreadable processes (lpkg's exit code 5) does not fail the
     task; C(exposed) says so, for reports across the fleet.
 author:
-  - lpkg developers
+  - lpkg developers (@lpkg)
 options:
   trust:
     description:
