@@ -727,6 +727,10 @@ impl Drop for DebInstalled {
 
 #[test]
 fn rollout_installs_lpkg_from_its_deb_first() {
+    // Held while the .deb is installed: tests/deb.rs, or this test in another work tree, would
+    // install and remove the same package.
+    let lock = std::fs::File::create("/run/lock/lpkg-tests-deb.lock").unwrap();
+    lock.lock().unwrap();
     let known = Command::new("dpkg-query")
         .args(["-W", "-f", "${Status}", "lpkg"])
         .output()

@@ -57,8 +57,17 @@ fn mode(path: &str) -> u32 {
     meta.mode() & 0o7777
 }
 
+/// Held (machine-wide) while a test installs lpkg's .deb: tests of other work trees running at
+/// the same time would install and remove the same package.
+fn deb_lock() -> std::fs::File {
+    let lock = std::fs::File::create("/run/lock/lpkg-tests-deb.lock").unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
 #[test]
 fn deb_installs_with_man_pages_completions_and_unit_and_removes_cleanly() {
+    let _lock = deb_lock();
     let known = run("dpkg-query", &["-W", "-f", "${Status}", "lpkg"]);
     if String::from_utf8_lossy(&known.stdout).contains("installed")
         || Path::new("/usr/bin/lpkg").exists()
