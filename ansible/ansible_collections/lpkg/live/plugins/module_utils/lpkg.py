@@ -13,6 +13,11 @@ import os
 # The store lpkg uses when neither --store nor $LPKG_STORE says otherwise (spec/host.md).
 DEFAULT_STORE = "/var/lib/lpkg"
 
+# lpkg's exit codes (lpkg --help).
+REJECTED = 3  # the package: untrusted, badly signed or corrupt
+MISMATCH = 4  # the package does not fit the process
+EXPOSED = 5  # status: a process is exposed, drifted or unreadable
+
 
 class Lpkg(object):
     """The lpkg binary on the managed host, with the options every command shares."""

@@ -182,7 +182,7 @@ summary:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lpkg.live.plugins.module_utils.lpkg import Lpkg
+from ansible_collections.lpkg.live.plugins.module_utils.lpkg import MISMATCH, REJECTED, Lpkg
 
 # Results of a process that does not have what the task asked for.
 UNDONE = ("refused", "failed")
@@ -288,9 +288,9 @@ def applied_one(lpkg, src, pid, check):
     rc, data, msg = lpkg.run(args)
     if rc == 0:
         return dict(meta, changed=True, processes=[dict(process, result="applied")])
-    if rc == 3:  # the package itself is rejected: no process is at fault
+    if rc == REJECTED:  # the package itself: no process is at fault
         lpkg.fail(msg, **meta)
-    result = dict(meta, changed=False, processes=[dict(process, result="refused" if rc == 4 else "failed", error=msg)])
+    result = dict(meta, changed=False, processes=[dict(process, result="refused" if rc == MISMATCH else "failed", error=msg)])
     fail_undone(lpkg, "process %d does not have the package" % pid, result)
 
 

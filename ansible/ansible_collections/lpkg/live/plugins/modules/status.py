@@ -82,10 +82,7 @@ exposed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lpkg.live.plugins.module_utils.lpkg import Lpkg
-
-# lpkg status: a process is exposed, drifted or unreadable.
-EXPOSED = 5
+from ansible_collections.lpkg.live.plugins.module_utils.lpkg import EXPOSED, Lpkg
 
 
 def main():
