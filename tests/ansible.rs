@@ -544,9 +544,9 @@ fn rollout_reverts_the_host_whose_health_check_fails_and_stops() {
 
 /// The sanity tests that need a virtual environment with packages from the network (pip is
 /// bootstrapped from outside any package registry): skipped by ansible-test. Of them, `pep8`,
-/// `yamllint` and `validate-modules` run below as ansible-test runs them, with Debian's
-/// pycodestyle, yamllint and voluptuous, and `ansible-doc` with the installed ansible-doc;
-/// `import`, `pylint` and `runtime-metadata` do not run.
+/// `yamllint`, `validate-modules` and `runtime-metadata` run below as ansible-test runs them,
+/// with Debian's pycodestyle, yamllint and voluptuous, and `ansible-doc` with the installed
+/// ansible-doc; `import` and `pylint` do not run (the integration tests import the modules).
 const SANITY_NEEDING_NETWORK: &[&str] = &[
     "ansible-doc",
     "import",
@@ -560,8 +560,8 @@ const SANITY_NEEDING_NETWORK: &[&str] = &[
 /// Debian's Python, which ansible-core, pycodestyle and yamllint are installed for.
 const PYTHON: &str = "/usr/bin/python3";
 
-/// ansible-test's `pep8`, `yamllint` and `validate-modules` sanity tests, with its own
-/// settings and tools, run with Debian's packages instead of a virtual environment.
+/// ansible-test's `pep8`, `yamllint`, `validate-modules` and `runtime-metadata` sanity tests,
+/// with its own settings and tools, run with Debian's packages instead of a virtual environment.
 fn pep8_yamllint_validate_modules(collection: &Path) {
     let out = Command::new(PYTHON)
         .args([
@@ -619,6 +619,20 @@ fn pep8_yamllint_validate_modules(collection: &Path) {
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("yamllint: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(report["messages"], json!([]), "yamllint");
+
+    // runtime-metadata: meta/runtime.yml against its schema; it prints what is wrong.
+    let checker = sanity.join("code-smell/runtime-metadata.py");
+    let out = Command::new(PYTHON)
+        .args([checker.to_str().unwrap(), "meta/runtime.yml"])
+        .current_dir(collection)
+        .output()
+        .expect("run runtime-metadata");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "runtime-metadata: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // validate-modules: DOCUMENTATION, EXAMPLES and RETURN against the argument spec.
     let validate = sanity.join("validate-modules/validate.py");
