@@ -27,31 +27,45 @@ fn gcc(args: &[&str]) {
 /// Compiles `tests/targets/NAME.c` into `NAME1.o`.. `NAMEn.o` (VERSION 1 to n) and links
 /// `NAME1.o` into the executable `NAME`, in a new temporary folder.
 fn compile_versions(name: &str, versions: u32) -> tempfile::TempDir {
+    compile_versions_with(name, versions, &["-O2", "-fPIE"], &["-pie"])
+}
+
+/// [`compile_versions`] with the compiler flags `compile` (optimisation, code model) and the
+/// link flags `link`.
+fn compile_versions_with(
+    name: &str,
+    versions: u32,
+    compile: &[&str],
+    link: &[&str],
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/targets/{name}.c"));
     for v in 1..=versions {
         let obj = dir.path().join(format!("{name}{v}.o"));
-        gcc(&[
-            "-O2",
+        let version = format!("-DVERSION={v}");
+        let mut args = compile.to_vec();
+        args.extend([
             "-g",
             "-ffunction-sections",
             "-fdata-sections",
-            "-fPIE",
-            &format!("-DVERSION={v}"),
+            &version,
             "-c",
             src.to_str().unwrap(),
             "-o",
             obj.to_str().unwrap(),
         ]);
+        gcc(&args);
     }
     let bin = dir.path().join(name);
-    gcc(&[
-        "-pie",
+    let first = dir.path().join(format!("{name}1.o"));
+    let mut args = link.to_vec();
+    args.extend([
         "-pthread",
-        dir.path().join(format!("{name}1.o")).to_str().unwrap(),
+        first.to_str().unwrap(),
         "-o",
         bin.to_str().unwrap(),
     ]);
+    gcc(&args);
     dir
 }
 
@@ -128,15 +142,21 @@ impl Target {
 
     /// Run-time address and size of a function symbol of the main executable.
     fn function(&self, binary: &Path, name: &str) -> (u64, usize) {
-        use object::{Object, ObjectSymbol};
+        use object::{Object, ObjectSegment, ObjectSymbol};
         let data = std::fs::read(binary).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let symbol = file.symbols().find(|s| s.name() == Ok(name)).unwrap();
         let pid = self.child.id() as i32;
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        let base = u64::from_str_radix(maps.lines().next().unwrap().split('-').next().unwrap(), 16)
-            .unwrap();
-        (base + symbol.address(), symbol.size() as usize)
+        let start =
+            u64::from_str_radix(maps.lines().next().unwrap().split('-').next().unwrap(), 16)
+                .unwrap();
+        // The load bias: 0 for an ET_EXEC file, mapped at its link-time addresses.
+        let first_load = file.segments().map(|s| s.address()).min().unwrap() & !0xfff;
+        (
+            start - first_load + symbol.address(),
+            symbol.size() as usize,
+        )
     }
 }
 
@@ -783,7 +803,16 @@ fn absurd_sizes_in_a_signed_manifest_are_refused() {
     let huge_new = resigned(&s, &package, &key, "new.lpkg", |m| {
         replaced(m).new_size = i64::MAX as u64
     });
-    for (bad, what) in [(&huge_old, "old code"), (&huge_new, "new code")] {
+    // The padding a jump or new code may use lies in the target's code too.
+    let huge_room = resigned(&s, &package, &key, "room.lpkg", |m| {
+        replaced(m).old_room = Some(1 << 40)
+    });
+    let cases = [
+        (&huge_old, "old code"),
+        (&huge_new, "new code"),
+        (&huge_room, "old code"),
+    ];
+    for (bad, what) in cases {
         let run = apply(&s, bad, &public, &target, &[]);
         assert_eq!(run.code, 4, "{}", run.stderr);
         assert!(
@@ -858,6 +887,7 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
             new_address: compute + 0x1000,
             new_size: 16,
             in_place: None,
+            call_sites: vec![],
         }],
     };
     let record = body.encode(lpkg_applier::State::Applied);
@@ -891,4 +921,293 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         .map(|r| r["live"].as_str().unwrap())
         .collect();
     assert_eq!(live, ["drifted", "intact"]);
+}
+
+/// The short target (tests/targets/short.c) built with `compile` and `link` flags, and packages of its fixes
+/// from version 1 to each of `to`.
+fn short_target(
+    s: &Scratch,
+    key: &Path,
+    (compile, link): (&[&str], &[&str]),
+    to: &[u32],
+) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let dir = compile_versions_with("short", 5, compile, link);
+    let path = |name: &str| dir.path().join(name);
+    let packages = to
+        .iter()
+        .map(|v| {
+            let (new, out) = (format!("short{v}.o"), format!("short-{v}.lpkg"));
+            let name = (format!("short-v{v}"), v.to_string());
+            s.build(
+                &path("short"),
+                &path("short1.o"),
+                &path(&new),
+                key,
+                &out,
+                (&name.0, &name.1),
+                &[],
+            )
+        })
+        .collect();
+    (dir, packages)
+}
+
+/// The functions of 1, 2, 3 and 4 bytes of the short target, by name.
+const SHORT: [(&str, u64); 4] = [("one", 1), ("two", 2), ("three", 3), ("four", 4)];
+
+/// Checks that `inspect --json` of a short-target package lists each of [`SHORT`] with its
+/// size and `entry`.
+fn check_short_sizes(inspect: &serde_json::Value, entry: &str) {
+    let functions = inspect["functions"].as_array().unwrap();
+    for (name, size) in SHORT {
+        let f = functions.iter().find(|f| f["name"] == name).unwrap();
+        assert_eq!(f["old_size"], size, "{name}: {inspect}");
+        assert_eq!(f["entry"], entry, "{name}: {inspect}");
+    }
+}
+
+/// Applies `package` (with `extra` flags) to a fresh short target while a thread calls every
+/// function in a tight loop; checks how each function was patched (`how`), the answers
+/// before (`old`) and after (`new`), then reverts and checks that every byte it may have
+/// written (the functions with what follows them, their callers) and every mapping is back.
+fn patch_short_functions_live(
+    s: &Scratch,
+    (binary, package, public): (&Path, &Path, &Path),
+    extra: &[&str],
+    how: &[(&str, &str)],
+    (old, new): (&str, &str),
+) {
+    let mut target = Target::start(binary);
+    assert_eq!(target.ask("busy"), "busy");
+    assert_eq!(target.ask("5"), old);
+    let mut code: Vec<(u64, usize)> = ["one", "two", "three", "four", "hook"]
+        .iter()
+        .map(|f| (target.function(binary, f).0, 16))
+        .collect();
+    code.extend(["main", "busy"].iter().map(|f| target.function(binary, f)));
+    let before = target.snapshot(&code);
+
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let report = ok(apply(s, package, public, &target, &args)).json();
+    for (function, expected) in how {
+        let entries = report["functions"].as_array().unwrap();
+        let entry = entries.iter().find(|e| e["name"] == *function).unwrap();
+        assert_eq!(entry["how"], *expected, "{function}: {report}");
+    }
+    for _ in 0..3 {
+        assert_eq!(target.ask("5"), new);
+    }
+    let list = ok(s.run(&["list", "--pid", &target.pid()]));
+    for (function, expected) in how {
+        let line = format!("{function} at ");
+        let line = list.stdout.lines().find(|l| l.contains(&line)).unwrap();
+        assert!(line.contains(expected), "{}", list.stdout);
+    }
+
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), old);
+    assert_eq!(
+        target.snapshot(&code),
+        before,
+        "revert must leave no byte and no mapping behind"
+    );
+}
+
+#[test]
+fn functions_shorter_than_a_jump_are_patched_live_through_their_padding() {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let flags: (&[&str], &[&str]) = (&["-O2", "-fPIE"], &["-pie"]);
+    let (dir, packages) = short_target(&s, &key, flags, &[2, 3]);
+    let binary = dir.path().join("short");
+    let package = packages[0].to_str().unwrap();
+    let trust = public.to_str().unwrap();
+    let inspect = ok(s.run(&["inspect", package, "--json", "--trust", trust])).json();
+    check_short_sizes(&inspect, "jump in padding");
+    for f in inspect["functions"].as_array().unwrap() {
+        assert!(f["old_room"].as_u64().unwrap() >= 5, "{inspect}");
+        assert_eq!(f["call_sites"], serde_json::json!([]), "{inspect}");
+    }
+    let (old, new) = ("0 1 0 5 5", "1 2 0 35 45");
+    // one, three, four are closed leaves whose new code fits in their padding; two ends with
+    // an indirect jump: its jump runs into the padding.
+    let how = [
+        ("one", "in place"),
+        ("two", "jump in padding"),
+        ("three", "in place"),
+        ("four", "in place"),
+    ];
+    let files = (binary.as_path(), packages[0].as_path(), public.as_path());
+    patch_short_functions_live(&s, files, &[], &how, (old, new));
+    let jumps = how.map(|(f, _)| (f, "jump in padding"));
+    patch_short_functions_live(&s, files, &["--jump-only"], &jumps, (old, new));
+    // hook's address is stored in a pointer: a jump at its entry catches those calls too.
+    let files = (binary.as_path(), packages[1].as_path(), public.as_path());
+    let hook = [("hook", "jump in padding")];
+    patch_short_functions_live(&s, files, &["--jump-only"], &hook, (old, "1 2 1 35 45"));
+
+    // Padding that is not the file's any more (someone else's code?) is never overwritten.
+    let mut target = Target::start(&binary);
+    // Running its main: loaded, its address space settled.
+    assert_eq!(target.ask("5"), old);
+    let (one, _) = target.function(&binary, "one");
+    let pid = target.child.id() as i32;
+    // A byte the padding does not hold (a linker may fill it with int3 already).
+    let padding = lpkg_kernel::memory::read(pid, one + 2, 1).unwrap()[0];
+    lpkg_kernel::memory::write(pid, one + 2, &[!padding]).unwrap();
+    let before = target.snapshot(&[(one, 16)]);
+    let run = apply(&s, &packages[0], &public, &target, &["--jump-only"]);
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("function one: the padding at"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(target.snapshot(&[(one, 16)]), before);
+    assert_eq!(target.ask("5"), old);
+}
+
+#[test]
+fn packed_functions_shorter_than_a_jump_are_patched_live_at_their_call_sites() {
+    patch_packed_short_functions(&["-fPIE"], &["-pie"]);
+}
+
+#[test]
+fn packed_functions_shorter_than_a_jump_are_patched_live_at_fixed_addresses_too() {
+    // ET_EXEC: absolute addresses may sit in code and data without a dynamic relocation.
+    patch_packed_short_functions(&["-fno-pie"], &["-no-pie"]);
+}
+
+/// The short target built packed (no padding after any function) with the code model of
+/// `compile` and `link`: each short function's call sites are rewritten live, and hook, whose
+/// address is stored in a pointer, is refused.
+fn patch_packed_short_functions(compile: &[&str], link: &[&str]) {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let mut packed = vec!["-Os", "-falign-functions=1"];
+    packed.extend_from_slice(compile);
+    let (dir, packages) = short_target(&s, &key, (&packed, link), &[2]);
+    let binary = dir.path().join("short");
+    let package = packages[0].to_str().unwrap();
+    let trust = public.to_str().unwrap();
+    let inspect = ok(s.run(&["inspect", package, "--trust", trust]));
+    assert!(
+        inspect
+            .stdout
+            .contains("entry: call sites rewritten: 2 (at 0x"),
+        "{}",
+        inspect.stdout
+    );
+    let json = ok(s.run(&["inspect", package, "--trust", trust, "--json"])).json();
+    check_short_sizes(&json, "call sites rewritten: 2");
+    for f in json["functions"].as_array().unwrap() {
+        assert_eq!(f["call_sites"].as_array().unwrap().len(), 2, "{json}");
+        assert_eq!(f["old_room"], f["old_size"], "{json}");
+    }
+    let how = ["one", "two", "three", "four"].map(|f| (f, "call sites rewritten: 2"));
+    let files = (binary.as_path(), packages[0].as_path(), public.as_path());
+    patch_short_functions_live(&s, files, &[], &how, ("0 1 0 5 5", "1 2 0 35 45"));
+
+    // A second package replacing them again would not change where the calls lead: refused,
+    // and the first stays as it was.
+    let path = |name: &str| dir.path().join(name);
+    let again = s.build(
+        &binary,
+        &path("short1.o"),
+        &path("short2.o"),
+        &key,
+        "again.lpkg",
+        ("short-again", "1"),
+        &[],
+    );
+    let mut target = Target::start(&binary);
+    ok(apply(&s, &packages[0], &public, &target, &[]));
+    let run = apply(&s, &again, &public, &target, &[]);
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("leads its call sites to its own new code"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(target.ask("5"), "1 2 0 35 45");
+    // A package stacked on it calls them too (count calls one): bound to the new code, which
+    // the first package's revert must then wait for.
+    let calls = s.build(
+        &binary,
+        &path("short2.o"),
+        &path("short4.o"),
+        &key,
+        "calls.lpkg",
+        ("short-calls", "1"),
+        &[&packages[0]],
+    );
+    ok(apply(&s, &calls, &public, &target, &[]));
+    // one() once, then count() twice (two calls it twice), each calling one().
+    assert_eq!(target.ask("5"), "3 2 0 35 45");
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    let first = list[0]["id"].as_str().unwrap().to_owned();
+    let run = s.run(&["revert", "--pid", &target.pid(), "--id", &first]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("may call the new code of one in package short-v2"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(target.ask("5"), "3 2 0 35 45");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "1 2 0 35 45");
+    // One replacing a caller whose call of four was redirected: its bytes are the file's but
+    // for that call.
+    let wrap = s.build(
+        &binary,
+        &path("short2.o"),
+        &path("short5.o"),
+        &key,
+        "wrap.lpkg",
+        ("short-wrap", "1"),
+        &[&packages[0]],
+    );
+    ok(apply(&s, &wrap, &public, &target, &[]));
+    assert_eq!(target.ask("5"), "1 2 0 35 145");
+    let run = s.run(&["revert", "--pid", &target.pid(), "--id", &first]);
+    assert!(
+        run.stderr.contains("may call the new code of four"),
+        "{}",
+        run.stderr
+    );
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "1 2 0 35 45");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "0 1 0 5 5");
+
+    // hook is called through a pointer: no call site to rewrite catches those calls.
+    let path = |name: &str| path(name).to_str().unwrap().to_owned();
+    let out = s.path("hook.lpkg");
+    let run = s.run(&[
+        "build",
+        "--target",
+        &path("short"),
+        "--old",
+        &path("short1.o"),
+        "--new",
+        &path("short3.o"),
+        "--key",
+        key.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    let error = run.error_line();
+    for part in [
+        "refused: hook: ",
+        "function is 1 bytes long",
+        "with 1 bytes of room up to the next symbol",
+        "its address is stored in data at 0x",
+    ] {
+        assert!(error.contains(part), "{error}");
+    }
+    assert!(!out.exists());
 }

@@ -131,15 +131,28 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             object: 0x5555_0000_1800,
         }),
         exit_routines: vec![],
-        entries: vec![Entry {
-            function: "f".into(),
-            address: 0x1000,
-            size: 20,
-            original: "f30f1efa55".into(),
-            new_address: 0x2000,
-            new_size: 30,
-            in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
-        }],
+        entries: vec![
+            Entry {
+                function: "f".into(),
+                address: 0x1000,
+                size: 20,
+                original: "f30f1efa55".into(),
+                new_address: 0x2000,
+                new_size: 30,
+                in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
+                call_sites: vec![],
+            },
+            Entry {
+                function: "one".into(),
+                address: 0x1100,
+                size: 1,
+                original: String::new(),
+                new_address: 0x2100,
+                new_size: 10,
+                in_place: None,
+                call_sites: vec![0x1201, 0x1341, 0x7fff_ffff_fffe],
+            },
+        ],
     };
     let record = body.encode(State::Applied);
     let maps = std::fs::read("/proc/self/maps").unwrap();
@@ -148,7 +161,11 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
         let bytes = m.mutate(&record);
         if let Ok((_, len)) = RecordBody::decode_header(&bytes) {
             let rest = &bytes[HEADER_LEN.min(bytes.len())..];
-            let _ = RecordBody::decode_body(&rest[..len.min(rest.len())]);
+            if let Ok(body) = RecordBody::decode_body(&rest[..len.min(rest.len())]) {
+                for entry in &body.entries {
+                    let _ = (entry.writes(), entry.how(), entry.guarded_range());
+                }
+            }
         }
         let _ = lpkg_kernel::maps::parse(1, &m.mutate(&maps));
     }
@@ -169,9 +186,11 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
              __attribute__((noinline)) long measure(struct point *p, long k) {{\n\
                calls++;\n  return p->x * {version} + p->y + (long)strlen(names[k % 3]);\n}}\n\
              __attribute__((noinline)) long twice(long x) {{ return x * 2; }}\n\
+             __attribute__((noinline)) long ident(long x) {{ return x * {version}; }}\n\
              int main(int argc, char **argv) {{\n\
                struct point p = {{argc, 2}};\n  (void)argv;\n\
-               printf(\"%ld %ld\\n\", measure(&p, argc), twice(argc));\n  return 0;\n}}\n"
+               printf(\"%ld %ld %ld\\n\", measure(&p, argc), twice(argc), ident(argc));\n\
+               return 0;\n}}\n"
         )
     };
     let compile = |version: u32| {
@@ -183,7 +202,10 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
             dir.path(),
             &[
                 &prefix_map,
-                "-O2",
+                // Packed: ident, 3 bytes long in v1, has its call sites rewritten, so the
+                // target's code and data are searched for what leads to it.
+                "-Os",
+                "-falign-functions=1",
                 "-g",
                 "-fPIE",
                 "-ffunction-sections",
@@ -211,6 +233,12 @@ fn mutated_objects_and_targets_are_refused_not_panicked_on() {
     };
     let built = lpkg_builder::build(&options(&target, &old, &new)).expect("the real pair builds");
     assert!(built.manifest.functions.iter().any(|f| f.name == "measure"));
+    let ident = built.manifest.functions.iter().find(|f| f.name == "ident");
+    assert!(
+        ident.is_some_and(|f| !f.call_sites.is_empty()),
+        "{:?}",
+        built.manifest.functions
+    );
 
     let seeds = [
         std::fs::read(&old).unwrap(),

@@ -11,15 +11,15 @@ use crate::claim::Claim;
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    hex, unhex, Entry, Guarded, RecordBody, Registration, State, MODULE_NAME_PREFIX, NAME_PREFIX,
-    STATE_OFFSET,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, Registration, State, Write,
+    MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
 use crate::registration::{self, Unwinder};
 use crate::reloc::{jump, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
-use crate::{checkpoint, in_place, target, Error};
+use crate::{checkpoint, in_place, spans, target, Error};
 
 /// How apply behaves.
 #[derive(Debug, Clone)]
@@ -130,18 +130,35 @@ fn check_preimage(
         function: function.name.clone(),
         address,
     };
-    if size < JUMP_LEN {
+    let room = function.old_room.unwrap_or(0) as usize;
+    if size < JUMP_LEN && room < JUMP_LEN && function.call_sites.is_empty() {
         return Err(Error::FunctionTooShort {
             function: function.name.clone(),
             size: size as u64,
+        });
+    }
+    // Calls an applied package leads to its own new code would bypass this one's.
+    let redirected = applied
+        .iter()
+        .flat_map(|r| &r.body.entries)
+        .any(|e| e.address == address && !e.call_sites.is_empty());
+    if redirected {
+        return Err(Error::CallSitesRedirected {
+            function: function.name.clone(),
         });
     }
     let live = mem.read(address, size)?;
     if hex(&Sha256::digest(&live)) == expected {
         return Ok((live, true));
     }
-    // Stacking: the entry may hold what a package lpkg applied wrote (a jump or new code in
-    // place) over the expected bytes.
+    // Stacking: the function may hold calls an applied package redirected (to a function
+    // too short for a jump), and its entry what a package lpkg applied wrote (a jump or new
+    // code in place), over the expected bytes.
+    let mut calls_as_they_were = live.clone();
+    undo_redirected_calls(&mut calls_as_they_were, address, applied);
+    if hex(&Sha256::digest(&calls_as_they_were)) == expected {
+        return Ok((live, false));
+    }
     for record in applied {
         for entry in record.body.entries.iter().filter(|e| e.address == address) {
             let (Some(written), Some(original)) = (entry.written(), unhex(&entry.original)) else {
@@ -150,7 +167,7 @@ fn check_preimage(
             if written.len() != original.len() || mem.read(address, written.len())? != written {
                 continue;
             }
-            let mut old = live.clone();
+            let mut old = calls_as_they_were.clone();
             let n = original.len().min(size);
             old[..n].copy_from_slice(&original[..n]);
             if hex(&Sha256::digest(&old)) == expected {
@@ -159,6 +176,35 @@ fn check_preimage(
         }
     }
     Err(mismatch())
+}
+
+/// `code` (at `address`) with the displacement of every call site an applied package pointed
+/// at its new code put back as it was, where it still leads there. Not in the first
+/// `JUMP_LEN` bytes, which this package's jump would overwrite and its revert put back as it
+/// found them: leading to a module that may be gone by then (the pre-image then differs).
+fn undo_redirected_calls(code: &mut [u8], address: u64, applied: &[LiveRecord]) {
+    let redirecting = applied.iter().flat_map(|r| &r.body.entries);
+    for entry in redirecting.filter(|e| !e.call_sites.is_empty()) {
+        for &field in &entry.call_sites {
+            let Some(at) = field.checked_sub(address).map(|at| at as usize) else {
+                continue;
+            };
+            if at < JUMP_LEN {
+                continue;
+            }
+            let (Some(ours), Some(original)) = (
+                call_displacement(field, entry.new_address),
+                call_displacement(field, entry.address),
+            ) else {
+                continue;
+            };
+            if let Some(bytes) = code.get_mut(at..at.saturating_add(4)) {
+                if *bytes == ours {
+                    bytes.copy_from_slice(&original);
+                }
+            }
+        }
+    }
 }
 
 /// Verifies `package_bytes` against `trust` and applies the package to process `pid`.
@@ -292,7 +338,7 @@ fn prepare<'a>(
     options: &'a ApplyOptions,
     target: &'a TargetObject,
     target_file: &[u8],
-    resolver: target::Resolver<'a>,
+    mut resolver: target::Resolver<'a>,
 ) -> Result<Plan<'a>, Error> {
     let manifest = package.manifest();
     let module = package.module()?;
@@ -300,6 +346,7 @@ fn prepare<'a>(
     let pid = claim.pid();
     let (recovered, applied) = recover_interrupted(claim, &id, options.timeout)?;
     check_requirements(pid, manifest, &applied)?;
+    resolver.follow_redirected_calls(redirected_calls(&applied));
     if !options.allow_downgrade {
         check_no_downgrade(pid, manifest, &applied)?;
     }
@@ -370,6 +417,17 @@ fn wait_for_loader(
         std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
         pause = (pause * 2).min(Duration::from_millis(10));
     }
+}
+
+/// The functions of the target whose calls an applied package leads to its new code (too
+/// short for a jump): their address, to the new code's. Calls of this package's module bind
+/// there too; revert then keeps that package until this one is gone
+/// ([`crate::revert::revert`]).
+fn redirected_calls(applied: &[LiveRecord]) -> std::collections::BTreeMap<u64, u64> {
+    (applied.iter().flat_map(|r| &r.body.entries))
+        .filter(|e| !e.call_sites.is_empty())
+        .map(|e| (e.address, e.new_address))
+        .collect()
 }
 
 /// Rolls back what interrupted operations left (a record not `applied`); returns their ids
@@ -501,27 +559,99 @@ fn plan_entries(
             }
             Err(jump) => jumps.push(Some(jump)),
         }
+        let (original, call_sites) =
+            entry_bytes(plan, target_file, function, address, &live, pristine)?;
         entries.push(Entry {
             function: function.name.clone(),
             address,
             size: function.old_size.unwrap_or(0),
-            original: hex(&live[..JUMP_LEN]),
+            original: hex(&original),
             new_address: 0,
             new_size: function.new_size,
             in_place: None,
+            call_sites,
         });
     }
     Ok((entries, candidates, jumps))
 }
 
-/// A replaced function's old code (`old_size` bytes at `address`) lies in the target's code:
-/// a signed manifest is trusted for what to do, not for sizes lpkg reads or guards.
+/// What an entry that gets no new code in place overwrites: the `JUMP_LEN` bytes at its
+/// start, running into the padding after a shorter function (which must be the target
+/// file's, unless an applied package's jump is there); or, for a function too short for a
+/// jump with no padding after it, nothing at its start and the displacement of each of its
+/// call sites, each of which must lead to it now.
+fn entry_bytes(
+    plan: &Plan,
+    target_file: &[u8],
+    function: &lpkg_format::Function,
+    address: u64,
+    live: &[u8],
+    pristine: bool,
+) -> Result<(Vec<u8>, Vec<u64>), Error> {
+    if live.len() >= JUMP_LEN {
+        return Ok((live[..JUMP_LEN].to_vec(), Vec::new()));
+    }
+    if function.old_room.unwrap_or(0) >= JUMP_LEN as u64 {
+        let bytes = plan.mem.read(address, JUMP_LEN)?;
+        let from = address + live.len() as u64;
+        let padding = &bytes[live.len()..];
+        let in_file = in_place::file_bytes_at(
+            target_file,
+            from.wrapping_sub(plan.target.bias),
+            padding.len(),
+        );
+        if pristine && in_file != Some(padding) {
+            return Err(Error::PaddingChanged {
+                function: function.name.clone(),
+                address: from,
+            });
+        }
+        return Ok((bytes, Vec::new()));
+    }
+    // Modules applied before reach the target through relocations the builder never saw.
+    for record in &plan.applied {
+        let len = record.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
+        let code = plan.mem.read(record.body.module_address, len)?;
+        if crate::reloc::may_lead_to(&code, record.body.module_address, address) {
+            return Err(Error::CalledFromModule {
+                function: function.name.clone(),
+                package: record.body.name.clone(),
+            });
+        }
+    }
+    let mut sites = Vec::new();
+    for &offset in &function.call_sites {
+        let field = plan.target.bias.wrapping_add(offset);
+        let leads_here = call_displacement(field, address).map(|d| d.to_vec());
+        let inside = field.checked_add(4).is_some_and(|end| {
+            plan.target
+                .code
+                .iter()
+                .any(|r| r.start <= field && end <= r.end)
+        });
+        if !inside || Some(plan.mem.read(field, 4)?) != leads_here {
+            return Err(Error::CallSiteChanged {
+                function: function.name.clone(),
+                address: field,
+            });
+        }
+        sites.push(field);
+    }
+    Ok((Vec::new(), sites))
+}
+
+/// A replaced function's old code (`old_size` bytes at `address`) and the padding after it
+/// that new code or a jump may use (up to `old_room`) lie in the target's code: a signed
+/// manifest is trusted for what to do, not for sizes lpkg reads, writes or guards.
 fn check_in_target(
     target: &TargetObject,
     function: &lpkg_format::Function,
     address: u64,
 ) -> Result<(), Error> {
-    let size = function.old_size.unwrap_or(0);
+    let size = function
+        .old_size
+        .unwrap_or(0)
+        .max(function.old_room.unwrap_or(0));
     let inside = function.old_offset.is_some()
         && address.checked_add(size).is_some_and(|end| {
             target
@@ -706,7 +836,12 @@ fn link_entries(
                 ),
             });
         }
-        if jump(entry.address, entry.new_address).is_none() {
+        let reached = match entry.call_sites.is_empty() {
+            true => jump(entry.address, entry.new_address).is_some(),
+            false => (entry.call_sites.iter())
+                .all(|&field| call_displacement(field, entry.new_address).is_some()),
+        };
+        if !reached {
             return Err(Error::OutOfJumpReach {
                 function: entry.function.clone(),
             });
@@ -726,6 +861,7 @@ fn link_entries(
         let entry = &mut plan.entries[body.index];
         entry.in_place = Some(body.code.clone());
         entry.original = hex(&body.original);
+        entry.call_sites.clear();
     }
     for (index, jump) in failed {
         plan.jumps[index] = Some(jump);
@@ -800,6 +936,21 @@ fn switch(
             .iter()
             .flat_map(|r| r.guarded_code(Some(&addresses))),
     );
+    // Call sites first, a page at a time (a function may have thousands): one may lie in a
+    // function this package also replaces, whose jump or new code in place then covers it
+    // (its `original` holds the call as it was). Worked out before the world stops.
+    let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
+        (plan.entries.iter()).partition(|e| !e.call_sites.is_empty());
+    let site_writes: Vec<Write> = (sites.iter())
+        .flat_map(|e| e.writes().expect("reach checked above"))
+        .collect();
+    let changes: Vec<spans::Change> = (site_writes.iter())
+        .map(|w| spans::Change {
+            address: w.address,
+            expected: None,
+            replacement: &w.ours,
+        })
+        .collect();
     let counters = Counters::snapshot(tracee, &plan.mem);
     let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
     checkpoint::apply_step("apply:stopped")?;
@@ -808,14 +959,18 @@ fn switch(
     plan.mem
         .write(state, &State::Switching.word().to_le_bytes())?;
     checkpoint::apply_step("apply:switching")?;
-    for (n, entry) in plan.entries.iter().enumerate() {
-        let bytes = entry.written().expect("reach checked above, hex ours");
-        rollback.entry(
-            entry.address,
-            unhex(&entry.original).expect("we wrote this hex"),
-        );
-        plan.mem.write(entry.address, &bytes)?;
-        if n == 0 {
+    spans::apply(&plan.mem, &changes, |address, before| {
+        rollback.entry(address, before.to_vec())
+    })?;
+    if !changes.is_empty() {
+        checkpoint::apply_step("apply:jump-1")?;
+    }
+    for (n, entry) in entries.into_iter().enumerate() {
+        for write in entry.writes().expect("reach checked above, hex ours") {
+            rollback.entry(write.address, write.original);
+            plan.mem.write(write.address, &write.ours)?;
+        }
+        if n == 0 && changes.is_empty() {
             checkpoint::apply_step("apply:jump-1")?;
         }
     }
@@ -890,7 +1045,7 @@ fn finish(
             Ok(report)
         }
         Err(error) => {
-            rollback.run(tracee, &plan.mem);
+            rollback.run(tracee, &plan.mem, plan.options.timeout);
             Err(error)
         }
     }

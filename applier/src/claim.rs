@@ -20,6 +20,10 @@ use crate::Error;
 /// The folder of the lock files when `$LPKG_RUN_DIR` is not set.
 const RUN_DIR: &str = "/run/lpkg";
 
+/// What a command may wait for the process to stop beyond its timeout: after retrying busy
+/// threads for the whole timeout, it stops them all once more to name them.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// The holder text read from a lock file is cut to this (someone else's file, maybe).
 const HOLDER_MAX: u64 = 512;
 
@@ -28,6 +32,9 @@ pub(crate) struct Claim {
     pinned: Pinned,
     lock: File,
     path: PathBuf,
+    /// When the command must be done waiting for the process (its `--timeout` from the
+    /// claim, and [`STOP_GRACE`]): every stop of a seized process ends by then.
+    deadline: Instant,
 }
 
 impl Claim {
@@ -54,7 +61,15 @@ impl Claim {
                 // A holder that finished unlinked the file before unlocking it: a lock on an
                 // unlinked file locks nothing any other command sees, so open it again.
                 Ok(()) if still_at(&lock, &path) => {
-                    let claim = Claim { pinned, lock, path };
+                    let deadline = Instant::now()
+                        .checked_add(timeout.saturating_add(STOP_GRACE))
+                        .unwrap_or_else(|| Instant::now() + lpkg_kernel::MAX_TIMEOUT);
+                    let claim = Claim {
+                        pinned,
+                        lock,
+                        path,
+                        deadline,
+                    };
                     claim.write_holder()?;
                     return Ok(claim);
                 }
@@ -84,8 +99,9 @@ impl Claim {
     /// Seizes the process, and checks it is still the one pinned: then everything read
     /// through its pid since [`Claim::take`] was read from it.
     pub fn seize(&self) -> Result<Tracee, Error> {
-        let tracee = Tracee::seize(self.pid())?;
+        let mut tracee = Tracee::seize(self.pid())?;
         self.pinned.check()?;
+        tracee.set_deadline(Some(self.deadline));
         Ok(tracee)
     }
 

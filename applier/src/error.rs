@@ -99,6 +99,40 @@ pub enum Error {
         /// Its size in bytes.
         size: u64,
     },
+    /// The padding after a function shorter than a jump, which the jump runs into, is not
+    /// the target file's.
+    #[error("function {function}: the padding at {address:#x} after it, which its jump would overwrite, is not the target file's")]
+    PaddingChanged {
+        /// The function.
+        function: String,
+        /// Where the padding differs.
+        address: u64,
+    },
+    /// A call site the manifest lists for a function too short for a jump does not lead to
+    /// it (or lies outside the target's code).
+    #[error("function {function}: the call site at {address:#x} does not call it")]
+    CallSiteChanged {
+        /// The function.
+        function: String,
+        /// Address of the call's displacement.
+        address: u64,
+    },
+    /// An applied package led the calls of this function (too short for a jump) to its own
+    /// new code: replacing the function again would not change what the calls reach.
+    #[error("function {function}: an applied package leads its call sites to its own new code; revert it first")]
+    CallSitesRedirected {
+        /// The function.
+        function: String,
+    },
+    /// The module of an applied package may call a function whose call sites this package
+    /// would redirect: those calls would keep reaching the old code.
+    #[error("function {function}: the patch module of applied package {package} may call it, and only the target's call sites can be redirected; revert that package first")]
+    CalledFromModule {
+        /// The function.
+        function: String,
+        /// The applied package's name.
+        package: String,
+    },
     /// An object mapped in the process is not an ELF file lpkg can read.
     #[error("patch module: {path}: {reason}")]
     BadObject {
@@ -234,6 +268,10 @@ impl Error {
                 | Error::BadManifest { .. }
                 | Error::Downgrade { .. }
                 | Error::PreimageMismatch { .. }
+                | Error::PaddingChanged { .. }
+                | Error::CallSiteChanged { .. }
+                | Error::CallSitesRedirected { .. }
+                | Error::CalledFromModule { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }
         )

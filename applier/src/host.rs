@@ -110,7 +110,7 @@ pub fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Runs `work` on every item with at most `workers` threads, each item on one thread from
+/// Runs `work` on every item with at most `workers` new threads, each item on one thread from
 /// start to end (a seized process stays with the thread that seized it); results in the
 /// order of `items`. `done` sees each result as it comes, on the worker's thread.
 pub fn in_parallel<T: Sync, R: Send>(
@@ -119,17 +119,13 @@ pub fn in_parallel<T: Sync, R: Send>(
     work: impl Fn(&T) -> R + Sync,
     done: impl Fn(&T, &R) + Sync,
 ) -> Vec<R> {
-    if items.len() <= 1 || workers <= 1 {
-        // No thread to start for so little.
-        return items
-            .iter()
-            .map(|item| {
-                let result = work(item);
-                done(item, &result);
-                result
-            })
-            .collect();
+    if items.is_empty() {
+        return Vec::new();
     }
+    // Always on threads that end with the batch, even for one item: a thread that a failed
+    // operation could not detach (stuck where no interrupt stops it, in vfork() say) stays
+    // traced by the thread that seized it until that thread exits, when the kernel detaches
+    // it. A long-running caller (the daemon) must not be that thread.
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     std::thread::scope(|scope| {

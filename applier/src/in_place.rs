@@ -238,6 +238,11 @@ pub fn bodies(
     (bodies, jumps)
 }
 
+/// The bytes of the target file `target_file` at link-time address `address`.
+pub fn file_bytes_at(target_file: &[u8], address: u64, len: usize) -> Option<&[u8]> {
+    file_bytes(&object::File::parse(target_file).ok()?, address, len)
+}
+
 /// The bytes of `file` at link-time address `address`, from its section holding them.
 fn file_bytes<'a>(file: &object::File<'a>, address: u64, len: usize) -> Option<&'a [u8]> {
     file.sections()

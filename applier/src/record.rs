@@ -167,6 +167,22 @@ pub struct Entry {
         with = "optional_hex"
     )]
     pub in_place: Option<Vec<u8>>,
+    /// Addresses of the 4-byte displacement of each direct call or jump to `address` that
+    /// now leads to `new_address` instead: a function shorter than a jump with no padding
+    /// after it, whose entry is left as it was (`original` is then empty). Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub call_sites: Vec<u64>,
+}
+
+/// One run of bytes an entry writes: where, what, and what was there before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    /// Where.
+    pub address: u64,
+    /// The bytes written.
+    pub ours: Vec<u8>,
+    /// The bytes they replace.
+    pub original: Vec<u8>,
 }
 
 /// `Option<Vec<u8>>` as a hex string, absent (or empty, as older records may have it) for
@@ -206,12 +222,66 @@ impl Entry {
         }
     }
 
+    /// Every run of bytes this entry writes: the jump or the new code at `address`, or the
+    /// displacement of each call site. `None` when the record's bytes are not what this
+    /// entry could have written (bad hex, lengths that differ, a call out of reach).
+    pub fn writes(&self) -> Option<Vec<Write>> {
+        if self.call_sites.is_empty() {
+            let (ours, original) = (self.written()?, unhex(&self.original)?);
+            return (ours.len() == original.len()).then(|| {
+                vec![Write {
+                    address: self.address,
+                    ours,
+                    original,
+                }]
+            });
+        }
+        if !self.original.is_empty() || self.in_place.is_some() {
+            return None;
+        }
+        self.call_sites
+            .iter()
+            .map(|&field| {
+                Some(Write {
+                    address: field,
+                    ours: call_displacement(field, self.new_address)?.to_vec(),
+                    original: call_displacement(field, self.address)?.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// How the new code is reached, for people: `in place`, `jump`, `jump in padding` (a
+    /// function shorter than the jump, which runs into the padding after it) or `call sites
+    /// rewritten: N`.
+    pub fn how(&self) -> String {
+        if self.in_place.is_some() {
+            "in place".into()
+        } else if !self.call_sites.is_empty() {
+            format!("call sites rewritten: {}", self.call_sites.len())
+        } else if self.size < crate::reloc::JUMP_LEN as u64 {
+            "jump in padding".into()
+        } else {
+            "jump".into()
+        }
+    }
+
     /// The range no thread may be in when this entry is switched: the old function, and the
-    /// new code written in place where it runs into the padding after it.
+    /// bytes after it that its jump or new code in place overwrites (padding).
     pub fn guarded_range(&self) -> std::ops::Range<u64> {
-        let len = (self.in_place.as_ref().map_or(0, Vec::len) as u64).max(self.size);
+        let written = (self.original.len() / 2) as u64;
+        let len = (self.in_place.as_ref().map_or(0, Vec::len) as u64)
+            .max(written)
+            .max(self.size);
         self.address..self.address.saturating_add(len)
     }
+}
+
+/// The 4-byte displacement at `field`, the end of a direct call or jump, that makes it lead to
+/// `to`; `None` out of ±2 GiB.
+pub fn call_displacement(field: u64, to: u64) -> Option<[u8; 4]> {
+    let rel = to.wrapping_sub(field.wrapping_add(4)) as i64;
+    Some(i32::try_from(rel).ok()?.to_le_bytes())
 }
 
 /// Start and length of the `.eh_frame` of a linked patch module, from its global symbols
@@ -313,6 +383,7 @@ mod tests {
                 new_address: 0x2000,
                 new_size: 30,
                 in_place: Some(vec![0x31, 0xc0, 0xc3, 0x90, 0xc3]),
+                call_sites: vec![],
             }],
         };
         let bytes = body.encode(State::Switching);
@@ -328,5 +399,49 @@ mod tests {
         assert_eq!(unhex(&hex(&all)).unwrap(), all);
         assert_eq!(hex(&[0x0a, 0xf0]), "0af0");
         assert!(unhex("f3x").is_none());
+    }
+
+    #[test]
+    fn entries_write_their_jump_or_their_call_sites() {
+        let mut entry = Entry {
+            function: "one".into(),
+            address: 0x1000,
+            size: 1,
+            original: hex(&[0xc3, 0x90, 0x90, 0x90, 0x90]),
+            new_address: 0x9000,
+            new_size: 10,
+            in_place: None,
+            call_sites: vec![],
+        };
+        // A 1-byte function whose jump runs into its padding: the stack check covers all 5.
+        assert_eq!(entry.how(), "jump in padding");
+        assert_eq!(entry.guarded_range(), 0x1000..0x1005);
+        let writes = entry.writes().unwrap();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].ours, crate::reloc::jump(0x1000, 0x9000).unwrap());
+        // No padding: its calls at 0x2001 and 0x0f00 (their displacements) lead to 0x9000.
+        entry.original = String::new();
+        entry.call_sites = vec![0x2001, 0x0f00];
+        assert_eq!(entry.how(), "call sites rewritten: 2");
+        assert_eq!(entry.guarded_range(), 0x1000..0x1001);
+        let writes = entry.writes().unwrap();
+        assert_eq!(writes[0].address, 0x2001);
+        assert_eq!(writes[0].ours, (0x9000i32 - 0x2005).to_le_bytes());
+        assert_eq!(writes[0].original, (0x1000i32 - 0x2005).to_le_bytes());
+        assert_eq!(writes[1].original, (0x1000i32 - 0x0f04).to_le_bytes());
+        let body = RecordBody::decode_body(
+            toml::to_string(&RecordBody {
+                entries: vec![entry.clone()],
+                ..RecordBody::decode_body(b"id='a'\nname='n'\nversion='1'\nsigners=[]\napplied_at=1\nsequence=1\ntarget_path='t'\nmodule_address=0\nmodule_len=0").unwrap()
+            })
+            .unwrap()
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(body.entries, [entry.clone()]);
+        // A record saying both (bytes at the entry and call sites) is not one we wrote.
+        entry.original = "c3".into();
+        assert!(entry.writes().is_none());
+        assert_eq!(call_displacement(0, 1 << 40), None);
     }
 }

@@ -143,12 +143,24 @@ fn live(pid: Pid, records: &[LiveRecord], index: usize) -> Live {
 /// Whether `entry` of `records[index]` is what runs: its bytes are live, or a newer applied
 /// package replaced them, saving exactly them as its original, and is in effect itself.
 fn in_effect(pid: Pid, records: &[LiveRecord], index: usize, entry: &crate::record::Entry) -> bool {
-    let Some(ours) = entry.written() else {
+    let Some(writes) = entry.writes() else {
         return false;
     };
-    if memory::read(pid, entry.address, ours.len()).is_ok_and(|live| live == ours) {
+    let live = |w: &crate::record::Write| {
+        memory::read(pid, w.address, w.ours.len()).is_ok_and(|live| live == w.ours)
+    };
+    if writes.iter().all(live) {
         return true;
     }
+    // A function reached through its call sites is never replaced again (the applier
+    // refuses it): nothing newer can stand in for its writes.
+    let [write] = writes.as_slice() else {
+        return false;
+    };
+    if !entry.call_sites.is_empty() {
+        return false;
+    }
+    let ours = &write.ours;
     records
         .iter()
         .enumerate()
@@ -158,7 +170,7 @@ fn in_effect(pid: Pid, records: &[LiveRecord], index: usize, entry: &crate::reco
             newer.body.entries.iter().any(|n| {
                 n.address == entry.address
                     && crate::record::unhex(&n.original).is_some_and(|o| {
-                        !o.is_empty() && (o.starts_with(&ours) || ours.starts_with(&o))
+                        !o.is_empty() && (o.starts_with(ours) || ours.starts_with(&o))
                     })
                     && in_effect(pid, records, newer_index, n)
             })

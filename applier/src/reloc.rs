@@ -93,6 +93,25 @@ pub fn indirect_jump_stub(target: u64) -> [u8; 14] {
     stub
 }
 
+/// Most bytes of a patch module searched by [`may_lead_to`] (modules are kilobytes; a record
+/// giving its length is the target's to forge).
+pub const MAX_MODULE_SCAN: u64 = 64 << 20;
+
+/// Whether `code` (bytes at `address`, instruction boundaries unknown) may lead to `to`: a
+/// 4-byte window that, as the `rip`-relative displacement of an instruction ending 0, 1, 2 or
+/// 4 bytes after it, designates `to` (every direct call, jump and `rip`-relative reference is
+/// one), or an 8-byte word equal to it at any offset (a GOT slot, a call stub's address).
+pub fn may_lead_to(code: &[u8], address: u64, to: u64) -> bool {
+    let relative = code.windows(4).enumerate().any(|(i, w)| {
+        let rel = i32::from_le_bytes([w[0], w[1], w[2], w[3]]) as i64 as u64;
+        let end = address.wrapping_add(i as u64 + 4).wrapping_add(rel);
+        [0u64, 1, 2, 4].iter().any(|&k| end.wrapping_add(k) == to)
+    });
+    let absolute =
+        (code.windows(8)).any(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")) == to);
+    relative || absolute
+}
+
 /// Length of the jump written over a function's entry.
 pub const JUMP_LEN: usize = lpkg_kernel::arch::current::JMP_REL32_LEN;
 
@@ -168,6 +187,21 @@ mod tests {
             from.wrapping_add(JUMP_LEN as u64)
                 .wrapping_add(rel as i64 as u64),
         )
+    }
+
+    #[test]
+    fn module_bytes_that_may_lead_to_a_function() {
+        // call 0x2000 from 0x1000; mov [rip+x], imm32 (field 4 bytes before the end).
+        let call = [0xe8, 0xfb, 0x0f, 0x00, 0x00];
+        assert!(may_lead_to(&call, 0x1000, 0x2000));
+        assert!(!may_lead_to(&call, 0x1000, 0x2003));
+        let store = [0xc7, 0x05, 0xf6, 0x0f, 0x00, 0x00, 1, 0, 0, 0];
+        assert!(may_lead_to(&store, 0x1000, 0x2000));
+        // An aligned GOT slot or stub address holding it.
+        let mut slot = [0u8; 16];
+        slot[8..].copy_from_slice(&0x7f00_0000_2000u64.to_le_bytes());
+        assert!(may_lead_to(&slot, 0x1000, 0x7f00_0000_2000));
+        assert!(!may_lead_to(&slot[..12], 0x1000, 0x7f00_0000_2000));
     }
 
     #[test]

@@ -7,10 +7,10 @@ use lpkg_kernel::{Pid, Tracee};
 
 use crate::claim::Claim;
 use crate::quiesce::stop_clear;
-use crate::record::{unhex, Registration, State, STATE_OFFSET};
+use crate::record::{Entry, Registration, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
 use crate::registration;
-use crate::{checkpoint, Error};
+use crate::{checkpoint, spans, Error};
 
 /// Undo log of an apply in progress: entries written, mappings made and the CFI registered,
 /// undone in reverse.
@@ -46,7 +46,10 @@ impl Rollback {
     /// Restores every entry, removes every mapping and detaches (from that stop: detaching
     /// resumes every thread). Best effort: a failure here leaves the record in the target, so
     /// `lpkg revert` can finish the job.
-    pub fn run(self, mut tracee: Tracee, mem: &Mem) {
+    pub fn run(self, mut tracee: Tracee, mem: &Mem, timeout: Duration) {
+        // The command's own deadline may have passed (that may be why it rolls back): the
+        // rollback gets a timeout of its own.
+        tracee.set_deadline(std::time::Instant::now().checked_add(timeout));
         if tracee.stop().is_err() {
             return;
         }
@@ -197,12 +200,47 @@ pub fn revert_process(
                 )));
             }
         }
+        check_no_newer_calls(pid, one, &records)?;
     }
     checkpoint::reached(checkpoint::REVERT_READ);
     for record in chosen {
         reports.push(recover(&claim, record, timeout)?);
     }
     Ok(reports)
+}
+
+/// A newer package's module may call the new code of a function whose calls `one` leads there
+/// (too short for a jump: the newer package's calls of it were bound to that code): `one`
+/// must wait for it.
+fn check_no_newer_calls(pid: Pid, one: &LiveRecord, records: &[LiveRecord]) -> Result<(), Error> {
+    let redirecting: Vec<&Entry> = (one.body.entries.iter())
+        .filter(|e| !e.call_sites.is_empty())
+        .collect();
+    if redirecting.is_empty() {
+        return Ok(());
+    }
+    let mem = Mem::open(pid)?;
+    for newer in records
+        .iter()
+        .filter(|r| r.body.sequence > one.body.sequence)
+    {
+        let len = newer.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
+        let module = mem.read(newer.body.module_address, len)?;
+        let called = (redirecting.iter())
+            .find(|e| crate::reloc::may_lead_to(&module, newer.body.module_address, e.new_address));
+        if let Some(entry) = called {
+            return Err(Error::Stacking(format!(
+                "package {} {} may call the new code of {} in package {} {}: revert {} first",
+                newer.body.name,
+                newer.body.version,
+                entry.function,
+                one.body.name,
+                one.body.version,
+                newer.body.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Takes one package out of `pid`, whatever state it was left in: runs its exit routines if it
@@ -239,26 +277,7 @@ pub(crate) fn recover(
                 tracee.call(routine, &[], timeout)?;
             }
         }
-        let mut restored = 0;
-        for entry in body.entries.iter().rev() {
-            let bad = |what: &str| Error::BadRecord {
-                pid,
-                address: record.address,
-                reason: format!("entry {} has bad {what} bytes", entry.function),
-            };
-            let ours = entry.written().ok_or_else(|| bad("new"))?;
-            let live = mem.read(entry.address, ours.len())?;
-            if ours == live {
-                let original = unhex(&entry.original)
-                    .filter(|o| o.len() == ours.len())
-                    .ok_or_else(|| bad("original"))?;
-                mem.write(entry.address, &original)?;
-                restored += 1;
-                if restored == 1 {
-                    checkpoint::reached("revert:restored-1");
-                }
-            }
-        }
+        let restored = restore_entries(pid, record, &mem)?;
         Ok((restored, attempts.running))
     })();
     match result {
@@ -299,4 +318,57 @@ pub(crate) fn recover(
             Err(error)
         }
     }
+}
+
+/// Puts back what each entry of `record` wrote, where its bytes are still there: jumps and new
+/// code first, newest entry first, then the call sites a page at a time (the reverse of the
+/// apply's order: a call site may lie under another entry's jump, whose original bytes hold
+/// it as it was). Returns how many entries it restored.
+fn restore_entries(pid: Pid, record: &LiveRecord, mem: &Mem) -> Result<usize, Error> {
+    let bad = |entry: &Entry| Error::BadRecord {
+        pid,
+        address: record.address,
+        reason: format!("entry {} has bad new or original bytes", entry.function),
+    };
+    let (sites, entries): (Vec<&Entry>, Vec<&Entry>) =
+        (record.body.entries.iter()).partition(|e| !e.call_sites.is_empty());
+    let mut restored = 0;
+    for entry in entries.into_iter().rev() {
+        let mut wrote = false;
+        for write in entry.writes().ok_or_else(|| bad(entry))?.iter().rev() {
+            if mem.read(write.address, write.ours.len())? == write.ours {
+                mem.write(write.address, &write.original)?;
+                wrote = true;
+            }
+        }
+        if wrote {
+            restored += 1;
+            if restored == 1 {
+                checkpoint::reached("revert:restored-1");
+            }
+        }
+    }
+    let mut writes = Vec::new();
+    for (n, entry) in sites.iter().enumerate() {
+        writes.extend(
+            entry
+                .writes()
+                .ok_or_else(|| bad(entry))?
+                .into_iter()
+                .map(|w| (n, w)),
+        );
+    }
+    let changes: Vec<spans::Change> = (writes.iter())
+        .map(|(_, w)| spans::Change {
+            address: w.address,
+            expected: Some(&w.ours),
+            replacement: &w.original,
+        })
+        .collect();
+    let made = spans::apply(mem, &changes, |_, _| {})?;
+    let mut sites_restored = vec![false; sites.len()];
+    for ((n, _), made) in writes.iter().zip(made) {
+        sites_restored[*n] |= made;
+    }
+    Ok(restored + sites_restored.iter().filter(|&&r| r).count())
 }

@@ -113,6 +113,9 @@ pub struct Resolver<'a> {
     tables: RefCell<Vec<Option<BiasedSymbols>>>,
     /// What each IFUNC resolver returned when run in the target, by resolver address.
     ifuncs: RefCell<BTreeMap<u64, u64>>,
+    /// Functions of the target whose calls an applied package leads to its new code (too
+    /// short for a jump): their address there, to that new code's.
+    redirected: BTreeMap<u64, u64>,
 }
 
 /// One definition of a dynamic symbol.
@@ -202,7 +205,15 @@ impl<'a> Resolver<'a> {
             mapped,
             tables: RefCell::new(vec![None; mapped.len()]),
             ifuncs: RefCell::new(BTreeMap::new()),
+            redirected: BTreeMap::new(),
         }
+    }
+
+    /// Makes `target` symbols at the address of a function whose calls an applied package
+    /// redirected (`old address -> new code`) resolve to its new code: the old code is left as
+    /// it was, so a call bound there would bypass that package's fix.
+    pub fn follow_redirected_calls(&mut self, redirected: BTreeMap<u64, u64>) {
+        self.redirected = redirected;
     }
 
     /// The IFUNC resolvers among the external symbols of `map`: each must be run in the target
@@ -357,7 +368,10 @@ impl<'a> Resolver<'a> {
 impl Resolve for Resolver<'_> {
     fn address(&self, name: &str) -> Result<u64, Error> {
         match self.binding(name)? {
-            SymbolBinding::Target { offset, .. } => Ok(self.target.bias.wrapping_add(*offset)),
+            SymbolBinding::Target { offset, .. } => {
+                let address = self.target.bias.wrapping_add(*offset);
+                Ok(self.redirected.get(&address).copied().unwrap_or(address))
+            }
             SymbolBinding::External {
                 symbol, version, ..
             } => self.external(symbol, version.as_deref()),

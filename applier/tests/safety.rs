@@ -489,3 +489,57 @@ fn a_process_whose_main_thread_exited_is_patched_listed_and_reverted() {
     target.wait_for(|l| l == "1 10", "old values after revert");
     assert!(lpkg_applier::list(pid).unwrap().is_empty());
 }
+
+/// The main thread in `vfork()`, waiting a minute for its child: no interrupt stops it.
+/// Issue 19 (9): apply and revert with a one-second timeout give up within a few seconds (a
+/// fixed 10 s stop timeout, up to three times, made them take 30 s), and leave the process as
+/// it was.
+#[test]
+fn a_main_thread_in_vfork_costs_no_more_than_the_timeout() {
+    let b = built();
+    let mut target = Target::start(&b.exe, "vfork:1");
+    let pid = target.pid();
+    apply(pid, &b.package, &b.trust, &options(5000)).unwrap();
+    target.wait_for(|l| l == "2 20", "new values");
+    // Wait for the main thread to be in vfork (its child, our grandchild, exists).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .is_ok_and(|c| !c.trim().is_empty())
+    {
+        assert!(Instant::now() < deadline, "main thread did not vfork");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Each on a thread of its own, as lpkg runs them: the main thread, never stopped, cannot
+    // be detached, and stays traced until the thread that seized it exits.
+    let started = Instant::now();
+    let result =
+        std::thread::spawn(move || revert(pid, &Selection::Latest, Duration::from_secs(1)))
+            .join()
+            .unwrap();
+    let took = started.elapsed();
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "revert --timeout 1 took {took:?}"
+    );
+    target.wait_for(|l| l == "2 20", "still the new values");
+    assert_eq!(
+        lpkg_applier::list(pid).unwrap()[0].state,
+        lpkg_applier::State::Applied
+    );
+    let started = Instant::now();
+    let (package, trust) = (b.package.clone(), b.trust.clone());
+    let result = std::thread::spawn(move || {
+        lpkg_applier::apply(pid, &package, &trust, &options(1000)).map(|_| ())
+    })
+    .join()
+    .unwrap();
+    let took = started.elapsed();
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "apply --timeout 1 took {took:?}"
+    );
+    assert!(target.alive());
+    target.wait_for(|l| l == "2 20", "still the new values");
+}

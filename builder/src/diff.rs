@@ -388,12 +388,18 @@ fn routines(
 }
 
 /// Differing immediates are all line numbers of the function, shifted consistently: the k-th
-/// line with code in the old function maps to the k-th in the new one.
+/// line with code in the old function maps to the k-th in the new one, counted within one
+/// source file (code inlined from a header keeps its lines while the including file's move).
 fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> bool {
-    let lines = |side: &Side| -> Vec<u64> {
-        side.function_section(name)
-            .map(|s| side.facts.lines.of(&side.obj, s))
-            .unwrap_or_default()
+    let lines = |side: &Side| -> BTreeMap<u64, Vec<u64>> {
+        let mut by_file: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let rows = side
+            .function_section(name)
+            .map(|s| side.facts.lines.of(&side.obj, s));
+        for (file, line) in rows.unwrap_or_default() {
+            by_file.entry(file).or_default().push(line);
+        }
+        by_file
     };
     // Both sides' programs are read whole on the first call: at the same time, on two cores
     // (a thread is cheap next to a large object's programs).
@@ -404,15 +410,23 @@ fn line_shift_only(old: &Side, new: &Side, name: &str, pairs: &[(u64, u64)]) -> 
         });
     }
     let (old_lines, new_lines) = (lines(old), lines(new));
-    if old_lines.len() != new_lines.len() || old_lines.is_empty() {
+    let same_shape = old_lines.len() == new_lines.len()
+        && old_lines
+            .iter()
+            .zip(&new_lines)
+            .all(|((a, a_lines), (b, b_lines))| a == b && a_lines.len() == b_lines.len());
+    if !same_shape || old_lines.is_empty() {
         return false;
     }
     pairs.iter().all(|&(o, n)| {
         o != n
-            && matches!(
-                (old_lines.binary_search(&o), new_lines.binary_search(&n)),
-                (Ok(a), Ok(b)) if a == b
-            )
+            && old_lines.iter().any(|(file, old_file_lines)| {
+                let new_file_lines = &new_lines[file];
+                matches!(
+                    (old_file_lines.binary_search(&o), new_file_lines.binary_search(&n)),
+                    (Ok(a), Ok(b)) if a == b
+                )
+            })
     })
 }
 

@@ -35,9 +35,9 @@ pub struct Lines {
     debug_line: Vec<u8>,
     /// `(offset, address size)` of each compile unit's line program, in unit order.
     programs: Vec<(gimli::DebugLineOffset, u8)>,
-    /// `(section index, line)`, sorted, unique; one flat list rather than a set per section
-    /// (tens of thousands of them took time to build).
-    read: std::sync::OnceLock<Vec<(usize, u64)>>,
+    /// `(section index, file, line)`, sorted, unique; one flat list rather than a set per
+    /// section (tens of thousands of them took time to build). `file` is [`file_key`].
+    read: std::sync::OnceLock<Vec<(usize, u64, u64)>>,
 }
 
 impl Clone for Lines {
@@ -51,12 +51,17 @@ impl Clone for Lines {
 }
 
 impl Lines {
-    /// Lines with code in section `sec` of `obj` (the object the facts were read from), sorted.
-    pub fn of(&self, obj: &Obj, sec: usize) -> Vec<u64> {
+    /// `(file, line)` with code in section `sec` of `obj` (the object the facts were read
+    /// from), sorted. Code inlined from a header has its rows in the header's file: its lines
+    /// do not move with the including file's.
+    pub fn of(&self, obj: &Obj, sec: usize) -> Vec<(u64, u64)> {
         let all = self.all(obj);
-        let from = all.partition_point(|&(s, _)| s < sec);
-        let to = all.partition_point(|&(s, _)| s <= sec);
-        all[from..to].iter().map(|&(_, line)| line).collect()
+        let from = all.partition_point(|&(s, _, _)| s < sec);
+        let to = all.partition_point(|&(s, _, _)| s <= sec);
+        all[from..to]
+            .iter()
+            .map(|&(_, f, line)| (f, line))
+            .collect()
     }
 
     /// Whether the programs are still to be read.
@@ -64,20 +69,20 @@ impl Lines {
         self.read.get().is_none()
     }
 
-    /// Every `(section, line)`, read on the first call.
-    pub fn all(&self, obj: &Obj) -> &[(usize, u64)] {
+    /// Every `(section, file, line)`, read on the first call.
+    pub fn all(&self, obj: &Obj) -> &[(usize, u64, u64)] {
         self.read
             .get_or_init(|| read_lines(obj, &self.debug_line, &self.programs))
     }
 }
 
-/// Every `(section, line)` of the programs, sorted, unique. A broken program leaves the lines
-/// read before it.
+/// Every `(section, file, line)` of the programs, sorted, unique. A broken program leaves the
+/// lines read before it.
 fn read_lines(
     obj: &Obj,
     debug_line: &[u8],
     programs: &[(gimli::DebugLineOffset, u8)],
-) -> Vec<(usize, u64)> {
+) -> Vec<(usize, u64, u64)> {
     let mut all = Vec::new();
     let _ = read_programs(obj, debug_line, programs, &mut all);
     if !all.is_sorted() {
@@ -92,16 +97,16 @@ fn read_programs(
     obj: &Obj,
     debug_line: &[u8],
     programs: &[(gimli::DebugLineOffset, u8)],
-    all: &mut Vec<(usize, u64)>,
+    all: &mut Vec<(usize, u64, u64)>,
 ) -> Option<()> {
     let debug_line = gimli::DebugLine::new(debug_line, LittleEndian);
-    for &(offset, address_size) in programs {
+    for (index, &(offset, address_size)) in programs.iter().enumerate() {
         let program = debug_line.program(offset, address_size, None, None).ok()?;
         // Rows come in address order, a function's rows together: look a section up only
         // when a row leaves the last one, and gather its lines before adding them.
         let mut current: Option<(std::ops::Range<u64>, usize)> = None;
-        let mut lines: Vec<u64> = Vec::new();
-        let read = crate::line_rows::for_each_row(program.header(), |addr, line| {
+        let mut lines: Vec<(u64, u64)> = Vec::new();
+        let read = crate::line_rows::for_each_row(program.header(), |addr, file, line| {
             if line == 0 {
                 return;
             }
@@ -115,8 +120,9 @@ fn read_programs(
                     (start..start + obj.sections[sec].size.max(1), sec)
                 });
             }
-            if current.is_some() && lines.last() != Some(&line) {
-                lines.push(line);
+            let row = (file_key(index, file), line);
+            if current.is_some() && lines.last() != Some(&row) {
+                lines.push(row);
             }
         });
         if let Some((_, sec)) = current {
@@ -795,13 +801,21 @@ impl<'a> UnitWalk<'a, '_> {
     }
 }
 
-/// Appends the lines of one run of rows in section `sec` (emptying `lines`). Runs come in
-/// section order, so the list stays sorted unless a section has several runs (`Lines::of`
-/// sorts it then).
-fn add_lines(all: &mut Vec<(usize, u64)>, sec: usize, lines: &mut Vec<u64>) {
+/// Appends the `(file, line)`s of one run of rows in section `sec` (emptying `lines`). Runs
+/// come in section order, so the list stays sorted unless a section has several runs
+/// (`read_lines` sorts it then).
+fn add_lines(all: &mut Vec<(usize, u64, u64)>, sec: usize, lines: &mut Vec<(u64, u64)>) {
     lines.sort_unstable();
     lines.dedup();
-    all.extend(lines.drain(..).map(|line| (sec, line)));
+    all.extend(lines.drain(..).map(|(file, line)| (sec, file, line)));
+}
+
+/// A file of the object's line programs: its index in the file table of the `program`th
+/// program. Old and new objects of one source list their files in the same order (the order
+/// of the includes); where they do not, lines of the same file look like different files and a
+/// line-only change looks like a change: never the other way round.
+fn file_key(program: usize, file: u64) -> u64 {
+    ((program as u64) << 32) | (file & 0xffff_ffff)
 }
 
 impl Facts {

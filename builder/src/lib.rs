@@ -398,6 +398,7 @@ fn collect_functions(
                 old_size: None,
                 old_sha256: None,
                 old_room: None,
+                call_sites: Vec::new(),
                 new_size: sym.size,
             };
             if let Verdict::Replace(_) = verdict {
@@ -467,7 +468,12 @@ fn resolve_replacement(
             ),
         ));
     }
-    if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value) {
+    let room = target.room(t.value, t.size);
+    // A symbol inside the function: only the function's own bytes may be overwritten.
+    let entry_room = room.unwrap_or(t.size);
+    if t.size < arch::x86_64::JUMP_SIZE && entry_room < arch::x86_64::JUMP_SIZE {
+        f.call_sites = short_function_call_sites(target, name, t.value, t.size, entry_room)?;
+    } else if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value, entry_room) {
         return Err(error::refuse(
             name.to_owned(),
             format!("cannot patch entry: {problem}"),
@@ -477,8 +483,37 @@ fn resolve_replacement(
     f.old_offset = Some(t.value);
     f.old_size = Some(t.size);
     f.old_sha256 = Some(hex(&Sha256::digest(bytes)));
-    f.old_room = target.room(t.value, t.size);
+    f.old_room = room;
     Ok(())
+}
+
+/// The call sites the applier points at the new code of `name` (`size` bytes at `value`,
+/// `room` bytes up to the next symbol): a function too short for a jump at its entry, with no
+/// padding after it to take the rest. Refused when something else may lead to it, or nothing
+/// calls it.
+fn short_function_call_sites(
+    target: &TargetFile,
+    name: &str,
+    value: u64,
+    size: u64,
+    room: u64,
+) -> Result<Vec<u64>, Error> {
+    let refuse = |why: String| {
+        error::refuse(
+            name.to_owned(),
+            format!(
+                "cannot patch entry: function is {size} bytes long, shorter than the {}-byte jump, with {room} bytes of room up to the next symbol, and its call sites cannot be rewritten instead: {why}",
+                arch::x86_64::JUMP_SIZE
+            ),
+        )
+    };
+    let sites = target.call_sites(value, size).map_err(refuse)?;
+    if sites.is_empty() {
+        return Err(refuse(
+            "no direct call or jump in the target reaches it".into(),
+        ));
+    }
+    Ok(sites)
 }
 
 /// Adds every new data object to the module; returns their manifest entries.
@@ -522,6 +557,7 @@ fn carried_symbols(
             old_size: None,
             old_sha256: None,
             old_room: None,
+            call_sites: Vec::new(),
             new_size: sym.size,
         });
     }
@@ -544,7 +580,7 @@ fn manifest(
     data: Vec<Data>,
     routines: Vec<Routine>,
 ) -> Manifest {
-    Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         package: PackageInfo {
             name: opts.name.clone(),
@@ -570,7 +606,9 @@ fn manifest(
         data,
         routines,
         payloads: Vec::new(),
-    }
+    };
+    manifest.format_version = manifest.needed_version();
+    manifest
 }
 
 /// Frees `value` on a helper thread: the objects and facts of a build are some 100 000 small

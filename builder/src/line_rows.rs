@@ -1,5 +1,5 @@
-//! The rows of a DWARF line program, reduced to what the builder asks of them: address and
-//! line. gimli's row reader keeps the whole row state (file, column, flags, discriminator) and
+//! The rows of a DWARF line program, reduced to what the builder asks of them: address, file
+//! and line. gimli's row reader keeps the whole row state (file, column, flags, discriminator) and
 //! goes through a general instruction type per opcode: on a 10 000-function object that was a
 //! tenth of the build, on its critical path. This reader follows gimli's semantics for address
 //! and line (tombstoned sequences, address overflow, line underflow) on the one layout x86_64
@@ -11,12 +11,13 @@ use gimli::{EndianSlice, LittleEndian};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed;
 
-/// Calls `row(address, line)` for each row of the program in order, except end-of-sequence
-/// rows and rows of a sequence whose address is a tombstone (as gimli's `LineRows` leaves
-/// them out). `line` is 0 for code without a line.
+/// Calls `row(address, file, line)` for each row of the program in order, except
+/// end-of-sequence rows and rows of a sequence whose address is a tombstone (as gimli's
+/// `LineRows` leaves them out). `file` is the index in the header's file table; `line` is 0
+/// for code without a line.
 pub fn for_each_row(
     header: &gimli::LineProgramHeader<EndianSlice<'_, LittleEndian>>,
-    mut row: impl FnMut(u64, u64),
+    mut row: impl FnMut(u64, u64, u64),
 ) -> Result<(), Malformed> {
     if header.maximum_operations_per_instruction() != 1 || header.line_range() == 0 {
         // VLIW operation indices: no x86 compiler emits them.
@@ -84,8 +85,10 @@ pub fn for_each_row(
             }
             // DW_LNS_advance_line
             3 => state.advance_line(input.sleb()?),
-            // Set file, column, ISA: one operand, none about addresses or lines.
-            4 | 5 | 12 => {
+            // DW_LNS_set_file
+            4 => state.file = input.uleb()?,
+            // Set column, ISA: one operand, none about addresses or lines.
+            5 | 12 => {
                 input.uleb()?;
             }
             // Statement, basic block, prologue and epilogue flags.
@@ -117,6 +120,7 @@ pub fn for_each_row(
 struct State {
     address: u64,
     line: u64,
+    file: u64,
     /// The sequence's address is a tombstone (code the linker dropped): no rows from it.
     tombstone: bool,
 }
@@ -126,15 +130,16 @@ impl Default for State {
         State {
             address: 0,
             line: 1,
+            file: 1,
             tombstone: false,
         }
     }
 }
 
 impl State {
-    fn emit(&self, row: &mut impl FnMut(u64, u64)) {
+    fn emit(&self, row: &mut impl FnMut(u64, u64, u64)) {
         if !self.tombstone {
-            row(self.address, self.line);
+            row(self.address, self.file, self.line);
         }
     }
 
@@ -242,7 +247,7 @@ impl<'a> Input<'a> {
 mod tests {
     use super::*;
 
-    type Row = (u64, u64);
+    type Row = (u64, u64, u64);
 
     /// The rows as gimli's reader gives them, and whether it read the programs to their end.
     fn gimli_rows(debug_line: &[u8], programs: &[gimli::DebugLineOffset]) -> (Vec<Row>, bool) {
@@ -254,9 +259,11 @@ mod tests {
             loop {
                 match rows.next_row() {
                     Ok(Some((_, row))) if row.end_sequence() => {}
-                    Ok(Some((_, row))) => {
-                        out.push((row.address(), row.line().map_or(0, |l| l.get())))
-                    }
+                    Ok(Some((_, row))) => out.push((
+                        row.address(),
+                        row.file_index(),
+                        row.line().map_or(0, |l| l.get()),
+                    )),
                     Ok(None) => break,
                     Err(_) => return (out, false),
                 }
@@ -270,7 +277,7 @@ mod tests {
         let mut out = Vec::new();
         for &offset in programs {
             let program = debug_line.program(offset, 8, None, None).unwrap();
-            if for_each_row(program.header(), |a, l| out.push((a, l))).is_err() {
+            if for_each_row(program.header(), |a, f, l| out.push((a, f, l))).is_err() {
                 return (out, false);
             }
         }

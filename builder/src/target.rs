@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use object::read::elf::{ElfFile64, Sym as _};
-use object::{elf, Endianness, Object, ObjectSection};
+use object::{elf, Endianness, Object, ObjectSection, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -44,11 +44,28 @@ pub struct TargetFile {
     unit_paths: Vec<String>,
     /// Version of undefined symbols the target imports (`printf` -> `GLIBC_2.2.5`).
     versions: HashMap<String, String>,
-    /// (address, bytes) of loaded sections with file contents: only these are kept, not the
-    /// whole file (mostly DWARF and symbols, parsed above).
-    sections: Vec<(u64, Vec<u8>)>,
+    /// Loaded sections with file contents: only these are kept, not the whole file (mostly
+    /// DWARF and symbols, parsed above).
+    sections: Vec<Loaded>,
     /// Start address of every defined symbol, sorted: where code may be entered.
     starts: Vec<u64>,
+    /// `(start, size)` of every function symbol, sorted: the code whose instructions are known.
+    functions: Vec<(u64, u64)>,
+    /// Addresses of the symbols the target exports (`.dynsym`): other objects and `dlsym`
+    /// reach them.
+    exported: Vec<u64>,
+    /// The ELF entry point.
+    entry: u64,
+    /// `ET_EXEC`: absolute addresses may be written anywhere without a dynamic relocation.
+    fixed: bool,
+}
+
+/// A loaded section of the target with file contents.
+#[derive(Debug)]
+struct Loaded {
+    address: u64,
+    bytes: Vec<u8>,
+    exec: bool,
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -89,9 +106,19 @@ impl TargetFile {
             .filter_map(|s| {
                 let (offset, size) = s.file_range()?;
                 let data = bytes.get(offset as usize..offset.checked_add(size)? as usize)?;
-                (s.address() != 0).then(|| (s.address(), data.to_vec()))
+                (s.address() != 0).then(|| Loaded {
+                    address: s.address(),
+                    bytes: data.to_vec(),
+                    exec: s.kind() == object::SectionKind::Text,
+                })
             })
             .collect();
+        let mut exported: Vec<u64> = file
+            .dynamic_symbols()
+            .filter(|s| s.is_definition())
+            .map(|s| s.address())
+            .collect();
+        exported.sort_unstable();
         let unit_paths = unit_paths(&file);
         let file_name = path
             .file_name()
@@ -110,6 +137,10 @@ impl TargetFile {
             versions: symbols.versions,
             sections,
             starts: symbols.starts,
+            functions: symbols.functions,
+            exported,
+            entry: file.elf_header().e_entry.get(endian),
+            fixed: file.elf_header().e_type.get(endian) == elf::ET_EXEC,
         })
     }
 
@@ -196,9 +227,9 @@ impl TargetFile {
         if next.is_some_and(|next| next < end) {
             return None;
         }
-        let section_end = self.sections.iter().find_map(|(start, data)| {
-            let section_end = start.checked_add(data.len() as u64)?;
-            (*start <= value && end <= section_end).then_some(section_end)
+        let section_end = self.sections.iter().find_map(|s| {
+            let section_end = s.address.checked_add(s.bytes.len() as u64)?;
+            (s.address <= value && end <= section_end).then_some(section_end)
         })?;
         let limit = next.map_or(section_end, |next| next.min(section_end));
         let padding = self.bytes_at(end, limit - end)?;
@@ -211,11 +242,118 @@ impl TargetFile {
 
     /// The file bytes at virtual address `addr`.
     pub fn bytes_at(&self, addr: u64, size: u64) -> Option<&[u8]> {
-        self.sections.iter().find_map(|(start, data)| {
-            let from = addr.checked_sub(*start)? as usize;
-            data.get(from..from.checked_add(size as usize)?)
+        self.sections.iter().find_map(|s| {
+            let from = addr.checked_sub(s.address)? as usize;
+            s.bytes.get(from..from.checked_add(size as usize)?)
         })
     }
+
+    /// The direct calls and jumps that reach the function at `value` (`size` bytes): the
+    /// address of each one's 4-byte displacement, which the applier may point at a new
+    /// function instead. `Err` names something else that may lead to it, whose target the
+    /// applier could not change: a reference that is not a direct call or jump (its address
+    /// taken), an absolute address in data (a function pointer, a dynamic relocation), an
+    /// export, bytes of code that would reach it if executed but are not a decoded call.
+    pub fn call_sites(&self, value: u64, size: u64) -> Result<Vec<u64>, String> {
+        use crate::arch::x86_64::{references, Reference};
+        if self.exported.binary_search(&value).is_ok() {
+            return Err("it is exported (.dynsym): other objects and dlsym may reach it".into());
+        }
+        if self.entry == value {
+            return Err("it is the entry point".into());
+        }
+        let own = value..value.saturating_add(size);
+        let mut sites = Vec::new();
+        for &(start, len) in &self.functions {
+            let Some(code) = self.bytes_at(start, len) else {
+                continue;
+            };
+            if own.contains(&start) || len == 0 {
+                continue;
+            }
+            for reference in references(code, start, value, self.fixed) {
+                match reference {
+                    Reference::Branch { field } => sites.push(field),
+                    Reference::Other { at } => {
+                        return Err(format!(
+                            "its address is taken by the instruction at {at:#x} (not a direct call or jump)"
+                        ))
+                    }
+                }
+            }
+        }
+        sites.sort_unstable();
+        for s in &self.sections {
+            if s.exec {
+                // Code outside function symbols (PLT stubs, padding) is decoded from the start
+                // of each gap between them: none of it may lead to the function.
+                let end = s.address.saturating_add(s.bytes.len() as u64);
+                for (start, end) in self.gaps(s.address, end) {
+                    let range = (start - s.address) as usize..(end - s.address) as usize;
+                    let Some(code) = s.bytes.get(range) else {
+                        continue;
+                    };
+                    if let Some(reference) = references(code, start, value, self.fixed).first() {
+                        let at = match *reference {
+                            Reference::Branch { field } => field,
+                            Reference::Other { at } => at,
+                        };
+                        return Err(format!(
+                            "the code at {at:#x}, outside any function symbol, leads to it"
+                        ));
+                    }
+                }
+            } else if let Some(at) = absolute_values(&s.bytes, s.address, value, self.fixed) {
+                return Err(format!(
+                    "its address is stored in data at {at:#x} (a function pointer or a dynamic relocation)"
+                ));
+            }
+        }
+        Ok(sites)
+    }
+
+    /// The ranges of `[start, end)` that no function symbol covers.
+    fn gaps(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut gaps = Vec::new();
+        let mut cursor = start;
+        for &(f, size) in &self.functions {
+            let f_end = f.saturating_add(size);
+            if f >= end || f_end <= start {
+                continue;
+            }
+            if f > cursor {
+                gaps.push((cursor, f));
+            }
+            cursor = cursor.max(f_end);
+        }
+        if cursor < end {
+            gaps.push((cursor, end));
+        }
+        gaps
+    }
+}
+
+/// The first address in `bytes` (loaded at `address`) holding `value`: as an aligned 8-byte
+/// word (a pointer, a dynamic relocation's addend, a `.dynamic` entry: in position-independent
+/// files an address in data always has a dynamic relocation or, packed in `.relr.dyn`, sits
+/// aligned in place), or, in an `ET_EXEC` file (`fixed`), at any offset (a pointer in a packed
+/// structure, an absolute 32-bit address).
+fn absolute_values(bytes: &[u8], address: u64, value: u64, fixed: bool) -> Option<u64> {
+    let width = if fixed && value <= u64::from(u32::MAX) {
+        4
+    } else {
+        8
+    };
+    let (skip, step) = match fixed {
+        true => (0, 1),
+        false => (((8 - address % 8) % 8) as usize, 8),
+    };
+    let words = bytes.get(skip..)?.windows(width).step_by(step);
+    words.enumerate().find_map(|(i, word)| {
+        let mut le = [0u8; 8];
+        le[..width].copy_from_slice(word);
+        (u64::from_le_bytes(le) == value).then_some(address + (skip + i * step) as u64)
+    })
 }
 
 /// The target's symbol table, indexed as [`TargetFile`] keeps it.
@@ -225,6 +363,7 @@ struct SymbolTables {
     file_blocks: HashMap<String, usize>,
     versions: HashMap<String, String>,
     starts: Vec<u64>,
+    functions: Vec<(u64, u64)>,
 }
 
 fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
@@ -238,6 +377,7 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
     let mut versions = HashMap::new();
     let mut current_file = String::new();
     let mut starts = Vec::new();
+    let mut functions = Vec::new();
     for sym in table.iter() {
         let name = table
             .symbol_name(endian, sym)
@@ -269,6 +409,9 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
             size: sym.st_size(endian),
         };
         starts.push(entry.value);
+        if kind == elf::STT_FUNC {
+            functions.push((entry.value, entry.size));
+        }
         if sym.st_bind() == elf::STB_LOCAL {
             locals
                 .entry((current_file.clone(), name))
@@ -285,12 +428,15 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
     }
     starts.sort_unstable();
     starts.dedup();
+    functions.sort_unstable();
+    functions.dedup();
     SymbolTables {
         globals,
         locals,
         file_blocks,
         versions,
         starts,
+        functions,
     }
 }
 
@@ -308,4 +454,31 @@ fn unit_paths(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
         }
     }
     crate::dwarf::unit_paths(&debug)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_in_data_are_found_aligned_or_anywhere_in_fixed_files() {
+        let mut data = vec![0u8; 32];
+        data[8..16].copy_from_slice(&0x128au64.to_le_bytes());
+        assert_eq!(absolute_values(&data, 0x4000, 0x128a, false), Some(0x4008));
+        assert_eq!(absolute_values(&data, 0x4000, 0x128b, false), None);
+        // Unaligned (a packed structure): only looked for in an ET_EXEC file.
+        let mut packed = vec![0u8; 32];
+        packed[5..9].copy_from_slice(&0x40_1136u32.to_le_bytes());
+        assert_eq!(absolute_values(&packed, 0x4000, 0x40_1136, false), None);
+        assert_eq!(
+            absolute_values(&packed, 0x4000, 0x40_1136, true),
+            Some(0x4005)
+        );
+        // A section that does not start aligned: words are aligned by address.
+        assert_eq!(
+            absolute_values(&data[4..], 0x4004, 0x128a, false),
+            Some(0x4008)
+        );
+        assert_eq!(absolute_values(&[], 0x4000, 0x128a, true), None);
+    }
 }

@@ -77,6 +77,15 @@ pub fn compile(case: &str, extra: &[String]) -> Compiled {
                 d.join(&source),
             )
             .unwrap();
+            // Headers and included files of the case, next to the source.
+            for entry in std::fs::read_dir(corpus().join(case)).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+                let own = name.starts_with("old.") || name.starts_with("new.");
+                if !own && name != "expect.toml" {
+                    std::fs::copy(&path, d.join(name)).unwrap();
+                }
+            }
             let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
             let mut args: Vec<&str> = CFLAGS.to_vec();
             args.extend(extra.iter().map(String::as_str));
@@ -264,6 +273,16 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
                 f.reason.contains(want.as_str().unwrap()),
                 "{case}/{shape}: reason of {name} is {:?}",
                 f.reason
+            );
+        }
+    }
+    if let Some(counts) = expect.get("call_sites").and_then(|v| v.as_table()) {
+        for (name, want) in counts {
+            let f = built.manifest.functions.iter().find(|f| &f.name == name);
+            assert_eq!(
+                f.map(|f| f.call_sites.len() as i64),
+                want.as_integer(),
+                "{case}/{shape}: call sites of {name}"
             );
         }
     }
@@ -550,6 +569,7 @@ cases!(
     libc_data,
     libc_new_import,
     line_only,
+    line_only_header,
     line_only_allowed,
     line_only_logger,
     moved_unchanged,
@@ -561,6 +581,9 @@ cases!(
     pointer_table,
     several_statics,
     short_function,
+    short_function_exported,
+    short_function_packed,
+    short_function_packed_caller,
     static_local,
     static_renumbered,
     string_literal,

@@ -14,8 +14,9 @@ use crate::keys::KeyId;
 /// First 8 bytes of every package. The non-ASCII first byte and the CR LF catch transfers that
 /// mangle binary files, as in PNG.
 pub const MAGIC: [u8; 8] = *b"\x89LPKG\r\n\x1a";
-/// The container version this crate writes and reads (same value as the manifest's).
-pub const CONTAINER_VERSION: u32 = crate::manifest::FORMAT_VERSION;
+/// The container version this crate writes and reads: the layout's, which manifest format
+/// version 2 did not change.
+pub const CONTAINER_VERSION: u32 = 1;
 /// Prefix of every signed message, so an lpkg signature can never be valid for anything else.
 pub const SIGNATURE_DOMAIN: &[u8] = b"lpkg signature v1\0";
 

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{one_line, Error};
 
-/// The manifest format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The highest manifest format version this crate reads and writes. A manifest is version 2
+/// exactly when a function carries `call_sites` (the only addition of version 2), else 1:
+/// readers of version 1 refuse what they would misread, and packages without call sites stay
+/// readable by them ([`Manifest::needed_version`]).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Name of the payload holding the patch module (an ELF relocatable object).
 pub const MODULE_PAYLOAD: &str = "module.o";
@@ -29,7 +32,7 @@ pub const EH_OBJECT_SIZE: u64 = 128;
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Always [`FORMAT_VERSION`] for packages written by this crate.
+    /// 1, or 2 when a function has `call_sites` ([`Manifest::needed_version`]).
     pub format_version: u32,
     /// Who and what the package is.
     pub package: PackageInfo,
@@ -131,6 +134,12 @@ pub struct Function {
     /// symbol starts inside the function, which may then be entered other than at its start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_room: Option<u64>,
+    /// Offsets in the target of the 4-byte displacement of every direct call and jump to the
+    /// old function (`replace` only), given when the function is shorter than a `jmp rel32`
+    /// and no padding follows it (`old_room` below 5): the applier points these at the new
+    /// function instead of writing a jump at the entry. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub call_sites: Vec<u64>,
     /// Size in bytes of the new function.
     pub new_size: u64,
 }
@@ -236,6 +245,15 @@ impl Manifest {
         })
     }
 
+    /// The format version this manifest is written with: 2 when a function carries
+    /// `call_sites`, else 1.
+    pub fn needed_version(&self) -> u32 {
+        match self.functions.iter().any(|f| !f.call_sites.is_empty()) {
+            true => 2,
+            false => 1,
+        }
+    }
+
     /// Checks what the schema alone cannot: digests and ids are lower-case hex of the right
     /// length, and each function carries exactly the fields its action calls for. Readers and
     /// [`crate::Package::new`] call it, so a malformed manifest never reaches the applier.
@@ -250,7 +268,7 @@ impl Manifest {
                 Err(invalid(what, "not 64 lower-case hex digits"))
             }
         };
-        if self.format_version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(Error::UnsupportedVersion {
                 version: self.format_version,
             });
@@ -301,12 +319,21 @@ impl Manifest {
                 }
                 _ => {}
             }
+            if f.action == Action::New && !f.call_sites.is_empty() {
+                return Err(invalid(what, "new must not have call_sites"));
+            }
             if let Some(old_sha256) = &f.old_sha256 {
                 digest(format!("{what}: old_sha256"), old_sha256)?;
             }
         }
         for p in &self.payloads {
             digest(format!("payload {}: sha256", p.name), &p.sha256)?;
+        }
+        if self.format_version != self.needed_version() {
+            return Err(invalid(
+                "format_version".into(),
+                "must be 2 exactly when a function has call_sites, else 1",
+            ));
         }
         Ok(())
     }

@@ -4,9 +4,7 @@ use crate::container::{self, Signature, MAX_SIGNATURES};
 use crate::digest::{sha256_hex, to_hex};
 use crate::error::Error;
 use crate::keys::{KeyId, SecretKey};
-use crate::manifest::{
-    Manifest, Payload, SymbolMap, FORMAT_VERSION, MODULE_PAYLOAD, SYMBOLS_PAYLOAD,
-};
+use crate::manifest::{Manifest, Payload, SymbolMap, MODULE_PAYLOAD, SYMBOLS_PAYLOAD};
 use crate::trust::TrustStore;
 
 /// A structurally valid package whose payloads match the manifest's digests. Whether its
@@ -37,7 +35,7 @@ impl Package {
                 return Err(Error::DuplicatePayload { name: name.clone() });
             }
         }
-        manifest.format_version = FORMAT_VERSION;
+        manifest.format_version = manifest.needed_version();
         manifest.payloads = payloads
             .iter()
             .map(|(name, bytes)| Payload {

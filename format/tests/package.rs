@@ -353,6 +353,10 @@ fn malformed_manifests_are_refused_with_the_field_named() {
             "manifest: function check_len: new must not have old_room",
         ),
         (
+            |m| m.functions[1].call_sites = vec![0x1000],
+            "manifest: function check_len: new must not have call_sites",
+        ),
+        (
             |m| m.functions[0].old_sha256 = Some("00".into()),
             "manifest: function parse_header: old_sha256: not 64 lower-case hex digits",
         ),
@@ -383,4 +387,31 @@ fn malformed_manifests_are_refused_with_the_field_named() {
             expected
         );
     }
+}
+
+#[test]
+fn call_sites_make_a_version_2_manifest_and_version_1_stays_readable() {
+    let key = SecretKey::generate().unwrap();
+    let mut m = manifest();
+    m.functions[0].call_sites = vec![0x1234, 0x1301];
+    let mut package = Package::new(m.clone(), payloads()).unwrap();
+    assert_eq!(package.manifest().format_version, 2);
+    package.sign(&key).unwrap();
+    let read = Package::from_bytes(&package.to_bytes()).unwrap();
+    assert_eq!(read.manifest().functions[0].call_sites, [0x1234, 0x1301]);
+    // Written as version 1, which has no call sites, it is refused; so is version 2 without.
+    for (version, sites) in [(1, vec![0x1234]), (2, vec![])] {
+        let mut m = m.clone();
+        m.format_version = version;
+        m.functions[0].call_sites = sites;
+        m.payloads = package.manifest().payloads.clone();
+        let text = m.to_toml().unwrap();
+        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+        assert_eq!(
+            Package::from_bytes(&bytes).unwrap_err().to_string(),
+            "manifest: format_version: must be 2 exactly when a function has call_sites, else 1"
+        );
+    }
+    // A package without call sites is still version 1, as older readers expect.
+    assert_eq!(signed().manifest().format_version, 1);
 }

@@ -91,6 +91,9 @@ pub struct Tracee {
     /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
     stat: Option<std::fs::File>,
     detached: bool,
+    /// When the operation in progress must end: no stop waits past it (see
+    /// [`Tracee::set_deadline`]).
+    deadline: Option<Instant>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -124,6 +127,7 @@ impl Tracee {
             slack: FineSlack::default(),
             stat: procfs::open_stat(pid),
             detached: false,
+            deadline: None,
             _not_send: PhantomData,
         };
         let mut gone = std::collections::BTreeSet::new();
@@ -220,9 +224,22 @@ impl Tracee {
         ptrace::setregs(tid, regs).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_SETREGS", e))
     }
 
+    /// Makes every later wait for threads to stop end by `deadline` (`None`: each waits up to
+    /// 10 s), so that an operation keeps its `--timeout` even on a thread no interrupt stops
+    /// (one in `vfork()` waits for its child).
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// How long the next stop may wait.
+    fn stop_deadline(&self) -> Instant {
+        let fixed = Instant::now() + STOP_TIMEOUT;
+        self.deadline.map_or(fixed, |d| d.min(fixed))
+    }
+
     /// Stop the world: every thread in a ptrace-stop, threads created meanwhile included.
     pub fn stop(&mut self) -> Result<()> {
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = self.stop_deadline();
         loop {
             for tid in self.threads() {
                 self.interrupt(tid)?;
@@ -288,7 +305,7 @@ impl Tracee {
 
     /// Stop thread `tid` alone (the others stay as they are). False when it is gone.
     pub fn stop_thread(&mut self, tid: Pid) -> Result<bool> {
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = self.stop_deadline();
         self.interrupt(tid)?;
         self.wait_stopping(deadline)?;
         Ok(matches!(
@@ -327,6 +344,7 @@ impl Tracee {
     /// that are not ours, and a blocking wait for one thread could not time out.) Between
     /// polls we sleep, briefly and with little timer slack.
     pub(crate) fn wait_stopping(&mut self, deadline: Instant) -> Result<()> {
+        let started = Instant::now();
         let mut pause = FIRST_PAUSE;
         loop {
             let Some(tid) = self
@@ -371,7 +389,7 @@ impl Tracee {
                 return Err(Error::StopTimedOut {
                     pid: self.pid,
                     tids: tids.collect(),
-                    timeout: STOP_TIMEOUT,
+                    timeout: started.elapsed(),
                 });
             }
             self.slack.set();

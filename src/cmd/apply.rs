@@ -96,6 +96,8 @@ fn report_json(pid: lpkg_kernel::Pid, report: &ApplyReport) -> serde_json::Value
             "address": format!("{:#x}", e.address),
             "new_address": format!("{:#x}", e.new_address),
             "in_place": e.in_place.is_some(),
+            "how": e.how(),
+            "call_sites_rewritten": e.call_sites.len(),
             "jump_because": jump.map(|j| j.reason()),
         })).collect::<Vec<_>>(),
     })
@@ -126,10 +128,13 @@ fn print_report(pid: lpkg_kernel::Pid, report: &ApplyReport) {
     }
     for (entry, jump) in report.entries.iter().zip(&report.jumps) {
         if entry.in_place.is_none() {
-            let why = jump.map_or(String::new(), |j| format!(" (jump: {})", j.reason()));
+            let why = jump.map_or(String::new(), |j| format!("; {}", j.reason()));
             println!(
-                "  {} {:#x} -> {:#x}{why}",
-                entry.function, entry.address, entry.new_address
+                "  {} {:#x} -> {:#x} ({}{why})",
+                entry.function,
+                entry.address,
+                entry.new_address,
+                entry.how()
             );
         } else {
             println!(

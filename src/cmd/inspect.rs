@@ -118,6 +118,8 @@ fn to_json(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) -> Value {
             "old_size": f.old_size,
             "old_sha256": f.old_sha256,
             "old_room": f.old_room,
+            "entry": entry(f),
+            "call_sites": f.call_sites,
             "new_size": f.new_size,
         })).collect::<Vec<_>>(),
         "data": m.data.iter().map(|d| json!({"name": d.name, "section": d.section, "size": d.size})).collect::<Vec<_>>(),
@@ -174,6 +176,21 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
                 "           old: offset {offset:#x}, {size} bytes{room}, sha256 {}",
                 f.old_sha256.as_deref().unwrap_or("-")
             );
+            if let Some(how) = entry(f) {
+                // A function may have thousands: the first few here, all in --json.
+                const SHOWN: usize = 8;
+                let mut sites: Vec<String> = (f.call_sites.iter().take(SHOWN))
+                    .map(|o| format!("{o:#x}"))
+                    .collect();
+                if f.call_sites.len() > SHOWN {
+                    sites.push(format!("and {} more", f.call_sites.len() - SHOWN));
+                }
+                let at = match sites.is_empty() {
+                    true => String::new(),
+                    false => format!(" (at {})", sites.join(", ")),
+                };
+                println!("           entry: {how}{at}, or the new code in place where it fits");
+            }
         }
         println!(
             "           new: module symbol {}, {} bytes",
@@ -202,6 +219,20 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
         };
         println!("  {}  {status}", s.key_id);
     }
+}
+
+/// How calls of a replaced function will reach its new code unless the applier writes that in
+/// place: `jump` at its entry, `jump in padding` for a function shorter than the jump (running
+/// into the filler after it), `call sites rewritten: N` for one too short with no filler.
+fn entry(f: &lpkg_format::Function) -> Option<String> {
+    let size = f.old_size?;
+    Some(if !f.call_sites.is_empty() {
+        format!("call sites rewritten: {}", f.call_sites.len())
+    } else if size < 5 {
+        "jump in padding".into()
+    } else {
+        "jump".into()
+    })
 }
 
 /// Old code on the left, new on the right, one instruction per row.

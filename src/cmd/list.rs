@@ -139,6 +139,7 @@ fn json(found: &Found) -> serde_json::Value {
                 "target": r.body.target_path,
                 "functions": r.body.entries.iter().map(|e| e.function.clone()).collect::<Vec<_>>(),
                 "in_place": r.body.entries.iter().filter(|e| e.in_place.is_some()).map(|e| e.function.clone()).collect::<Vec<_>>(),
+                "entries": r.body.entries.iter().map(|e| serde_json::json!({"function": e.function, "address": e.address, "how": e.how(), "call_sites": e.call_sites})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -174,11 +175,7 @@ fn print(found: &Found) {
             state(r)
         );
         for entry in &r.body.entries {
-            let how = if entry.in_place.is_none() {
-                "jump"
-            } else {
-                "in place"
-            };
+            let how = entry.how();
             println!(
                 "    {} at {:#x} ({how})",
                 super::shown(&entry.function),

@@ -7,10 +7,20 @@
  *               sleeps for an hour, so spin() is only visible through the signal frame
  *   churn       a thread creates a short-lived thread (calling both functions) every 200 us
  *   leaderless  the main thread exits (pthread_exit): a zombie leader, the printer runs on
+ *   vfork:N     after N s the main thread calls vfork(); the child sleeps a minute, so the
+ *               main thread stays in vfork(), where no ptrace interrupt stops it
+ *   seccomp:kill-memfd  a seccomp filter kills the process on memfd_create
+ *   seccomp:deny-ptrace a seccomp filter fails ptrace() with EPERM, allows the rest
  *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
  *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
  *               record says applied over old code or no/loading record over new code */
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,9 +132,32 @@ static void *printer(void *arg) {
     return 0;
 }
 
+/* Installs a filter: syscall `nr` gets `action`, everything else is allowed (x86_64 only). */
+static void seccomp_filter(int nr, unsigned action) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, action),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) {
+        perror("seccomp");
+        exit(1);
+    }
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "plain";
     pthread_t t;
+    /* Before any thread: every thread has the filter. */
+    if (strcmp(mode, "seccomp:kill-memfd") == 0)
+        seccomp_filter(SYS_memfd_create, SECCOMP_RET_KILL_PROCESS);
+    else if (strcmp(mode, "seccomp:deny-ptrace") == 0)
+        seccomp_filter(SYS_ptrace, SECCOMP_RET_ERRNO | 1);
     pthread_create(&t, 0, printer, 0);
     if (strncmp(mode, "park:", 5) == 0) {
         park_seconds = atoi(mode + 5);
@@ -139,6 +172,12 @@ int main(int argc, char **argv) {
         pthread_create(&t, 0, forker, 0);
     } else if (strcmp(mode, "leaderless") == 0) {
         pthread_exit(0);
+    } else if (strncmp(mode, "vfork:", 6) == 0) {
+        sleep(atoi(mode + 6));
+        if (vfork() == 0) {
+            sleep(60);
+            _exit(0);
+        }
     } else if (strcmp(mode, "signal") == 0) {
         signal(SIGALRM, on_alarm);
         alarm(1);

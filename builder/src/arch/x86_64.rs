@@ -153,11 +153,13 @@ pub fn pc_relative_bias(bounds: &[(u64, u64)], reloc_offset: u64) -> i64 {
     }
 }
 
-/// Why a function's entry cannot take a 5-byte jump, if it cannot.
-pub fn entry_problem(code: &[u8], start: u64) -> Option<String> {
-    if (code.len() as u64) < JUMP_SIZE {
+/// Why a function's entry cannot take a 5-byte jump, if it cannot. `room` is how many bytes
+/// from its start may be overwritten: the function and the filler after it, which nothing
+/// executes (a function shorter than the jump takes it there).
+pub fn entry_problem(code: &[u8], start: u64, room: u64) -> Option<String> {
+    if room < JUMP_SIZE {
         return Some(format!(
-            "function is {} bytes long, shorter than the {JUMP_SIZE}-byte jump",
+            "function is {} bytes long, shorter than the {JUMP_SIZE}-byte jump, with {room} bytes of room up to the next symbol",
             code.len()
         ));
     }
@@ -189,6 +191,73 @@ pub fn entry_problem(code: &[u8], start: u64) -> Option<String> {
         }
     }
     None
+}
+
+/// How an instruction refers to an address (see [`references`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    /// A direct call or jump (`call`/`jmp`/`jcc` with a 4-byte displacement): `field` is the
+    /// address of the displacement, the last 4 bytes of the instruction.
+    Branch {
+        /// Address of the 4-byte displacement.
+        field: u64,
+    },
+    /// Anything else: a short branch, a `rip`-relative operand, an immediate or a
+    /// displacement equal to the address (`lea f(%rip)`, `mov $f, %edi`).
+    Other {
+        /// Address of the instruction.
+        at: u64,
+    },
+}
+
+/// Every instruction of `code` (the function at `address`, decoded from its start) that
+/// refers to address `to`; with `absolute` (code linked at a fixed address) also through an
+/// immediate or a displacement (in position-independent code those are never addresses).
+pub fn references(code: &[u8], address: u64, to: u64, absolute: bool) -> Vec<Reference> {
+    use iced_x86::OpKind;
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut ins);
+        let branch = matches!(
+            ins.flow_control(),
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch | FlowControl::Call
+        ) && matches!(ins.op0_kind(), OpKind::NearBranch64);
+        if branch && ins.near_branch_target() == to {
+            let end = (ins.next_ip() - address) as usize;
+            let field = ins.next_ip() - 4;
+            let rel32 = ins.len() >= 5
+                && code
+                    .get(end - 4..end)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .is_some_and(|rel| ins.next_ip().wrapping_add(rel as i64 as u64) == to);
+            out.push(match rel32 {
+                true => Reference::Branch { field },
+                false => Reference::Other { at: ins.ip() },
+            });
+            continue;
+        }
+        let memory = (0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory);
+        let rip_relative = memory && ins.is_ip_rel_memory_operand();
+        let refers = (rip_relative && ins.ip_rel_memory_address() == to)
+            || (absolute && memory && !rip_relative && ins.memory_displacement64() == to)
+            || (absolute
+                && (0..ins.op_count())
+                    .any(|i| wide_immediate(ins.op_kind(i)) && ins.immediate(i) == to));
+        if refers {
+            out.push(Reference::Other { at: ins.ip() });
+        }
+    }
+    out
+}
+
+fn wide_immediate(kind: iced_x86::OpKind) -> bool {
+    use iced_x86::OpKind;
+    matches!(
+        kind,
+        OpKind::Immediate32 | OpKind::Immediate64 | OpKind::Immediate32to64
+    )
 }
 
 /// When `old` and `new` differ only in immediate operands, the `(old, new)` immediate pairs.
@@ -303,19 +372,45 @@ mod tests {
     #[test]
     fn entry_checks() {
         // mov rax, rdi; ret: 4 bytes.
-        let short = entry_problem(&[0x48, 0x89, 0xf8, 0xc3], 0x1000).unwrap();
+        let short = entry_problem(&[0x48, 0x89, 0xf8, 0xc3], 0x1000, 4).unwrap();
         assert!(short.contains("4 bytes long"), "{short}");
+        assert!(short.contains("4 bytes of room"), "{short}");
+        // The same followed by filler: the jump runs into the padding.
+        assert_eq!(entry_problem(&[0x48, 0x89, 0xf8, 0xc3], 0x1000, 16), None);
         // xor eax,eax; nop; 1: add rax,1; cmp rax,rdi; jl 1b; ret  (loop head at offset 3)
         let code = [
             0x31, 0xc0, 0x90, 0x48, 0x83, 0xc0, 0x01, 0x48, 0x39, 0xf8, 0x7c, 0xf7, 0xc3,
         ];
-        let branch = entry_problem(&code, 0x1000).unwrap();
+        let branch = entry_problem(&code, 0x1000, 13).unwrap();
         assert!(branch.contains("lands at offset 0x3"), "{branch}");
         // push rbx; mov rbx, rdi; ... ret: fine.
         assert_eq!(
-            entry_problem(&[0x53, 0x48, 0x89, 0xfb, 0x5b, 0xc3], 0x1000),
+            entry_problem(&[0x53, 0x48, 0x89, 0xfb, 0x5b, 0xc3], 0x1000, 6),
             None
         );
+    }
+
+    #[test]
+    fn references_tell_calls_from_other_uses() {
+        // At 0x100: call 0x120; lea rdi, [rip+0x14] (0x120); jmp 0x120 (rel8); mov edi, 0x120.
+        let code = [
+            0xe8, 0x1b, 0x00, 0x00, 0x00, //
+            0x48, 0x8d, 0x3d, 0x14, 0x00, 0x00, 0x00, //
+            0xeb, 0x12, //
+            0xbf, 0x20, 0x01, 0x00, 0x00,
+        ];
+        let found = references(&code, 0x100, 0x120, false);
+        assert_eq!(
+            found,
+            [
+                Reference::Branch { field: 0x101 },
+                Reference::Other { at: 0x105 },
+                Reference::Other { at: 0x10c },
+            ]
+        );
+        // In code at a fixed address the immediate is an address too.
+        let found = references(&code, 0x100, 0x120, true);
+        assert_eq!(found.last(), Some(&Reference::Other { at: 0x10e }));
     }
 
     #[test]

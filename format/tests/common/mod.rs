@@ -11,7 +11,7 @@ pub fn key(label: &str) -> SecretKey {
 
 pub fn manifest() -> Manifest {
     Manifest {
-        format_version: FORMAT_VERSION,
+        format_version: 1,
         package: PackageInfo {
             name: "demo-fix".into(),
             version: "1.0.0".into(),
@@ -36,6 +36,7 @@ pub fn manifest() -> Manifest {
                 old_size: Some(57),
                 old_sha256: Some(sha256_hex(b"old parse_header")),
                 old_room: Some(64),
+                call_sites: Vec::new(),
                 new_size: 61,
             },
             Function {
@@ -48,6 +49,7 @@ pub fn manifest() -> Manifest {
                 old_size: None,
                 old_sha256: None,
                 old_room: None,
+                call_sites: Vec::new(),
                 new_size: 16,
             },
         ],
