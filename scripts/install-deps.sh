@@ -2,7 +2,8 @@
 # Installs what lpkg's demo and tests need on a fresh Debian 12 machine (run as root or with
 # sudo), including the real-world run (tests/real_world.rs, examples/real-world/run.sh): Debian
 # source packages (deb-src lines), memcached's and libxml2's build dependencies, the SASL PLAIN
-# mechanism for memcached's SASL reproducer, python3 for the load client.
+# mechanism for memcached's SASL reproducer, python3 for the load client, ansible-core and man-db
+# for the Ansible collection's and the .deb's tests.
 #
 # Idempotent and quiet: apt runs only when something is missing (its output is shown only if it
 # fails), `apt-get update` only when a package must be installed or deb-src lines were added.
@@ -17,6 +18,9 @@ pkgs=(
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
   time                                            # GNU time: peak memory of lpkg in tests/adversary.rs
+  ansible-core python3-apt                        # tests/ansible.rs: lpkg.live, its apt of the .deb
+  yamllint python3-pycodestyle python3-voluptuous # ansible-test sanity: yamllint, pep8, validate-modules
+  man-db                                          # tests/deb.rs: man -w lpkg after dpkg -i
 )
 
 quiet() { # runs a command, showing its output only when it fails

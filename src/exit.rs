@@ -50,7 +50,7 @@ fn code_for(err: &anyhow::Error) -> u8 {
         .filter_map(|c| c.downcast_ref::<lpkg_format::Error>())
         .any(|e| e.is_rejection())
         || applier().any(|e| e.is_rejection());
-    if err.chain().any(|c| c.is::<crate::cmd::status::Exposed>()) {
+    if err.chain().any(|c| c.is::<super::cmd::status::Exposed>()) {
         EXPOSED
     } else if rejected {
         REJECTED

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 /// Live-patch running Linux processes with signed packages.
 #[derive(Parser, Debug)]
 #[command(name = "lpkg", version, about, after_help = exit::HELP)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
