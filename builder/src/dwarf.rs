@@ -328,9 +328,12 @@ fn struct_behind<'a>(
     None
 }
 
-fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
+/// The byte size of the type at `offset` of `units[unit]`, through typedefs, qualifiers and
+/// (for arrays without a size) the element type; references into other units (`DW_FORM_ref_addr`,
+/// as dwz writes them in linked files' DWARF) are followed. 0 when unknown.
+fn type_size<'a>(units: &[gimli::Unit<R<'a>>], mut unit: usize, mut offset: UnitOffset) -> u64 {
     for _ in 0..10 {
-        let Ok(entry) = unit.entry(offset) else {
+        let Ok(entry) = units[unit].entry(offset) else {
             return 0;
         };
         if let Ok(Some(v)) = entry.attr_value(gimli::DW_AT_byte_size) {
@@ -338,10 +341,120 @@ fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
         }
         match entry.attr_value(gimli::DW_AT_type) {
             Ok(Some(AttributeValue::UnitRef(o))) => offset = o,
+            Ok(Some(AttributeValue::DebugInfoRef(at))) => match unit_of(units, at) {
+                Some((u, o)) => (unit, offset) = (u, o),
+                None => return 0,
+            },
             _ => return 0,
         }
     }
     0
+}
+
+/// The unit of `units` (in `.debug_info` order) holding the DIE at `at`, and its offset there.
+fn unit_of(
+    units: &[gimli::Unit<R<'_>>],
+    at: gimli::DebugInfoOffset,
+) -> Option<(usize, UnitOffset)> {
+    let start = |u: &gimli::Unit<R<'_>>| u.header.offset().as_debug_info_offset();
+    let i = units
+        .partition_point(|u| start(u).is_some_and(|s| s <= at))
+        .checked_sub(1)?;
+    Some((i, at.to_unit_offset(&units[i].header)?))
+}
+
+/// The layout of the struct or union `entry` of `units[unit]`: its size and members.
+fn layout_of<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    units: &[gimli::Unit<R<'a>>],
+    unit: usize,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+) -> Result<Layout, gimli::Error> {
+    let u = &units[unit];
+    let size = entry
+        .attr_value(gimli::DW_AT_byte_size)?
+        .and_then(|v| v.udata_value())
+        .unwrap_or(0);
+    let mut members = Vec::new();
+    let mut tree = u.entries_tree(Some(entry.offset()))?;
+    let root = tree.root()?;
+    let mut children = root.children();
+    while let Some(child) = children.next()? {
+        let e = child.entry();
+        if e.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let mname = match e.attr_value(gimli::DW_AT_name)? {
+            Some(v) => dwarf.attr_string(u, v)?.to_string_lossy().into_owned(),
+            None => String::new(),
+        };
+        let moff = e
+            .attr_value(gimli::DW_AT_data_member_location)?
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        let msize = match e.attr_value(gimli::DW_AT_type)? {
+            Some(AttributeValue::UnitRef(t)) => type_size(units, unit, t),
+            Some(AttributeValue::DebugInfoRef(at)) => {
+                unit_of(units, at).map_or(0, |(u, t)| type_size(units, u, t))
+            }
+            _ => 0,
+        };
+        members.push((mname, moff, msize));
+    }
+    Ok((size, members))
+}
+
+/// Every named struct and union layout of a linked file's DWARF (type units and dwz's partial
+/// units included), each distinct layout of a name once: what the deployed build's data looks
+/// like. Empty without DWARF; a unit that does not parse ends the walk.
+pub fn linked_layouts(
+    sections: &BTreeMap<String, std::borrow::Cow<'_, [u8]>>,
+) -> BTreeMap<String, Vec<Layout>> {
+    let mut out: BTreeMap<String, Vec<Layout>> = BTreeMap::new();
+    let empty: &[u8] = &[];
+    let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = sections.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    }) else {
+        return out;
+    };
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        match dwarf.unit(header) {
+            Ok(unit) => units.push(unit),
+            Err(_) => break,
+        }
+    }
+    for (i, unit) in units.iter().enumerate() {
+        let mut entries = unit.entries();
+        while let Ok(Some((_, entry))) = entries.next_dfs() {
+            if !matches!(
+                entry.tag(),
+                gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+            ) {
+                continue;
+            }
+            if let Ok(Some(AttributeValue::Flag(true))) = entry.attr_value(gimli::DW_AT_declaration)
+            {
+                continue;
+            }
+            let Ok(Some(name)) = entry.attr_value(gimli::DW_AT_name) else {
+                continue;
+            };
+            let Ok(name) = dwarf.attr_string(unit, name) else {
+                continue;
+            };
+            let Ok(layout) = layout_of(&dwarf, &units, i, entry) else {
+                continue;
+            };
+            let known = out.entry(name.to_string_lossy().into_owned()).or_default();
+            if !known.contains(&layout) {
+                known.push(layout);
+            }
+        }
+    }
+    out
 }
 
 /// The attributes of one DIE that `read_into` looks at (the first of each name).
@@ -748,34 +861,8 @@ impl<'a> UnitWalk<'a, '_> {
         };
         let (dwarf, unit) = (self.dwarf, self.unit);
         let name = dwarf.attr_string(unit, v)?.to_string_lossy().into_owned();
-        let size = entry
-            .attr_value(gimli::DW_AT_byte_size)?
-            .and_then(|v| v.udata_value())
-            .unwrap_or(0);
-        let mut members = Vec::new();
-        let mut tree = unit.entries_tree(Some(entry.offset()))?;
-        let root = tree.root()?;
-        let mut children = root.children();
-        while let Some(child) = children.next()? {
-            let e = child.entry();
-            if e.tag() != gimli::DW_TAG_member {
-                continue;
-            }
-            let mname = match e.attr_value(gimli::DW_AT_name)? {
-                Some(v) => dwarf.attr_string(unit, v)?.to_string_lossy().into_owned(),
-                None => String::new(),
-            };
-            let moff = e
-                .attr_value(gimli::DW_AT_data_member_location)?
-                .and_then(|v| v.udata_value())
-                .unwrap_or(0);
-            let msize = match e.attr_value(gimli::DW_AT_type)? {
-                Some(AttributeValue::UnitRef(t)) => type_size(unit, t),
-                _ => 0,
-            };
-            members.push((mname, moff, msize));
-        }
-        facts.layouts.insert(name, (size, members));
+        let layout = layout_of(dwarf, std::slice::from_ref(unit), 0, entry)?;
+        facts.layouts.insert(name, layout);
         Ok(())
     }
 

@@ -228,6 +228,35 @@ impl<'a> ModuleWriter<'a> {
         }))
     }
 
+    /// Existing data of `size` bytes in the objects, which stays in the target: refused when
+    /// the target's is of another size (a target not built from these objects, e.g. with
+    /// another configuration: the new code would read past or short of it).
+    fn target_data(
+        &mut self,
+        u: usize,
+        units: &[Unit],
+        name: &str,
+        local: bool,
+        size: u64,
+    ) -> Result<SymbolId, Error> {
+        let id = FileId {
+            name: units[u].file.clone(),
+            unit_path: units[u].unit_path.clone(),
+        };
+        if let Some(t) = self.target.lookup(&id, name, local)? {
+            if t.size != size && t.size != 0 && size != 0 {
+                return Err(crate::error::refuse(
+                    name,
+                    format!(
+                        "size differs between the deployed target ({} bytes) and the build the package is made from ({size} bytes); the target was not built from these sources and configuration (another configure option or compiler): build the package as the target was built",
+                        t.size
+                    ),
+                ));
+            }
+        }
+        self.target_symbol(u, units, name, local)
+    }
+
     fn global_symbol(&mut self, u: usize, units: &[Unit], name: &str) -> Result<SymbolId, Error> {
         if let Some(&id) = self.global_functions.get(name) {
             return Ok(id);
@@ -345,7 +374,8 @@ impl<'a> ModuleWriter<'a> {
                     // Existing global (possibly defined by another old object).
                     let name = data_sym.name.clone();
                     if self.in_target(u, units, &name, false)? {
-                        (self.target_symbol(u, units, &name, false)?, addend)
+                        let size = data_sym.size;
+                        (self.target_data(u, units, &name, false, size)?, addend)
                     } else {
                         let carried = self.add_data(units, u, sym);
                         self.carried_data.push(carried);
@@ -367,10 +397,8 @@ impl<'a> ModuleWriter<'a> {
                                     .into(),
                         })?;
                     if self.in_target(u, units, &old_sym.name, old_sym.local)? {
-                        (
-                            self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
-                            addend,
-                        )
+                        let (name, local, size) = (&old_sym.name, old_sym.local, old_sym.size);
+                        (self.target_data(u, units, name, local, size)?, addend)
                     } else {
                         let carried = self.add_data(units, u, sym);
                         self.carried_data.push(carried);

@@ -1,5 +1,6 @@
 //! `lpkg build-source --src DIR --patch FIX.patch... --target RELPATH --key KEY -o OUT
-//! [--jobs N] [--reuse-original DIR] [--work DIR] [--deployed BIN] [--quiet] [-- BUILD COMMAND...]`
+//! [--jobs N] [--reuse-original DIR] [--work DIR] [--deployed BIN] [--debug-file FILE] [--debug-dir DIR]
+//! [--quiet] [-- BUILD COMMAND...]`
 //!
 //! Builds the tree as released and as fixed (in copies: `DIR` is never modified), diffs the
 //! objects that changed and signs the package, showing each long step with its elapsed time.
@@ -39,6 +40,8 @@ pub struct Args {
     pub work: Option<PathBuf>,
     #[command(flatten)]
     pub package: super::build::PackageArgs,
+    #[command(flatten)]
+    pub debug: super::build::DebugArgs,
     /// No progress display (errors and the final summary only).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -130,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         old: old_dir,
         new: new_dir,
         package: args.package.clone(),
+        debug: args.debug.clone(),
         requires: Vec::new(),
     };
     progress.step("sign", || super::build::run(build_args))
