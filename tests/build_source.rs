@@ -403,6 +403,8 @@ fn a_debian_package_built_by_dpkg_buildpackage_patches_its_stripped_binary() {
         deployed.to_str().unwrap(),
         "--debug-dir",
         "dbgsym/usr/lib/debug",
+        "--objects",
+        "src",
         "--key",
         "k.key",
         "-o",
