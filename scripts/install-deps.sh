@@ -16,7 +16,7 @@ pkgs=(
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
-  debhelper fakeroot                              # build-source -- dpkg-buildpackage (tests/build_source.rs)
+  debhelper fakeroot dwz                          # build-source -- dpkg-buildpackage; dwz-compressed DWARF
   libicu-dev liblzma-dev zlib1g-dev rename        # libxml2 built as Debian does (real-world --full)
 )
 

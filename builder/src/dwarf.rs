@@ -351,6 +351,45 @@ fn type_size<'a>(units: &[gimli::Unit<R<'a>>], mut unit: usize, mut offset: Unit
     0
 }
 
+/// Adds the layouts defined among the children of `node` (and in namespaces below, up to a
+/// depth of 8) to `out`.
+fn scope_layouts<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    units: &[gimli::Unit<R<'a>>],
+    unit: usize,
+    node: gimli::EntriesTreeNode<'_, '_, '_, R<'a>>,
+    depth: usize,
+    out: &mut BTreeMap<String, Vec<Layout>>,
+) -> Result<(), gimli::Error> {
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        match entry.tag() {
+            gimli::DW_TAG_namespace if depth < 8 => {
+                scope_layouts(dwarf, units, unit, child, depth + 1, out)?;
+            }
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                if let Some(AttributeValue::Flag(true)) =
+                    entry.attr_value(gimli::DW_AT_declaration)?
+                {
+                    continue;
+                }
+                let Some(name) = entry.attr_value(gimli::DW_AT_name)? else {
+                    continue;
+                };
+                let name = dwarf.attr_string(&units[unit], name)?;
+                let layout = layout_of(dwarf, units, unit, entry)?;
+                let known = out.entry(name.to_string_lossy().into_owned()).or_default();
+                if !known.contains(&layout) {
+                    known.push(layout);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The unit of `units` (in `.debug_info` order) holding the DIE at `at`, and its offset there.
 fn unit_of(
     units: &[gimli::Unit<R<'_>>],
@@ -404,9 +443,11 @@ fn layout_of<'a>(
     Ok((size, members))
 }
 
-/// Every named struct and union layout of a linked file's DWARF (type units and dwz's partial
-/// units included), each distinct layout of a name once: what the deployed build's data looks
-/// like. Empty without DWARF; a unit that does not parse ends the walk.
+/// Every named struct and union layout of a linked file's DWARF (dwz's partial units included)
+/// at file scope or in a namespace, each distinct layout of a name once: what the deployed
+/// build's data looks like. Types defined inside functions are not read: that walk would parse
+/// every DIE of a large target, where this one skips each function by its sibling link. Empty
+/// without DWARF; a unit that does not parse ends the walk.
 pub fn linked_layouts(
     sections: &BTreeMap<String, std::borrow::Cow<'_, [u8]>>,
 ) -> BTreeMap<String, Vec<Layout>> {
@@ -426,32 +467,12 @@ pub fn linked_layouts(
             Err(_) => break,
         }
     }
-    for (i, unit) in units.iter().enumerate() {
-        let mut entries = unit.entries();
-        while let Ok(Some((_, entry))) = entries.next_dfs() {
-            if !matches!(
-                entry.tag(),
-                gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
-            ) {
-                continue;
-            }
-            if let Ok(Some(AttributeValue::Flag(true))) = entry.attr_value(gimli::DW_AT_declaration)
-            {
-                continue;
-            }
-            let Ok(Some(name)) = entry.attr_value(gimli::DW_AT_name) else {
-                continue;
-            };
-            let Ok(name) = dwarf.attr_string(unit, name) else {
-                continue;
-            };
-            let Ok(layout) = layout_of(&dwarf, &units, i, entry) else {
-                continue;
-            };
-            let known = out.entry(name.to_string_lossy().into_owned()).or_default();
-            if !known.contains(&layout) {
-                known.push(layout);
-            }
+    for i in 0..units.len() {
+        let Ok(mut tree) = units[i].entries_tree(None) else {
+            continue;
+        };
+        if let Ok(root) = tree.root() {
+            let _ = scope_layouts(&dwarf, &units, i, root, 0, &mut out);
         }
     }
     out
@@ -1029,5 +1050,60 @@ mod tests {
         // What the old side does not read.
         assert!(old.decl.is_empty() && old.section_function.is_empty());
         assert!(!whole.decl.is_empty() && !whole.section_function.is_empty());
+    }
+
+    /// The layouts of a linked file as `linked_layouts` reads them, from its DWARF sections.
+    fn layouts_of_file(path: &std::path::Path) -> BTreeMap<String, Vec<Layout>> {
+        use object::{Object, ObjectSection};
+        let bytes = std::fs::read(path).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        let sections = file
+            .sections()
+            .filter_map(|s| Some((s.name().ok()?.to_string(), s.uncompressed_data().ok()?)))
+            .collect();
+        linked_layouts(&sections)
+    }
+
+    #[test]
+    fn linked_layouts_are_the_objects_also_after_dwz_moved_the_types_into_partial_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "struct pair { int a; long b; char c[3]; };\n\
+                      struct holder { struct pair p; int n; };\n";
+        std::fs::write(dir.path().join("t.h"), header).unwrap();
+        for (name, body) in [
+            (
+                "a.c",
+                "int fa(struct holder *h) { return h->p.a + h->n; }\n",
+            ),
+            (
+                "b.c",
+                "long fb(struct holder *h) { return h->p.b + h->p.c[1]; }\n",
+            ),
+        ] {
+            let text = format!("#include \"t.h\"\n{body}");
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let gcc = std::process::Command::new("gcc")
+            .args([
+                "-g", "-O2", "-fPIC", "-shared", "a.c", "b.c", "-o", "libt.so",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(gcc.status.success(), "gcc: {gcc:?}");
+        let lib = dir.path().join("libt.so");
+        let before = layouts_of_file(&lib);
+        let pair = &before["pair"];
+        assert_eq!(pair.len(), 1, "{before:?}");
+        assert_eq!(pair[0].0, 24, "{before:?}");
+        assert_eq!(before["holder"][0].1[0], ("p".to_string(), 0, 24));
+        // dwz (as Debian's dh_dwz runs it) shares the types of both units in a partial unit;
+        // members then refer to their types across units.
+        let dwz = std::process::Command::new("dwz")
+            .arg(&lib)
+            .output()
+            .unwrap();
+        assert!(dwz.status.success(), "dwz: {dwz:?}");
+        assert_eq!(layouts_of_file(&lib), before);
     }
 }
