@@ -29,8 +29,9 @@ fn tool(program: &str, args: &[&str]) {
 /// `ledger1.o`, `ledger2.o` (VERSION 1 and 2), `ledger` (linked from `ledger1.o`, unstripped),
 /// `stripped/ledger` (stripped, with a `.gnu_debuglink` to `ledger.debug`) and `ledger.debug`
 /// (its debug file); `other.debug` is the debug file of another link of the same object; and
-/// `audit/ledger` + `audit/ledger.debug`, `limits/...`: deployed builds of VERSION 1 with
-/// `-DAUDIT` (struct account has one more member) and `-DLIMITS=8` (a larger table).
+/// `audit/ledger` + `audit/ledger.debug`, `limits/...`, `fee/...`: deployed builds of VERSION 1
+/// with `-DAUDIT` (struct account has one more member), `-DLIMITS=8` (a larger table) and
+/// `-DFEE=1` (other code in fee(), which deposit() calls).
 struct Ledger {
     dir: tempfile::TempDir,
 }
@@ -99,6 +100,7 @@ fn ledger() -> &'static Ledger {
         compile(d, "ledger2.o", &["-DVERSION=2"]);
         compile(d, "ledger-audit.o", &["-DVERSION=1", "-DAUDIT"]);
         compile(d, "ledger-limits.o", &["-DVERSION=1", "-DLIMITS=8"]);
+        compile(d, "ledger-fee.o", &["-DVERSION=1", "-DFEE=1"]);
         let full = link_and_split(&d.join("stripped"), &d.join("ledger1.o"), "ledger", &[]);
         std::fs::rename(full, d.join("ledger")).unwrap();
         std::fs::rename(d.join("stripped/ledger.debug"), d.join("ledger.debug")).unwrap();
@@ -112,6 +114,7 @@ fn ledger() -> &'static Ledger {
         std::fs::rename(d.join("other/ledger.debug"), d.join("other.debug")).unwrap();
         link_and_split(&d.join("audit"), &d.join("ledger-audit.o"), "ledger", &[]);
         link_and_split(&d.join("limits"), &d.join("ledger-limits.o"), "ledger", &[]);
+        link_and_split(&d.join("fee"), &d.join("ledger-fee.o"), "ledger", &[]);
         Ledger { dir }
     })
 }
@@ -346,6 +349,26 @@ fn a_deployed_build_with_other_data_sizes_is_refused_naming_the_data() {
     let line = run.error_line();
     assert!(line.contains("limits"), "{line}");
     assert!(line.contains("deployed"), "{line}");
+    assert!(!package.exists());
+}
+
+#[test]
+fn a_deployed_build_with_other_code_in_a_function_the_fix_calls_is_refused_naming_it() {
+    let s = Scratch::new();
+    let (key, _) = s.keygen("release");
+    let l = ledger();
+    let (run, package) = build(
+        &s,
+        &key,
+        &l.path("fee/ledger"),
+        &["--debug-file", l.path("fee/ledger.debug").to_str().unwrap()],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = run.error_line();
+    assert!(
+        line.starts_with("refused: fee: called by the patch"),
+        "{line}"
+    );
     assert!(!package.exists());
 }
 

@@ -290,6 +290,11 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let units = units(&sides);
     let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
+    writer.stacked = opts
+        .requires
+        .iter()
+        .flat_map(|r| r.replaced.iter().cloned())
+        .collect();
     let (mut functions, routines) =
         collect_functions(opts, &target, &units, &diffs, &moved_from, &mut writer)?;
     let mut data = collect_data(&units, &diffs, &mut writer);
@@ -498,16 +503,11 @@ fn resolve_replacement(
             path: target.path.clone(),
             reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
         })?;
-    let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
-    let section = &old.obj.sections[old_sec];
-    let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
-    let expected = arch::x86_64::masked_code(&section.data, relocations, old_value, old_sym.size);
-    let actual = arch::x86_64::mask_like(bytes, &expected);
     let stacked = opts
         .requires
         .iter()
         .any(|r| r.replaced.iter().any(|n| n == name));
-    if !stacked && (expected.len() != bytes.len() || actual != expected) {
+    if !stacked && !same_code(old, old_sym, bytes) {
         return Err(error::refuse(
             name.to_owned(),
             format!(
@@ -528,6 +528,16 @@ fn resolve_replacement(
     f.old_sha256 = Some(hex(&Sha256::digest(bytes)));
     f.old_room = target.room(t.value, t.size);
     Ok(())
+}
+
+/// Whether `bytes` (a function's in the target) are the code of `old_sym` in the object of
+/// `old`, relocated fields and linker-relaxed GOT/TLS opcodes aside.
+pub(crate) fn same_code(old: &Side, old_sym: &objfile::Sym, bytes: &[u8]) -> bool {
+    let section = &old.obj.sections[old_sym.section.unwrap_or(0)];
+    let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
+    let expected =
+        arch::x86_64::masked_code(&section.data, relocations, old_sym.value, old_sym.size);
+    expected.len() == bytes.len() && arch::x86_64::mask_like(bytes, &expected) == expected
 }
 
 /// Adds every new data object to the module; returns their manifest entries.

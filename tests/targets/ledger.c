@@ -3,7 +3,8 @@
  * command line) picks deposit()'s version: 1 adds the amount, 2 adds twice the amount.
  * The deployed build may differ from the one a package is built from (another configuration):
  *   -DAUDIT        adds a member to struct account (deposit()'s own code is unchanged);
- *   -DLIMITS=N     changes the size of the limits[] table deposit() reads. */
+ *   -DLIMITS=N     changes the size of the limits[] table deposit() reads;
+ *   -DFEE=N        changes the code of fee(), which deposit() calls. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -12,6 +13,9 @@
 #endif
 #ifndef LIMITS
 #define LIMITS 4
+#endif
+#ifndef FEE
+#define FEE 0
 #endif
 
 struct account {
@@ -25,9 +29,14 @@ struct account {
 struct account accounts[4];
 long limits[LIMITS] = {1000000, 2000000, 3000000, 4000000};
 
+__attribute__((noinline, noclone)) static long fee(long amount)
+{
+    return amount - FEE;
+}
+
 __attribute__((noinline)) long deposit(struct account *a, long amount)
 {
-    long next = a->balance + amount * VERSION;
+    long next = a->balance + fee(amount) * VERSION;
     if (next > limits[0])
         next = limits[0];
     a->balance = next;
