@@ -372,6 +372,54 @@ fn a_deployed_build_with_other_code_in_a_function_the_fix_calls_is_refused_namin
     assert!(!package.exists());
 }
 
+#[test]
+fn damaged_debug_files_are_refused_or_read_never_panic() {
+    let l = ledger();
+    let s = Scratch::new();
+    let original = std::fs::read(l.path("ledger.debug")).unwrap();
+    let damaged = s.path("damaged.debug");
+    let options = lpkg_builder::BuildOptions {
+        target: lone_stripped(&s),
+        old: l.path("ledger1.o"),
+        new: l.path("ledger2.o"),
+        name: "x".into(),
+        version: "1".into(),
+        debug: lpkg_builder::DebugOptions {
+            file: Some(damaged.clone()),
+            dir: None,
+        },
+        ..Default::default()
+    };
+    // A fixed xorshift: the same damage on every run.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut built, mut refused) = (0, 0);
+    for round in 0..300 {
+        let mut bytes = original.clone();
+        if round % 50 == 49 {
+            bytes.truncate(next() as usize % bytes.len());
+        }
+        for _ in 0..1 + next() % 8 {
+            let at = next() as usize % bytes.len().max(1);
+            if let Some(b) = bytes.get_mut(at) {
+                *b ^= 1 << (next() % 8);
+            }
+        }
+        std::fs::write(&damaged, &bytes).unwrap();
+        match lpkg_builder::build(&options) {
+            Ok(_) => built += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    // Most damage lands in DWARF or padding the build does not depend on.
+    assert!(built > 0 && refused > 0, "built {built}, refused {refused}");
+}
+
 /// The running stripped ledger; killed (by its PID) when dropped.
 struct Target {
     child: Child,
