@@ -531,13 +531,20 @@ fn resolve_replacement(
 }
 
 /// Whether `bytes` (a function's in the target) are the code of `old_sym` in the object of
-/// `old`, relocated fields and linker-relaxed GOT/TLS opcodes aside.
+/// `old`: the same bytes, relocated fields and linker-relaxed GOT/TLS opcodes aside, or the
+/// same instructions with branches encoded otherwise (a target built without
+/// `-ffunction-sections`).
 pub(crate) fn same_code(old: &Side, old_sym: &objfile::Sym, bytes: &[u8]) -> bool {
     let section = &old.obj.sections[old_sym.section.unwrap_or(0)];
     let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
     let expected =
         arch::x86_64::masked_code(&section.data, relocations, old_sym.value, old_sym.size);
-    expected.len() == bytes.len() && arch::x86_64::mask_like(bytes, &expected) == expected
+    if expected.len() == bytes.len() && arch::x86_64::mask_like(bytes, &expected) == expected {
+        return true;
+    }
+    let start = (old_sym.value as usize).min(section.data.len());
+    let end = start.saturating_add(expected.len()).min(section.data.len());
+    arch::x86_64::same_instructions(&section.data[start..end], &expected, bytes)
 }
 
 /// Adds every new data object to the module; returns their manifest entries.
