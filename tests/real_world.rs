@@ -123,10 +123,11 @@ fn ci_fixes_of_memcached_and_libxml2_apply_live_and_revert() {
 /// Debian's installed, stripped libxml2 (deb12u5) patched with every fix of deb12u6, each
 /// package built by `dpkg-buildpackage` through `build-source` with the library's debug file
 /// (from a reproducible rebuild of deb12u5 when libxml2-dbgsym cannot be fetched). Long (a
-/// rebuild, then about 2 minutes per fix on 2 cores) and it may install libxml2 deb12u5, so
-/// it runs only when asked: `cargo test --test real_world -- --ignored`.
+/// rebuild, then about 3 minutes per fix on 2 busy cores: 37 minutes for the 12 packages) and
+/// it may install libxml2 deb12u5, so it runs only when asked:
+/// `cargo test --test real_world -- --ignored`.
 #[test]
-#[ignore = "rebuilds libxml2 as Debian does, 30-40 min; may install libxml2 deb12u5"]
+#[ignore = "builds libxml2 as Debian does, about 40 min; may install libxml2 deb12u5"]
 fn deb12u6_fixes_apply_to_the_installed_stripped_libxml2() {
     let (output, table) = run_script("--deployed", Duration::from_secs(90 * 60));
     assert!(
