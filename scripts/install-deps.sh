@@ -21,6 +21,8 @@ pkgs=(
   ansible-core python3-apt                        # tests/ansible.rs: lpkg.live, its apt of the .deb
   yamllint python3-pycodestyle python3-voluptuous # ansible-test sanity: yamllint, pep8, validate-modules
   man-db                                          # tests/deb.rs: man -w lpkg after dpkg -i
+  debhelper fakeroot dwz                          # build-source -- dpkg-buildpackage; dwz-compressed DWARF
+  libicu-dev liblzma-dev zlib1g-dev rename        # libxml2 built as Debian does (real-world --full)
 )
 
 quiet() { # runs a command, showing its output only when it fails

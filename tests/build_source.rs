@@ -1,7 +1,9 @@
 //! `lpkg build-source` on a small C project with a Makefile (tests/fixtures/mini-project): the
 //! package applies to the running release and changes its behaviour; the source tree is never
 //! modified; a failing build shows the compiler's output; a release built without
-//! `-ffunction-sections` can be patched; `--reuse-original` rebuilds only what the fix touches.
+//! `-ffunction-sections` can be patched; `--reuse-original` rebuilds only what the fix touches;
+//! the project packaged for Debian (tests/fixtures/mini-debian) is built by `dpkg-buildpackage`
+//! and the package patches the stripped binary of its `.deb`, with the `-dbgsym` debug file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -348,4 +350,92 @@ fn patch_that_changes_nothing_compiled_names_the_files_it_changes() {
         "{stderr}"
     );
     assert!(!s.path("x.lpkg").exists());
+}
+
+/// Runs `program args` in `dir`, failing the test with its output if it fails.
+fn run_in(dir: &Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_debian_package_built_by_dpkg_buildpackage_patches_its_stripped_binary() {
+    let s = Scratch::new();
+    copy(
+        &fixtures().join("mini-debian/debian"),
+        &s.path("src/debian"),
+    );
+    // The distribution's build: its .deb holds the stripped binary, its -dbgsym the debug file.
+    copy(&s.path("src"), &s.path("dist"));
+    run_in(&s.path("dist"), "dpkg-buildpackage", &["-b", "-uc", "-us"]);
+    let root = s.path("");
+    run_in(&root, "dpkg-deb", &["-x", "mini_1.0_amd64.deb", "deployed"]);
+    run_in(
+        &root,
+        "dpkg-deb",
+        &["-x", "mini-dbgsym_1.0_amd64.deb", "dbgsym"],
+    );
+    let deployed = s.path("deployed/usr/bin/mini");
+    assert!(
+        !has_section(&deployed, ".symtab"),
+        "the .deb's binary is stripped"
+    );
+
+    let fix = patch("fix.patch");
+    let out = s.lpkg(&[
+        "build-source",
+        "--src",
+        "src",
+        "--patch",
+        fix.to_str().unwrap(),
+        "--target",
+        "app",
+        "--deployed",
+        deployed.to_str().unwrap(),
+        "--debug-dir",
+        "dbgsym/usr/lib/debug",
+        "--objects",
+        "src",
+        "--key",
+        "k.key",
+        "-o",
+        "fix.lpkg",
+        "--work",
+        "work",
+        "--",
+        "dpkg-buildpackage",
+        "-b",
+        "-uc",
+        "-us",
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("Replace price"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(by build-id)"), "{stderr}");
+    // The wrapper's flags were added to dpkg-buildflags' (the Makefile's own have no
+    // -fstack-protector-strong): the original build is configured as the distribution's.
+    let info = Command::new("readelf")
+        .args(["--debug-dump=info"])
+        .arg(s.path("work/original/src/calc.o"))
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    let producer = info
+        .lines()
+        .find(|l| l.contains("DW_AT_producer"))
+        .unwrap_or_default();
+    for flag in ["-fstack-protector-strong", "-ffunction-sections"] {
+        assert!(producer.contains(flag), "{flag} not in {producer}");
+    }
+    let running = Running::start(&deployed, s.path("out.log"));
+    apply_and_check(&s, "fix.lpkg", &running);
 }

@@ -599,6 +599,14 @@ fn check_data(old: &Side, new: &Side, old_globals: &BTreeSet<String>) -> Result<
     Ok(new_data)
 }
 
+/// The struct/union types function `name` of the new side uses: through its parameters,
+/// locals and inlined code, and through the data objects it refers to.
+pub fn types_used(new: &Side, name: &str) -> BTreeSet<String> {
+    let mut types = new.facts.types_used_by(&new.source_function(name));
+    types.extend(new.data_types_used_by(name));
+    types
+}
+
 /// Refuses changes the module cannot carry: COMDAT members, changed struct layouts used by an
 /// included function, and objects without -ffunction-sections.
 fn check_structure(
@@ -642,10 +650,7 @@ fn check_structure(
                 ));
             }
         }
-        let source_fn = new.source_function(name);
-        let mut types = new.facts.types_used_by(&source_fn);
-        types.extend(new.data_types_used_by(name));
-        for ty in types {
+        for ty in types_used(new, name) {
             if let (Some(a), Some(b)) = (old.facts.layouts.get(&ty), new.facts.layouts.get(&ty)) {
                 if a != b {
                     return Err(refuse(

@@ -38,7 +38,7 @@ pub fn listings(
         reason: format!("patch module: {e}"),
     };
     let file = object::File::parse(module).map_err(bad)?;
-    let target = target.map(TargetFile::read).transpose()?;
+    let target = target.map(|t| TargetFile::read(t, None)).transpose()?;
     let mut out = Vec::new();
     for function in &manifest.functions {
         let symbol = file.symbol_by_name(&function.module_symbol);

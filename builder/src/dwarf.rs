@@ -334,9 +334,12 @@ fn struct_behind<'a>(
     None
 }
 
-fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
+/// The byte size of the type at `offset` of `units[unit]`, through typedefs, qualifiers and
+/// (for arrays without a size) the element type; references into other units (`DW_FORM_ref_addr`,
+/// as dwz writes them in linked files' DWARF) are followed. 0 when unknown.
+fn type_size<'a>(units: &[gimli::Unit<R<'a>>], mut unit: usize, mut offset: UnitOffset) -> u64 {
     for _ in 0..10 {
-        let Ok(entry) = unit.entry(offset) else {
+        let Ok(entry) = units[unit].entry(offset) else {
             return 0;
         };
         if let Ok(Some(v)) = entry.attr_value(gimli::DW_AT_byte_size) {
@@ -344,10 +347,141 @@ fn type_size<'a>(unit: &gimli::Unit<R<'a>>, mut offset: UnitOffset) -> u64 {
         }
         match entry.attr_value(gimli::DW_AT_type) {
             Ok(Some(AttributeValue::UnitRef(o))) => offset = o,
+            Ok(Some(AttributeValue::DebugInfoRef(at))) => match unit_of(units, at) {
+                Some((u, o)) => (unit, offset) = (u, o),
+                None => return 0,
+            },
             _ => return 0,
         }
     }
     0
+}
+
+/// Adds the layouts defined among the children of `node` (and in namespaces below, up to a
+/// depth of 8) to `out`.
+fn scope_layouts<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    units: &[gimli::Unit<R<'a>>],
+    unit: usize,
+    node: gimli::EntriesTreeNode<'_, '_, '_, R<'a>>,
+    depth: usize,
+    out: &mut BTreeMap<String, Vec<Layout>>,
+) -> Result<(), gimli::Error> {
+    let mut children = node.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        match entry.tag() {
+            gimli::DW_TAG_namespace if depth < 8 => {
+                scope_layouts(dwarf, units, unit, child, depth + 1, out)?;
+            }
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                if let Some(AttributeValue::Flag(true)) =
+                    entry.attr_value(gimli::DW_AT_declaration)?
+                {
+                    continue;
+                }
+                let Some(name) = entry.attr_value(gimli::DW_AT_name)? else {
+                    continue;
+                };
+                let name = dwarf.attr_string(&units[unit], name)?;
+                let layout = layout_of(dwarf, units, unit, entry)?;
+                let known = out.entry(name.to_string_lossy().into_owned()).or_default();
+                if !known.contains(&layout) {
+                    known.push(layout);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The unit of `units` (in `.debug_info` order) holding the DIE at `at`, and its offset there.
+fn unit_of(
+    units: &[gimli::Unit<R<'_>>],
+    at: gimli::DebugInfoOffset,
+) -> Option<(usize, UnitOffset)> {
+    let start = |u: &gimli::Unit<R<'_>>| u.header.offset().as_debug_info_offset();
+    let i = units
+        .partition_point(|u| start(u).is_some_and(|s| s <= at))
+        .checked_sub(1)?;
+    Some((i, at.to_unit_offset(&units[i].header)?))
+}
+
+/// The layout of the struct or union `entry` of `units[unit]`: its size and members.
+fn layout_of<'a>(
+    dwarf: &gimli::Dwarf<R<'a>>,
+    units: &[gimli::Unit<R<'a>>],
+    unit: usize,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, R<'a>>,
+) -> Result<Layout, gimli::Error> {
+    let u = &units[unit];
+    let size = entry
+        .attr_value(gimli::DW_AT_byte_size)?
+        .and_then(|v| v.udata_value())
+        .unwrap_or(0);
+    let mut members = Vec::new();
+    let mut tree = u.entries_tree(Some(entry.offset()))?;
+    let root = tree.root()?;
+    let mut children = root.children();
+    while let Some(child) = children.next()? {
+        let e = child.entry();
+        if e.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let mname = match e.attr_value(gimli::DW_AT_name)? {
+            Some(v) => dwarf.attr_string(u, v)?.to_string_lossy().into_owned(),
+            None => String::new(),
+        };
+        let moff = e
+            .attr_value(gimli::DW_AT_data_member_location)?
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        let msize = match e.attr_value(gimli::DW_AT_type)? {
+            Some(AttributeValue::UnitRef(t)) => type_size(units, unit, t),
+            Some(AttributeValue::DebugInfoRef(at)) => {
+                unit_of(units, at).map_or(0, |(u, t)| type_size(units, u, t))
+            }
+            _ => 0,
+        };
+        members.push((mname, moff, msize));
+    }
+    Ok((size, members))
+}
+
+/// Every named struct and union layout of a linked file's DWARF (dwz's partial units included)
+/// at file scope or in a namespace, each distinct layout of a name once: what the deployed
+/// build's data looks like. Types defined inside functions are not read: that walk would parse
+/// every DIE of a large target, where this one skips each function by its sibling link. Empty
+/// without DWARF; a unit that does not parse ends the walk.
+pub fn linked_layouts(
+    sections: &BTreeMap<String, std::borrow::Cow<'_, [u8]>>,
+) -> BTreeMap<String, Vec<Layout>> {
+    let mut out: BTreeMap<String, Vec<Layout>> = BTreeMap::new();
+    let empty: &[u8] = &[];
+    let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<R<'_>, gimli::Error> {
+        let data = sections.get(id.name()).map(|v| &v[..]).unwrap_or(empty);
+        Ok(EndianSlice::new(data, LittleEndian))
+    }) else {
+        return out;
+    };
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        match dwarf.unit(header) {
+            Ok(unit) => units.push(unit),
+            Err(_) => break,
+        }
+    }
+    for i in 0..units.len() {
+        let Ok(mut tree) = units[i].entries_tree(None) else {
+            continue;
+        };
+        if let Ok(root) = tree.root() {
+            let _ = scope_layouts(&dwarf, &units, i, root, 0, &mut out);
+        }
+    }
+    out
 }
 
 /// The attributes of one DIE that `read_into` looks at (the first of each name).
@@ -754,34 +888,8 @@ impl<'a> UnitWalk<'a, '_> {
         };
         let (dwarf, unit) = (self.dwarf, self.unit);
         let name = dwarf.attr_string(unit, v)?.to_string_lossy().into_owned();
-        let size = entry
-            .attr_value(gimli::DW_AT_byte_size)?
-            .and_then(|v| v.udata_value())
-            .unwrap_or(0);
-        let mut members = Vec::new();
-        let mut tree = unit.entries_tree(Some(entry.offset()))?;
-        let root = tree.root()?;
-        let mut children = root.children();
-        while let Some(child) = children.next()? {
-            let e = child.entry();
-            if e.tag() != gimli::DW_TAG_member {
-                continue;
-            }
-            let mname = match e.attr_value(gimli::DW_AT_name)? {
-                Some(v) => dwarf.attr_string(unit, v)?.to_string_lossy().into_owned(),
-                None => String::new(),
-            };
-            let moff = e
-                .attr_value(gimli::DW_AT_data_member_location)?
-                .and_then(|v| v.udata_value())
-                .unwrap_or(0);
-            let msize = match e.attr_value(gimli::DW_AT_type)? {
-                Some(AttributeValue::UnitRef(t)) => type_size(unit, t),
-                _ => 0,
-            };
-            members.push((mname, moff, msize));
-        }
-        facts.layouts.insert(name, (size, members));
+        let layout = layout_of(dwarf, std::slice::from_ref(unit), 0, entry)?;
+        facts.layouts.insert(name, layout);
         Ok(())
     }
 
@@ -956,5 +1064,60 @@ mod tests {
         // What the old side does not read.
         assert!(old.decl.is_empty() && old.section_function.is_empty());
         assert!(!whole.decl.is_empty() && !whole.section_function.is_empty());
+    }
+
+    /// The layouts of a linked file as `linked_layouts` reads them, from its DWARF sections.
+    fn layouts_of_file(path: &std::path::Path) -> BTreeMap<String, Vec<Layout>> {
+        use object::{Object, ObjectSection};
+        let bytes = std::fs::read(path).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        let sections = file
+            .sections()
+            .filter_map(|s| Some((s.name().ok()?.to_string(), s.uncompressed_data().ok()?)))
+            .collect();
+        linked_layouts(&sections)
+    }
+
+    #[test]
+    fn linked_layouts_are_the_objects_also_after_dwz_moved_the_types_into_partial_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = "struct pair { int a; long b; char c[3]; };\n\
+                      struct holder { struct pair p; int n; };\n";
+        std::fs::write(dir.path().join("t.h"), header).unwrap();
+        for (name, body) in [
+            (
+                "a.c",
+                "int fa(struct holder *h) { return h->p.a + h->n; }\n",
+            ),
+            (
+                "b.c",
+                "long fb(struct holder *h) { return h->p.b + h->p.c[1]; }\n",
+            ),
+        ] {
+            let text = format!("#include \"t.h\"\n{body}");
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let gcc = std::process::Command::new("gcc")
+            .args([
+                "-g", "-O2", "-fPIC", "-shared", "a.c", "b.c", "-o", "libt.so",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(gcc.status.success(), "gcc: {gcc:?}");
+        let lib = dir.path().join("libt.so");
+        let before = layouts_of_file(&lib);
+        let pair = &before["pair"];
+        assert_eq!(pair.len(), 1, "{before:?}");
+        assert_eq!(pair[0].0, 24, "{before:?}");
+        assert_eq!(before["holder"][0].1[0], ("p".to_string(), 0, 24));
+        // dwz (as Debian's dh_dwz runs it) shares the types of both units in a partial unit;
+        // members then refer to their types across units.
+        let dwz = std::process::Command::new("dwz")
+            .arg(&lib)
+            .output()
+            .unwrap();
+        assert!(dwz.status.success(), "dwz: {dwz:?}");
+        assert_eq!(layouts_of_file(&lib), before);
     }
 }

@@ -29,11 +29,27 @@ pub enum Error {
         /// The target file.
         path: PathBuf,
     },
-    /// The target has no `.symtab` (it was stripped).
-    #[error("{path}: target is stripped (no .symtab); use the unstripped build or its debug file")]
+    /// The target has no `.symtab` (it was stripped) and no debug file was given or found.
+    #[error("{path}: target is stripped (no .symtab) and no debug file with its build-id {build_id} was found (looked for {looked}); give it with --debug-file FILE (the -dbgsym package's /usr/lib/debug/.build-id/ file, debuginfod's, or one from a rebuild with the same build-id), or use the unstripped build")]
     StrippedTarget {
         /// The target file.
         path: PathBuf,
+        /// The target's GNU build-id.
+        build_id: String,
+        /// The files looked for, comma-separated.
+        looked: String,
+    },
+    /// The debug file given or found for a stripped target is not that target's.
+    #[error("{debug}: not the debug file of {target}: its build-id is {found}, the target's is {expected}")]
+    WrongDebugFile {
+        /// The target file.
+        target: PathBuf,
+        /// The debug file.
+        debug: PathBuf,
+        /// The target's build-id.
+        expected: String,
+        /// The debug file's build-id (`none` when it has none).
+        found: String,
     },
     /// An object was not compiled with `-ffunction-sections`.
     #[error("{path}: several functions share section {section} ({functions}); compile with -ffunction-sections -fdata-sections")]

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod arch;
+mod debug_file;
 mod diff;
 pub mod disasm;
 mod dwarf;
@@ -26,6 +27,7 @@ use lpkg_format::{
 };
 use sha2::{Digest, Sha256};
 
+pub use debug_file::{DebugOptions, DEFAULT_DEBUG_DIR};
 pub use error::Error;
 
 use diff::{Side, Verdict};
@@ -55,6 +57,8 @@ pub struct BuildOptions {
     /// function they replaced may differ between `old` and the target: the target keeps the
     /// original code, which the applier finds behind the earlier package's jump.
     pub requires: Vec<Required>,
+    /// Where a stripped target's symbols and DWARF come from (its debug file).
+    pub debug: DebugOptions,
 }
 
 /// A package that must be applied before the one being built.
@@ -273,10 +277,24 @@ fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> V
 pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let mut notes = Vec::new();
     let (target, sides) = read_inputs(opts, &mut notes)?;
+    if let Some(found) = &target.debug_file {
+        notes.push(format!(
+            "symbols and DWARF of {} from its debug file {} ({})",
+            target.file_name,
+            found.path.display(),
+            found.how
+        ));
+    }
     let mut diffs = compare_pairs(opts, &sides, &mut notes)?;
+    check_deployed_layouts(&target, &sides, &diffs)?;
     let units = units(&sides);
     let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
+    writer.stacked = opts
+        .requires
+        .iter()
+        .flat_map(|r| r.replaced.iter().cloned())
+        .collect();
     let (mut functions, routines) =
         collect_functions(opts, &target, &units, &diffs, &moved_from, &mut writer)?;
     let mut data = collect_data(&units, &diffs, &mut writer);
@@ -314,7 +332,7 @@ fn read_inputs(
     let folders = opts.new.is_dir();
     // The target is read while the pairs are: it is independent of them.
     let (target, read) = std::thread::scope(|scope| {
-        let target = scope.spawn(|| TargetFile::read(&opts.target));
+        let target = scope.spawn(|| TargetFile::read(&opts.target, Some(&opts.debug)));
         // Fewer pairs than cores: each pair overlaps its own two sides.
         let pipelined = pairs.len() < workers();
         let read = parallel_map(pairs, |(old, new)| read_pair(old, new, folders, pipelined));
@@ -352,6 +370,42 @@ fn compare_pairs(
         diffs.push(d);
     }
     Ok(diffs)
+}
+
+/// Refuses when a struct or union that a function of the package uses has another layout in
+/// the target's DWARF than in the objects: a target not built from these objects (another
+/// configuration, another compiler: a distribution's build) would have its memory read with
+/// the wrong offsets. A name with several layouts in the target (different types in different
+/// files) passes when one of them is the objects'.
+fn check_deployed_layouts(
+    target: &TargetFile,
+    sides: &[(Side, Side)],
+    diffs: &[diff::PairDiff],
+) -> Result<(), Error> {
+    for ((_, new), d) in sides.iter().zip(diffs) {
+        for name in d.functions.keys() {
+            for ty in diff::types_used(new, name) {
+                let (Some(ours), Some(deployed)) =
+                    (new.facts.layouts.get(&ty), target.layouts.get(&ty))
+                else {
+                    continue;
+                };
+                if deployed.contains(ours) {
+                    continue;
+                }
+                let sizes: Vec<String> = deployed.iter().map(|l| l.0.to_string()).collect();
+                return Err(error::refuse(
+                    format!("struct {ty}"),
+                    format!(
+                        "layout differs between the deployed target's DWARF ({} bytes) and the build the package is made from ({} bytes, or member offsets or sizes), and it is used by changed function {name}; the target was not built from these sources and configuration (another configure option or compiler): build the package as the target was built",
+                        sizes.join(" or "),
+                        ours.0
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Each pair as the module writer sees it.
@@ -450,16 +504,11 @@ fn resolve_replacement(
             path: target.path.clone(),
             reason: format!("no file bytes at {:#x}+{}", t.value, t.size),
         })?;
-    let (old_sec, old_value) = (old_sym.section.unwrap_or(0), old_sym.value);
-    let section = &old.obj.sections[old_sec];
-    let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
-    let expected = arch::x86_64::masked_code(&section.data, relocations, old_value, old_sym.size);
-    let actual = arch::x86_64::mask_like(bytes, &expected);
     let stacked = opts
         .requires
         .iter()
         .any(|r| r.replaced.iter().any(|n| n == name));
-    if !stacked && (expected.len() != bytes.len() || actual != expected) {
+    if !stacked && !same_code(old, old_sym, bytes) {
         return Err(error::refuse(
             name.to_owned(),
             format!(
@@ -514,6 +563,23 @@ fn short_function_call_sites(
         ));
     }
     Ok(sites)
+}
+
+/// Whether `bytes` (a function's in the target) are the code of `old_sym` in the object of
+/// `old`: the same bytes, relocated fields and linker-relaxed GOT/TLS opcodes aside, or the
+/// same instructions with branches encoded otherwise (a target built without
+/// `-ffunction-sections`).
+pub(crate) fn same_code(old: &Side, old_sym: &objfile::Sym, bytes: &[u8]) -> bool {
+    let section = &old.obj.sections[old_sym.section.unwrap_or(0)];
+    let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
+    let expected =
+        arch::x86_64::masked_code(&section.data, relocations, old_sym.value, old_sym.size);
+    if expected.len() == bytes.len() && arch::x86_64::mask_like(bytes, &expected) == expected {
+        return true;
+    }
+    let start = (old_sym.value as usize).min(section.data.len());
+    let end = start.saturating_add(expected.len()).min(section.data.len());
+    arch::x86_64::same_instructions(&section.data[start..end], &expected, bytes)
 }
 
 /// Adds every new data object to the module; returns their manifest entries.

@@ -48,6 +48,9 @@ pub struct ModuleWriter<'a> {
     pub carried_data: Vec<(String, String, u64)>,
     /// Copied sections whose relocations are still to be written.
     pending: Vec<(usize, usize)>,
+    /// Functions earlier packages replace (`--requires`): the target holds their original
+    /// code, the old objects the fixed one.
+    pub stacked: BTreeSet<String>,
 }
 
 fn section_kind(sec: &crate::objfile::Sec) -> SectionKind {
@@ -77,6 +80,7 @@ impl<'a> ModuleWriter<'a> {
             carried_functions: Vec::new(),
             carried_data: Vec::new(),
             pending: Vec::new(),
+            stacked: BTreeSet::new(),
         }
     }
 
@@ -228,6 +232,72 @@ impl<'a> ModuleWriter<'a> {
         }))
     }
 
+    /// Existing data of `size` bytes in the objects, which stays in the target: refused when
+    /// the target's is of another size (a target not built from these objects, e.g. with
+    /// another configuration: the new code would read past or short of it).
+    fn target_data(
+        &mut self,
+        u: usize,
+        units: &[Unit],
+        name: &str,
+        local: bool,
+        size: u64,
+    ) -> Result<SymbolId, Error> {
+        let id = FileId {
+            name: units[u].file.clone(),
+            unit_path: units[u].unit_path.clone(),
+        };
+        if let Some(t) = self.target.lookup(&id, name, local)? {
+            if t.size != size && t.size != 0 && size != 0 {
+                return Err(crate::error::refuse(
+                    name,
+                    format!(
+                        "size differs between the deployed target ({} bytes) and the build the package is made from ({size} bytes); the target was not built from these sources and configuration (another configure option or compiler): build the package as the target was built",
+                        t.size
+                    ),
+                ));
+            }
+        }
+        self.target_symbol(u, units, name, local)
+    }
+
+    /// Refuses when function `name` of unit `u`'s object, which the patch reaches and which
+    /// stays in the target, has other code there than in the old object: new code compiled
+    /// next to it may rely on what it does beyond its declaration (a clone's specialised
+    /// arguments, the registers it leaves alone under `-fipa-ra`), so a target not built from
+    /// these objects must have it byte for byte.
+    fn check_callee(&self, u: usize, units: &[Unit], name: &str, local: bool) -> Result<(), Error> {
+        let old = units[u].old;
+        let Some(&index) = old.analysis.functions.get(name) else {
+            return Ok(());
+        };
+        if self.stacked.contains(name) {
+            return Ok(());
+        }
+        let id = FileId {
+            name: units[u].file.clone(),
+            unit_path: units[u].unit_path.clone(),
+        };
+        let Some(t) = self.target.lookup(&id, name, local)? else {
+            return Ok(());
+        };
+        let old_sym = &old.obj.symbols[index];
+        let same = self
+            .target
+            .bytes_at(t.value, t.size)
+            .is_some_and(|bytes| crate::same_code(old, old_sym, bytes));
+        if same {
+            return Ok(());
+        }
+        Err(crate::error::refuse(
+            name,
+            format!(
+                "called by the patch and left in the target, but the target's copy ({} bytes at {:#x}) differs from the old object's ({} bytes): the target was not built from these sources and configuration (another configure option or compiler): build the package as the target was built",
+                t.size, t.value, old_sym.size
+            ),
+        ))
+    }
+
     fn global_symbol(&mut self, u: usize, units: &[Unit], name: &str) -> Result<SymbolId, Error> {
         if let Some(&id) = self.global_functions.get(name) {
             return Ok(id);
@@ -328,7 +398,10 @@ impl<'a> ModuleWriter<'a> {
                 }
                 match self.functions.get(&(u, name.clone())) {
                     Some(&id) => (id, addend),
-                    None => (self.target_symbol(u, units, &name, local)?, addend),
+                    None => {
+                        self.check_callee(u, units, &name, local)?;
+                        (self.target_symbol(u, units, &name, local)?, addend)
+                    }
                 }
             }
             Ref::Content { sec: csec, .. } => {
@@ -345,7 +418,8 @@ impl<'a> ModuleWriter<'a> {
                     // Existing global (possibly defined by another old object).
                     let name = data_sym.name.clone();
                     if self.in_target(u, units, &name, false)? {
-                        (self.target_symbol(u, units, &name, false)?, addend)
+                        let size = data_sym.size;
+                        (self.target_data(u, units, &name, false, size)?, addend)
                     } else {
                         let carried = self.add_data(units, u, sym);
                         self.carried_data.push(carried);
@@ -367,10 +441,8 @@ impl<'a> ModuleWriter<'a> {
                                     .into(),
                         })?;
                     if self.in_target(u, units, &old_sym.name, old_sym.local)? {
-                        (
-                            self.target_symbol(u, units, &old_sym.name, old_sym.local)?,
-                            addend,
-                        )
+                        let (name, local, size) = (&old_sym.name, old_sym.local, old_sym.size);
+                        (self.target_data(u, units, name, local, size)?, addend)
                     } else {
                         let carried = self.add_data(units, u, sym);
                         self.carried_data.push(carried);

@@ -8,6 +8,8 @@ use object::read::elf::{ElfFile64, Sym as _};
 use object::{elf, Endianness, Object, ObjectSection, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
+use crate::debug_file::{self, DebugOptions};
+use crate::dwarf::Layout;
 use crate::error::Error;
 
 /// One defined symbol of the target.
@@ -33,6 +35,8 @@ pub struct TargetFile {
     pub file_name: String,
     pub build_id: String,
     pub sha256: String,
+    /// Where the symbols and DWARF came from when not from the target itself.
+    pub debug_file: Option<debug_file::Found>,
     /// Global (and weak) defined symbols by name.
     globals: HashMap<String, TargetSym>,
     /// Local defined symbols: (STT_FILE name, symbol name) -> every match, with the ordinal of
@@ -42,6 +46,8 @@ pub struct TargetFile {
     file_blocks: HashMap<String, usize>,
     /// DWARF compile unit paths, in link order.
     unit_paths: Vec<String>,
+    /// Struct and union layouts of the target's DWARF by name (every distinct one).
+    pub layouts: BTreeMap<String, Vec<Layout>>,
     /// Version of undefined symbols the target imports (`printf` -> `GLIBC_2.2.5`).
     versions: HashMap<String, String>,
     /// Loaded sections with file contents: only these are kept, not the whole file (mostly
@@ -73,19 +79,12 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 impl TargetFile {
-    /// Reads and checks the target.
-    pub fn read(path: &Path) -> Result<TargetFile, Error> {
+    /// Reads and checks the target. With `debug`, its symbols are needed: from the debug file
+    /// when one is given or the target is stripped (refused when none is found). Without, a
+    /// stripped target is read for its code only (`lpkg inspect --disasm`).
+    pub fn read(path: &Path, debug: Option<&DebugOptions>) -> Result<TargetFile, Error> {
         let bytes = crate::input::read(path)?;
-        let bad = |reason: String| Error::BadInput {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = ElfFile64::<Endianness>::parse(&bytes[..])
-            .map_err(|e| bad(format!("not an ELF64 file: {e}")))?;
-        let endian = file.endian();
-        if file.elf_header().e_machine.get(endian) != elf::EM_X86_64 {
-            return Err(bad("target is not x86_64".into()));
-        }
+        let file = parse(path, &bytes, "target")?;
         let build_id = match file.build_id() {
             Ok(Some(id)) => hex(id),
             _ => {
@@ -94,13 +93,6 @@ impl TargetFile {
                 })
             }
         };
-        let table = file.elf_symbol_table();
-        if table.is_empty() {
-            return Err(Error::StrippedTarget {
-                path: path.to_path_buf(),
-            });
-        }
-        let symbols = read_symbols(&file);
         let sections = file
             .sections()
             .filter_map(|s| {
@@ -119,7 +111,23 @@ impl TargetFile {
             .map(|s| s.address())
             .collect();
         exported.sort_unstable();
-        let unit_paths = unit_paths(&file);
+        let stripped = file.elf_symbol_table().is_empty();
+        let (symbols, dwarf, debug_file) = match debug {
+            Some(opts) if stripped || opts.file.is_some() => {
+                let found = debug_file::find(path, &file, &build_id, opts)?;
+                let debug_bytes = crate::input::read(&found.path)?;
+                let debug = parse(&found.path, &debug_bytes, "debug file")?;
+                if debug.elf_symbol_table().is_empty() {
+                    return Err(Error::BadInput {
+                        path: found.path.clone(),
+                        reason: "debug file has no .symtab".into(),
+                    });
+                }
+                (read_symbols(&debug), read_dwarf(&debug), Some(found))
+            }
+            _ => (read_symbols(&file), read_dwarf(&file), None),
+        };
+        let (unit_paths, layouts) = dwarf;
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -130,17 +138,19 @@ impl TargetFile {
             file_name,
             build_id,
             sha256,
+            debug_file,
             globals: symbols.globals,
             locals: symbols.locals,
             file_blocks: symbols.file_blocks,
             unit_paths,
+            layouts,
             versions: symbols.versions,
             sections,
             starts: symbols.starts,
             functions: symbols.functions,
             exported,
-            entry: file.elf_header().e_entry.get(endian),
-            fixed: file.elf_header().e_type.get(endian) == elf::ET_EXEC,
+            entry: file.elf_header().e_entry.get(file.endian()),
+            fixed: file.elf_header().e_type.get(file.endian()) == elf::ET_EXEC,
         })
     }
 
@@ -356,6 +366,20 @@ fn absolute_values(bytes: &[u8], address: u64, value: u64, fixed: bool) -> Optio
     })
 }
 
+/// An x86_64 ELF64 file: the target or its debug file (`what`).
+fn parse<'d>(path: &Path, bytes: &'d [u8], what: &str) -> Result<ElfFile64<'d, Endianness>, Error> {
+    let bad = |reason: String| Error::BadInput {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = ElfFile64::<Endianness>::parse(bytes)
+        .map_err(|e| bad(format!("{what}: not an ELF64 file: {e}")))?;
+    if file.elf_header().e_machine.get(file.endian()) != elf::EM_X86_64 {
+        return Err(bad(format!("{what} is not x86_64")));
+    }
+    Ok(file)
+}
+
 /// The target's symbol table, indexed as [`TargetFile`] keeps it.
 struct SymbolTables {
     globals: HashMap<String, TargetSym>,
@@ -440,9 +464,9 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
     }
 }
 
-/// The unit paths of the target's DWARF: its sections borrowed from the file's bytes unless
-/// compressed, and only what the unit paths need.
-fn unit_paths(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
+/// The unit paths and struct layouts of the target's DWARF: its sections borrowed from the
+/// file's bytes unless compressed.
+fn read_dwarf(file: &ElfFile64<'_, Endianness>) -> (Vec<String>, BTreeMap<String, Vec<Layout>>) {
     let mut debug = BTreeMap::new();
     for s in file.sections() {
         if let Ok(name) = s.name() {
@@ -453,7 +477,10 @@ fn unit_paths(file: &ElfFile64<'_, Endianness>) -> Vec<String> {
             }
         }
     }
-    crate::dwarf::unit_paths(&debug)
+    (
+        crate::dwarf::unit_paths(&debug),
+        crate::dwarf::linked_layouts(&debug),
+    )
 }
 
 #[cfg(test)]

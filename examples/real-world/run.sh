@@ -4,11 +4,13 @@
 # the unpatched release under load, apply the package, check the load saw no error and the fix
 # is live, revert. One line per fix goes to $RW_RESULTS (default: a scratch file printed at the end).
 #
-#   examples/real-world/run.sh            every CVE patch of both packages (long)
-#   examples/real-world/run.sh --ci       one memcached fix and one libxml2 fix
+#   examples/real-world/run.sh             every CVE patch of both packages, then --deployed (long)
+#   examples/real-world/run.sh --ci        one memcached fix and one libxml2 fix
+#   examples/real-world/run.sh --deployed  Debian's installed, stripped libxml2 (deb12u5) patched
+#                                          with each fix of deb12u6, built with dpkg-buildpackage
 #
 # Needs scripts/install-deps.sh run first (deb-src lines, build dependencies). Sources are cached in
-# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2 runs one package;
+# $RW_CACHE (default /var/tmp/lpkg-real-world). RW_ONLY=memcached|libxml2|deployed runs one part;
 # RW_FIXES=REGEX (extended, on the patch name) runs the matching fixes only. Load talks only to
 # 127.0.0.1 and is bounded.
 here=$(cd "$(dirname "$0")" && pwd)
@@ -267,8 +269,173 @@ libxml2_fix() {
   record libxml2 "$fix" "$pause" "$(grep -v '^repro ' "$work/load.out" | head -n 1)"
 }
 
+
+# --- Debian's installed libxml2 ----------------------------------------------------------------
+# The library the system's programs use, as Debian shipped it (stripped), patched with the
+# fixes of the next security update. The package is built by `build-source` with Debian's own
+# build (`dpkg-buildpackage`), so the original build has Debian's configuration and flags; the
+# symbols and DWARF of the installed file come from its debug file (libxml2-dbgsym, or a
+# reproducible rebuild of the installed version when no archive has it).
+deployed_version=2.9.14+dfsg-1.3~deb12u5
+deployed_lib=/usr/lib/x86_64-linux-gnu/libxml2.so.2.9.14
+# Debian's build of the library only: no Python bindings (their build compiles the library's
+# sources again), no test suite. Neither changes libxml2.so.
+deb_env=(env DEB_BUILD_PROFILES=nopython DEB_BUILD_OPTIONS="nocheck parallel=2")
+
+# The installed libxml2 must be the release the fixes are built against.
+ensure_deployed_version() {
+  local have
+  have=$(dpkg-query -W -f='${Version}' libxml2 2>/dev/null || echo none)
+  if [ "$have" = "$deployed_version" ]; then
+    echo "installed libxml2 is $deployed_version, the release the fixes are built against"
+    return 0
+  fi
+  echo "installed libxml2 is $have: installing $deployed_version, the release the fixes are built against"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades "libxml2=$deployed_version" ||
+    fail "libxml2 $deployed_version cannot be installed from the configured archives (see apt-cache policy libxml2)"
+}
+
+# `deployed_tree DEST`: the installed release's source: deb12u6's source package with its series
+# and changelog cut back to deb12u5 (whose last patch is CVE-2025-9714.patch), the series applied
+# as dpkg-source applies it and left applied after a build.
+deployed_tree() {
+  local dest=$1
+  dpkg-source -x --skip-patches "$dsc" "$dest" >/dev/null 2>&1
+  sed -i '/^CVE-2025-9714.patch$/q' "$dest/debian/patches/series"
+  sed -i -n '/^libxml2 (2.9.14+dfsg-1.3~deb12u5)/,$p' "$dest/debian/changelog"
+  (cd "$dest" && dpkg-source --before-build . >/dev/null)
+  rm -f "$dest/.pc/.dpkg-source-unapply"
+}
+
+# Prints the installed library's debug file (messages on stderr): from libxml2-dbgsym when an
+# archive has it, else from a rebuild of the installed release, which Debian's reproducible
+# builds make bit-identical to it. Cached in $cache/debug.
+deployed_debug_file() {
+  local id dbg deb
+  id=$(readelf -n "$deployed_lib" | awk '/Build ID/ {print $3}')
+  dbg="$cache/debug/usr/lib/debug/.build-id/${id:0:2}/${id:2}.debug"
+  if [ ! -f "$dbg" ]; then
+    deb="$cache/libxml2-dbgsym_${deployed_version}_amd64.deb"
+    if [ ! -f "$deb" ] && (cd "$cache" && apt-get download -qq "libxml2-dbgsym=$deployed_version") >/dev/null 2>&1; then
+      echo "debug file: libxml2-dbgsym $deployed_version from the archive" >&2
+    fi
+    if [ ! -f "$deb" ]; then
+      echo "libxml2-dbgsym $deployed_version cannot be fetched: rebuilding $deployed_version with dpkg-buildpackage for its debug file (5-10 min)" >&2
+      mkdir -p "$work/rebuild"
+      deployed_tree "$work/rebuild/libxml2"
+      (cd "$work/rebuild/libxml2" && "${deb_env[@]}" dpkg-buildpackage -B -uc -us >"$work/rebuild/build.log" 2>&1) ||
+        { tail -n 20 "$work/rebuild/build.log" >&2; fail "rebuild of libxml2 $deployed_version failed"; }
+      local rebuilt="$work/rebuild/libxml2/debian/libxml2$deployed_lib"
+      if cmp -s "$rebuilt" "$deployed_lib"; then
+        echo "the rebuilt libxml2.so.2.9.14 is bit-identical to the installed one" >&2
+      fi
+      cp "$work/rebuild/$(basename "$deb")" "$deb"
+    fi
+    dpkg-deb -x "$deb" "$cache/debug"
+  fi
+  [ -f "$dbg" ] || fail "no debug file with the installed library's build-id $id (the rebuild is not bit-identical to it)"
+  echo "$dbg"
+}
+
+# deb12u6's fixes that need an earlier one of deb12u6 to apply.
+declare -A deployed_needs=(
+  [CVE-2026-0992/02-096402c94.patch]=CVE-2026-0992/01-4af23b523.patch
+  [0039-catalog-fix-stack-overflow-from-self-referencing-SGM.patch]=CVE-2025-8732.patch
+)
+
+# The first original build (the installed release built by dpkg-buildpackage with lpkg's
+# compiler wrapper) is kept for the next fixes (`--reuse-original`).
+keep_original() {
+  if [ ! -d "$deployed_original" ] && grep -q 'build original: done' "$1/build.err"; then
+    mv "$1/build/original" "$deployed_original"
+  fi
+}
+
+# `deployed_fix FIX`: the package of FIX (with what it needs; `$adapted`: a variant of it) for
+# the installed library, applied to a program using the system's libxml2 under load, with
+# the fix's reproducer where xml-worker.c has one, and reverted.
+deployed_fix() {
+  local fix=$1 repro=- name="" dir patches=()
+  step "installed libxml2 $deployed_version: $fix${adapted:+ (adapted)}"
+  case $fix in
+  *8732*) name=CVE-2025-8732 ;;
+  *0989*) name=CVE-2026-0989 ;;
+  esac
+  dir="$work/deployed/$(fix_id "$fix")"
+  mkdir -p "$dir"
+  [ -z "${deployed_needs[$fix]:-}" ] || patches+=(--patch "$deployed_src/debian/patches/${deployed_needs[$fix]}")
+  patches+=(--patch "${adapted:-$deployed_src/debian/patches/$fix}")
+  local reuse=()
+  [ -d "$deployed_original" ] && reuse=(--reuse-original "$deployed_original")
+  pkg_file="$dir/fix.lpkg"
+  functions=""
+  if ! "${deb_env[@]}" "$LPKG" build-source --src "$deployed_src" "${patches[@]}" \
+    --target builddir/main/.libs/libxml2.so.2.9.14 --objects builddir/main/.libs \
+    --deployed "$deployed_lib" --debug-file "$deployed_debug" "${reuse[@]}" \
+    --key "$work/release.key" -o "$pkg_file" --work "$dir/build" --jobs 2 \
+    --name "libxml2-deb12u5-$(fix_id "$fix")" -- dpkg-buildpackage -B -uc -us \
+    >"$dir/build.out" 2>"$dir/build.err"; then
+    keep_original "$dir"
+    detail=$(grep -v '^\[lpkg\]' "$dir/build.err" | grep -v '^note:' | head -n 1 || true)
+    case $detail in
+    *"no object file differs"*) outcome="nothing to patch" ;;
+    *) outcome="refused" ;;
+    esac
+    echo "build-source: $detail"
+    printf '%s\t%s\t%s\t\t\t\t\t%s\n' "libxml2 (installed)" "$fix${adapted:+ (adapted)}" "$outcome" "$detail" >>"$results"
+    return 0
+  fi
+  keep_original "$dir"
+  grep '^note: symbols' "$dir/build.err" || true
+  functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
+  outcome="applied automatically"
+  local prog="$work/deployed/xml-worker"
+  [ -x "$prog" ] || gcc -O2 -I"$deployed_src/include" -I"$deployed_original/builddir/main/include" \
+    -o "$prog" "$here/xml-worker.c" "$deployed_lib"
+  "$prog" 7 $name >"$work/load.out" 2>&1 &
+  local worker=$!
+  pids+=("$worker")
+  sleep 1.5
+  grep -q "$deployed_lib" "/proc/$worker/maps" || fail "the worker does not use $deployed_lib"
+  [ -z "$name" ] || worker_repro "$worker" "$work/load.out" bug
+  local json pause
+  json=$("$LPKG" apply "$pkg_file" --pid "$worker" --trust "$work/release.pub" --json)
+  pause=$(echo "$json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pause_us"])')
+  [ -z "$name" ] || worker_repro "$worker" "$work/load.out" fixed
+  sleep 1.5
+  "$LPKG" revert --pid "$worker" >/dev/null
+  if [ -n "$name" ]; then
+    worker_repro "$worker" "$work/load.out" bug
+    repro=$repro_summary
+  fi
+  wait "$worker" || { cat "$work/load.out"; fail "parsing failed across apply/revert of $fix"; }
+  grep -v '^repro ' "$work/load.out"
+  record "libxml2 (installed)" "$fix" "$pause" "$(grep -v '^repro ' "$work/load.out" | head -n 1)"
+}
+
+deployed_libxml2() {
+  step "installed libxml2: release, debug file, source"
+  ensure_deployed_version
+  deployed_debug=$(deployed_debug_file)
+  echo "debug file of $deployed_lib: $deployed_debug"
+  deployed_src="$work/deployed/src"
+  deployed_original="$work/deployed/original"
+  mkdir -p "$work/deployed"
+  deployed_tree "$deployed_src"
+  local tmp="$work/series-deb12u6" fix
+  dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null 2>&1
+  # deb12u6's patches (after deb12u5's last), but for the test suite's (no library code).
+  for fix in $(series "$tmp" | sed '1,/^CVE-2025-9714.patch$/d' | grep -v testcatalog |
+    grep -E "${RW_FIXES:-.}"); do
+    isolated deployed_fix "$fix"
+    if [ -f "$here/adapted/$(fix_id "$fix").patch" ]; then
+      adapted="$here/adapted/$(fix_id "$fix").patch" isolated deployed_fix "$fix"
+    fi
+  done
+}
+
 dsc=$(fetch memcached)
-if [ "${RW_ONLY:-memcached}" != memcached ]; then
+if [ "${RW_ONLY:-memcached}" != memcached ] || [ "$mode" = --deployed ]; then
   :
 elif [ "$mode" = --ci ]; then
   memcached_fix 0008-CVE-2026-47783-CVE-2026-47784.patch
@@ -279,7 +446,10 @@ else
 fi
 
 dsc=$(fetch libxml2)
-if [ "${RW_ONLY:-libxml2}" != libxml2 ]; then
+if [ "$mode" = --deployed ] || { [ "$mode" = all ] && [ "${RW_ONLY:-deployed}" = deployed ]; }; then
+  deployed_libxml2
+fi
+if [ "${RW_ONLY:-libxml2}" != libxml2 ] || [ "$mode" = --deployed ]; then
   :
 elif [ "$mode" = --ci ]; then
   libxml2_fix CVE-2023-29469-Hashing-of-empty-dict-strings-isn-t-d.patch

@@ -1,9 +1,9 @@
-//! `lpkg build --target BIN --old OLD --new NEW --key KEY -o OUT [--name N] [--version V] [--description D] [--requires PKG]...`
+//! `lpkg build --target BIN --old OLD --new NEW --key KEY -o OUT [--name N] [--version V] [--description D] [--requires PKG]... [--debug-file FILE] [--debug-dir DIR]`
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use lpkg_builder::{BuildOptions, Required};
+use lpkg_builder::{BuildOptions, DebugOptions, Required};
 use lpkg_format::{Action, Package, SecretKey};
 
 /// Arguments of `lpkg build`.
@@ -20,10 +20,34 @@ pub struct Args {
     pub new: PathBuf,
     #[command(flatten)]
     pub package: PackageArgs,
+    #[command(flatten)]
+    pub debug: DebugArgs,
     /// A package this one stacks on (built from objects that already carry its fix); the new
     /// package requires it to be applied first. Repeat for several.
     #[arg(long, value_name = "PKG")]
     pub requires: Vec<PathBuf>,
+}
+
+/// Where a stripped target's symbols and DWARF come from (`lpkg build` and `build-source`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DebugArgs {
+    /// The target's separate debug file (e.g. from its -dbgsym package); it must carry the
+    /// target's build-id. Without it a stripped target's debug file is looked up by build-id
+    /// and .gnu_debuglink, as gdb does.
+    #[arg(long, value_name = "FILE")]
+    pub debug_file: Option<PathBuf>,
+    /// The debug directory to look the debug file up in (gdb's debug-file-directory).
+    #[arg(long, value_name = "DIR", default_value = lpkg_builder::DEFAULT_DEBUG_DIR)]
+    pub debug_dir: PathBuf,
+}
+
+impl DebugArgs {
+    fn options(&self) -> DebugOptions {
+        DebugOptions {
+            file: self.debug_file.clone(),
+            dir: Some(self.debug_dir.clone()),
+        }
+    }
 }
 
 /// What `lpkg build` and `lpkg build-source` both ask about the package they write.
@@ -72,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .iter()
             .map(|p| required(p))
             .collect::<anyhow::Result<_>>()?,
+        debug: args.debug.options(),
     };
     let built = lpkg_builder::build(&options)?;
     for note in &built.notes {

@@ -1,5 +1,6 @@
 //! `lpkg build-source --src DIR --patch FIX.patch... --target RELPATH --key KEY -o OUT
-//! [--jobs N] [--reuse-original DIR] [--work DIR] [--deployed BIN] [--quiet] [-- BUILD COMMAND...]`
+//! [--jobs N] [--reuse-original DIR] [--work DIR] [--deployed BIN] [--debug-file FILE] [--debug-dir DIR]
+//! [--objects RELDIR] [--quiet] [-- BUILD COMMAND...]`
 //!
 //! Builds the tree as released and as fixed (in copies: `DIR` is never modified), diffs the
 //! objects that changed and signs the package, showing each long step with its elapsed time.
@@ -26,6 +27,11 @@ pub struct Args {
     /// release built without `-ffunction-sections`); found by symbol, bound by build-id.
     #[arg(long, value_name = "BIN")]
     pub deployed: Option<PathBuf>,
+    /// Compare only the objects below this folder of the tree (e.g. `.libs`, where libtool puts
+    /// a shared library's objects when the build compiles each source twice, static and
+    /// shared) [default: the whole tree].
+    #[arg(long, value_name = "RELDIR")]
+    pub objects: Option<PathBuf>,
     /// Parallel build jobs.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
@@ -39,6 +45,8 @@ pub struct Args {
     pub work: Option<PathBuf>,
     #[command(flatten)]
     pub package: super::build::PackageArgs,
+    #[command(flatten)]
+    pub debug: super::build::DebugArgs,
     /// No progress display (errors and the final summary only).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -115,6 +123,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let old_dir = work.join("objects/old");
     let new_dir = work.join("objects/new");
     let changed = progress.step("diff", || {
+        // Only the objects the target is linked from, when the build compiles sources twice.
+        let (original, patched) = match &args.objects {
+            Some(rel) => (original.join(rel), patched.join(rel)),
+            None => (original.clone(), patched.clone()),
+        };
+        if !original.is_dir() {
+            anyhow::bail!(
+                "the original build has no folder {} (check --objects, it is relative to the tree)",
+                original.display()
+            );
+        }
         let changed = source::changed_objects(&original, &patched, &args.patches)?;
         source::stage_objects(&original, &patched, &changed, &old_dir, &new_dir)?;
         Ok(changed)
@@ -130,6 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         old: old_dir,
         new: new_dir,
         package: args.package.clone(),
+        debug: args.debug.clone(),
         requires: Vec::new(),
     };
     progress.step("sign", || super::build::run(build_args))

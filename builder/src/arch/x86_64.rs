@@ -114,6 +114,44 @@ pub fn mask_like(bytes: &[u8], pattern: &[Option<u8>]) -> Vec<Option<u8>> {
         .collect()
 }
 
+/// Whether `actual` (a function's bytes in a linked file) is the code of `old` (its bytes in an
+/// object, `expected` the same masked by [`masked_code`]), instruction by instruction: the
+/// same instructions, NOP padding aside, with every branch inside the function reaching the
+/// same instruction and its short or near form left to the assembler. A build from the same
+/// sources without `-ffunction-sections` may differ from the object so (gas relaxes branches
+/// across alignment padding otherwise) and is still the same code.
+pub fn same_instructions(old: &[u8], expected: &[Option<u8>], actual: &[u8]) -> bool {
+    if old.len() != expected.len() {
+        return false;
+    }
+    let listing = |code: &[u8]| -> Vec<Instruction> {
+        decode_all(code, 0)
+            .into_iter()
+            .filter(|i| i.mnemonic() != iced_x86::Mnemonic::Nop)
+            .collect()
+    };
+    let (ours, theirs) = (listing(old), listing(actual));
+    if ours.len() != theirs.len() || ours.iter().chain(&theirs).any(|i| i.is_invalid()) {
+        return false;
+    }
+    // The instruction a branch target lands on (or the first after the padding it lands in).
+    let index = |list: &[Instruction], target: u64| list.partition_point(|i| i.ip() < target);
+    let inside = |i: &Instruction, size: usize| {
+        i.op0_kind() == iced_x86::OpKind::NearBranch64 && i.near_branch_target() < size as u64
+    };
+    ours.iter().zip(&theirs).all(|(o, t)| {
+        let at = o.ip() as usize;
+        let pattern = &expected[at..at + o.len()];
+        if pattern.iter().all(Option::is_some) && inside(o, old.len()) {
+            return inside(t, actual.len())
+                && o.code().as_near_branch() == t.code().as_near_branch()
+                && index(&ours, o.near_branch_target()) == index(&theirs, t.near_branch_target());
+        }
+        let from = t.ip() as usize;
+        o.len() == t.len() && mask_like(&actual[from..from + t.len()], pattern) == pattern
+    })
+}
+
 fn decode_all(code: &[u8], ip: u64) -> Vec<Instruction> {
     let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
     let mut out = Vec::new();
@@ -345,6 +383,30 @@ pub fn is_filler(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_instructions_with_branches_encoded_otherwise_are_the_same_code() {
+        let unmasked = |code: &[u8]| code.iter().map(|&b| Some(b)).collect::<Vec<_>>();
+        // je +1 (short) over a NOP to `ret`; then a call whose field is relocated.
+        let old = [0x74, 0x01, 0x90, 0xc3, 0xe8, 0, 0, 0, 0, 0xc3];
+        let mut expected = unmasked(&old);
+        for b in &mut expected[5..9] {
+            *b = None;
+        }
+        // The same with a near je and no padding, the call's field filled in by the linker.
+        let near = [0x0f, 0x84, 0, 0, 0, 0, 0xc3, 0xe8, 1, 2, 3, 4, 0xc3];
+        assert!(same_instructions(&old, &expected, &near));
+        // jne instead of je; a je to the call instead of the ret; another instruction.
+        let jne = [0x0f, 0x85, 0, 0, 0, 0, 0xc3, 0xe8, 1, 2, 3, 4, 0xc3];
+        assert!(!same_instructions(&old, &expected, &jne));
+        let elsewhere = [0x0f, 0x84, 1, 0, 0, 0, 0xc3, 0xe8, 1, 2, 3, 4, 0xc3];
+        assert!(!same_instructions(&old, &expected, &elsewhere));
+        let other = [0x0f, 0x84, 0, 0, 0, 0, 0xc3, 0xe9, 1, 2, 3, 4, 0xc3];
+        assert!(!same_instructions(&old, &expected, &other));
+        // Truncated or undecodable code is never the same.
+        assert!(!same_instructions(&old, &expected, &near[..8]));
+        assert!(!same_instructions(&old, &expected, &[0x0f, 0x0b, 0xff]));
+    }
 
     #[test]
     fn filler_is_nops_int3_or_zeros() {

@@ -1,0 +1,55 @@
+/* Test target for stripped binaries and their debug files: reads a number per line on stdin
+ * and answers with the balance of the account it lands in after deposit(). VERSION (set on the
+ * command line) picks deposit()'s version: 1 adds the amount, 2 adds twice the amount.
+ * The deployed build may differ from the one a package is built from (another configuration):
+ *   -DAUDIT        adds a member to struct account (deposit()'s own code is unchanged);
+ *   -DLIMITS=N     changes the size of the limits[] table deposit() reads;
+ *   -DFEE=N        changes the code of fee(), which deposit() calls. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifndef VERSION
+#define VERSION 1
+#endif
+#ifndef LIMITS
+#define LIMITS 4
+#endif
+#ifndef FEE
+#define FEE 0
+#endif
+
+struct account {
+    long id;
+    long balance;
+#ifdef AUDIT
+    long audited;
+#endif
+};
+
+struct account accounts[4];
+long limits[LIMITS] = {1000000, 2000000, 3000000, 4000000};
+
+__attribute__((noinline, noclone)) static long fee(long amount)
+{
+    return amount - FEE;
+}
+
+__attribute__((noinline)) long deposit(struct account *a, long amount)
+{
+    long next = a->balance + fee(amount) * VERSION;
+    if (next > limits[0])
+        next = limits[0];
+    a->balance = next;
+    return next;
+}
+
+int main(void)
+{
+    char line[128];
+    while (fgets(line, sizeof line, stdin)) {
+        long x = strtol(line, NULL, 10);
+        printf("%ld\n", deposit(&accounts[x & 3], x));
+        fflush(stdout);
+    }
+    return 0;
+}
