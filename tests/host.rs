@@ -338,10 +338,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(fleet: &Fleet, store: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with(fleet, store, extra, &[])
+    }
+
+    /// [`Daemon::start`] with `env` added to its environment.
+    fn start_with(fleet: &Fleet, store: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lpkg"))
             .args(["daemon", "--store", store.to_str().unwrap()])
             .args(["--trust", fleet.trust.to_str().unwrap()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -480,4 +486,42 @@ fn without_exec_events_rescans_find_processes_and_an_install_applies_at_once() {
     // Started later, found by a periodic rescan.
     let mut later = fleet.start("hv");
     answers(&mut later, "2001");
+}
+
+/// A daemon SIGKILLed in the middle of an apply leaves the process as any killed apply does
+/// (a `loading` record, old code), and its next start recovers it and applies the package.
+#[test]
+fn a_daemon_killed_mid_apply_leaves_what_its_next_start_recovers() {
+    let fleet = Fleet::build();
+    let store = fleet.s.path("store");
+    ok(fleet.s.run(&[
+        "install",
+        fleet.package.to_str().unwrap(),
+        "--trust",
+        fleet.trust.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]));
+    let mut target = fleet.start("hu");
+    assert_eq!(target.ask("2"), "3");
+    let pause = [("LPKG_TEST_PAUSE_AT", "apply:recorded")];
+    let mut daemon = Daemon::start_with(&fleet, &store, &["--rescan", "3600"], &pause);
+    let pid = target.pid();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let listed = ok(fleet.s.run(&["list", "--pid", &pid, "--json"])).json();
+        if listed[0]["state"] == "interrupted (loading)" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the daemon never paused: {listed}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    daemon.signal("KILL");
+    let _ = daemon.child.wait();
+    assert_eq!(target.ask("2"), "3", "killed before the switch: old code");
+    let _next = Daemon::start(&fleet, &store, &["--rescan", "3600"]);
+    answers(&mut target, "2001");
+    let listed = ok(fleet.s.run(&["list", "--pid", &pid, "--json"])).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["state"], "applied");
 }
