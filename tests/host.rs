@@ -513,7 +513,10 @@ fn a_daemon_killed_mid_apply_leaves_what_its_next_start_recovers() {
         if listed[0]["state"] == "interrupted (loading)" {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the daemon never paused: {listed}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon never paused: {listed}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     daemon.signal("KILL");
@@ -524,4 +527,92 @@ fn a_daemon_killed_mid_apply_leaves_what_its_next_start_recovers() {
     let listed = ok(fleet.s.run(&["list", "--pid", &pid, "--json"])).json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["state"], "applied");
+}
+
+/// An apply the daemon cannot make (another lpkg command holds the process) is retried with
+/// backoff and shown by `lpkg status` with the process until it succeeds.
+#[test]
+fn the_daemon_retries_what_failed_and_status_shows_it_meanwhile() {
+    let fleet = Fleet::build();
+    let store = fleet.s.path("store");
+    let (package, trust) = (
+        fleet.package.to_str().unwrap(),
+        fleet.trust.to_str().unwrap(),
+    );
+    ok(fleet.s.run(&[
+        "install",
+        package,
+        "--trust",
+        trust,
+        "--store",
+        store.to_str().unwrap(),
+    ]));
+    let mut target = fleet.start("hu");
+    let pid = target.pid();
+    // Another apply, paused half-way, holds the process's lock.
+    let mut holder = Holder(
+        Command::new(env!("CARGO_BIN_EXE_lpkg"))
+            .args(["apply", package, "--pid", &pid, "--trust", trust])
+            .env("LPKG_TEST_PAUSE_AT", "apply:recorded")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut paused = String::new();
+    BufReader::new(holder.0.stderr.take().unwrap())
+        .read_line(&mut paused)
+        .unwrap();
+    assert!(paused.contains("paused at apply:recorded"), "{paused}");
+    let daemon = Daemon::start(&fleet, &store, &["--rescan", "3600", "--timeout", "1"]);
+    daemon.wait_for(
+        |l| {
+            l.contains(&format!(" {pid} "))
+                && l.contains("failed rate-fix 1")
+                && l.contains("(attempt 1,")
+        },
+        "the failure",
+    );
+    let status = fleet.lpkg(&[
+        "status",
+        "--trust",
+        trust,
+        "--store",
+        store.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(status.code, 5, "{}", status.stderr);
+    let value = status.json();
+    let process = value["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pid"].to_string() == pid)
+        .unwrap();
+    let failure = &process["daemon_failures"][0];
+    assert!(
+        failure["error"]
+            .as_str()
+            .unwrap()
+            .contains("being changed by another lpkg command"),
+        "{failure}"
+    );
+    // The holder dies; a retry recovers what it left and applies.
+    drop(holder);
+    answers(&mut target, "2001");
+    daemon.wait_for(
+        |l| l.contains("retry") && l.contains(": applied rate-fix 1"),
+        "the retry",
+    );
+}
+
+/// An lpkg command of a test, SIGKILLed (by PID) and reaped when dropped: one left paused would
+/// keep its target traced, and the target unreapable.
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -36,9 +36,37 @@ pub struct Config {
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(300);
 
-/// The file, in lpkg's run folder, where the daemon says what it failed to apply.
-pub fn state_path() -> Result<PathBuf, Error> {
-    Ok(crate::claim::run_dir()?.join("daemon.json"))
+/// The file, in lpkg's run folder, where the daemon of process `pid` says what it failed to
+/// apply (`daemon-PID.json`: each daemon its own, removed when it stops).
+pub fn state_path(pid: u32) -> Result<PathBuf, Error> {
+    Ok(crate::claim::run_dir()?.join(format!("daemon-{pid}.json")))
+}
+
+/// The state files of the daemons whose process still runs (a file left by a daemon that
+/// died says nothing).
+pub fn state_files() -> Vec<PathBuf> {
+    let Ok(dir) = crate::claim::run_dir() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let pid: u32 = name
+                .to_str()?
+                .strip_prefix("daemon-")?
+                .strip_suffix(".json")?
+                .parse()
+                .ok()?;
+            std::path::Path::new(&format!("/proc/{pid}"))
+                .exists()
+                .then(|| dir.join(&name))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// An installed package, verified.
@@ -181,6 +209,9 @@ pub fn run(config: &Config, log: &(dyn Fn(&str) + Sync)) -> Result<(), Error> {
         daemon.retry();
     }
     log("stopping (SIGTERM or SIGINT): applied packages stay applied");
+    if let Ok(path) = state_path(std::process::id()) {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
@@ -403,7 +434,9 @@ impl Daemon<'_> {
 
     /// Writes the failures to the state file (`lpkg status` shows them).
     fn write_state(&self) {
-        let Ok(path) = state_path() else { return };
+        let Ok(path) = state_path(std::process::id()) else {
+            return;
+        };
         let failures: Vec<String> = self
             .failures
             .iter()

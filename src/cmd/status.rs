@@ -64,27 +64,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a running `lpkg daemon` says it failed to apply (its state file), `Null` when no
-/// daemon runs. Its pid must be alive: a state file left by a dead daemon says nothing.
+/// What the running daemons say (their state files): `{"daemon": PID, "failures": [...]}`
+/// each.
 fn daemon_state() -> serde_json::Value {
-    let Ok(path) = lpkg_applier::daemon::state_path() else {
-        return serde_json::Value::Null;
-    };
-    let Ok(text) = std::fs::read(&path) else {
-        return serde_json::Value::Null;
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&text[..text.len().min(1 << 20)])
-    else {
-        return serde_json::Value::Null;
-    };
-    let alive = value["daemon"]
-        .as_i64()
-        .is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
-    if alive {
-        value
-    } else {
-        serde_json::Value::Null
-    }
+    lpkg_applier::daemon::state_files()
+        .iter()
+        .filter_map(|path| {
+            let text = std::fs::read(path).ok()?;
+            serde_json::from_slice::<serde_json::Value>(&text[..text.len().min(1 << 20)]).ok()
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 /// The daemon's failures for `process`.
@@ -92,10 +82,11 @@ fn daemon_failures<'a>(
     daemon: &'a serde_json::Value,
     process: &'a ProcessStatus,
 ) -> impl Iterator<Item = &'a serde_json::Value> {
-    daemon["failures"]
+    daemon
         .as_array()
         .into_iter()
         .flatten()
+        .flat_map(|d| d["failures"].as_array().into_iter().flatten())
         .filter(|f| {
             f["pid"] == process.process.pid && f["start_time"] == process.process.start_time
         })
@@ -150,7 +141,7 @@ fn print_json(
             "path": s.path.to_string_lossy(), "error": s.error.to_string(),
         })).collect::<Vec<_>>(),
         "processes": processes,
-        "daemon": daemon,
+        "daemons": daemon,
         "summary": {
             "processes": processes.len(),
             "exposed": summary.exposed,
@@ -215,9 +206,15 @@ fn print_text(
             );
         }
     }
-    match daemon["daemon"].as_i64() {
-        Some(pid) => println!("lpkg daemon running (pid {pid})"),
-        None => println!("no lpkg daemon running"),
+    let daemons: Vec<String> = daemon
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["daemon"].as_i64().map(|p| p.to_string()))
+        .collect();
+    match daemons.as_slice() {
+        [] => println!("no lpkg daemon running"),
+        pids => println!("lpkg daemon running (pid {})", pids.join(", ")),
     }
     println!(
         "{} process(es); {} installed package(s); exposed {}, drifted {}, unreadable {}",

@@ -70,7 +70,7 @@ ansible_facts:
       description:
         - lpkg status --json as lpkg prints it (spec/host.md, "Status"), with C(processes) (each
           with C(pid), C(command), C(start_time), C(cgroup), C(unit), C(objects), C(applied),
-          C(exposed), C(error)), C(installed), C(skipped), C(summary) and C(daemon).
+          C(exposed), C(error)), C(installed), C(skipped), C(summary) and C(daemons).
       type: dict
     lpkg_status_exposed:
       description: Whether a process is exposed, drifted or unreadable (lpkg's exit code 5).
