@@ -587,7 +587,7 @@ fn the_daemon_retries_what_failed_and_status_shows_it_meanwhile() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["pid"].to_string() == pid)
+        .find(|p| p["pid"].as_u64().map(|p| p.to_string()) == Some(pid.clone()))
         .unwrap();
     let failure = &process["daemon_failures"][0];
     assert!(
