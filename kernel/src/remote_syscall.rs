@@ -24,7 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use crate::arch::current::{self as arch, AltStack, Registers, RESTORE_RT, SYSCALL_INSN};
 use crate::inject::{End, Outcome, Saved};
 use crate::maps::{self, MapEntry};
-use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
+use crate::{ptrace, test_hook, Error, Pid, Result, Tracee};
 
 /// Longest time an injected system call may take (ours never block).
 const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -377,7 +377,7 @@ impl Tracee {
         )?;
         let mut cname = name.as_bytes().to_vec();
         cname.push(0);
-        let created = memory::write(self.pid, scratch, &cname).and_then(|()| {
+        let created = self.mem()?.write(scratch, &cname).and_then(|()| {
             let flags = libc::MFD_CLOEXEC as u64;
             match self.checked_syscall(arch::SYS_MEMFD_CREATE, [scratch, flags | extra, 0, 0, 0, 0])
             {
