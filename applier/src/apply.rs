@@ -895,7 +895,8 @@ fn protect(tracee: &mut Tracee, image: &crate::link::Image) -> Result<(), Error>
         let prot = match region {
             Region::Text => Prot::RX,
             Region::ReadOnly => Prot::READ,
-            Region::Data => Prot::RW,
+            // Mapped read-write (`map_module`): nothing to change, no system call to make.
+            Region::Data => continue,
         };
         tracee.mprotect(image.base + offset, len, prot)?;
     }
