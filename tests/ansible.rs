@@ -7,14 +7,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::Scratch;
+use common::{Program, Scratch};
 use serde_json::{json, Value};
 
 fn repo() -> &'static Path {
@@ -105,18 +105,9 @@ impl Fleet {
     }
 
     fn start(&self, program: &str) -> Target {
-        let mut child = Command::new(self.s.path(&format!("{program}{}", self.token)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start target");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Target {
-            child,
-            stdin,
-            stdout,
-        }
+        Target(Program::start(&mut Command::new(
+            self.s.path(&format!("{program}{}", self.token)),
+        )))
     }
 
     /// The `comm` regular expression matching this test's program `program` only.
@@ -182,31 +173,16 @@ impl Fleet {
 }
 
 /// A running program answering rate(N) for each N it reads; killed (by its PID) when dropped.
-struct Target {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+struct Target(Program);
 
 impl Target {
     fn pid(&self) -> i64 {
-        i64::from(self.child.id())
+        i64::from(self.0.child.id())
     }
 
     /// rate(2) as the process computes it now: "3" before the fix, "2001" with it.
     fn rate2(&mut self) -> String {
-        writeln!(self.stdin, "2").unwrap();
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).unwrap();
-        assert!(!answer.is_empty(), "target {} died", self.pid());
-        answer.trim_end().to_owned()
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.ask("2")
     }
 }
 

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{Run, Scratch};
+use common::{Program, Run, Scratch};
 
 fn tool(program: &str, args: &[&str]) {
     let out = Command::new(program)
@@ -420,45 +419,6 @@ fn damaged_debug_files_are_refused_or_read_never_panic() {
     assert!(built > 0 && refused > 0, "built {built}, refused {refused}");
 }
 
-/// The running stripped ledger; killed (by its PID) when dropped.
-struct Target {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Target {
-    fn start(program: &Path) -> Target {
-        let mut child = Command::new(program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start target");
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        Target {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn ask(&mut self, line: &str) -> String {
-        writeln!(self.stdin, "{line}").unwrap();
-        let mut answer = String::new();
-        self.stdout.read_line(&mut answer).unwrap();
-        assert!(!answer.is_empty(), "target died answering {line:?}");
-        answer.trim_end().to_owned()
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_package_built_with_a_debug_file_patches_the_running_stripped_program() {
     let s = Scratch::new();
@@ -473,10 +433,10 @@ fn a_package_built_with_a_debug_file_patches_the_running_stripped_program() {
         &["--debug-dir", debug_dir.to_str().unwrap()],
     );
     ok(run);
-    let mut target = Target::start(&stripped);
+    let mut target = Program::start(&mut Command::new(&stripped));
     // Account 0 (multiples of 4): +x before, +2x after apply, +x after revert.
     assert_eq!(target.ask("4"), "4");
-    let pid = target.child.id().to_string();
+    let pid = target.pid();
     ok(s.run(&[
         "apply",
         package.to_str().unwrap(),
