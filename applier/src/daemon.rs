@@ -290,14 +290,7 @@ impl Daemon<'_> {
 
     /// Every process that runs the target of an installed package and lacks it.
     fn rescan(&mut self, why: &str) {
-        let processes = host::processes();
-        let mut work = Vec::new();
-        for (index, installed) in self.installed.iter().enumerate() {
-            for (process, entry) in host::running(processes.clone(), &installed.build_id) {
-                self.known_targets.insert(host::file_of(&entry));
-                work.push((process, index));
-            }
-        }
+        let work = self.targets_among(host::processes());
         let applied = self.apply_all(work, why);
         if applied > 0 || why != "periodic" {
             (self.log)(&format!("rescan ({why}): {applied} apply(ies)"));
@@ -332,14 +325,21 @@ impl Daemon<'_> {
         if due.is_empty() {
             return;
         }
+        let work = self.targets_among(due);
+        self.apply_all(work, "exec");
+    }
+
+    /// Each of `processes` that runs the target of an installed package, with the package's
+    /// index; the files found to be targets are remembered for quick looks at new processes.
+    fn targets_among(&mut self, processes: Vec<Process>) -> Vec<(Process, usize)> {
         let mut work = Vec::new();
         for (index, installed) in self.installed.iter().enumerate() {
-            for (process, entry) in host::running(due.clone(), &installed.build_id) {
+            for (process, entry) in host::running(processes.clone(), &installed.build_id) {
                 self.known_targets.insert(host::file_of(&entry));
                 work.push((process, index));
             }
         }
-        self.apply_all(work, "exec");
+        work
     }
 
     /// Tries again the applies whose time has come.
