@@ -715,6 +715,7 @@ fn target_made_names_and_records_never_panic_and_print_escaped() {
         eh_frame_address: 0,
         eh_frame_len: 0,
         unwind_registration: None,
+        llvm_registration: None,
         exit_routines: vec![],
         entries: vec![],
     };
@@ -878,6 +879,7 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         eh_frame_address: 0,
         eh_frame_len: 0,
         unwind_registration: None,
+        llvm_registration: None,
         exit_routines: vec![],
         entries: vec![lpkg_applier::Entry {
             function: "compute".into(),

@@ -7,9 +7,8 @@ use lpkg_kernel::{Pid, Tracee};
 
 use crate::claim::Claim;
 use crate::quiesce::stop_clear;
-use crate::record::{Entry, Registration, State, STATE_OFFSET};
+use crate::record::{Entry, RecordBody, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
-use crate::registration;
 use crate::{checkpoint, spans, Error};
 
 /// Undo log of an apply in progress: entries written, mappings made and the CFI registered,
@@ -18,8 +17,8 @@ use crate::{checkpoint, spans, Error};
 pub struct Rollback {
     entries: Vec<(u64, Vec<u8>)>,
     mappings: Vec<(u64, u64)>,
-    /// The module's CFI registration (`.eh_frame` address) and the timeout of its calls.
-    registration: Option<(Registration, u64, Duration)>,
+    /// The record of the module whose CFI gets registered, and the timeout of the calls.
+    registered: Option<(RecordBody, Duration)>,
 }
 
 impl Rollback {
@@ -33,9 +32,9 @@ impl Rollback {
         self.mappings.push((address, len));
     }
 
-    /// Remembers that the module's CFI at `eh_frame` is about to be registered.
-    pub fn registration(&mut self, registration: Registration, eh_frame: u64, timeout: Duration) {
-        self.registration = Some((registration, eh_frame, timeout));
+    /// Remembers that the module's CFI is about to be registered as `body` says.
+    pub fn registrations(&mut self, body: &RecordBody, timeout: Duration) {
+        self.registered = Some((body.clone(), timeout));
     }
 
     /// Remembers the original bytes of an entry about to be overwritten.
@@ -56,7 +55,7 @@ impl Rollback {
         for (address, original) in self.entries.iter().rev() {
             let _ = mem.write(*address, original);
         }
-        if let Some((registration, eh_frame, timeout)) = &self.registration {
+        if let Some((body, timeout)) = &self.registered {
             // Nothing leads into the module any more: the others go on (a lock of the
             // unwinder one of them holds is released), the worker deregisters. Unmapped
             // while the unwinder still lists it, the module would crash the next exception:
@@ -64,9 +63,7 @@ impl Rollback {
             let deregistered = tracee
                 .detach_others_first(&[])
                 .map_err(Error::from)
-                .and_then(|_| {
-                    registration::deregister(&mut tracee, mem, registration, *eh_frame, *timeout)
-                });
+                .and_then(|_| body.registrations().deregister(&mut tracee, mem, *timeout));
             if deregistered.is_err() {
                 let _ = tracee.detach();
                 return;
@@ -256,7 +253,7 @@ pub(crate) fn recover(
     let mut tracee = claim.seize()?;
     let guarded = record.guarded_code(None);
     let exit_routines = record.state == State::Applied && !body.exit_routines.is_empty();
-    let calls = exit_routines || body.unwind_registration.is_some();
+    let calls = exit_routines || body.registrations().any();
     let result = (|| -> Result<(usize, Vec<Pid>), Error> {
         if calls {
             // The page the exit routines return through is mapped with one thread stopped,
@@ -288,14 +285,9 @@ pub(crate) fn recover(
             // calls are not in the others' pause.
             tracee.detach_others_first(&running)?;
             let unmapped = (|| -> Result<(), Error> {
-                if let Some(registration) = &body.unwind_registration {
-                    registration::deregister(
-                        &mut tracee,
-                        &mem,
-                        registration,
-                        body.eh_frame_address,
-                        timeout,
-                    )?;
+                if body.registrations().any() {
+                    body.registrations()
+                        .deregister(&mut tracee, &mem, timeout)?;
                     checkpoint::reached("revert:deregistered");
                 }
                 tracee.munmap(body.module_address, body.module_len)?;

@@ -109,6 +109,8 @@ pub struct Resolver<'a> {
     target: &'a TargetObject,
     bindings: BTreeMap<&'a str, &'a SymbolBinding>,
     mapped: &'a [MappedObject],
+    /// Indices of `mapped` in the order symbols are looked up: the dynamic loader's.
+    order: Vec<usize>,
     /// Dynamic symbols of each mapped object (as linked) and its bias, read on first use.
     tables: RefCell<Vec<Option<BiasedSymbols>>>,
     /// What each IFUNC resolver returned when run in the target, by resolver address.
@@ -221,10 +223,29 @@ impl<'a> Resolver<'a> {
             target,
             bindings: map.symbols.iter().map(|b| (b.name(), b)).collect(),
             mapped,
+            order: (0..mapped.len()).collect(),
             tables: RefCell::new(vec![None; mapped.len()]),
             ifuncs: RefCell::new(BTreeMap::new()),
             redirected: BTreeMap::new(),
         }
+    }
+
+    /// Looks symbols up in the objects whose dynamic sections are at `dynamic` first, in that
+    /// order (the dynamic loader's list of loaded objects), then in the others, so that the
+    /// module binds to what the process's own code binds to (a process may have two
+    /// definitions, e.g. `_Unwind_Resume` in LLVM's libunwind and in libgcc_s).
+    pub fn search_in_loader_order(&mut self, dynamic: &[u64]) {
+        let mut listed = vec![false; self.mapped.len()];
+        let mut order = Vec::with_capacity(self.mapped.len());
+        for &address in dynamic {
+            let found = (0..self.mapped.len()).find(|&i| self.mapped[i].contains(address));
+            if let Some(index) = found.filter(|&i| !listed[i]) {
+                listed[index] = true;
+                order.push(index);
+            }
+        }
+        order.extend((0..self.mapped.len()).filter(|&i| !listed[i]));
+        self.order = order;
     }
 
     /// Makes `target` symbols at the address of a function whose calls an applied package
@@ -322,10 +343,24 @@ impl<'a> Resolver<'a> {
     /// The first mapped object (by index) whose `.dynsym` defines `symbol` in its default
     /// version, and the symbol's address; `None` when no object does.
     pub fn defining_object(&self, symbol: &str) -> Option<(usize, u64)> {
-        (0..self.mapped.len()).find_map(|index| {
-            let definition = self.definition_in(index, symbol, None).ok()??;
-            Some((index, definition.address))
-        })
+        self.objects_defining(symbol).next()
+    }
+
+    /// Every mapped object (by index) whose `.dynsym` defines `symbol` in its default
+    /// version, with the symbol's address there.
+    pub fn objects_defining<'s>(
+        &'s self,
+        symbol: &'s str,
+    ) -> impl Iterator<Item = (usize, u64)> + 's {
+        self.order
+            .iter()
+            .copied()
+            .filter_map(|index| Some((index, self.definition_address(index, symbol)?)))
+    }
+
+    /// The address of `symbol` (default version) in mapped object `index`, if it defines it.
+    pub fn definition_address(&self, index: usize, symbol: &str) -> Option<u64> {
+        Some(self.definition_in(index, symbol, None).ok()??.address)
     }
 
     /// The path of mapped object `index`, as the process maps it.
@@ -365,7 +400,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {
-        for index in 0..self.mapped.len() {
+        for &index in &self.order {
             if let Some(definition) = self.definition_in(index, symbol, version)? {
                 return Ok(definition);
             }

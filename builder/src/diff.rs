@@ -641,8 +641,13 @@ fn check_structure(
         }
     }
     // New functions see the target's data too, so layouts matter for every verdict.
-    for name in functions.keys() {
-        if let Some(sec) = new.function_section(name) {
+    for (name, verdict) in functions {
+        // A COMDAT function new to this object (an inline function or template instance the
+        // fix starts using, as libc++'s inline exception constructors) travels in the module
+        // as any new function; a changed one would also be changed in every other object
+        // that has a copy, which the package cannot know.
+        let changed = matches!(verdict, Verdict::Replace(_));
+        if let Some(sec) = new.function_section(name).filter(|_| changed) {
             if new.obj.sections[sec].comdat {
                 return Err(refuse(
                     name.clone(),
