@@ -156,9 +156,29 @@ pub fn revert_process(
             "no lpkg package is applied to process {pid}"
         )));
     }
+    // A record the code contradicts is reverted (restoring what still holds lpkg's bytes)
+    // only when its module is one lpkg mapped for the package: the process may have written
+    // it, naming any memory as the module.
+    let contradicted = |r: &LiveRecord| {
+        matches!(r.live, records::Live::Drifted(_))
+            && !records::module_is_lpkgs(pid, &r.body).unwrap_or(false)
+    };
     let chosen: Vec<&LiveRecord> = match selection {
         Selection::Latest => records.iter().rev().take(1).collect(),
-        Selection::All => records.iter().rev().collect(),
+        // Records the code contradicts are left (`list` shows them), the others reverted.
+        Selection::All => {
+            let chosen: Vec<&LiveRecord> =
+                records.iter().rev().filter(|r| !contradicted(r)).collect();
+            if chosen.is_empty() {
+                return Err(Error::NothingToRevert(format!(
+                    "the {} record(s) in process {pid} disagree with its code and name memory \
+                     that is not lpkg's as their module: the process wrote them; `lpkg list \
+                     --pid {pid}` shows them",
+                    records.len()
+                )));
+            }
+            chosen
+        }
         Selection::Id(prefix) => {
             let matching: Vec<&LiveRecord> = records
                 .iter()
@@ -171,15 +191,45 @@ pub fn revert_process(
                     )))
                 }
                 1 => matching,
-                _ => {
+                _ if matching.iter().any(|r| r.body.id != matching[0].body.id) => {
                     return Err(Error::NothingToRevert(format!(
                         "id {prefix} is ambiguous: give more digits"
                     )))
+                }
+                // lpkg writes one record per package: the process wrote the others. The one
+                // its code does not contradict is the package's.
+                n => {
+                    let live: Vec<&LiveRecord> = (matching.into_iter())
+                        .filter(|r| !matches!(r.live, records::Live::Drifted(_)))
+                        .collect();
+                    if live.len() != 1 {
+                        return Err(Error::NothingToRevert(format!(
+                            "process {pid} has {n} records of package {prefix} and {} of them \
+                             agree with its code: lpkg writes one, so the process wrote the \
+                             others; `lpkg list --pid {pid}` shows them",
+                            live.len()
+                        )));
+                    }
+                    live
                 }
             }
         }
     };
     if let [one] = chosen.as_slice() {
+        if let (records::Live::Drifted(functions), true) = (&one.live, contradicted(one)) {
+            return Err(Error::BadRecord {
+                pid,
+                address: one.address,
+                reason: format!(
+                    "package {} {} disagrees with the live code of {} and names as its module \
+                     memory that is not lpkg's: the process wrote the record; nothing was \
+                     reverted",
+                    one.body.name,
+                    one.body.version,
+                    functions.join(", ")
+                ),
+            });
+        }
         // A package that a newer one patched over must wait for the newer one.
         for newer in records
             .iter()
