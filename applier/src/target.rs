@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object::elf;
-use object::read::elf::{FileHeader, ProgramHeader, Sym};
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::{Endianness, SymbolIndex};
 
 use lpkg_format::{SymbolBinding, SymbolMap};
@@ -172,6 +172,15 @@ fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols,
     let sections = header.sections(endian, data)?;
     let table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
     let versions = sections.versions(endian, data)?;
+    // The names, read in one piece: through the file's read cache each name would be a read
+    // of its own (thousands for libc).
+    let names = sections
+        .section(table.string_section())?
+        .data(endian, data)?;
+    let name_at = |offset: u32| -> Option<&[u8]> {
+        let tail = names.get(offset as usize..)?;
+        Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    };
     let mut out = DynamicSymbols::new();
     for (index, symbol) in table.symbols().iter().enumerate() {
         if symbol.is_undefined(endian) || symbol.st_name(endian) == 0 {
@@ -185,7 +194,10 @@ fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols,
         {
             continue;
         }
-        let name = table.symbol_name(endian, symbol)?.to_vec();
+        let Some(name) = name_at(symbol.st_name(endian)) else {
+            continue;
+        };
+        let name = name.to_vec();
         let (version, hidden) = match &versions {
             Some(v) => {
                 let vi = v.version_index(endian, SymbolIndex(index));
