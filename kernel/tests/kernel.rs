@@ -4,9 +4,9 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use lpkg_kernel::arch::current::encode_jmp_rel32;
+use lpkg_kernel::arch::Arch;
 use lpkg_kernel::{maps, memory, objects, Error, Prot, Tracee};
-use util::{bin, fields, with_timeout, Proc, Target};
+use util::{bin, fields, with_timeout, Build, Proc, Target};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const RW: Prot = Prot::RW;
@@ -17,6 +17,8 @@ const RX: Prot = Prot::RX;
 /// times `bump` incremented the target's counter.
 fn exercise(t: &mut Tracee, target: &Target) -> i64 {
     let pid = t.pid();
+    let arch = t.arch();
+    let encode_jmp_rel32 = |from, to| arch.encode_jmp_rel32(from, to);
     let answer = target.a("answer");
     let code = t.map_near(answer, 4096, RW).expect("map_near");
     assert!(
@@ -36,7 +38,7 @@ fn exercise(t: &mut Tracee, target: &Target) -> i64 {
         0,
         "misaligned stack"
     );
-    let before = memory::read_u64(pid, target.a("counter")).unwrap();
+    let before = read_long(pid, arch, target.a("counter"));
     assert_eq!(
         t.call(target.a("bump"), &[1], CALL_TIMEOUT).unwrap(),
         before + 1
@@ -60,6 +62,14 @@ fn exercise(t: &mut Tracee, target: &Target) -> i64 {
     1
 }
 
+/// A C `long` of the target (4 bytes on i386).
+fn read_long(pid: i32, arch: Arch, addr: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    let width = arch.pointer_size();
+    bytes[..width].copy_from_slice(&memory::read(pid, addr, width).unwrap());
+    u64::from_le_bytes(bytes)
+}
+
 fn seize_stopped(pid: i32) -> Tracee {
     let mut t = Tracee::seize(pid).expect("seize");
     if let Err(e) = t.stop() {
@@ -77,14 +87,32 @@ fn seize_stopped(pid: i32) -> Tracee {
 
 #[test]
 fn single_thread_in_nanosleep_and_read() {
-    with_timeout(60, || {
-        let mut target = Target::start(&[]);
+    single_thread_in_nanosleep_and_read_as(Build::X86_64);
+}
+
+/// Issue 18: the same on a 32-bit process, which lpkg drives with `int $0x80`, i386 system call
+/// numbers (`mmap2`) and cdecl calls; its `nanosleep` restarted through `orig_eax`.
+#[test]
+fn single_thread_in_nanosleep_and_read_i386() {
+    single_thread_in_nanosleep_and_read_as(Build::I386);
+}
+
+/// Issue 18: a 32-bit program at its fixed link-time address (no PIE).
+#[test]
+fn single_thread_in_nanosleep_and_read_i386_no_pie() {
+    single_thread_in_nanosleep_and_read_as(Build::I386NoPie);
+}
+
+fn single_thread_in_nanosleep_and_read_as(build: Build) {
+    with_timeout(60, move || {
+        let mut target = Target::start_as(build, &[]);
         // Blocked in nanosleep: the sleep must still last its full second, without EINTR.
         target.proc.send("sleep 1000");
         // Late enough that a sleep restarted from scratch (instead of for the time left)
         // would last 1.4 s or more.
         std::thread::sleep(Duration::from_millis(400));
         let mut t = seize_stopped(target.pid());
+        assert_eq!(t.arch(), build.arch());
         assert_eq!(t.threads(), vec![target.pid()]);
         let regs = t.registers(target.pid()).unwrap();
         assert!(
@@ -119,8 +147,19 @@ fn single_thread_in_nanosleep_and_read() {
 
 #[test]
 fn sixty_four_threads_blocked_in_syscalls() {
-    with_timeout(60, || {
-        let mut target = Target::start(&["--blockers", "16", "--sleep-ms", "1500"]);
+    sixty_four_threads_blocked_in_syscalls_as(Build::X86_64);
+}
+
+/// Issue 18: threads of a 32-bit process blocked in pipe reads, accept, nanosleep and futex
+/// waits (made through the vDSO's `__kernel_vsyscall`): each restarts as if nothing happened.
+#[test]
+fn sixty_four_threads_blocked_in_syscalls_i386() {
+    sixty_four_threads_blocked_in_syscalls_as(Build::I386);
+}
+
+fn sixty_four_threads_blocked_in_syscalls_as(build: Build) {
+    with_timeout(60, move || {
+        let mut target = Target::start_as(build, &["--blockers", "16", "--sleep-ms", "1500"]);
         let start = Instant::now();
         // Sleepers started 1.5 s sleeps: one restarted from scratch would last 2 s or more.
         std::thread::sleep(Duration::from_millis(500));
@@ -250,8 +289,19 @@ fn threads_created_and_ended_while_attaching() {
 
 #[test]
 fn memfd_mapping_is_named() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    memfd_mapping_is_named_as(Build::X86_64);
+}
+
+/// Issue 18: `memfd_create`, `ftruncate`, `mmap2` of the descriptor and `close` in a 32-bit
+/// process.
+#[test]
+fn memfd_mapping_is_named_i386() {
+    memfd_mapping_is_named_as(Build::I386);
+}
+
+fn memfd_mapping_is_named_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let mut t = seize_stopped(target.pid());
         let addr = t.memfd_map("lpkg:record test", 8192).unwrap();
         let entry = maps::read(target.pid())
@@ -286,13 +336,28 @@ fn memfd_mapping_is_named() {
 
 #[test]
 fn named_private_code_within_reach() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    named_private_code_within_reach_as(Build::X86_64);
+}
+
+/// Issue 18: in a 32-bit process every address is within a `jmp rel32`'s reach.
+#[test]
+fn named_private_code_within_reach_i386_no_pie() {
+    named_private_code_within_reach_as(Build::I386NoPie);
+}
+
+fn named_private_code_within_reach_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let pid = target.pid();
         let mut t = seize_stopped(pid);
         let answer = target.a("answer");
         let code = named_code_runs(&mut t, "lpkg-module:test", answer);
-        assert!(encode_jmp_rel32(answer, code + 8191).is_some(), "{code:#x}");
+        let arch = t.arch();
+        assert!(
+            arch.encode_jmp_rel32(answer, code + 8191).is_some(),
+            "{code:#x}"
+        );
+        assert!(code + 8192 <= arch.user_top(), "{code:#x}");
         t.munmap(code, 8192).unwrap();
         assert!(maps::read(pid).unwrap().iter().all(|m| !m.contains(code)));
         drop(t);
@@ -413,8 +478,18 @@ fn mapped_objects_identify_replaced_files() {
 
 #[test]
 fn call_that_faults_is_caught() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    call_that_faults_is_caught_as(Build::X86_64);
+}
+
+/// Issue 18: a cdecl call that faults in a 32-bit process.
+#[test]
+fn call_that_faults_is_caught_i386() {
+    call_that_faults_is_caught_as(Build::I386);
+}
+
+fn call_that_faults_is_caught_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let mut t = seize_stopped(target.pid());
         let before = t.registers(target.pid()).unwrap();
         match t.call(target.a("null_deref"), &[], CALL_TIMEOUT) {
@@ -441,8 +516,18 @@ fn call_that_faults_is_caught() {
 
 #[test]
 fn call_that_never_returns_times_out() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    call_that_never_returns_times_out_as(Build::X86_64);
+}
+
+/// Issue 18: the same in a 32-bit process, and an argument wider than its registers.
+#[test]
+fn call_that_never_returns_times_out_i386() {
+    call_that_never_returns_times_out_as(Build::I386);
+}
+
+fn call_that_never_returns_times_out_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let mut t = seize_stopped(target.pid());
         let started = Instant::now();
         match t.call(target.a("spin"), &[], Duration::from_millis(300)) {
@@ -455,6 +540,13 @@ fn call_that_never_returns_times_out() {
             t.call(target.a("answer"), &[0; 7], CALL_TIMEOUT),
             Err(Error::TooManyArgs { count: 7, .. })
         ));
+        if t.arch() == Arch::I386 {
+            let wide = t.call(target.a("answer"), &[1 << 32], CALL_TIMEOUT);
+            assert!(
+                matches!(wide, Err(Error::InvalidArgument { .. })),
+                "{wide:?}"
+            );
+        }
         drop(t);
         let pong = target.ping();
         assert!(pong["counter"] > 0, "spin ran");
@@ -926,5 +1018,41 @@ fn a_program_without_a_restorer_gets_system_calls_without_a_frame() {
         }
         t.detach().unwrap();
         proc.wait_line("ok", Duration::from_secs(10));
+    });
+}
+
+/// Issue 18: the seccomp check of a 32-bit process runs its filter on the i386 numbers and
+/// `AUDIT_ARCH_I386`: a filter that kills any call made with another architecture's
+/// convention lets every call lpkg makes through (it would kill the process otherwise), and
+/// one that kills `memfd_create` makes lpkg refuse before making any.
+#[test]
+fn seccomp_filters_of_a_32_bit_process() {
+    seccomp_filters_as(Build::I386);
+}
+
+#[test]
+fn seccomp_filters_of_a_64_bit_process() {
+    seccomp_filters_as(Build::X86_64);
+}
+
+fn seccomp_filters_as(build: Build) {
+    with_timeout(60, move || {
+        let mut target = Target::start_as(build, &["--seccomp", "arch"]);
+        let mut t = seize_stopped(target.pid());
+        let bumps = exercise(&mut t, &target);
+        let addr = t.memfd_map("lpkg:sandboxed", 4096).unwrap();
+        t.munmap(addr, 4096).unwrap();
+        drop(t);
+        let pong = target.ping();
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+
+        let mut target = Target::start_as(build, &["--seccomp", "memfd"]);
+        let mut t = seize_stopped(target.pid());
+        match t.memfd_map("lpkg:sandboxed", 4096) {
+            Err(Error::Sandboxed { reason, .. }) => assert!(reason.contains("memfd_create")),
+            other => panic!("expected Sandboxed, got {other:?}"),
+        }
+        drop(t);
+        assert_eq!(target.ping()["errors"], 0);
     });
 }
