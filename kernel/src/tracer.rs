@@ -113,10 +113,11 @@ impl Tracee {
             return Err(Error::NoSuchProcess { pid });
         }
         check_seizable(pid)?;
-        let arch = Arch::of_process(pid)?;
         let mut tracee = Tracee {
             pid,
-            arch,
+            // Read once the process is seized: only then may this process read its program
+            // (a tracer that may not gets the seize's own error).
+            arch: Arch::X86_64,
             threads: BTreeMap::new(),
             syscall_insn: None,
             restorer: None,
@@ -182,6 +183,7 @@ impl Tracee {
         if tracee.threads.is_empty() {
             return Err(Error::ProcessExited { pid });
         }
+        tracee.arch = Arch::of_process(pid)?;
         Ok(tracee)
     }
 

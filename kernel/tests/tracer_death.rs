@@ -12,8 +12,9 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lpkg_kernel::arch::Sys;
 use lpkg_kernel::{test_hook, Error, Mark, Prot, Tracee};
-use util::{bin, fields, with_timeout, Proc};
+use util::{bin, bin_for, fields, with_timeout, Build, Proc};
 
 const OP: &str = "LPKG_TRACER_OP";
 const PID: &str = "LPKG_TRACER_PID";
@@ -129,9 +130,21 @@ impl Fpu {
         Fpu::start_program("fpu", args)
     }
 
+    /// `fpu` as `build`: for i386 its counterpart `fpu32`, which keeps x87 registers too.
+    fn start_as(build: Build, args: &[&str]) -> Fpu {
+        match build {
+            Build::X86_64 => Fpu::start_with(args),
+            _ => Fpu::start_at(&bin_for("fpu32", build), args),
+        }
+    }
+
     /// A target of the same protocol: `fpu`, or `xstate` with its mode.
     fn start_program(name: &str, args: &[&str]) -> Fpu {
-        let mut proc = Proc::spawn(&bin(name), args);
+        Fpu::start_at(&bin(name), args)
+    }
+
+    fn start_at(program: &std::path::Path, args: &[&str]) -> Fpu {
+        let mut proc = Proc::spawn(program, args);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let mut fpu = Fpu {
             proc,
@@ -255,8 +268,20 @@ fn is_traced(pid: i32) -> bool {
 
 #[test]
 fn target_survives_the_tracer_killed_during_a_call() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    target_survives_the_tracer_killed_during_a_call_as(Build::X86_64);
+}
+
+/// Issue 18: the ia32 frame of a call in a 32-bit process, loaded by the kernel's ia32
+/// `rt_sigreturn` once the function returns: registers, x87 and SSE registers, mask and
+/// alternate stack as they were.
+#[test]
+fn target_survives_the_tracer_killed_during_a_call_i386() {
+    target_survives_the_tracer_killed_during_a_call_as(Build::I386);
+}
+
+fn target_survives_the_tracer_killed_during_a_call_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         let mut tracer = Tracer::spawn("call", fpu.pid(), fpu.slow, &[]);
         fpu.proc.wait_line("in-call", Duration::from_secs(20));
         tracer.kill();
@@ -277,8 +302,17 @@ fn target_survives_the_tracer_killed_during_a_call() {
 /// and covered by the frame from then on), registers and vector registers.
 #[test]
 fn target_survives_the_tracer_killed_while_a_call_is_set_up() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    target_survives_the_tracer_killed_while_a_call_is_set_up_as(Build::X86_64);
+}
+
+#[test]
+fn target_survives_the_tracer_killed_while_a_call_is_set_up_i386() {
+    target_survives_the_tracer_killed_while_a_call_is_set_up_as(Build::I386NoPie);
+}
+
+fn target_survives_the_tracer_killed_while_a_call_is_set_up_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         for point in [test_hook::CALL_FRAME_WRITTEN, test_hook::CALL_READY] {
             let mut tracer = Tracer::spawn_at("pause", fpu.pid(), fpu.slow, &[], point);
             tracer.wait_paused(20);
@@ -305,9 +339,20 @@ fn target_survives_the_tracer_killed_while_a_call_is_set_up() {
 /// every round), and it can be traced again.
 #[test]
 fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
-    with_timeout(120, || {
+    target_survives_the_tracer_killed_inside_an_injected_syscall_as(Build::X86_64);
+}
+
+/// Issue 18: the same for `int $0x80` system calls in a 32-bit process, whose frames the ia32
+/// `rt_sigreturn` loads through the vDSO's `__kernel_rt_sigreturn`.
+#[test]
+fn target_survives_the_tracer_killed_inside_an_injected_syscall_i386() {
+    target_survives_the_tracer_killed_inside_an_injected_syscall_as(Build::I386);
+}
+
+fn target_survives_the_tracer_killed_inside_an_injected_syscall_as(build: Build) {
+    with_timeout(120, move || {
         for mode in [&[][..], &["spin"][..]] {
-            let mut fpu = Fpu::start_with(mode);
+            let mut fpu = Fpu::start_as(build, mode);
             for point in SYSCALL_POINTS {
                 // FUNC: where the thread must be, 1 = in its nanosleep, 0 = in user code.
                 let in_syscall = mode.is_empty() as u64;
@@ -319,7 +364,8 @@ fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
             }
             let mut t = Tracee::seize(fpu.pid()).unwrap();
             t.stop().unwrap();
-            assert_eq!(t.syscall(39, [0; 6]).unwrap(), fpu.pid() as i64, "getpid");
+            let getpid = t.arch().nr(Sys::Getpid);
+            assert_eq!(t.syscall(getpid, [0; 6]).unwrap(), fpu.pid() as i64);
             assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
             t.detach().unwrap();
             fpu.rounds_ok(3);
@@ -443,8 +489,17 @@ fn read_u64(pid: i32, address: u64) -> u64 {
 /// the call, and not before.
 #[test]
 fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(Build::X86_64);
+}
+
+#[test]
+fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died_i386() {
+    the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(Build::I386);
+}
+
+fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         let mut t = Tracee::seize(fpu.pid()).unwrap();
         t.stop().unwrap();
         let rw = Prot::RW;
@@ -556,8 +611,17 @@ fn a_thread_being_led_out_survives_the_tracer_killed() {
 
 #[test]
 fn call_keeps_vector_registers_mask_and_altstack() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    call_keeps_vector_registers_mask_and_altstack_as(Build::X86_64);
+}
+
+#[test]
+fn call_keeps_vector_registers_mask_and_altstack_i386() {
+    call_keeps_vector_registers_mask_and_altstack_as(Build::I386);
+}
+
+fn call_keeps_vector_registers_mask_and_altstack_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         let mut t = Tracee::seize(fpu.pid()).unwrap();
         for _ in 0..3 {
             t.stop().unwrap();

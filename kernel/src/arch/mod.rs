@@ -110,6 +110,9 @@ impl Arch {
                 machine: u16::from_le_bytes([header[18], header[19]]),
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchProcess { pid }),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Err(Error::PermissionDenied { pid })
+            }
             Err(source) => Err(Error::Proc { path, source }),
         }
     }
