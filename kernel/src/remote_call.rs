@@ -182,7 +182,22 @@ impl Tracee {
                 })?
                 & !15;
         let nr = self.arch.nr(Sys::Sigaltstack);
-        self.checked_syscall_on(tid, nr, [0, scratch, 0, 0, 0, 0])?;
+        match self.checked_syscall_on(tid, nr, [0, scratch, 0, 0, 0, 0]) {
+            // Nothing writable below the stack pointer (a thread that far-jumped to code of
+            // another mode with a stack pointer of the other width, say): no room for a call.
+            Err(Error::SyscallFailed {
+                errno: libc::EFAULT,
+                ..
+            }) => {
+                return Err(Error::NoStackRoom {
+                    pid: self.pid,
+                    tid,
+                    sp,
+                    needed: sp - scratch,
+                })
+            }
+            other => other?,
+        };
         let bytes = self.mem()?.read(scratch, size)?;
         let altstack = AltStack::from_bytes(self.arch, &bytes).expect("read returns all bytes");
         self.altstacks.insert(tid, altstack);

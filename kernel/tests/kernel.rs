@@ -1056,3 +1056,54 @@ fn seccomp_filters_as(build: Build) {
         assert_eq!(target.ping()["errors"], 0);
     });
 }
+
+/// Issue 18: a process is driven as its program's architecture, whatever its threads execute:
+/// a 64-bit process whose main thread far-jumped to 32-bit code (code segment 0x23) gets 64-bit
+/// system calls and calls all the same (run in 64-bit mode), and goes back to its 32-bit loop.
+#[test]
+fn a_64_bit_process_running_32_bit_code_is_driven_as_64_bit() {
+    a_64_bit_process_running_32_bit_code_as(&["low-stack"], true);
+    // Its stack pointer cut to its low half by the mode switch: no stack for a call there.
+    a_64_bit_process_running_32_bit_code_as(&[], false);
+}
+
+fn a_64_bit_process_running_32_bit_code_as(args: &'static [&'static str], has_stack: bool) {
+    with_timeout(30, move || {
+        let mut proc = Proc::spawn(&bin("farjump"), args);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let (counter, answer) = (ready["counter"] as u64, ready["answer"] as u64);
+        let pid = proc.pid();
+        let count = || read_long(pid, Arch::I386, counter);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count() == 0 {
+            assert!(Instant::now() < deadline, "the 32-bit loop does not run");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut t = seize_stopped(pid);
+        assert_eq!(t.arch(), Arch::X86_64);
+        let before = t.registers(pid).unwrap();
+        assert_eq!(before.0.cs, 0x23, "stopped in 32-bit code: {before:?}");
+        let anonymous = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let page = t.mmap(0, 4096, RW, anonymous, -1, 0).unwrap();
+        assert!(page > u64::from(u32::MAX), "a 64-bit mmap: {page:#x}");
+        t.munmap(page, 4096).unwrap();
+        let stack_mapped = maps::read(pid)
+            .unwrap()
+            .iter()
+            .any(|m| m.contains(before.sp() - 8));
+        assert_eq!(stack_mapped, has_stack, "{before:?}");
+        if !has_stack {
+            match t.call(answer, &[], CALL_TIMEOUT) {
+                Err(Error::NoStackRoom { .. }) => {}
+                other => panic!("expected NoStackRoom, got {other:?}"),
+            }
+        } else {
+            assert_eq!(t.call(answer, &[], CALL_TIMEOUT).unwrap(), 42);
+        }
+        assert_eq!(t.registers(pid).unwrap(), before);
+        t.detach().unwrap();
+        let seen = count();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(count() > seen, "the 32-bit loop goes on");
+    });
+}

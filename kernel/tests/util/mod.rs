@@ -87,6 +87,7 @@ pub fn bin(name: &str) -> PathBuf {
             "deepstack",
             "xstate",
             "leaf",
+            "farjump",
         ] {
             compile(
                 &src.join(format!("{name}.c")),
