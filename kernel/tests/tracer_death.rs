@@ -12,7 +12,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lpkg_kernel::arch::Sys;
+use lpkg_kernel::arch::{Arch, Sys};
 use lpkg_kernel::{test_hook, Error, Mark, Prot, Tracee};
 use util::{bin, bin_for, fields, with_timeout, Build, Proc};
 
@@ -468,7 +468,7 @@ fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
     for _ in 0..1000 {
         t.stop().unwrap();
         let regs = t.registers(tid).unwrap();
-        let ra = read_u64(pid, regs.sp());
+        let ra = read_word(pid, regs.sp());
         t.resume().unwrap();
         if !in_hot(regs.pc()) && in_hot(ra) {
             t.detach().unwrap();
@@ -476,6 +476,12 @@ fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
         }
     }
     panic!("thread never seen inside hash");
+}
+
+/// A return address on the stack of `pid`: as wide as its architecture's pointers.
+fn read_word(pid: i32, address: u64) -> u64 {
+    let width = Arch::of_process(pid).unwrap().pointer_size();
+    read_u64(pid, address) & (u64::MAX >> (64 - 8 * width))
 }
 
 fn read_u64(pid: i32, address: u64) -> u64 {
@@ -548,35 +554,49 @@ fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(build: Bu
 /// (the target checks every result); stopped at random it is almost never outside.
 #[test]
 fn a_thread_is_led_out_of_a_hot_leaf_function() {
-    with_timeout(60, || {
-        let mut proc = Proc::spawn(&bin("leaf"), &[]);
+    a_thread_is_led_out_of_a_hot_leaf_function_as(Build::X86_64);
+}
+
+/// Issue 18: through the i386 lead-out code (`int $0x80`, a `jmp rel32` back to the caller).
+#[test]
+fn a_thread_is_led_out_of_a_hot_leaf_function_i386() {
+    a_thread_is_led_out_of_a_hot_leaf_function_as(Build::I386);
+}
+
+fn a_thread_is_led_out_of_a_hot_leaf_function_as(build: Build) {
+    with_timeout(60, move || {
+        let mut proc = Proc::spawn(&bin_for("leaf", build), &[]);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let hot_at = ready["hot"] as u64;
         proc.wait_line("ok", Duration::from_secs(10));
         let pid = proc.pid();
+        let mut led_out = 0;
         for _ in 0..20 {
             let (tid, slot) = caught_in_hash(pid, hot_at);
             let mut t = Tracee::seize(pid).unwrap();
             t.stop().unwrap();
             let before = t.registers(tid).unwrap();
             // Still inside: the slot still holds the return address into `hot`.
-            let ra = read_u64(pid, slot);
+            let ra = read_word(pid, slot);
             if before.sp() != slot || ra < hot_at || ra >= hot_at + 0x100 {
                 t.detach().unwrap();
                 continue;
             }
             assert!(t.lead_out(tid, slot, Duration::from_secs(5)).unwrap());
+            led_out += 1;
             let after = t.registers(tid).unwrap();
             assert_eq!(after.pc(), ra, "stopped right past the return");
-            assert_eq!(after.sp(), slot + 8, "its return address popped");
+            let width = build.arch().pointer_size() as u64;
+            assert_eq!(after.sp(), slot + width, "its return address popped");
             assert_eq!(
-                read_u64(pid, slot),
+                read_word(pid, slot),
                 ra,
                 "the stack as a plain return leaves it"
             );
             t.detach().unwrap();
             proc.wait_line("ok", Duration::from_secs(5));
         }
+        assert!(led_out > 0, "never caught still inside");
         // Rounds go on, every result checked by the target.
         proc.wait_line("ok", Duration::from_secs(5));
     });
@@ -586,8 +606,17 @@ fn a_thread_is_led_out_of_a_hot_leaf_function() {
 /// it on its own, with the right value, and carries on.
 #[test]
 fn a_thread_being_led_out_survives_the_tracer_killed() {
-    with_timeout(60, || {
-        let mut proc = Proc::spawn(&bin("leaf"), &[]);
+    a_thread_being_led_out_survives_the_tracer_killed_as(Build::X86_64);
+}
+
+#[test]
+fn a_thread_being_led_out_survives_the_tracer_killed_i386() {
+    a_thread_being_led_out_survives_the_tracer_killed_as(Build::I386NoPie);
+}
+
+fn a_thread_being_led_out_survives_the_tracer_killed_as(build: Build) {
+    with_timeout(60, move || {
+        let mut proc = Proc::spawn(&bin_for("leaf", build), &[]);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let hot_at = ready["hot"] as u64;
         proc.wait_line("ok", Duration::from_secs(10));
