@@ -214,8 +214,18 @@ fn sixty_four_threads_blocked_in_syscalls_as(build: Build) {
 
 #[test]
 fn signal_stream_during_operations() {
-    with_timeout(90, || {
-        let mut target = Target::start(&[]);
+    signal_stream_during_operations_as(Build::X86_64);
+}
+
+/// Issue 18: signals arriving while lpkg works in a 32-bit process.
+#[test]
+fn signal_stream_during_operations_i386() {
+    signal_stream_during_operations_as(Build::I386);
+}
+
+fn signal_stream_during_operations_as(build: Build) {
+    with_timeout(90, move || {
+        let mut target = Target::start_as(build, &[]);
         const COUNT: i64 = 3000;
         let pid = target.pid().to_string();
         let mut sender = Proc::spawn(&bin("sender"), &[&pid, &COUNT.to_string(), "100"]);
@@ -695,8 +705,17 @@ fn memory_errors_are_reported() {
 
 #[test]
 fn thread_in_sigsuspend_keeps_its_mask() {
-    with_timeout(30, || {
-        let mut target = Target::start(&["--suspender", "1"]);
+    thread_in_sigsuspend_keeps_its_mask_as(Build::X86_64);
+}
+
+#[test]
+fn thread_in_sigsuspend_keeps_its_mask_i386() {
+    thread_in_sigsuspend_keeps_its_mask_as(Build::I386);
+}
+
+fn thread_in_sigsuspend_keeps_its_mask_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &["--suspender", "1"]);
         std::thread::sleep(Duration::from_millis(100));
         let mut t = seize_stopped(target.pid());
         let tid = *t
@@ -704,9 +723,13 @@ fn thread_in_sigsuspend_keeps_its_mask() {
             .iter()
             .find(|&&tid| t.thread_name(tid) == "suspend")
             .expect("suspend thread");
+        let rt_sigsuspend = match t.arch() {
+            Arch::X86_64 => 130,
+            Arch::I386 => 179,
+        };
         assert_eq!(
             t.registers(tid).unwrap().syscall_nr(),
-            Some(130),
+            Some(rt_sigsuspend),
             "in rt_sigsuspend"
         );
         assert_eq!(
@@ -761,8 +784,18 @@ fn stopped_process_stays_stopped() {
 
 #[test]
 fn process_whose_main_thread_exited() {
-    with_timeout(30, || {
-        let mut target = Target::start(&["--leader-exit", "1"]);
+    process_whose_main_thread_exited_as(Build::X86_64);
+}
+
+/// Issue 18: the architecture read through a live thread's /proc directory.
+#[test]
+fn process_whose_main_thread_exited_i386() {
+    process_whose_main_thread_exited_as(Build::I386);
+}
+
+fn process_whose_main_thread_exited_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &["--leader-exit", "1"]);
         let pid = target.pid();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -777,6 +810,7 @@ fn process_whose_main_thread_exited() {
         let objects = lpkg_kernel::objects::mapped_objects(pid).unwrap();
         assert!(objects.iter().any(|o| o.build_id.is_some()), "{objects:?}");
         let mut t = seize_stopped(pid);
+        assert_eq!(t.arch(), build.arch());
         let threads = t.threads();
         assert_eq!(threads.len(), 1, "{threads:?}");
         assert_ne!(threads[0], pid);

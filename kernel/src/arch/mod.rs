@@ -692,6 +692,48 @@ mod tests {
         assert_eq!(&b[..], &[0, 0x50, 0, 0, 1, 0, 0, 0, 0, 0x20, 0, 0]);
     }
 
+    /// The unwinder's signal-frame facts read the frames `build_sigframe` writes: from the
+    /// stack pointer at the restorer (the frame's return address popped), the saved `pc`,
+    /// `sp` and a general register are where the facts say.
+    #[test]
+    fn unwind_facts_match_the_frames() {
+        for arch in [Arch::X86_64, Arch::I386] {
+            let mut regs = Registers::zero_of(arch);
+            (regs.0.rip, regs.0.rsp, regs.0.rbx) = (0x1234, 0xff00_0000, 0xb);
+            regs.0.orig_rax = u64::MAX;
+            let layout = XsaveLayout::from_parts(&[]);
+            let mut xstate = vec![0u8; 576];
+            xstate[464] = 3;
+            let state = FrameState {
+                regs: &regs,
+                mask: 0,
+                altstack: AltStack::UNCHANGED,
+                xstate: &xstate,
+                layout: &layout,
+            };
+            let frame = build_sigframe(&state, &[], 0x5000, u64::MAX).unwrap();
+            let facts = arch.unwind();
+            let rt = &facts.signal_frames[0];
+            assert_eq!(rt.restorer, arch.restore_rt());
+            let sp_at_restorer = frame.addr + u64::from(facts.address_size);
+            let slot = |dwarf: u16| {
+                let (index, _) = rt.slots.iter().find(|&&(_, d)| d == dwarf).unwrap();
+                let at = (sp_at_restorer - frame.addr + rt.regs_at) as usize
+                    + *index as usize * usize::from(rt.slot_size);
+                let mut word = [0u8; 8];
+                let width = usize::from(rt.slot_size);
+                word[..width].copy_from_slice(&frame.bytes[at..at + width]);
+                u64::from_le_bytes(word)
+            };
+            assert_eq!(slot(facts.ra), 0x1234, "{arch:?} pc");
+            assert_eq!(slot(facts.sp), 0xff00_0000, "{arch:?} sp");
+            assert_eq!(slot(3), 0xb, "{arch:?} rbx/ebx (DWARF 3)");
+            assert_eq!(regs.dwarf()[usize::from(facts.ra)], 0x1234);
+            assert_eq!(regs.dwarf()[usize::from(facts.sp)], 0xff00_0000);
+            assert_eq!(regs.dwarf()[3], 0xb);
+        }
+    }
+
     #[test]
     fn restart_rewriting_of_a_compat_thread() {
         // In nanosleep (i386 162), -ERESTART_RESTARTBLOCK as the kernel stores it.
