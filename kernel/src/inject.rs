@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
-use crate::arch::{build_sigframe, AltStack, FrameState, Registers, Sys, XsaveLayout};
+use crate::arch::{build_sigframe, AltStack, FrameError, FrameState, Registers, Sys, XsaveLayout};
 use crate::ptrace::{self, Stop};
 use crate::tracer::{ThreadState, Tracee};
 use crate::{test_hook, Error, Pid, Result};
@@ -108,16 +108,22 @@ impl Tracee {
             xstate,
             layout: XsaveLayout::host(),
         };
-        let frame = build_sigframe(&state, args, restorer, below).ok_or_else(|| {
-            Error::InvalidArgument {
+        let sp = saved.regs.sp();
+        let frame = build_sigframe(&state, args, restorer, below).map_err(|e| match e {
+            FrameError::Xstate => Error::InvalidArgument {
                 what: format!(
-                    "thread {tid} of process {pid}: no {} signal frame for its state (XSAVE \
-                     state of {} bytes for this CPU's XSAVE layout, stack pointer {:#x})",
-                    self.arch.name(),
-                    xstate.len(),
-                    saved.regs.sp()
+                    "thread {tid} of process {pid}: XSAVE state of {} bytes does not match \
+                     this CPU's XSAVE layout",
+                    xstate.len()
                 ),
-            }
+            },
+            // The frame itself is under 512 bytes besides the XSAVE image.
+            FrameError::NoRoom => Error::NoStackRoom {
+                pid,
+                tid,
+                sp,
+                needed: sp.saturating_sub(below) + xstate.len() as u64 + 512,
+            },
         })?;
         if let Err(error) = self.mem()?.write(frame.addr, &frame.bytes) {
             let Error::Memory { .. } = error else {

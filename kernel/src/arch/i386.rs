@@ -9,7 +9,7 @@
 //! (number 173) from the stack pointer minus 4.
 
 use super::x86_64::xsave;
-use super::{Arch, FrameState, Raw, SigFrame, SignalFrameFacts, Sys, UnwindFacts};
+use super::{Arch, FrameError, FrameState, Raw, SigFrame, SignalFrameFacts, Sys, UnwindFacts};
 
 /// `int $0x80`.
 pub const INT80_INSN: [u8; 2] = [0xcd, 0x80];
@@ -350,24 +350,26 @@ mod frame {
 }
 
 /// Build the ia32 `rt_sigframe` for `state` (see `arch::build_sigframe`), `args` in the
-/// words above the return address where a cdecl function finds them. `None` when the frame
-/// does not fit below 4 GiB, or more than fit in the frame's words are given.
+/// words above the return address where a cdecl function finds them. `NoRoom` when the frame
+/// does not fit below 4 GiB, or more arguments than fit in the frame's words, or wider ones
+/// than 32 bits, are given.
 pub(super) fn build_sigframe(
     state: &FrameState,
     args: &[u64],
     restorer: u64,
     below: u64,
-) -> Option<SigFrame> {
+) -> Result<SigFrame, FrameError> {
     use frame::*;
     if args.len() * 4 > ARGS_END - ARGS || args.iter().any(|&a| a > u64::from(u32::MAX)) {
-        return None;
+        return Err(FrameError::NoRoom);
     }
     let regs = state.regs;
-    let image = xsave::sigframe_image(state.xstate, state.layout)?;
+    let image = xsave::sigframe_image(state.xstate, state.layout).ok_or(FrameError::Xstate)?;
+    let room = |v: Option<u64>| v.ok_or(FrameError::NoRoom);
     let below = below.min(regs.sp()).min(USER_TOP);
-    let fx_addr = below.checked_sub(image.len() as u64)? & !(XSTATE_ALIGN - 1);
-    let fp_addr = fx_addr.checked_sub(FSAVE_SIZE)?;
-    let addr = ((fp_addr.checked_sub(SIZE as u64)? + 4) & !15).checked_sub(4)?;
+    let fx_addr = room(below.checked_sub(image.len() as u64))? & !(XSTATE_ALIGN - 1);
+    let fp_addr = room(fx_addr.checked_sub(FSAVE_SIZE))?;
+    let addr = room(((room(fp_addr.checked_sub(SIZE as u64))? + 4) & !15).checked_sub(4))?;
     let mut bytes = vec![0u8; (fx_addr - addr) as usize + image.len()];
     let mut put = |o: usize, v: &[u8]| bytes[o..o + v.len()].copy_from_slice(v);
     let word = |v: u64| (v as u32).to_le_bytes();
@@ -388,7 +390,7 @@ pub(super) fn build_sigframe(
     put(SIGMASK, &state.mask.to_le_bytes());
     put((fp_addr - addr) as usize, &fsave_header(&image, r.cs, r.ds));
     put((fx_addr - addr) as usize, &image);
-    Some(SigFrame { addr, bytes })
+    Ok(SigFrame { addr, bytes })
 }
 
 /// The `fregs_state` of an ia32 frame from the legacy area of its XSAVE `image`, as the
@@ -530,7 +532,11 @@ mod tests {
         assert_eq!(u32_at(fp + 108), 0, "status and FXSR magic");
         assert_eq!(u32_at(fp + 112 + 464), xsave::MAGIC1);
         // Too many arguments, or ones wider than 32 bits.
-        assert!(build_sigframe(&state, &[1 << 32], 0, u64::MAX).is_none());
-        assert!(build_sigframe(&state, &[0; 36], 0, u64::MAX).is_none());
+        assert!(build_sigframe(&state, &[1 << 32], 0, u64::MAX).is_err());
+        assert!(build_sigframe(&state, &[0; 36], 0, u64::MAX).is_err());
+        assert_eq!(
+            build_sigframe(&state, &[], 0, 0x400).err(),
+            Some(FrameError::NoRoom)
+        );
     }
 }

@@ -599,6 +599,16 @@ impl AltStack {
     }
 }
 
+/// Why no signal frame could be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The thread's XSAVE state is not an image of this CPU's layout.
+    Xstate,
+    /// No room below the thread's stack pointer in its address space (or call arguments the
+    /// architecture cannot pass).
+    NoRoom,
+}
+
 /// A signal frame ready to be written into the target.
 pub struct SigFrame {
     /// Its lowest address: where the return address is, the stack pointer at the function's
@@ -628,15 +638,13 @@ pub struct FrameState<'a> {
 /// with the stack pointer at the frame ([`Registers::prepare_call`]) finds `args` where its
 /// calling convention has them. Loaded by `rt_sigreturn`, the frame gives back that state,
 /// with a system call the thread was inside set up to be made again from the start
-/// (`rt_sigreturn` resets the restart block, see `Registers::without_restart_block`). `None`
-/// when `xstate` is not an XSAVE image of the layout or the state does not fit the
-/// architecture.
+/// (`rt_sigreturn` resets the restart block, see `Registers::without_restart_block`).
 pub fn build_sigframe(
     state: &FrameState,
     args: &[u64],
     restorer: u64,
     below: u64,
-) -> Option<SigFrame> {
+) -> Result<SigFrame, FrameError> {
     match state.regs.1 {
         Arch::X86_64 => x86_64::build_sigframe(state, restorer, below),
         Arch::I386 => i386::build_sigframe(state, args, restorer, below),
@@ -711,7 +719,9 @@ mod tests {
                 xstate: &xstate,
                 layout: &layout,
             };
-            let frame = build_sigframe(&state, &[], 0x5000, u64::MAX).unwrap();
+            let frame = build_sigframe(&state, &[], 0x5000, u64::MAX).unwrap_or_else(|e| {
+                panic!("{arch:?}: {e:?}");
+            });
             let facts = arch.unwind();
             let rt = &facts.signal_frames[0];
             assert_eq!(rt.restorer, arch.restore_rt());

@@ -7,7 +7,7 @@ pub use xsave::XsaveLayout;
 /// The register set and alternate stack of every architecture, under the names code written
 /// for x86_64 alone knew them by.
 pub use super::{AltStack, Registers};
-use super::{FrameState, Raw, SigFrame, SignalFrameFacts, Sys, UnwindFacts};
+use super::{FrameError, FrameState, Raw, SigFrame, SignalFrameFacts, Sys, UnwindFacts};
 
 /// The `syscall` instruction.
 pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
@@ -289,13 +289,18 @@ mod sigframe {
 /// call the thread was inside set up to be made again from the start (`rt_sigreturn` resets
 /// the restart block, see `Registers::without_restart_block`). `None` when `xstate` is not an
 /// XSAVE image of `layout`.
-pub(super) fn build_sigframe(state: &FrameState, restorer: u64, below: u64) -> Option<SigFrame> {
+pub(super) fn build_sigframe(
+    state: &FrameState,
+    restorer: u64,
+    below: u64,
+) -> Result<SigFrame, FrameError> {
     use sigframe::*;
     let regs = state.regs;
-    let image = xsave::sigframe_image(state.xstate, state.layout)?;
-    let below = below.min(regs.sp().checked_sub(RED_ZONE)?);
-    let fp_addr = below.checked_sub(image.len() as u64)? & !(XSTATE_ALIGN - 1);
-    let addr = (fp_addr.checked_sub(SIZE as u64)? & !15).checked_sub(8)?;
+    let image = xsave::sigframe_image(state.xstate, state.layout).ok_or(FrameError::Xstate)?;
+    let room = |v: Option<u64>| v.ok_or(FrameError::NoRoom);
+    let below = below.min(room(regs.sp().checked_sub(RED_ZONE))?);
+    let fp_addr = room(below.checked_sub(image.len() as u64))? & !(XSTATE_ALIGN - 1);
+    let addr = room((room(fp_addr.checked_sub(SIZE as u64))? & !15).checked_sub(8))?;
     let mut bytes = vec![0u8; (fp_addr - addr) as usize + image.len()];
     let mut put = |o: usize, v: &[u8]| bytes[o..o + v.len()].copy_from_slice(v);
     put(0, &restorer.to_le_bytes());
@@ -314,7 +319,7 @@ pub(super) fn build_sigframe(state: &FrameState, restorer: u64, below: u64) -> O
     put(FPSTATE, &fp_addr.to_le_bytes());
     put(SIGMASK, &state.mask.to_le_bytes());
     put((fp_addr - addr) as usize, &image);
-    Some(SigFrame { addr, bytes })
+    Ok(SigFrame { addr, bytes })
 }
 
 /// Encode `jmp rel32` placed at `from` jumping to `to`, or `None` when `to` is out of the
@@ -338,7 +343,7 @@ mod sigframe_tests {
         xstate: &[u8],
         layout: &XsaveLayout,
         below: u64,
-    ) -> Option<SigFrame> {
+    ) -> Result<SigFrame, FrameError> {
         let state = FrameState {
             regs,
             mask: 0x4000,
@@ -422,7 +427,16 @@ mod sigframe_tests {
         assert_eq!(u64_at(fp + 472), 0xe7, "xfeatures");
         assert_eq!(u32_at(fp + 480), 2432, "xstate_size");
         assert_eq!(u32_at(fp + 2432), xsave::MAGIC2);
-        assert!(frame(&regs, alt, &xstate[..500], &layout, u64::MAX).is_none());
+        assert_eq!(
+            frame(&regs, alt, &xstate[..500], &layout, u64::MAX).err(),
+            Some(FrameError::Xstate)
+        );
+        let mut low = regs;
+        low.0.rsp = 0x800;
+        assert_eq!(
+            frame(&low, alt, &xstate, &layout, u64::MAX).err(),
+            Some(FrameError::NoRoom)
+        );
         // Lower when asked.
         let below = regs.sp() - RED_ZONE - 64;
         let g = frame(&regs, alt, &xstate, &layout, below).unwrap();
