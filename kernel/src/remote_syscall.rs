@@ -85,7 +85,9 @@ impl std::ops::BitOr for Prot {
 
 impl Tracee {
     /// Run system call `nr` with `args` in the target (which must be stopped) on its main
-    /// thread. Returns the raw result: a negative value is `-errno`.
+    /// thread, the way its architecture makes them ([`Tracee::arch`]: `nr` is that
+    /// architecture's number, `crate::arch::Arch::nr`; on i386 the arguments are cut to 32
+    /// bits). Returns the raw result: a negative value is `-errno`.
     ///
     /// The thread's own context waits in a signal frame below its red zone (about 1 KiB plus
     /// its XSAVE state) that `rt_sigreturn` loads if lpkg dies before putting the thread back:

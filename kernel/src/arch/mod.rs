@@ -635,7 +635,7 @@ pub struct FrameState<'a> {
 /// Build the frame the kernel would build to run a handler on a thread whose state is
 /// `state`, entirely below `below` (at most the red zone's bottom under its stack pointer),
 /// returning to `restorer`, in the format of the thread's architecture. A function entered
-/// with the stack pointer at the frame ([`Registers::prepare_call`]) finds `args` where its
+/// with the stack pointer at the frame (`Registers::prepare_call`) finds `args` where its
 /// calling convention has them. Loaded by `rt_sigreturn`, the frame gives back that state,
 /// with a system call the thread was inside set up to be made again from the start
 /// (`rt_sigreturn` resets the restart block, see `Registers::without_restart_block`).

@@ -231,7 +231,7 @@ pub const SIGRETURN_TRAMPOLINE: [u8; 12] = [
 pub const SIGRETURN_TRAMPOLINE_SYSCALL_END: u64 = 10;
 
 /// Where a called function returns to when its return is to be marked in memory by the thread
-/// itself ([`Registers::set_mark`]): stores `r12` at `(%rbx)` (both callee-saved, so as the
+/// itself (`Registers::set_mark`): stores `r12` at `(%rbx)` (both callee-saved, so as the
 /// caller set them), then does what [`SIGRETURN_TRAMPOLINE`] does.
 /// `mov %r12,(%rbx); mov %rax,%rdi; mov $15,%eax; syscall; ud2`.
 pub const MARKING_TRAMPOLINE: [u8; 15] = [
