@@ -480,7 +480,7 @@ impl Registers {
                 nr
             };
             // `syscall` and `int $0x80` are both two bytes long.
-            r.0.rip -= 2;
+            r.0.rip = r.0.rip.wrapping_sub(2);
         }
         r.0.orig_rax = u64::MAX;
         r
@@ -741,6 +741,43 @@ mod tests {
             assert_eq!(regs.dwarf()[usize::from(facts.ra)], 0x1234);
             assert_eq!(regs.dwarf()[usize::from(facts.sp)], 0xff00_0000);
             assert_eq!(regs.dwarf()[3], 0xb);
+        }
+    }
+
+    /// Registers are the target's to choose: odd ones give a frame or a refusal, never a panic.
+    #[test]
+    fn frames_from_odd_registers_never_panic() {
+        let layout = XsaveLayout::from_parts(&[(2, 576, 256)]);
+        let mut xstate = vec![0u8; 832];
+        xstate[464] = 7;
+        let odd = [
+            0,
+            1,
+            2,
+            0x7f,
+            0x1000,
+            0xffff_ffff,
+            0x1_0000_0000,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for arch in [Arch::X86_64, Arch::I386] {
+            for (&sp, &pc) in odd.iter().zip(odd.iter().rev()) {
+                for (rax, orig) in [(-516i64 as u64, 0), (-512i64 as u64, u64::MAX), (0, 35)] {
+                    let mut regs = Registers::zero_of(arch);
+                    (regs.0.rsp, regs.0.rip, regs.0.rax, regs.0.orig_rax) = (sp, pc, rax, orig);
+                    let state = FrameState {
+                        regs: &regs,
+                        mask: u64::MAX,
+                        altstack: AltStack::UNCHANGED,
+                        xstate: &xstate,
+                        layout: &layout,
+                    };
+                    for below in [0, sp, u64::MAX] {
+                        let _ = build_sigframe(&state, &[u64::MAX, 1], pc, below);
+                    }
+                }
+            }
         }
     }
 
