@@ -1096,30 +1096,53 @@ fn seccomp_filters_as(build: Build) {
 /// system calls and calls all the same (run in 64-bit mode), and goes back to its 32-bit loop.
 #[test]
 fn a_64_bit_process_running_32_bit_code_is_driven_as_64_bit() {
-    a_64_bit_process_running_32_bit_code_as(&["low-stack"], true);
+    process_running_code_of_the_other_mode(Build::X86_64, &["low-stack"], true);
     // Its stack pointer cut to its low half by the mode switch: no stack for a call there.
-    a_64_bit_process_running_32_bit_code_as(&[], false);
+    process_running_code_of_the_other_mode(Build::X86_64, &[], false);
 }
 
-fn a_64_bit_process_running_32_bit_code_as(args: &'static [&'static str], has_stack: bool) {
+/// Issue 18: the reverse, a 32-bit process whose main thread far-jumped to 64-bit code (code
+/// segment 0x33): `int $0x80` system calls and cdecl calls in 32-bit mode.
+#[test]
+fn a_32_bit_process_running_64_bit_code_is_driven_as_32_bit() {
+    process_running_code_of_the_other_mode(Build::I386, &[], true);
+}
+
+fn process_running_code_of_the_other_mode(
+    build: Build,
+    args: &'static [&'static str],
+    has_stack: bool,
+) {
     with_timeout(30, move || {
-        let mut proc = Proc::spawn(&bin("farjump"), args);
+        let mut proc = Proc::spawn(&util::bin_for("farjump", build), args);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let (counter, answer) = (ready["counter"] as u64, ready["answer"] as u64);
         let pid = proc.pid();
         let count = || read_long(pid, Arch::I386, counter);
         let deadline = Instant::now() + Duration::from_secs(5);
         while count() == 0 {
-            assert!(Instant::now() < deadline, "the 32-bit loop does not run");
+            assert!(
+                Instant::now() < deadline,
+                "the other mode's loop does not run"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         let mut t = seize_stopped(pid);
-        assert_eq!(t.arch(), Arch::X86_64);
+        assert_eq!(t.arch(), build.arch());
         let before = t.registers(pid).unwrap();
-        assert_eq!(before.0.cs, 0x23, "stopped in 32-bit code: {before:?}");
+        let other_mode_cs = match build.arch() {
+            Arch::X86_64 => 0x23,
+            Arch::I386 => 0x33,
+        };
+        assert_eq!(
+            before.0.cs, other_mode_cs,
+            "in the other mode's code: {before:?}"
+        );
         let anonymous = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         let page = t.mmap(0, 4096, RW, anonymous, -1, 0).unwrap();
-        assert!(page > u64::from(u32::MAX), "a 64-bit mmap: {page:#x}");
+        // A 64-bit mmap maps above 4 GiB, an i386 one below.
+        let high = page > u64::from(u32::MAX);
+        assert_eq!(high, build.arch() == Arch::X86_64, "{page:#x}");
         t.munmap(page, 4096).unwrap();
         let stack_mapped = maps::read(pid)
             .unwrap()
@@ -1138,6 +1161,6 @@ fn a_64_bit_process_running_32_bit_code_as(args: &'static [&'static str], has_st
         t.detach().unwrap();
         let seen = count();
         std::thread::sleep(Duration::from_millis(50));
-        assert!(count() > seen, "the 32-bit loop goes on");
+        assert!(count() > seen, "the other mode's loop goes on");
     });
 }

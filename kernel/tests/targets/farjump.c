@@ -1,8 +1,9 @@
 /* A 64-bit process whose main thread far-jumps to 32-bit code (the compat code segment,
  * 0x23) and loops there incrementing a counter: an adversary for a tracer that would take a
- * thread's code segment for its process's architecture. Prints the counter's and a 64-bit
- * function's addresses. With "low-stack" its stack pointer is moved below 4 GiB first (32-bit
- * code keeps only the low half of it). */
+ * thread's code segment for its process's architecture. Prints the counter's and a function's
+ * addresses. With "low-stack" its stack pointer is moved below 4 GiB first (32-bit code keeps
+ * only the low half of it). Built with -m32, the reverse: a 32-bit process whose main thread
+ * far-jumps to 64-bit code (segment 0x33). */
 #define _GNU_SOURCE
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +13,24 @@
 
 __attribute__((noinline)) long answer(void) { return 42; }
 
+#ifdef __i386__
+int main(void) {
+    uint8_t *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) return 1;
+    /* 1: incl counter(%rip); jmp 1b   (64-bit code; the counter 2048 bytes into the page) */
+    uint8_t code[] = {0xff, 0x05, 0, 0, 0, 0, 0xeb, 0xf8};
+    int32_t rel = 2048 - 6;
+    memcpy(code + 2, &rel, 4);
+    memcpy(page, code, sizeof code);
+    printf("ready counter=%p answer=%p\n", (void *)(page + 2048), (void *)answer);
+    fflush(stdout);
+    struct __attribute__((packed)) { uint32_t offset; uint16_t selector; } far = {
+        (uint32_t)(uintptr_t)page, 0x33};
+    __asm__ volatile("ljmp *%0\n" ::"m"(far));
+    return 0;
+}
+#else
 int main(int argc, char **argv) {
     uint8_t *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
@@ -38,3 +57,4 @@ int main(int argc, char **argv) {
                      : "rax");
     return 0;
 }
+#endif

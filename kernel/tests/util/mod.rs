@@ -42,7 +42,7 @@ impl Build {
 }
 
 /// The C programs of tests/targets built for i386 too.
-const COMPAT_TARGETS: [&str; 4] = ["target", "fpu32", "leaf", "writer"];
+const COMPAT_TARGETS: [&str; 5] = ["target", "fpu32", "leaf", "writer", "farjump"];
 
 /// A C target of tests/targets built as `build` (the i386 builds exist for
 /// [`COMPAT_TARGETS`]), compiled once per test binary and build.
