@@ -344,6 +344,7 @@ impl Tracee {
             return Err(no_hole);
         }
         let flags = flags | MAP_FIXED_NOREPLACE;
+        let mut above_limit = None;
         for want in candidates {
             match self.mmap(want, len, prot, flags, fd, 0) {
                 Ok(got) if got == want || reachable(got) => return Ok(got),
@@ -354,10 +355,18 @@ impl Tracee {
                     errno: libc::EEXIST,
                     ..
                 }) => {}
+                // Past the process's own top: an i386 process whose personality has
+                // ADDR_LIMIT_3GB ends at 3 GiB, not at `Arch::user_top`. A lower hole may do.
+                Err(
+                    e @ Error::SyscallFailed {
+                        errno: libc::ENOMEM,
+                        ..
+                    },
+                ) => above_limit = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(no_hole)
+        Err(above_limit.unwrap_or(no_hole))
     }
 
     /// Create a memfd named `name` in the target, size it to `len`, map it shared read-write,

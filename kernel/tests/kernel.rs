@@ -1164,3 +1164,34 @@ fn process_running_code_of_the_other_mode(
         assert!(count() > seen, "the other mode's loop goes on");
     });
 }
+
+/// Issue 18: a 32-bit process run with the 3 GiB address limit (`setarch -3`, a legacy
+/// personality) ends at 0xc0000000: a hole above that, nearest to its stack, is skipped for
+/// one below.
+#[test]
+fn a_32_bit_process_limited_to_3_gib_maps_below_its_limit() {
+    with_timeout(30, || {
+        let program = util::bin_for("target", Build::I386);
+        let program = program.to_str().unwrap();
+        let mut proc = Proc::spawn(std::path::Path::new("setarch"), &["i386", "-3", program]);
+        proc.expect("ready", Duration::from_secs(10));
+        let pid = proc.pid();
+        let stack = maps::read(pid)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.path.as_deref() == Some(std::path::Path::new("[stack]")))
+            .unwrap();
+        assert!(stack.end <= 0xc000_0000, "{stack:x?}");
+        let mut t = seize_stopped(pid);
+        let len = 16 << 20; // crosses 3 GiB when put right above the stack
+        let code = t.map_near(stack.end, len, RW).unwrap();
+        assert!(code + len <= 0xc000_0000, "{code:#x}");
+        t.munmap(code, len).unwrap();
+        drop(t);
+        proc.send("ping");
+        assert_eq!(
+            fields(&proc.expect("pong", Duration::from_secs(5)))["errors"],
+            0
+        );
+    });
+}
