@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::arch::{AltStack, Arch, Registers, Sys};
+use crate::arch::{AltStack, Registers, Sys};
 use crate::inject::{End, Outcome, Saved};
 use crate::{memory, ptrace, test_hook, Error, Pid, Prot, Result, Tracee};
 
@@ -79,12 +79,13 @@ impl Tracee {
                 max: MAX_CALL_ARGS,
             });
         }
-        if self.arch == Arch::I386 {
-            if let Some(wide) = args.iter().find(|&&a| a > u64::from(u32::MAX)) {
-                return Err(Error::InvalidArgument {
-                    what: format!("call argument {wide:#x} is wider than an i386 register"),
-                });
-            }
+        if let Some(wide) = args.iter().find(|&&a| a > self.arch.word_max()) {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "call argument {wide:#x} is wider than a register of an {} process",
+                    self.arch.name()
+                ),
+            });
         }
         self.require_stopped_thread(tid)?;
         let pid = self.pid;

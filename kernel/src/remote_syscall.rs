@@ -271,7 +271,10 @@ impl Tracee {
     ) -> Result<u64> {
         let Some(unit_off) = self.arch.mmap_offset(off) else {
             return Err(Error::InvalidArgument {
-                what: format!("mmap offset {off:#x} in an i386 process is not page-aligned"),
+                what: format!(
+                    "mmap offset {off:#x} is not page-aligned, as an {} process needs it",
+                    self.arch.name()
+                ),
             });
         };
         let nr = self.arch.nr(Sys::Mmap);

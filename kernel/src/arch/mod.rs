@@ -133,6 +133,11 @@ impl Arch {
         }
     }
 
+    /// The largest value of a register (and of a system call or call argument).
+    pub fn word_max(self) -> u64 {
+        u64::MAX >> (64 - 8 * self.pointer_size())
+    }
+
     /// The number of system call `sys`.
     pub fn nr(self, sys: Sys) -> u64 {
         match self {
@@ -698,6 +703,8 @@ mod tests {
         );
         let b = s.to_bytes(Arch::I386);
         assert_eq!(&b[..], &[0, 0x50, 0, 0, 1, 0, 0, 0, 0, 0x20, 0, 0]);
+        assert_eq!(Arch::I386.word_max(), 0xffff_ffff);
+        assert_eq!(Arch::X86_64.word_max(), u64::MAX);
     }
 
     /// The unwinder's signal-frame facts read the frames `build_sigframe` writes: from the
