@@ -1195,3 +1195,81 @@ fn a_32_bit_process_limited_to_3_gib_maps_below_its_limit() {
         );
     });
 }
+
+/// Issue 18: the unwinder's facts about signal frames (`Arch::unwind`) read the frames the
+/// kernel itself builds: past the handler's return address (into a restorer whose code the
+/// facts name), the interrupted pc, stack pointer and rbx/ebx are where the facts say; for rt
+/// frames, and on i386 for the older frames of handlers without `SA_SIGINFO` too.
+#[test]
+fn unwind_facts_read_the_kernels_signal_frames() {
+    for (build, sig, kind) in [
+        (Build::X86_64, libc::SIGUSR1, 0),
+        (Build::X86_64, libc::SIGUSR2, 0),
+        (Build::I386, libc::SIGUSR1, 0),
+        (Build::I386NoPie, libc::SIGUSR2, 1),
+    ] {
+        signal_frame_facts_as(build, sig, kind);
+    }
+}
+
+fn signal_frame_facts_as(build: Build, sig: i32, kind: usize) {
+    with_timeout(30, move || {
+        let mut proc = Proc::spawn(&util::bin_for("sigframe", build), &[]);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let spin = ready["spin_start"] as u64..ready["spin_end"] as u64;
+        let pid = proc.pid();
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: kill(2) to the target this test started.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        proc.expect("in-handler", Duration::from_secs(10));
+        let t = seize_stopped(pid);
+        let facts = t.arch().unwind();
+        let sp = t.registers(pid).unwrap().sp();
+        let width = usize::from(facts.address_size);
+        let word = |bytes: &[u8]| {
+            let mut b = [0u8; 8];
+            b[..bytes.len()].copy_from_slice(bytes);
+            u64::from_le_bytes(b)
+        };
+        let code: Vec<_> = maps::read(pid)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.exec)
+            .collect();
+        let window = lpkg_kernel::stack::read_upto(pid, sp, 64 << 10).unwrap();
+        let (slot, frame) = window
+            .chunks_exact(width)
+            .enumerate()
+            .find_map(|(i, w)| {
+                let ret = word(w);
+                code.iter().find(|m| m.contains(ret))?;
+                let frame = facts.signal_frames.iter().find(|f| {
+                    memory::read(pid, ret, f.restorer.len()).is_ok_and(|b| b == f.restorer)
+                })?;
+                Some((sp + (i * width) as u64, frame))
+            })
+            .expect("a return address into a restorer on the handler's stack");
+        assert_eq!(
+            frame.restorer, facts.signal_frames[kind].restorer,
+            "{build:?}"
+        );
+        let regs_at = slot + width as u64 + frame.regs_at;
+        let saved = |dwarf: u16| {
+            let (index, _) = frame.slots.iter().find(|&&(_, d)| d == dwarf).unwrap();
+            let size = u64::from(frame.slot_size);
+            word(&memory::read(pid, regs_at + index * size, size as usize).unwrap())
+        };
+        assert!(
+            spin.contains(&saved(facts.ra)),
+            "{build:?} pc {:#x}",
+            saved(facts.ra)
+        );
+        assert_eq!(saved(3), 0x5eed_0003, "{build:?} rbx/ebx");
+        assert!(
+            saved(facts.sp) > slot,
+            "{build:?} sp {:#x}",
+            saved(facts.sp)
+        );
+        drop(t);
+    });
+}

@@ -42,7 +42,7 @@ impl Build {
 }
 
 /// The C programs of tests/targets built for i386 too.
-const COMPAT_TARGETS: [&str; 5] = ["target", "fpu32", "leaf", "writer", "farjump"];
+const COMPAT_TARGETS: [&str; 6] = ["target", "fpu32", "leaf", "writer", "farjump", "sigframe"];
 
 /// A C target of tests/targets built as `build` (the i386 builds exist for
 /// [`COMPAT_TARGETS`]), compiled once per test binary and build.
@@ -88,6 +88,7 @@ pub fn bin(name: &str) -> PathBuf {
             "xstate",
             "leaf",
             "farjump",
+            "sigframe",
         ] {
             compile(
                 &src.join(format!("{name}.c")),
