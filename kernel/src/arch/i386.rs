@@ -30,8 +30,6 @@ pub const SYS_SIGRETURN: u64 = 119;
 pub const SYS_CLONE: u64 = 120;
 /// `mprotect(2)`.
 pub const SYS_MPROTECT: u64 = 125;
-/// `nanosleep(2)`.
-pub const SYS_NANOSLEEP: u64 = 162;
 /// `prctl(2)`.
 pub const SYS_PRCTL: u64 = 172;
 /// `rt_sigreturn(2)`.

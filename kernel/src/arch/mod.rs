@@ -97,24 +97,44 @@ impl Arch {
 
     /// The architecture of process `pid`: the ELF header of the program it runs
     /// (`/proc/PID/exe` opens the file really executed, even replaced on disk), which fixed
-    /// its ABI at exec. A thread's code segment is no proof of it (see [`Arch`]).
+    /// its ABI at exec. A thread's code segment is no proof of it (see [`Arch`]). A program
+    /// this process may not read (execute-only, and no `CAP_DAC_OVERRIDE`) is told by the
+    /// vDSO the kernel mapped for that ABI, read from the process's memory (a tracer may).
     pub fn of_process(pid: Pid) -> Result<Arch> {
         use std::io::Read;
         let path = crate::procfs::mm_dir(pid).join("exe");
         let mut header = [0u8; 20];
         let read = std::fs::File::open(&path).and_then(|mut f| f.read_exact(&mut header));
-        match read {
-            Ok(()) => Arch::of_elf_header(&header).ok_or(Error::UnsupportedArch {
-                pid,
-                class: header[4],
-                machine: u16::from_le_bytes([header[18], header[19]]),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NoSuchProcess { pid }),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                Err(Error::PermissionDenied { pid })
+        let header = match read {
+            Ok(()) => header,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchProcess { pid })
             }
-            Err(source) => Err(Error::Proc { path, source }),
-        }
+            Err(e) => match Arch::vdso_header(pid) {
+                Some(header) => header,
+                None if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(Error::PermissionDenied { pid })
+                }
+                None => return Err(Error::Proc { path, source: e }),
+            },
+        };
+        Arch::of_elf_header(&header).ok_or(Error::UnsupportedArch {
+            pid,
+            class: header[4],
+            machine: u16::from_le_bytes([header[18], header[19]]),
+        })
+    }
+
+    /// The first bytes of the vDSO of process `pid`, if it has one and they can be read.
+    fn vdso_header(pid: Pid) -> Option<[u8; 20]> {
+        let maps = crate::maps::read(pid).ok()?;
+        let vdso = maps
+            .iter()
+            .find(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))?;
+        crate::memory::read(pid, vdso.start, 20)
+            .ok()?
+            .try_into()
+            .ok()
     }
 
     /// How people call it: `x86_64` or `i386`.
@@ -679,10 +699,11 @@ mod tests {
 
     #[test]
     fn own_process_is_x86_64() {
-        assert_eq!(
-            Arch::of_process(std::process::id() as Pid).unwrap(),
-            Arch::X86_64
-        );
+        let pid = std::process::id() as Pid;
+        assert_eq!(Arch::of_process(pid).unwrap(), Arch::X86_64);
+        // What a process whose program cannot be read is told by.
+        let vdso = Arch::vdso_header(pid).expect("a vDSO");
+        assert_eq!(Arch::of_elf_header(&vdso), Some(Arch::X86_64));
     }
 
     #[test]
