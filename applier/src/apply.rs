@@ -16,7 +16,7 @@ use crate::record::{
 };
 use crate::records::{self, LiveRecord};
 use crate::registration::{self, Unwinder};
-use crate::reloc::{jump, Machine, JUMP_LEN};
+use crate::reloc::{Machine, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
 use crate::{checkpoint, in_place, spans, target, Error};
@@ -339,6 +339,8 @@ fn check_machine(pid: Pid, package: &Package) -> Result<(), Error> {
 struct Plan<'a> {
     id: String,
     manifest: &'a Manifest,
+    /// The machine of the process, the package and its module (checked to be one).
+    machine: Machine,
     module: &'a [u8],
     symbols: &'a lpkg_format::SymbolMap,
     signers: Vec<String>,
@@ -394,6 +396,7 @@ fn prepare<'a>(
     let mut plan = Plan {
         id,
         manifest,
+        machine: crate::link::module_machine(module)?,
         module,
         symbols,
         signers,
@@ -647,7 +650,10 @@ fn entry_bytes(
     for record in &plan.applied {
         let len = record.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
         let code = plan.mem.read(record.body.module_address, len)?;
-        if crate::reloc::may_lead_to(&code, record.body.module_address, address) {
+        if plan
+            .machine
+            .may_lead_to(&code, record.body.module_address, address)
+        {
             return Err(Error::CalledFromModule {
                 function: function.name.clone(),
                 package: record.body.name.clone(),
@@ -872,7 +878,10 @@ fn link_entries(
             });
         }
         let reached = match entry.call_sites.is_empty() {
-            true => jump(entry.address, entry.new_address).is_some(),
+            true => plan
+                .machine
+                .jump(entry.address, entry.new_address)
+                .is_some(),
             false => (entry.call_sites.iter())
                 .all(|&field| call_displacement(field, entry.new_address).is_some()),
         };

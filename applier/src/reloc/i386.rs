@@ -86,6 +86,37 @@ pub fn apply(
     put(at, &value.to_le_bytes())
 }
 
+/// `jmp rel32` from `from` to `to`: the displacement wraps at 4 GiB, so it reaches any
+/// address of a 32-bit process (`None` only for addresses above 4 GiB).
+pub fn jump(from: u64, to: u64) -> Option<[u8; super::JUMP_LEN]> {
+    let (from, to) = (u32::try_from(from).ok()?, u32::try_from(to).ok()?);
+    let d = to.wrapping_sub(from.wrapping_add(super::JUMP_LEN as u32));
+    let d = d.to_le_bytes();
+    Some([0xe9, d[0], d[1], d[2], d[3]])
+}
+
+/// Whether the function `code` at `address` is a closed leaf (see
+/// [`super::x86_64::is_closed_leaf`]), decoded in 32-bit mode.
+pub fn is_closed_leaf(code: &[u8], address: u64) -> bool {
+    super::is_closed_leaf_in(32, code, address)
+}
+
+/// Whether `code` (bytes at `address`, instruction boundaries unknown) may lead to `to`: a
+/// 4-byte window that, as the displacement of a direct call or jump ending 0, 1, 2 or 4
+/// bytes after it, designates `to` (wrapping at 4 GiB), or a 4-byte word equal to it at any
+/// offset (an absolute address: a GOT slot, a pointer, an `R_386_32` operand).
+pub fn may_lead_to(code: &[u8], address: u64, to: u64) -> bool {
+    let Ok(to) = u32::try_from(to) else {
+        return false;
+    };
+    let address = address as u32;
+    code.windows(4).enumerate().any(|(i, w)| {
+        let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let end = address.wrapping_add(i as u32 + 4).wrapping_add(word);
+        word == to || [0u32, 1, 2, 4].iter().any(|&k| end.wrapping_add(k) == to)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +151,41 @@ mod tests {
             -8i32 as u32
         );
         assert_eq!(applied(elf::R_386_TLS_LE_32, 0, -8i64 as u64, 0, None), 8);
+    }
+
+    #[test]
+    fn a_jump_reaches_all_4_gib() {
+        // From the executable near the bottom to a module near the top: more than 2 GiB.
+        let bytes = jump(0x0804_9000, 0xf7f0_0000).unwrap();
+        let rel = u32::from_le_bytes(bytes[1..].try_into().unwrap());
+        assert_eq!(0x0804_9005u32.wrapping_add(rel), 0xf7f0_0000);
+        assert_eq!(bytes[0], 0xe9);
+        assert!(jump(0x1_0000_0000, 0x1000).is_none());
+    }
+
+    #[test]
+    fn closed_leaves_decode_in_32_bit_mode() {
+        // inc %eax; ret  (in 64-bit mode 0x40 would be a REX prefix of the ret)
+        assert!(is_closed_leaf(&[0x40, 0xc3], 0x1000));
+        // call rel32; ret
+        assert!(!is_closed_leaf(&[0xe8, 0, 0, 0, 0, 0xc3], 0x1000));
+        // jmp *%eax
+        assert!(!is_closed_leaf(&[0xff, 0xe0], 0x1000));
+    }
+
+    #[test]
+    fn module_bytes_that_may_lead_to_a_function() {
+        // call from 0xf7f0_0000 to 0x0804_9000: wraps.
+        let rel = 0x0804_9000u32.wrapping_sub(0xf7f0_0005);
+        let mut call = vec![0xe8];
+        call.extend(rel.to_le_bytes());
+        assert!(may_lead_to(&call, 0xf7f0_0000, 0x0804_9000));
+        assert!(!may_lead_to(&call, 0xf7f0_0000, 0x0804_9003));
+        // An absolute address (a GOT slot or pointer), 4 bytes at any offset.
+        let mut slot = vec![0x90; 7];
+        slot[3..].copy_from_slice(&0x0804_9000u32.to_le_bytes());
+        assert!(may_lead_to(&slot, 0x3000_0000, 0x0804_9000));
+        assert!(!may_lead_to(&slot, 0x3000_0000, 0x1_0804_9000));
     }
 
     #[test]

@@ -6,9 +6,7 @@
 pub mod i386;
 pub mod x86_64;
 
-pub use x86_64::{
-    indirect_jump_stub, is_closed_leaf, jump, may_lead_to, JUMP_LEN, MAX_MODULE_SCAN,
-};
+pub use x86_64::{indirect_jump_stub, jump, may_lead_to, JUMP_LEN, MAX_MODULE_SCAN};
 
 use crate::Error;
 
@@ -117,6 +115,69 @@ impl Machine {
         match self {
             Machine::X86_64 => x86_64::apply(r_type, at, place, target, addend),
             Machine::I386 => i386::apply(r_type, at, place, target, addend, got),
+        }
+    }
+}
+
+/// [`x86_64::is_closed_leaf`] for code decoded in mode `bitness` (64 or 32): the x86
+/// instruction set is the same in both.
+fn is_closed_leaf_in(bitness: u32, code: &[u8], address: u64) -> bool {
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
+    let end = address.saturating_add(code.len() as u64);
+    let mut decoder = Decoder::with_ip(bitness, code, address, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            return false;
+        }
+        let closed = match instruction.flow_control() {
+            FlowControl::Next
+            | FlowControl::Return
+            | FlowControl::Interrupt
+            | FlowControl::Exception => true,
+            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
+                let near = instruction.is_jmp_short_or_near()
+                    || instruction.is_jcc_short_or_near()
+                    || instruction.is_loop()
+                    || instruction.is_loopcc()
+                    || instruction.is_jcx_short();
+                near && (address..end).contains(&instruction.near_branch_target())
+            }
+            _ => false,
+        };
+        if !closed {
+            return false;
+        }
+    }
+    true
+}
+
+impl Machine {
+    /// `jmp rel32` from `from` to `to` in a process of this machine, or `None` when `to` is
+    /// out of reach (±2 GiB on x86_64; an i386 jump reaches all 4 GiB).
+    pub fn jump(self, from: u64, to: u64) -> Option<[u8; JUMP_LEN]> {
+        match self {
+            Machine::X86_64 => x86_64::jump(from, to),
+            Machine::I386 => i386::jump(from, to),
+        }
+    }
+
+    /// Whether the function `code` at `address` is a closed leaf (see
+    /// [`x86_64::is_closed_leaf`]), decoded in this machine's mode.
+    pub fn is_closed_leaf(self, code: &[u8], address: u64) -> bool {
+        match self {
+            Machine::X86_64 => x86_64::is_closed_leaf(code, address),
+            Machine::I386 => i386::is_closed_leaf(code, address),
+        }
+    }
+
+    /// Whether module `code` at `address` may lead to `to` (see [`x86_64::may_lead_to`]), with
+    /// this machine's pointer size and address width.
+    pub fn may_lead_to(self, code: &[u8], address: u64, to: u64) -> bool {
+        match self {
+            Machine::X86_64 => x86_64::may_lead_to(code, address, to),
+            Machine::I386 => i386::may_lead_to(code, address, to),
         }
     }
 }

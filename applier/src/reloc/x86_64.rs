@@ -104,35 +104,7 @@ pub use lpkg_kernel::arch::current::encode_jmp_rel32 as jump;
 /// Only such a function's code may be overwritten by a whole new body: nothing can be in its
 /// middle but a thread that is executing it, which the switch's stack check sees.
 pub fn is_closed_leaf(code: &[u8], address: u64) -> bool {
-    use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
-    let end = address.saturating_add(code.len() as u64);
-    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
-    let mut instruction = Instruction::default();
-    while decoder.can_decode() {
-        decoder.decode_out(&mut instruction);
-        if instruction.is_invalid() {
-            return false;
-        }
-        let closed = match instruction.flow_control() {
-            FlowControl::Next
-            | FlowControl::Return
-            | FlowControl::Interrupt
-            | FlowControl::Exception => true,
-            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
-                let near = instruction.is_jmp_short_or_near()
-                    || instruction.is_jcc_short_or_near()
-                    || instruction.is_loop()
-                    || instruction.is_loopcc()
-                    || instruction.is_jcx_short();
-                near && (address..end).contains(&instruction.near_branch_target())
-            }
-            _ => false,
-        };
-        if !closed {
-            return false;
-        }
-    }
-    true
+    super::is_closed_leaf_in(64, code, address)
 }
 
 #[cfg(test)]
