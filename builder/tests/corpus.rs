@@ -1,7 +1,9 @@
 //! Corpus tests: every `tests/corpus/<case>/{old.c,new.c,expect.toml}` is compiled with gcc
-//! both into a PIE executable (harness + case) and into a `-fPIC` shared library (the harness
-//! is then the executable), the builder runs against the linked old build, and the result must
-//! match `expect.toml` exactly. Probes are checked against the old and new builds run for real.
+//! into a PIE executable (harness + case, shape `pie`), a non-PIE executable (`nopie`) and a
+//! `-fPIC` shared library (`pic`, the harness is then the executable), the builder runs
+//! against the linked old build, and the result must match `expect.toml` exactly (a table
+//! named after a shape replaces it for that shape). Probes are checked against the old and new
+//! builds run for real.
 //!
 //! Every case runs for x86_64 (`-m64`, the tests named after the case) and for i386 (`-m32`,
 //! the same tests in `m32::`). A case's `[m32]` table replaces the keys it names for i386,
@@ -88,6 +90,9 @@ pub struct Compiled {
 
 const CFLAGS: &[&str] = &["-O2", "-g", "-ffunction-sections", "-fdata-sections"];
 
+/// The shapes every case is compiled in: PIE and non-PIE executables, a shared library.
+const SHAPES: [&str; 3] = ["pie", "nopie", "pic"];
+
 /// Compiles `old.c` and `new.c` of a case (with `extra` compiler flags) (as `old/case.c` and `new/case.c`, so both record
 /// the same file name) in both shapes; `old.cpp` and `new.cpp` as C++ where the case has them.
 pub fn compile(case: &str, extra: &[String], machine: Machine) -> Compiled {
@@ -102,7 +107,7 @@ pub fn compile(case: &str, extra: &[String], machine: Machine) -> Compiled {
     let inc = format!("-I{}", include().display());
     let harness_o = harness(machine).join("harness.o");
     for side in ["old", "new"] {
-        for shape in ["pie", "pic"] {
+        for shape in SHAPES {
             let d = dir.path().join(format!("{side}-{shape}"));
             std::fs::create_dir_all(&d).unwrap();
             std::fs::copy(
@@ -119,16 +124,20 @@ pub fn compile(case: &str, extra: &[String], machine: Machine) -> Compiled {
                     std::fs::copy(&path, d.join(name)).unwrap();
                 }
             }
-            let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
+            let pic = match shape {
+                "pie" => "-fPIE",
+                "nopie" => "-fno-pie",
+                _ => "-fPIC",
+            };
             let mut args: Vec<&str> = vec![machine.flag()];
             args.extend(CFLAGS);
             args.extend(extra.iter().map(String::as_str));
             args.extend([pic, inc.as_str(), "-c", source.as_str(), "-o", "case.o"]);
             gcc(&args, &d);
-            if shape == "pie" {
+            if shape != "pic" {
                 let mut link = vec![
                     machine.flag(),
-                    "-pie",
+                    if shape == "pie" { "-pie" } else { "-no-pie" },
                     harness_o.to_str().unwrap(),
                     "case.o",
                     "-o",
@@ -164,7 +173,7 @@ impl Compiled {
     }
 
     pub fn options(&self, shape: &str) -> BuildOptions {
-        let target = if shape == "pie" { "prog" } else { "libcase.so" };
+        let target = if shape == "pic" { "libcase.so" } else { "prog" };
         BuildOptions {
             target: self.path(&format!("old-{shape}/{target}")),
             old: self.path(&format!("old-{shape}/case.o")),
@@ -550,7 +559,7 @@ pub fn run_case(case: &str, machine: Machine) {
             .collect();
         let inputs: Vec<i64> = rows.iter().map(|r| r[0]).collect();
         for (side, col) in [("old", 1), ("new", 2)] {
-            for shape in ["pie", "pic"] {
+            for shape in SHAPES {
                 let got = run_probes(&c.path(&format!("{side}-{shape}/prog")), &inputs);
                 let want: Vec<i64> = rows.iter().map(|r| r[col]).collect();
                 assert_eq!(
@@ -562,7 +571,7 @@ pub fn run_case(case: &str, machine: Machine) {
     }
     let shapes: Vec<String> = match expect.get("shapes") {
         Some(v) => strings(Some(v)).into_iter().collect(),
-        None => vec!["pie".into(), "pic".into()],
+        None => SHAPES.iter().map(|s| s.to_string()).collect(),
     };
     for shape in shapes {
         let per_shape = expect
@@ -597,7 +606,7 @@ fn reverse_builds_never_panic() {
             .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
             .unwrap_or_default();
         let c = compile(case, &cflags, Machine::M64);
-        for (shape, target) in [("pie", "prog"), ("pic", "libcase.so")] {
+        for (shape, target) in [("pie", "prog"), ("nopie", "prog"), ("pic", "libcase.so")] {
             let mut opts = c.options(shape);
             std::mem::swap(&mut opts.old, &mut opts.new);
             opts.target = c.path(&format!("new-{shape}/{target}"));
