@@ -266,3 +266,168 @@ fn unsupported_i386_relocations_are_refused_by_name() {
         "{err}"
     );
 }
+
+/// A 32-bit PIE that answers each number with `compute(x)` (from its own code, or from the
+/// image mapped by a `map IMAGE BASE ENTRY` line, whose `compute` it then calls instead).
+/// `compute` counts its calls in a static and a thread-local variable of the executable.
+const SERVER: &str = r#"
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+static int calls;
+__thread int tls_calls = 5;
+#if VERSION == 1
+__attribute__((noinline)) int compute(int x) {
+    calls++;
+    tls_calls++;
+    return x * 2 + calls * 100 + tls_calls * 1000;
+}
+#else
+static const char *const tens[] = {"10", "20"};
+__attribute__((noinline)) int compute(int x) {
+    calls++;
+    tls_calls++;
+    return x * 3 + atoi(tens[x & 1]) + calls * 100 + tls_calls * 1000;
+}
+#endif
+int main(void) {
+    char line[256], path[200];
+    int (*entry)(int) = compute;
+    while (fgets(line, sizeof line, stdin)) {
+        unsigned long base, at;
+        if (sscanf(line, "map %199s %lx %lx", path, &base, &at) == 3) {
+            FILE *f = fopen(path, "rb");
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            rewind(f);
+            void *p = mmap((void *)base, len, PROT_READ | PROT_WRITE | PROT_EXEC,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (p != (void *)base || fread(p, 1, len, f) != (size_t)len)
+                return 2;
+            fclose(f);
+            entry = (int (*)(int))at;
+            printf("mapped\n");
+        } else {
+            printf("%d\n", entry(atoi(line)));
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+"#;
+
+/// A running program answering one line per line; killed by its PID when dropped.
+struct Server {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Server {
+    fn start(program: &Path) -> Server {
+        use std::process::Stdio;
+        let mut child = Command::new(program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the server starts");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Server {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn ask(&mut self, line: &str) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        assert!(!answer.is_empty(), "the server died on {line:?}");
+        answer.trim_end().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The builder's package for a 32-bit PIE, linked by the applier against the running
+/// process (its object found by build-id, symbols resolved through the package's symbol map
+/// and libc's `.dynsym`, TLS offsets from its PT_TLS): the patched function, called in the
+/// process, uses the process's own static and thread-local variables, libc, and its new data.
+/// Everything of an apply but the kernel's part (writing the image, the jump).
+#[test]
+fn a_built_i386_package_links_against_a_running_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("server.c"), SERVER).unwrap();
+    for v in ["1", "2"] {
+        let define = format!("-DVERSION={v}");
+        let out = format!("server{v}.o");
+        gcc(
+            d,
+            &[
+                "-m32",
+                "-O2",
+                "-g",
+                "-fPIE",
+                "-ffunction-sections",
+                "-fdata-sections",
+                &define,
+                "-c",
+                "server.c",
+                "-o",
+                &out,
+            ],
+        );
+    }
+    gcc(d, &["-m32", "-pie", "server1.o", "-o", "server"]);
+    let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
+        target: d.join("server"),
+        old: d.join("server1.o"),
+        new: d.join("server2.o"),
+        name: "server-fix".into(),
+        version: "1".into(),
+        ..Default::default()
+    })
+    .expect("the package builds");
+    assert_eq!(built.manifest.target.machine, "i386");
+    let package = lpkg_format::Package::new(built.manifest, built.payloads).unwrap();
+    let symbols = package.symbol_map().unwrap();
+    let module = package.module().unwrap();
+
+    let mut server = Server::start(&d.join("server"));
+    // calls = 1, tls_calls = 6.
+    assert_eq!(server.ask("1"), "6102");
+    let pid = server.child.id() as i32;
+    let (target, mapped, _file) =
+        lpkg_applier::fuzzing::find_target(pid, &package.manifest().target).unwrap();
+    let resolver = lpkg_applier::fuzzing::Resolver::new(pid, &target, &symbols, &mapped);
+    let layout = Layout::new(module).unwrap();
+    let image = layout
+        .link(module, BASE, &resolver)
+        .expect("the module links");
+    std::fs::write(d.join("image"), &image.bytes).unwrap();
+    let compute = package
+        .manifest()
+        .functions
+        .iter()
+        .find(|f| f.name == "compute")
+        .unwrap();
+    let entry = image.symbols[&compute.module_symbol];
+    let map = format!("map {} {BASE:#x} {entry:#x}", d.join("image").display());
+    assert_eq!(server.ask(&map), "mapped");
+    // The new code: x * 3 + atoi(tens[x & 1]), on the process's own counters.
+    assert_eq!(server.ask("1"), format!("{}", 3 + 20 + 200 + 7000));
+    assert_eq!(server.ask("2"), format!("{}", 6 + 10 + 300 + 8000));
+}
