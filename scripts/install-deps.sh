@@ -14,11 +14,11 @@ SUDO=""
 pkgs=(
   gcc g++ make binutils libc6-dev gdb             # tests compile and inspect C and C++ targets
   clang-14 libc++-14-dev libc++abi-14-dev libunwind-14-dev # C++ on libc++ and LLVM's libunwind
+  gcc-multilib g++-multilib                       # i386 targets (gcc -m32): corpus, linker, machine tests
   patch dpkg-dev xz-utils                         # apt-get source, dpkg-source -x, build-source
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am
   libevent-dev libsasl2-dev libsasl2-modules pkg-config # memcached --enable-sasl(-pwdb), PLAIN
   python3                                         # memcached load client and reproducers
-  gcc-multilib g++-multilib                       # i386 targets: gcc -m32 (issue 18)
   time                                            # GNU time: peak memory of lpkg in tests/adversary.rs
   ansible-core python3-apt                        # tests/ansible.rs: lpkg.live, its apt of the .deb
   yamllint python3-pycodestyle python3-voluptuous # ansible-test sanity: yamllint, pep8, validate-modules

@@ -16,7 +16,7 @@ use crate::record::{
 };
 use crate::records::{self, LiveRecord};
 use crate::registration::Unwinders;
-use crate::reloc::{jump, JUMP_LEN};
+use crate::reloc::{Machine, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
 use crate::{checkpoint, in_place, spans, target, Error};
@@ -267,7 +267,7 @@ fn apply_verified(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, Error> {
     let manifest = package.manifest();
-    check_machine(manifest)?;
+    check_machine(pid, package)?;
     let symbols = package.symbol_map()?;
     let claim = Claim::take(pid, options.start_time, options.timeout)?;
     let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
@@ -290,11 +290,46 @@ fn apply_verified(
     finish(&plan, switched, tracee, rollback)
 }
 
-fn check_machine(manifest: &Manifest) -> Result<(), Error> {
-    if manifest.target.machine != "x86_64" {
-        return Err(Error::WrongMachine {
-            machine: manifest.target.machine.clone(),
-        });
+/// The machines whose processes lpkg applies packages to. The builder and the linker handle
+/// i386 too; applying to a 32-bit process waits for the kernel side of issue 18 (a compat
+/// tracee, `int $0x80` system calls, i386 remote calls and signal frames).
+const LIVE_MACHINES: &[Machine] = &[Machine::X86_64];
+
+/// Refuses a package for another machine than the process runs (or than lpkg patches), before
+/// anything in the process is touched; and a package whose module is for another machine
+/// than its manifest says.
+fn check_machine(pid: Pid, package: &Package) -> Result<(), Error> {
+    let manifest = package.manifest();
+    let named = manifest.target.machine.as_str();
+    let wrong = |reason: String| Error::WrongMachine {
+        machine: named.to_owned(),
+        reason,
+    };
+    let Some(machine) = Machine::of_name(named) else {
+        return Err(wrong(
+            "not a machine lpkg patches (x86_64, i386): this package is for another machine".into(),
+        ));
+    };
+    // A process that cannot be read is left to the claim, which says why.
+    if let Ok(runs) = target::process_machine(pid) {
+        if runs != Some(machine) {
+            let runs = runs.map_or("another machine's", Machine::name);
+            return Err(wrong(format!(
+                "but process {pid} runs {runs} code: this package is for another machine"
+            )));
+        }
+    }
+    let module = crate::link::module_machine(package.module()?)?;
+    if module != machine {
+        return Err(Error::BadModule(format!(
+            "the patch module is for {}, the manifest for {named}",
+            module.name()
+        )));
+    }
+    if !LIVE_MACHINES.contains(&machine) {
+        return Err(wrong(format!(
+            "and lpkg cannot apply packages to {named} processes yet"
+        )));
     }
     Ok(())
 }
@@ -304,6 +339,8 @@ fn check_machine(manifest: &Manifest) -> Result<(), Error> {
 struct Plan<'a> {
     id: String,
     manifest: &'a Manifest,
+    /// The machine of the process, the package and its module (checked to be one).
+    machine: Machine,
     module: &'a [u8],
     symbols: &'a lpkg_format::SymbolMap,
     signers: Vec<String>,
@@ -361,6 +398,7 @@ fn prepare<'a>(
     let mut plan = Plan {
         id,
         manifest,
+        machine: crate::link::module_machine(module)?,
         module,
         symbols,
         signers,
@@ -637,7 +675,10 @@ fn entry_bytes(
     for record in &plan.applied {
         let len = record.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
         let code = plan.mem.read(record.body.module_address, len)?;
-        if crate::reloc::may_lead_to(&code, record.body.module_address, address) {
+        if plan
+            .machine
+            .may_lead_to(&code, record.body.module_address, address)
+        {
             return Err(Error::CalledFromModule {
                 function: function.name.clone(),
                 package: record.body.name.clone(),
@@ -850,7 +891,10 @@ fn link_entries(
             });
         }
         let reached = match entry.call_sites.is_empty() {
-            true => jump(entry.address, entry.new_address).is_some(),
+            true => plan
+                .machine
+                .jump(entry.address, entry.new_address)
+                .is_some(),
             false => (entry.call_sites.iter())
                 .all(|&field| call_displacement(field, entry.new_address).is_some()),
         };

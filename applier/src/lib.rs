@@ -54,5 +54,6 @@ pub fn unrecorded_modules(pid: lpkg_kernel::Pid) -> Result<Vec<OrphanModule>, Er
 pub mod fuzzing {
     pub use crate::link::{Layout, Resolve};
     pub use crate::record::HEADER_LEN;
+    pub use crate::target::{find as find_target, Resolver};
     pub use crate::unwind::backtrace_from_bytes;
 }

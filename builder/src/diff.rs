@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::arch::x86_64 as arch;
 use crate::dwarf::{self, Facts};
 use crate::error::{refuse, Error};
 use crate::identity::{strip_number, Analysis, Ref};
@@ -269,6 +268,11 @@ fn function_verdicts(
     for (name, &new_symbol) in &new.analysis.functions {
         while olds.next_if(|(o, _)| *o < name).is_some() {}
         let old_symbol = olds.next_if(|(o, _)| *o == name).map(|(_, &i)| i);
+        // A helper the compiler emits identically in every object that uses it is never a
+        // change: new code calls the target's copy (checked byte for byte) or carries one.
+        if new.obj.arch.is_shared_helper(name) {
+            continue;
+        }
         // Same bytes and no relocation on either side: the forms are equal, without building
         // them.
         if let Some(old_symbol) = old_symbol {
@@ -287,7 +291,11 @@ fn function_verdicts(
             continue;
         }
         if old_form.1 == new_form.1 {
-            if let Some(pairs) = arch::immediate_only_differences(&old_form.0, &new_form.0) {
+            if let Some(pairs) = new
+                .obj
+                .arch
+                .immediate_only_differences(&old_form.0, &new_form.0)
+            {
                 if !pairs.is_empty() && line_shift_only(old, new, name, &pairs) {
                     line_change(new, name, &pairs, allow_line_changes, &mut functions, notes);
                     continue;
