@@ -716,6 +716,7 @@ fn target_made_names_and_records_never_panic_and_print_escaped() {
         eh_frame_len: 0,
         unwind_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![],
     };
     let record = body.encode(lpkg_applier::State::Applied);
@@ -879,6 +880,7 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         eh_frame_len: 0,
         unwind_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![lpkg_applier::Entry {
             function: "compute".into(),
             address: compute,

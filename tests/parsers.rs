@@ -131,6 +131,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             object: 0x5555_0000_1800,
         }),
         exit_routines: vec![],
+        shadows: false,
         entries: vec![
             Entry {
                 function: "f".into(),
