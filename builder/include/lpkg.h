@@ -49,11 +49,16 @@
 extern "C" {
 #endif
 
-void *lpkg_shadow_get(const void *obj, unsigned long id);
-void *lpkg_shadow_alloc(const void *obj, unsigned long id, size_t size);
-void *lpkg_shadow_get_or_alloc(const void *obj, unsigned long id, size_t size);
-void lpkg_shadow_free(const void *obj, unsigned long id);
-void lpkg_shadow_free_all(unsigned long id, void (*dtor)(void *obj, void *data));
+/* Weak: the fixed sources still build and link as a program (lpkg build-source builds the
+ * whole project), the functions coming from the patch module only. Such a program, run as it
+ * is, has none of them (their address is NULL): test a fix that uses shadows live. */
+#define LPKG_SHADOW_API __attribute__((weak))
+LPKG_SHADOW_API void *lpkg_shadow_get(const void *obj, unsigned long id);
+LPKG_SHADOW_API void *lpkg_shadow_alloc(const void *obj, unsigned long id, size_t size);
+LPKG_SHADOW_API void *lpkg_shadow_get_or_alloc(const void *obj, unsigned long id, size_t size);
+LPKG_SHADOW_API void lpkg_shadow_free(const void *obj, unsigned long id);
+LPKG_SHADOW_API void lpkg_shadow_free_all(unsigned long id,
+                                          void (*dtor)(void *obj, void *data));
 
 #ifdef __cplusplus
 }
