@@ -348,7 +348,7 @@ impl Manifest {
         if self.format_version != self.needed_version() {
             return Err(invalid(
                 "format_version".into(),
-                "must be 2 exactly when a function has call_sites, else 1",
+                "must be 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1",
             ));
         }
         Ok(())
