@@ -179,6 +179,43 @@ fn shadows_created_lazily_by_many_threads_at_once_are_one_per_object() {
     assert!(!v.shadow_area());
 }
 
+/// `touches K`'s answer: (sum, cells counted, min, max).
+fn touches(v: &mut Setup, k: u32) -> (i64, i64, i64, i64) {
+    let answer = v.target.ask(&format!("touches {k}"));
+    let n: Vec<i64> = answer
+        .strip_prefix("touches ")
+        .unwrap_or_else(|| panic!("{answer}"))
+        .split(' ')
+        .map(|x| x.parse().unwrap_or_else(|_| panic!("{answer}")))
+        .collect();
+    (n[0], n[1], n[2], n[3])
+}
+
+#[test]
+fn threads_running_through_the_switch_create_shadows_and_lose_no_count() {
+    let mut v = Setup::new();
+    let fix = v.package(1, 2, &[]);
+    // 8 threads touch cells 0..19999 over and over for 4 s, and the package replaces touch()
+    // meanwhile: the switch waits for each thread to be outside it; from then on they make
+    // the cells' shadows as they come to them.
+    v.target.send("storm 8 20000 4000");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    v.ok(v.apply(&fix));
+    let done = v.target.answer();
+    let all: i64 = done
+        .strip_prefix("done ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{done}"));
+    let (sum, counted, _, max) = touches(&mut v, 20000);
+    assert!(sum > 0 && sum < all, "{sum} of {all} touches counted");
+    assert!(counted > 0 && max > 0, "{counted} {max}");
+    // Exactly 8 more per cell from now on: no shadow was made twice or lost.
+    assert_eq!(v.target.ask("storm 8 20000"), "done");
+    let (sum2, counted2, min2, max2) = touches(&mut v, 20000);
+    assert_eq!((sum2, counted2, max2), (sum + 160000, 20000, max + 8));
+    assert!(min2 >= 8, "{min2}");
+}
+
 #[test]
 fn stacked_package_reads_the_shadows_of_the_one_it_requires() {
     let mut v = Setup::new();

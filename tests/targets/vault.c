@@ -4,6 +4,9 @@
  *   freeze A     freeze account A: "ok"
  *   report A     what is known of account A: "deposits n/a" (1, 2, 4) or "deposits N" (3)
  *   storm T K    T threads each touch cells 0..K-1 once, at the same time: "done"
+ *   storm T K M  the same, again and again for M milliseconds, each thread resting 1 ms between
+ *                passes (so that a switch finds every thread outside touch()): "done N" (N
+ *                touches in all)
  *   touches K    over cells 0..K-1: "touches SUM CELLS MIN MAX" (cells with a count), or
  *                "touches n/a" where no per-cell count is kept (1)
  *   busy N       sets `busy` (what the check routine of version 4 looks at): "ok"
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef VERSION
 #define VERSION 1
@@ -171,27 +175,41 @@ LPKG_CHECK(idle);
 struct storm {
     long k;
     pthread_barrier_t *start;
+    int stop; /* set by the main thread: the threads finish their pass and end */
+    int repeat;
 };
 
 static void *storm_thread(void *arg)
 {
     struct storm *s = arg;
     pthread_barrier_wait(s->start);
-    for (long i = 0; i < s->k && i < CELLS; i++)
-        touch(&cells[i]);
+    struct timespec rest = {0, 1000000};
+    for (;;) {
+        for (long i = 0; i < s->k && i < CELLS; i++)
+            touch(&cells[i]);
+        if (!s->repeat || __atomic_load_n(&s->stop, __ATOMIC_RELAXED))
+            break;
+        nanosleep(&rest, NULL);
+    }
     return NULL;
 }
 
-static void storm(int threads, long k)
+/* T threads touch cells 0..k-1 once, or over and over for `ms` milliseconds (0: once). */
+static void storm(int threads, long k, long ms)
 {
     pthread_t ids[64];
     pthread_barrier_t start;
-    struct storm s = {k, &start};
+    struct storm s = {k, &start, 0, ms > 0};
     if (threads > 64)
         threads = 64;
     pthread_barrier_init(&start, NULL, (unsigned)threads);
     for (int i = 0; i < threads; i++)
         pthread_create(&ids[i], NULL, storm_thread, &s);
+    if (ms > 0) {
+        struct timespec pause = {ms / 1000, (ms % 1000) * 1000000};
+        nanosleep(&pause, NULL);
+        __atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
+    }
     for (int i = 0; i < threads; i++)
         pthread_join(ids[i], NULL);
     pthread_barrier_destroy(&start);
@@ -209,8 +227,8 @@ int main(void)
         accounts[i].id = i;
     while (fgets(line, sizeof line, stdin)) {
         char cmd[16] = "";
-        long a = 0, b = 0;
-        sscanf(line, "%15s %ld %ld", cmd, &a, &b);
+        long a = 0, b = 0, c = 0;
+        sscanf(line, "%15s %ld %ld %ld", cmd, &a, &b, &c);
         if (!strcmp(cmd, "dep")) {
             const char *r = deposit(account(a), b);
             if (!strcmp(r, "ok"))
@@ -222,8 +240,12 @@ int main(void)
             snprintf(out, sizeof out, "ok");
         } else if (!strcmp(cmd, "report")) {
             report(account(a), out, sizeof out);
+        } else if (!strcmp(cmd, "storm") && c > 0) {
+            long before = touch_total;
+            storm((int)a, b, c);
+            snprintf(out, sizeof out, "done %ld", touch_total - before);
         } else if (!strcmp(cmd, "storm")) {
-            storm((int)a, b);
+            storm((int)a, b, 0);
             snprintf(out, sizeof out, "done");
         } else if (!strcmp(cmd, "touches")) {
             touches(a, out, sizeof out);
