@@ -717,6 +717,7 @@ fn target_made_names_and_records_never_panic_and_print_escaped() {
         unwind_registration: None,
         llvm_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![],
     };
     let record = body.encode(lpkg_applier::State::Applied);
@@ -881,6 +882,7 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         unwind_registration: None,
         llvm_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![lpkg_applier::Entry {
             function: "compute".into(),
             address: compute,

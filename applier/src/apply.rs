@@ -741,6 +741,8 @@ fn check_in_target(
 struct Loaded {
     module_address: u64,
     record_address: u64,
+    /// Check routines (module symbol, address), in manifest order.
+    checks: Vec<(String, u64)>,
     /// Init routines (module symbol, address), in manifest order.
     init: Vec<(String, u64)>,
 }
@@ -777,7 +779,9 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
             .map(|r| Ok((r.module_symbol.clone(), symbol(&r.module_symbol)?)))
             .collect()
     };
+    let checks = routines(RoutineKind::Check)?;
     let init = routines(RoutineKind::Init)?;
+    let shadow_slot = image.symbols.get(lpkg_format::SHADOW_TABLE_SYMBOL).copied();
     let exits = routines(RoutineKind::Exit)?
         .into_iter()
         .map(|(_, a)| a)
@@ -812,10 +816,18 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         unwind_registration,
         llvm_registration,
         exit_routines: exits,
+        shadows: shadow_slot.is_some(),
         entries: plan.entries.clone(),
     };
     plan.mem.write(module_address, &image.bytes)?;
     tracee.stop_one()?;
+    if let Some(slot) = shadow_slot {
+        let (area, mapped) = crate::shadows::find_or_map(tracee, &plan.mem)?;
+        if mapped {
+            rollback.mapping(area, crate::shadows::AREA_SIZE);
+        }
+        plan.mem.write(slot, &area.to_le_bytes())?;
+    }
     let record_address = write_record(plan, tracee, rollback, &body)?;
     protect(tracee, &image)?;
     if let (true, Some(unwinders)) = (body.registrations().any(), &plan.unwinders) {
@@ -828,6 +840,7 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     Ok(Loaded {
         module_address,
         record_address,
+        checks,
         init,
     })
 }
@@ -856,7 +869,7 @@ fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
         .manifest
         .routines
         .iter()
-        .any(|r| r.kind == RoutineKind::Init);
+        .any(|r| matches!(r.kind, RoutineKind::Check | RoutineKind::Init));
     if registers || inits {
         tracee.map_call_trampoline()?;
     } else {
@@ -1013,6 +1026,16 @@ fn switch(
     let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
     checkpoint::apply_step("apply:stopped")?;
     let paused = Instant::now();
+    // Before anything leads into the module: a veto leaves the target as it was.
+    for (name, address) in &loaded.checks {
+        let value = tracee.call(*address, &[], plan.options.timeout)? as i32 as i64;
+        if value != 0 {
+            return Err(Error::CheckRefused {
+                routine: name.clone(),
+                value,
+            });
+        }
+    }
     let state = loaded.record_address + STATE_OFFSET;
     plan.mem
         .write(state, &State::Switching.word().to_le_bytes())?;

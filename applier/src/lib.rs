@@ -23,6 +23,7 @@ mod records;
 mod registration;
 mod reloc;
 mod revert;
+mod shadows;
 mod spans;
 pub mod status;
 mod target;

@@ -116,6 +116,11 @@ pub struct RecordBody {
     /// Exit routines to run on revert, as addresses in the module.
     #[serde(default)]
     pub exit_routines: Vec<u64>,
+    /// Whether the module uses the process's shadow area (carries the shadow-variable
+    /// runtime): revert unmaps the area once no record with this flag is left. Absent when
+    /// false, so records of packages without shadows stay what older readers read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadows: bool,
     /// Every entry overwritten with a jump.
     #[serde(default, rename = "entry")]
     pub entries: Vec<Entry>,
@@ -404,6 +409,7 @@ mod tests {
                 remove: 0x7f00_0000_2000,
             }),
             exit_routines: vec![],
+            shadows: true,
             entries: vec![Entry {
                 function: "f".into(),
                 address: 0x1000,

@@ -342,7 +342,11 @@ pub(crate) fn recover(
                 }
                 tracee.munmap(body.module_address, body.module_len)?;
                 checkpoint::reached("revert:module-unmapped");
-                Ok(tracee.munmap(record.address, record.len)?)
+                tracee.munmap(record.address, record.len)?;
+                if body.shadows {
+                    crate::shadows::release_if_unused(&mut tracee)?;
+                }
+                Ok(())
             })();
             tracee.detach()?;
             unmapped?;
