@@ -1,6 +1,7 @@
-//! Packages record their machine (`x86_64` or `i386`): `inspect` and `verify` show it, and
+//! Packages record their machine (`x86_64` or `i386`): `inspect` and `verify` show it,
 //! `apply` refuses a package for another machine than the process runs, with exit code 4,
-//! before anything in the process changes. Real processes of both machines, started here.
+//! before anything in the process changes, and applies it to a process of its own machine.
+//! Real processes of both machines, started here.
 
 mod common;
 
@@ -136,15 +137,22 @@ fn a_package_for_another_machine_is_refused_both_ways() {
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", process.pid())).unwrap();
         assert!(!maps.contains("lpkg"), "{maps}");
     }
-    // The x86_64 package still applies to its own machine's process.
-    let run = s.run(&[
-        "apply",
-        "--pid",
-        &process64.pid(),
-        "--trust",
-        public.to_str().unwrap(),
-        package64.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(process64.ask("7"), "21");
+    // Each package applies to its own machine's process, and reverts.
+    for (package, process) in [(&package64, &mut process64), (&package32, &mut process32)] {
+        let run = s.run(&[
+            "apply",
+            "--pid",
+            &process.pid(),
+            "--trust",
+            public.to_str().unwrap(),
+            package.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(process.ask("7"), "21");
+        let run = s.run(&["revert", "--pid", &process.pid()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(process.ask("7"), "14");
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", process.pid())).unwrap();
+        assert!(!maps.contains("lpkg"), "{maps}");
+    }
 }

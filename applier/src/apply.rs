@@ -290,11 +290,6 @@ fn apply_verified(
     finish(&plan, switched, tracee, rollback)
 }
 
-/// The machines whose processes lpkg applies packages to. The builder and the linker handle
-/// i386 too; applying to a 32-bit process waits for the kernel side of issue 18 (a compat
-/// tracee, `int $0x80` system calls, i386 remote calls and signal frames).
-const LIVE_MACHINES: &[Machine] = &[Machine::X86_64];
-
 /// Refuses a package for another machine than the process runs (or than lpkg patches), before
 /// anything in the process is touched; and a package whose module is for another machine
 /// than its manifest says.
@@ -324,11 +319,6 @@ fn check_machine(pid: Pid, package: &Package) -> Result<(), Error> {
         return Err(Error::BadModule(format!(
             "the patch module is for {}, the manifest for {named}",
             module.name()
-        )));
-    }
-    if !LIVE_MACHINES.contains(&machine) {
-        return Err(wrong(format!(
-            "and lpkg cannot apply packages to {named} processes yet"
         )));
     }
     Ok(())
@@ -388,8 +378,10 @@ fn prepare<'a>(
         check_no_downgrade(pid, manifest, &applied)?;
     }
     let mem = Mem::open(pid)?;
-    if let Some(first) = wait_for_loader(pid, &resolver, &mem, options.timeout)? {
-        resolver.search_in_loader_order(&loaded_objects(&mem, first));
+    let pointer_size = lpkg_kernel::arch::Arch::of_process(pid)?.pointer_size();
+    let loader = wait_for_loader(pid, &resolver, &mem, pointer_size, options.timeout)?;
+    if let Some(first) = loader {
+        resolver.search_in_loader_order(&loaded_objects(&mem, first, pointer_size));
     }
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
@@ -422,34 +414,28 @@ fn prepare<'a>(
 /// caught right after its exec (by `lpkg daemon`, or `--pid all`) may still be in ld.so, whose
 /// libraries' IFUNC resolvers and code lpkg must not call before their relocation. glibc's
 /// `_r_debug` (ld.so's debugger interface) says `RT_CONSISTENT` once they are; a process without
-/// one (static) has nothing to wait for.
+/// one (static) has nothing to wait for. The process's pointers are `pointer` bytes.
 fn wait_for_loader(
     pid: Pid,
     resolver: &target::Resolver,
     mem: &Mem,
+    pointer: usize,
     timeout: Duration,
 ) -> Result<Option<u64>, Error> {
-    /// `r_version` (int), `r_map` (pointer) and `r_state` (enum) of `struct r_debug`.
-    const VERSION: usize = 0;
-    const MAP: usize = 8;
-    const STATE: usize = 24;
-    const RT_CONSISTENT: u32 = 0;
+    // `struct r_debug`: `r_version` (int, padded to a pointer), `r_map`, `r_brk` (pointers),
+    // `r_state` (enum).
+    let (version, map, state) = (0, pointer, 3 * pointer);
+    const RT_CONSISTENT: u64 = 0;
     let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
         return Ok(None);
     };
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {
-        let bytes = mem.read(r_debug, STATE + 4)?;
-        let word = |at: usize, len: usize| {
-            bytes[at..at + len]
-                .iter()
-                .rev()
-                .fold(0u64, |v, &b| v << 8 | u64::from(b))
-        };
-        if word(VERSION, 4) >= 1 && word(MAP, 8) != 0 && word(STATE, 4) == u64::from(RT_CONSISTENT)
-        {
-            return Ok(Some(word(MAP, 8)));
+        let bytes = mem.read(r_debug, state + 4)?;
+        let word = |at: usize, len: usize| le_word(&bytes[at..at + len]);
+        if word(version, 4) >= 1 && word(map, pointer) != 0 && word(state, 4) == RT_CONSISTENT {
+            return Ok(Some(word(map, pointer)));
         }
         if started.elapsed() >= timeout {
             return Err(Error::StillLoading { pid });
@@ -462,24 +448,27 @@ fn wait_for_loader(
 /// The addresses of the dynamic sections of the objects on the dynamic loader's list that
 /// starts at `first` (`struct link_map`: `l_ld` and `l_next`), in its order: the order in
 /// which it looks symbols up. The list is the target's: at most `LIMIT` entries are read,
-/// and a read that fails ends it.
-fn loaded_objects(mem: &Mem, first: u64) -> Vec<u64> {
-    const L_LD: usize = 16;
-    const L_NEXT: usize = 24;
+/// and a read that fails ends it. The process's pointers are `pointer` bytes.
+fn loaded_objects(mem: &Mem, first: u64, pointer: usize) -> Vec<u64> {
+    // `struct link_map` starts with four pointers: `l_addr`, `l_name`, `l_ld`, `l_next`.
+    let (l_ld, l_next) = (2 * pointer, 3 * pointer);
     const LIMIT: usize = 4096;
     let mut dynamic = Vec::new();
     let mut at = first;
     while at != 0 && dynamic.len() < LIMIT {
-        let Ok(bytes) = mem.read(at, L_NEXT + 8) else {
+        let Ok(bytes) = mem.read(at, l_next + pointer) else {
             break;
         };
-        let word = |offset: usize| {
-            u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
-        };
-        dynamic.push(word(L_LD));
-        at = word(L_NEXT);
+        let word = |offset: usize| le_word(&bytes[offset..offset + pointer]);
+        dynamic.push(word(l_ld));
+        at = word(l_next);
     }
     dynamic
+}
+
+/// `bytes` (at most 8) as a little-endian number.
+fn le_word(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
 }
 
 /// The functions of the target whose calls an applied package leads to its new code (too
@@ -826,7 +815,9 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         if mapped {
             rollback.mapping(area, crate::shadows::AREA_SIZE);
         }
-        plan.mem.write(slot, &area.to_le_bytes())?;
+        // A pointer of the process: 4 bytes in a 32-bit one.
+        let pointer = tracee.arch().pointer_size();
+        plan.mem.write(slot, &area.to_le_bytes()[..pointer])?;
     }
     let record_address = write_record(plan, tracee, rollback, &body)?;
     protect(tracee, &image)?;

@@ -273,11 +273,14 @@ impl Error {
         )
     }
 
-    /// The package does not fit this process: another binary, or code someone else changed.
+    /// The package does not fit this process: another binary or machine (a program of an
+    /// architecture lpkg does not patch too, like a machine mismatch), or code someone else
+    /// changed.
     pub fn is_mismatch(&self) -> bool {
         matches!(
             self,
-            Error::WrongTarget { .. }
+            Error::Process(lpkg_kernel::Error::UnsupportedArch { .. })
+                | Error::WrongTarget { .. }
                 | Error::WrongMachine { .. }
                 | Error::BadManifest { .. }
                 | Error::Downgrade { .. }
@@ -290,5 +293,25 @@ impl Error {
                 | Error::MissingRequirement { .. }
                 | Error::CheckRefused { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// A process of an architecture lpkg does not patch (x32, ARM under binfmt...) exits like
+    /// a package for another machine (code 4).
+    #[test]
+    fn an_unsupported_architecture_is_a_mismatch() {
+        let error = Error::Process(lpkg_kernel::Error::UnsupportedArch {
+            pid: 1,
+            class: 1,
+            machine: 62,
+        });
+        assert!(error.is_mismatch());
+        assert!(!error.is_gone() && !error.is_rejection());
+        let other = Error::Process(lpkg_kernel::Error::NoSuchProcess { pid: 1 });
+        assert!(!other.is_mismatch());
     }
 }

@@ -207,7 +207,7 @@ pub fn bodies(
                 .bytes
                 .get(at as usize..at.checked_add(eh_frame_len)? as usize)
         })
-        .map(|bytes| ObjectFrames::of_eh_frame(bytes, eh_frame));
+        .map(|bytes| ObjectFrames::of_eh_frame(bytes, eh_frame, address_size(module)));
     let mut alike = Vec::new();
     for c in candidates {
         let new = frames
@@ -242,6 +242,14 @@ pub fn bodies(
         }
     }
     (bodies, jumps)
+}
+
+/// Bytes of an address in the ELF file `module`: 4 in an ELF32 one, 8 otherwise.
+fn address_size(module: &[u8]) -> u8 {
+    match object::File::parse(module).map(|f| f.is_64()) {
+        Ok(false) => 4,
+        _ => 8,
+    }
 }
 
 /// The bytes of the target file `target_file` at link-time address `address`.

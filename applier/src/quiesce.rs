@@ -33,7 +33,7 @@ pub fn stop_clear(
     timeout: Duration,
 ) -> Result<Attempts, Error> {
     // Parse the CFI while the process still runs: the stopped time is only stack copies.
-    let mut cfi = CfiCache::load(tracee.pid())?;
+    let mut cfi = CfiCache::load(tracee.pid(), tracee.arch())?;
     let started = Instant::now();
     let deadline = started + timeout.min(lpkg_kernel::MAX_TIMEOUT);
     // Short at first: a retry on a hot function stops one thread for a few microseconds.

@@ -335,12 +335,19 @@ pub(crate) fn recover(
             // calls are not in the others' pause.
             tracee.detach_others_first(&running)?;
             let unmapped = (|| -> Result<(), Error> {
-                if body.registrations().any() {
+                // A revert killed once it unmapped the module had taken its CFI out of the
+                // unwinders first; the state words that say so went with the module (and
+                // what the process mapped there since is its own).
+                let module_mapped =
+                    (lpkg_kernel::maps::read(pid)?.iter()).any(|m| m.contains(body.module_address));
+                if module_mapped && body.registrations().any() {
                     body.registrations()
                         .deregister(&mut tracee, &mem, timeout)?;
                     checkpoint::reached("revert:deregistered");
                 }
-                tracee.munmap(body.module_address, body.module_len)?;
+                if module_mapped {
+                    tracee.munmap(body.module_address, body.module_len)?;
+                }
                 checkpoint::reached("revert:module-unmapped");
                 tracee.munmap(record.address, record.len)?;
                 if body.shadows {

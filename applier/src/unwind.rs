@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use gimli::{
     BaseAddresses, CfaRule, CieOrFde, EhFrame, EhFrameHdr, EndianArcSlice, FrameDescriptionEntry,
-    LittleEndian, ParsedEhFrameHdr, Register, RegisterRule, UnwindContext, UnwindSection,
+    LittleEndian, ParsedEhFrameHdr, Register, RegisterRule, UnwindContext, UnwindExpression,
+    UnwindSection,
 };
-use lpkg_kernel::arch::current::{
-    Registers, CLONE_SYSCALLS, DWARF_RA, DWARF_SP, DWARF_TRACKED, GREGS_DWARF, RESTORE_RT, UC_GREGS,
-};
+use lpkg_kernel::arch::current::DWARF_TRACKED;
+use lpkg_kernel::arch::{Arch, Registers, SignalFrameFacts, UnwindFacts};
 use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{maps, objects, stack, Pid};
 use object::{Object, ObjectSection, ObjectSegment};
@@ -37,9 +37,6 @@ pub const STACK_WINDOW: usize = 256 * 1024;
 const MAX_FRAMES: usize = 4096;
 /// Largest `.eh_frame` read from a patch module in the target.
 const MAX_MODULE_EH_FRAME: u64 = 16 << 20;
-
-const SP: usize = DWARF_SP as usize;
-const RA: usize = DWARF_RA as usize;
 
 /// The CFI of one object mapped in the target, indexed by address.
 struct ObjectCfi {
@@ -71,6 +68,8 @@ enum FdeIndex {
 struct CfiSections {
     /// Link-time address of the first segment (page-aligned).
     first_load: u64,
+    /// Bytes of an address: 8 in an ELF64 file, 4 in an ELF32 one.
+    address_size: u8,
     eh_frame: Arc<[u8]>,
     eh_frame_address: u64,
     /// `.eh_frame_hdr` and its link-time address.
@@ -82,12 +81,14 @@ impl CfiSections {
     fn read<'data>(data: impl object::ReadRef<'data>) -> Option<CfiSections> {
         let file = object::File::parse(data).ok()?;
         let first_load = file.segments().map(|s| s.address()).min().unwrap_or(0) & !0xfff;
+        let address_size = if file.is_64() { 8 } else { 4 };
         let section = file.section_by_name(".eh_frame")?;
         let eh_frame_hdr = file
             .section_by_name(".eh_frame_hdr")
             .and_then(|hdr| Some((hdr.data().ok()?.into(), hdr.address())));
         Some(CfiSections {
             first_load,
+            address_size,
             eh_frame: section.data().ok()?.into(),
             eh_frame_address: section.address(),
             eh_frame_hdr,
@@ -123,13 +124,14 @@ impl ObjectCfi {
         let mut cfi = ObjectCfi::unindexed(
             sections.eh_frame.clone(),
             sections.eh_frame_address,
+            sections.address_size,
             bias,
             ranges,
         );
         let table = sections.eh_frame_hdr.as_ref().and_then(|(bytes, address)| {
             cfi.bases = cfi.bases.clone().set_eh_frame_hdr(*address);
             let parsed = EhFrameHdr::from(Reader::new(bytes.clone(), LittleEndian))
-                .parse(&cfi.bases, 8)
+                .parse(&cfi.bases, sections.address_size)
                 .ok()?;
             parsed.table().is_some().then_some(parsed)
         });
@@ -143,20 +145,34 @@ impl ObjectCfi {
         cfi
     }
 
-    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address`, every FDE
-    /// indexed.
-    fn from_eh_frame(bytes: Vec<u8>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
-        let mut cfi = ObjectCfi::unindexed(bytes.into(), address, bias, ranges);
+    /// The CFI in `bytes`, an `.eh_frame` section at link-time address `address` whose
+    /// addresses are `address_size` bytes, every FDE indexed.
+    fn from_eh_frame(
+        bytes: Vec<u8>,
+        address: u64,
+        address_size: u8,
+        bias: u64,
+        ranges: Vec<Range<u64>>,
+    ) -> Self {
+        let mut cfi = ObjectCfi::unindexed(bytes.into(), address, address_size, bias, ranges);
         cfi.index = FdeIndex::Sorted(cfi.all_fdes());
         cfi
     }
 
-    fn unindexed(bytes: Arc<[u8]>, address: u64, bias: u64, ranges: Vec<Range<u64>>) -> Self {
+    fn unindexed(
+        bytes: Arc<[u8]>,
+        address: u64,
+        address_size: u8,
+        bias: u64,
+        ranges: Vec<Range<u64>>,
+    ) -> Self {
+        let mut eh_frame = EhFrame::from(Reader::new(bytes, LittleEndian));
+        eh_frame.set_address_size(address_size);
         ObjectCfi {
             ranges,
             bias,
             moved: Vec::new(),
-            eh_frame: EhFrame::from(Reader::new(bytes, LittleEndian)),
+            eh_frame,
             bases: BaseAddresses::default().set_eh_frame(address),
             index: FdeIndex::Sorted(Vec::new()),
         }
@@ -289,11 +305,12 @@ impl ObjectFrames {
     }
 
     /// The CFI in an `.eh_frame` section (`bytes`) at `address`, as linked into a patch
-    /// module.
-    pub fn of_eh_frame(bytes: &[u8], address: u64) -> ObjectFrames {
+    /// module whose addresses are `address_size` bytes.
+    pub fn of_eh_frame(bytes: &[u8], address: u64, address_size: u8) -> ObjectFrames {
         ObjectFrames(ObjectCfi::from_eh_frame(
             bytes.to_vec(),
             address,
+            address_size,
             0,
             Vec::new(),
         ))
@@ -350,10 +367,20 @@ impl ObjectCfi {
 
 /// Where a walk reads the memory of the stopped thread.
 trait Memory {
-    /// The 8 bytes at `address`, if readable.
-    fn u64(&mut self, address: u64) -> Option<u64>;
-    /// Whether the code at `pc` is `__restore_rt` (a signal handler returns there).
-    fn is_restore_rt(&mut self, pc: u64) -> bool;
+    /// The little-endian word of `size` bytes (at most 8) at `address`, if readable.
+    fn word(&mut self, address: u64, size: u8) -> Option<u64>;
+    /// The signal frame whose restorer's code is at `pc` (a signal handler returns there), of
+    /// the `frames` of the thread's architecture.
+    fn signal_frame(
+        &mut self,
+        pc: u64,
+        frames: &'static [SignalFrameFacts],
+    ) -> Option<&'static SignalFrameFacts>;
+}
+
+/// `bytes` (at most 8) as a little-endian word.
+fn le_word(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
 }
 
 /// A copy of the stack from `sp`, and the target itself for anything outside it.
@@ -361,26 +388,32 @@ struct TargetMemory<'a> {
     mem: &'a Mem,
     sp: u64,
     window: &'a [u8],
-    trampolines: &'a mut HashMap<u64, bool>,
+    trampolines: &'a mut HashMap<u64, Option<&'static SignalFrameFacts>>,
 }
 
 impl Memory for TargetMemory<'_> {
-    fn u64(&mut self, address: u64) -> Option<u64> {
-        match slice_u64(self.window, self.sp, address) {
+    fn word(&mut self, address: u64, size: u8) -> Option<u64> {
+        match slice_word(self.window, self.sp, address, size) {
             Some(value) => Some(value),
             // Outside the copy (a sigaltstack, a frame past the window): ask the target.
             None => self
                 .mem
-                .read(address, 8)
+                .read(address, usize::from(size.min(8)))
                 .ok()
-                .map(|b| u64::from_le_bytes(b.try_into().expect("read returns all bytes"))),
+                .map(|b| le_word(&b)),
         }
     }
 
-    fn is_restore_rt(&mut self, pc: u64) -> bool {
+    fn signal_frame(
+        &mut self,
+        pc: u64,
+        frames: &'static [SignalFrameFacts],
+    ) -> Option<&'static SignalFrameFacts> {
         let mem = self.mem;
         *self.trampolines.entry(pc).or_insert_with(|| {
-            mem.read(pc, RESTORE_RT.len()).ok().as_deref() == Some(&RESTORE_RT[..])
+            frames
+                .iter()
+                .find(|f| mem.read(pc, f.restorer.len()).ok().as_deref() == Some(f.restorer))
         })
     }
 }
@@ -392,12 +425,17 @@ struct SliceMemory<'a> {
 }
 
 impl Memory for SliceMemory<'_> {
-    fn u64(&mut self, address: u64) -> Option<u64> {
-        slice_u64(self.bytes, self.base, address)
+    fn word(&mut self, address: u64, size: u8) -> Option<u64> {
+        slice_word(self.bytes, self.base, address, size)
     }
 
-    fn is_restore_rt(&mut self, pc: u64) -> bool {
-        slice_at(self.bytes, self.base, pc, RESTORE_RT.len()) == Some(&RESTORE_RT[..])
+    fn signal_frame(
+        &mut self,
+        pc: u64,
+        frames: &'static [SignalFrameFacts],
+    ) -> Option<&'static SignalFrameFacts> {
+        (frames.iter())
+            .find(|f| slice_at(self.bytes, self.base, pc, f.restorer.len()) == Some(f.restorer))
     }
 }
 
@@ -406,10 +444,13 @@ fn slice_at(bytes: &[u8], base: u64, address: u64, len: usize) -> Option<&[u8]> 
     bytes.get(start..start.checked_add(len)?)
 }
 
-fn slice_u64(bytes: &[u8], base: u64, address: u64) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        slice_at(bytes, base, address, 8)?.try_into().ok()?,
-    ))
+fn slice_word(bytes: &[u8], base: u64, address: u64, size: u8) -> Option<u64> {
+    Some(le_word(slice_at(
+        bytes,
+        base,
+        address,
+        usize::from(size.min(8)),
+    )?))
 }
 
 /// The CFI of every object of a process, loaded before the process is stopped.
@@ -420,8 +461,9 @@ pub struct CfiCache {
     objects: Vec<ObjectCfi>,
     stacks: Vec<maps::MapEntry>,
     ctx: UnwindContext<usize>,
-    /// Whether the code at an address is `__restore_rt`, asked of the target once each.
-    trampolines: HashMap<u64, bool>,
+    /// The signal frame whose restorer's code is at an address (`__restore_rt`...), if any,
+    /// asked of the target once each.
+    trampolines: HashMap<u64, Option<&'static SignalFrameFacts>>,
 }
 
 /// One frame of a thread: where it executes (frame 0) or will return to.
@@ -505,8 +547,9 @@ fn complete(frames: Vec<Frame>) -> Backtrace {
 
 impl CfiCache {
     /// Parses the `.eh_frame` of every ELF object, of the vDSO and of every lpkg patch module
-    /// mapped in `pid`.
-    pub fn load(pid: Pid) -> Result<CfiCache, crate::Error> {
+    /// mapped in `pid`, a process of architecture `arch` (its patch modules' addresses are
+    /// that size).
+    pub fn load(pid: Pid, arch: Arch) -> Result<CfiCache, crate::Error> {
         let mem = Mem::open(pid)?;
         let mut found = Vec::new();
         for object in objects::mapped_objects(pid)? {
@@ -548,7 +591,9 @@ impl CfiCache {
                 continue;
             }
             if let Ok(bytes) = mem.read(address, len as usize) {
-                let mut cfi = ObjectCfi::from_eh_frame(bytes, address, 0, vec![module]);
+                let address_size = arch.unwind().address_size;
+                let mut cfi =
+                    ObjectCfi::from_eh_frame(bytes, address, address_size, 0, vec![module]);
                 // New code written in place is described by its FDE in the module.
                 cfi.moved = body
                     .entries
@@ -596,7 +641,7 @@ impl CfiCache {
                 .wrapping_add(*offset as u64),
             CfaRule::Expression(_) => return None,
         };
-        match row.register(Register(RA as u16)) {
+        match row.register(Register(regs.1.unwind().ra)) {
             RegisterRule::Offset(o) => Some(cfa.wrapping_add(o as u64)),
             _ => None,
         }
@@ -635,6 +680,7 @@ pub fn backtrace_from_bytes(
     let objects = [ObjectCfi::from_eh_frame(
         eh_frame.to_vec(),
         eh_frame_address,
+        regs.1.unwind().address_size,
         0,
         vec![code],
     )];
@@ -652,6 +698,7 @@ fn walk(
     regs: &Registers,
     memory: &mut dyn Memory,
 ) -> Backtrace {
+    let facts = regs.1.unwind();
     let mut reg: Regs = regs.dwarf().map(Some);
     let mut frames = vec![Frame {
         pc: regs.pc(),
@@ -679,15 +726,16 @@ fn walk(
             }
             _ => false,
         };
-        let step = if !frame.executing && !ordinary && memory.is_restore_rt(pc) {
-            signal_frame(&reg, memory)
-        } else {
-            match (object, fde) {
-                (None, _) => Step::Stuck(Stuck::OutsideObjects),
-                (Some(_), None) => frame_without_cfi(frames.len(), regs, &reg, memory),
-                (Some(object), Some(fde)) => {
-                    frame_with_cfi(object, &fde, ctx, lookup, &reg, memory)
-                }
+        let signal = match !frame.executing && !ordinary {
+            true => memory.signal_frame(pc, facts.signal_frames),
+            false => None,
+        };
+        let step = match (signal, object, fde) {
+            (Some(signal), _, _) => signal_frame(facts, signal, &reg, memory),
+            (None, None, _) => Step::Stuck(Stuck::OutsideObjects),
+            (None, Some(_), None) => frame_without_cfi(frames.len(), regs, &reg, memory),
+            (None, Some(object), Some(fde)) => {
+                frame_with_cfi(facts, object, &fde, ctx, lookup, &reg, memory)
             }
         };
         match step {
@@ -716,17 +764,26 @@ enum Step {
     Stuck(Stuck),
 }
 
-/// A signal frame: the interrupted context is saved in the ucontext at sp.
-fn signal_frame(reg: &Regs, memory: &mut dyn Memory) -> Step {
-    let Some(sp) = reg[SP] else {
+/// A signal frame of kind `signal`: the interrupted registers are saved above sp.
+fn signal_frame(
+    facts: &UnwindFacts,
+    signal: &SignalFrameFacts,
+    reg: &Regs,
+    memory: &mut dyn Memory,
+) -> Step {
+    let Some(sp) = reg[usize::from(facts.sp)] else {
         return Step::Stuck(Stuck::BadSignalFrame);
     };
     let mut next = *reg;
-    let gregs = sp.wrapping_add(UC_GREGS);
-    for (slot, dwarf) in GREGS_DWARF {
-        next[dwarf as usize] = memory.u64(gregs.wrapping_add(slot * 8));
+    let saved = sp.wrapping_add(signal.regs_at);
+    let size = signal.slot_size;
+    for &(slot, dwarf) in signal.slots {
+        let at = saved.wrapping_add(slot.wrapping_mul(u64::from(size)));
+        if let Some(register) = next.get_mut(usize::from(dwarf)) {
+            *register = memory.word(at, size);
+        }
     }
-    match next[RA] {
+    match next[usize::from(facts.ra)] {
         Some(pc) if pc != 0 => Step::Caller(
             next,
             Frame {
@@ -744,32 +801,88 @@ fn frame_without_cfi(depth: usize, regs: &Registers, reg: &Regs, memory: &mut dy
     if depth > 1 {
         return Step::Stuck(Stuck::NoCfi);
     }
+    let facts = regs.1.unwind();
+    let (sp, ra) = (usize::from(facts.sp), usize::from(facts.ra));
     // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is either
     // newborn (rax 0: its root) or the parent about to `ret` (a leaf).
     if regs
         .syscall_nr()
-        .is_some_and(|nr| CLONE_SYSCALLS.contains(&nr))
+        .is_some_and(|nr| facts.clone_syscalls.contains(&nr))
         && regs.return_value() == 0
     {
         return Step::Root;
     }
-    let Some(ra) = reg[SP].and_then(|sp| memory.u64(sp)).filter(|&ra| ra != 0) else {
+    let size = facts.address_size;
+    let Some(address) = reg[sp]
+        .and_then(|sp| memory.word(sp, size))
+        .filter(|&a| a != 0)
+    else {
         return Step::Stuck(Stuck::NoCfi);
     };
     let mut next = *reg;
-    next[SP] = reg[SP].map(|sp| sp.wrapping_add(8));
-    next[RA] = Some(ra);
+    next[sp] = reg[sp].map(|sp| sp.wrapping_add(u64::from(size)));
+    next[ra] = Some(address);
     Step::Caller(
         next,
         Frame {
-            pc: ra,
+            pc: address,
             executing: false,
         },
     )
 }
 
+/// Steps of a DWARF expression evaluated at most (the target's CFI may loop).
+const MAX_EXPRESSION_STEPS: u32 = 1000;
+
+/// The address DWARF expression `expression` computes with the registers `reg` (and `cfa`
+/// pushed first, for a register rule); `None` when it needs anything else, fails, or runs
+/// too long.
+fn evaluate(
+    expression: gimli::Expression<Reader>,
+    encoding: gimli::Encoding,
+    cfa: Option<u64>,
+    reg: &Regs,
+    memory: &mut dyn Memory,
+) -> Option<u64> {
+    use gimli::{EvaluationResult, Location, Value};
+    let mut evaluation = expression.evaluation(encoding);
+    evaluation.set_max_iterations(MAX_EXPRESSION_STEPS);
+    if let Some(cfa) = cfa {
+        evaluation.set_initial_value(cfa);
+    }
+    let mut state = evaluation.evaluate().ok()?;
+    for _ in 0..MAX_EXPRESSION_STEPS {
+        let value = match state {
+            EvaluationResult::Complete => break,
+            EvaluationResult::RequiresMemory { address, size, .. } => {
+                Value::Generic(memory.word(address, size)?)
+            }
+            EvaluationResult::RequiresRegister { register, .. } => {
+                Value::Generic(reg.get(usize::from(register.0)).copied().flatten()?)
+            }
+            _ => return None,
+        };
+        state = match state {
+            EvaluationResult::RequiresMemory { .. } => evaluation.resume_with_memory(value),
+            _ => evaluation.resume_with_register(value),
+        }
+        .ok()?;
+    }
+    if !matches!(state, EvaluationResult::Complete) {
+        return None;
+    }
+    match evaluation.result().as_slice() {
+        [piece] => match piece.location {
+            Location::Address { address } => Some(address),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// A frame that the CFI row for `lookup` in `fde` of `object` describes.
 fn frame_with_cfi(
+    facts: &UnwindFacts,
     object: &ObjectCfi,
     fde: &FrameDescriptionEntry<Reader>,
     ctx: &mut UnwindContext<usize>,
@@ -785,6 +898,13 @@ fn frame_with_cfi(
     ) else {
         return Step::Stuck(Stuck::CfiUnreadable);
     };
+    let (sp, ra, size) = (
+        usize::from(facts.sp),
+        usize::from(facts.ra),
+        facts.address_size,
+    );
+    let encoding = fde.cie().encoding();
+    let expression = |e: &UnwindExpression<usize>| e.get(&object.eh_frame).ok();
     let cfa = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => {
             match reg.get(register.0 as usize).copied().flatten() {
@@ -792,38 +912,52 @@ fn frame_with_cfi(
                 None => return Step::Stuck(Stuck::CfaRegisterUnknown),
             }
         }
-        CfaRule::Expression(_) => return Step::Stuck(Stuck::CfaExpression),
+        // i386 `main` realigns its stack: its CFA is read from the frame (`ebp - 4`, deref).
+        CfaRule::Expression(e) => {
+            match expression(e).and_then(|e| evaluate(e, encoding, None, reg, memory)) {
+                Some(cfa) => cfa,
+                None => return Step::Stuck(Stuck::CfaExpression),
+            }
+        }
     };
     let mut next = *reg;
-    next[SP] = Some(cfa);
-    for n in 0..DWARF_TRACKED {
-        if n == SP {
+    next[sp] = Some(cfa);
+    for n in 0..facts.tracked.min(DWARF_TRACKED) {
+        if n == sp {
             continue;
         }
         next[n] = match row.register(Register(n as u16)) {
             // The thread's root (_start, clone): nothing called it.
-            RegisterRule::Undefined if n == RA => return Step::Root,
-            RegisterRule::Undefined => None,
+            RegisterRule::Undefined if n == ra => return Step::Root,
+            // A register the row does not name (gimli says undefined) keeps its value, as in
+            // libgcc: the caller's CFA may be computed from it (i386 `main`: `ebp`).
+            RegisterRule::Undefined => reg[n],
             RegisterRule::SameValue => reg[n],
-            RegisterRule::Offset(o) => memory.u64(cfa.wrapping_add(o as u64)),
+            RegisterRule::Offset(o) => memory.word(cfa.wrapping_add(o as u64), size),
             RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
             RegisterRule::Register(other) => reg.get(other.0 as usize).copied().flatten(),
+            RegisterRule::Expression(e) => expression(&e)
+                .and_then(|e| evaluate(e, encoding, Some(cfa), reg, memory))
+                .and_then(|at| memory.word(at, size)),
+            RegisterRule::ValExpression(e) => {
+                expression(&e).and_then(|e| evaluate(e, encoding, Some(cfa), reg, memory))
+            }
             _ => None,
         };
     }
-    let (Some(ra), Some(new_sp)) = (next[RA], next[SP]) else {
+    let (Some(address), Some(new_sp)) = (next[ra], next[sp]) else {
         return Step::Stuck(Stuck::ReturnAddressUnknown);
     };
-    if ra == 0 {
+    if address == 0 {
         return Step::Root;
     }
-    if new_sp <= reg[SP].unwrap_or(0) {
+    if new_sp <= reg[sp].unwrap_or(0) {
         return Step::Stuck(Stuck::StackDoesNotGrow);
     }
     Step::Caller(
         next,
         Frame {
-            pc: ra,
+            pc: address,
             executing: false,
         },
     )
@@ -832,6 +966,7 @@ fn frame_with_cfi(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lpkg_kernel::arch::current::{DWARF_RA, DWARF_SP, RESTORE_RT, UC_GREGS};
 
     /// A function's CFI: `(start, CFA offset from rsp)` rows, as gcc writes them for code that
     /// pushes and pops.
@@ -955,13 +1090,17 @@ mod tests {
     }
 
     impl Memory for Counting<'_> {
-        fn u64(&mut self, address: u64) -> Option<u64> {
-            self.memory.u64(address)
+        fn word(&mut self, address: u64, size: u8) -> Option<u64> {
+            self.memory.word(address, size)
         }
 
-        fn is_restore_rt(&mut self, pc: u64) -> bool {
+        fn signal_frame(
+            &mut self,
+            pc: u64,
+            frames: &'static [SignalFrameFacts],
+        ) -> Option<&'static SignalFrameFacts> {
             self.code_reads += 1;
-            self.memory.is_restore_rt(pc)
+            self.memory.signal_frame(pc, frames)
         }
     }
 
@@ -971,6 +1110,7 @@ mod tests {
         let objects = [ObjectCfi::from_eh_frame(
             eh_frame(),
             EH_FRAME_AT,
+            8,
             0,
             vec![CODE],
         )];
@@ -1031,5 +1171,104 @@ mod tests {
             [(0x1000, true), (trampoline, false), (0x1050, true)]
         );
         assert!(trace.complete(), "{:?}", trace.stopped);
+    }
+
+    /// The i386 [`eh_frame`]: CFA = esp + 4, the return address (DWARF 8) at CFA - 4.
+    fn eh_frame_i386() -> Vec<u8> {
+        let mut cie = vec![0, 0, 0, 0, 1, b'z', b'R', 0, 1, 0x7c, 8, 1, 0x1b];
+        cie.extend([0x0c, 4, 4, 0x88, 1, 0, 0, 0]); // def_cfa esp+4; offset r8 cfa-4; nops
+        let mut bytes = (cie.len() as u32).to_le_bytes().to_vec();
+        bytes.extend(cie);
+        let fde_at = bytes.len() as u64;
+        let pc_begin = CODE.start.wrapping_sub(EH_FRAME_AT + fde_at + 8) as u32;
+        let mut fde = ((fde_at + 4) as u32).to_le_bytes().to_vec();
+        fde.extend(pc_begin.to_le_bytes());
+        fde.extend(((CODE.end - CODE.start) as u32).to_le_bytes());
+        fde.extend([0, 0, 0, 0]);
+        bytes.extend((fde.len() as u32).to_le_bytes());
+        bytes.extend(fde);
+        bytes.extend([0; 4]);
+        bytes
+    }
+
+    fn regs_i386(pc: u64, sp: u64) -> Registers {
+        let mut r = Registers::zero_of(Arch::I386);
+        r.set_pc(pc);
+        r.set_sp(sp);
+        r.0.orig_rax = u64::MAX;
+        r
+    }
+
+    fn words32(values: &[u32], len: usize) -> Vec<u8> {
+        let mut bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bytes.resize(len.max(bytes.len()), 0);
+        bytes
+    }
+
+    #[test]
+    fn walks_32_bit_return_addresses_to_the_root() {
+        // Read as 8-byte words, 0x1010 and 0x1020 would make one return address.
+        let stack = words32(&[0x1010, 0x1020, 0], 0);
+        let eh = eh_frame_i386();
+        let trace = backtrace_from_bytes(&eh, EH_FRAME_AT, CODE, &regs_i386(0x1000, SP0), &stack);
+        assert_eq!(
+            pcs(&trace),
+            [(0x1000, true), (0x1010, false), (0x1020, false)]
+        );
+        assert!(trace.complete(), "{:?}", trace.stopped);
+    }
+
+    #[test]
+    fn a_32_bit_leaf_without_cfi_returns_4_bytes_up() {
+        // Frame 0 outside the FDE but inside the object's code: a leaf that pushed nothing.
+        let stack = words32(&[0x1010, 0x1020, 0], 0);
+        let code = CODE.start..CODE.end + 0x100;
+        let trace = backtrace_from_bytes(
+            &eh_frame_i386(),
+            EH_FRAME_AT,
+            code,
+            &regs_i386(0x1180, SP0),
+            &stack,
+        );
+        assert_eq!(
+            pcs(&trace),
+            [(0x1180, true), (0x1010, false), (0x1020, false)]
+        );
+        assert!(trace.complete(), "{:?}", trace.stopped);
+    }
+
+    /// Both i386 signal frames (`rt_sigframe_ia32` and the older `sigframe_ia32`): frame 0
+    /// returns to the restorer, the interrupted esp and eip are in the saved registers.
+    #[test]
+    fn i386_signal_frames_of_both_kinds_resume_at_the_interrupted_pc() {
+        let facts = Arch::I386.unwind();
+        assert_eq!(facts.signal_frames.len(), 2);
+        for signal in facts.signal_frames {
+            let trampoline = SP0 + 0x300;
+            let mut stack = words32(&[trampoline as u32], 0x400);
+            let saved = (4 + signal.regs_at) as usize;
+            let mut put = |dwarf: u16, value: u32| {
+                let &(slot, _) = signal.slots.iter().find(|&&(_, d)| d == dwarf).unwrap();
+                let at = saved + slot as usize * 4;
+                stack[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            };
+            put(facts.sp, (SP0 + 0x380) as u32);
+            put(facts.ra, 0x1050);
+            stack[0x300..0x300 + signal.restorer.len()].copy_from_slice(signal.restorer);
+            let trace = backtrace_from_bytes(
+                &eh_frame_i386(),
+                EH_FRAME_AT,
+                CODE,
+                &regs_i386(0x1000, SP0),
+                &stack,
+            );
+            assert_eq!(
+                pcs(&trace),
+                [(0x1000, true), (trampoline, false), (0x1050, true)],
+                "{:?}",
+                signal.restorer
+            );
+            assert!(trace.complete(), "{:?}", trace.stopped);
+        }
     }
 }

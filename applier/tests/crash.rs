@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use lpkg_applier::checkpoint::{APPLY_STEPS, PAUSE_VAR, REVERT_STEPS};
 use lpkg_applier::{apply, list, revert, unrecorded_modules, ApplyOptions, Selection, State};
-use util::{built, Target};
+use util::{built, built_for, Bits, Target};
 
 const OP: &str = "LPKG_CRASH_CHILD_OP";
 const PID: &str = "LPKG_CRASH_CHILD_PID";
@@ -134,7 +134,7 @@ fn expected_state(step: &str) -> Option<State> {
     }
 }
 
-fn check_after_kill(target: &mut Target, step: &str) {
+fn check_after_kill(target: &mut Target, step: &str, bits: Bits) {
     assert!(target.alive(), "target died after a kill at {step}");
     // Killed with the module mapped and no record yet: the module is found by its name.
     let orphans = unrecorded_modules(target.pid()).unwrap();
@@ -171,7 +171,7 @@ fn check_after_kill(target: &mut Target, step: &str) {
     assert!(list(target.pid()).unwrap().is_empty());
     target.wait_for(|l| l == "1 10", "old values after recovery");
     // Applying again after the interruption works, and so does a clean revert.
-    let b = built();
+    let b = built_for(bits);
     apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
     target.wait_for(|l| l == "2 20", "new values after re-apply");
     assert_eq!(unrecorded_modules(target.pid()).unwrap(), vec![]);
@@ -254,41 +254,73 @@ fn every_step(steps: &[&'static str], check: impl Fn(&str)) -> Vec<&'static str>
 }
 
 fn package_file() -> (tempfile::TempDir, std::path::PathBuf) {
+    package_file_for(Bits::M64)
+}
+
+/// The package of the target compiled for `bits`, in a file.
+fn package_file_for(bits: Bits) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fix.lpkg");
-    std::fs::write(&path, &built().package).unwrap();
+    std::fs::write(&path, &built_for(bits).package).unwrap();
     (dir, path)
 }
 
 #[test]
 fn applier_killed_at_every_apply_step_leaves_a_recoverable_target() {
-    let (_dir, package) = package_file();
+    killed_at_every_apply_step(Bits::M64);
+}
+
+#[test]
+fn applier_killed_at_every_apply_step_leaves_a_recoverable_i386_target() {
+    killed_at_every_apply_step(Bits::M32);
+}
+
+fn killed_at_every_apply_step(bits: Bits) {
+    let (_dir, package) = package_file_for(bits);
     let failed = every_step(APPLY_STEPS, |step| {
-        let mut target = Target::start(&built().exe, "plain");
+        let mut target = Target::start(&built_for(bits).exe, "plain");
         kill_at("apply", target.pid(), step, &package);
-        check_after_kill(&mut target, step);
+        check_after_kill(&mut target, step, bits);
     });
     assert!(failed.is_empty(), "failed at {failed:?}");
 }
 
 #[test]
 fn applier_killed_at_every_revert_step_leaves_a_recoverable_target() {
-    let (_dir, package) = package_file();
-    let b = built();
+    killed_at_every_revert_step(Bits::M64);
+}
+
+#[test]
+fn applier_killed_at_every_revert_step_leaves_a_recoverable_i386_target() {
+    killed_at_every_revert_step(Bits::M32);
+}
+
+fn killed_at_every_revert_step(bits: Bits) {
+    let (_dir, package) = package_file_for(bits);
+    let b = built_for(bits);
     let failed = every_step(REVERT_STEPS, |step| {
         let mut target = Target::start(&b.exe, "plain");
         apply(target.pid(), &b.package, &b.trust, &options()).unwrap();
         target.wait_for(|l| l == "2 20", "new values");
         kill_at("revert", target.pid(), step, &package);
-        check_after_kill(&mut target, step);
+        check_after_kill(&mut target, step, bits);
     });
     assert!(failed.is_empty(), "failed at {failed:?}");
 }
 
 #[test]
 fn kill_right_after_an_injected_syscall() {
-    let (_dir, package) = package_file();
-    let b = built();
+    kill_after_injected_syscall(Bits::M64);
+}
+
+#[test]
+fn kill_right_after_an_injected_syscall_in_an_i386_target() {
+    kill_after_injected_syscall(Bits::M32);
+}
+
+fn kill_after_injected_syscall(bits: Bits) {
+    let (_dir, package) = package_file_for(bits);
+    let b = built_for(bits);
     let failed = every_step(AFTER_INJECTED_SYSCALL, |step| {
         let mut target = Target::start(&b.exe, "plain");
         if step.starts_with("revert") {
@@ -296,7 +328,7 @@ fn kill_right_after_an_injected_syscall() {
         }
         let op = step.split(':').next().unwrap();
         kill_at(op, target.pid(), step, &package);
-        check_after_kill(&mut target, step);
+        check_after_kill(&mut target, step, bits);
     });
     assert!(failed.is_empty(), "failed at {failed:?}");
 }

@@ -5,7 +5,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use lpkg_applier::{apply, revert, ApplyOptions, Error, Selection};
-use util::{built, Target};
+use util::{built, built_for, Bits, Target};
 
 fn options(timeout_ms: u64) -> ApplyOptions {
     ApplyOptions {
@@ -31,7 +31,16 @@ fn assert_untouched(target: &mut Target) {
 
 #[test]
 fn plain_apply_switches_both_functions_and_revert_restores_them() {
-    let b = built();
+    plain_apply_switches_both_functions_and_revert_restores_them_for(Bits::M64);
+}
+
+#[test]
+fn plain_apply_switches_both_functions_and_revert_restores_them_in_i386() {
+    plain_apply_switches_both_functions_and_revert_restores_them_for(Bits::M32);
+}
+
+fn plain_apply_switches_both_functions_and_revert_restores_them_for(bits: Bits) {
+    let b = built_for(bits);
     let target = Target::start(&b.exe, "plain");
     assert_eq!(target.next_line(), "1 10");
     apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap();
@@ -42,7 +51,16 @@ fn plain_apply_switches_both_functions_and_revert_restores_them() {
 
 #[test]
 fn thread_blocked_in_syscall_inside_patched_function_times_out_naming_it() {
-    let b = built();
+    thread_blocked_in_syscall_inside_patched_function_times_out_naming_it_for(Bits::M64);
+}
+
+#[test]
+fn an_i386_thread_blocked_in_syscall_inside_patched_function_times_out_naming_it() {
+    thread_blocked_in_syscall_inside_patched_function_times_out_naming_it_for(Bits::M32);
+}
+
+fn thread_blocked_in_syscall_inside_patched_function_times_out_naming_it_for(bits: Bits) {
+    let b = built_for(bits);
     let mut target = Target::start(&b.exe, "park:3600");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
@@ -58,7 +76,16 @@ fn thread_blocked_in_syscall_inside_patched_function_times_out_naming_it() {
 
 #[test]
 fn apply_waits_for_a_parked_thread_to_leave_then_succeeds() {
-    let b = built();
+    apply_waits_for_a_parked_thread_to_leave_then_succeeds_for(Bits::M64);
+}
+
+#[test]
+fn apply_waits_for_a_parked_i386_thread_to_leave_then_succeeds() {
+    apply_waits_for_a_parked_thread_to_leave_then_succeeds_for(Bits::M32);
+}
+
+fn apply_waits_for_a_parked_thread_to_leave_then_succeeds_for(bits: Bits) {
+    let b = built_for(bits);
     let target = Target::start(&b.exe, "park:2");
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
@@ -77,7 +104,16 @@ fn apply_waits_for_a_parked_thread_to_leave_then_succeeds() {
 
 #[test]
 fn deep_recursion_through_a_patched_function_is_seen() {
-    let b = built();
+    deep_recursion_through_a_patched_function_is_seen_for(Bits::M64);
+}
+
+#[test]
+fn deep_recursion_through_a_patched_function_is_seen_in_i386() {
+    deep_recursion_through_a_patched_function_is_seen_for(Bits::M32);
+}
+
+fn deep_recursion_through_a_patched_function_is_seen_for(bits: Bits) {
+    let b = built_for(bits);
     let mut target = Target::start(&b.exe, "recurse");
     std::thread::sleep(Duration::from_millis(100));
     let message = busy_message(apply(target.pid(), &b.package, &b.trust, &options(300)));
@@ -87,7 +123,16 @@ fn deep_recursion_through_a_patched_function_is_seen() {
 
 #[test]
 fn code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame() {
-    let b = built();
+    code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame_for(Bits::M64);
+}
+
+#[test]
+fn i386_code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame() {
+    code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame_for(Bits::M32);
+}
+
+fn code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame_for(bits: Bits) {
+    let b = built_for(bits);
     let mut target = Target::start(&b.exe, "signal");
     // The alarm fires after 1 s; from then on spin() is only below the signal frame.
     std::thread::sleep(Duration::from_millis(1300));
@@ -152,7 +197,16 @@ fn a_process_being_debugged_is_refused_clearly() {
 
 #[test]
 fn threads_created_and_exiting_during_apply_and_revert() {
-    let b = built();
+    threads_created_and_exiting_during_apply_and_revert_for(Bits::M64);
+}
+
+#[test]
+fn i386_threads_created_and_exiting_during_apply_and_revert() {
+    threads_created_and_exiting_during_apply_and_revert_for(Bits::M32);
+}
+
+fn threads_created_and_exiting_during_apply_and_revert_for(bits: Bits) {
+    let b = built_for(bits);
     let mut target = Target::start(&b.exe, "churn");
     for _ in 0..3 {
         apply(target.pid(), &b.package, &b.trust, &options(5000)).unwrap();
@@ -239,14 +293,16 @@ struct Stacked {
     trust: lpkg_format::TrustStore,
 }
 
-fn stacked() -> &'static Stacked {
-    static BUILT: std::sync::OnceLock<Stacked> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
+fn stacked(bits: Bits) -> &'static Stacked {
+    static BUILT: [std::sync::OnceLock<Stacked>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    BUILT[bits as usize].get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("t.c"), STACKED).unwrap();
         let gcc = |args: &[&str]| util::gcc_in(d, args);
         let flags = [
+            bits.flag(),
             "-O2",
             "-g",
             "-ffunction-sections",
@@ -266,7 +322,7 @@ fn stacked() -> &'static Stacked {
             args.extend([define, "-o", obj]);
             gcc(&args);
         }
-        gcc(&["-pie", "-pthread", "old.o", "-o", "stacked"]);
+        gcc(&[bits.flag(), "-pie", "-pthread", "old.o", "-o", "stacked"]);
         let key = lpkg_format::SecretKey::from_seed([9; 32]);
         let package = |name: &str, old: &str, new: &str, requires| {
             let built = lpkg_builder::build(&lpkg_builder::BuildOptions {
@@ -310,7 +366,16 @@ fn stacked() -> &'static Stacked {
 
 #[test]
 fn a_thread_parked_in_patch_code_is_unwound_through_it() {
-    let s = stacked();
+    parked_in_patch_code(Bits::M64);
+}
+
+#[test]
+fn an_i386_thread_parked_in_patch_code_is_unwound_through_it() {
+    parked_in_patch_code(Bits::M32);
+}
+
+fn parked_in_patch_code(bits: Bits) {
+    let s = stacked(bits);
     let [a, b, c, a2] = &s.packages;
     let target = Target::start(&s.exe, "4");
     target.wait_for(|l| l == "4 1", "old values");

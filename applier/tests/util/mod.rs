@@ -46,15 +46,44 @@ pub fn gcc_in(cwd: &Path, args: &[&str]) {
     );
 }
 
-/// Compiles the target once per test binary and builds its package.
+/// The architectures targets are compiled for: gcc's `-m64` (x86_64) and `-m32` (i386).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bits {
+    /// x86_64.
+    M64,
+    /// i386, run by the kernel's IA32 emulation.
+    M32,
+}
+
+impl Bits {
+    /// gcc's flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Bits::M64 => "-m64",
+            Bits::M32 => "-m32",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Compiles the x86_64 target once per test binary and builds its package.
 pub fn built() -> &'static Built {
-    static BUILT: OnceLock<Built> = OnceLock::new();
-    BUILT.get_or_init(|| {
+    built_for(Bits::M64)
+}
+
+/// Compiles the target for `bits` once per test binary and builds its package.
+pub fn built_for(bits: Bits) -> &'static Built {
+    static BUILT: [OnceLock<Built>; 2] = [OnceLock::new(), OnceLock::new()];
+    BUILT[bits.index()].get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let p = |n: &str| dir.path().join(n);
         std::fs::write(p("old.c"), OLD).unwrap();
         std::fs::write(p("new.c"), NEW).unwrap();
         let flags = [
+            bits.flag(),
             "-O2",
             "-g",
             "-ffunction-sections",
@@ -71,6 +100,7 @@ pub fn built() -> &'static Built {
         }
         let exe = p("target");
         gcc(&[
+            bits.flag(),
             "-pie",
             "-pthread",
             "-o",
@@ -122,15 +152,23 @@ LPKG_EXIT(slow_exit);
 /// A package for [`built`]'s target whose fix comes with slow init and exit routines.
 #[allow(dead_code)] // used by crash.rs only
 pub fn built_with_routines() -> &'static [u8] {
-    static PACKAGE: OnceLock<(tempfile::TempDir, Vec<u8>)> = OnceLock::new();
-    let (_, package) = PACKAGE.get_or_init(|| {
-        let b = built();
+    built_with_routines_for(Bits::M64)
+}
+
+/// [`built_with_routines`] for the target compiled for `bits`.
+#[allow(dead_code)] // used by crash.rs only
+pub fn built_with_routines_for(bits: Bits) -> &'static [u8] {
+    static PACKAGE: [OnceLock<(tempfile::TempDir, Vec<u8>)>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    let (_, package) = PACKAGE[bits.index()].get_or_init(|| {
+        let b = built_for(bits);
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("new.c");
         let obj = dir.path().join("new.o");
         std::fs::write(&src, format!("{NEW}{ROUTINES}")).unwrap();
         let include = concat!(env!("CARGO_MANIFEST_DIR"), "/../builder/include");
         gcc(&[
+            bits.flag(),
             "-O2",
             "-g",
             "-ffunction-sections",
