@@ -708,13 +708,24 @@ fn walk(
         let frame = *frames.last().expect("never empty");
         let pc = frame.pc;
         // A return address points after the call: look up the call itself.
-        let lookup = if frame.executing {
+        let mut lookup = if frame.executing {
             pc
         } else {
             pc.wrapping_sub(1)
         };
-        let object = objects.iter().find(|o| o.covers(lookup));
-        let fde = object.and_then(|o| o.fde(lookup));
+        let mut object = objects.iter().find(|o| o.covers(lookup));
+        let mut fde = object.and_then(|o| o.fde(lookup));
+        // glibc's clone and clone3 end their CFI before the instruction that enters the
+        // kernel; the parent, stopped as the call returns (right past that instruction), has
+        // the frame of the instruction before it, which loads the call's number (i386's has
+        // pushed two registers there: it is no leaf).
+        let parent = in_clone(regs, facts) && regs.return_value() != 0;
+        if frames.len() == 1 && fde.is_none() && parent {
+            let syscall_len = regs.1.syscall_insn().len() as u64;
+            lookup = pc.wrapping_sub(syscall_len + 1);
+            object = objects.iter().find(|o| o.covers(lookup));
+            fde = object.and_then(|o| o.fde(lookup));
+        }
         // A return address whose call is in the same ordinary function (one FDE without the
         // 'S' signal-frame augmentation) is not a signal trampoline: glibc's is covered by an
         // 'S' FDE that starts one byte before it, one without CFI starts where no FDE of
@@ -795,6 +806,11 @@ fn signal_frame(
     }
 }
 
+/// Whether the thread is stopped as a `clone` or `clone3` system call returns.
+fn in_clone(regs: &Registers, facts: &UnwindFacts) -> bool {
+    (regs.syscall_nr()).is_some_and(|nr| facts.clone_syscalls.contains(&nr))
+}
+
 /// Code without CFI: only the innermost frame (`depth` 1) can be gone through, as a leaf that
 /// has pushed nothing.
 fn frame_without_cfi(depth: usize, regs: &Registers, reg: &Regs, memory: &mut dyn Memory) -> Step {
@@ -803,13 +819,9 @@ fn frame_without_cfi(depth: usize, regs: &Registers, reg: &Regs, memory: &mut dy
     }
     let facts = regs.1.unwind();
     let (sp, ra) = (usize::from(facts.sp), usize::from(facts.ra));
-    // glibc's clone/clone3 end their CFI before the `syscall`: a thread there is either
-    // newborn (rax 0: its root) or the parent about to `ret` (a leaf).
-    if regs
-        .syscall_nr()
-        .is_some_and(|nr| facts.clone_syscalls.contains(&nr))
-        && regs.return_value() == 0
-    {
+    // glibc's clone/clone3 end their CFI before the `syscall`: a newborn thread there
+    // (return value 0) is at its root. (The parent is unwound with the CFI before the call.)
+    if in_clone(regs, facts) && regs.return_value() == 0 {
         return Step::Root;
     }
     let size = facts.address_size;
