@@ -3,6 +3,9 @@
 set -euo pipefail
 root=$(cd "$here/../.." && pwd)
 CFLAGS_PATCHABLE="-O2 -g -ffunction-sections -fdata-sections"
+# LPKG_EXAMPLE_M=-m32 builds the programs for i386 (gcc-multilib) instead of the machine's own.
+M=${LPKG_EXAMPLE_M:-}
+CC="gcc $M"
 if [ -z "${LPKG:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
   LPKG="$root/target/release/lpkg"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 
-use common::{Run, Scratch};
+use common::{Bits, Run, Scratch};
 
 /// The calc target compiled in three versions (compute = x * (V+1), scale = x + 100 V), once.
 struct Calc {
@@ -24,13 +24,18 @@ fn gcc(args: &[&str]) {
     );
 }
 
-/// Compiles `tests/targets/NAME.c` into `NAME1.o`.. `NAMEn.o` (VERSION 1 to n) and links
-/// `NAME1.o` into the executable `NAME`, in a new temporary folder.
-fn compile_versions(name: &str, versions: u32) -> tempfile::TempDir {
-    compile_versions_with(name, versions, &["-O2", "-fPIE"], &["-pie"])
+/// Compiles `tests/targets/NAME.c` for `bits` into `NAME1.o`.. `NAMEn.o` (VERSION 1 to n)
+/// and links `NAME1.o` into the PIE executable `NAME`, in a new temporary folder.
+fn compile_versions_for(bits: Bits, name: &str, versions: u32) -> tempfile::TempDir {
+    compile_versions_with(
+        name,
+        versions,
+        &[bits.flag(), "-O2", "-fPIE"],
+        &[bits.flag(), "-pie"],
+    )
 }
 
-/// [`compile_versions`] with the compiler flags `compile` (optimisation, code model) and the
+/// [`compile_versions_for`] with the compiler flags `compile` (optimisation, code model) and the
 /// link flags `link`.
 fn compile_versions_with(
     name: &str,
@@ -70,12 +75,18 @@ fn compile_versions_with(
 }
 
 fn calc() -> &'static Calc {
-    static CALC: OnceLock<Calc> = OnceLock::new();
-    CALC.get_or_init(|| {
-        let dir = compile_versions("calc", 3);
+    calc_for(Bits::M64)
+}
+
+/// The calc target compiled for `bits`, once per architecture.
+fn calc_for(bits: Bits) -> &'static Calc {
+    static CALC: [OnceLock<Calc>; 2] = [OnceLock::new(), OnceLock::new()];
+    CALC[bits.index()].get_or_init(|| {
+        let dir = compile_versions_for(bits, "calc", 3);
         // A second build of the same program: another build-id, for the wrong-target test.
         let other = dir.path().join("calc-other");
         gcc(&[
+            bits.flag(),
             "-pie",
             "-pthread",
             "-Wl,--build-id=sha1",
@@ -148,9 +159,14 @@ impl Target {
         let symbol = file.symbols().find(|s| s.name() == Ok(name)).unwrap();
         let pid = self.child.id() as i32;
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-        let start =
-            u64::from_str_radix(maps.lines().next().unwrap().split('-').next().unwrap(), 16)
-                .unwrap();
+        // The binary's first mapping: a patch module may lie below it (anywhere in an i386
+        // process's 4 GiB).
+        let path = binary.canonicalize().unwrap();
+        let first = maps
+            .lines()
+            .find(|l| l.ends_with(path.to_str().unwrap()))
+            .unwrap();
+        let start = u64::from_str_radix(first.split('-').next().unwrap(), 16).unwrap();
         // The load bias: 0 for an ET_EXEC file, mapped at its link-time addresses.
         let first_load = file.segments().map(|s| s.address()).min().unwrap() & !0xfff;
         (
@@ -179,7 +195,28 @@ fn ok(run: Run) -> Run {
 /// Builds a package for the calc binary from version `from` to version `to`, stacked on the
 /// packages in `requires`.
 fn calc_package_on(s: &Scratch, key: &Path, from: u32, to: u32, requires: &[&Path]) -> PathBuf {
-    let c = calc();
+    calc_package_for(Bits::M64, s, key, (from, to), requires)
+}
+
+/// [`calc_package_on`] for the calc binary compiled for `bits`.
+fn calc_package_for(
+    bits: Bits,
+    s: &Scratch,
+    key: &Path,
+    (from, to): (u32, u32),
+    requires: &[&Path],
+) -> PathBuf {
+    calc_package_in(calc_for(bits), s, key, (from, to), requires)
+}
+
+/// [`calc_package_on`] for the calc binary compiled in `c`.
+fn calc_package_in(
+    c: &Calc,
+    s: &Scratch,
+    key: &Path,
+    (from, to): (u32, u32),
+    requires: &[&Path],
+) -> PathBuf {
     let (target, old, new) = (
         c.path("calc"),
         c.path(&format!("calc{from}.o")),
@@ -210,14 +247,23 @@ fn apply(s: &Scratch, package: &Path, trust: &Path, target: &Target, extra: &[&s
 
 #[test]
 fn apply_changes_behaviour_and_revert_restores_it() {
+    apply_changes_behaviour_and_revert_restores_it_for(Bits::M64);
+}
+
+#[test]
+fn apply_changes_behaviour_and_revert_restores_it_in_i386() {
+    apply_changes_behaviour_and_revert_restores_it_for(Bits::M32);
+}
+
+fn apply_changes_behaviour_and_revert_restores_it_for(bits: Bits) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let package = calc_package(&s, &key, 1, 2);
-    let mut target = Target::start(&calc().path("calc"));
+    let package = calc_package_for(bits, &s, &key, (1, 2), &[]);
+    let mut target = Target::start(&calc_for(bits).path("calc"));
     assert_eq!(target.ask("5"), "10 105");
     let functions = [
-        target.function(&calc().path("calc"), "compute"),
-        target.function(&calc().path("calc"), "scale"),
+        target.function(&calc_for(bits).path("calc"), "compute"),
+        target.function(&calc_for(bits).path("calc"), "scale"),
     ];
     let before = target.snapshot(&functions);
 
@@ -249,14 +295,26 @@ fn apply_changes_behaviour_and_revert_restores_it() {
 
 #[test]
 fn refusals_leave_the_target_exactly_as_it_was() {
+    refusals_leave_the_target_exactly_as_it_was_for(Bits::M64);
+}
+
+#[test]
+fn refusals_leave_an_i386_target_exactly_as_it_was() {
+    refusals_leave_the_target_exactly_as_it_was_for(Bits::M32);
+}
+
+fn refusals_leave_the_target_exactly_as_it_was_for(bits: Bits) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
     let (_, stranger) = s.keygen("stranger");
-    let package = calc_package(&s, &key, 1, 2);
-    let mut target = Target::start(&calc().path("calc"));
+    let package = calc_package_for(bits, &s, &key, (1, 2), &[]);
+    let mut target = Target::start(&calc_for(bits).path("calc"));
     assert_eq!(target.ask("3"), "6 103");
-    let compute = target.function(&calc().path("calc"), "compute");
-    let functions = [compute, target.function(&calc().path("calc"), "scale")];
+    let compute = target.function(&calc_for(bits).path("calc"), "compute");
+    let functions = [
+        compute,
+        target.function(&calc_for(bits).path("calc"), "scale"),
+    ];
     let before = target.snapshot(&functions);
     let check_untouched = |target: &mut Target, what: &str| {
         assert_eq!(
@@ -288,7 +346,7 @@ fn refusals_leave_the_target_exactly_as_it_was() {
     check_untouched(&mut target, "a tampered package");
 
     // Built for another binary (another build-id).
-    let mut other = Target::start(&calc().path("calc-other"));
+    let mut other = Target::start(&calc_for(bits).path("calc-other"));
     assert_eq!(other.ask("3"), "6 103");
     let run = apply(&s, &package, &public, &other, &[]);
     assert_eq!(run.code, 4, "{}", run.stderr);
@@ -351,11 +409,20 @@ fn refusals_leave_the_target_exactly_as_it_was() {
 
 #[test]
 fn stacked_packages_revert_newest_first() {
+    stacked_packages_revert_newest_first_for(Bits::M64);
+}
+
+#[test]
+fn stacked_packages_revert_newest_first_in_i386() {
+    stacked_packages_revert_newest_first_for(Bits::M32);
+}
+
+fn stacked_packages_revert_newest_first_for(bits: Bits) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let first = calc_package(&s, &key, 1, 2);
-    let second = calc_package_on(&s, &key, 2, 3, &[&first]);
-    let mut target = Target::start(&calc().path("calc"));
+    let first = calc_package_for(bits, &s, &key, (1, 2), &[]);
+    let second = calc_package_for(bits, &s, &key, (2, 3), &[&first]);
+    let mut target = Target::start(&calc_for(bits).path("calc"));
     assert_eq!(target.ask("5"), "10 105");
     // The second package needs the first one in place.
     let run = apply(&s, &second, &public, &target, &[]);
@@ -395,11 +462,20 @@ fn stacked_packages_revert_newest_first() {
 
 #[test]
 fn apply_and_revert_a_hundred_times_on_a_busy_multithreaded_target() {
+    apply_and_revert_a_hundred_times_on_a_busy_multithreaded_target_for(Bits::M64);
+}
+
+#[test]
+fn apply_and_revert_a_hundred_times_on_a_busy_multithreaded_i386_target() {
+    apply_and_revert_a_hundred_times_on_a_busy_multithreaded_target_for(Bits::M32);
+}
+
+fn apply_and_revert_a_hundred_times_on_a_busy_multithreaded_target_for(bits: Bits) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let package = std::fs::read(calc_package(&s, &key, 1, 2)).unwrap();
+    let package = std::fs::read(calc_package_for(bits, &s, &key, (1, 2), &[])).unwrap();
     let trust = lpkg_format::TrustStore::from_path(&public).unwrap();
-    let mut target = Target::start(&calc().path("calc"));
+    let mut target = Target::start(&calc_for(bits).path("calc"));
     assert_eq!(target.ask("threads 8"), "started 8");
     let pid = target.child.id() as i32;
     let maps_before = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
@@ -432,9 +508,18 @@ fn in_place(report: &serde_json::Value) -> Vec<&str> {
 
 #[test]
 fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it() {
+    new_code_goes_in_place_only_where_nothing_else_can_lead_into_it_for(Bits::M64);
+}
+
+#[test]
+fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it_in_i386() {
+    new_code_goes_in_place_only_where_nothing_else_can_lead_into_it_for(Bits::M32);
+}
+
+fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it_for(bits: Bits) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let shapes = compile_versions("shapes", 2);
+    let shapes = compile_versions_for(bits, "shapes", 2);
     let path = |name: &str| shapes.path().join(name);
     let package = s.path("shapes.lpkg");
     ok(s.run(&[
@@ -512,17 +597,37 @@ fn new_code_goes_in_place_only_where_nothing_else_can_lead_into_it() {
 
 #[test]
 fn revert_waits_for_a_thread_inside_new_code_written_in_place() {
+    revert_waits_for_a_thread_inside_new_code_written_in_place_of(calc());
+}
+
+/// A non-PIE i386 calc: its PIE compute() reaches `parked` through `__x86.get_pc_thunk.*`, a
+/// call out of itself that keeps its new code from going in place; here it is an absolute
+/// address.
+#[test]
+fn revert_waits_for_an_i386_thread_inside_new_code_written_in_place() {
+    let calc = Calc {
+        dir: compile_versions_with(
+            "calc",
+            2,
+            &["-m32", "-O2", "-fno-pie"],
+            &["-m32", "-no-pie"],
+        ),
+    };
+    revert_waits_for_a_thread_inside_new_code_written_in_place_of(&calc);
+}
+
+fn revert_waits_for_a_thread_inside_new_code_written_in_place_of(calc: &Calc) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let package = calc_package(&s, &key, 1, 2);
-    let mut target = Target::start(&calc().path("calc"));
+    let package = calc_package_in(calc, &s, &key, (1, 2), &[]);
+    let mut target = Target::start(&calc.path("calc"));
     let report = ok(apply(&s, &package, &public, &target, &["--json"])).json();
     assert_eq!(in_place(&report), ["compute", "scale"], "{report}");
     // A thread spins inside the new compute(), written where the old one was.
     assert_eq!(target.ask("park"), "parked");
     let functions = [
-        target.function(&calc().path("calc"), "compute"),
-        target.function(&calc().path("calc"), "scale"),
+        target.function(&calc.path("calc"), "compute"),
+        target.function(&calc.path("calc"), "scale"),
     ];
     let patched = target.snapshot(&functions);
     let run = s.run(&["revert", "--pid", &target.pid(), "--timeout", "1"]);
@@ -539,6 +644,15 @@ fn revert_waits_for_a_thread_inside_new_code_written_in_place() {
 
 #[test]
 fn examples_run_end_to_end() {
+    examples_run_end_to_end_for(Bits::M64);
+}
+
+#[test]
+fn examples_run_end_to_end_for_i386() {
+    examples_run_end_to_end_for(Bits::M32);
+}
+
+fn examples_run_end_to_end_for(bits: Bits) {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for example in [
         "table-server",
@@ -549,6 +663,7 @@ fn examples_run_end_to_end() {
         let out = Command::new("bash")
             .arg(examples.join(example).join("run.sh"))
             .env("LPKG", env!("CARGO_BIN_EXE_lpkg"))
+            .env("LPKG_EXAMPLE_M", bits.flag())
             .output()
             .expect("run example");
         assert!(
@@ -631,10 +746,19 @@ fn inspect_disasm_shows_old_and_new_code_side_by_side() {
 /// module: `lpkg list` shows it (text and JSON), and `lpkg revert` removes it.
 #[test]
 fn list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it() {
+    list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it_for(Bits::M64);
+}
+
+#[test]
+fn list_shows_a_module_left_by_a_killed_apply_in_i386_and_revert_removes_it() {
+    list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it_for(Bits::M32);
+}
+
+fn list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it_for(bits: Bits) {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let package = calc_package(&s, &key, 1, 2);
-    let mut target = Target::start(&calc().path("calc"));
+    let package = calc_package_for(bits, &s, &key, (1, 2), &[]);
+    let mut target = Target::start(&calc_for(bits).path("calc"));
     assert_eq!(target.ask("5"), "10 105");
 
     let mut applier = Command::new(env!("CARGO_BIN_EXE_lpkg"))

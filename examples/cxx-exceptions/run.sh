@@ -9,7 +9,7 @@
 # CXX="clang++-14 -stdlib=libc++" builds it on libc++, whose exceptions LLVM's libunwind raises.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
-CXX=${CXX:-g++}
+CXX="${CXX:-g++} $M"
 
 step "build the running release and the fix ($CXX)"
 $CXX $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.cpp"

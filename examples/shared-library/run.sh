@@ -6,10 +6,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
 
 step "build libprice.so (running release), the fix, and the program that uses the library"
-gcc $CFLAGS_PATCHABLE -fPIC -c -o "$work/price-old.o" "$here/price-old.c"
-gcc $CFLAGS_PATCHABLE -fPIC -c -o "$work/price-new.o" "$here/price-new.c"
-gcc -shared -o "$work/libprice.so" "$work/price-old.o"
-gcc -O2 -o "$work/shop" "$here/shop.c" -L"$work" -lprice -Wl,-rpath,"$work"
+$CC $CFLAGS_PATCHABLE -fPIC -c -o "$work/price-old.o" "$here/price-old.c"
+$CC $CFLAGS_PATCHABLE -fPIC -c -o "$work/price-new.o" "$here/price-new.c"
+$CC -shared -o "$work/libprice.so" "$work/price-old.o"
+$CC -O2 -o "$work/shop" "$here/shop.c" -L"$work" -lprice -Wl,-rpath,"$work"
 "$work/shop" >"$work/out.log" &
 shop=$!
 pids+=("$shop")

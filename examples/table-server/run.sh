@@ -6,9 +6,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
 
 step "build the running release and the fix (objects with -ffunction-sections -fdata-sections)"
-gcc $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.c"
-gcc $CFLAGS_PATCHABLE -fPIE -c -o "$work/new.o" "$here/new.c"
-gcc -pie -pthread -o "$work/table-server" "$work/old.o"
+$CC $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.c"
+$CC $CFLAGS_PATCHABLE -fPIE -c -o "$work/new.o" "$here/new.c"
+$CC -pie -pthread -o "$work/table-server" "$work/old.o"
 port=$((20000 + RANDOM % 20000))
 "$work/table-server" "$port" >"$work/server.log" &
 server=$!

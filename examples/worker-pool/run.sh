@@ -5,9 +5,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
 
 step "build the running release and the fix"
-gcc $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.c"
-gcc $CFLAGS_PATCHABLE -fPIE -c -o "$work/new.o" "$here/new.c"
-gcc -pie -pthread -o "$work/worker-pool" "$work/old.o"
+$CC $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.c"
+$CC $CFLAGS_PATCHABLE -fPIE -c -o "$work/new.o" "$here/new.c"
+$CC -pie -pthread -o "$work/worker-pool" "$work/old.o"
 "$work/worker-pool" >"$work/out.log" &
 pool=$!
 pids+=("$pool")

@@ -163,6 +163,31 @@ pub fn module_offset(package: &Package) -> usize {
     16 + package.manifest_bytes().len() + 4 + 2 + MODULE_PAYLOAD.len() + 8
 }
 
+/// The architectures live targets are compiled for: gcc's `-m64` (x86_64) and `-m32` (i386,
+/// run by the kernel's IA32 emulation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bits {
+    /// x86_64.
+    M64,
+    /// i386.
+    M32,
+}
+
+impl Bits {
+    /// gcc's flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Bits::M64 => "-m64",
+            Bits::M32 => "-m32",
+        }
+    }
+
+    /// An index for per-architecture statics.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// Runs gcc; fails the test if it fails.
 pub fn gcc(args: &[&str]) {
     let out = Command::new("gcc").args(args).output().expect("run gcc");
