@@ -9,53 +9,57 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{gcc, Program, Run, Scratch};
+use common::{gcc, Bits, Program, Run, Scratch};
 
 /// vault.c compiled as versions 1 to 4 (`vault1.o`..`vault4.o`), version 1 linked into the
-/// executable `vault`, in a temporary folder; once.
-fn vault() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let src = root.join("tests/targets/vault.c");
-        let include = format!("-I{}", root.join("builder/include").display());
-        for v in 1..=4 {
-            let obj = dir.path().join(format!("vault{v}.o"));
+/// executable `vault`, in a temporary folder; once per architecture.
+fn vault(bits: Bits) -> &'static Path {
+    static DIR: [OnceLock<tempfile::TempDir>; 2] = [OnceLock::new(), OnceLock::new()];
+    DIR[bits.index()]
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let src = root.join("tests/targets/vault.c");
+            let include = format!("-I{}", root.join("builder/include").display());
+            for v in 1..=4 {
+                let obj = dir.path().join(format!("vault{v}.o"));
+                gcc(&[
+                    bits.flag(),
+                    "-O2",
+                    "-fPIE",
+                    "-g",
+                    "-ffunction-sections",
+                    "-fdata-sections",
+                    &format!("-DVERSION={v}"),
+                    &include,
+                    "-c",
+                    src.to_str().unwrap(),
+                    "-o",
+                    obj.to_str().unwrap(),
+                ]);
+            }
+            let first = dir.path().join("vault1.o");
+            let bin = dir.path().join("vault");
             gcc(&[
-                "-O2",
-                "-fPIE",
-                "-g",
-                "-ffunction-sections",
-                "-fdata-sections",
-                &format!("-DVERSION={v}"),
-                &include,
-                "-c",
-                src.to_str().unwrap(),
+                bits.flag(),
+                "-pie",
+                "-pthread",
+                first.to_str().unwrap(),
                 "-o",
-                obj.to_str().unwrap(),
+                bin.to_str().unwrap(),
             ]);
-        }
-        let first = dir.path().join("vault1.o");
-        let bin = dir.path().join("vault");
-        gcc(&[
-            "-pie",
-            "-pthread",
-            first.to_str().unwrap(),
-            "-o",
-            bin.to_str().unwrap(),
-        ]);
-        dir
-    })
-    .path()
+            dir
+        })
+        .path()
 }
 
-fn object(version: u32) -> PathBuf {
-    vault().join(format!("vault{version}.o"))
+fn object(bits: Bits, version: u32) -> PathBuf {
+    vault(bits).join(format!("vault{version}.o"))
 }
 
 /// A scratch folder with a key pair, and `vault` started in it.
 struct Setup {
+    bits: Bits,
     s: Scratch,
     key: PathBuf,
     trust: PathBuf,
@@ -64,10 +68,16 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::new_for(Bits::M64)
+    }
+
+    /// The target compiled for `bits`.
+    fn new_for(bits: Bits) -> Setup {
         let s = Scratch::new();
         let (key, trust) = s.keygen("k");
-        let target = Program::start(&mut Command::new(vault().join("vault")));
+        let target = Program::start(&mut Command::new(vault(bits).join("vault")));
         Setup {
+            bits,
             s,
             key,
             trust,
@@ -78,9 +88,9 @@ impl Setup {
     /// The package from version `old` to version `new`, stacked on `requires`.
     fn package(&self, old: u32, new: u32, requires: &[&Path]) -> PathBuf {
         self.s.build(
-            &vault().join("vault"),
-            &object(old),
-            &object(new),
+            &vault(self.bits).join("vault"),
+            &object(self.bits, old),
+            &object(self.bits, new),
             &self.key,
             &format!("vault{new}.lpkg"),
             (&format!("vault-fix-{new}"), "1"),
@@ -128,7 +138,18 @@ impl Setup {
 
 #[test]
 fn shadow_state_per_object_migrated_by_init_and_freed_on_revert() {
-    let mut v = Setup::new();
+    shadow_state_per_object(Bits::M64);
+}
+
+/// The i386 runtime (compiled with -m32) in an i386 module, its area's address a 4-byte
+/// pointer.
+#[test]
+fn shadow_state_per_object_migrated_by_init_and_freed_on_revert_in_i386() {
+    shadow_state_per_object(Bits::M32);
+}
+
+fn shadow_state_per_object(bits: Bits) {
+    let mut v = Setup::new_for(bits);
     let fix = v.package(1, 2, &[]);
     // Version 1: one frozen account at a time, no deposit limit.
     assert_eq!(v.target.ask("freeze 2"), "ok");

@@ -288,7 +288,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     }
     let mut diffs = compare_pairs(opts, &sides, &mut notes)?;
     check_deployed_layouts(&target, &sides, &diffs)?;
-    let runtime = runtime::sides()?;
+    let runtime = runtime::sides(target.arch)?;
     let mut units = units(&sides);
     let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
