@@ -21,7 +21,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use target::ProbeThread;
+use target::{Machine, ProbeThread};
 
 /// Everything the measurements share.
 pub struct Setup {
@@ -31,8 +31,8 @@ pub struct Setup {
     pub lpkg: PathBuf,
     pub work: PathBuf,
     pub public_key: PathBuf,
-    /// Probe builds and their packages, by function count.
-    pub probes: BTreeMap<usize, Probe>,
+    /// Probe builds and their packages, by machine and function count.
+    pub probes: BTreeMap<(Machine, usize), Probe>,
     /// The probe build with `f0` and `work` for call rates (unused with `--builder-only`).
     pub calls_probe: Probe,
     /// Where the probe thread runs.
@@ -119,10 +119,10 @@ fn probe(
     work_dir: &Path,
     lpkg_path: &Path,
     key: &Path,
-    functions: usize,
+    (machine, functions): (Machine, usize),
     work: bool,
 ) -> anyhow::Result<Probe> {
-    let built = target::build(work_dir, functions, work)?;
+    let built = target::build_for(machine, work_dir, functions, work)?;
     let package = built.exe.with_extension("lpkg");
     let s = |p: &Path| p.to_str().unwrap_or_default().to_owned();
     lpkg(
@@ -217,37 +217,52 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or(if args.quick { 300 } else { 1000 }),
         ),
     };
-    let rows: &[(usize, usize)] = if args.builder_only {
+    // (machine, sleeping threads, functions): i386 probes (-m32) next to x86_64 ones.
+    use Machine::{I386, X86_64};
+    let rows: &[(Machine, usize, usize)] = if args.builder_only {
         &[]
     } else if args.quick {
-        &[(0, 1), (100, 1), (0, 10)]
+        &[
+            (X86_64, 0, 1),
+            (X86_64, 100, 1),
+            (X86_64, 0, 10),
+            (I386, 0, 1),
+        ]
     } else {
         &[
-            (0, 1),
-            (10, 1),
-            (100, 1),
-            (1000, 1),
-            (0, 10),
-            (0, 100),
-            (0, 1000),
+            (X86_64, 0, 1),
+            (X86_64, 10, 1),
+            (X86_64, 100, 1),
+            (X86_64, 1000, 1),
+            (X86_64, 0, 10),
+            (X86_64, 0, 100),
+            (X86_64, 0, 1000),
+            (I386, 0, 1),
+            (I386, 100, 1),
         ]
     };
-    for &(_, functions) in rows {
-        if setup.probes.contains_key(&functions) {
+    for &(machine, _, functions) in rows {
+        if setup.probes.contains_key(&(machine, functions)) {
             continue;
         }
-        eprintln!("building probe with {functions} function(s)");
-        let built = probe(&setup.work, &setup.lpkg, &key, functions, false)?;
-        setup.probes.insert(functions, built);
+        eprintln!(
+            "building {} probe with {functions} function(s)",
+            machine.name()
+        );
+        let built = probe(&setup.work, &setup.lpkg, &key, (machine, functions), false)?;
+        setup.probes.insert((machine, functions), built);
     }
     if !args.builder_only {
         eprintln!("building probe for call rates");
-        setup.calls_probe = probe(&setup.work, &setup.lpkg, &key, 1, true)?;
+        setup.calls_probe = probe(&setup.work, &setup.lpkg, &key, (X86_64, 1), true)?;
     }
     let mut pauses = Vec::new();
-    for &(sleepers, functions) in rows {
-        eprintln!("pause: 1 busy + {sleepers} sleeping thread(s), {functions} function(s)");
-        pauses.push(pause::measure(&setup, sleepers, functions)?);
+    for &(machine, sleepers, functions) in rows {
+        eprintln!(
+            "pause ({}): 1 busy + {sleepers} sleeping thread(s), {functions} function(s)",
+            machine.name()
+        );
+        pauses.push(pause::measure(&setup, machine, sleepers, functions)?);
     }
     eprintln!("call overhead");
     let calls = if args.builder_only {

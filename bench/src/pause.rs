@@ -12,7 +12,7 @@ use lpkg_applier::{ApplyOptions, Selection};
 use lpkg_format::TrustStore;
 
 use crate::stats::Samples;
-use crate::target::{symbol_address, Gap, Loop, ProbeThread, Target};
+use crate::target::{symbol_address, Gap, Loop, Machine, ProbeThread, Target};
 use crate::Setup;
 
 /// What the probe saw in repeated windows of one kind, in microseconds (see `target::Gap`).
@@ -51,6 +51,8 @@ impl Gaps {
 /// Figures of one row, all in microseconds.
 #[derive(Default, Debug)]
 pub struct Row {
+    /// The probe's machine.
+    pub machine: Machine,
     pub sleepers: usize,
     pub functions: usize,
     /// Probe gaps in a window with nothing happening.
@@ -124,8 +126,13 @@ fn own_run_wait() -> anyhow::Result<Duration> {
     Ok(Duration::from_nanos(ns))
 }
 
-pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Result<Row> {
-    let built = &setup.probes[&functions];
+pub fn measure(
+    setup: &Setup,
+    machine: Machine,
+    sleepers: usize,
+    functions: usize,
+) -> anyhow::Result<Row> {
+    let built = &setup.probes[&(machine, functions)];
     let package = std::fs::read(&built.package)?;
     let trust = TrustStore::from_path(&setup.public_key)?;
     let options = ApplyOptions::default();
@@ -138,6 +145,7 @@ pub fn measure(setup: &Setup, sleepers: usize, functions: usize) -> anyhow::Resu
     let mut original = [0u8; 5];
     File::open(format!("/proc/{pid}/mem"))?.read_exact_at(&mut original, f0)?;
     let mut row = Row {
+        machine,
         sleepers,
         functions,
         ..Row::default()

@@ -50,13 +50,14 @@ pub fn render(
         ProbeThread::Pinned(core) => format!("The probe thread runs alone on core {core}; the harness, the target's other threads, lpkg and gdb on the others.\n\n"),
         _ => "The probe thread shares the cores with the busy thread, the harness, lpkg and gdb (`--no-pin` or one core): gaps include CPU sharing.\n\n".to_owned(),
     });
-    md.push_str("| threads | functions | quiet gap | apply gap | apply (reported switch) | revert gap | apply lib wall | `lpkg apply` wall | CLI apply gap | gdb gap | gdb wall |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| machine | threads | functions | quiet gap | apply gap | apply (reported switch) | revert gap | apply lib wall | `lpkg apply` wall | CLI apply gap | gdb gap | gdb wall |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut json_rows = Vec::new();
     for r in rows {
         writeln!(
             md,
-            "| 1 busy + {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | 1 busy + {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.machine.name(),
             r.sleepers,
             r.functions,
             show(&r.quiet.max),
@@ -71,6 +72,7 @@ pub fn render(
         )
         .unwrap();
         json_rows.push(json!({
+            "machine": r.machine.name(),
             "sleeping_threads": r.sleepers,
             "functions": r.functions,
             "unit": "us",
@@ -95,14 +97,15 @@ pub fn render(
             })).collect::<Vec<_>>(),
         }));
     }
-    md.push_str("\n### What the gaps were (median)\n\nThe probe splits each gap over 10 µs with its own run-queue wait (/proc/thread-self/schedstat, read right after the gap): *stopped* is the largest time off the run queue within one gap (a ptrace or SIGSTOP stop: the pause; also interrupt handling on its core and, on a VM, the vCPU not running), *waiting* the largest run-queue wait within one gap (its core taken by another task: CPU sharing, not a stop). *Run wait*: the probe thread's total run-queue wait in the window. *Applier run wait*: the harness thread's (the applier's, in-process) run-queue wait during the library apply: the patcher waiting for a core, which lengthens a stop it is in.\n\n| threads | functions | quiet: stopped / waiting / run wait | apply: stopped / waiting / run wait | applier run wait | CLI apply: stopped / waiting / run wait | revert: stopped / waiting |\n|---|---|---|---|---|---|---|\n");
+    md.push_str("\n### What the gaps were (median)\n\nThe probe splits each gap over 10 µs with its own run-queue wait (/proc/thread-self/schedstat, read right after the gap): *stopped* is the largest time off the run queue within one gap (a ptrace or SIGSTOP stop: the pause; also interrupt handling on its core and, on a VM, the vCPU not running), *waiting* the largest run-queue wait within one gap (its core taken by another task: CPU sharing, not a stop). *Run wait*: the probe thread's total run-queue wait in the window. *Applier run wait*: the harness thread's (the applier's, in-process) run-queue wait during the library apply: the patcher waiting for a core, which lengthens a stop it is in.\n\n| machine | threads | functions | quiet: stopped / waiting / run wait | apply: stopped / waiting / run wait | applier run wait | CLI apply: stopped / waiting / run wait | revert: stopped / waiting |\n|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let m = |s: &Samples| us(s.median());
         let three =
             |g: &Gaps| format!("{} / {} / {}", m(&g.stopped), m(&g.waiting), m(&g.run_wait));
         writeln!(
             md,
-            "| 1 busy + {} | {} | {} | {} | {} | {} | {} / {} |",
+            "| {} | 1 busy + {} | {} | {} | {} | {} | {} | {} / {} |",
+            r.machine.name(),
             r.sleepers,
             r.functions,
             three(&r.quiet),
@@ -114,13 +117,14 @@ pub fn render(
         )
         .unwrap();
     }
-    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses (record state twice, one write per jump), and the thread-bound ones (ptrace, waitpid, stack reads) per thread.\n\n| threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | thread syscalls / thread |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("\n### System calls of the switch (median per apply)\n\nCounted by the applier (`ApplyReport::switch`) from the first stop of the switch to the detach, failed attempts included: stops of the whole process (+ stops of a thread found busy before, alone), ptrace requests, waitpid calls, stack copies (`process_vm_readv`), /proc/PID/mem accesses (record state twice, one write per jump), and the thread-bound ones (ptrace, waitpid, stack reads) per thread.\n\n| machine | threads | functions | stops | ptrace | waitpid | stack reads | mem accesses | thread syscalls / thread |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let median =
             |f: &dyn Fn(&SwitchProfile) -> f64| Samples(r.switch.iter().map(f).collect()).median();
         writeln!(
             md,
-            "| 1 busy + {} | {} | {:.0} + {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            "| {} | 1 busy + {} | {} | {:.0} + {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |",
+            r.machine.name(),
             r.sleepers,
             r.functions,
             median(&|p| p.stops as f64),

@@ -35,6 +35,33 @@ pub enum ProbeThread {
     Pinned(usize),
 }
 
+/// The machine a probe is compiled for: the machine's own, or i386 (`-m32`, run by the
+/// kernel's IA32 emulation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Machine {
+    #[default]
+    X86_64,
+    I386,
+}
+
+impl Machine {
+    /// gcc's flag.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Machine::X86_64 => "-m64",
+            Machine::I386 => "-m32",
+        }
+    }
+
+    /// The name lpkg gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::X86_64 => "x86_64",
+            Machine::I386 => "i386",
+        }
+    }
+}
+
 /// What the target's main thread calls in its loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Loop {
@@ -77,8 +104,10 @@ pub fn source(functions: usize, fixed: bool, work: bool) -> String {
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+/* 64-bit words in a 32-bit probe too: the harness reads them at fixed offsets. */
+typedef unsigned long long u64;
 struct shared {
-  volatile unsigned long max_gap_ns, reset, calls, ready, probe_tid, max_stopped_ns, max_waiting_ns,
+  volatile u64 max_gap_ns, reset, calls, ready, probe_tid, max_stopped_ns, max_waiting_ns,
     ping, split;
 };
 static struct shared *sh;
@@ -116,17 +145,17 @@ volatile long sink;
     }
     c.push_str(
         r#"
-static unsigned long now_ns(void) {
+static u64 now_ns(void) {
   struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
-  return (unsigned long)t.tv_sec * 1000000000ul + (unsigned long)t.tv_nsec;
+  return (u64)t.tv_sec * 1000000000ull + (u64)t.tv_nsec;
 }
 /* run_delay (ns) from an open schedstat file, ~0 if it cannot be read. */
-static unsigned long run_delay(int fd) {
+static u64 run_delay(int fd) {
   char b[96]; ssize_t n = fd < 0 ? -1 : pread(fd, b, sizeof b - 1, 0);
-  if (n <= 0) return ~0ul;
+  if (n <= 0) return ~0ull;
   b[n] = 0;
-  char *end; strtoul(b, &end, 10);
-  return strtoul(end, 0, 10);
+  char *end; strtoull(b, &end, 10);
+  return strtoull(end, 0, 10);
 }
 static void *probe(void *arg) {
   (void)arg;
@@ -139,19 +168,19 @@ static void *probe(void *arg) {
     cpu_set_t set; CPU_ZERO(&set); CPU_SET(probe_cpu, &set);
     if (sched_setaffinity(0, sizeof set, &set) != 0) { perror("probe affinity"); exit(1); }
   }
-  sh->probe_tid = (unsigned long)syscall(SYS_gettid);
+  sh->probe_tid = (u64)syscall(SYS_gettid);
   /* What a gap was: time runnable but waiting for the core (shared with another task) and the
      rest, time off the run queue (stopped by ptrace or SIGSTOP: the pause; or the VM's vCPU not
      running). The kernel adds a wait to run_delay when the thread gets its core back, so
      reading it right after a gap gives that gap's wait. Read only after gaps long enough to
      hold a switch, so the loop stays a tight clock read. */
   int ss = open("/proc/thread-self/schedstat", O_RDONLY);
-  unsigned long waited = run_delay(ss);
-  sh->split = ss >= 0 && waited != ~0ul;
-  unsigned long last = now_ns();
+  u64 waited = run_delay(ss);
+  sh->split = ss >= 0 && waited != ~0ull;
+  u64 last = now_ns();
   for (;;) {
-    unsigned long t = now_ns();
-    unsigned long gap = t - last;
+    u64 t = now_ns();
+    u64 gap = t - last;
     last = t;
     if (sh->reset) {
       sh->max_gap_ns = 0; sh->max_stopped_ns = 0; sh->max_waiting_ns = 0;
@@ -163,8 +192,8 @@ static void *probe(void *arg) {
       last = now_ns(); continue;
     }
     if (gap > 10000 && sh->split) {
-      unsigned long w = run_delay(ss);
-      unsigned long waiting = w - waited;
+      u64 w = run_delay(ss);
+      u64 waiting = w - waited;
       waited = w;
       if (waiting > gap) waiting = gap; /* waits of earlier short gaps */
       if (gap - waiting > sh->max_stopped_ns) sh->max_stopped_ns = gap - waiting;
@@ -253,10 +282,22 @@ pub fn gcc(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Builds the probe with `functions` functions (and `work` if `work`) in a folder of `dir`
-/// named after them.
+/// named after them (the tests' probes: x86_64).
+#[cfg(test)]
 pub fn build(dir: &Path, functions: usize, work: bool) -> anyhow::Result<Built> {
+    build_for(Machine::X86_64, dir, functions, work)
+}
+
+/// [`build`] for `machine`.
+pub fn build_for(
+    machine: Machine,
+    dir: &Path,
+    functions: usize,
+    work: bool,
+) -> anyhow::Result<Built> {
     let dir = dir.join(format!(
-        "probe-{functions}{}",
+        "probe-{}-{functions}{}",
+        machine.name(),
         if work { "-work" } else { "" }
     ));
     std::fs::create_dir_all(dir.join("old"))?;
@@ -267,7 +308,8 @@ pub fn build(dir: &Path, functions: usize, work: bool) -> anyhow::Result<Built> 
             dir.join(side).join("probe.c"),
             source(functions, fixed, work),
         )?;
-        let mut args = CFLAGS.to_vec();
+        let mut args = vec![machine.flag()];
+        args.extend(CFLAGS);
         let (src, obj) = (
             path(&format!("{side}/probe.c")),
             path(&format!("{side}/probe.o")),
@@ -276,7 +318,7 @@ pub fn build(dir: &Path, functions: usize, work: bool) -> anyhow::Result<Built> 
         gcc(&args)?;
     }
     let (obj, exe) = (path("old/probe.o"), path("probe"));
-    gcc(&["-pie", "-pthread", &obj, "-o", &exe])?;
+    gcc(&[machine.flag(), "-pie", "-pthread", &obj, "-o", &exe])?;
     Ok(Built {
         exe: dir.join("probe"),
         old: dir.join("old/probe.o"),
