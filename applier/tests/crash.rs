@@ -371,7 +371,7 @@ fn kill_when(child: &mut std::process::Child, target: &Target, line: &str) {
 
 /// After a kill during a routine: the routine finishes by itself and the thread goes back to
 /// where it was; revert and re-apply bring the target to a clean state.
-fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State) {
+fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State, bits: Bits) {
     printed(target, done);
     assert!(target.alive(), "target died");
     let live = list(target.pid()).unwrap();
@@ -381,10 +381,10 @@ fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State) 
     revert(target.pid(), &Selection::All, Duration::from_secs(5)).unwrap();
     assert!(list(target.pid()).unwrap().is_empty());
     target.wait_for(|l| l == "1 10", "old values after recovery");
-    let b = built();
+    let b = built_for(bits);
     apply(
         target.pid(),
-        util::built_with_routines(),
+        util::built_with_routines_for(bits),
         &b.trust,
         &options(),
     )
@@ -395,30 +395,48 @@ fn recover_after_routine_kill(target: &mut Target, done: &str, expected: State) 
     assert!(target.alive());
 }
 
-fn routines_package_file() -> (tempfile::TempDir, std::path::PathBuf) {
+fn routines_package_file(bits: Bits) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("routines.lpkg");
-    std::fs::write(&path, util::built_with_routines()).unwrap();
+    std::fs::write(&path, util::built_with_routines_for(bits)).unwrap();
     (dir, path)
 }
 
 #[test]
 fn applier_killed_while_an_init_routine_runs() {
-    let (_dir, package) = routines_package_file();
-    let mut target = Target::start(&built().exe, "plain");
+    killed_in_init_routine(Bits::M64);
+}
+
+#[test]
+fn applier_killed_while_an_init_routine_runs_in_an_i386_target() {
+    killed_in_init_routine(Bits::M32);
+}
+
+fn killed_in_init_routine(bits: Bits) {
+    let (_dir, package) = routines_package_file(bits);
+    let mut target = Target::start(&built_for(bits).exe, "plain");
     let mut child = start_child("apply", target.pid(), &package);
     kill_when(&mut child, &target, "in-init");
-    recover_after_routine_kill(&mut target, "init-done", State::Switching);
+    recover_after_routine_kill(&mut target, "init-done", State::Switching, bits);
 }
 
 #[test]
 fn applier_killed_while_an_exit_routine_runs() {
-    let (_dir, package) = routines_package_file();
-    let b = built();
+    killed_in_exit_routine(Bits::M64);
+}
+
+#[test]
+fn applier_killed_while_an_exit_routine_runs_in_an_i386_target() {
+    killed_in_exit_routine(Bits::M32);
+}
+
+fn killed_in_exit_routine(bits: Bits) {
+    let (_dir, package) = routines_package_file(bits);
+    let b = built_for(bits);
     let mut target = Target::start(&b.exe, "plain");
     apply(
         target.pid(),
-        util::built_with_routines(),
+        util::built_with_routines_for(bits),
         &b.trust,
         &options(),
     )
@@ -426,7 +444,7 @@ fn applier_killed_while_an_exit_routine_runs() {
     target.wait_for(|l| l == "2 20", "new values");
     let mut child = start_child("revert", target.pid(), &package);
     kill_when(&mut child, &target, "in-exit");
-    recover_after_routine_kill(&mut target, "exit-done", State::Reverting);
+    recover_after_routine_kill(&mut target, "exit-done", State::Reverting, bits);
 }
 
 #[test]
@@ -473,7 +491,7 @@ fn call_trampolines(pid: i32) -> usize {
 /// mapped before it, while only one thread is stopped, and unmapped after the others resumed.
 #[test]
 fn the_routines_trampoline_is_mapped_before_the_pause() {
-    let (_dir, package) = routines_package_file();
+    let (_dir, package) = routines_package_file(Bits::M64);
     let b = built();
     let target = Target::start(&b.exe, "plain");
     let pid = target.pid();
