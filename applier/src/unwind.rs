@@ -47,6 +47,8 @@ struct ObjectCfi {
     /// Code of this object written elsewhere (a patch module's new code written in place of
     /// the old): each runtime range, and the bias that applies there instead of `bias`.
     moved: Vec<(Range<u64>, u64)>,
+    /// The vDSO: its code without CFI is never taken for a leaf (below).
+    vdso: bool,
     eh_frame: EhFrame<Reader>,
     bases: BaseAddresses,
     index: FdeIndex,
@@ -172,6 +174,7 @@ impl ObjectCfi {
             ranges,
             bias,
             moved: Vec::new(),
+            vdso: false,
             eh_frame,
             bases: BaseAddresses::default().set_eh_frame(address),
             index: FdeIndex::Sorted(Vec::new()),
@@ -574,7 +577,9 @@ impl CfiCache {
             let code = vdso.start..vdso.end;
             if let Ok(data) = mem.read(vdso.start, vdso.len() as usize) {
                 if let Some(sections) = CfiSections::read(&data[..]) {
-                    found.push(ObjectCfi::from_sections(&sections, vdso.start, vec![code]));
+                    let mut cfi = ObjectCfi::from_sections(&sections, vdso.start, vec![code]);
+                    cfi.vdso = true;
+                    found.push(cfi);
                 }
             }
         }
@@ -744,6 +749,10 @@ fn walk(
         let step = match (signal, object, fde) {
             (Some(signal), _, _) => signal_frame(facts, signal, &reg, memory),
             (None, None, _) => Step::Stuck(Stuck::OutsideObjects),
+            // The 32-bit vDSO has CFI only for its system call and sigreturn entries: its time
+            // functions push registers and keep a frame pointer, so the word at the stack
+            // pointer is no return address there. Not walked: the thread is retried.
+            (None, Some(object), None) if object.vdso => Step::Stuck(Stuck::NoCfi),
             (None, Some(_), None) => frame_without_cfi(frames.len(), regs, &reg, memory),
             (None, Some(object), Some(fde)) => {
                 frame_with_cfi(facts, object, &fde, ctx, lookup, &reg, memory)
