@@ -1292,4 +1292,30 @@ mod tests {
             assert!(trace.complete(), "{:?}", trace.stopped);
         }
     }
+
+    /// Code without CFI is a leaf at frame 0, except in the vDSO (the 32-bit one's time
+    /// functions keep a frame pointer: the word at the stack pointer is a local there).
+    #[test]
+    fn code_without_cfi_in_the_vdso_is_never_taken_for_a_leaf() {
+        let stack = words32(&[0x1010, 0x1020, 0], 0);
+        let code = CODE.start..CODE.end + 0x100;
+        for vdso in [false, true] {
+            let mut object =
+                ObjectCfi::from_eh_frame(eh_frame_i386(), EH_FRAME_AT, 4, 0, vec![code.clone()]);
+            object.vdso = vdso;
+            let mut memory = SliceMemory {
+                base: SP0,
+                bytes: &stack,
+            };
+            let regs = regs_i386(0x1180, SP0);
+            let trace = walk(&[object], &mut UnwindContext::new(), &regs, &mut memory);
+            match vdso {
+                false => assert!(trace.complete(), "{:?}", trace.stopped),
+                true => {
+                    assert_eq!(pcs(&trace), [(0x1180, true)]);
+                    assert_eq!(trace.stopped, Some(Stuck::NoCfi));
+                }
+            }
+        }
+    }
 }
