@@ -51,19 +51,31 @@ fn gcc(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
-struct Anywhere;
+/// Resolves every name near `.0`.
+struct Anywhere(u64);
 
 impl Resolve for Anywhere {
     fn address(&self, name: &str) -> Result<u64, lpkg_applier::Error> {
-        Ok(0x7f00_0000_0000 + name.len() as u64)
+        Ok(self.0 + name.len() as u64)
     }
     fn tls_offset(&self, _name: &str) -> Result<i64, lpkg_applier::Error> {
         Ok(-64)
     }
 }
 
+/// For x86_64 (`-m64`) and i386 (`-m32`, REL relocations with their addends in the code): a
+/// real module links, and mutated copies of it are refused or linked, never panicked on.
 #[test]
 fn mutated_patch_modules_are_refused_not_panicked_on() {
+    for (flag, base, libraries) in [
+        ("-m64", 0x5555_0000_0000u64, 0x7f00_0000_0000u64),
+        ("-m32", 0x3000_0000, 0xf7f0_0000),
+    ] {
+        mutated_modules(flag, base, &Anywhere(libraries));
+    }
+}
+
+fn mutated_modules(flag: &str, base: u64, resolve: &Anywhere) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("m.c");
     std::fs::write(
@@ -75,6 +87,7 @@ fn mutated_patch_modules_are_refused_not_panicked_on() {
     gcc(
         dir.path(),
         &[
+            flag,
             "-O2",
             "-fPIC",
             "-ffunction-sections",
@@ -88,7 +101,7 @@ fn mutated_patch_modules_are_refused_not_panicked_on() {
     let module = std::fs::read(&obj).unwrap();
     let layout = Layout::new(&module).expect("the real module lays out");
     layout
-        .link(&module, 0x5555_0000_0000, &Anywhere)
+        .link(&module, base, resolve)
         .expect("the real module links");
     assert!(
         layout.lone_functions(&module).unwrap().contains_key("f"),
@@ -98,14 +111,14 @@ fn mutated_patch_modules_are_refused_not_panicked_on() {
     for _ in 0..3000 {
         let bytes = m.mutate(&module);
         if let Ok(layout) = Layout::new(&bytes) {
-            let _ = layout.link(&bytes, 0x5555_0000_0000, &Anywhere);
+            let _ = layout.link(&bytes, base, resolve);
             // As for new code written in place: each lone function linked at another address.
             if let Ok(lone) = layout.lone_functions(&bytes) {
                 let placed = lone
                     .values()
-                    .map(|&(section, _)| (section, 0x5555_1000_0000))
+                    .map(|&(section, _)| (section, base + 0x1000_0000))
                     .collect();
-                let _ = layout.link_placed(&bytes, 0x5555_0000_0000, &Anywhere, &placed);
+                let _ = layout.link_placed(&bytes, base, resolve, &placed);
             }
         }
     }
@@ -130,6 +143,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             deregister: 0x7f00_0000_1000,
             object: 0x5555_0000_1800,
         }),
+        llvm_registration: None,
         exit_routines: vec![],
         shadows: false,
         entries: vec![

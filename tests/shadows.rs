@@ -10,44 +10,49 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{gcc, Program, Run, Scratch};
+use lpkg_format::Package;
 
 /// vault.c compiled as versions 1 to 4 (`vault1.o`..`vault4.o`), version 1 linked into the
 /// executable `vault`, in a temporary folder; once.
 fn vault() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let src = root.join("tests/targets/vault.c");
-        let include = format!("-I{}", root.join("builder/include").display());
-        for v in 1..=4 {
-            let obj = dir.path().join(format!("vault{v}.o"));
-            gcc(&[
-                "-O2",
-                "-fPIE",
-                "-g",
-                "-ffunction-sections",
-                "-fdata-sections",
-                &format!("-DVERSION={v}"),
-                &include,
-                "-c",
-                src.to_str().unwrap(),
-                "-o",
-                obj.to_str().unwrap(),
-            ]);
-        }
-        let first = dir.path().join("vault1.o");
-        let bin = dir.path().join("vault");
+    DIR.get_or_init(|| compile_vault("-m64")).path()
+}
+
+/// vault.c compiled for `machine` (`-m64`, `-m32`) as [`vault`] describes.
+fn compile_vault(machine: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("tests/targets/vault.c");
+    let include = format!("-I{}", root.join("builder/include").display());
+    for v in 1..=4 {
+        let obj = dir.path().join(format!("vault{v}.o"));
         gcc(&[
-            "-pie",
-            "-pthread",
-            first.to_str().unwrap(),
+            machine,
+            "-O2",
+            "-fPIE",
+            "-g",
+            "-ffunction-sections",
+            "-fdata-sections",
+            &format!("-DVERSION={v}"),
+            &include,
+            "-c",
+            src.to_str().unwrap(),
             "-o",
-            bin.to_str().unwrap(),
+            obj.to_str().unwrap(),
         ]);
-        dir
-    })
-    .path()
+    }
+    let first = dir.path().join("vault1.o");
+    let bin = dir.path().join("vault");
+    gcc(&[
+        machine,
+        "-pie",
+        "-pthread",
+        first.to_str().unwrap(),
+        "-o",
+        bin.to_str().unwrap(),
+    ]);
+    dir
 }
 
 fn object(version: u32) -> PathBuf {
@@ -280,4 +285,44 @@ fn check_routine_vetoes_the_apply_and_nothing_changes() {
     assert_eq!(v.target.ask("dep 3 1"), "frozen");
     assert_eq!(v.target.ask("freeze 2"), "ok");
     assert_eq!(v.target.ask("dep 3 1"), "frozen");
+}
+
+#[test]
+fn an_i386_package_carries_the_i386_runtime() {
+    let dir = compile_vault("-m32");
+    let s = Scratch::new();
+    let (key, _) = s.keygen("k");
+    let object = |v: u32| dir.path().join(format!("vault{v}.o"));
+    let target = dir.path().join("vault");
+    let package = s.build(
+        &target,
+        &object(1),
+        &object(2),
+        &key,
+        "v.lpkg",
+        ("v", "1"),
+        &[],
+    );
+    let m = s
+        .run(&["inspect", "--json", package.to_str().unwrap()])
+        .json();
+    assert_eq!(m["format_version"], 3, "{m}");
+    assert_eq!(m["target"]["machine"], "i386", "{m}");
+    let data = m["data"].to_string();
+    assert!(
+        data.contains("__lpkg_shadow_table") && data.contains("\"size\":4"),
+        "{data}"
+    );
+    let functions = m["functions"].to_string();
+    assert!(
+        functions.contains("lpkg runtime: shadow variables"),
+        "{functions}"
+    );
+    // The module is ELF32 i386 throughout: the runtime's code is the 32-bit one.
+    let module = Package::from_bytes(&std::fs::read(&package).unwrap())
+        .unwrap()
+        .module()
+        .unwrap()
+        .to_vec();
+    assert_eq!(&module[..5], b"\x7fELF\x01", "ELF32");
 }

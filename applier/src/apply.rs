@@ -11,12 +11,12 @@ use crate::claim::Claim;
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    call_displacement, hex, unhex, Entry, Guarded, RecordBody, Registration, State, Write,
-    MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, State, Write, MODULE_NAME_PREFIX,
+    NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
-use crate::registration::{self, Unwinder};
-use crate::reloc::{jump, JUMP_LEN};
+use crate::registration::Unwinders;
+use crate::reloc::{Machine, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
 use crate::{checkpoint, in_place, spans, target, Error};
@@ -267,7 +267,7 @@ fn apply_verified(
     options: &ApplyOptions,
 ) -> Result<ApplyReport, Error> {
     let manifest = package.manifest();
-    check_machine(manifest)?;
+    check_machine(pid, package)?;
     let symbols = package.symbol_map()?;
     let claim = Claim::take(pid, options.start_time, options.timeout)?;
     let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
@@ -290,11 +290,46 @@ fn apply_verified(
     finish(&plan, switched, tracee, rollback)
 }
 
-fn check_machine(manifest: &Manifest) -> Result<(), Error> {
-    if manifest.target.machine != "x86_64" {
-        return Err(Error::WrongMachine {
-            machine: manifest.target.machine.clone(),
-        });
+/// The machines whose processes lpkg applies packages to. The builder and the linker handle
+/// i386 too; applying to a 32-bit process waits for the kernel side of issue 18 (a compat
+/// tracee, `int $0x80` system calls, i386 remote calls and signal frames).
+const LIVE_MACHINES: &[Machine] = &[Machine::X86_64];
+
+/// Refuses a package for another machine than the process runs (or than lpkg patches), before
+/// anything in the process is touched; and a package whose module is for another machine
+/// than its manifest says.
+fn check_machine(pid: Pid, package: &Package) -> Result<(), Error> {
+    let manifest = package.manifest();
+    let named = manifest.target.machine.as_str();
+    let wrong = |reason: String| Error::WrongMachine {
+        machine: named.to_owned(),
+        reason,
+    };
+    let Some(machine) = Machine::of_name(named) else {
+        return Err(wrong(
+            "not a machine lpkg patches (x86_64, i386): this package is for another machine".into(),
+        ));
+    };
+    // A process that cannot be read is left to the claim, which says why.
+    if let Ok(runs) = target::process_machine(pid) {
+        if runs != Some(machine) {
+            let runs = runs.map_or("another machine's", Machine::name);
+            return Err(wrong(format!(
+                "but process {pid} runs {runs} code: this package is for another machine"
+            )));
+        }
+    }
+    let module = crate::link::module_machine(package.module()?)?;
+    if module != machine {
+        return Err(Error::BadModule(format!(
+            "the patch module is for {}, the manifest for {named}",
+            module.name()
+        )));
+    }
+    if !LIVE_MACHINES.contains(&machine) {
+        return Err(wrong(format!(
+            "and lpkg cannot apply packages to {named} processes yet"
+        )));
     }
     Ok(())
 }
@@ -304,6 +339,8 @@ fn check_machine(manifest: &Manifest) -> Result<(), Error> {
 struct Plan<'a> {
     id: String,
     manifest: &'a Manifest,
+    /// The machine of the process, the package and its module (checked to be one).
+    machine: Machine,
     module: &'a [u8],
     symbols: &'a lpkg_format::SymbolMap,
     signers: Vec<String>,
@@ -323,8 +360,8 @@ struct Plan<'a> {
     /// For each entry, why it gets a jump (`None`: a candidate, in place unless a check after
     /// the link fails).
     jumps: Vec<Option<in_place::Jump>>,
-    /// The target's unwinder, when the module has CFI to register with it.
-    unwinder: Option<Unwinder>,
+    /// The target's unwinders, when the module has CFI to register with them.
+    unwinders: Option<Unwinders>,
 }
 
 /// Prepare: recover interrupted operations, check requirements and every pre-image, lay the
@@ -351,14 +388,17 @@ fn prepare<'a>(
         check_no_downgrade(pid, manifest, &applied)?;
     }
     let mem = Mem::open(pid)?;
-    wait_for_loader(pid, &resolver, &mem, options.timeout)?;
+    if let Some(first) = wait_for_loader(pid, &resolver, &mem, options.timeout)? {
+        resolver.search_in_loader_order(&loaded_objects(&mem, first));
+    }
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
     let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
-    let unwinder = has_cfi.then(|| Unwinder::find(&resolver));
+    let unwinders = has_cfi.then(|| Unwinders::find(&resolver));
     let mut plan = Plan {
         id,
         manifest,
+        machine: crate::link::module_machine(module)?,
         module,
         symbols,
         signers,
@@ -372,7 +412,7 @@ fn prepare<'a>(
         entries: Vec::new(),
         candidates: Vec::new(),
         jumps: Vec::new(),
-        unwinder,
+        unwinders,
     };
     (plan.entries, plan.candidates, plan.jumps) = plan_entries(&plan, target_file)?;
     Ok(plan)
@@ -388,14 +428,14 @@ fn wait_for_loader(
     resolver: &target::Resolver,
     mem: &Mem,
     timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<Option<u64>, Error> {
     /// `r_version` (int), `r_map` (pointer) and `r_state` (enum) of `struct r_debug`.
     const VERSION: usize = 0;
     const MAP: usize = 8;
     const STATE: usize = 24;
     const RT_CONSISTENT: u32 = 0;
     let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
-        return Ok(());
+        return Ok(None);
     };
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
@@ -409,7 +449,7 @@ fn wait_for_loader(
         };
         if word(VERSION, 4) >= 1 && word(MAP, 8) != 0 && word(STATE, 4) == u64::from(RT_CONSISTENT)
         {
-            return Ok(());
+            return Ok(Some(word(MAP, 8)));
         }
         if started.elapsed() >= timeout {
             return Err(Error::StillLoading { pid });
@@ -417,6 +457,29 @@ fn wait_for_loader(
         std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
         pause = (pause * 2).min(Duration::from_millis(10));
     }
+}
+
+/// The addresses of the dynamic sections of the objects on the dynamic loader's list that
+/// starts at `first` (`struct link_map`: `l_ld` and `l_next`), in its order: the order in
+/// which it looks symbols up. The list is the target's: at most `LIMIT` entries are read,
+/// and a read that fails ends it.
+fn loaded_objects(mem: &Mem, first: u64) -> Vec<u64> {
+    const L_LD: usize = 16;
+    const L_NEXT: usize = 24;
+    const LIMIT: usize = 4096;
+    let mut dynamic = Vec::new();
+    let mut at = first;
+    while at != 0 && dynamic.len() < LIMIT {
+        let Ok(bytes) = mem.read(at, L_NEXT + 8) else {
+            break;
+        };
+        let word = |offset: usize| {
+            u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
+        };
+        dynamic.push(word(L_LD));
+        at = word(L_NEXT);
+    }
+    dynamic
 }
 
 /// The functions of the target whose calls an applied package leads to its new code (too
@@ -612,7 +675,10 @@ fn entry_bytes(
     for record in &plan.applied {
         let len = record.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
         let code = plan.mem.read(record.body.module_address, len)?;
-        if crate::reloc::may_lead_to(&code, record.body.module_address, address) {
+        if plan
+            .machine
+            .may_lead_to(&code, record.body.module_address, address)
+        {
             return Err(Error::CalledFromModule {
                 function: function.name.clone(),
                 package: record.body.name.clone(),
@@ -721,17 +787,11 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         .map(|(_, a)| a)
         .collect();
     let (eh_frame_address, eh_frame_len) = crate::record::eh_frame_of(&image.symbols);
-    let registration = match &plan.unwinder {
-        Some(Unwinder::Libgcc {
-            deregister,
-            library,
-            ..
-        }) => Some(Registration {
-            library: library.display().to_string(),
-            deregister: *deregister,
-            object: symbol(lpkg_format::EH_OBJECT_SYMBOL)?,
-        }),
-        _ => None,
+    let (unwind_registration, llvm_registration) = match &plan.unwinders {
+        Some(unwinders) if unwinders.any() => {
+            unwinders.records(symbol(lpkg_format::EH_OBJECT_SYMBOL)?)
+        }
+        _ => (None, None),
     };
     let body = RecordBody {
         id: plan.id.clone(),
@@ -753,7 +813,8 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         module_len: plan.layout.len(),
         eh_frame_address,
         eh_frame_len,
-        unwind_registration: registration.clone(),
+        unwind_registration,
+        llvm_registration,
         exit_routines: exits,
         shadows: shadow_slot.is_some(),
         entries: plan.entries.clone(),
@@ -761,25 +822,19 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     plan.mem.write(module_address, &image.bytes)?;
     tracee.stop_one()?;
     if let Some(slot) = shadow_slot {
-        let (area, mapped) = crate::shadows::find_or_map(tracee, &plan.mem)?;
+        let (area, len, mapped) = crate::shadows::find_or_map(tracee, &plan.mem, plan.machine)?;
         if mapped {
-            rollback.mapping(area, crate::shadows::AREA_SIZE);
+            rollback.mapping(area, len);
         }
-        plan.mem.write(slot, &area.to_le_bytes())?;
+        plan.mem
+            .write(slot, &crate::shadows::pointer(plan.machine, area))?;
     }
     let record_address = write_record(plan, tracee, rollback, &body)?;
     protect(tracee, &image)?;
-    if let (Some(registration), Some(Unwinder::Libgcc { register, .. })) =
-        (&registration, &plan.unwinder)
-    {
-        rollback.registration(registration.clone(), eh_frame_address, plan.options.timeout);
-        registration::register(
-            tracee,
-            *register,
-            registration,
-            eh_frame_address,
-            plan.options.timeout,
-        )?;
+    if let (true, Some(unwinders)) = (body.registrations().any(), &plan.unwinders) {
+        rollback.registrations(&body, plan.options.timeout);
+        body.registrations()
+            .register(tracee, &plan.mem, unwinders, plan.options.timeout)?;
         checkpoint::apply_step("apply:registered")?;
     }
     tracee.resume()?;
@@ -810,7 +865,7 @@ fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
     // The calls' trampoline page is mapped or unmapped now, while only this thread is
     // stopped, not in the switch's pause: mapped for the init routines and the CFI
     // registration, unmapped (if the IFUNC resolvers mapped it) when there are none.
-    let registers = matches!(plan.unwinder, Some(Unwinder::Libgcc { .. }));
+    let registers = plan.unwinders.as_ref().is_some_and(Unwinders::any);
     let inits = plan
         .manifest
         .routines
@@ -850,7 +905,10 @@ fn link_entries(
             });
         }
         let reached = match entry.call_sites.is_empty() {
-            true => jump(entry.address, entry.new_address).is_some(),
+            true => plan
+                .machine
+                .jump(entry.address, entry.new_address)
+                .is_some(),
             false => (entry.call_sites.iter())
                 .all(|&field| call_displacement(field, entry.new_address).is_some()),
         };
@@ -1020,10 +1078,7 @@ fn switch(
         entries: plan.entries.clone(),
         jumps: plan.jumps.clone(),
         module_address: loaded.module_address,
-        unwind: plan.unwinder.as_ref().map(|u| match u {
-            Unwinder::Libgcc { library, .. } => Ok(library.display().to_string()),
-            Unwinder::Missing(why) => Err(why.clone()),
-        }),
+        unwind: plan.unwinders.as_ref().map(Unwinders::describe),
         recovered: plan.recovered.clone(),
         pause: Duration::ZERO,
         switch: SwitchProfile {

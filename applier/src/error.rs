@@ -22,11 +22,13 @@ pub enum Error {
         /// The target's file name from the manifest.
         file_name: String,
     },
-    /// The package was built for another machine than the processes lpkg patches.
-    #[error("package is for {machine}, not x86_64: this package is for another machine")]
+    /// The package was built for another machine than the process runs, or than lpkg patches.
+    #[error("package is for {machine}, {reason}")]
     WrongMachine {
         /// The machine the manifest names.
         machine: String,
+        /// What does not fit: the process's machine, or the machines lpkg patches.
+        reason: String,
     },
     /// The package is a lower version of one applied to the process.
     #[error("process {pid} runs {name} {applied}: applying the lower version {version} would make older code live again (--allow-downgrade to do it anyway)")]
@@ -72,8 +74,10 @@ pub enum Error {
         reason: String,
     },
     /// The module uses a relocation type lpkg does not link.
-    #[error("patch module: unsupported x86_64 relocation type {r_type}")]
+    #[error("patch module: unsupported {machine} relocation type {r_type}")]
     UnsupportedRelocation {
+        /// The machine of the module.
+        machine: &'static str,
         /// The ELF relocation type.
         r_type: u32,
     },

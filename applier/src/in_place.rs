@@ -11,7 +11,7 @@
 //! 1. its entry holds the target file's bytes (not another package's jump or code);
 //! 2. the builder gave its `old_room` (no other symbol starts inside it) and the new code fits
 //!    in it; any padding used still holds the file's bytes;
-//! 3. the old code is a closed leaf ([`crate::reloc::is_closed_leaf`]): nothing but a thread
+//! 3. the old code is a closed leaf ([`crate::reloc::Machine::is_closed_leaf`]): nothing but a thread
 //!    executing it can be in its middle, and the switch's stack check sees that thread;
 //! 4. the new function is alone in its section of the module, so it can be linked elsewhere,
 //!    and is the manifest's `new_size`;
@@ -28,7 +28,7 @@ use object::{Object, ObjectSection};
 
 use crate::link::{Image, Layout, Resolve};
 use crate::record::eh_frame_of;
-use crate::reloc::is_closed_leaf;
+use crate::reloc::Machine;
 use crate::target::TargetObject;
 use crate::unwind::{FunctionFrames, ObjectFrames};
 use crate::Error;
@@ -109,6 +109,8 @@ pub struct Finder<'a> {
     mem: &'a Mem,
     target: &'a TargetObject,
     file: object::File<'a>,
+    /// The target's machine: its code is decoded in that mode.
+    machine: Machine,
     frames: ObjectFrames,
     lone_functions: BTreeMap<String, (usize, u64)>,
 }
@@ -129,10 +131,14 @@ impl<'a> Finder<'a> {
         ) else {
             return Ok(None);
         };
+        let Some(machine) = Machine::of_object(file.architecture()) else {
+            return Ok(None);
+        };
         Ok(Some(Finder {
             mem,
             target,
             file,
+            machine,
             frames,
             lone_functions,
         }))
@@ -153,7 +159,7 @@ impl<'a> Finder<'a> {
         if new_size > room || new_size == 0 {
             return Err(Jump::TooLong);
         }
-        if !is_closed_leaf(live, address) {
+        if !self.machine.is_closed_leaf(live, address) {
             return Err(Jump::NotClosedLeaf);
         }
         let &(section, _) = (self.lone_functions.get(&function.module_symbol))

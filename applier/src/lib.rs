@@ -33,7 +33,7 @@ pub use apply::{apply, apply_package, ApplyOptions, ApplyReport, SwitchProfile, 
 pub use checkpoint::catch_interrupts;
 pub use error::Error;
 pub use in_place::Jump;
-pub use record::{Entry, RecordBody, Registration, State};
+pub use record::{Entry, LlvmRegistration, RecordBody, Registration, State};
 pub use records::{Live, LiveRecord, OrphanModule};
 pub use revert::{revert, revert_process, RevertReport, Selection};
 
@@ -55,5 +55,6 @@ pub fn unrecorded_modules(pid: lpkg_kernel::Pid) -> Result<Vec<OrphanModule>, Er
 pub mod fuzzing {
     pub use crate::link::{Layout, Resolve};
     pub use crate::record::HEADER_LEN;
+    pub use crate::target::{find as find_target, Resolver};
     pub use crate::unwind::backtrace_from_bytes;
 }

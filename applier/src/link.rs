@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use object::read::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SymbolSection};
 use object::{RelocationFlags, SectionFlags, SectionKind, SymbolIndex};
 
-use crate::reloc::{self, RelocKind};
+use crate::reloc::{self, Machine, RelocKind};
 use crate::Error;
 
 const PAGE: u64 = 4096;
@@ -96,23 +96,27 @@ fn r_type(flags: RelocationFlags) -> Result<u32, Error> {
     }
 }
 
-fn parse(module: &[u8]) -> Result<object::File<'_>, Error> {
+fn parse(module: &[u8]) -> Result<(object::File<'_>, Machine), Error> {
     let file = object::File::parse(module)
         .map_err(|e| Error::BadModule(format!("patch module is not a valid ELF object: {e}")))?;
-    if file.architecture() != object::Architecture::X86_64
-        || file.kind() != object::ObjectKind::Relocatable
-    {
-        return Err(Error::BadModule(
-            "patch module is not an x86_64 relocatable object".into(),
-        ));
+    let machine = Machine::of_object(file.architecture());
+    match machine {
+        Some(machine) if file.kind() == object::ObjectKind::Relocatable => Ok((file, machine)),
+        _ => Err(Error::BadModule(
+            "patch module is not an x86_64 or i386 relocatable object".into(),
+        )),
     }
-    Ok(file)
+}
+
+/// The machine `module` is for.
+pub fn module_machine(module: &[u8]) -> Result<Machine, Error> {
+    Ok(parse(module)?.1)
 }
 
 /// The undefined symbols of `module` that its loaded sections reach PC-relatively (not
 /// through the GOT or a call), by name.
 pub fn pc_relative_undefined(module: &[u8]) -> Result<std::collections::BTreeSet<String>, Error> {
-    let file = parse(module)?;
+    let (file, machine) = parse(module)?;
     let mut names = std::collections::BTreeSet::new();
     for section in file.sections() {
         if region_of(&section).is_none() {
@@ -122,7 +126,7 @@ pub fn pc_relative_undefined(module: &[u8]) -> Result<std::collections::BTreeSet
             let RelocationTarget::Symbol(index) = relocation.target() else {
                 continue;
             };
-            if RelocKind::of(r_type(relocation.flags())?)? != RelocKind::PcRelative
+            if machine.reloc_kind(r_type(relocation.flags())?)? != RelocKind::PcRelative
                 || is_defined(&file, index)?
             {
                 continue;
@@ -163,7 +167,7 @@ impl Layout {
     /// while those lie more than ±2 GiB away. Only for data that never changes (the caller
     /// checks that it lies in a read-only mapping): a copy of anything else would diverge.
     pub fn with_copies(module: &[u8], copies: BTreeMap<String, Vec<u8>>) -> Result<Layout, Error> {
-        let file = parse(module)?;
+        let (file, machine) = parse(module)?;
         let mut sizes = [0u64; 3];
         let mut sections = BTreeMap::new();
         for section in file.sections() {
@@ -199,7 +203,7 @@ impl Layout {
                 let RelocationTarget::Symbol(symbol) = relocation.target() else {
                     continue;
                 };
-                match RelocKind::of(r_type(relocation.flags())?)? {
+                match machine.reloc_kind(r_type(relocation.flags())?)? {
                     RelocKind::Got => {
                         got.entry((symbol.0, false)).or_insert(0);
                     }
@@ -271,7 +275,7 @@ impl Layout {
     /// The functions of `module` that are alone in a loaded section, at its start (they can
     /// be linked elsewhere alone): symbol name to section index and size.
     pub fn lone_functions(&self, module: &[u8]) -> Result<BTreeMap<String, (usize, u64)>, Error> {
-        let file = parse(module)?;
+        let (file, _) = parse(module)?;
         let mut lone = BTreeMap::new();
         for symbol in file.symbols() {
             let (SymbolSection::Section(index), Ok(name)) = (symbol.section(), symbol.name())
@@ -308,13 +312,17 @@ impl Layout {
         resolve: &dyn Resolve,
         placed: &BTreeMap<usize, u64>,
     ) -> Result<Image, Error> {
-        let linking = Linking {
+        let (file, machine) = parse(module)?;
+        let mut linking = Linking {
             layout: self,
-            file: parse(module)?,
+            file,
+            machine,
+            got: None,
             base,
             resolve,
             placed,
         };
+        linking.got = linking.got_address()?;
         let mut bytes = vec![0u8; self.len() as usize];
         linking.copy_sections(&mut bytes)?;
         linking.fill_got_and_stubs(&mut bytes)?;
@@ -347,12 +355,27 @@ impl Layout {
 struct Linking<'l, 'm> {
     layout: &'l Layout,
     file: object::File<'m>,
+    machine: Machine,
+    /// The GOT's address, for GOT-relative relocations: where the module's GOT symbol
+    /// resolves, when the machine has one and the module names it.
+    got: Option<u64>,
     base: u64,
     resolve: &'l dyn Resolve,
     placed: &'l BTreeMap<usize, u64>,
 }
 
 impl Linking<'_, '_> {
+    /// Where the machine's GOT symbol resolves, if the module names it.
+    fn got_address(&self) -> Result<Option<u64>, Error> {
+        let Some(name) = self.machine.got_symbol() else {
+            return Ok(None);
+        };
+        match self.file.symbols().find(|s| s.name() == Ok(name)) {
+            Some(symbol) => Ok(Some(self.symbol_address(symbol.index())?)),
+            None => Ok(None),
+        }
+    }
+
     /// Where section `index` runs: placed elsewhere, or in the mapping.
     fn section_address(&self, index: usize) -> Option<u64> {
         self.placed
@@ -466,7 +489,8 @@ impl Linking<'_, '_> {
                         section.name().unwrap_or("?")
                     )));
                 };
-                let kind = RelocKind::of(r_type(relocation.flags())?)?;
+                let r_type = r_type(relocation.flags())?;
+                let kind = self.machine.reloc_kind(r_type)?;
                 let place = self
                     .section_address(section.index().0)
                     .unwrap_or_default()
@@ -479,25 +503,28 @@ impl Linking<'_, '_> {
                         Some(stub) => base + text + stub,
                         None => self.symbol_address(symbol)?,
                     },
-                    RelocKind::Absolute | RelocKind::PcRelative => self.symbol_address(symbol)?,
+                    RelocKind::Absolute | RelocKind::PcRelative | RelocKind::GotOffset => {
+                        self.symbol_address(symbol)?
+                    }
                 };
                 let field = usize::try_from(section_offset.saturating_add(offset))
                     .ok()
                     .and_then(|at| bytes.get_mut(at..))
                     .unwrap_or_default();
-                reloc::apply(
-                    r_type(relocation.flags())?,
-                    field,
-                    place,
-                    target,
-                    relocation.addend(),
-                )
-                .map_err(|reason| Error::Relocation {
+                let error = |reason| Error::Relocation {
                     section: section.name().unwrap_or("?").to_owned(),
                     offset,
                     symbol: self.symbol_name(symbol),
                     reason,
-                })?;
+                };
+                // A REL relocation's addend is in the field, as the module holds it.
+                let addend = match relocation.has_implicit_addend() {
+                    true => self.machine.implicit_addend(r_type, field).map_err(error)?,
+                    false => relocation.addend(),
+                };
+                self.machine
+                    .apply(r_type, field, place, target, addend, self.got)
+                    .map_err(error)?;
             }
         }
         Ok(())

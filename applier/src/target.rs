@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object::elf;
-use object::read::elf::{FileHeader, ProgramHeader, Sym};
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::{Endianness, SymbolIndex};
 
 use lpkg_format::{SymbolBinding, SymbolMap};
@@ -15,6 +15,7 @@ use lpkg_kernel::Pid;
 
 use crate::link::Resolve;
 use crate::record::hex;
+use crate::reloc::Machine;
 use crate::Error;
 
 /// The object a package patches, as mapped in the process.
@@ -40,8 +41,47 @@ struct ElfFacts {
     is_executable: bool,
 }
 
+/// The machine `pid` runs: read from the ELF header of its executable (`/proc/PID/exe`);
+/// `Ok(None)` for a machine lpkg does not know.
+pub fn process_machine(pid: Pid) -> Result<Option<Machine>, Error> {
+    use std::io::Read;
+    let path = PathBuf::from(format!("/proc/{pid}/exe"));
+    let mut header = [0u8; 20];
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(|source| lpkg_kernel::Error::Proc { path, source })?;
+    Ok(machine_of_header(&header))
+}
+
+/// The machine of an ELF file from its first 20 bytes: class and `e_machine`.
+fn machine_of_header(header: &[u8; 20]) -> Option<Machine> {
+    // e_ident: magic, class, data (byte order).
+    const EI_CLASS: usize = 4;
+    const EI_DATA: usize = 5;
+    if header[..4] != *b"\x7fELF" || header[EI_DATA] != elf::ELFDATA2LSB {
+        return None;
+    }
+    let elf64 = match header[EI_CLASS] {
+        elf::ELFCLASS64 => true,
+        elf::ELFCLASS32 => false,
+        _ => return None,
+    };
+    Machine::of_elf(elf64, u16::from_le_bytes([header[18], header[19]]))
+}
+
 fn elf_facts<'d>(data: impl object::ReadRef<'d>) -> Result<ElfFacts, String> {
-    let header = elf::FileHeader64::<Endianness>::parse(data).map_err(|e| e.to_string())?;
+    match object::FileKind::parse(data) {
+        Ok(object::FileKind::Elf32) => elf_facts_of::<elf::FileHeader32<Endianness>>(data),
+        Ok(object::FileKind::Elf64) => elf_facts_of::<elf::FileHeader64<Endianness>>(data),
+        Ok(other) => Err(format!("not an ELF file ({other:?})")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn elf_facts_of<'d, Elf: FileHeader<Endian = Endianness>>(
+    data: impl object::ReadRef<'d>,
+) -> Result<ElfFacts, String> {
+    let header = Elf::parse(data).map_err(|e| e.to_string())?;
     let endian = header.endian().map_err(|e| e.to_string())?;
     let mut first_load = None;
     let mut tls = None;
@@ -52,9 +92,14 @@ fn elf_facts<'d>(data: impl object::ReadRef<'d>) -> Result<ElfFacts, String> {
     {
         match segment.p_type(endian) {
             elf::PT_LOAD if first_load.is_none() => {
-                first_load = Some(segment.p_vaddr(endian) & !0xfff)
+                first_load = Some(segment.p_vaddr(endian).into() & !0xfff)
             }
-            elf::PT_TLS => tls = Some((segment.p_memsz(endian), segment.p_align(endian))),
+            elf::PT_TLS => {
+                tls = Some((
+                    segment.p_memsz(endian).into(),
+                    segment.p_align(endian).into(),
+                ))
+            }
             elf::PT_INTERP => has_interp = true,
             _ => {}
         }
@@ -109,6 +154,8 @@ pub struct Resolver<'a> {
     target: &'a TargetObject,
     bindings: BTreeMap<&'a str, &'a SymbolBinding>,
     mapped: &'a [MappedObject],
+    /// Indices of `mapped` in the order symbols are looked up: the dynamic loader's.
+    order: Vec<usize>,
     /// Dynamic symbols of each mapped object (as linked) and its bias, read on first use.
     tables: RefCell<Vec<Option<BiasedSymbols>>>,
     /// What each IFUNC resolver returned when run in the target, by resolver address.
@@ -165,11 +212,29 @@ fn cached_dynamic_symbols(object: &MappedObject) -> Result<BiasedSymbols, Error>
 }
 
 fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols, object::Error> {
-    let header = elf::FileHeader64::<Endianness>::parse(data)?;
+    match object::FileKind::parse(data)? {
+        object::FileKind::Elf32 => dynamic_symbols_of::<elf::FileHeader32<Endianness>>(data),
+        _ => dynamic_symbols_of::<elf::FileHeader64<Endianness>>(data),
+    }
+}
+
+fn dynamic_symbols_of<'d, Elf: FileHeader<Endian = Endianness>>(
+    data: impl object::ReadRef<'d>,
+) -> Result<DynamicSymbols, object::Error> {
+    let header = Elf::parse(data)?;
     let endian = header.endian()?;
     let sections = header.sections(endian, data)?;
     let table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
     let versions = sections.versions(endian, data)?;
+    // The names, read in one piece: through the file's read cache each name would be a read
+    // of its own (thousands for libc).
+    let names = sections
+        .section(table.string_section())?
+        .data(endian, data)?;
+    let name_at = |offset: u32| -> Option<&[u8]> {
+        let tail = names.get(offset as usize..)?;
+        Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    };
     let mut out = DynamicSymbols::new();
     for (index, symbol) in table.symbols().iter().enumerate() {
         if symbol.is_undefined(endian) || symbol.st_name(endian) == 0 {
@@ -183,7 +248,10 @@ fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols,
         {
             continue;
         }
-        let name = table.symbol_name(endian, symbol)?.to_vec();
+        let Some(name) = name_at(symbol.st_name(endian)) else {
+            continue;
+        };
+        let name = name.to_vec();
         let (version, hidden) = match &versions {
             Some(v) => {
                 let vi = v.version_index(endian, SymbolIndex(index));
@@ -191,10 +259,10 @@ fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols,
             }
             None => (None, false),
         };
-        let address = symbol.st_value(endian);
+        let address = symbol.st_value(endian).into();
         let ifunc = kind == elf::STT_GNU_IFUNC;
         let object_size = match kind {
-            elf::STT_OBJECT => symbol.st_size(endian),
+            elf::STT_OBJECT => symbol.st_size(endian).into(),
             _ => 0,
         };
         out.entry(name).or_default().push(Definition {
@@ -221,10 +289,29 @@ impl<'a> Resolver<'a> {
             target,
             bindings: map.symbols.iter().map(|b| (b.name(), b)).collect(),
             mapped,
+            order: (0..mapped.len()).collect(),
             tables: RefCell::new(vec![None; mapped.len()]),
             ifuncs: RefCell::new(BTreeMap::new()),
             redirected: BTreeMap::new(),
         }
+    }
+
+    /// Looks symbols up in the objects whose dynamic sections are at `dynamic` first, in that
+    /// order (the dynamic loader's list of loaded objects), then in the others, so that the
+    /// module binds to what the process's own code binds to (a process may have two
+    /// definitions, e.g. `_Unwind_Resume` in LLVM's libunwind and in libgcc_s).
+    pub fn search_in_loader_order(&mut self, dynamic: &[u64]) {
+        let mut listed = vec![false; self.mapped.len()];
+        let mut order = Vec::with_capacity(self.mapped.len());
+        for &address in dynamic {
+            let found = (0..self.mapped.len()).find(|&i| self.mapped[i].contains(address));
+            if let Some(index) = found.filter(|&i| !listed[i]) {
+                listed[index] = true;
+                order.push(index);
+            }
+        }
+        order.extend((0..self.mapped.len()).filter(|&i| !listed[i]));
+        self.order = order;
     }
 
     /// Makes `target` symbols at the address of a function whose calls an applied package
@@ -322,10 +409,24 @@ impl<'a> Resolver<'a> {
     /// The first mapped object (by index) whose `.dynsym` defines `symbol` in its default
     /// version, and the symbol's address; `None` when no object does.
     pub fn defining_object(&self, symbol: &str) -> Option<(usize, u64)> {
-        (0..self.mapped.len()).find_map(|index| {
-            let definition = self.definition_in(index, symbol, None).ok()??;
-            Some((index, definition.address))
-        })
+        self.objects_defining(symbol).next()
+    }
+
+    /// Every mapped object (by index) whose `.dynsym` defines `symbol` in its default
+    /// version, with the symbol's address there.
+    pub fn objects_defining<'s>(
+        &'s self,
+        symbol: &'s str,
+    ) -> impl Iterator<Item = (usize, u64)> + 's {
+        self.order
+            .iter()
+            .copied()
+            .filter_map(|index| Some((index, self.definition_address(index, symbol)?)))
+    }
+
+    /// The address of `symbol` (default version) in mapped object `index`, if it defines it.
+    pub fn definition_address(&self, index: usize, symbol: &str) -> Option<u64> {
+        Some(self.definition_in(index, symbol, None).ok()??.address)
     }
 
     /// The path of mapped object `index`, as the process maps it.
@@ -365,7 +466,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {
-        for index in 0..self.mapped.len() {
+        for &index in &self.order {
             if let Some(definition) = self.definition_in(index, symbol, version)? {
                 return Ok(definition);
             }
@@ -399,7 +500,8 @@ impl Resolve for Resolver<'_> {
             return Err(tls("a variable of another library is not supported"));
         };
         match self.target.tls {
-            // x86_64 variant II: the executable's TLS block ends at the thread pointer.
+            // Variant II (x86_64 and i386): the executable's TLS block ends at the thread
+            // pointer.
             Some((memsz, align)) if self.target.is_executable => {
                 let block = memsz.div_ceil(align.max(1)) * align.max(1);
                 Ok(*offset as i64 - block as i64)
@@ -409,5 +511,30 @@ impl Resolve for Resolver<'_> {
             )),
             None => Err(tls("the target has no TLS segment")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_comes_from_the_class_and_e_machine() {
+        let mut header = [0u8; 20];
+        const EI_CLASS: usize = 4;
+        const EI_DATA: usize = 5;
+        header[..4].copy_from_slice(b"\x7fELF");
+        header[EI_DATA] = elf::ELFDATA2LSB;
+        header[EI_CLASS] = elf::ELFCLASS64;
+        header[18..].copy_from_slice(&elf::EM_X86_64.to_le_bytes());
+        assert_eq!(machine_of_header(&header), Some(Machine::X86_64));
+        header[EI_CLASS] = elf::ELFCLASS32;
+        assert_eq!(machine_of_header(&header), None, "x32 is not i386");
+        header[18..].copy_from_slice(&elf::EM_386.to_le_bytes());
+        assert_eq!(machine_of_header(&header), Some(Machine::I386));
+        header[18..].copy_from_slice(&elf::EM_AARCH64.to_le_bytes());
+        assert_eq!(machine_of_header(&header), None);
+        header[0] = b'#';
+        assert_eq!(machine_of_header(&header), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use object::read::elf::ElfFile64;
+use object::read::elf::{ElfFile, FileHeader};
 use object::{Endianness, Object};
 
 use crate::error::Error;
@@ -63,9 +63,9 @@ fn debuglink_paths(dir: &Path, target: &Path, name: &str) -> Vec<PathBuf> {
 
 /// The debug file of `target` (parsed as `file`, build-id `build_id`). A given file must
 /// carry the build-id; of the places looked in, the first file that carries it is taken.
-pub fn find(
+pub fn find<Elf: FileHeader<Endian = Endianness>>(
     target: &Path,
-    file: &ElfFile64<'_, Endianness>,
+    file: &ElfFile<'_, Elf>,
     build_id: &str,
     opts: &DebugOptions,
 ) -> Result<Found, Error> {
@@ -143,9 +143,9 @@ fn check(target: &Path, debug: &Path, build_id: &str) -> Result<(), Error> {
 /// The GNU build-id of an ELF file, `None` when it has none.
 fn read_build_id(path: &Path) -> Result<Option<String>, Error> {
     let bytes = crate::input::read(path)?;
-    let file = ElfFile64::<Endianness>::parse(&bytes[..]).map_err(|e| Error::BadInput {
+    let file = object::File::parse(&bytes[..]).map_err(|e| Error::BadInput {
         path: path.to_path_buf(),
-        reason: format!("debug file: not an ELF64 file: {e}"),
+        reason: format!("debug file: not an ELF file: {e}"),
     })?;
     Ok(file.build_id().ok().flatten().map(crate::target::hex))
 }

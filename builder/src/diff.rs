@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::arch::x86_64 as arch;
 use crate::dwarf::{self, Facts};
 use crate::error::{refuse, Error};
 use crate::identity::{strip_number, Analysis, Ref};
@@ -271,6 +270,11 @@ fn function_verdicts(
     for (name, &new_symbol) in &new.analysis.functions {
         while olds.next_if(|(o, _)| *o < name).is_some() {}
         let old_symbol = olds.next_if(|(o, _)| *o == name).map(|(_, &i)| i);
+        // A helper the compiler emits identically in every object that uses it is never a
+        // change: new code calls the target's copy (checked byte for byte) or carries one.
+        if new.obj.arch.is_shared_helper(name) {
+            continue;
+        }
         // Same bytes and no relocation on either side: the forms are equal, without building
         // them.
         if let Some(old_symbol) = old_symbol {
@@ -289,7 +293,11 @@ fn function_verdicts(
             continue;
         }
         if old_form.1 == new_form.1 {
-            if let Some(pairs) = arch::immediate_only_differences(&old_form.0, &new_form.0) {
+            if let Some(pairs) = new
+                .obj
+                .arch
+                .immediate_only_differences(&old_form.0, &new_form.0)
+            {
                 if !pairs.is_empty() && line_shift_only(old, new, name, &pairs) {
                     line_change(new, name, &pairs, allow_line_changes, &mut functions, notes);
                     continue;
@@ -643,8 +651,13 @@ fn check_structure(
         }
     }
     // New functions see the target's data too, so layouts matter for every verdict.
-    for name in functions.keys() {
-        if let Some(sec) = new.function_section(name) {
+    for (name, verdict) in functions {
+        // A COMDAT function new to this object (an inline function or template instance the
+        // fix starts using, as libc++'s inline exception constructors) travels in the module
+        // as any new function; a changed one would also be changed in every other object
+        // that has a copy, which the package cannot know.
+        let changed = matches!(verdict, Verdict::Replace(_));
+        if let Some(sec) = new.function_section(name).filter(|_| changed) {
             if new.obj.sections[sec].comdat {
                 return Err(refuse(
                     name.clone(),

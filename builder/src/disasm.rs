@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use lpkg_format::Manifest;
 
-use crate::arch::x86_64::{disassemble, reloc_name};
+use crate::arch::Arch;
 use crate::error::Error;
 use crate::target::{hex, TargetFile};
 
@@ -38,6 +38,13 @@ pub fn listings(
         reason: format!("patch module: {e}"),
     };
     let file = object::File::parse(module).map_err(bad)?;
+    let arch = Arch::of_object(file.architecture()).ok_or_else(|| Error::BadInput {
+        path: "module.o".into(),
+        reason: format!(
+            "patch module: for {:?}, not x86_64 or i386",
+            file.architecture()
+        ),
+    })?;
     let target = target.map(|t| TargetFile::read(t, None)).transpose()?;
     let mut out = Vec::new();
     for function in &manifest.functions {
@@ -56,13 +63,19 @@ pub fn listings(
                             _ => String::new(),
                         };
                         let kind = match r.flags() {
-                            object::RelocationFlags::Elf { r_type } => reloc_name(r_type),
+                            object::RelocationFlags::Elf { r_type } => arch.reloc_name(r_type),
                             other => format!("{other:?}"),
                         };
-                        (offset, format!("{kind} {target}{:+}", r.addend()))
+                        let addend = match r.flags() {
+                            object::RelocationFlags::Elf { r_type } if r.has_implicit_addend() => {
+                                implicit_addend(arch, r_type, data, offset)
+                            }
+                            _ => r.addend(),
+                        };
+                        (offset, format!("{kind} {target}{addend:+}"))
                     })
                     .collect();
-                disassemble(data.get(start..end).unwrap_or(&[]), start as u64)
+                arch.disassemble(data.get(start..end).unwrap_or(&[]), start as u64)
                     .into_iter()
                     .map(|line| {
                         let end = line.address + line.bytes.len() as u64;
@@ -90,7 +103,7 @@ pub fn listings(
             (Some(t), Some(offset), Some(size)) => match t.bytes_at(offset, size) {
                 Some(bytes) if Some(hex(&Sha256::digest(bytes))) == function.old_sha256 => {
                     old = Some(
-                        disassemble(bytes, offset)
+                        arch.disassemble(bytes, offset)
                             .into_iter()
                             .map(|l| format!("{:6x}  {}", l.address - offset, l.text))
                             .collect(),
@@ -128,4 +141,18 @@ fn symbol_name(file: &object::File<'_>, index: object::SymbolIndex) -> String {
         }
     }
     symbol.name().unwrap_or("?").to_owned()
+}
+
+/// The addend a REL relocation of type `r_type` at `offset` keeps in the field in `data`.
+fn implicit_addend(arch: Arch, r_type: u32, data: &[u8], offset: u64) -> i64 {
+    let width = arch.implicit_addend_width(r_type).unwrap_or(0);
+    let field = usize::try_from(offset)
+        .ok()
+        .and_then(|at| data.get(at..at.checked_add(width)?));
+    match field {
+        Some(&[a, b, c, d]) => i64::from(i32::from_le_bytes([a, b, c, d])),
+        Some(&[a, b]) => i64::from(i16::from_le_bytes([a, b])),
+        Some(&[a]) => i64::from(a as i8),
+        _ => 0,
+    }
 }

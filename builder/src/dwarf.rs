@@ -857,10 +857,14 @@ impl<'a> UnitWalk<'a, '_> {
             return;
         };
         let bytes = expr.0.slice();
-        if bytes.len() != 9 || bytes[0] != gimli::DW_OP_addr.0 {
+        // `DW_OP_addr` and an address of the unit's size (8 bytes for x86_64, 4 for i386).
+        let size = usize::from(self.unit.encoding().address_size);
+        if bytes.len() != 1 + size || size > 8 || bytes[0] != gimli::DW_OP_addr.0 {
             return;
         }
-        let addr = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
+        let mut le = [0u8; 8];
+        le[..size].copy_from_slice(&bytes[1..]);
+        let addr = u64::from_le_bytes(le);
         let (Some(at), Some(var)) = (self.obj.section_at(addr), attrs.name(self.dwarf, self.unit))
         else {
             return;

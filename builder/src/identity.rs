@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
 
-use crate::arch::x86_64::{self as arch, RelocClass};
+use crate::arch::{Arch, RelocClass};
 use crate::dwarf::Facts;
 use crate::objfile::{Obj, Rel, SymKind};
 use crate::target::hex;
@@ -26,9 +26,9 @@ pub enum Ref {
 }
 
 /// The relocation's bias (distance to the end of the instruction) in a code section.
-pub fn bias(bounds: &[(u64, u64)], rel: &Rel) -> i64 {
-    match arch::reloc_class(rel.r_type) {
-        Some(RelocClass::PcRelative) => arch::pc_relative_bias(bounds, rel.offset),
+pub fn bias(arch: Arch, bounds: &[(u64, u64)], rel: &Rel) -> i64 {
+    match arch.reloc_class(rel.r_type) {
+        Some(RelocClass::PcRelative) => crate::arch::decode::pc_relative_bias(bounds, rel.offset),
         _ => 0,
     }
 }
@@ -142,7 +142,7 @@ impl Analysis {
     /// `off` values include the bias, i.e. they are real offsets into the referenced thing.
     pub fn resolve(&self, obj: &Obj, rel: &Rel, code: Option<&[(u64, u64)]>) -> Ref {
         let s = &obj.symbols[rel.sym];
-        let b = code.map_or(0, |c| bias(c, rel));
+        let b = code.map_or(0, |c| bias(obj.arch, c, rel));
         let Some(sec) = s.section else {
             return Ref::Undefined {
                 name: s.name.clone(),
@@ -275,7 +275,7 @@ impl Analysis {
                 format!(
                     "{:#x} {} {}",
                     rel.offset - start,
-                    arch::reloc_name(rel.r_type),
+                    obj.arch.reloc_name(rel.r_type),
                     self.describe(obj, &r, 0)
                 )
             })

@@ -185,7 +185,7 @@ fn read_pair(
                 let side = Side::new(obj?, Wanted::All, false);
                 side.facts.lines.all(&side.obj);
                 // The decoder's tables take ≈ 0.5 ms to build, on first use.
-                arch::x86_64::prepare_decoder();
+                arch::prepare_decoder();
                 Ok(side)
             });
             let old_bytes = read_bytes(old_path);
@@ -288,17 +288,19 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     }
     let mut diffs = compare_pairs(opts, &sides, &mut notes)?;
     check_deployed_layouts(&target, &sides, &diffs)?;
-    let runtime = runtime::sides()?;
+    let runtime = runtime::sides(target.arch)?;
     let mut units = units(&sides);
     let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
-    writer.runtime = Some(units.len());
-    units.push(Unit {
-        old: &runtime.0,
-        new: &runtime.1,
-        file: runtime.1.obj.file_name.clone(),
-        unit_path: None,
-    });
+    if let Some((old, new)) = &runtime {
+        writer.runtime = Some(units.len());
+        units.push(Unit {
+            old,
+            new,
+            file: new.obj.file_name.clone(),
+            unit_path: None,
+        });
+    }
     writer.stacked = opts
         .requires
         .iter()
@@ -354,6 +356,18 @@ fn read_inputs(
     let mut sides = Vec::new();
     for pair in read {
         sides.extend(pair?);
+    }
+    for side in sides.iter().flat_map(|(old, new)| [old, new]) {
+        if side.obj.arch != target.arch {
+            return Err(Error::BadInput {
+                path: side.obj.path.clone(),
+                reason: format!(
+                    "object is for {}, the target for {}",
+                    side.obj.arch.name(),
+                    target.arch.name()
+                ),
+            });
+        }
     }
     Ok((target, sides))
 }
@@ -533,9 +547,9 @@ fn resolve_replacement(
     let room = target.room(t.value, t.size);
     // A symbol inside the function: only the function's own bytes may be overwritten.
     let entry_room = room.unwrap_or(t.size);
-    if t.size < arch::x86_64::JUMP_SIZE && entry_room < arch::x86_64::JUMP_SIZE {
+    if t.size < arch::JUMP_SIZE && entry_room < arch::JUMP_SIZE {
         f.call_sites = short_function_call_sites(target, name, t.value, t.size, entry_room)?;
-    } else if let Some(problem) = arch::x86_64::entry_problem(bytes, t.value, entry_room) {
+    } else if let Some(problem) = target.arch.entry_problem(bytes, t.value, entry_room) {
         return Err(error::refuse(
             name.to_owned(),
             format!("cannot patch entry: {problem}"),
@@ -565,7 +579,7 @@ fn short_function_call_sites(
             name.to_owned(),
             format!(
                 "cannot patch entry: function is {size} bytes long, shorter than the {}-byte jump, with {room} bytes of room up to the next symbol, and its call sites cannot be rewritten instead: {why}",
-                arch::x86_64::JUMP_SIZE
+                arch::JUMP_SIZE
             ),
         )
     };
@@ -585,14 +599,14 @@ fn short_function_call_sites(
 pub(crate) fn same_code(old: &Side, old_sym: &objfile::Sym, bytes: &[u8]) -> bool {
     let section = &old.obj.sections[old_sym.section.unwrap_or(0)];
     let relocations = section.relocs.iter().map(|r| (r.offset, r.r_type));
-    let expected =
-        arch::x86_64::masked_code(&section.data, relocations, old_sym.value, old_sym.size);
-    if expected.len() == bytes.len() && arch::x86_64::mask_like(bytes, &expected) == expected {
+    let arch = old.obj.arch;
+    let expected = arch.masked_code(&section.data, relocations, old_sym.value, old_sym.size);
+    if expected.len() == bytes.len() && arch::mask_like(bytes, &expected) == expected {
         return true;
     }
     let start = (old_sym.value as usize).min(section.data.len());
     let end = start.saturating_add(expected.len()).min(section.data.len());
-    arch::x86_64::same_instructions(&section.data[start..end], &expected, bytes)
+    arch.same_instructions(&section.data[start..end], &expected, bytes)
 }
 
 /// Adds every new data object to the module; returns their manifest entries.
@@ -680,7 +694,7 @@ fn manifest(
             file_name: target.file_name.clone(),
             build_id: target.build_id.clone(),
             sha256: target.sha256.clone(),
-            machine: "x86_64".into(),
+            machine: target.arch.name().into(),
         },
         requires: opts
             .requires

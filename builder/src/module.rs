@@ -5,11 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use lpkg_format::SymbolBinding;
 use object::write::{Object, Relocation, SectionId, Symbol, SymbolId, SymbolSection};
 use object::{
-    Architecture, BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind,
-    SymbolScope,
+    BinaryFormat, Endianness, RelocationFlags, SectionKind, SymbolFlags, SymbolKind, SymbolScope,
 };
 
-use crate::arch::x86_64 as arch;
 use crate::diff::Side;
 use crate::error::Error;
 use crate::identity::Ref;
@@ -72,7 +70,11 @@ impl<'a> ModuleWriter<'a> {
     pub fn new(target: &'a TargetFile) -> ModuleWriter<'a> {
         ModuleWriter {
             target,
-            out: Object::new(BinaryFormat::Elf, Architecture::X86_64, Endianness::Little),
+            out: Object::new(
+                BinaryFormat::Elf,
+                target.arch.object_architecture(),
+                Endianness::Little,
+            ),
             used_names: BTreeSet::new(),
             functions: BTreeMap::new(),
             global_functions: BTreeMap::new(),
@@ -290,9 +292,12 @@ impl<'a> ModuleWriter<'a> {
             return Ok(());
         };
         let old_sym = &old.obj.symbols[index];
+        // A symbol without a size in the target (assembly without `.size`): its bytes are
+        // compared over the old object's size.
+        let size = if t.size == 0 { old_sym.size } else { t.size };
         let same = self
             .target
-            .bytes_at(t.value, t.size)
+            .bytes_at(t.value, size)
             .is_some_and(|bytes| crate::same_code(old, old_sym, bytes));
         if same {
             return Ok(());
@@ -310,7 +315,16 @@ impl<'a> ModuleWriter<'a> {
         if let Some(&id) = self.global_functions.get(name) {
             return Ok(id);
         }
-        if let Some(r) = self.runtime.filter(|_| crate::runtime::provides(name)) {
+        if crate::runtime::provides(name) {
+            let Some(r) = self.runtime else {
+                return Err(crate::error::refuse(
+                    name,
+                    format!(
+                        "this lpkg-builder has no shadow-variable runtime for {} (its compiler could not build one when lpkg was built: for i386, gcc-multilib)",
+                        self.target.arch.name()
+                    ),
+                ));
+            };
             if units[r].new.analysis.functions.contains_key(name) {
                 let module_name = self.add_function(units, r, name);
                 self.carried_functions
@@ -349,20 +363,54 @@ impl<'a> ModuleWriter<'a> {
             let out_id = self.sections[&(u, sec)];
             for rel in section.relocs.clone() {
                 let (symbol, addend) = self.reference(units, u, &rel, code, &holder)?;
-                self.out
-                    .add_relocation(
-                        out_id,
-                        Relocation {
-                            offset: rel.offset,
-                            symbol,
-                            addend,
-                            flags: RelocationFlags::Elf { r_type: rel.r_type },
-                        },
-                    )
-                    .map_err(|e| Error::Write(e.to_string()))?;
+                self.add_relocation(
+                    out_id,
+                    Relocation {
+                        offset: rel.offset,
+                        symbol,
+                        addend,
+                        flags: RelocationFlags::Elf { r_type: rel.r_type },
+                    },
+                )?;
             }
         }
         Ok(())
+    }
+
+    /// Adds `relocation` to section `id`. Where the architecture keeps addends in the relocated
+    /// field (REL), the addend is written there, as a linker expects it.
+    fn add_relocation(&mut self, id: SectionId, mut relocation: Relocation) -> Result<(), Error> {
+        let RelocationFlags::Elf { r_type } = relocation.flags else {
+            return Err(Error::Write("a relocation that is not ELF".into()));
+        };
+        if let Some(width) = self.target.arch.implicit_addend_width(r_type) {
+            let offset = relocation.offset;
+            let addend = relocation.addend;
+            let fits = match width {
+                0 => addend == 0,
+                1..=7 => {
+                    let half = 1i64 << (8 * width - 1);
+                    (-half..half).contains(&addend)
+                }
+                _ => true,
+            };
+            let field = usize::try_from(offset).ok().and_then(|at| {
+                let data = self.out.section_mut(id).data_mut();
+                data.get_mut(at..at.checked_add(width)?)
+            });
+            match field {
+                Some(field) if fits => field.copy_from_slice(&addend.to_le_bytes()[..width]),
+                _ => {
+                    return Err(Error::Write(format!(
+                        "the addend {addend} of a relocation at {offset:#x} does not fit its {width}-byte field"
+                    )))
+                }
+            }
+            relocation.addend = 0;
+        }
+        self.out
+            .add_relocation(id, relocation)
+            .map_err(|e| Error::Write(e.to_string()))
     }
 
     /// The module symbol and addend that relocation `rel` of a section of unit `u`'s new
@@ -379,11 +427,12 @@ impl<'a> ModuleWriter<'a> {
         let side = units[u].new;
         let rel = rel.clone();
         let target_sym = &side.obj.symbols[rel.sym];
-        if arch::reloc_class(rel.r_type).is_none() {
+        let arch = side.obj.arch;
+        if arch.reloc_class(rel.r_type).is_none() {
             return Err(Error::UnsupportedRelocation {
                 symbol: holder.to_string(),
                 offset: rel.offset,
-                r_type: arch::reloc_name(rel.r_type),
+                r_type: arch.reloc_name(rel.r_type),
                 target: target_sym.name.clone(),
             });
         }
@@ -503,9 +552,7 @@ impl<'a> ModuleWriter<'a> {
             .add_section(Vec::new(), b".eh_frame".to_vec(), SectionKind::ReadOnlyData);
         self.out.append_section_data(id, &out.bytes, 8);
         for relocation in out.relocations {
-            self.out
-                .add_relocation(id, relocation)
-                .map_err(|e| Error::Write(e.to_string()))?;
+            self.add_relocation(id, relocation)?;
         }
         for (name, value) in [
             (lpkg_format::EH_FRAME_SYMBOL, 0),

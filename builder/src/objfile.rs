@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use object::elf;
-use object::read::elf::{ElfFile64, FileHeader, Rela as _, SectionHeader, Sym as _};
-use object::{Endianness, Object, ObjectSection, RelocationFlags, RelocationTarget};
+use object::read::elf::{ElfFile, FileHeader, Rel as _, Rela as _, SectionHeader, Sym as _};
+use object::{Endianness, Object, ObjectSection};
 
+use crate::arch::Arch;
 use crate::error::Error;
 
 /// What a symbol is.
@@ -38,7 +39,8 @@ pub struct Sym {
     pub size: u64,
 }
 
-/// One RELA relocation.
+/// One relocation, its addend explicit (from a RELA entry, or read out of the field of a REL
+/// entry, whose bytes then read as zero as with RELA).
 #[derive(Debug, Clone)]
 pub struct Rel {
     pub offset: u64,
@@ -98,6 +100,8 @@ impl Sec {
 #[derive(Debug, Clone)]
 pub struct Obj {
     pub path: PathBuf,
+    /// The architecture the object is for.
+    pub arch: Arch,
     /// Name of the first STT_FILE symbol (the source file name the compiler recorded).
     pub file_name: String,
     pub sections: Vec<Sec>,
@@ -108,8 +112,8 @@ pub struct Obj {
     by_addr: Vec<(u64, usize)>,
 }
 
-/// A DWARF section to relocate: its index, its bytes and the RELA tables that apply to it.
-type DwarfSection<'d> = (usize, Vec<u8>, Vec<&'d [elf::Rela64<Endianness>]>);
+/// A DWARF section to relocate: its index, its bytes and the relocations that apply to it.
+type DwarfSection = (usize, Vec<u8>, Vec<Rel>);
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::BadInput {
@@ -125,24 +129,46 @@ const MAX_ALIGN: u64 = 1 << 21;
 const MAX_LAYOUT: u64 = 1 << 40;
 
 impl Obj {
-    /// Parses the bytes of an ELF64 x86_64 relocatable object read from `path`.
+    /// Parses the bytes of an x86_64 (ELF64) or i386 (ELF32) relocatable object read from
+    /// `path`.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Obj, Error> {
-        let file = ElfFile64::<Endianness>::parse(bytes)
-            .map_err(|e| bad(path, format!("not an ELF64 object: {e}")))?;
+        match object::FileKind::parse(bytes) {
+            Ok(object::FileKind::Elf64) => {
+                Obj::parse_elf::<elf::FileHeader64<Endianness>>(path, bytes)
+            }
+            Ok(object::FileKind::Elf32) => {
+                Obj::parse_elf::<elf::FileHeader32<Endianness>>(path, bytes)
+            }
+            Ok(other) => Err(bad(path, format!("not an ELF object ({other:?})"))),
+            Err(e) => Err(bad(path, format!("not an ELF object: {e}"))),
+        }
+    }
+
+    fn parse_elf<Elf: FileHeader<Endian = Endianness>>(
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Obj, Error> {
+        let file = ElfFile::<Elf>::parse(bytes)
+            .map_err(|e| bad(path, format!("not an ELF object: {e}")))?;
         let endian = file.endian();
         let header = file.elf_header();
         if header.e_type(endian) != elf::ET_REL {
             return Err(bad(path, "not a relocatable object (.o)"));
         }
-        if header.e_machine(endian) != elf::EM_X86_64 {
-            return Err(bad(path, "not an x86_64 object"));
-        }
-        let (mut sections, dwarf) = read_sections(&file, path)?;
-        let (symbols, file_name) = read_symbols(&file, &sections, path)?;
+        let machine = header.e_machine(endian);
+        let arch = Arch::of_elf(header.is_type_64(), machine).ok_or_else(|| {
+            bad(
+                path,
+                format!("not an x86_64 (ELF64) or i386 (ELF32) object: e_machine {machine}"),
+            )
+        })?;
+        let (mut sections, dwarf) = read_sections(&file, arch, path)?;
+        let (mut symbols, file_name) = read_symbols(&file, &sections, path)?;
         check_relocations(&sections, symbols.len(), path)?;
-        index_sections(&mut sections, &symbols);
+        index_sections(arch, &mut sections, &mut symbols);
         let mut obj = Obj {
             path: path.to_path_buf(),
+            arch,
             file_name,
             sections,
             symbols,
@@ -165,7 +191,6 @@ impl Obj {
     /// so DWARF addresses identify sections. The relocated bytes go to `debug`; the sections
     /// keep neither bytes nor relocations (half of a `-g` object's size: not kept twice).
     fn relocate_debug(&mut self, dwarf: Vec<DwarfSection>) {
-        let endian = Endianness::Little;
         let mut debug = std::collections::BTreeMap::new();
         // Each symbol's address, in one small table: looking it up through the symbol and its
         // section for each of a large object's ~100 000 DWARF relocations missed the caches.
@@ -181,18 +206,17 @@ impl Obj {
                 base.wrapping_add(sym.value)
             })
             .collect();
-        for (index, mut data, tables) in dwarf {
-            for r in tables.into_iter().flatten() {
-                let Some(&address) = addresses.get(r.r_sym(endian, false) as usize) else {
+        for (index, mut data, relocations) in dwarf {
+            for r in relocations {
+                let Some(&address) = addresses.get(r.sym) else {
                     continue;
                 };
-                let value = address.wrapping_add(r.r_addend(endian) as u64);
-                let at = usize::try_from(r.r_offset(endian)).unwrap_or(usize::MAX);
-                let bytes = match r.r_type(endian, false) {
-                    elf::R_X86_64_64 => &value.to_le_bytes()[..],
-                    elf::R_X86_64_32 | elf::R_X86_64_32S => &value.to_le_bytes()[..4],
-                    _ => continue,
+                let value = address.wrapping_add(r.addend as u64);
+                let at = usize::try_from(r.offset).unwrap_or(usize::MAX);
+                let Some(width) = self.arch.dwarf_field_width(r.r_type) else {
+                    continue;
                 };
+                let bytes = &value.to_le_bytes()[..width];
                 // A field outside the section (a damaged object) is left alone.
                 let field = at
                     .checked_add(bytes.len())
@@ -250,10 +274,11 @@ pub fn reads_dwarf_section(name: &str) -> bool {
 /// Every section of `file`, laid out at synthetic addresses (allocatable ones only, in
 /// order), with its bytes and sorted relocations; and the DWARF sections the facts read, with
 /// their relocation tables, to be relocated once the symbols are known.
-fn read_sections<'d>(
-    file: &ElfFile64<'d, Endianness>,
+fn read_sections<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+    arch: Arch,
     path: &Path,
-) -> Result<(Vec<Sec>, Vec<DwarfSection<'d>>), Error> {
+) -> Result<(Vec<Sec>, Vec<DwarfSection>), Error> {
     let endian = file.endian();
     let mut comdat_members = std::collections::BTreeSet::new();
     for comdat in file.comdats() {
@@ -303,16 +328,15 @@ fn read_sections<'d>(
         let mut relocs = Vec::new();
         if is_debug {
             if !parsed {
-                // x86_64 objects use RELA only (psABI).
-                let tables = rela_tables(file, idx).unwrap_or_default();
-                dwarf.push((idx, std::mem::take(&mut data), tables));
+                let relocations = relocations(file, idx, arch, &mut data);
+                dwarf.push((idx, std::mem::take(&mut data), relocations));
             }
         } else {
-            relocs = relocations(file, &section, path)?;
+            relocs = relocations(file, idx, arch, &mut data);
             relocs.sort_by_key(|r| r.offset);
         }
-        let flags = sh.sh_flags(endian);
-        let align = sh.sh_addralign(endian).max(1);
+        let flags: u64 = sh.sh_flags(endian).into();
+        let align = sh.sh_addralign(endian).into().max(1);
         if !align.is_power_of_two() || align > MAX_ALIGN {
             return Err(bad(
                 path,
@@ -321,7 +345,7 @@ fn read_sections<'d>(
                 ),
             ));
         }
-        let size = sh.sh_size(endian);
+        let size: u64 = sh.sh_size(endian).into();
         let mut addr = 0;
         if flags & u64::from(elf::SHF_ALLOC) != 0 {
             addr = next_addr
@@ -339,7 +363,7 @@ fn read_sections<'d>(
             name,
             sh_type,
             flags,
-            entsize: sh.sh_entsize(endian),
+            entsize: sh.sh_entsize(endian).into(),
             align,
             size,
             data,
@@ -355,8 +379,8 @@ fn read_sections<'d>(
 
 /// Every symbol of `file`, each inside its section, and the name of the first STT_FILE
 /// symbol. A section symbol takes its section's name.
-fn read_symbols(
-    file: &ElfFile64<'_, Endianness>,
+fn read_symbols<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
     sections: &[Sec],
     path: &Path,
 ) -> Result<(Vec<Sym>, String), Error> {
@@ -392,7 +416,7 @@ fn read_symbols(
                 format!("symbol {name} is in section {shndx}, which does not exist"),
             ));
         }
-        let (value, size) = (sym.st_value(endian), sym.st_size(endian));
+        let (value, size): (u64, u64) = (sym.st_value(endian).into(), sym.st_size(endian).into());
         if let Some(sec) = section.and_then(|s| sections.get(s)) {
             if value.checked_add(size).is_none_or(|end| end > sec.size) {
                 return Err(bad(
@@ -442,8 +466,9 @@ fn check_relocations(sections: &[Sec], symbol_count: usize, path: &Path) -> Resu
 }
 
 /// Each section's named symbols, by address, and the instruction bounds of code sections
-/// with relocations.
-fn index_sections(sections: &mut [Sec], symbols: &[Sym]) {
+/// with relocations. A function without a size (assembly without `.size`, such as gcc's
+/// `__x86.get_pc_thunk.*`) runs up to the next symbol or the end of its section.
+fn index_sections(arch: Arch, sections: &mut [Sec], symbols: &mut [Sym]) {
     for (i, s) in symbols.iter().enumerate() {
         if matches!(s.kind, SymKind::Func | SymKind::Object | SymKind::Tls) {
             if let Some(sec) = s.section.and_then(|x| sections.get_mut(x)) {
@@ -453,72 +478,88 @@ fn index_sections(sections: &mut [Sec], symbols: &[Sym]) {
     }
     for sec in sections {
         sec.named.sort_by_key(|&i| (symbols[i].value, i));
+        if sec.exec() {
+            for (k, &i) in sec.named.iter().enumerate() {
+                if symbols[i].kind != SymKind::Func || symbols[i].size != 0 {
+                    continue;
+                }
+                let value = symbols[i].value;
+                let end = sec.named[k + 1..]
+                    .iter()
+                    .map(|&j| symbols[j].value)
+                    .find(|&v| v > value)
+                    .unwrap_or(sec.size);
+                symbols[i].size = end.saturating_sub(value);
+            }
+        }
         // Bounds are only used to bias the section's own relocations.
         if sec.exec() && !sec.relocs.is_empty() {
-            sec.instructions = crate::arch::x86_64::instruction_bounds(&sec.data);
+            sec.instructions = arch.instruction_bounds(&sec.data);
         }
     }
 }
 
-/// The RELA tables that apply to section `index` (a chain, when there are several), or `None`
-/// when one of them is not RELA (the generic reader handles that).
-fn rela_tables<'d>(
-    file: &ElfFile64<'d, Endianness>,
+/// The relocations of section `index` (from every relocation section that applies to it, a
+/// chain when there are several). A REL entry's addend is read out of the section's `data`,
+/// whose field is then zeroed: every object then reads as RELA would give it. Tables that do
+/// not parse count as empty, as with the generic reader; entries whose field lies outside
+/// `data` keep a zero addend (and are refused later, see [`check_relocations`]).
+fn relocations<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
     index: usize,
-) -> Option<Vec<&'d [elf::Rela64<Endianness>]>> {
+    arch: Arch,
+    data: &mut [u8],
+) -> Vec<Rel> {
     let endian = file.endian();
     let table = file.elf_section_table();
     let mut out = Vec::new();
     let mut at = object::SectionIndex(index);
     while let Some(rel) = file.elf_relocation_sections().get(at) {
-        let header = table.section(rel).ok()?;
-        if header.sh_type(endian) != elf::SHT_RELA {
-            return None;
-        }
-        // As the generic reader: a table that does not parse counts as empty.
-        out.push(header.data_as_array(endian, file.data()).unwrap_or(&[]));
         at = rel;
-    }
-    Some(out)
-}
-
-/// The relocations of a section, read straight from its RELA entries (x86_64 objects have no
-/// other kind; the generic iterator classifies each entry for every architecture).
-fn relocations(
-    file: &ElfFile64<'_, Endianness>,
-    section: &object::read::elf::ElfSection64<'_, '_, Endianness>,
-    path: &Path,
-) -> Result<Vec<Rel>, Error> {
-    let endian = file.endian();
-    if let Some(tables) = rela_tables(file, section.index().0) {
-        let mut relocs = Vec::with_capacity(tables.iter().map(|t| t.len()).sum());
-        for r in tables.into_iter().flatten() {
-            relocs.push(Rel {
-                offset: r.r_offset(endian),
+        let Ok(header) = table.section(rel) else {
+            continue;
+        };
+        if let Ok(Some((entries, _))) = header.rela(endian, file.data()) {
+            out.extend(entries.iter().map(|r| Rel {
+                offset: r.r_offset(endian).into(),
                 r_type: r.r_type(endian, false),
                 sym: r.r_sym(endian, false) as usize,
-                addend: r.r_addend(endian),
-            });
+                addend: r.r_addend(endian).into(),
+            }));
+        } else if let Ok(Some((entries, _))) = header.rel(endian, file.data()) {
+            out.extend(entries.iter().map(|r| {
+                let offset: u64 = r.r_offset(endian).into();
+                let r_type = r.r_type(endian);
+                let width = arch.implicit_addend_width(r_type).unwrap_or(0);
+                Rel {
+                    offset,
+                    r_type,
+                    sym: r.r_sym(endian) as usize,
+                    addend: take_implicit_addend(data, offset, width),
+                }
+            }));
         }
-        return Ok(relocs);
     }
-    let mut relocs = Vec::new();
-    for (offset, rel) in section.relocations() {
-        let RelocationFlags::Elf { r_type } = rel.flags() else {
-            return Err(bad(path, "non-ELF relocation"));
-        };
-        let sym = match rel.target() {
-            RelocationTarget::Symbol(s) => s.0,
-            _ => 0,
-        };
-        relocs.push(Rel {
-            offset,
-            r_type,
-            sym,
-            addend: rel.addend(),
-        });
-    }
-    Ok(relocs)
+    out
+}
+
+/// The little-endian signed value of the `width` bytes at `offset` in `data`, which are then
+/// zeroed; 0 when they lie outside.
+fn take_implicit_addend(data: &mut [u8], offset: u64, width: usize) -> i64 {
+    let Some(field) = usize::try_from(offset)
+        .ok()
+        .and_then(|at| data.get_mut(at..at.checked_add(width)?))
+    else {
+        return 0;
+    };
+    let value = match *field {
+        [a] => i64::from(a as i8),
+        [a, b] => i64::from(i16::from_le_bytes([a, b])),
+        [a, b, c, d] => i64::from(i32::from_le_bytes([a, b, c, d])),
+        _ => 0,
+    };
+    field.fill(0);
+    value
 }
 
 impl Obj {
@@ -527,10 +568,28 @@ impl Obj {
         Obj {
             path: PathBuf::from("/dev/null"),
             file_name: like.file_name.clone(),
+            arch: like.arch,
             sections: Vec::new(),
             symbols: Vec::new(),
             debug: Default::default(),
             by_addr: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implicit_addends_are_read_signed_and_zeroed() {
+        let mut data = [0x90, 0xfc, 0xff, 0xff, 0xff, 0x02];
+        assert_eq!(take_implicit_addend(&mut data, 1, 4), -4);
+        assert_eq!(data, [0x90, 0, 0, 0, 0, 0x02]);
+        assert_eq!(take_implicit_addend(&mut data, 5, 1), 2);
+        // Outside the data, or with an offset that does not fit: no addend, nothing written.
+        assert_eq!(take_implicit_addend(&mut data, 4, 4), 0);
+        assert_eq!(take_implicit_addend(&mut data, u64::MAX, 4), 0);
+        assert_eq!(take_implicit_addend(&mut data, 0, 0), 0);
     }
 }

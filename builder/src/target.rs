@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use object::read::elf::{ElfFile64, Sym as _};
+use object::read::elf::{ElfFile, FileHeader, Sym as _};
 use object::{elf, Endianness, Object, ObjectSection, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
+use crate::arch::{Arch, Reference};
 use crate::debug_file::{self, DebugOptions};
 use crate::dwarf::Layout;
 use crate::error::Error;
@@ -32,6 +33,8 @@ pub struct FileId {
 #[derive(Debug)]
 pub struct TargetFile {
     pub path: PathBuf,
+    /// The architecture the target is for.
+    pub arch: Arch,
     pub file_name: String,
     pub build_id: String,
     pub sha256: String,
@@ -84,7 +87,20 @@ impl TargetFile {
     /// stripped target is read for its code only (`lpkg inspect --disasm`).
     pub fn read(path: &Path, debug: Option<&DebugOptions>) -> Result<TargetFile, Error> {
         let bytes = crate::input::read(path)?;
-        let file = parse(path, &bytes, "target")?;
+        match object::FileKind::parse(&bytes[..]) {
+            Ok(object::FileKind::Elf32) => {
+                TargetFile::read_elf::<elf::FileHeader32<Endianness>>(path, &bytes, debug)
+            }
+            _ => TargetFile::read_elf::<elf::FileHeader64<Endianness>>(path, &bytes, debug),
+        }
+    }
+
+    fn read_elf<Elf: FileHeader<Endian = Endianness>>(
+        path: &Path,
+        bytes: &[u8],
+        debug: Option<&DebugOptions>,
+    ) -> Result<TargetFile, Error> {
+        let (file, arch) = parse::<Elf>(path, bytes, "target")?;
         let build_id = match file.build_id() {
             Ok(Some(id)) => hex(id),
             _ => {
@@ -116,7 +132,7 @@ impl TargetFile {
             Some(opts) if stripped || opts.file.is_some() => {
                 let found = debug_file::find(path, &file, &build_id, opts)?;
                 let debug_bytes = crate::input::read(&found.path)?;
-                let debug = parse(&found.path, &debug_bytes, "debug file")?;
+                let (debug, _) = parse::<Elf>(&found.path, &debug_bytes, "debug file")?;
                 if debug.elf_symbol_table().is_empty() {
                     return Err(Error::BadInput {
                         path: found.path.clone(),
@@ -132,9 +148,11 @@ impl TargetFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let sha256 = hex(&Sha256::digest(&bytes[..]));
+        let sha256 = hex(&Sha256::digest(bytes));
+        let header = file.elf_header();
         Ok(TargetFile {
             path: path.to_path_buf(),
+            arch,
             file_name,
             build_id,
             sha256,
@@ -149,8 +167,8 @@ impl TargetFile {
             starts: symbols.starts,
             functions: symbols.functions,
             exported,
-            entry: file.elf_header().e_entry.get(file.endian()),
-            fixed: file.elf_header().e_type.get(file.endian()) == elf::ET_EXEC,
+            entry: header.e_entry(file.endian()).into(),
+            fixed: header.e_type(file.endian()) == elf::ET_EXEC,
         })
     }
 
@@ -243,7 +261,7 @@ impl TargetFile {
         })?;
         let limit = next.map_or(section_end, |next| next.min(section_end));
         let padding = self.bytes_at(end, limit - end)?;
-        Some(if crate::arch::x86_64::is_filler(padding) {
+        Some(if self.arch.is_filler(padding) {
             limit - value
         } else {
             size
@@ -265,7 +283,6 @@ impl TargetFile {
     /// taken), an absolute address in data (a function pointer, a dynamic relocation), an
     /// export, bytes of code that would reach it if executed but are not a decoded call.
     pub fn call_sites(&self, value: u64, size: u64) -> Result<Vec<u64>, String> {
-        use crate::arch::x86_64::{references, Reference};
         if self.exported.binary_search(&value).is_ok() {
             return Err("it is exported (.dynsym): other objects and dlsym may reach it".into());
         }
@@ -273,6 +290,8 @@ impl TargetFile {
             return Err("it is the entry point".into());
         }
         let own = value..value.saturating_add(size);
+        let got = self.got_base();
+        let references = |code, start| self.arch.references(code, start, value, self.fixed, got);
         let mut sites = Vec::new();
         for &(start, len) in &self.functions {
             let Some(code) = self.bytes_at(start, len) else {
@@ -281,7 +300,7 @@ impl TargetFile {
             if own.contains(&start) || len == 0 {
                 continue;
             }
-            for reference in references(code, start, value, self.fixed) {
+            for reference in references(code, start) {
                 match reference {
                     Reference::Branch { field } => sites.push(field),
                     Reference::Other { at } => {
@@ -303,7 +322,7 @@ impl TargetFile {
                     let Some(code) = s.bytes.get(range) else {
                         continue;
                     };
-                    if let Some(reference) = references(code, start, value, self.fixed).first() {
+                    if let Some(reference) = references(code, start).first() {
                         let at = match *reference {
                             Reference::Branch { field } => field,
                             Reference::Other { at } => at,
@@ -313,13 +332,28 @@ impl TargetFile {
                         ));
                     }
                 }
-            } else if let Some(at) = absolute_values(&s.bytes, s.address, value, self.fixed) {
+            } else if let Some(at) = absolute_values(
+                &s.bytes,
+                s.address,
+                value,
+                self.fixed,
+                self.arch.pointer_size(),
+            ) {
                 return Err(format!(
                     "its address is stored in data at {at:#x} (a function pointer or a dynamic relocation)"
                 ));
             }
         }
         Ok(sites)
+    }
+
+    /// The GOT's address when the target's position-independent code reaches data relative
+    /// to it (`sym - GOT` displacements), for [`TargetFile::call_sites`].
+    fn got_base(&self) -> Option<u64> {
+        if !self.arch.data_through_got() {
+            return None;
+        }
+        self.global("_GLOBAL_OFFSET_TABLE_").map(|s| s.value)
     }
 
     /// The ranges of `[start, end)` that no function symbol covers.
@@ -343,20 +377,27 @@ impl TargetFile {
     }
 }
 
-/// The first address in `bytes` (loaded at `address`) holding `value`: as an aligned 8-byte
-/// word (a pointer, a dynamic relocation's addend, a `.dynamic` entry: in position-independent
-/// files an address in data always has a dynamic relocation or, packed in `.relr.dyn`, sits
-/// aligned in place), or, in an `ET_EXEC` file (`fixed`), at any offset (a pointer in a packed
-/// structure, an absolute 32-bit address).
-fn absolute_values(bytes: &[u8], address: u64, value: u64, fixed: bool) -> Option<u64> {
+/// The first address in `bytes` (loaded at `address`) holding `value`: as an aligned
+/// `pointer`-byte word (a pointer, a dynamic relocation's addend, a `.dynamic` entry: in
+/// position-independent files an address in data always has a dynamic relocation or, packed
+/// in `.relr.dyn`, sits aligned in place), or, in an `ET_EXEC` file (`fixed`), at any offset
+/// (a pointer in a packed structure, an absolute 32-bit address).
+fn absolute_values(
+    bytes: &[u8],
+    address: u64,
+    value: u64,
+    fixed: bool,
+    pointer: usize,
+) -> Option<u64> {
     let width = if fixed && value <= u64::from(u32::MAX) {
         4
     } else {
-        8
+        pointer
     };
+    let align = pointer as u64;
     let (skip, step) = match fixed {
         true => (0, 1),
-        false => (((8 - address % 8) % 8) as usize, 8),
+        false => (((align - address % align) % align) as usize, pointer),
     };
     let words = bytes.get(skip..)?.windows(width).step_by(step);
     words.enumerate().find_map(|(i, word)| {
@@ -366,18 +407,30 @@ fn absolute_values(bytes: &[u8], address: u64, value: u64, fixed: bool) -> Optio
     })
 }
 
-/// An x86_64 ELF64 file: the target or its debug file (`what`).
-fn parse<'d>(path: &Path, bytes: &'d [u8], what: &str) -> Result<ElfFile64<'d, Endianness>, Error> {
+/// An x86_64 (ELF64) or i386 (ELF32) file: the target or its debug file (`what`).
+fn parse<'d, Elf: FileHeader<Endian = Endianness>>(
+    path: &Path,
+    bytes: &'d [u8],
+    what: &str,
+) -> Result<(ElfFile<'d, Elf>, Arch), Error> {
     let bad = |reason: String| Error::BadInput {
         path: path.to_path_buf(),
         reason,
     };
-    let file = ElfFile64::<Endianness>::parse(bytes)
-        .map_err(|e| bad(format!("{what}: not an ELF64 file: {e}")))?;
-    if file.elf_header().e_machine.get(file.endian()) != elf::EM_X86_64 {
-        return Err(bad(format!("{what} is not x86_64")));
-    }
-    Ok(file)
+    let class = if Elf::is_type_64_sized() {
+        "ELF64"
+    } else {
+        "ELF32"
+    };
+    let file = ElfFile::<Elf>::parse(bytes)
+        .map_err(|e| bad(format!("{what}: not an {class} file: {e}")))?;
+    let machine = file.elf_header().e_machine(file.endian());
+    let arch = Arch::of_elf(Elf::is_type_64_sized(), machine).ok_or_else(|| {
+        bad(format!(
+            "{what} is neither x86_64 (ELF64) nor i386 (ELF32): e_machine {machine}"
+        ))
+    })?;
+    Ok((file, arch))
 }
 
 /// The target's symbol table, indexed as [`TargetFile`] keeps it.
@@ -390,7 +443,7 @@ struct SymbolTables {
     functions: Vec<(u64, u64)>,
 }
 
-fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
+fn read_symbols<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<'_, Elf>) -> SymbolTables {
     let endian = file.endian();
     let table = file.elf_symbol_table();
     // Hashed: only ever looked up, never walked in order.
@@ -429,8 +482,8 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
             continue;
         }
         let entry = TargetSym {
-            value: sym.st_value(endian),
-            size: sym.st_size(endian),
+            value: sym.st_value(endian).into(),
+            size: sym.st_size(endian).into(),
         };
         starts.push(entry.value);
         if kind == elf::STT_FUNC {
@@ -466,7 +519,9 @@ fn read_symbols(file: &ElfFile64<'_, Endianness>) -> SymbolTables {
 
 /// The unit paths and struct layouts of the target's DWARF: its sections borrowed from the
 /// file's bytes unless compressed.
-fn read_dwarf(file: &ElfFile64<'_, Endianness>) -> (Vec<String>, BTreeMap<String, Vec<Layout>>) {
+fn read_dwarf<Elf: FileHeader<Endian = Endianness>>(
+    file: &ElfFile<'_, Elf>,
+) -> (Vec<String>, BTreeMap<String, Vec<Layout>>) {
     let mut debug = BTreeMap::new();
     for s in file.sections() {
         if let Ok(name) = s.name() {
@@ -491,21 +546,32 @@ mod tests {
     fn addresses_in_data_are_found_aligned_or_anywhere_in_fixed_files() {
         let mut data = vec![0u8; 32];
         data[8..16].copy_from_slice(&0x128au64.to_le_bytes());
-        assert_eq!(absolute_values(&data, 0x4000, 0x128a, false), Some(0x4008));
-        assert_eq!(absolute_values(&data, 0x4000, 0x128b, false), None);
+        assert_eq!(
+            absolute_values(&data, 0x4000, 0x128a, false, 8),
+            Some(0x4008)
+        );
+        assert_eq!(absolute_values(&data, 0x4000, 0x128b, false, 8), None);
         // Unaligned (a packed structure): only looked for in an ET_EXEC file.
         let mut packed = vec![0u8; 32];
         packed[5..9].copy_from_slice(&0x40_1136u32.to_le_bytes());
-        assert_eq!(absolute_values(&packed, 0x4000, 0x40_1136, false), None);
+        assert_eq!(absolute_values(&packed, 0x4000, 0x40_1136, false, 8), None);
         assert_eq!(
-            absolute_values(&packed, 0x4000, 0x40_1136, true),
+            absolute_values(&packed, 0x4000, 0x40_1136, true, 8),
             Some(0x4005)
         );
         // A section that does not start aligned: words are aligned by address.
         assert_eq!(
-            absolute_values(&data[4..], 0x4004, 0x128a, false),
+            absolute_values(&data[4..], 0x4004, 0x128a, false, 8),
             Some(0x4008)
         );
-        assert_eq!(absolute_values(&[], 0x4000, 0x128a, true), None);
+        assert_eq!(absolute_values(&[], 0x4000, 0x128a, true, 8), None);
+        // 32-bit pointers: 4-byte words, 4-byte aligned.
+        let mut words = vec![0u8; 16];
+        words[4..8].copy_from_slice(&0x128au32.to_le_bytes());
+        assert_eq!(
+            absolute_values(&words, 0x4000, 0x128a, false, 4),
+            Some(0x4004)
+        );
+        assert_eq!(absolute_values(&words, 0x4002, 0x128a, false, 4), None);
     }
 }

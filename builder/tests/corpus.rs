@@ -1,7 +1,13 @@
 //! Corpus tests: every `tests/corpus/<case>/{old.c,new.c,expect.toml}` is compiled with gcc
-//! both into a PIE executable (harness + case) and into a `-fPIC` shared library (the harness
-//! is then the executable), the builder runs against the linked old build, and the result must
-//! match `expect.toml` exactly. Probes are checked against the old and new builds run for real.
+//! into a PIE executable (harness + case, shape `pie`), a non-PIE executable (`nopie`) and a
+//! `-fPIC` shared library (`pic`, the harness is then the executable), the builder runs
+//! against the linked old build, and the result must match `expect.toml` exactly (a table
+//! named after a shape replaces it for that shape). Probes are checked against the old and new
+//! builds run for real.
+//!
+//! Every case runs for x86_64 (`-m64`, the tests named after the case) and for i386 (`-m32`,
+//! the same tests in `m32::`). A case's `[m32]` table replaces the keys it names for i386,
+//! where the other instruction set gives another answer.
 
 mod util;
 
@@ -25,14 +31,42 @@ fn include() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("include")
 }
 
-/// The harness object, compiled once per test binary.
-fn harness() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    let dir = DIR.get_or_init(|| {
+/// The machine a case is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// x86_64, gcc's default.
+    M64,
+    /// i386, `gcc -m32`.
+    M32,
+}
+
+impl Machine {
+    /// The compiler and linker flag that selects the machine.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Machine::M64 => "-m64",
+            Machine::M32 => "-m32",
+        }
+    }
+
+    /// The manifest's name of the machine.
+    pub fn manifest_name(self) -> &'static str {
+        match self {
+            Machine::M64 => "x86_64",
+            Machine::M32 => "i386",
+        }
+    }
+}
+
+/// The harness object, compiled once per test binary and machine.
+fn harness(machine: Machine) -> &'static Path {
+    static DIRS: [OnceLock<tempfile::TempDir>; 2] = [OnceLock::new(), OnceLock::new()];
+    let dir = DIRS[machine as usize].get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let src = corpus().join("harness.c");
         gcc(
             &[
+                machine.flag(),
                 "-O2",
                 "-g",
                 "-fPIE",
@@ -51,13 +85,17 @@ fn harness() -> &'static Path {
 /// A compiled case: object folders and linked targets.
 pub struct Compiled {
     pub dir: tempfile::TempDir,
+    pub machine: Machine,
 }
 
 const CFLAGS: &[&str] = &["-O2", "-g", "-ffunction-sections", "-fdata-sections"];
 
+/// The shapes every case is compiled in: PIE and non-PIE executables, a shared library.
+const SHAPES: [&str; 3] = ["pie", "nopie", "pic"];
+
 /// Compiles `old.c` and `new.c` of a case (with `extra` compiler flags) (as `old/case.c` and `new/case.c`, so both record
 /// the same file name) in both shapes; `old.cpp` and `new.cpp` as C++ where the case has them.
-pub fn compile(case: &str, extra: &[String]) -> Compiled {
+pub fn compile(case: &str, extra: &[String], machine: Machine) -> Compiled {
     let dir = tempfile::tempdir().unwrap();
     let cxx = corpus().join(case).join("old.cpp").exists();
     let (ext, runtime): (&str, &[&str]) = if cxx {
@@ -67,9 +105,9 @@ pub fn compile(case: &str, extra: &[String]) -> Compiled {
     };
     let source = format!("case.{ext}");
     let inc = format!("-I{}", include().display());
-    let harness_o = harness().join("harness.o");
+    let harness_o = harness(machine).join("harness.o");
     for side in ["old", "new"] {
-        for shape in ["pie", "pic"] {
+        for shape in SHAPES {
             let d = dir.path().join(format!("{side}-{shape}"));
             std::fs::create_dir_all(&d).unwrap();
             std::fs::copy(
@@ -86,21 +124,34 @@ pub fn compile(case: &str, extra: &[String]) -> Compiled {
                     std::fs::copy(&path, d.join(name)).unwrap();
                 }
             }
-            let pic = if shape == "pie" { "-fPIE" } else { "-fPIC" };
-            let mut args: Vec<&str> = CFLAGS.to_vec();
+            let pic = match shape {
+                "pie" => "-fPIE",
+                "nopie" => "-fno-pie",
+                _ => "-fPIC",
+            };
+            let mut args: Vec<&str> = vec![machine.flag()];
+            args.extend(CFLAGS);
             args.extend(extra.iter().map(String::as_str));
             args.extend([pic, inc.as_str(), "-c", source.as_str(), "-o", "case.o"]);
             gcc(&args, &d);
-            if shape == "pie" {
-                let mut link = vec!["-pie", harness_o.to_str().unwrap(), "case.o", "-o", "prog"];
+            if shape != "pic" {
+                let mut link = vec![
+                    machine.flag(),
+                    if shape == "pie" { "-pie" } else { "-no-pie" },
+                    harness_o.to_str().unwrap(),
+                    "case.o",
+                    "-o",
+                    "prog",
+                ];
                 link.extend(runtime);
                 gcc(&link, &d);
             } else {
-                let mut link = vec!["-shared", "case.o", "-o", "libcase.so"];
+                let mut link = vec![machine.flag(), "-shared", "case.o", "-o", "libcase.so"];
                 link.extend(runtime);
                 gcc(&link, &d);
                 gcc(
                     &[
+                        machine.flag(),
                         harness_o.to_str().unwrap(),
                         "-L.",
                         "-lcase",
@@ -113,7 +164,7 @@ pub fn compile(case: &str, extra: &[String]) -> Compiled {
             }
         }
     }
-    Compiled { dir }
+    Compiled { dir, machine }
 }
 
 impl Compiled {
@@ -122,7 +173,7 @@ impl Compiled {
     }
 
     pub fn options(&self, shape: &str) -> BuildOptions {
-        let target = if shape == "pie" { "prog" } else { "libcase.so" };
+        let target = if shape == "pic" { "libcase.so" } else { "prog" };
         BuildOptions {
             target: self.path(&format!("old-{shape}/{target}")),
             old: self.path(&format!("old-{shape}/case.o")),
@@ -234,6 +285,11 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
         return;
     }
     let built = result.unwrap_or_else(|e| panic!("{case}/{shape}: build failed: {e}"));
+    assert_eq!(
+        built.manifest.target.machine,
+        c.machine.manifest_name(),
+        "{case}/{shape}: the manifest's machine"
+    );
     let got = |a: Action| -> BTreeSet<String> {
         built
             .manifest
@@ -312,8 +368,11 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
         );
     }
     for f in &built.manifest.functions {
+        // What the compiler generates without DWARF (i386's PC thunks), carried unchanged,
+        // has no source line.
+        let carried = f.reason == "unchanged, not in target: carried";
         assert!(
-            f.source.is_some(),
+            f.source.is_some() || carried,
             "{case}/{shape}: {} has no source",
             f.name
         );
@@ -329,7 +388,12 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
         again.manifest, built.manifest,
         "{case}/{shape}: not deterministic"
     );
-    check_live(case, c, shape, expect, built);
+    // Applying to an i386 process needs the kernel side of issue 18 (a compat tracee, `int
+    // $0x80` system calls, i386 remote calls): until then the i386 builds are checked up to
+    // the package, and their old and new programs by their probes.
+    if c.machine == Machine::M64 {
+        check_live(case, c, shape, expect, built);
+    }
 }
 
 /// A running case program that answers one line per input line; killed on drop.
@@ -461,15 +525,27 @@ fn lpkg_kernel_read(pid: i32, address: u64, len: usize) -> Vec<u8> {
     buf
 }
 
-pub fn run_case(case: &str) {
+/// The expectations of `case` for `machine`: `expect.toml`, with its `[m32]` table's keys
+/// replacing the others for i386.
+fn expectations(case: &str, machine: Machine) -> toml::Value {
     let text = std::fs::read_to_string(corpus().join(case).join("expect.toml")).unwrap();
-    let expect: toml::Value = toml::from_str(&text).unwrap();
+    let mut expect: toml::Value = toml::from_str(&text).unwrap();
+    let table = expect.as_table_mut().unwrap();
+    let m32 = table.remove("m32");
+    if let (Machine::M32, Some(toml::Value::Table(m32))) = (machine, m32) {
+        table.extend(m32);
+    }
+    expect
+}
+
+pub fn run_case(case: &str, machine: Machine) {
+    let expect = expectations(case, machine);
     let cflags: Vec<String> = expect
         .get("cflags")
         .and_then(|v| v.as_array())
         .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
         .unwrap_or_default();
-    let c = compile(case, &cflags);
+    let c = compile(case, &cflags, machine);
     if let Some(probes) = expect.get("probes").and_then(|v| v.as_array()) {
         let rows: Vec<Vec<i64>> = probes
             .iter()
@@ -483,7 +559,7 @@ pub fn run_case(case: &str) {
             .collect();
         let inputs: Vec<i64> = rows.iter().map(|r| r[0]).collect();
         for (side, col) in [("old", 1), ("new", 2)] {
-            for shape in ["pie", "pic"] {
+            for shape in SHAPES {
                 let got = run_probes(&c.path(&format!("{side}-{shape}/prog")), &inputs);
                 let want: Vec<i64> = rows.iter().map(|r| r[col]).collect();
                 assert_eq!(
@@ -495,7 +571,7 @@ pub fn run_case(case: &str) {
     }
     let shapes: Vec<String> = match expect.get("shapes") {
         Some(v) => strings(Some(v)).into_iter().collect(),
-        None => vec!["pie".into(), "pic".into()],
+        None => SHAPES.iter().map(|s| s.to_string()).collect(),
     };
     for shape in shapes {
         let per_shape = expect
@@ -529,8 +605,8 @@ fn reverse_builds_never_panic() {
             .and_then(|v| v.as_array())
             .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
             .unwrap_or_default();
-        let c = compile(case, &cflags);
-        for (shape, target) in [("pie", "prog"), ("pic", "libcase.so")] {
+        let c = compile(case, &cflags, Machine::M64);
+        for (shape, target) in [("pie", "prog"), ("nopie", "prog"), ("pic", "libcase.so")] {
             let mut opts = c.options(shape);
             std::mem::swap(&mut opts.old, &mut opts.new);
             opts.target = c.path(&format!("new-{shape}/{target}"));
@@ -544,7 +620,13 @@ fn reverse_builds_never_panic() {
 
 macro_rules! cases {
     ($($name:ident),* $(,)?) => {
-        $(#[test] fn $name() { run_case(stringify!($name)); })*
+        $(#[test] fn $name() { run_case(stringify!($name), Machine::M64); })*
+
+        /// The same cases compiled for i386.
+        mod m32 {
+            use super::{run_case, Machine};
+            $(#[test] fn $name() { run_case(stringify!($name), Machine::M32); })*
+        }
     };
 }
 

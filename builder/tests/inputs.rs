@@ -133,6 +133,28 @@ fn target_not_built_from_old_objects_is_refused() {
 }
 
 #[test]
+fn cxx_comdat_function_new_to_the_object_is_carried() {
+    let old = "long __attribute__((noinline)) entry(long x) { return x + 1; }\n";
+    let new = "inline long __attribute__((noinline)) twice(long x) { return 2 * x; }\n\
+               long __attribute__((noinline)) entry(long x) { return twice(x) + 1; }\n";
+    let (_dir, opts) = setup("g++", "cc", old, new, &[]);
+    let built = build(&opts).unwrap();
+    let actions: Vec<(&str, lpkg_format::Action)> = built
+        .manifest
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("_Z5entryl", lpkg_format::Action::Replace),
+            ("_Z5twicel", lpkg_format::Action::New)
+        ]
+    );
+}
+
+#[test]
 fn changed_cxx_comdat_function_is_refused() {
     let old = "inline long __attribute__((noinline)) twice(long x) { return 2 * x; }\n\
                long entry(long x) { return twice(x) + 1; }\n";
@@ -318,4 +340,43 @@ fn things_the_linker_dropped_are_carried() {
         "{:?}",
         built.notes
     );
+}
+
+#[test]
+fn objects_of_another_machine_than_the_target_are_refused() {
+    let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    // The same sources compiled for i386, against the x86_64 target: both ways round.
+    for side in ["old", "new"] {
+        let d = dir.path().join(side);
+        let mut args = vec!["-m32"];
+        args.extend(FLAGS);
+        args.extend(["x.c", "-o", "x32.o"]);
+        run("gcc", &args, &d);
+    }
+    opts.new = dir.path().join("new/x32.o");
+    let err = build(&opts).unwrap_err();
+    assert!(matches!(err, Error::BadInput { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("object is for i386, the target for x86_64"),
+        "{err}"
+    );
+    run(
+        "gcc",
+        &["-m32", "-shared", "old/x32.o", "-o", "libx32.so"],
+        dir.path(),
+    );
+    opts.target = dir.path().join("libx32.so");
+    opts.old = dir.path().join("old/x32.o");
+    opts.new = dir.path().join("new/x.o");
+    let err = build(&opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("object is for x86_64, the target for i386"),
+        "{err}"
+    );
+    // All i386: built, for machine i386.
+    opts.new = dir.path().join("new/x32.o");
+    let built = build(&opts).unwrap();
+    assert_eq!(built.manifest.target.machine, "i386");
 }

@@ -28,6 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "id": package.id(),
                 "name": package.manifest().package.name,
                 "version": package.manifest().package.version,
+                "machine": package.manifest().target.machine,
                 "trusted_signers": signers.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
             }),
             Err(err) => serde_json::json!({
@@ -40,11 +41,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (package, signers) = result?;
     if !args.json {
         let signers: Vec<String> = signers.iter().map(|k| k.to_string()).collect();
+        let manifest = package.manifest();
         println!(
-            "OK {} {} (id {}) signed by trusted key {}",
-            package.manifest().package.name,
-            package.manifest().package.version,
+            "OK {} {} (id {}) for {} {} signed by trusted key {}",
+            manifest.package.name,
+            manifest.package.version,
             package.id(),
+            super::shown(&manifest.target.file_name),
+            super::shown(&manifest.target.machine),
             signers.join(", ")
         );
     }

@@ -1,44 +1,31 @@
 //! x86_64 code: which relocation types the linker supports and how each is computed, the
 //! jump written over an entry, and what an old function's code lets a new body do in place.
 //!
-//! Everything here is specific to x86_64; a second architecture gets a module of its own.
+//! Everything here is specific to x86_64; i386 has its own module next to this one.
 
 use object::elf;
 
+use super::{put, RelocKind};
 use crate::Error;
 
-/// What a relocation needs from the linker before it can be computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelocKind {
-    /// `S + A`.
-    Absolute,
-    /// `S + A - P`.
-    PcRelative,
-    /// A call: `L + A - P`, through a stub when the callee is in another library.
-    Plt,
-    /// `G + GOT + A - P`: needs a GOT slot holding the symbol's address.
-    Got,
-    /// A GOT slot holding the symbol's thread-pointer offset.
-    GotTpOff,
-    /// The symbol's thread-pointer offset itself.
-    TpOff,
-}
-
-impl RelocKind {
-    /// Classifies an ELF relocation type; unsupported types are refused.
-    pub fn of(r_type: u32) -> Result<RelocKind, Error> {
-        Ok(match r_type {
-            elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S => RelocKind::Absolute,
-            elf::R_X86_64_PC32 | elf::R_X86_64_PC64 => RelocKind::PcRelative,
-            elf::R_X86_64_PLT32 => RelocKind::Plt,
-            elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
-                RelocKind::Got
-            }
-            elf::R_X86_64_GOTTPOFF => RelocKind::GotTpOff,
-            elf::R_X86_64_TPOFF32 => RelocKind::TpOff,
-            other => return Err(Error::UnsupportedRelocation { r_type: other }),
-        })
-    }
+/// What relocation `r_type` needs from the linker; unsupported types are refused.
+pub fn kind(r_type: u32) -> Result<RelocKind, Error> {
+    Ok(match r_type {
+        elf::R_X86_64_64 | elf::R_X86_64_32 | elf::R_X86_64_32S => RelocKind::Absolute,
+        elf::R_X86_64_PC32 | elf::R_X86_64_PC64 => RelocKind::PcRelative,
+        elf::R_X86_64_PLT32 => RelocKind::Plt,
+        elf::R_X86_64_GOTPCREL | elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => {
+            RelocKind::Got
+        }
+        elf::R_X86_64_GOTTPOFF => RelocKind::GotTpOff,
+        elf::R_X86_64_TPOFF32 => RelocKind::TpOff,
+        other => {
+            return Err(Error::UnsupportedRelocation {
+                machine: "x86_64",
+                r_type: other,
+            })
+        }
+    })
 }
 
 /// Writes relocation `r_type` at the start of `at`, for a place at address `place` whose
@@ -76,13 +63,6 @@ pub fn apply(
             put(at, &value.to_le_bytes())
         }
     }
-}
-
-fn put(at: &mut [u8], value: &[u8]) -> Result<(), String> {
-    at.get_mut(..value.len())
-        .ok_or_else(|| "relocation runs past the end of its section".to_owned())?
-        .copy_from_slice(value);
-    Ok(())
 }
 
 /// `jmp *0(%rip)` followed by the absolute address: reaches anywhere in the address space.
@@ -124,35 +104,7 @@ pub use lpkg_kernel::arch::current::encode_jmp_rel32 as jump;
 /// Only such a function's code may be overwritten by a whole new body: nothing can be in its
 /// middle but a thread that is executing it, which the switch's stack check sees.
 pub fn is_closed_leaf(code: &[u8], address: u64) -> bool {
-    use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction};
-    let end = address.saturating_add(code.len() as u64);
-    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
-    let mut instruction = Instruction::default();
-    while decoder.can_decode() {
-        decoder.decode_out(&mut instruction);
-        if instruction.is_invalid() {
-            return false;
-        }
-        let closed = match instruction.flow_control() {
-            FlowControl::Next
-            | FlowControl::Return
-            | FlowControl::Interrupt
-            | FlowControl::Exception => true,
-            FlowControl::UnconditionalBranch | FlowControl::ConditionalBranch => {
-                let near = instruction.is_jmp_short_or_near()
-                    || instruction.is_jcc_short_or_near()
-                    || instruction.is_loop()
-                    || instruction.is_loopcc()
-                    || instruction.is_jcx_short();
-                near && (address..end).contains(&instruction.near_branch_target())
-            }
-            _ => false,
-        };
-        if !closed {
-            return false;
-        }
-    }
-    true
+    super::is_closed_leaf_in(64, code, address)
 }
 
 #[cfg(test)]
