@@ -64,17 +64,25 @@ struct Setup {
     s: Scratch,
     key: PathBuf,
     trust: PathBuf,
+    /// The executable the target runs.
+    program: PathBuf,
     target: Program,
 }
 
 impl Setup {
     fn new() -> Setup {
+        Setup::running(vault().join("vault"))
+    }
+
+    /// A scratch folder with a key pair, and `program` (built from `vault1.o`) started.
+    fn running(program: PathBuf) -> Setup {
         let s = Scratch::new();
         let (key, trust) = s.keygen("k");
-        let target = Program::start(&mut Command::new(vault().join("vault")));
+        let target = Program::start(&mut Command::new(&program));
         Setup {
             s,
             key,
+            program,
             trust,
             target,
         }
@@ -83,7 +91,7 @@ impl Setup {
     /// The package from version `old` to version `new`, stacked on `requires`.
     fn package(&self, old: u32, new: u32, requires: &[&Path]) -> PathBuf {
         self.s.build(
-            &vault().join("vault"),
+            &self.program,
             &object(old),
             &object(new),
             &self.key,
@@ -264,7 +272,8 @@ fn check_routine_vetoes_the_apply_and_nothing_changes() {
     assert_eq!(v.target.ask("busy 1"), "ok");
     let maps_before = std::fs::read_to_string(format!("/proc/{}/maps", v.target.pid())).unwrap();
     let refused = v.apply(&fix);
-    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    // Exit 1, not 4 (mismatch): the process may take the package later.
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.error_line().ends_with(
             "check routine idle returned 7: the package was not applied, nothing changed"
@@ -325,4 +334,98 @@ fn an_i386_package_carries_the_i386_runtime() {
         .unwrap()
         .to_vec();
     assert_eq!(&module[..5], b"\x7fELF\x01", "ELF32");
+}
+
+#[test]
+fn the_daemon_retries_an_apply_a_check_routine_refused_until_it_passes() {
+    // A build of its own (another build-id): the daemon patches every process that runs the
+    // program it is installed for, and the other tests' targets must stay theirs.
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("vault-daemon");
+    let build_id = format!(
+        "-Wl,--build-id=0x{}{:08x}",
+        "17".repeat(16),
+        std::process::id()
+    );
+    gcc(&[
+        "-pie",
+        "-pthread",
+        &build_id,
+        object(1).to_str().unwrap(),
+        "-o",
+        program.to_str().unwrap(),
+    ]);
+    let mut v = Setup::running(program);
+    let fix = v.package(1, 4, &[]);
+    let store = v.s.path("store");
+    let trust = v.trust.to_str().unwrap();
+    v.ok(v.s.run(&[
+        "install",
+        fix.to_str().unwrap(),
+        "--trust",
+        trust,
+        "--store",
+        store.to_str().unwrap(),
+    ]));
+    assert_eq!(v.target.ask("freeze 2"), "ok");
+    assert_eq!(v.target.ask("busy 1"), "ok");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_lpkg"))
+        .args([
+            "daemon",
+            "--store",
+            store.to_str().unwrap(),
+            "--trust",
+            trust,
+        ])
+        .args(["--rescan", "3600"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = std::io::BufReader::new(daemon.stdout.take().unwrap());
+    let daemon = Killed(daemon);
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let pid = format!(" {} ", v.target.pid());
+    let wait_for = |what: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = seen
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the daemon never logged {what}"));
+            if line.contains(&pid) && line.contains(what) {
+                return line;
+            }
+        }
+    };
+    // Refused by the check, not given up on: retried with backoff while it refuses.
+    let failed = wait_for("(attempt 2,");
+    assert!(failed.contains("check routine idle returned 7"), "{failed}");
+    assert_eq!(v.target.ask("dep 2 1"), "frozen");
+    assert_eq!(v.target.ask("freeze 3"), "ok");
+    assert_eq!(
+        v.target.ask("dep 2 1"),
+        "ok 1",
+        "still version 1: one frozen account"
+    );
+    assert_eq!(v.target.ask("busy 0"), "ok");
+    wait_for(": applied vault-fix-4 1");
+    assert_eq!(v.target.ask("freeze 2"), "ok");
+    assert_eq!(v.target.ask("dep 3 1"), "frozen");
+    assert_eq!(v.target.ask("dep 2 1"), "frozen");
+    drop(daemon);
+}
+
+/// A child process SIGKILLed (by PID) and reaped when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
