@@ -29,6 +29,17 @@ pub enum RelocKind {
     GotOffset,
 }
 
+/// What GOT-relative relocations need besides their symbol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GotContext {
+    /// The GOT's address, where the machine has GOT-relative relocations and the module
+    /// names the GOT symbol.
+    pub got: Option<u64>,
+    /// The byte before the relocated field in its section: the ModRM byte of the instruction
+    /// holding a GOT slot's offset, which says whether a base register holds the GOT.
+    pub modrm: Option<u8>,
+}
+
 /// The architecture of a patch module or a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
@@ -102,7 +113,7 @@ impl Machine {
 
     /// Writes relocation `r_type` at the start of `at`, for a place at address `place` whose
     /// resolved target (symbol, stub, GOT slot or TLS offset, per [`RelocKind`]) is `target`;
-    /// `got` is the GOT's address where the machine has GOT-relative relocations.
+    /// `got` says what GOT-relative types need.
     pub fn apply(
         self,
         r_type: u32,
@@ -110,7 +121,7 @@ impl Machine {
         place: u64,
         target: u64,
         addend: i64,
-        got: Option<u64>,
+        got: GotContext,
     ) -> Result<(), String> {
         match self {
             Machine::X86_64 => x86_64::apply(r_type, at, place, target, addend),
