@@ -388,7 +388,8 @@ fn prepare<'a>(
         check_no_downgrade(pid, manifest, &applied)?;
     }
     let mem = Mem::open(pid)?;
-    wait_for_loader(pid, &resolver, &mem, options.timeout)?;
+    let machine = crate::link::module_machine(module)?;
+    wait_for_loader(pid, machine, &resolver, &mem, options.timeout)?;
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
     let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
@@ -396,7 +397,7 @@ fn prepare<'a>(
     let mut plan = Plan {
         id,
         manifest,
-        machine: crate::link::module_machine(module)?,
+        machine,
         module,
         symbols,
         signers,
@@ -423,14 +424,17 @@ fn prepare<'a>(
 /// one (static) has nothing to wait for.
 fn wait_for_loader(
     pid: Pid,
+    machine: Machine,
     resolver: &target::Resolver,
     mem: &Mem,
     timeout: Duration,
 ) -> Result<(), Error> {
-    /// `r_version` (int), `r_map` (pointer) and `r_state` (enum) of `struct r_debug`.
+    // `r_version` (int), `r_map` (pointer, after the int aligned to a pointer), `r_brk`
+    // (address) and `r_state` (enum) of `struct r_debug`, with the process's pointer size.
     const VERSION: usize = 0;
-    const MAP: usize = 8;
-    const STATE: usize = 24;
+    let pointer = machine.pointer_size();
+    let map = pointer;
+    let state = map + 2 * pointer;
     const RT_CONSISTENT: u32 = 0;
     let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
         return Ok(());
@@ -438,14 +442,16 @@ fn wait_for_loader(
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {
-        let bytes = mem.read(r_debug, STATE + 4)?;
+        let bytes = mem.read(r_debug, state + 4)?;
         let word = |at: usize, len: usize| {
             bytes[at..at + len]
                 .iter()
                 .rev()
                 .fold(0u64, |v, &b| v << 8 | u64::from(b))
         };
-        if word(VERSION, 4) >= 1 && word(MAP, 8) != 0 && word(STATE, 4) == u64::from(RT_CONSISTENT)
+        if word(VERSION, 4) >= 1
+            && word(map, pointer) != 0
+            && word(state, 4) == u64::from(RT_CONSISTENT)
         {
             return Ok(());
         }

@@ -83,6 +83,14 @@ impl Machine {
         }
     }
 
+    /// Size of a pointer in a process of this machine.
+    pub fn pointer_size(self) -> usize {
+        match self {
+            Machine::X86_64 => 8,
+            Machine::I386 => 4,
+        }
+    }
+
     /// What relocation `r_type` needs from the linker; unsupported types are refused.
     pub fn reloc_kind(self, r_type: u32) -> Result<RelocKind, Error> {
         match self {
