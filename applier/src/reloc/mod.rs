@@ -6,7 +6,7 @@
 pub mod i386;
 pub mod x86_64;
 
-pub use x86_64::{indirect_jump_stub, jump, may_lead_to, JUMP_LEN, MAX_MODULE_SCAN};
+pub use x86_64::{indirect_jump_stub, jump, JUMP_LEN, MAX_MODULE_SCAN};
 
 use crate::Error;
 
