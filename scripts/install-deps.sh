@@ -13,6 +13,7 @@ SUDO=""
 
 pkgs=(
   gcc g++ make binutils libc6-dev gdb             # tests compile and inspect C and C++ targets
+  clang-14 libc++-14-dev libc++abi-14-dev libunwind-14-dev # C++ on libc++ and LLVM's libunwind
   gcc-multilib g++-multilib                       # i386 targets (gcc -m32): corpus, linker, machine tests
   patch dpkg-dev xz-utils                         # apt-get source, dpkg-source -x, build-source
   autoconf automake libtool                       # libxml2: a patch of the series changes Makefile.am

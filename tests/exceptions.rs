@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{Run, Scratch};
 
-/// Compiles `tests/targets/NAME` (C or C++ by `compiler`, with `flags`) as versions 1 to
+/// Compiles `tests/targets/NAME` (C or C++ by `compiler`, with `flags`, also given to the
+/// link) as versions 1 to
 /// `versions` (`STEM1.o`..) and links version 1 into `STEM`, in `dir`; returns the program.
 fn compile(dir: &Path, name: &str, compiler: &str, flags: &[&str], versions: u32) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,13 +55,15 @@ fn compile(dir: &Path, name: &str, compiler: &str, flags: &[&str], versions: u32
     }
     let exe = dir.join(stem);
     let first = dir.join(format!("{stem}1.o"));
-    run(&[
+    let mut args = flags.to_vec();
+    args.extend([
         "-pie",
         "-pthread",
         first.to_str().unwrap(),
         "-o",
         exe.to_str().unwrap(),
     ]);
+    run(&args);
     exe
 }
 
@@ -196,8 +199,22 @@ fn no_lpkg_mapping(pid: &str) {
 
 #[test]
 fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_reverted() {
+    exceptions_applied_stacked_and_reverted("g++", &[], "libgcc_s.so.1");
+}
+
+/// The same with clang's libc++, whose exceptions LLVM's libunwind raises (libgcc_s is
+/// mapped too: glibc's cancellation and `backtrace()` use it).
+#[test]
+fn exceptions_through_new_code_with_llvm_libunwind() {
+    exceptions_applied_stacked_and_reverted("clang++-14", &["-stdlib=libc++"], "libunwind.so.1");
+}
+
+/// A C++ target built with `compiler` and `flags` is fixed, fixed again with a stacked
+/// package and reverted twice while exceptions fly; the apply says it registered the new
+/// code's CFI with `unwinder` (among others).
+fn exceptions_applied_stacked_and_reverted(compiler: &str, flags: &[&str], unwinder: &str) {
     let s = Scratch::new();
-    let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &[], 3);
+    let exe = compile(s.dir.path(), "exceptions.cpp", compiler, flags, 3);
     let (key, public) = s.keygen("release");
     let fix = package(&s, &exe, &key, 1, 2, &[]);
     let stacked = package(&s, &exe, &key, 2, 3, &[&fix]);
@@ -216,6 +233,8 @@ fn exceptions_pass_through_replaced_and_new_functions_applied_stacked_and_revert
         "--json",
     ]));
     assert_eq!(run.json()["unwind_registered"], true, "{}", run.stdout);
+    let registered = run.json()["unwind"].as_str().unwrap_or_default().to_owned();
+    assert!(registered.contains(unwinder), "{}", run.stdout);
     target.keeps_catching((1002, -2, 201), true);
     ok(s.run(&[
         "apply",
@@ -314,6 +333,65 @@ fn cancellation_and_backtrace_unwind_through_new_c_code() {
     }
     ok(s.run(&["revert", "--pid", &pid]));
     assert_eq!(ask("trace"), "trace v=1 found=1");
+    assert_eq!(ask("start"), "started");
+    assert_eq!(ask("cancel"), "joined canceled=1 inner=1 outer=1");
+    // SIGKILL to our own child's PID.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A C process without an unwinder library at apply (built without `-fexceptions`: nothing
+/// maps libgcc_s): nothing is registered, and lpkg loads nothing into it. The thread
+/// cancelled later inside the patched function unwinds all the same: glibc loads libgcc_s
+/// then, and its cancellation takes the module's frame, which that libgcc_s does not know, as
+/// a plain C frame and runs every cleanup handler.
+#[test]
+fn cancellation_through_new_code_when_libgcc_s_is_loaded_after_the_apply() {
+    let s = Scratch::new();
+    let exe = compile(s.dir.path(), "cancel.c", "gcc", &[], 2);
+    let (key, public) = s.keygen("release");
+    let (old, new) = (s.path("cancel1.o"), s.path("cancel2.o"));
+    let fix = s.build(&exe, &old, &new, &key, "fix.lpkg", ("cancel", "2"), &[]);
+    let mut child = Command::new(&exe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut ask = |command: &str| -> String {
+        use std::io::Write;
+        writeln!(stdin, "{command}").unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        line.trim_end().to_owned()
+    };
+    let maps_libgcc = || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .contains("libgcc_s")
+    };
+    assert!(!maps_libgcc(), "the target maps libgcc_s from the start");
+    let run = ok(s.run(&[
+        "apply",
+        fix.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        public.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(run.json()["unwind_registered"], false, "{}", run.stdout);
+    assert!(!maps_libgcc(), "lpkg loaded libgcc_s");
+    assert_eq!(ask("start"), "started");
+    assert_eq!(ask("cancel"), "joined canceled=1 inner=2 outer=1");
+    assert!(maps_libgcc(), "glibc loads libgcc_s to cancel");
+    for _ in 0..3 {
+        assert_eq!(ask("start"), "started");
+        assert_eq!(ask("cancel"), "joined canceled=1 inner=2 outer=1");
+    }
+    ok(s.run(&["revert", "--pid", &pid]));
     assert_eq!(ask("start"), "started");
     assert_eq!(ask("cancel"), "joined canceled=1 inner=1 outer=1");
     // SIGKILL to our own child's PID.

@@ -315,6 +315,14 @@ fn the_store_keeps_verified_packages_and_status_tells_exposed_patched_and_drifte
         drifted["applied"][0]["drifted"],
         serde_json::json!(["rate"])
     );
+    // The record is lpkg's all the same (its module is): revert takes the package out.
+    let run = ok(s.run(&["revert", "--pid", &pid.to_string()]));
+    assert!(
+        run.stdout.contains("0 function(s) restored"),
+        "{}",
+        run.stdout
+    );
+    assert!(lpkg_applier::list(pid).unwrap().is_empty());
 
     let run = ok(s.run(&["uninstall", &id[..12], "--store", store_arg]));
     assert!(run.stdout.contains("keep it"), "{}", run.stdout);

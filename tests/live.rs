@@ -715,7 +715,9 @@ fn target_made_names_and_records_never_panic_and_print_escaped() {
         eh_frame_address: 0,
         eh_frame_len: 0,
         unwind_registration: None,
+        llvm_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![],
     };
     let record = body.encode(lpkg_applier::State::Applied);
@@ -878,7 +880,9 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         eh_frame_address: 0,
         eh_frame_len: 0,
         unwind_registration: None,
+        llvm_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![lpkg_applier::Entry {
             function: "compute".into(),
             address: compute,
@@ -921,6 +925,20 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         .map(|r| r["live"].as_str().unwrap())
         .collect();
     assert_eq!(live, ["drifted", "intact"]);
+    // `revert --id` finds both records of the id: the one the code bears out is reverted.
+    let run = ok(s.run(&["revert", "--pid", &target.pid(), "--id", &id]));
+    assert!(run.stdout.contains("reverted calc-v2 2"), "{}", run.stdout);
+    assert_eq!(target.ask("3"), "6 103");
+    // The forged record is left: reverting it is refused, saying why.
+    let pid = target.pid();
+    for args in [&["--id", &id][..], &[], &["--all"]] {
+        let mut command = vec!["revert", "--pid", &pid];
+        command.extend(args);
+        let run = s.run(&command);
+        assert_ne!(run.code, 0, "{}", run.stdout);
+        assert!(run.stderr.contains("disagree"), "{}", run.stderr);
+    }
+    assert_eq!(target.ask("3"), "6 103");
 }
 
 /// The short target (tests/targets/short.c) built with `compile` and `link` flags, and packages of its fixes

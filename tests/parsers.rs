@@ -143,7 +143,9 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
             deregister: 0x7f00_0000_1000,
             object: 0x5555_0000_1800,
         }),
+        llvm_registration: None,
         exit_routines: vec![],
+        shadows: false,
         entries: vec![
             Entry {
                 function: "f".into(),

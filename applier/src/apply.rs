@@ -11,11 +11,11 @@ use crate::claim::Claim;
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    call_displacement, hex, unhex, Entry, Guarded, RecordBody, Registration, State, Write,
-    MODULE_NAME_PREFIX, NAME_PREFIX, STATE_OFFSET,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, State, Write, MODULE_NAME_PREFIX,
+    NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
-use crate::registration::{self, Unwinder};
+use crate::registration::Unwinders;
 use crate::reloc::{Machine, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
@@ -360,8 +360,8 @@ struct Plan<'a> {
     /// For each entry, why it gets a jump (`None`: a candidate, in place unless a check after
     /// the link fails).
     jumps: Vec<Option<in_place::Jump>>,
-    /// The target's unwinder, when the module has CFI to register with it.
-    unwinder: Option<Unwinder>,
+    /// The target's unwinders, when the module has CFI to register with them.
+    unwinders: Option<Unwinders>,
 }
 
 /// Prepare: recover interrupted operations, check requirements and every pre-image, lay the
@@ -389,11 +389,13 @@ fn prepare<'a>(
     }
     let mem = Mem::open(pid)?;
     let machine = crate::link::module_machine(module)?;
-    wait_for_loader(pid, machine, &resolver, &mem, options.timeout)?;
+    if let Some(first) = wait_for_loader(pid, machine, &resolver, &mem, options.timeout)? {
+        resolver.search_in_loader_order(&loaded_objects(&mem, machine, first));
+    }
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
     let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
-    let unwinder = has_cfi.then(|| Unwinder::find(&resolver));
+    let unwinders = has_cfi.then(|| Unwinders::find(&resolver));
     let mut plan = Plan {
         id,
         manifest,
@@ -411,7 +413,7 @@ fn prepare<'a>(
         entries: Vec::new(),
         candidates: Vec::new(),
         jumps: Vec::new(),
-        unwinder,
+        unwinders,
     };
     (plan.entries, plan.candidates, plan.jumps) = plan_entries(&plan, target_file)?;
     Ok(plan)
@@ -428,7 +430,7 @@ fn wait_for_loader(
     resolver: &target::Resolver,
     mem: &Mem,
     timeout: Duration,
-) -> Result<(), Error> {
+) -> Result<Option<u64>, Error> {
     // `r_version` (int), `r_map` (pointer, after the int aligned to a pointer), `r_brk`
     // (address) and `r_state` (enum) of `struct r_debug`, with the process's pointer size.
     const VERSION: usize = 0;
@@ -437,7 +439,7 @@ fn wait_for_loader(
     let state = map + 2 * pointer;
     const RT_CONSISTENT: u32 = 0;
     let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
-        return Ok(());
+        return Ok(None);
     };
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
@@ -453,7 +455,7 @@ fn wait_for_loader(
             && word(map, pointer) != 0
             && word(state, 4) == u64::from(RT_CONSISTENT)
         {
-            return Ok(());
+            return Ok(Some(word(map, pointer)));
         }
         if started.elapsed() >= timeout {
             return Err(Error::StillLoading { pid });
@@ -461,6 +463,32 @@ fn wait_for_loader(
         std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
         pause = (pause * 2).min(Duration::from_millis(10));
     }
+}
+
+/// The addresses of the dynamic sections of the objects on the dynamic loader's list that
+/// starts at `first` (`struct link_map`: `l_ld` and `l_next`, after `l_addr` and `l_name`,
+/// each a pointer of the process's size), in its order: the order in which it looks symbols
+/// up. The list is the target's: at most `LIMIT` entries are read, and a read that fails ends
+/// it.
+fn loaded_objects(mem: &Mem, machine: Machine, first: u64) -> Vec<u64> {
+    const LIMIT: usize = 4096;
+    let pointer = machine.pointer_size();
+    let (l_ld, l_next) = (2 * pointer, 3 * pointer);
+    let mut dynamic = Vec::new();
+    let mut at = first;
+    while at != 0 && dynamic.len() < LIMIT {
+        let Ok(bytes) = mem.read(at, l_next + pointer) else {
+            break;
+        };
+        let word = |offset: usize| {
+            let mut le = [0u8; 8];
+            le[..pointer].copy_from_slice(&bytes[offset..offset + pointer]);
+            u64::from_le_bytes(le)
+        };
+        dynamic.push(word(l_ld));
+        at = word(l_next);
+    }
+    dynamic
 }
 
 /// The functions of the target whose calls an applied package leads to its new code (too
@@ -722,6 +750,8 @@ fn check_in_target(
 struct Loaded {
     module_address: u64,
     record_address: u64,
+    /// Check routines (module symbol, address), in manifest order.
+    checks: Vec<(String, u64)>,
     /// Init routines (module symbol, address), in manifest order.
     init: Vec<(String, u64)>,
 }
@@ -758,23 +788,19 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
             .map(|r| Ok((r.module_symbol.clone(), symbol(&r.module_symbol)?)))
             .collect()
     };
+    let checks = routines(RoutineKind::Check)?;
     let init = routines(RoutineKind::Init)?;
+    let shadow_slot = image.symbols.get(lpkg_format::SHADOW_TABLE_SYMBOL).copied();
     let exits = routines(RoutineKind::Exit)?
         .into_iter()
         .map(|(_, a)| a)
         .collect();
     let (eh_frame_address, eh_frame_len) = crate::record::eh_frame_of(&image.symbols);
-    let registration = match &plan.unwinder {
-        Some(Unwinder::Libgcc {
-            deregister,
-            library,
-            ..
-        }) => Some(Registration {
-            library: library.display().to_string(),
-            deregister: *deregister,
-            object: symbol(lpkg_format::EH_OBJECT_SYMBOL)?,
-        }),
-        _ => None,
+    let (unwind_registration, llvm_registration) = match &plan.unwinders {
+        Some(unwinders) if unwinders.any() => {
+            unwinders.records(symbol(lpkg_format::EH_OBJECT_SYMBOL)?)
+        }
+        _ => (None, None),
     };
     let body = RecordBody {
         id: plan.id.clone(),
@@ -796,31 +822,34 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         module_len: plan.layout.len(),
         eh_frame_address,
         eh_frame_len,
-        unwind_registration: registration.clone(),
+        unwind_registration,
+        llvm_registration,
         exit_routines: exits,
+        shadows: shadow_slot.is_some(),
         entries: plan.entries.clone(),
     };
     plan.mem.write(module_address, &image.bytes)?;
     tracee.stop_one()?;
+    if let Some(slot) = shadow_slot {
+        let (area, mapped) = crate::shadows::find_or_map(tracee, &plan.mem)?;
+        if mapped {
+            rollback.mapping(area, crate::shadows::AREA_SIZE);
+        }
+        plan.mem.write(slot, &area.to_le_bytes())?;
+    }
     let record_address = write_record(plan, tracee, rollback, &body)?;
     protect(tracee, &image)?;
-    if let (Some(registration), Some(Unwinder::Libgcc { register, .. })) =
-        (&registration, &plan.unwinder)
-    {
-        rollback.registration(registration.clone(), eh_frame_address, plan.options.timeout);
-        registration::register(
-            tracee,
-            *register,
-            registration,
-            eh_frame_address,
-            plan.options.timeout,
-        )?;
+    if let (true, Some(unwinders)) = (body.registrations().any(), &plan.unwinders) {
+        rollback.registrations(&body, plan.options.timeout);
+        body.registrations()
+            .register(tracee, &plan.mem, unwinders, plan.options.timeout)?;
         checkpoint::apply_step("apply:registered")?;
     }
     tracee.resume()?;
     Ok(Loaded {
         module_address,
         record_address,
+        checks,
         init,
     })
 }
@@ -844,12 +873,12 @@ fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
     // The calls' trampoline page is mapped or unmapped now, while only this thread is
     // stopped, not in the switch's pause: mapped for the init routines and the CFI
     // registration, unmapped (if the IFUNC resolvers mapped it) when there are none.
-    let registers = matches!(plan.unwinder, Some(Unwinder::Libgcc { .. }));
+    let registers = plan.unwinders.as_ref().is_some_and(Unwinders::any);
     let inits = plan
         .manifest
         .routines
         .iter()
-        .any(|r| r.kind == RoutineKind::Init);
+        .any(|r| matches!(r.kind, RoutineKind::Check | RoutineKind::Init));
     if registers || inits {
         tracee.map_call_trampoline()?;
     } else {
@@ -1006,6 +1035,16 @@ fn switch(
     let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
     checkpoint::apply_step("apply:stopped")?;
     let paused = Instant::now();
+    // Before anything leads into the module: a veto leaves the target as it was.
+    for (name, address) in &loaded.checks {
+        let value = tracee.call(*address, &[], plan.options.timeout)? as i32 as i64;
+        if value != 0 {
+            return Err(Error::CheckRefused {
+                routine: name.clone(),
+                value,
+            });
+        }
+    }
     let state = loaded.record_address + STATE_OFFSET;
     plan.mem
         .write(state, &State::Switching.word().to_le_bytes())?;
@@ -1047,10 +1086,7 @@ fn switch(
         entries: plan.entries.clone(),
         jumps: plan.jumps.clone(),
         module_address: loaded.module_address,
-        unwind: plan.unwinder.as_ref().map(|u| match u {
-            Unwinder::Libgcc { library, .. } => Ok(library.display().to_string()),
-            Unwinder::Missing(why) => Err(why.clone()),
-        }),
+        unwind: plan.unwinders.as_ref().map(Unwinders::describe),
         recovered: plan.recovered.clone(),
         pause: Duration::ZERO,
         switch: SwitchProfile {

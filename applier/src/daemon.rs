@@ -42,9 +42,45 @@ pub fn state_path(pid: u32) -> Result<PathBuf, Error> {
     Ok(crate::claim::run_dir()?.join(format!("daemon-{pid}.json")))
 }
 
+/// What a daemon says in its state file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DaemonState {
+    /// The daemon's process.
+    pub daemon: u32,
+    /// The applies it failed and retries.
+    pub failures: Vec<FailedApply>,
+}
+
+/// An apply the daemon failed and retries.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FailedApply {
+    /// The process.
+    pub pid: Pid,
+    /// Its start time (clock ticks since boot), which tells it from a later one with its pid.
+    pub start_time: u64,
+    /// The package id.
+    pub id: String,
+    /// How many times it was tried.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+}
+
+/// What the running daemons say: their state files (at most 1 MiB each; one that does not
+/// parse says nothing).
+pub fn states() -> Vec<DaemonState> {
+    state_files()
+        .iter()
+        .filter_map(|path| {
+            let text = std::fs::read(path).ok()?;
+            serde_json::from_slice(&text[..text.len().min(1 << 20)]).ok()
+        })
+        .collect()
+}
+
 /// The state files of the daemons whose process still runs (a file left by a daemon that
 /// died says nothing).
-pub fn state_files() -> Vec<PathBuf> {
+fn state_files() -> Vec<PathBuf> {
     let Ok(dir) = crate::claim::run_dir() else {
         return Vec::new();
     };
@@ -437,21 +473,21 @@ impl Daemon<'_> {
         let Ok(path) = state_path(std::process::id()) else {
             return;
         };
-        let failures: Vec<String> = self
-            .failures
-            .iter()
-            .map(|((pid, id), f)| {
-                format!(
-                    "{{\"pid\":{pid},\"start_time\":{},\"id\":\"{id}\",\"attempts\":{},\"error\":{:?}}}",
-                    f.process.start_time, f.attempts, f.error
-                )
-            })
-            .collect();
-        let text = format!(
-            "{{\"daemon\":{},\"failures\":[{}]}}\n",
-            std::process::id(),
-            failures.join(",")
-        );
+        let state = DaemonState {
+            daemon: std::process::id(),
+            failures: (self.failures.iter())
+                .map(|((pid, id), f)| FailedApply {
+                    pid: *pid,
+                    start_time: f.process.start_time,
+                    id: id.clone(),
+                    attempts: f.attempts,
+                    error: f.error.clone(),
+                })
+                .collect(),
+        };
+        let Ok(text) = serde_json::to_vec(&state) else {
+            return;
+        };
         let temporary = path.with_extension("tmp");
         if std::fs::write(&temporary, text).is_ok() {
             let _ = std::fs::rename(&temporary, &path);

@@ -169,6 +169,16 @@ pub enum Error {
         /// What it returned.
         value: i64,
     },
+    /// A check routine returned non-zero before the switch; nothing of the target changed.
+    #[error(
+        "check routine {routine} returned {value}: the package was not applied, nothing changed"
+    )]
+    CheckRefused {
+        /// The routine's symbol.
+        routine: String,
+        /// What it returned.
+        value: i64,
+    },
     /// A package this one stacks on is not applied to the process.
     #[error("package requires {name} (id {id}) to be applied to process {pid} first")]
     MissingRequirement {
@@ -278,6 +288,7 @@ impl Error {
                 | Error::CalledFromModule { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }
+                | Error::CheckRefused { .. }
         )
     }
 }

@@ -23,6 +23,7 @@ mod records;
 mod registration;
 mod reloc;
 mod revert;
+mod shadows;
 mod spans;
 pub mod status;
 mod target;
@@ -32,7 +33,7 @@ pub use apply::{apply, apply_package, ApplyOptions, ApplyReport, SwitchProfile, 
 pub use checkpoint::catch_interrupts;
 pub use error::Error;
 pub use in_place::Jump;
-pub use record::{Entry, RecordBody, Registration, State};
+pub use record::{Entry, LlvmRegistration, RecordBody, Registration, State};
 pub use records::{Live, LiveRecord, OrphanModule};
 pub use revert::{revert, revert_process, RevertReport, Selection};
 

@@ -110,9 +110,17 @@ pub struct RecordBody {
     /// when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unwind_registration: Option<Registration>,
+    /// The same with LLVM's libunwind, when the process has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llvm_registration: Option<LlvmRegistration>,
     /// Exit routines to run on revert, as addresses in the module.
     #[serde(default)]
     pub exit_routines: Vec<u64>,
+    /// Whether the module uses the process's shadow area (carries the shadow-variable
+    /// runtime): revert unmaps the area once no record with this flag is left. Absent when
+    /// false, so records of packages without shadows stay what older readers read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadows: bool,
     /// Every entry overwritten with a jump.
     #[serde(default, rename = "entry")]
     pub entries: Vec<Entry>,
@@ -129,6 +137,28 @@ pub struct Registration {
     /// The module's room for the unwinder's `struct object` (`__lpkg_eh_object`): zero until
     /// the unwinder registered the frames.
     pub object: u64,
+}
+
+/// How the module's CFI is registered with LLVM's libunwind.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LlvmRegistration {
+    /// Path of the unwinder library, for messages.
+    pub library: String,
+    /// Its `__unw_remove_dynamic_fde`, called for each FDE of the module.
+    pub remove: u64,
+}
+
+impl RecordBody {
+    /// The module's registrations with the target's unwinders.
+    pub fn registrations(&self) -> crate::registration::Registrations<'_> {
+        crate::registration::Registrations {
+            libgcc: self.unwind_registration.as_ref(),
+            llvm: self.llvm_registration.as_ref(),
+            eh_frame: self.eh_frame_address,
+            eh_frame_len: self.eh_frame_len,
+        }
+    }
 }
 
 /// A range of code no thread may be executing at switch time, and what to call it.
@@ -374,7 +404,12 @@ mod tests {
                 deregister: 0x7f00_0000_1000,
                 object: 0x5555_0000_1800,
             }),
+            llvm_registration: Some(LlvmRegistration {
+                library: "/lib/x86_64-linux-gnu/libunwind.so.1".into(),
+                remove: 0x7f00_0000_2000,
+            }),
             exit_routines: vec![],
+            shadows: true,
             entries: vec![Entry {
                 function: "f".into(),
                 address: 0x1000,

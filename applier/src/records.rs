@@ -281,6 +281,25 @@ fn memfd_id<'e>(entry: &'e maps::MapEntry, prefix: &str) -> Option<&'e str> {
         .strip_prefix(prefix)
 }
 
+/// Whether the module `body` names is a patch module lpkg mapped for its package: every page
+/// of `[module_address, module_address + module_len)` is a mapping of the memfd named after
+/// the package's id. A record the process wrote could name any memory.
+pub fn module_is_lpkgs(pid: Pid, body: &RecordBody) -> Result<bool, Error> {
+    let Some(prefix) = body.id.get(..16) else {
+        return Ok(false);
+    };
+    let (mut at, end) = (
+        body.module_address,
+        body.module_address.saturating_add(body.module_len),
+    );
+    for entry in maps::read(pid)? {
+        if entry.start == at && at < end && memfd_id(&entry, MODULE_NAME_PREFIX) == Some(prefix) {
+            at = entry.end;
+        }
+    }
+    Ok(body.module_len > 0 && at >= end)
+}
+
 /// The record mappings of `pid` whose header was never written.
 fn unwritten_records(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
     let mut unwritten = Vec::new();

@@ -7,9 +7,8 @@ use lpkg_kernel::{Pid, Tracee};
 
 use crate::claim::Claim;
 use crate::quiesce::stop_clear;
-use crate::record::{Entry, Registration, State, STATE_OFFSET};
+use crate::record::{Entry, RecordBody, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
-use crate::registration;
 use crate::reloc::Machine;
 use crate::{checkpoint, spans, Error};
 
@@ -19,8 +18,8 @@ use crate::{checkpoint, spans, Error};
 pub struct Rollback {
     entries: Vec<(u64, Vec<u8>)>,
     mappings: Vec<(u64, u64)>,
-    /// The module's CFI registration (`.eh_frame` address) and the timeout of its calls.
-    registration: Option<(Registration, u64, Duration)>,
+    /// The record of the module whose CFI gets registered, and the timeout of the calls.
+    registered: Option<(RecordBody, Duration)>,
 }
 
 impl Rollback {
@@ -34,9 +33,9 @@ impl Rollback {
         self.mappings.push((address, len));
     }
 
-    /// Remembers that the module's CFI at `eh_frame` is about to be registered.
-    pub fn registration(&mut self, registration: Registration, eh_frame: u64, timeout: Duration) {
-        self.registration = Some((registration, eh_frame, timeout));
+    /// Remembers that the module's CFI is about to be registered as `body` says.
+    pub fn registrations(&mut self, body: &RecordBody, timeout: Duration) {
+        self.registered = Some((body.clone(), timeout));
     }
 
     /// Remembers the original bytes of an entry about to be overwritten.
@@ -57,7 +56,7 @@ impl Rollback {
         for (address, original) in self.entries.iter().rev() {
             let _ = mem.write(*address, original);
         }
-        if let Some((registration, eh_frame, timeout)) = &self.registration {
+        if let Some((body, timeout)) = &self.registered {
             // Nothing leads into the module any more: the others go on (a lock of the
             // unwinder one of them holds is released), the worker deregisters. Unmapped
             // while the unwinder still lists it, the module would crash the next exception:
@@ -65,9 +64,7 @@ impl Rollback {
             let deregistered = tracee
                 .detach_others_first(&[])
                 .map_err(Error::from)
-                .and_then(|_| {
-                    registration::deregister(&mut tracee, mem, registration, *eh_frame, *timeout)
-                });
+                .and_then(|_| body.registrations().deregister(&mut tracee, mem, *timeout));
             if deregistered.is_err() {
                 let _ = tracee.detach();
                 return;
@@ -160,9 +157,29 @@ pub fn revert_process(
             "no lpkg package is applied to process {pid}"
         )));
     }
+    // A record the code contradicts is reverted (restoring what still holds lpkg's bytes)
+    // only when its module is one lpkg mapped for the package: the process may have written
+    // it, naming any memory as the module.
+    let contradicted = |r: &LiveRecord| {
+        matches!(r.live, records::Live::Drifted(_))
+            && !records::module_is_lpkgs(pid, &r.body).unwrap_or(false)
+    };
     let chosen: Vec<&LiveRecord> = match selection {
         Selection::Latest => records.iter().rev().take(1).collect(),
-        Selection::All => records.iter().rev().collect(),
+        // Records the code contradicts are left (`list` shows them), the others reverted.
+        Selection::All => {
+            let chosen: Vec<&LiveRecord> =
+                records.iter().rev().filter(|r| !contradicted(r)).collect();
+            if chosen.is_empty() {
+                return Err(Error::NothingToRevert(format!(
+                    "the {} record(s) in process {pid} disagree with its code and name memory \
+                     that is not lpkg's as their module: the process wrote them; `lpkg list \
+                     --pid {pid}` shows them",
+                    records.len()
+                )));
+            }
+            chosen
+        }
         Selection::Id(prefix) => {
             let matching: Vec<&LiveRecord> = records
                 .iter()
@@ -175,15 +192,45 @@ pub fn revert_process(
                     )))
                 }
                 1 => matching,
-                _ => {
+                _ if matching.iter().any(|r| r.body.id != matching[0].body.id) => {
                     return Err(Error::NothingToRevert(format!(
                         "id {prefix} is ambiguous: give more digits"
                     )))
+                }
+                // lpkg writes one record per package: the process wrote the others. The one
+                // its code does not contradict is the package's.
+                n => {
+                    let live: Vec<&LiveRecord> = (matching.into_iter())
+                        .filter(|r| !matches!(r.live, records::Live::Drifted(_)))
+                        .collect();
+                    if live.len() != 1 {
+                        return Err(Error::NothingToRevert(format!(
+                            "process {pid} has {n} records of package {prefix} and {} of them \
+                             agree with its code: lpkg writes one, so the process wrote the \
+                             others; `lpkg list --pid {pid}` shows them",
+                            live.len()
+                        )));
+                    }
+                    live
                 }
             }
         }
     };
     if let [one] = chosen.as_slice() {
+        if let (records::Live::Drifted(functions), true) = (&one.live, contradicted(one)) {
+            return Err(Error::BadRecord {
+                pid,
+                address: one.address,
+                reason: format!(
+                    "package {} {} disagrees with the live code of {} and names as its module \
+                     memory that is not lpkg's: the process wrote the record; nothing was \
+                     reverted",
+                    one.body.name,
+                    one.body.version,
+                    functions.join(", ")
+                ),
+            });
+        }
         // A package that a newer one patched over must wait for the newer one.
         for newer in records
             .iter()
@@ -266,7 +313,7 @@ pub(crate) fn recover(
     let mut tracee = claim.seize()?;
     let guarded = record.guarded_code(None);
     let exit_routines = record.state == State::Applied && !body.exit_routines.is_empty();
-    let calls = exit_routines || body.unwind_registration.is_some();
+    let calls = exit_routines || body.registrations().any();
     let result = (|| -> Result<(usize, Vec<Pid>), Error> {
         if calls {
             // The page the exit routines return through is mapped with one thread stopped,
@@ -298,19 +345,18 @@ pub(crate) fn recover(
             // calls are not in the others' pause.
             tracee.detach_others_first(&running)?;
             let unmapped = (|| -> Result<(), Error> {
-                if let Some(registration) = &body.unwind_registration {
-                    registration::deregister(
-                        &mut tracee,
-                        &mem,
-                        registration,
-                        body.eh_frame_address,
-                        timeout,
-                    )?;
+                if body.registrations().any() {
+                    body.registrations()
+                        .deregister(&mut tracee, &mem, timeout)?;
                     checkpoint::reached("revert:deregistered");
                 }
                 tracee.munmap(body.module_address, body.module_len)?;
                 checkpoint::reached("revert:module-unmapped");
-                Ok(tracee.munmap(record.address, record.len)?)
+                tracee.munmap(record.address, record.len)?;
+                if body.shadows {
+                    crate::shadows::release_if_unused(&mut tracee)?;
+                }
+                Ok(())
             })();
             tracee.detach()?;
             unmapped?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object::elf;
-use object::read::elf::{FileHeader, ProgramHeader, Sym};
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::{Endianness, SymbolIndex};
 
 use lpkg_format::{SymbolBinding, SymbolMap};
@@ -154,6 +154,8 @@ pub struct Resolver<'a> {
     target: &'a TargetObject,
     bindings: BTreeMap<&'a str, &'a SymbolBinding>,
     mapped: &'a [MappedObject],
+    /// Indices of `mapped` in the order symbols are looked up: the dynamic loader's.
+    order: Vec<usize>,
     /// Dynamic symbols of each mapped object (as linked) and its bias, read on first use.
     tables: RefCell<Vec<Option<BiasedSymbols>>>,
     /// What each IFUNC resolver returned when run in the target, by resolver address.
@@ -224,6 +226,15 @@ fn dynamic_symbols_of<'d, Elf: FileHeader<Endian = Endianness>>(
     let sections = header.sections(endian, data)?;
     let table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
     let versions = sections.versions(endian, data)?;
+    // The names, read in one piece: through the file's read cache each name would be a read
+    // of its own (thousands for libc).
+    let names = sections
+        .section(table.string_section())?
+        .data(endian, data)?;
+    let name_at = |offset: u32| -> Option<&[u8]> {
+        let tail = names.get(offset as usize..)?;
+        Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    };
     let mut out = DynamicSymbols::new();
     for (index, symbol) in table.symbols().iter().enumerate() {
         if symbol.is_undefined(endian) || symbol.st_name(endian) == 0 {
@@ -237,7 +248,10 @@ fn dynamic_symbols_of<'d, Elf: FileHeader<Endian = Endianness>>(
         {
             continue;
         }
-        let name = table.symbol_name(endian, symbol)?.to_vec();
+        let Some(name) = name_at(symbol.st_name(endian)) else {
+            continue;
+        };
+        let name = name.to_vec();
         let (version, hidden) = match &versions {
             Some(v) => {
                 let vi = v.version_index(endian, SymbolIndex(index));
@@ -275,10 +289,29 @@ impl<'a> Resolver<'a> {
             target,
             bindings: map.symbols.iter().map(|b| (b.name(), b)).collect(),
             mapped,
+            order: (0..mapped.len()).collect(),
             tables: RefCell::new(vec![None; mapped.len()]),
             ifuncs: RefCell::new(BTreeMap::new()),
             redirected: BTreeMap::new(),
         }
+    }
+
+    /// Looks symbols up in the objects whose dynamic sections are at `dynamic` first, in that
+    /// order (the dynamic loader's list of loaded objects), then in the others, so that the
+    /// module binds to what the process's own code binds to (a process may have two
+    /// definitions, e.g. `_Unwind_Resume` in LLVM's libunwind and in libgcc_s).
+    pub fn search_in_loader_order(&mut self, dynamic: &[u64]) {
+        let mut listed = vec![false; self.mapped.len()];
+        let mut order = Vec::with_capacity(self.mapped.len());
+        for &address in dynamic {
+            let found = (0..self.mapped.len()).find(|&i| self.mapped[i].contains(address));
+            if let Some(index) = found.filter(|&i| !listed[i]) {
+                listed[index] = true;
+                order.push(index);
+            }
+        }
+        order.extend((0..self.mapped.len()).filter(|&i| !listed[i]));
+        self.order = order;
     }
 
     /// Makes `target` symbols at the address of a function whose calls an applied package
@@ -376,10 +409,24 @@ impl<'a> Resolver<'a> {
     /// The first mapped object (by index) whose `.dynsym` defines `symbol` in its default
     /// version, and the symbol's address; `None` when no object does.
     pub fn defining_object(&self, symbol: &str) -> Option<(usize, u64)> {
-        (0..self.mapped.len()).find_map(|index| {
-            let definition = self.definition_in(index, symbol, None).ok()??;
-            Some((index, definition.address))
-        })
+        self.objects_defining(symbol).next()
+    }
+
+    /// Every mapped object (by index) whose `.dynsym` defines `symbol` in its default
+    /// version, with the symbol's address there.
+    pub fn objects_defining<'s>(
+        &'s self,
+        symbol: &'s str,
+    ) -> impl Iterator<Item = (usize, u64)> + 's {
+        self.order
+            .iter()
+            .copied()
+            .filter_map(|index| Some((index, self.definition_address(index, symbol)?)))
+    }
+
+    /// The address of `symbol` (default version) in mapped object `index`, if it defines it.
+    pub fn definition_address(&self, index: usize, symbol: &str) -> Option<u64> {
+        Some(self.definition_in(index, symbol, None).ok()??.address)
     }
 
     /// The path of mapped object `index`, as the process maps it.
@@ -419,7 +466,7 @@ impl<'a> Resolver<'a> {
     }
 
     fn definition(&self, symbol: &str, version: Option<&str>) -> Result<Definition, Error> {
-        for index in 0..self.mapped.len() {
+        for &index in &self.order {
             if let Some(definition) = self.definition_in(index, symbol, version)? {
                 return Ok(definition);
             }

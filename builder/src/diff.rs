@@ -210,7 +210,8 @@ pub struct PairDiff {
     pub functions: BTreeMap<String, Verdict>,
     /// New data symbols (indices in the new object) carried in the module.
     pub new_data: Vec<usize>,
-    /// Init and exit routines (function names in the new object).
+    /// Check, init and exit routines (function names in the new object).
+    pub checks: Vec<String>,
     pub inits: Vec<String>,
     pub exits: Vec<String>,
     pub notes: Vec<String>,
@@ -230,7 +231,7 @@ pub fn compare(
         function_verdicts(old, new, allow_line_changes, &mut notes);
     explain_inlining(new, &mut functions, &changed_bytes);
     propagate_clones(new, &mut functions);
-    let (inits, exits) = routines(new, &mut functions)?;
+    let [checks, inits, exits] = routines(new, &mut functions)?;
     // Cold parts are carried, never replaced in place.
     for (name, verdict) in functions.iter_mut() {
         if is_cold(name) {
@@ -246,6 +247,7 @@ pub fn compare(
     Ok(PairDiff {
         functions,
         new_data,
+        checks,
         inits,
         exits,
         notes,
@@ -352,16 +354,16 @@ fn line_change(
     }
 }
 
-/// The init and exit routines of the new object (its `.lpkg.init` and `.lpkg.exit` markers),
-/// each made a new function of its kind unless it is a replaced one.
+/// The check, init and exit routines of the new object (its `.lpkg.check`, `.lpkg.init` and
+/// `.lpkg.exit` markers), each made a new function of its kind unless it is a replaced one.
 fn routines(
     new: &Side,
     functions: &mut BTreeMap<String, Verdict>,
-) -> Result<(Vec<String>, Vec<String>), Error> {
-    let mut inits = Vec::new();
-    let mut exits = Vec::new();
+) -> Result<[Vec<String>; 3], Error> {
+    let [mut checks, mut inits, mut exits] = [Vec::new(), Vec::new(), Vec::new()];
     for sec in &new.obj.sections {
         let (list, kind) = match sec.name.as_str() {
+            ".lpkg.check" => (&mut checks, "check"),
             ".lpkg.init" => (&mut inits, "init"),
             ".lpkg.exit" => (&mut exits, "exit"),
             _ => continue,
@@ -392,7 +394,7 @@ fn routines(
             }
         }
     }
-    Ok((inits, exits))
+    Ok([checks, inits, exits])
 }
 
 /// Differing immediates are all line numbers of the function, shifted consistently: the k-th
@@ -649,8 +651,13 @@ fn check_structure(
         }
     }
     // New functions see the target's data too, so layouts matter for every verdict.
-    for name in functions.keys() {
-        if let Some(sec) = new.function_section(name) {
+    for (name, verdict) in functions {
+        // A COMDAT function new to this object (an inline function or template instance the
+        // fix starts using, as libc++'s inline exception constructors) travels in the module
+        // as any new function; a changed one would also be changed in every other object
+        // that has a copy, which the package cannot know.
+        let changed = matches!(verdict, Verdict::Replace(_));
+        if let Some(sec) = new.function_section(name).filter(|_| changed) {
             if new.obj.sections[sec].comdat {
                 return Err(refuse(
                     name.clone(),

@@ -16,6 +16,7 @@ mod input;
 mod line_rows;
 mod module;
 mod objfile;
+mod runtime;
 pub mod source;
 mod target;
 
@@ -287,9 +288,17 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     }
     let mut diffs = compare_pairs(opts, &sides, &mut notes)?;
     check_deployed_layouts(&target, &sides, &diffs)?;
-    let units = units(&sides);
+    let runtime = runtime::sides()?;
+    let mut units = units(&sides);
     let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
+    writer.runtime = Some(units.len());
+    units.push(Unit {
+        old: &runtime.0,
+        new: &runtime.1,
+        file: runtime.1.obj.file_name.clone(),
+        unit_path: None,
+    });
     writer.stacked = opts
         .requires
         .iter()
@@ -312,7 +321,7 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     }
     let manifest = manifest(opts, &target, functions, data, routines);
     drop(units);
-    drop_later((sides, diffs, target));
+    drop_later((sides, diffs, target, runtime));
     Ok(Built {
         manifest,
         payloads: vec![
@@ -471,7 +480,11 @@ fn collect_functions(
                 let from = moved_from.get(&(u, name.clone())).copied().unwrap_or(u);
                 resolve_replacement(opts, target, &units[from], name, &mut f)?;
             }
-            for (list, kind) in [(&d.inits, RoutineKind::Init), (&d.exits, RoutineKind::Exit)] {
+            for (list, kind) in [
+                (&d.checks, RoutineKind::Check),
+                (&d.inits, RoutineKind::Init),
+                (&d.exits, RoutineKind::Exit),
+            ] {
                 if list.contains(name) {
                     routines.push(Routine {
                         kind,
@@ -610,6 +623,9 @@ fn collect_data(units: &[Unit], diffs: &[diff::PairDiff], writer: &mut ModuleWri
     data
 }
 
+/// Why a function of the shadow-variable runtime is in the manifest.
+const RUNTIME_REASON: &str = "lpkg runtime: shadow variables";
+
 /// Manifest entries (and a note each) for what the module carries unchanged because the
 /// patch refers to it and the target lacks it (dropped by the linker).
 fn carried_symbols(
@@ -622,14 +638,19 @@ fn carried_symbols(
     for (u, name, module_symbol) in std::mem::take(&mut writer.carried_functions) {
         let side = units[u].new;
         let sym = &side.obj.symbols[side.analysis.functions[&name]];
-        notes.push(format!(
-            "{name}: not in the target (removed by the linker?); carried unchanged because the patch calls it"
-        ));
+        let runtime = writer.runtime == Some(u);
+        notes.push(match runtime {
+            true => format!("{name}: lpkg's shadow-variable runtime, linked in because the patch calls it"),
+            false => format!("{name}: not in the target (removed by the linker?); carried unchanged because the patch calls it"),
+        });
         functions.push(Function {
             name: name.clone(),
             action: Action::New,
             source: side.source(&name),
-            reason: "unchanged, not in target: carried".into(),
+            reason: match runtime {
+                true => RUNTIME_REASON.into(),
+                false => "unchanged, not in target: carried".into(),
+            },
             module_symbol,
             old_offset: None,
             old_size: None,
@@ -640,9 +661,10 @@ fn carried_symbols(
         });
     }
     for (name, section, size) in std::mem::take(&mut writer.carried_data) {
-        notes.push(format!(
-            "{name}: not in the target (removed by the linker?); carried with its initial value"
-        ));
+        notes.push(match name == lpkg_format::SHADOW_TABLE_SYMBOL {
+            true => format!("{name}: the shadow area's address, which the applier writes"),
+            false => format!("{name}: not in the target (removed by the linker?); carried with its initial value"),
+        });
         data.push(Data {
             name,
             section,

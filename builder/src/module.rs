@@ -49,6 +49,9 @@ pub struct ModuleWriter<'a> {
     /// Functions earlier packages replace (`--requires`): the target holds their original
     /// code, the old objects the fixed one.
     pub stacked: BTreeSet<String>,
+    /// The unit of the shadow-variable runtime, whose functions are copied when the patch
+    /// calls them ([`crate::runtime`]).
+    pub runtime: Option<usize>,
 }
 
 fn section_kind(sec: &crate::objfile::Sec) -> SectionKind {
@@ -83,6 +86,7 @@ impl<'a> ModuleWriter<'a> {
             carried_data: Vec::new(),
             pending: Vec::new(),
             stacked: BTreeSet::new(),
+            runtime: None,
         }
     }
 
@@ -157,7 +161,11 @@ impl<'a> ModuleWriter<'a> {
             value: sym.value,
             size: sym.size,
             kind: SymbolKind::Data,
-            scope: SymbolScope::Compilation,
+            // The applier finds lpkg's own symbols (the shadow area's address) by name.
+            scope: match sym.name.starts_with("__lpkg_") {
+                true => SymbolScope::Dynamic,
+                false => SymbolScope::Compilation,
+            },
             weak: false,
             section: SymbolSection::Section(id),
             flags: SymbolFlags::None,
@@ -306,6 +314,14 @@ impl<'a> ModuleWriter<'a> {
     fn global_symbol(&mut self, u: usize, units: &[Unit], name: &str) -> Result<SymbolId, Error> {
         if let Some(&id) = self.global_functions.get(name) {
             return Ok(id);
+        }
+        if let Some(r) = self.runtime.filter(|_| crate::runtime::provides(name)) {
+            if units[r].new.analysis.functions.contains_key(name) {
+                let module_name = self.add_function(units, r, name);
+                self.carried_functions
+                    .push((r, name.to_string(), module_name));
+                return Ok(self.global_functions[name]);
+            }
         }
         if self.target.global(name).is_some() {
             return self.target_symbol(u, units, name, false);

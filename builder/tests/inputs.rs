@@ -133,6 +133,28 @@ fn target_not_built_from_old_objects_is_refused() {
 }
 
 #[test]
+fn cxx_comdat_function_new_to_the_object_is_carried() {
+    let old = "long __attribute__((noinline)) entry(long x) { return x + 1; }\n";
+    let new = "inline long __attribute__((noinline)) twice(long x) { return 2 * x; }\n\
+               long __attribute__((noinline)) entry(long x) { return twice(x) + 1; }\n";
+    let (_dir, opts) = setup("g++", "cc", old, new, &[]);
+    let built = build(&opts).unwrap();
+    let actions: Vec<(&str, lpkg_format::Action)> = built
+        .manifest
+        .functions
+        .iter()
+        .map(|f| (f.name.as_str(), f.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("_Z5entryl", lpkg_format::Action::Replace),
+            ("_Z5twicel", lpkg_format::Action::New)
+        ]
+    );
+}
+
+#[test]
 fn changed_cxx_comdat_function_is_refused() {
     let old = "inline long __attribute__((noinline)) twice(long x) { return 2 * x; }\n\
                long entry(long x) { return twice(x) + 1; }\n";

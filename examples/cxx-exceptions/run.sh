@@ -2,15 +2,19 @@
 # A C++ service whose threads throw and catch exceptions all the time. We replace price(), the
 # function the exceptions pass through, with a version that rejects a quantity of 0 by
 # throwing too: exceptions keep being caught through the new code (lpkg registers its unwind
-# information with the process's own unwinder), and no order with quantity 0 is accepted any
+# information with the process's own unwinders), and no order with quantity 0 is accepted any
 # more. Then revert.
+#
+# CXX picks the compiler and C++ runtime: g++ and libstdc++ by default;
+# CXX="clang++-14 -stdlib=libc++" builds it on libc++, whose exceptions LLVM's libunwind raises.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../common.sh"
+CXX=${CXX:-g++}
 
-step "build the running release and the fix"
-g++ $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.cpp"
-g++ $CFLAGS_PATCHABLE -fPIE -c -o "$work/new.o" "$here/new.cpp"
-g++ -pie -pthread -o "$work/orders" "$work/old.o"
+step "build the running release and the fix ($CXX)"
+$CXX $CFLAGS_PATCHABLE -fPIE -c -o "$work/old.o" "$here/old.cpp"
+$CXX $CFLAGS_PATCHABLE -fPIE -c -o "$work/new.o" "$here/new.cpp"
+$CXX -pie -pthread -o "$work/orders" "$work/old.o"
 "$work/orders" >"$work/out.log" 2>&1 &
 orders=$!
 pids+=("$orders")

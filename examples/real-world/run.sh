@@ -69,8 +69,12 @@ package() {
     --target "$target" --key "$work/release.key" -o "$pkg_file" --work "$dir/build" \
     --jobs 2 --name "$name-$(fix_id "$fix")" -- "$@" >"$dir/build.out" 2>"$dir/build.err"; then
     functions=$(awk '$1 == "Replace" || $1 == "New" {printf "%s%s %s", sep, $1, $2; sep=", "}' "$dir/build.out")
-    if grep -q '"kind": *"init"' <<<"$("$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub")"; then
+    local inspected
+    inspected=$("$LPKG" inspect "$pkg_file" --json --trust "$work/release.pub")
+    if grep -q '"kind": *"init"' <<<"$inspected"; then
       outcome="applied, with init routine"
+    elif grep -q 'lpkg runtime: shadow variables' <<<"$inspected"; then
+      outcome="applied, with shadow variables"
     else
       outcome="applied automatically"
     fi
@@ -149,9 +153,10 @@ memcached_sasl_repro() { # BIN
   repro_around_apply "$server" python3 "$here/memcached-sasl-repro.py" "$port" lpkg s3cret
 }
 
-# CVE-2023-46852 (memcached-proxy-repro.py): a proxy routing every get to a fixed answer.
-memcached_proxy_repro() { # BIN
-  local bin=$1 port=$((20000 + RANDOM % 20000)) proxy="$work/proxy"
+# CVE-2023-46852 (memcached-proxy-repro.py) and CVE-2023-46853
+# (memcached-proxy-newline-repro.py): a proxy routing every get to a fixed answer.
+memcached_proxy_repro() { # BIN REPRO
+  local bin=$1 repro_script=$2 port=$((20000 + RANDOM % 20000)) proxy="$work/proxy"
   mkdir -p "$proxy"
   chmod 711 "$work" # memcached reads the configuration as nobody
   cp "$here/memcached-proxy-route.lua" "$proxy/route.lua"
@@ -160,7 +165,7 @@ memcached_proxy_repro() { # BIN
   local server=$!
   pids+=("$server")
   sleep 1
-  repro_around_apply "$server" python3 "$here/memcached-proxy-repro.py" "$port"
+  repro_around_apply "$server" python3 "$here/$repro_script" "$port"
 }
 
 memcached_fix() {
@@ -198,7 +203,8 @@ memcached_fix() {
   wait "$server" 2>/dev/null || true
   case $fix in
   *47783*) memcached_sasl_repro "$bin" ;;
-  *46852*) memcached_proxy_repro "$bin" ;;
+  *46852*) memcached_proxy_repro "$bin" memcached-proxy-repro.py ;;
+  *46853*) memcached_proxy_repro "$bin" memcached-proxy-newline-repro.py ;;
   esac
   record memcached "$fix" "$pause" "$(head -n 1 "$work/load.out")"
 }
@@ -442,7 +448,13 @@ elif [ "$mode" = --ci ]; then
 else
   tmp="$work/series-memcached"
   dpkg-source -x --skip-patches "$dsc" "$tmp" >/dev/null
-  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do isolated memcached_fix "$fix"; done
+  for fix in $(series "$tmp" | grep -i cve | grep -E "${RW_FIXES:-.}"); do
+    isolated memcached_fix "$fix"
+    # A fix Debian's way refuses may have a live-patchable variant (adapted/, see its header).
+    if [ -f "$here/adapted/$(fix_id "$fix").patch" ]; then
+      adapted="$here/adapted/$(fix_id "$fix").patch" isolated memcached_fix "$fix"
+    fi
+  done
 fi
 
 dsc=$(fetch libxml2)

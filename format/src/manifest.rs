@@ -7,11 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{one_line, Error};
 
-/// The highest manifest format version this crate reads and writes. A manifest is version 2
-/// exactly when a function carries `call_sites` (the only addition of version 2), else 1:
-/// readers of version 1 refuse what they would misread, and packages without call sites stay
-/// readable by them ([`Manifest::needed_version`]).
-pub const FORMAT_VERSION: u32 = 2;
+/// The highest manifest format version this crate reads and writes. A manifest is version 3
+/// exactly when it has a `check` routine or its module carries the shadow-variable runtime
+/// (data [`SHADOW_TABLE_SYMBOL`]), the additions of version 3; else 2 exactly when a function
+/// carries `call_sites` (the addition of version 2); else 1: older readers refuse what they
+/// would misread, and the rest stays readable by them ([`Manifest::needed_version`]).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Name of the payload holding the patch module (an ELF relocatable object).
 pub const MODULE_PAYLOAD: &str = "module.o";
@@ -27,12 +28,17 @@ pub const EH_FRAME_END_SYMBOL: &str = "__lpkg_eh_frame_end";
 pub const EH_OBJECT_SYMBOL: &str = "__lpkg_eh_object";
 /// Size of the room at [`EH_OBJECT_SYMBOL`].
 pub const EH_OBJECT_SIZE: u64 = 128;
+/// Module symbol (8 bytes, writable, global) of a module that carries the shadow-variable
+/// runtime: the applier writes into it the address of the process's shadow area before any
+/// routine runs (spec/shadow-variables.md).
+pub const SHADOW_TABLE_SYMBOL: &str = "__lpkg_shadow_table";
 
 /// The whole manifest.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// 1, or 2 when a function has `call_sites` ([`Manifest::needed_version`]).
+    /// 1, 2 when a function has `call_sites`, 3 with a `check` routine or shadow variables
+    /// ([`Manifest::needed_version`]).
     pub format_version: u32,
     /// Who and what the package is.
     pub package: PackageInfo,
@@ -160,17 +166,21 @@ pub struct Data {
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RoutineKind {
+    /// Before the switch, every thread stopped; a non-zero return refuses the apply (nothing
+    /// changes). Format version 3.
+    Check,
     /// After the switch; a non-zero return rolls the patch back.
     Init,
     /// Before the original code is restored on revert.
     Exit,
 }
 
-/// An init or exit routine, marked in the source with `LPKG_INIT(fn)` or `LPKG_EXIT(fn)`.
+/// A check, init or exit routine, marked in the source with `LPKG_CHECK(fn)`, `LPKG_INIT(fn)`
+/// or `LPKG_EXIT(fn)`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Routine {
-    /// Init or exit.
+    /// Check, init or exit.
     pub kind: RoutineKind,
     /// Symbol name inside the patch module; the routine takes no argument and returns `int`.
     pub module_symbol: String,
@@ -245,12 +255,18 @@ impl Manifest {
         })
     }
 
-    /// The format version this manifest is written with: 2 when a function carries
-    /// `call_sites`, else 1.
+    /// The format version this manifest is written with: 3 when it has a `check` routine or
+    /// the shadow-variable runtime ([`SHADOW_TABLE_SYMBOL`] among its data), else 2 when a
+    /// function carries `call_sites`, else 1.
     pub fn needed_version(&self) -> u32 {
-        match self.functions.iter().any(|f| !f.call_sites.is_empty()) {
-            true => 2,
-            false => 1,
+        let check = self.routines.iter().any(|r| r.kind == RoutineKind::Check);
+        let shadows = self.data.iter().any(|d| d.name == SHADOW_TABLE_SYMBOL);
+        if check || shadows {
+            3
+        } else if self.functions.iter().any(|f| !f.call_sites.is_empty()) {
+            2
+        } else {
+            1
         }
     }
 
@@ -332,7 +348,7 @@ impl Manifest {
         if self.format_version != self.needed_version() {
             return Err(invalid(
                 "format_version".into(),
-                "must be 2 exactly when a function has call_sites, else 1",
+                "must be 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1",
             ));
         }
         Ok(())

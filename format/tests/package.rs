@@ -409,9 +409,53 @@ fn call_sites_make_a_version_2_manifest_and_version_1_stays_readable() {
         let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
         assert_eq!(
             Package::from_bytes(&bytes).unwrap_err().to_string(),
-            "manifest: format_version: must be 2 exactly when a function has call_sites, else 1"
+            "manifest: format_version: must be 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1"
         );
     }
     // A package without call sites is still version 1, as older readers expect.
     assert_eq!(signed().manifest().format_version, 1);
+}
+
+#[test]
+fn check_routines_and_shadow_variables_make_a_version_3_manifest() {
+    let shadow_table = Data {
+        name: lpkg_format::SHADOW_TABLE_SYMBOL.into(),
+        section: ".bss.__lpkg_shadow_table".into(),
+        size: 8,
+    };
+    let check = Routine {
+        kind: RoutineKind::Check,
+        module_symbol: "idle".into(),
+    };
+    for (data, routines) in [(vec![shadow_table.clone()], vec![]), (vec![], vec![check])] {
+        let mut m = manifest();
+        m.data = data;
+        m.routines = routines;
+        let package = Package::new(m.clone(), payloads()).unwrap();
+        assert_eq!(package.manifest().format_version, 3);
+        let read = Package::from_bytes(&package.to_bytes()).unwrap();
+        assert_eq!(read.manifest(), package.manifest());
+        // Claimed as an older version, it is refused rather than misread.
+        m.format_version = 2;
+        m.payloads = package.manifest().payloads.clone();
+        let text = m.to_toml().unwrap();
+        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+        assert!(Package::from_bytes(&bytes)
+            .unwrap_err()
+            .to_string()
+            .starts_with("manifest: format_version: must be 3 exactly"));
+    }
+    // Other data, and init and exit routines, stay version 1.
+    let mut m = manifest();
+    m.routines = vec![Routine {
+        kind: RoutineKind::Init,
+        module_symbol: "migrate".into(),
+    }];
+    assert_eq!(
+        Package::new(m, payloads())
+            .unwrap()
+            .manifest()
+            .format_version,
+        1
+    );
 }

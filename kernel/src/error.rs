@@ -263,6 +263,20 @@ pub enum Error {
         /// What was seen.
         what: String,
     },
+    /// The process runs a program for another architecture than x86_64 or i386 (x32, or
+    /// not an ELF file lpkg knows).
+    #[error(
+        "process {pid} runs a program lpkg cannot patch: ELF class {class}, machine {machine} \
+         (only x86_64 and i386 programs are supported)"
+    )]
+    UnsupportedArch {
+        /// The target.
+        pid: Pid,
+        /// `EI_CLASS` of its program's ELF header (1: 32-bit, 2: 64-bit).
+        class: u8,
+        /// `e_machine` of its program's ELF header.
+        machine: u16,
+    },
     /// An argument was unusable (e.g. a memfd name with a NUL byte).
     #[error("invalid argument: {what}")]
     InvalidArgument {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 
-use crate::arch::current::{self as arch, build_sigframe, AltStack, Registers, XsaveLayout};
+use crate::arch::{build_sigframe, AltStack, FrameError, FrameState, Registers, Sys, XsaveLayout};
 use crate::ptrace::{self, Stop};
 use crate::tracer::{ThreadState, Tracee};
 use crate::{test_hook, Error, Pid, Result};
@@ -73,8 +73,8 @@ impl Tracee {
     pub(crate) fn borrow_thread(&mut self, tid: Pid) -> Result<Saved> {
         self.require_stopped_thread(tid)?;
         let pid = self.pid;
-        let regs =
-            ptrace::getregs(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+        let regs = ptrace::getregs(tid, self.arch)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
         // A thread inside rt_sigsuspend, ppoll, pselect6... runs with a temporary mask and
         // the real one saved for its return. Since Linux 5.2 GETSIGMASK returns the saved one
         // and SETSIGMASK drops the temporary one; the interrupted call is restarted on resume
@@ -89,32 +89,41 @@ impl Tracee {
     /// gives the thread its saved state back through `rt_sigreturn` (registers, mask, `xstate`:
     /// its `NT_X86_XSTATE`; `altstack` as `uc_stack`; `restorer` as return address), growing
     /// the stack if needed; returns the frame's address. Below the red zone, where nothing of
-    /// the thread lives: where the kernel would put a frame for a signal arriving now.
+    /// the thread lives: where the kernel would put a frame for a signal arriving now. A
+    /// function entered with the stack pointer at the frame finds `args` where its calling
+    /// convention wants them (see [`build_sigframe`]).
     pub(crate) fn place_frame(
         &mut self,
         saved: &Saved,
-        altstack: AltStack,
-        xstate: &[u8],
+        (altstack, xstate): (AltStack, &[u8]),
+        args: &[u64],
         restorer: u64,
         below: u64,
     ) -> Result<u64> {
         let (pid, tid) = (self.pid, saved.tid);
-        let layout = XsaveLayout::host();
-        let frame = build_sigframe(
-            &saved.regs,
-            saved.mask,
+        let state = FrameState {
+            regs: &saved.regs,
+            mask: saved.mask,
             altstack,
             xstate,
-            layout,
-            restorer,
-            below,
-        )
-        .ok_or_else(|| Error::InvalidArgument {
-            what: format!(
-                "thread {tid} of process {pid}: XSAVE state of {} bytes does not match \
+            layout: XsaveLayout::host(),
+        };
+        let sp = saved.regs.sp();
+        let frame = build_sigframe(&state, args, restorer, below).map_err(|e| match e {
+            FrameError::Xstate => Error::InvalidArgument {
+                what: format!(
+                    "thread {tid} of process {pid}: XSAVE state of {} bytes does not match \
                      this CPU's XSAVE layout",
-                xstate.len()
-            ),
+                    xstate.len()
+                ),
+            },
+            // The frame itself is under 512 bytes besides the XSAVE image.
+            FrameError::NoRoom => Error::NoStackRoom {
+                pid,
+                tid,
+                sp,
+                needed: sp.saturating_sub(below) + xstate.len() as u64 + 512,
+            },
         })?;
         if let Err(error) = self.mem()?.write(frame.addr, &frame.bytes) {
             let Error::Memory { .. } = error else {
@@ -137,7 +146,8 @@ impl Tracee {
     /// inside it, the thread is not protected. If it fails, the stack is at its size limit or
     /// is not growable.
     fn grow_stack(&mut self, tid: Pid, sp: u64, bottom: u64) -> Result<()> {
-        let ret = self.unframed_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, bottom, 0, 0, 0, 0])?;
+        let nr = self.arch.nr(Sys::Sigaltstack);
+        let ret = self.unframed_syscall_on(tid, nr, [0, bottom, 0, 0, 0, 0])?;
         match ret {
             0.. => Ok(()),
             ret if ret == -(libc::EFAULT as i64) => Err(Error::NoStackRoom {
@@ -148,7 +158,7 @@ impl Tracee {
             }),
             ret => Err(Error::SyscallFailed {
                 pid: self.pid,
-                nr: arch::SYS_SIGALTSTACK,
+                nr,
                 errno: -ret as i32,
             }),
         }
@@ -259,7 +269,7 @@ impl Tracee {
                 Stop::Syscall if entry.is_none() => {
                     self.syscall_stop = Some(tid);
                     test_hook::reached(pid, tid, test_hook::SYSCALL_STOP)?;
-                    let now = ptrace::getregs(tid)
+                    let now = ptrace::getregs(tid, self.arch)
                         .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
                     // Any other stop is a system call our code makes on its way (entry or exit).
                     if now.pc() == end.pc && now.syscall_nr() == Some(end.nr) {
@@ -278,7 +288,7 @@ impl Tracee {
                     ..
                 } => {
                     if let Some(entry) = entry {
-                        let exit = ptrace::getregs(tid)
+                        let exit = ptrace::getregs(tid, self.arch)
                             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
                         break Outcome::Returned {
                             entry,
@@ -310,7 +320,7 @@ impl Tracee {
                     let info = ptrace::getsiginfo(tid)
                         .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETSIGINFO", e))?;
                     if raised_by_thread(pid, sig, &info) {
-                        let regs = ptrace::getregs(tid)
+                        let regs = ptrace::getregs(tid, self.arch)
                             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
                         let addr = fault_addr(sig, &info);
                         break Outcome::Trapped { sig, addr, regs };

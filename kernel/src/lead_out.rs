@@ -12,9 +12,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::arch::current::{lead_out_trampoline, Registers, LEAD_OUT_SYSCALL_END, SYS_GETPID};
+use crate::arch::{Registers, Sys};
 use crate::inject::{End, Outcome};
-use crate::{ptrace, test_hook, Pid, Result, Tracee};
+use crate::{ptrace, test_hook, Error, Pid, Result, Tracee};
 
 /// Offset of the lead-out code in the page calls return through (after the return trampolines).
 const LEAD_OUT_AT: u64 = 64;
@@ -30,16 +30,25 @@ impl Tracee {
         let pid = self.pid;
         let page = self.call_trampoline(tid)?;
         let code = page + LEAD_OUT_AT;
-        let ret_bytes = self.mem()?.read(slot, 8)?;
-        let ret = u64::from_le_bytes(ret_bytes.as_slice().try_into().expect("8 bytes"));
-        self.mem()?.write(code, &lead_out_trampoline(ret))?;
-        let regs =
-            ptrace::getregs(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
+        // A return address is as wide as a pointer: 4 bytes in an i386 process.
+        let width = self.arch.pointer_size();
+        let mut ret_bytes = [0u8; 8];
+        ret_bytes[..width].copy_from_slice(&self.mem()?.read(slot, width)?);
+        let ret = u64::from_le_bytes(ret_bytes);
+        let (trampoline, syscall_end) =
+            self.arch
+                .lead_out_trampoline(code, ret)
+                .ok_or_else(|| Error::InvalidArgument {
+                    what: format!("return address {ret:#x} at {slot:#x} out of reach"),
+                })?;
+        self.mem()?.write(code, &trampoline)?;
+        let regs = ptrace::getregs(tid, self.arch)
+            .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?;
         // From this write on, the function returns through our code, with or without us.
-        self.mem()?.write(slot, &code.to_le_bytes())?;
+        self.mem()?.write(slot, &code.to_le_bytes()[..width])?;
         let end = End {
-            pc: code + LEAD_OUT_SYSCALL_END,
-            nr: SYS_GETPID,
+            pc: code + syscall_end,
+            nr: self.arch.nr(Sys::Getpid),
         };
         let at_entry = |entry: &Registers, _: bool| -> Result<()> {
             let mut returned = *entry;
@@ -59,14 +68,14 @@ impl Tracee {
         );
         if let Ok(Outcome::Returned { .. }) = outcome {
             // The stack as a plain return leaves it: the return address where `ret` took it.
-            self.mem()?.write(slot, &ret.to_le_bytes())?;
+            self.mem()?.write(slot, &ret.to_le_bytes()[..width])?;
             return Ok(true);
         }
         // Still inside, or gone elsewhere (a longjmp): the return address back where our code
         // still stands in for it. A slot that no longer holds our address belongs to another
         // frame now.
-        if self.mem()?.read(slot, 8)? == code.to_le_bytes() {
-            self.mem()?.write(slot, &ret.to_le_bytes())?;
+        if self.mem()?.read(slot, width)? == code.to_le_bytes()[..width] {
+            self.mem()?.write(slot, &ret.to_le_bytes()[..width])?;
         }
         match outcome? {
             Outcome::Trapped { sig, .. } => {

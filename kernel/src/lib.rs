@@ -4,6 +4,10 @@
 //! init_pend, rt_handlereturn, check_init, munmap3). This crate provides the same operations on
 //! stock Linux with ptrace, `/proc/PID/mem` and system calls injected into the target; see
 //! `spec/kernel-operations.md` for the mapping. It is the only crate of lpkg allowed `unsafe`.
+//!
+//! Targets are x86_64 processes and 32-bit (i386) ones run by the kernel's IA32 emulation:
+//! a [`Tracee`] knows its process's [`arch::Arch`] and makes system calls, calls and signal
+//! frames the way that architecture does; everything that differs lives in `arch/`.
 #![deny(missing_docs)]
 
 pub mod arch;

@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::unistd::Pid as NixPid;
 
-use crate::arch::current::Registers;
+use crate::arch::{Arch, Registers};
 use crate::{Error, Pid};
 
 /// Map a failed ptrace request to the crate error. ESRCH (the thread is gone or not stopped as
@@ -70,8 +70,10 @@ pub(crate) fn detach(tid: Pid, sig: i32) -> Result<(), Errno> {
     request(libc::PTRACE_DETACH, tid, 0, sig as usize).map(drop)
 }
 
-pub(crate) fn getregs(tid: Pid) -> Result<Registers, Errno> {
-    ptrace::getregs(npid(tid)).map(Registers)
+/// The thread's registers, in the x86_64 layout whatever its architecture (see `arch`): a
+/// thread of an `arch` process.
+pub(crate) fn getregs(tid: Pid, arch: Arch) -> Result<Registers, Errno> {
+    ptrace::getregs(npid(tid)).map(|regs| Registers(regs, arch))
 }
 
 pub(crate) fn setregs(tid: Pid, regs: &Registers) -> Result<(), Errno> {

@@ -13,12 +13,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::arch::current::{
-    self as arch, AltStack, Registers, MARKING_TRAMPOLINE, MARKING_TRAMPOLINE_SYSCALL_END,
-    MAX_CALL_ARGS, RED_ZONE, SIGRETURN_TRAMPOLINE, SIGRETURN_TRAMPOLINE_SYSCALL_END,
-};
+use crate::arch::{AltStack, Registers, Sys};
 use crate::inject::{End, Outcome, Saved};
-use crate::{memory, ptrace, test_hook, Error, Pid, Result, Tracee};
+use crate::{memory, ptrace, test_hook, Error, Pid, Prot, Result, Tracee};
+
+/// The most arguments a call takes: in registers on x86_64, on the stack on i386.
+const MAX_CALL_ARGS: usize = 6;
 
 const PAGE: u64 = 4096;
 /// Offset of [`MARKING_TRAMPOLINE`] in the trampoline page.
@@ -37,7 +37,9 @@ pub struct Mark {
 
 impl Tracee {
     /// Call `func(args...)` (at most six integer arguments) in the stopped target on its main
-    /// thread and return its `rax`. Fails with [`Error::CallTimedOut`] when it does not return
+    /// thread and return its `rax`. In an i386 process the call follows cdecl: the arguments
+    /// (32 bits each) on the stack, `esp + 4` 16-byte aligned at entry, and the value returned
+    /// is `eax`, zero-extended. Fails with [`Error::CallTimedOut`] when it does not return
     /// within `timeout` (the call is abandoned: whatever locks it held stay held) and with
     /// [`Error::CallFaulted`] when it faults; either way the thread is restored.
     pub fn call(&mut self, func: u64, args: &[u64], timeout: Duration) -> Result<u64> {
@@ -77,9 +79,17 @@ impl Tracee {
                 max: MAX_CALL_ARGS,
             });
         }
+        if let Some(wide) = args.iter().find(|&&a| a > self.arch.word_max()) {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "call argument {wide:#x} is wider than a register of an {} process",
+                    self.arch.name()
+                ),
+            });
+        }
         self.require_stopped_thread(tid)?;
         let pid = self.pid;
-        let sp = ptrace::getregs(tid)
+        let sp = ptrace::getregs(tid, self.arch)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGS", e))?
             .sp();
         let altstack = self.altstack(tid, sp)?;
@@ -124,23 +134,16 @@ impl Tracee {
         if let Some(page) = self.call_trampoline {
             return Ok(page);
         }
-        let page = self.checked_syscall_on(
-            tid,
-            arch::SYS_MMAP,
-            [
-                0,
-                PAGE,
-                (libc::PROT_READ | libc::PROT_EXEC) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        )?;
+        let anonymous = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let page = self.mmap_on(tid, 0, PAGE, Prot::RX, anonymous, -1, 0)?;
+        let (sigreturn, _) = self.arch.sigreturn_trampoline();
+        let (marking, _) = self.arch.marking_trampoline();
         let mut code = [0x0f, 0x0b].repeat(MARKING_AT as usize / 2); // ud2
-        code[..SIGRETURN_TRAMPOLINE.len()].copy_from_slice(&SIGRETURN_TRAMPOLINE);
-        code.extend_from_slice(&MARKING_TRAMPOLINE);
+        code[..sigreturn.len()].copy_from_slice(sigreturn);
+        code.extend_from_slice(marking);
         if let Err(error) = memory::write(self.pid, page, &code) {
-            let _ = self.checked_syscall_on(tid, arch::SYS_MUNMAP, [page, PAGE, 0, 0, 0, 0]);
+            let nr = self.arch.nr(Sys::Munmap);
+            let _ = self.checked_syscall_on(tid, nr, [page, PAGE, 0, 0, 0, 0]);
             return Err(error);
         }
         self.call_trampoline = Some(page);
@@ -155,7 +158,8 @@ impl Tracee {
             return Ok(());
         };
         let tid = self.worker_thread()?;
-        self.checked_syscall_on(tid, arch::SYS_MUNMAP, [page, PAGE, 0, 0, 0, 0])?;
+        let nr = self.arch.nr(Sys::Munmap);
+        self.checked_syscall_on(tid, nr, [page, PAGE, 0, 0, 0, 0])?;
         self.call_trampoline = None;
         Ok(())
     }
@@ -168,11 +172,35 @@ impl Tracee {
         }
         // In the room the frame of this injected system call leaves free above it
         // (`remote_syscall::OUTPUT_ROOM`): the frame must stay intact.
-        let scratch = (sp - RED_ZONE - AltStack::SIZE as u64) & !15;
-        self.checked_syscall_on(tid, arch::SYS_SIGALTSTACK, [0, scratch, 0, 0, 0, 0])?;
-        let bytes = self.mem()?.read(scratch, AltStack::SIZE)?;
-        let altstack =
-            AltStack::from_bytes(bytes.as_slice().try_into().expect("read returns all bytes"));
+        let size = AltStack::size(self.arch);
+        let scratch =
+            sp.checked_sub(self.arch.red_zone() + size as u64)
+                .ok_or(Error::NoStackRoom {
+                    pid: self.pid,
+                    tid,
+                    sp,
+                    needed: self.arch.red_zone() + size as u64,
+                })?
+                & !15;
+        let nr = self.arch.nr(Sys::Sigaltstack);
+        match self.checked_syscall_on(tid, nr, [0, scratch, 0, 0, 0, 0]) {
+            // Nothing writable below the stack pointer (a thread that far-jumped to code of
+            // another mode with a stack pointer of the other width, say): no room for a call.
+            Err(Error::SyscallFailed {
+                errno: libc::EFAULT,
+                ..
+            }) => {
+                return Err(Error::NoStackRoom {
+                    pid: self.pid,
+                    tid,
+                    sp,
+                    needed: sp - scratch,
+                })
+            }
+            other => other?,
+        };
+        let bytes = self.mem()?.read(scratch, size)?;
+        let altstack = AltStack::from_bytes(self.arch, &bytes).expect("read returns all bytes");
         self.altstacks.insert(tid, altstack);
         Ok(altstack)
     }
@@ -208,8 +236,9 @@ impl Tracee {
     /// Writes the call's signal frame on the thread's stack (below its red zone, where nothing
     /// of the thread lives), growing the stack if needed; returns the frame's address.
     fn write_frame(&mut self, call: &Call, saved: &Saved) -> Result<u64> {
-        let below = saved.regs.sp() - RED_ZONE;
-        self.place_frame(saved, call.altstack, call.xstate, call.return_to(), below)
+        let below = saved.regs.sp().saturating_sub(self.arch.red_zone());
+        let state = (call.altstack, call.xstate);
+        self.place_frame(saved, state, call.args, call.return_to(), below)
     }
 
     /// The return value, and whether the function made system calls.
@@ -220,13 +249,13 @@ impl Tracee {
         let syscall_end = match call.mark {
             Some(mark) => {
                 regs.set_mark(mark.address, mark.value);
-                MARKING_TRAMPOLINE_SYSCALL_END
+                self.arch.marking_trampoline().1
             }
-            None => SIGRETURN_TRAMPOLINE_SYSCALL_END,
+            None => self.arch.sigreturn_trampoline().1,
         };
         let end = End {
             pc: call.return_to() + syscall_end,
-            nr: arch::SYS_RT_SIGRETURN,
+            nr: self.arch.nr(Sys::RtSigreturn),
         };
         // At the rt_sigreturn entry: the thread's whole context back at once, the call skipped.
         // From here on the thread is whole even if we die before giving it back. The registers
@@ -254,7 +283,7 @@ impl Tracee {
             test_hook::CALL_READY,
             true,
         )? {
-            // The trampoline moved the return value to rdi.
+            // The trampoline moved the return value to the first argument register.
             Outcome::Returned {
                 entry,
                 made_syscalls,

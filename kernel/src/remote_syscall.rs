@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::arch::current::{self as arch, AltStack, Registers, RESTORE_RT, SYSCALL_INSN};
+use crate::arch::{AltStack, Registers, Sys};
 use crate::inject::{End, Outcome, Saved};
 use crate::maps::{self, MapEntry};
 use crate::{ptrace, test_hook, Error, Pid, Result, Tracee};
@@ -29,20 +29,13 @@ use crate::{ptrace, test_hook, Error, Pid, Result, Tracee};
 /// Longest time an injected system call may take (ours never block).
 const SYSCALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How far a mapping may be from the address it must be near: a little under 2 GiB, so a
-/// `jmp rel32` from `near` reaches every byte of it.
-const NEAR_LIMIT: u64 = 0x7fff_0000;
-
-/// Highest user-space address on x86_64 with 4-level page tables.
-const USER_TOP: u64 = 0x7fff_ffff_f000;
-
 const PAGE: u64 = 4096;
 
 /// Bytes kept free between the red zone and the signal frame of an injected system call, for
 /// what the call itself writes on the stack there (`Tracee::altstack`'s `stack_t`): the frame
 /// must stay intact until the thread is given back.
 pub(crate) const OUTPUT_ROOM: u64 = 64;
-const _: () = assert!(AltStack::SIZE as u64 + 15 <= OUTPUT_ROOM);
+const _: () = assert!(AltStack::MAX_SIZE as u64 + 15 <= OUTPUT_ROOM);
 
 /// `MAP_FIXED_NOREPLACE` (Linux 4.17); older kernels ignore it and treat the address as a hint.
 const MAP_FIXED_NOREPLACE: i32 = 0x10_0000;
@@ -92,7 +85,9 @@ impl std::ops::BitOr for Prot {
 
 impl Tracee {
     /// Run system call `nr` with `args` in the target (which must be stopped) on its main
-    /// thread. Returns the raw result: a negative value is `-errno`.
+    /// thread, the way its architecture makes them ([`Tracee::arch`]: `nr` is that
+    /// architecture's number, `crate::arch::Arch::nr`; on i386 the arguments are cut to 32
+    /// bits). Returns the raw result: a negative value is `-errno`.
     ///
     /// The thread's own context waits in a signal frame below its red zone (about 1 KiB plus
     /// its XSAVE state) that `rt_sigreturn` loads if lpkg dies before putting the thread back:
@@ -120,7 +115,7 @@ impl Tracee {
             // Before the first call on this thread: one its seccomp filter kills would kill
             // the process.
             let ip = self.syscall_insn()?;
-            crate::seccomp::check(self.pid, tid, ip)?;
+            crate::seccomp::check(self.pid, tid, ip, self.arch)?;
             self.sandbox_checked.insert(tid);
         }
         self.injected.set(self.injected.get() + 1);
@@ -137,15 +132,15 @@ impl Tracee {
             Some((restorer, frame)) => {
                 regs.prepare_sigreturn(restorer, frame);
                 let end = End {
-                    pc: restorer + RESTORE_RT.len() as u64,
-                    nr: arch::SYS_RT_SIGRETURN,
+                    pc: restorer + self.arch.restore_rt().len() as u64,
+                    nr: self.arch.nr(Sys::RtSigreturn),
                 };
                 (end, restorer)
             }
             None => {
                 let insn = self.syscall_insn()?;
                 regs.prepare_syscall(insn, nr, args);
-                let back = insn + SYSCALL_INSN.len() as u64;
+                let back = insn + self.arch.syscall_insn().len() as u64;
                 (End { pc: back, nr }, back)
             }
         };
@@ -180,7 +175,7 @@ impl Tracee {
             Outcome::Returned { exit, .. }
                 if exit.pc() == back && exit.syscall_nr() == Some(nr) =>
             {
-                Ok(exit.return_value() as i64)
+                Ok(exit.syscall_result())
             }
             Outcome::Returned { exit: regs, .. } => Err(Error::UnexpectedStop {
                 pid,
@@ -217,8 +212,11 @@ impl Tracee {
         let (pid, tid) = (self.pid, saved.tid);
         let xstate = ptrace::get_xstate(tid)
             .map_err(|e| ptrace::error(pid, tid, "PTRACE_GETREGSET NT_X86_XSTATE", e))?;
-        let below = saved.regs.sp() - arch::RED_ZONE - OUTPUT_ROOM;
-        match self.place_frame(saved, AltStack::UNCHANGED, &xstate, restorer, below) {
+        let below = (saved.regs.sp())
+            .saturating_sub(self.arch.red_zone())
+            .saturating_sub(OUTPUT_ROOM);
+        let state = (AltStack::UNCHANGED, xstate.as_slice());
+        match self.place_frame(saved, state, &[], restorer, below) {
             Ok(frame) => Ok(Some(frame)),
             Err(Error::NoStackRoom { .. }) => Ok(None),
             Err(error) => Err(error),
@@ -244,7 +242,8 @@ impl Tracee {
         Ok(ret as u64)
     }
 
-    /// mmap(2) in the target; returns the mapping's address.
+    /// mmap(2) in the target (`mmap2` in an i386 process, which takes only page-aligned
+    /// offsets); returns the mapping's address.
     pub fn mmap(
         &mut self,
         addr: u64,
@@ -254,21 +253,52 @@ impl Tracee {
         fd: i32,
         off: u64,
     ) -> Result<u64> {
-        self.checked_syscall(
-            arch::SYS_MMAP,
-            [addr, len, prot.bits(), flags as u64, fd as i64 as u64, off],
-        )
+        let tid = self.worker_thread()?;
+        self.mmap_on(tid, addr, len, prot, flags, fd, off)
+    }
+
+    /// [`Tracee::mmap`] on a given stopped thread.
+    #[allow(clippy::too_many_arguments)] // mmap(2)'s six and the thread
+    pub(crate) fn mmap_on(
+        &mut self,
+        tid: Pid,
+        addr: u64,
+        len: u64,
+        prot: Prot,
+        flags: i32,
+        fd: i32,
+        off: u64,
+    ) -> Result<u64> {
+        let Some(unit_off) = self.arch.mmap_offset(off) else {
+            return Err(Error::InvalidArgument {
+                what: format!(
+                    "mmap offset {off:#x} is not page-aligned, as an {} process needs it",
+                    self.arch.name()
+                ),
+            });
+        };
+        let nr = self.arch.nr(Sys::Mmap);
+        let args = [
+            addr,
+            len,
+            prot.bits(),
+            flags as u64,
+            fd as i64 as u64,
+            unit_off,
+        ];
+        self.checked_syscall_on(tid, nr, args)
     }
 
     /// mprotect(2) in the target.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<()> {
-        self.checked_syscall(arch::SYS_MPROTECT, [addr, len, prot.bits(), 0, 0, 0])
+        let nr = self.arch.nr(Sys::Mprotect);
+        self.checked_syscall(nr, [addr, len, prot.bits(), 0, 0, 0])
             .map(drop)
     }
 
     /// munmap(2) in the target.
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<()> {
-        self.checked_syscall(arch::SYS_MUNMAP, [addr, len, 0, 0, 0, 0])
+        self.checked_syscall(self.arch.nr(Sys::Munmap), [addr, len, 0, 0, 0, 0])
             .map(drop)
     }
 
@@ -288,9 +318,9 @@ impl Tracee {
         let len = page_up(len.max(1));
         let fd = self.memfd_create(name, MFD_NOEXEC_SEAL)?;
         let mapped = self
-            .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
+            .checked_syscall(self.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
             .and_then(|_| self.map_near_fd(near, len, prot, libc::MAP_PRIVATE, fd as i32));
-        let closed = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+        let closed = self.checked_syscall(self.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
         let addr = mapped?;
         closed?;
         Ok(addr)
@@ -308,14 +338,16 @@ impl Tracee {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(65536)
             .max(PAGE);
-        let low = near.saturating_sub(NEAR_LIMIT).max(min_addr);
-        let high = near.saturating_add(NEAR_LIMIT).min(USER_TOP);
+        let reach = self.arch.jump_reach();
+        let low = near.saturating_sub(reach).max(min_addr);
+        let high = near.saturating_add(reach).min(self.arch.user_top());
         let reachable = |a: u64| a >= low && a.checked_add(len).is_some_and(|e| e <= high);
         let candidates = holes(&maps::read(self.pid)?, low, high, len, near);
         if candidates.is_empty() {
             return Err(no_hole);
         }
         let flags = flags | MAP_FIXED_NOREPLACE;
+        let mut above_limit = None;
         for want in candidates {
             match self.mmap(want, len, prot, flags, fd, 0) {
                 Ok(got) if got == want || reachable(got) => return Ok(got),
@@ -326,10 +358,18 @@ impl Tracee {
                     errno: libc::EEXIST,
                     ..
                 }) => {}
+                // Past the process's own top: an i386 process whose personality has
+                // ADDR_LIMIT_3GB ends at 3 GiB, not at `Arch::user_top`. A lower hole may do.
+                Err(
+                    e @ Error::SyscallFailed {
+                        errno: libc::ENOMEM,
+                        ..
+                    },
+                ) => above_limit = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        Err(no_hole)
+        Err(above_limit.unwrap_or(no_hole))
     }
 
     /// Create a memfd named `name` in the target, size it to `len`, map it shared read-write,
@@ -348,9 +388,9 @@ impl Tracee {
     fn memfd_map_with(&mut self, name: &str, len: u64, flags: i32) -> Result<u64> {
         let fd = self.memfd_create(name, 0)?;
         let mapped = self
-            .checked_syscall(arch::SYS_FTRUNCATE, [fd, len, 0, 0, 0, 0])
+            .checked_syscall(self.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
             .and_then(|_| self.mmap(0, len, Prot::RW, flags, fd as i32, 0));
-        let closed = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+        let closed = self.checked_syscall(self.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
         let addr = mapped?;
         closed?;
         Ok(addr)
@@ -379,36 +419,42 @@ impl Tracee {
         cname.push(0);
         let created = self.mem()?.write(scratch, &cname).and_then(|()| {
             let flags = libc::MFD_CLOEXEC as u64;
-            match self.checked_syscall(arch::SYS_MEMFD_CREATE, [scratch, flags | extra, 0, 0, 0, 0])
-            {
+            let nr = self.arch.nr(Sys::MemfdCreate);
+            match self.checked_syscall(nr, [scratch, flags | extra, 0, 0, 0, 0]) {
                 Err(Error::SyscallFailed {
                     errno: libc::EINVAL,
                     ..
-                }) if extra != 0 => {
-                    self.checked_syscall(arch::SYS_MEMFD_CREATE, [scratch, flags, 0, 0, 0, 0])
-                }
+                }) if extra != 0 => self.checked_syscall(nr, [scratch, flags, 0, 0, 0, 0]),
                 other => other,
             }
         });
         let unmapped = self.munmap(scratch, PAGE);
         let fd = created?;
         if let Err(error) = unmapped {
-            let _ = self.checked_syscall(arch::SYS_CLOSE, [fd, 0, 0, 0, 0, 0]);
+            let _ = self.checked_syscall(self.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
             return Err(error);
         }
         Ok(fd)
     }
 
     /// Address of code doing `rt_sigreturn` exactly as glibc's and musl's `__restore_rt` do
-    /// (`mov $15,%rax; syscall`, [`RESTORE_RT`]) in an executable file the target maps, libc
-    /// first; searched once. The bytes decode as that code wherever they are. None in a
-    /// program without it (no libc). Never in lpkg's own mappings (memfds, anonymous), which
-    /// it may unmap while the address is in use.
+    /// ([`crate::arch::Arch::restore_rt`]): in an i386 process the vDSO's own restorer, found by its
+    /// symbol; else in an executable file the target maps, libc first; searched once. The
+    /// bytes decode as that code wherever they are. None in a program without it (no libc).
+    /// Never in lpkg's own mappings (memfds, anonymous), which it may unmap while the address
+    /// is in use.
     fn restorer(&mut self) -> Result<Option<u64>> {
         if let Some(found) = self.restorer {
             return Ok(found);
         }
         let maps = maps::read(self.pid)?;
+        if let Some(name) = self.arch.vdso_restorer() {
+            if let Some(at) = self.vdso_function(&maps, name, self.arch.restore_rt())? {
+                self.restorer = Some(Some(at));
+                return Ok(Some(at));
+            }
+        }
+        let restore_rt = self.arch.restore_rt();
         let file = |m: &&MapEntry| {
             m.exec
                 && m.read
@@ -429,13 +475,43 @@ impl Tracee {
             .chain(maps.iter().filter(file).filter(|m| !libc(m)));
         let mut found = None;
         for map in candidates {
-            if let Some(at) = self.find_in_mapping(map, &RESTORE_RT)? {
+            if let Some(at) = self.find_in_mapping(map, restore_rt)? {
                 found = Some(at);
                 break;
             }
         }
         self.restorer = Some(found);
         Ok(found)
+    }
+
+    /// The address of the vDSO's function `name`, from the vDSO's dynamic symbols, if the
+    /// target has a vDSO that defines it and its code there is `code`.
+    fn vdso_function(&mut self, maps: &[MapEntry], name: &str, code: &[u8]) -> Result<Option<u64>> {
+        use object::{Object, ObjectSegment, ObjectSymbol};
+        /// More than any vDSO (two pages); the target's to choose otherwise.
+        const VDSO_MAX: u64 = 64 << 10;
+        let Some(vdso) = maps.iter().find(|m| {
+            m.exec && m.read && m.path.as_deref() == Some(std::path::Path::new("[vdso]"))
+        }) else {
+            return Ok(None);
+        };
+        let len = vdso.len().min(VDSO_MAX) as usize;
+        let Ok(image) = self.mem()?.read(vdso.start, len) else {
+            return Ok(None);
+        };
+        let Ok(elf) = object::File::parse(image.as_slice()) else {
+            return Ok(None);
+        };
+        let base = elf.segments().map(|s| s.address()).min().unwrap_or(0);
+        let found = elf
+            .dynamic_symbols()
+            .find(|s| s.name() == Ok(name))
+            .and_then(|s| s.address().checked_sub(base));
+        Ok(found.and_then(|offset| {
+            let at = usize::try_from(offset).ok()?;
+            let bytes = image.get(at..at.checked_add(code.len())?)?;
+            (bytes == code).then_some(vdso.start + offset)
+        }))
     }
 
     /// The first address of `bytes` in the mapping `map`. Where they were found in the same
@@ -482,8 +558,10 @@ impl Tracee {
         Ok(None)
     }
 
-    /// Address of a `syscall` instruction in the target: the vdso has one (its fallback
-    /// paths), libc certainly does. Bytes `0f 05` decode as `syscall` wherever they are.
+    /// Address of a system call instruction ([`crate::arch::Arch::syscall_insn`]: `syscall`, `int $0x80`)
+    /// in the target: the vdso has one (its fallback paths, the i386 vDSO's
+    /// `__kernel_vsyscall`), libc certainly does. The bytes decode as that instruction
+    /// wherever they are.
     fn syscall_insn(&mut self) -> Result<u64> {
         if let Some(addr) = self.syscall_insn {
             return Ok(addr);
@@ -502,7 +580,7 @@ impl Tracee {
             .chain(maps.iter().filter(|m| named(m, "libc")))
             .chain(maps.iter().filter(|m| m.exec && m.read));
         for map in candidates {
-            if let Some(at) = self.find_in_mapping(map, &SYSCALL_INSN)? {
+            if let Some(at) = self.find_in_mapping(map, self.arch.syscall_insn())? {
                 self.syscall_insn = Some(at);
                 return Ok(at);
             }

@@ -8,7 +8,7 @@
 //! (or only logs) every call it may inject, evaluated with the arguments lpkg passes.
 //! Filters that look at addresses or lengths are evaluated with typical ones.
 
-use crate::arch::current as arch;
+use crate::arch::Arch;
 use crate::{Error, Pid, Result};
 
 /// `PTRACE_SECCOMP_GET_FILTER` (linux/ptrace.h).
@@ -174,10 +174,10 @@ fn run(filter: &[Insn], data: &[u8; 64]) -> u32 {
 }
 
 /// `struct seccomp_data` for system call `nr` with `args`, made at `ip`.
-fn data(nr: u64, ip: u64, args: [u64; 6]) -> [u8; 64] {
+fn data(arch: Arch, nr: u64, ip: u64, args: [u64; 6]) -> [u8; 64] {
     let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&(nr as u32).to_ne_bytes());
-    data[4..8].copy_from_slice(&arch::AUDIT_ARCH.to_ne_bytes());
+    data[4..8].copy_from_slice(&arch.audit_arch().to_ne_bytes());
     data[8..16].copy_from_slice(&ip.to_ne_bytes());
     for (i, arg) in args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
@@ -200,7 +200,7 @@ fn effect(answer: u32) -> String {
 
 /// Checks that the seccomp filters of thread `tid` (stopped) let every system call lpkg
 /// injects run. `ip`: where lpkg's system calls are made from.
-pub(crate) fn check(pid: Pid, tid: Pid, ip: u64) -> Result<()> {
+pub(crate) fn check(pid: Pid, tid: Pid, ip: u64, arch: Arch) -> Result<()> {
     match mode(pid, tid) {
         0 => return Ok(()),
         1 => {
@@ -213,8 +213,8 @@ pub(crate) fn check(pid: Pid, tid: Pid, ip: u64) -> Result<()> {
         _ => {}
     }
     let filters = filters(pid, tid)?;
-    for (name, nr, args) in arch::INJECTED_CALLS {
-        let data = data(*nr, ip, *args);
+    for (name, nr, args) in arch.injected_calls() {
+        let data = data(arch, *nr, ip, *args);
         for filter in &filters {
             let answer = run(filter, &data);
             if !matches!(answer & ACTION, ALLOW | LOG) {
@@ -240,10 +240,10 @@ mod tests {
     }
 
     /// The filter of the test targets: right arch, then syscall `nr` gets `action`.
-    fn deny(nr: u32, action: u32) -> Vec<Insn> {
+    fn deny(arch: Arch, nr: u32, action: u32) -> Vec<Insn> {
         vec![
             insn(0x20, 0, 0, 4),
-            insn(0x15, 1, 0, arch::AUDIT_ARCH),
+            insn(0x15, 1, 0, arch.audit_arch()),
             insn(0x06, 0, 0, 0x8000_0000),
             insn(0x20, 0, 0, 0),
             insn(0x15, 0, 1, nr),
@@ -254,16 +254,25 @@ mod tests {
 
     #[test]
     fn a_filter_answers_as_the_kernel_would() {
-        let filter = deny(319, 0x8000_0000);
-        assert_eq!(run(&filter, &data(319, 0, [0; 6])), 0x8000_0000);
-        assert_eq!(run(&filter, &data(9, 0, [0; 6])), ALLOW);
+        let filter = deny(Arch::X86_64, 319, 0x8000_0000);
+        assert_eq!(
+            run(&filter, &data(Arch::X86_64, 319, 0, [0; 6])),
+            0x8000_0000
+        );
+        assert_eq!(run(&filter, &data(Arch::X86_64, 9, 0, [0; 6])), ALLOW);
         // Another architecture's call is killed by the arch check.
-        let mut other = data(9, 0, [0; 6]);
+        let mut other = data(Arch::X86_64, 9, 0, [0; 6]);
         other[4..8].copy_from_slice(&0x4000_0003u32.to_ne_bytes());
         assert_eq!(run(&filter, &other), 0x8000_0000);
         // Running off the end, or a jump past it, kills.
-        assert_eq!(run(&[insn(0x20, 0, 0, 0)], &data(9, 0, [0; 6])), 0);
-        assert_eq!(run(&[insn(0x05, 0, 0, 100)], &data(9, 0, [0; 6])), 0);
+        assert_eq!(
+            run(&[insn(0x20, 0, 0, 0)], &data(Arch::X86_64, 9, 0, [0; 6])),
+            0
+        );
+        assert_eq!(
+            run(&[insn(0x05, 0, 0, 100)], &data(Arch::X86_64, 9, 0, [0; 6])),
+            0
+        );
         // Arguments: deny mprotect with PROT_EXEC (args[2] & 4).
         let no_exec = vec![
             insn(0x20, 0, 0, 0),
@@ -273,9 +282,38 @@ mod tests {
             insn(0x06, 0, 0, 0x0005_0001),
             insn(0x06, 0, 0, ALLOW),
         ];
-        assert_eq!(run(&no_exec, &data(10, 0, [0, 0, 5, 0, 0, 0])), 0x0005_0001);
-        assert_eq!(run(&no_exec, &data(10, 0, [0, 0, 3, 0, 0, 0])), ALLOW);
+        assert_eq!(
+            run(&no_exec, &data(Arch::X86_64, 10, 0, [0, 0, 5, 0, 0, 0])),
+            0x0005_0001
+        );
+        assert_eq!(
+            run(&no_exec, &data(Arch::X86_64, 10, 0, [0, 0, 3, 0, 0, 0])),
+            ALLOW
+        );
         assert_eq!(effect(0x0005_0001), "fail it with errno 1");
+    }
+
+    #[test]
+    fn a_compat_thread_is_checked_with_i386_numbers() {
+        let filter = deny(Arch::I386, 356, 0); // memfd_create kills the thread
+        let answers: Vec<(&str, u32)> = Arch::I386
+            .injected_calls()
+            .iter()
+            .map(|(name, nr, args)| (*name, run(&filter, &data(Arch::I386, *nr, 0, *args))))
+            .collect();
+        assert!(
+            answers
+                .iter()
+                .all(|&(name, answer)| (name == "memfd_create") == (answer == 0)),
+            "{answers:?}"
+        );
+        // Made the x86_64 way, every call would die on the filter's arch check.
+        for (_, nr, args) in Arch::X86_64.injected_calls() {
+            assert_eq!(
+                run(&filter, &data(Arch::X86_64, *nr, 0, *args)),
+                0x8000_0000
+            );
+        }
     }
 
     #[test]
@@ -287,7 +325,7 @@ mod tests {
         for &code in &codes {
             for k in [0, 1, 15, 16, 63, 64, 0xffff_ffff] {
                 let program = [insn(code, 255, 255, k), insn(0x06, 0, 0, ALLOW)];
-                let _ = run(&program, &data(1, 2, [3; 6]));
+                let _ = run(&program, &data(Arch::X86_64, 1, 2, [3; 6]));
             }
         }
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::arch::current::{AltStack, Registers};
+use crate::arch::{AltStack, Arch, Registers};
 use crate::priority::{Boost, Scheduling};
 use crate::ptrace::{self, FineSlack, Stop};
 use crate::{procfs, Error, Pid, Result};
@@ -53,6 +53,9 @@ pub(crate) enum ThreadState {
 /// [`Tracee::detach`], so do not leave a process seized and running for long.
 pub struct Tracee {
     pub(crate) pid: Pid,
+    /// The architecture of the process's program, read once at seize: how its system calls,
+    /// calls and signal frames are made.
+    pub(crate) arch: Arch,
     pub(crate) threads: BTreeMap<Pid, ThreadState>,
     /// Address of a `syscall` instruction in the target, found on first use.
     pub(crate) syscall_insn: Option<u64>,
@@ -112,6 +115,9 @@ impl Tracee {
         check_seizable(pid)?;
         let mut tracee = Tracee {
             pid,
+            // Read once the process is seized: only then may this process read its program
+            // (a tracer that may not gets the seize's own error).
+            arch: Arch::X86_64,
             threads: BTreeMap::new(),
             syscall_insn: None,
             restorer: None,
@@ -177,12 +183,19 @@ impl Tracee {
         if tracee.threads.is_empty() {
             return Err(Error::ProcessExited { pid });
         }
+        tracee.arch = Arch::of_process(pid)?;
         Ok(tracee)
     }
 
     /// The process id.
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// The architecture of the process's program (what its threads' registers, system calls
+    /// and calls follow).
+    pub fn arch(&self) -> Arch {
+        self.arch
     }
 
     /// Thread ids currently known (the complete, stable set after [`Tracee::stop`]).
@@ -206,7 +219,8 @@ impl Tracee {
     pub fn registers(&self, tid: Pid) -> Result<Registers> {
         self.require_stopped_thread(tid)?;
         self.count_ptrace();
-        ptrace::getregs(tid).map_err(|e| ptrace::error(self.pid, tid, "PTRACE_GETREGS", e))
+        ptrace::getregs(tid, self.arch)
+            .map_err(|e| ptrace::error(self.pid, tid, "PTRACE_GETREGS", e))
     }
 
     /// Every thread's registers in one pass (the process must be stopped).

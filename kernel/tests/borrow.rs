@@ -6,16 +6,23 @@ mod util;
 
 use std::time::Duration;
 
+use lpkg_kernel::arch::{Arch, Sys};
 use lpkg_kernel::{test_hook, Error, Tracee};
-use util::{bin, fields, with_timeout, Proc};
+use util::{bin, bin_for, fields, with_timeout, Build, Proc};
 
-const SYS_WRITE: u64 = 1;
+/// `write(2)`'s number.
+fn sys_write(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86_64 => 1,
+        Arch::I386 => 4,
+    }
+}
 
 /// An injected getpid whose ptrace request at `point` fails (the test hook): the error must
 /// be the hook's.
 fn getpid_failing_at(t: &mut Tracee, point: &'static str) {
     test_hook::fail_at(point);
-    match t.syscall(libc::SYS_getpid as u64, [0; 6]) {
+    match t.syscall(t.arch().nr(Sys::Getpid), [0; 6]) {
         Err(Error::Ptrace {
             op: "test hook", ..
         }) => {}
@@ -30,7 +37,7 @@ fn stop_after_a_write(t: &mut Tracee, pid: i32) {
     for _ in 0..10_000 {
         t.stop().unwrap();
         let regs = t.registers(pid).unwrap();
-        if regs.syscall_nr() == Some(SYS_WRITE) && regs.return_value() == 8 {
+        if regs.syscall_nr() == Some(sys_write(t.arch())) && regs.return_value() == 8 {
             return;
         }
         t.resume().unwrap();
@@ -40,8 +47,19 @@ fn stop_after_a_write(t: &mut Tracee, pid: i32) {
 
 #[test]
 fn a_request_failing_at_a_syscall_entry_stop_does_not_repeat_the_threads_call() {
-    with_timeout(60, || {
-        let mut proc = Proc::spawn(&bin("writer"), &[]);
+    a_request_failing_at_a_syscall_entry_stop_as(Build::X86_64);
+}
+
+/// Issue 18: a 32-bit thread's `write`, made through the vDSO (`sysenter` or `syscall`, which
+/// the kernel restarts at the vDSO's `int $0x80`).
+#[test]
+fn a_request_failing_at_a_syscall_entry_stop_does_not_repeat_the_threads_call_i386() {
+    a_request_failing_at_a_syscall_entry_stop_as(Build::I386);
+}
+
+fn a_request_failing_at_a_syscall_entry_stop_as(build: Build) {
+    with_timeout(60, move || {
+        let mut proc = Proc::spawn(&bin_for("writer", build), &[]);
         proc.expect("ready", Duration::from_secs(10));
         let pid = proc.pid();
         let mut t = Tracee::seize(pid).unwrap();
@@ -62,10 +80,8 @@ fn a_request_failing_at_a_syscall_entry_stop_does_not_repeat_the_threads_call() 
             assert!(fields(&ping(&mut proc))["round"] > first, "no progress");
             // Nothing is left over: the same request goes through.
             t.stop().unwrap();
-            assert_eq!(
-                t.syscall(libc::SYS_getpid as u64, [0; 6]).unwrap(),
-                pid as i64
-            );
+            let getpid = t.arch().nr(Sys::Getpid);
+            assert_eq!(t.syscall(getpid, [0; 6]).unwrap(), pid as i64);
             t.resume().unwrap();
         }
         t.detach().unwrap();
@@ -80,9 +96,20 @@ fn a_request_failing_at_a_syscall_entry_stop_does_not_repeat_the_threads_call() 
 /// own `nanosleep`, and on one in user code, which check their registers after every round.
 #[test]
 fn a_request_failing_where_our_call_replaces_rt_sigreturn_leaves_the_thread_whole() {
-    with_timeout(60, || {
+    a_request_failing_where_our_call_replaces_rt_sigreturn_as(&bin("fpu"));
+}
+
+/// Issue 18: the same where the ia32 `rt_sigreturn` is replaced, in a 32-bit process.
+#[test]
+fn a_request_failing_where_our_call_replaces_rt_sigreturn_leaves_the_thread_whole_i386() {
+    a_request_failing_where_our_call_replaces_rt_sigreturn_as(&bin_for("fpu32", Build::I386));
+}
+
+fn a_request_failing_where_our_call_replaces_rt_sigreturn_as(program: &std::path::Path) {
+    let program = program.to_owned();
+    with_timeout(60, move || {
         for mode in [&[][..], &["spin"][..]] {
-            let mut proc = Proc::spawn(&bin("fpu"), mode);
+            let mut proc = Proc::spawn(&program, mode);
             proc.expect("ready", Duration::from_secs(10));
             let pid = proc.pid();
             let mut t = Tracee::seize(pid).unwrap();

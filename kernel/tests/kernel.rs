@@ -4,9 +4,9 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use lpkg_kernel::arch::current::encode_jmp_rel32;
+use lpkg_kernel::arch::Arch;
 use lpkg_kernel::{maps, memory, objects, Error, Prot, Tracee};
-use util::{bin, fields, with_timeout, Proc, Target};
+use util::{bin, fields, with_timeout, Build, Proc, Target};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const RW: Prot = Prot::RW;
@@ -17,6 +17,8 @@ const RX: Prot = Prot::RX;
 /// times `bump` incremented the target's counter.
 fn exercise(t: &mut Tracee, target: &Target) -> i64 {
     let pid = t.pid();
+    let arch = t.arch();
+    let encode_jmp_rel32 = |from, to| arch.encode_jmp_rel32(from, to);
     let answer = target.a("answer");
     let code = t.map_near(answer, 4096, RW).expect("map_near");
     assert!(
@@ -36,7 +38,7 @@ fn exercise(t: &mut Tracee, target: &Target) -> i64 {
         0,
         "misaligned stack"
     );
-    let before = memory::read_u64(pid, target.a("counter")).unwrap();
+    let before = read_long(pid, arch, target.a("counter"));
     assert_eq!(
         t.call(target.a("bump"), &[1], CALL_TIMEOUT).unwrap(),
         before + 1
@@ -60,6 +62,14 @@ fn exercise(t: &mut Tracee, target: &Target) -> i64 {
     1
 }
 
+/// A C `long` of the target (4 bytes on i386).
+fn read_long(pid: i32, arch: Arch, addr: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    let width = arch.pointer_size();
+    bytes[..width].copy_from_slice(&memory::read(pid, addr, width).unwrap());
+    u64::from_le_bytes(bytes)
+}
+
 fn seize_stopped(pid: i32) -> Tracee {
     let mut t = Tracee::seize(pid).expect("seize");
     if let Err(e) = t.stop() {
@@ -77,14 +87,32 @@ fn seize_stopped(pid: i32) -> Tracee {
 
 #[test]
 fn single_thread_in_nanosleep_and_read() {
-    with_timeout(60, || {
-        let mut target = Target::start(&[]);
+    single_thread_in_nanosleep_and_read_as(Build::X86_64);
+}
+
+/// Issue 18: the same on a 32-bit process, which lpkg drives with `int $0x80`, i386 system call
+/// numbers (`mmap2`) and cdecl calls; its `nanosleep` restarted through `orig_eax`.
+#[test]
+fn single_thread_in_nanosleep_and_read_i386() {
+    single_thread_in_nanosleep_and_read_as(Build::I386);
+}
+
+/// Issue 18: a 32-bit program at its fixed link-time address (no PIE).
+#[test]
+fn single_thread_in_nanosleep_and_read_i386_no_pie() {
+    single_thread_in_nanosleep_and_read_as(Build::I386NoPie);
+}
+
+fn single_thread_in_nanosleep_and_read_as(build: Build) {
+    with_timeout(60, move || {
+        let mut target = Target::start_as(build, &[]);
         // Blocked in nanosleep: the sleep must still last its full second, without EINTR.
         target.proc.send("sleep 1000");
         // Late enough that a sleep restarted from scratch (instead of for the time left)
         // would last 1.4 s or more.
         std::thread::sleep(Duration::from_millis(400));
         let mut t = seize_stopped(target.pid());
+        assert_eq!(t.arch(), build.arch());
         assert_eq!(t.threads(), vec![target.pid()]);
         let regs = t.registers(target.pid()).unwrap();
         assert!(
@@ -119,8 +147,19 @@ fn single_thread_in_nanosleep_and_read() {
 
 #[test]
 fn sixty_four_threads_blocked_in_syscalls() {
-    with_timeout(60, || {
-        let mut target = Target::start(&["--blockers", "16", "--sleep-ms", "1500"]);
+    sixty_four_threads_blocked_in_syscalls_as(Build::X86_64);
+}
+
+/// Issue 18: threads of a 32-bit process blocked in pipe reads, accept, nanosleep and futex
+/// waits (made through the vDSO's `__kernel_vsyscall`): each restarts as if nothing happened.
+#[test]
+fn sixty_four_threads_blocked_in_syscalls_i386() {
+    sixty_four_threads_blocked_in_syscalls_as(Build::I386);
+}
+
+fn sixty_four_threads_blocked_in_syscalls_as(build: Build) {
+    with_timeout(60, move || {
+        let mut target = Target::start_as(build, &["--blockers", "16", "--sleep-ms", "1500"]);
         let start = Instant::now();
         // Sleepers started 1.5 s sleeps: one restarted from scratch would last 2 s or more.
         std::thread::sleep(Duration::from_millis(500));
@@ -175,8 +214,18 @@ fn sixty_four_threads_blocked_in_syscalls() {
 
 #[test]
 fn signal_stream_during_operations() {
-    with_timeout(90, || {
-        let mut target = Target::start(&[]);
+    signal_stream_during_operations_as(Build::X86_64);
+}
+
+/// Issue 18: signals arriving while lpkg works in a 32-bit process.
+#[test]
+fn signal_stream_during_operations_i386() {
+    signal_stream_during_operations_as(Build::I386);
+}
+
+fn signal_stream_during_operations_as(build: Build) {
+    with_timeout(90, move || {
+        let mut target = Target::start_as(build, &[]);
         const COUNT: i64 = 3000;
         let pid = target.pid().to_string();
         let mut sender = Proc::spawn(&bin("sender"), &[&pid, &COUNT.to_string(), "100"]);
@@ -250,8 +299,19 @@ fn threads_created_and_ended_while_attaching() {
 
 #[test]
 fn memfd_mapping_is_named() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    memfd_mapping_is_named_as(Build::X86_64);
+}
+
+/// Issue 18: `memfd_create`, `ftruncate`, `mmap2` of the descriptor and `close` in a 32-bit
+/// process.
+#[test]
+fn memfd_mapping_is_named_i386() {
+    memfd_mapping_is_named_as(Build::I386);
+}
+
+fn memfd_mapping_is_named_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let mut t = seize_stopped(target.pid());
         let addr = t.memfd_map("lpkg:record test", 8192).unwrap();
         let entry = maps::read(target.pid())
@@ -286,13 +346,28 @@ fn memfd_mapping_is_named() {
 
 #[test]
 fn named_private_code_within_reach() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    named_private_code_within_reach_as(Build::X86_64);
+}
+
+/// Issue 18: in a 32-bit process every address is within a `jmp rel32`'s reach.
+#[test]
+fn named_private_code_within_reach_i386_no_pie() {
+    named_private_code_within_reach_as(Build::I386NoPie);
+}
+
+fn named_private_code_within_reach_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let pid = target.pid();
         let mut t = seize_stopped(pid);
         let answer = target.a("answer");
         let code = named_code_runs(&mut t, "lpkg-module:test", answer);
-        assert!(encode_jmp_rel32(answer, code + 8191).is_some(), "{code:#x}");
+        let arch = t.arch();
+        assert!(
+            arch.encode_jmp_rel32(answer, code + 8191).is_some(),
+            "{code:#x}"
+        );
+        assert!(code + 8192 <= arch.user_top(), "{code:#x}");
         t.munmap(code, 8192).unwrap();
         assert!(maps::read(pid).unwrap().iter().all(|m| !m.contains(code)));
         drop(t);
@@ -413,8 +488,18 @@ fn mapped_objects_identify_replaced_files() {
 
 #[test]
 fn call_that_faults_is_caught() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    call_that_faults_is_caught_as(Build::X86_64);
+}
+
+/// Issue 18: a cdecl call that faults in a 32-bit process.
+#[test]
+fn call_that_faults_is_caught_i386() {
+    call_that_faults_is_caught_as(Build::I386);
+}
+
+fn call_that_faults_is_caught_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let mut t = seize_stopped(target.pid());
         let before = t.registers(target.pid()).unwrap();
         match t.call(target.a("null_deref"), &[], CALL_TIMEOUT) {
@@ -441,8 +526,18 @@ fn call_that_faults_is_caught() {
 
 #[test]
 fn call_that_never_returns_times_out() {
-    with_timeout(30, || {
-        let mut target = Target::start(&[]);
+    call_that_never_returns_times_out_as(Build::X86_64);
+}
+
+/// Issue 18: the same in a 32-bit process, and an argument wider than its registers.
+#[test]
+fn call_that_never_returns_times_out_i386() {
+    call_that_never_returns_times_out_as(Build::I386);
+}
+
+fn call_that_never_returns_times_out_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &[]);
         let mut t = seize_stopped(target.pid());
         let started = Instant::now();
         match t.call(target.a("spin"), &[], Duration::from_millis(300)) {
@@ -455,6 +550,13 @@ fn call_that_never_returns_times_out() {
             t.call(target.a("answer"), &[0; 7], CALL_TIMEOUT),
             Err(Error::TooManyArgs { count: 7, .. })
         ));
+        if t.arch() == Arch::I386 {
+            let wide = t.call(target.a("answer"), &[1 << 32], CALL_TIMEOUT);
+            assert!(
+                matches!(wide, Err(Error::InvalidArgument { .. })),
+                "{wide:?}"
+            );
+        }
         drop(t);
         let pong = target.ping();
         assert!(pong["counter"] > 0, "spin ran");
@@ -603,8 +705,17 @@ fn memory_errors_are_reported() {
 
 #[test]
 fn thread_in_sigsuspend_keeps_its_mask() {
-    with_timeout(30, || {
-        let mut target = Target::start(&["--suspender", "1"]);
+    thread_in_sigsuspend_keeps_its_mask_as(Build::X86_64);
+}
+
+#[test]
+fn thread_in_sigsuspend_keeps_its_mask_i386() {
+    thread_in_sigsuspend_keeps_its_mask_as(Build::I386);
+}
+
+fn thread_in_sigsuspend_keeps_its_mask_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &["--suspender", "1"]);
         std::thread::sleep(Duration::from_millis(100));
         let mut t = seize_stopped(target.pid());
         let tid = *t
@@ -612,9 +723,13 @@ fn thread_in_sigsuspend_keeps_its_mask() {
             .iter()
             .find(|&&tid| t.thread_name(tid) == "suspend")
             .expect("suspend thread");
+        let rt_sigsuspend = match t.arch() {
+            Arch::X86_64 => 130,
+            Arch::I386 => 179,
+        };
         assert_eq!(
             t.registers(tid).unwrap().syscall_nr(),
-            Some(130),
+            Some(rt_sigsuspend),
             "in rt_sigsuspend"
         );
         assert_eq!(
@@ -669,8 +784,18 @@ fn stopped_process_stays_stopped() {
 
 #[test]
 fn process_whose_main_thread_exited() {
-    with_timeout(30, || {
-        let mut target = Target::start(&["--leader-exit", "1"]);
+    process_whose_main_thread_exited_as(Build::X86_64);
+}
+
+/// Issue 18: the architecture read through a live thread's /proc directory.
+#[test]
+fn process_whose_main_thread_exited_i386() {
+    process_whose_main_thread_exited_as(Build::I386);
+}
+
+fn process_whose_main_thread_exited_as(build: Build) {
+    with_timeout(30, move || {
+        let mut target = Target::start_as(build, &["--leader-exit", "1"]);
         let pid = target.pid();
         let deadline = Instant::now() + Duration::from_secs(5);
         while !std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -685,6 +810,7 @@ fn process_whose_main_thread_exited() {
         let objects = lpkg_kernel::objects::mapped_objects(pid).unwrap();
         assert!(objects.iter().any(|o| o.build_id.is_some()), "{objects:?}");
         let mut t = seize_stopped(pid);
+        assert_eq!(t.arch(), build.arch());
         let threads = t.threads();
         assert_eq!(threads.len(), 1, "{threads:?}");
         assert_ne!(threads[0], pid);
@@ -926,5 +1052,224 @@ fn a_program_without_a_restorer_gets_system_calls_without_a_frame() {
         }
         t.detach().unwrap();
         proc.wait_line("ok", Duration::from_secs(10));
+    });
+}
+
+/// Issue 18: the seccomp check of a 32-bit process runs its filter on the i386 numbers and
+/// `AUDIT_ARCH_I386`: a filter that kills any call made with another architecture's
+/// convention lets every call lpkg makes through (it would kill the process otherwise), and
+/// one that kills `memfd_create` makes lpkg refuse before making any.
+#[test]
+fn seccomp_filters_of_a_32_bit_process() {
+    seccomp_filters_as(Build::I386);
+}
+
+#[test]
+fn seccomp_filters_of_a_64_bit_process() {
+    seccomp_filters_as(Build::X86_64);
+}
+
+fn seccomp_filters_as(build: Build) {
+    with_timeout(60, move || {
+        let mut target = Target::start_as(build, &["--seccomp", "arch"]);
+        let mut t = seize_stopped(target.pid());
+        let bumps = exercise(&mut t, &target);
+        let addr = t.memfd_map("lpkg:sandboxed", 4096).unwrap();
+        t.munmap(addr, 4096).unwrap();
+        drop(t);
+        let pong = target.ping();
+        assert_eq!((pong["counter"], pong["errors"]), (bumps, 0));
+
+        let mut target = Target::start_as(build, &["--seccomp", "memfd"]);
+        let mut t = seize_stopped(target.pid());
+        match t.memfd_map("lpkg:sandboxed", 4096) {
+            Err(Error::Sandboxed { reason, .. }) => assert!(reason.contains("memfd_create")),
+            other => panic!("expected Sandboxed, got {other:?}"),
+        }
+        drop(t);
+        assert_eq!(target.ping()["errors"], 0);
+    });
+}
+
+/// Issue 18: a process is driven as its program's architecture, whatever its threads execute:
+/// a 64-bit process whose main thread far-jumped to 32-bit code (code segment 0x23) gets 64-bit
+/// system calls and calls all the same (run in 64-bit mode), and goes back to its 32-bit loop.
+#[test]
+fn a_64_bit_process_running_32_bit_code_is_driven_as_64_bit() {
+    process_running_code_of_the_other_mode(Build::X86_64, &["low-stack"], true);
+    // Its stack pointer cut to its low half by the mode switch: no stack for a call there.
+    process_running_code_of_the_other_mode(Build::X86_64, &[], false);
+}
+
+/// Issue 18: the reverse, a 32-bit process whose main thread far-jumped to 64-bit code (code
+/// segment 0x33): `int $0x80` system calls and cdecl calls in 32-bit mode.
+#[test]
+fn a_32_bit_process_running_64_bit_code_is_driven_as_32_bit() {
+    process_running_code_of_the_other_mode(Build::I386, &[], true);
+}
+
+fn process_running_code_of_the_other_mode(
+    build: Build,
+    args: &'static [&'static str],
+    has_stack: bool,
+) {
+    with_timeout(30, move || {
+        let mut proc = Proc::spawn(&util::bin_for("farjump", build), args);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let (counter, answer) = (ready["counter"] as u64, ready["answer"] as u64);
+        let pid = proc.pid();
+        let count = || read_long(pid, Arch::I386, counter);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the other mode's loop does not run"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut t = seize_stopped(pid);
+        assert_eq!(t.arch(), build.arch());
+        let before = t.registers(pid).unwrap();
+        let other_mode_cs = match build.arch() {
+            Arch::X86_64 => 0x23,
+            Arch::I386 => 0x33,
+        };
+        assert_eq!(
+            before.0.cs, other_mode_cs,
+            "in the other mode's code: {before:?}"
+        );
+        let anonymous = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let page = t.mmap(0, 4096, RW, anonymous, -1, 0).unwrap();
+        // A 64-bit mmap maps above 4 GiB, an i386 one below.
+        let high = page > u64::from(u32::MAX);
+        assert_eq!(high, build.arch() == Arch::X86_64, "{page:#x}");
+        t.munmap(page, 4096).unwrap();
+        let stack_mapped = maps::read(pid)
+            .unwrap()
+            .iter()
+            .any(|m| m.contains(before.sp() - 8));
+        assert_eq!(stack_mapped, has_stack, "{before:?}");
+        if !has_stack {
+            match t.call(answer, &[], CALL_TIMEOUT) {
+                Err(Error::NoStackRoom { .. }) => {}
+                other => panic!("expected NoStackRoom, got {other:?}"),
+            }
+        } else {
+            assert_eq!(t.call(answer, &[], CALL_TIMEOUT).unwrap(), 42);
+        }
+        assert_eq!(t.registers(pid).unwrap(), before);
+        t.detach().unwrap();
+        let seen = count();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(count() > seen, "the other mode's loop goes on");
+    });
+}
+
+/// Issue 18: a 32-bit process run with the 3 GiB address limit (`setarch -3`, a legacy
+/// personality) ends at 0xc0000000: a hole above that, nearest to its stack, is skipped for
+/// one below.
+#[test]
+fn a_32_bit_process_limited_to_3_gib_maps_below_its_limit() {
+    with_timeout(30, || {
+        let program = util::bin_for("target", Build::I386);
+        let program = program.to_str().unwrap();
+        let mut proc = Proc::spawn(std::path::Path::new("setarch"), &["i386", "-3", program]);
+        proc.expect("ready", Duration::from_secs(10));
+        let pid = proc.pid();
+        let stack = maps::read(pid)
+            .unwrap()
+            .into_iter()
+            .find(|m| m.path.as_deref() == Some(std::path::Path::new("[stack]")))
+            .unwrap();
+        assert!(stack.end <= 0xc000_0000, "{stack:x?}");
+        let mut t = seize_stopped(pid);
+        let len = 16 << 20; // crosses 3 GiB when put right above the stack
+        let code = t.map_near(stack.end, len, RW).unwrap();
+        assert!(code + len <= 0xc000_0000, "{code:#x}");
+        t.munmap(code, len).unwrap();
+        drop(t);
+        proc.send("ping");
+        assert_eq!(
+            fields(&proc.expect("pong", Duration::from_secs(5)))["errors"],
+            0
+        );
+    });
+}
+
+/// Issue 18: the unwinder's facts about signal frames (`Arch::unwind`) read the frames the
+/// kernel itself builds: past the handler's return address (into a restorer whose code the
+/// facts name), the interrupted pc, stack pointer and rbx/ebx are where the facts say; for rt
+/// frames, and on i386 for the older frames of handlers without `SA_SIGINFO` too.
+#[test]
+fn unwind_facts_read_the_kernels_signal_frames() {
+    for (build, sig, kind) in [
+        (Build::X86_64, libc::SIGUSR1, 0),
+        (Build::X86_64, libc::SIGUSR2, 0),
+        (Build::I386, libc::SIGUSR1, 0),
+        (Build::I386NoPie, libc::SIGUSR2, 1),
+    ] {
+        signal_frame_facts_as(build, sig, kind);
+    }
+}
+
+fn signal_frame_facts_as(build: Build, sig: i32, kind: usize) {
+    with_timeout(30, move || {
+        let mut proc = Proc::spawn(&util::bin_for("sigframe", build), &[]);
+        let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
+        let spin = ready["spin_start"] as u64..ready["spin_end"] as u64;
+        let pid = proc.pid();
+        std::thread::sleep(Duration::from_millis(20));
+        // SAFETY: kill(2) to the target this test started.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+        proc.expect("in-handler", Duration::from_secs(10));
+        let t = seize_stopped(pid);
+        let facts = t.arch().unwind();
+        let sp = t.registers(pid).unwrap().sp();
+        let width = usize::from(facts.address_size);
+        let word = |bytes: &[u8]| {
+            let mut b = [0u8; 8];
+            b[..bytes.len()].copy_from_slice(bytes);
+            u64::from_le_bytes(b)
+        };
+        let code: Vec<_> = maps::read(pid)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.exec)
+            .collect();
+        let window = lpkg_kernel::stack::read_upto(pid, sp, 64 << 10).unwrap();
+        let (slot, frame) = window
+            .chunks_exact(width)
+            .enumerate()
+            .find_map(|(i, w)| {
+                let ret = word(w);
+                code.iter().find(|m| m.contains(ret))?;
+                let frame = facts.signal_frames.iter().find(|f| {
+                    memory::read(pid, ret, f.restorer.len()).is_ok_and(|b| b == f.restorer)
+                })?;
+                Some((sp + (i * width) as u64, frame))
+            })
+            .expect("a return address into a restorer on the handler's stack");
+        assert_eq!(
+            frame.restorer, facts.signal_frames[kind].restorer,
+            "{build:?}"
+        );
+        let regs_at = slot + width as u64 + frame.regs_at;
+        let saved = |dwarf: u16| {
+            let (index, _) = frame.slots.iter().find(|&&(_, d)| d == dwarf).unwrap();
+            let size = u64::from(frame.slot_size);
+            word(&memory::read(pid, regs_at + index * size, size as usize).unwrap())
+        };
+        assert!(
+            spin.contains(&saved(facts.ra)),
+            "{build:?} pc {:#x}",
+            saved(facts.ra)
+        );
+        assert_eq!(saved(3), 0x5eed_0003, "{build:?} rbx/ebx");
+        assert!(
+            saved(facts.sp) > slot,
+            "{build:?} sp {:#x}",
+            saved(facts.sp)
+        );
+        drop(t);
     });
 }

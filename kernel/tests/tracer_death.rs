@@ -12,8 +12,9 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use lpkg_kernel::arch::{Arch, Sys};
 use lpkg_kernel::{test_hook, Error, Mark, Prot, Tracee};
-use util::{bin, fields, with_timeout, Proc};
+use util::{bin, bin_for, fields, with_timeout, Build, Proc};
 
 const OP: &str = "LPKG_TRACER_OP";
 const PID: &str = "LPKG_TRACER_PID";
@@ -129,9 +130,21 @@ impl Fpu {
         Fpu::start_program("fpu", args)
     }
 
+    /// `fpu` as `build`: for i386 its counterpart `fpu32`, which keeps x87 registers too.
+    fn start_as(build: Build, args: &[&str]) -> Fpu {
+        match build {
+            Build::X86_64 => Fpu::start_with(args),
+            _ => Fpu::start_at(&bin_for("fpu32", build), args),
+        }
+    }
+
     /// A target of the same protocol: `fpu`, or `xstate` with its mode.
     fn start_program(name: &str, args: &[&str]) -> Fpu {
-        let mut proc = Proc::spawn(&bin(name), args);
+        Fpu::start_at(&bin(name), args)
+    }
+
+    fn start_at(program: &std::path::Path, args: &[&str]) -> Fpu {
+        let mut proc = Proc::spawn(program, args);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let mut fpu = Fpu {
             proc,
@@ -255,8 +268,20 @@ fn is_traced(pid: i32) -> bool {
 
 #[test]
 fn target_survives_the_tracer_killed_during_a_call() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    target_survives_the_tracer_killed_during_a_call_as(Build::X86_64);
+}
+
+/// Issue 18: the ia32 frame of a call in a 32-bit process, loaded by the kernel's ia32
+/// `rt_sigreturn` once the function returns: registers, x87 and SSE registers, mask and
+/// alternate stack as they were.
+#[test]
+fn target_survives_the_tracer_killed_during_a_call_i386() {
+    target_survives_the_tracer_killed_during_a_call_as(Build::I386);
+}
+
+fn target_survives_the_tracer_killed_during_a_call_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         let mut tracer = Tracer::spawn("call", fpu.pid(), fpu.slow, &[]);
         fpu.proc.wait_line("in-call", Duration::from_secs(20));
         tracer.kill();
@@ -277,8 +302,17 @@ fn target_survives_the_tracer_killed_during_a_call() {
 /// and covered by the frame from then on), registers and vector registers.
 #[test]
 fn target_survives_the_tracer_killed_while_a_call_is_set_up() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    target_survives_the_tracer_killed_while_a_call_is_set_up_as(Build::X86_64);
+}
+
+#[test]
+fn target_survives_the_tracer_killed_while_a_call_is_set_up_i386() {
+    target_survives_the_tracer_killed_while_a_call_is_set_up_as(Build::I386NoPie);
+}
+
+fn target_survives_the_tracer_killed_while_a_call_is_set_up_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         for point in [test_hook::CALL_FRAME_WRITTEN, test_hook::CALL_READY] {
             let mut tracer = Tracer::spawn_at("pause", fpu.pid(), fpu.slow, &[], point);
             tracer.wait_paused(20);
@@ -305,9 +339,20 @@ fn target_survives_the_tracer_killed_while_a_call_is_set_up() {
 /// every round), and it can be traced again.
 #[test]
 fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
-    with_timeout(120, || {
+    target_survives_the_tracer_killed_inside_an_injected_syscall_as(Build::X86_64);
+}
+
+/// Issue 18: the same for `int $0x80` system calls in a 32-bit process, whose frames the ia32
+/// `rt_sigreturn` loads through the vDSO's `__kernel_rt_sigreturn`.
+#[test]
+fn target_survives_the_tracer_killed_inside_an_injected_syscall_i386() {
+    target_survives_the_tracer_killed_inside_an_injected_syscall_as(Build::I386);
+}
+
+fn target_survives_the_tracer_killed_inside_an_injected_syscall_as(build: Build) {
+    with_timeout(120, move || {
         for mode in [&[][..], &["spin"][..]] {
-            let mut fpu = Fpu::start_with(mode);
+            let mut fpu = Fpu::start_as(build, mode);
             for point in SYSCALL_POINTS {
                 // FUNC: where the thread must be, 1 = in its nanosleep, 0 = in user code.
                 let in_syscall = mode.is_empty() as u64;
@@ -319,7 +364,8 @@ fn target_survives_the_tracer_killed_inside_an_injected_syscall() {
             }
             let mut t = Tracee::seize(fpu.pid()).unwrap();
             t.stop().unwrap();
-            assert_eq!(t.syscall(39, [0; 6]).unwrap(), fpu.pid() as i64, "getpid");
+            let getpid = t.arch().nr(Sys::Getpid);
+            assert_eq!(t.syscall(getpid, [0; 6]).unwrap(), fpu.pid() as i64);
             assert_eq!(t.call(fpu.answer, &[], Duration::from_secs(5)).unwrap(), 42);
             t.detach().unwrap();
             fpu.rounds_ok(3);
@@ -422,7 +468,7 @@ fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
     for _ in 0..1000 {
         t.stop().unwrap();
         let regs = t.registers(tid).unwrap();
-        let ra = read_u64(pid, regs.sp());
+        let ra = read_word(pid, regs.sp());
         t.resume().unwrap();
         if !in_hot(regs.pc()) && in_hot(ra) {
             t.detach().unwrap();
@@ -430,6 +476,12 @@ fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
         }
     }
     panic!("thread never seen inside hash");
+}
+
+/// A return address on the stack of `pid`: as wide as its architecture's pointers.
+fn read_word(pid: i32, address: u64) -> u64 {
+    let width = Arch::of_process(pid).unwrap().pointer_size();
+    read_u64(pid, address) & (u64::MAX >> (64 - 8 * width))
 }
 
 fn read_u64(pid: i32, address: u64) -> u64 {
@@ -443,8 +495,17 @@ fn read_u64(pid: i32, address: u64) -> u64 {
 /// the call, and not before.
 #[test]
 fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(Build::X86_64);
+}
+
+#[test]
+fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died_i386() {
+    the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(Build::I386);
+}
+
+fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         let mut t = Tracee::seize(fpu.pid()).unwrap();
         t.stop().unwrap();
         let rw = Prot::RW;
@@ -493,35 +554,49 @@ fn the_thread_marks_a_call_that_returned_even_after_the_tracer_died() {
 /// (the target checks every result); stopped at random it is almost never outside.
 #[test]
 fn a_thread_is_led_out_of_a_hot_leaf_function() {
-    with_timeout(60, || {
-        let mut proc = Proc::spawn(&bin("leaf"), &[]);
+    a_thread_is_led_out_of_a_hot_leaf_function_as(Build::X86_64);
+}
+
+/// Issue 18: through the i386 lead-out code (`int $0x80`, a `jmp rel32` back to the caller).
+#[test]
+fn a_thread_is_led_out_of_a_hot_leaf_function_i386() {
+    a_thread_is_led_out_of_a_hot_leaf_function_as(Build::I386);
+}
+
+fn a_thread_is_led_out_of_a_hot_leaf_function_as(build: Build) {
+    with_timeout(60, move || {
+        let mut proc = Proc::spawn(&bin_for("leaf", build), &[]);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let hot_at = ready["hot"] as u64;
         proc.wait_line("ok", Duration::from_secs(10));
         let pid = proc.pid();
+        let mut led_out = 0;
         for _ in 0..20 {
             let (tid, slot) = caught_in_hash(pid, hot_at);
             let mut t = Tracee::seize(pid).unwrap();
             t.stop().unwrap();
             let before = t.registers(tid).unwrap();
             // Still inside: the slot still holds the return address into `hot`.
-            let ra = read_u64(pid, slot);
+            let ra = read_word(pid, slot);
             if before.sp() != slot || ra < hot_at || ra >= hot_at + 0x100 {
                 t.detach().unwrap();
                 continue;
             }
             assert!(t.lead_out(tid, slot, Duration::from_secs(5)).unwrap());
+            led_out += 1;
             let after = t.registers(tid).unwrap();
             assert_eq!(after.pc(), ra, "stopped right past the return");
-            assert_eq!(after.sp(), slot + 8, "its return address popped");
+            let width = build.arch().pointer_size() as u64;
+            assert_eq!(after.sp(), slot + width, "its return address popped");
             assert_eq!(
-                read_u64(pid, slot),
+                read_word(pid, slot),
                 ra,
                 "the stack as a plain return leaves it"
             );
             t.detach().unwrap();
             proc.wait_line("ok", Duration::from_secs(5));
         }
+        assert!(led_out > 0, "never caught still inside");
         // Rounds go on, every result checked by the target.
         proc.wait_line("ok", Duration::from_secs(5));
     });
@@ -531,8 +606,17 @@ fn a_thread_is_led_out_of_a_hot_leaf_function() {
 /// it on its own, with the right value, and carries on.
 #[test]
 fn a_thread_being_led_out_survives_the_tracer_killed() {
-    with_timeout(60, || {
-        let mut proc = Proc::spawn(&bin("leaf"), &[]);
+    a_thread_being_led_out_survives_the_tracer_killed_as(Build::X86_64);
+}
+
+#[test]
+fn a_thread_being_led_out_survives_the_tracer_killed_i386() {
+    a_thread_being_led_out_survives_the_tracer_killed_as(Build::I386NoPie);
+}
+
+fn a_thread_being_led_out_survives_the_tracer_killed_as(build: Build) {
+    with_timeout(60, move || {
+        let mut proc = Proc::spawn(&bin_for("leaf", build), &[]);
         let ready = fields(&proc.expect("ready", Duration::from_secs(10)));
         let hot_at = ready["hot"] as u64;
         proc.wait_line("ok", Duration::from_secs(10));
@@ -556,8 +640,17 @@ fn a_thread_being_led_out_survives_the_tracer_killed() {
 
 #[test]
 fn call_keeps_vector_registers_mask_and_altstack() {
-    with_timeout(60, || {
-        let mut fpu = Fpu::start();
+    call_keeps_vector_registers_mask_and_altstack_as(Build::X86_64);
+}
+
+#[test]
+fn call_keeps_vector_registers_mask_and_altstack_i386() {
+    call_keeps_vector_registers_mask_and_altstack_as(Build::I386);
+}
+
+fn call_keeps_vector_registers_mask_and_altstack_as(build: Build) {
+    with_timeout(60, move || {
+        let mut fpu = Fpu::start_as(build, &[]);
         let mut t = Tracee::seize(fpu.pid()).unwrap();
         for _ in 0..3 {
             t.stop().unwrap();

@@ -121,8 +121,9 @@ fn print_report(pid: lpkg_kernel::Pid, report: &ApplyReport) {
     match &report.unwind {
         Some(Ok(library)) => println!("  unwind information registered with {library}"),
         Some(Err(why)) => println!(
-            "  note: unwind information not registered ({why}): C++ exceptions, \
-             thread cancellation and backtrace() stop at new code"
+            "  note: unwind information not registered ({why}): an unwinder does not \
+             know the new code (C++ exceptions stop there, thread cancellation takes it for C \
+             code without cleanups, backtrace() ends there)"
         ),
         None => {}
     }

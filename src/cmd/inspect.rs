@@ -85,6 +85,7 @@ fn action(action: Action) -> &'static str {
 
 fn kind(kind: RoutineKind) -> &'static str {
     match kind {
+        RoutineKind::Check => "check",
         RoutineKind::Init => "init",
         RoutineKind::Exit => "exit",
     }

@@ -1,5 +1,6 @@
 //! `lpkg status [--store DIR] [--trust FILE|DIR] [--json]`: the host against its store.
 
+use lpkg_applier::daemon::{DaemonState, FailedApply};
 use lpkg_applier::status::{self, Installed, ProcessStatus};
 use lpkg_applier::Live;
 
@@ -52,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .count(),
         unreadable: processes.iter().filter(|p| p.error.is_some()).count(),
     };
-    let daemon = daemon_state();
+    let daemon = lpkg_applier::daemon::states();
     if args.json {
         print_json(&processes, &installed, &skipped, &summary, &daemon);
     } else {
@@ -64,32 +65,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What the running daemons say (their state files): `{"daemon": PID, "failures": [...]}`
-/// each.
-fn daemon_state() -> serde_json::Value {
-    lpkg_applier::daemon::state_files()
-        .iter()
-        .filter_map(|path| {
-            let text = std::fs::read(path).ok()?;
-            serde_json::from_slice::<serde_json::Value>(&text[..text.len().min(1 << 20)]).ok()
-        })
-        .collect::<Vec<_>>()
-        .into()
-}
-
-/// The daemon's failures for `process`.
+/// The daemons' failures for `process`.
 fn daemon_failures<'a>(
-    daemon: &'a serde_json::Value,
+    daemon: &'a [DaemonState],
     process: &'a ProcessStatus,
-) -> impl Iterator<Item = &'a serde_json::Value> {
-    daemon
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|d| d["failures"].as_array().into_iter().flatten())
-        .filter(|f| {
-            f["pid"] == process.process.pid && f["start_time"] == process.process.start_time
-        })
+) -> impl Iterator<Item = &'a FailedApply> {
+    (daemon.iter().flat_map(|d| &d.failures))
+        .filter(|f| f.pid == process.process.pid && f.start_time == process.process.start_time)
 }
 
 fn live_name(live: &Live) -> &'static str {
@@ -105,7 +87,7 @@ fn print_json(
     installed: &[Installed],
     skipped: &[lpkg_format::Skipped],
     summary: &Exposed,
-    daemon: &serde_json::Value,
+    daemon: &[DaemonState],
 ) {
     let processes: Vec<_> = processes
         .iter()
@@ -156,7 +138,7 @@ fn print_text(
     processes: &[ProcessStatus],
     installed: &[Installed],
     summary: &Exposed,
-    daemon: &serde_json::Value,
+    daemon: &[DaemonState],
 ) {
     for p in processes {
         let unit = p
@@ -201,17 +183,12 @@ fn print_text(
         for failure in daemon_failures(daemon, p) {
             println!(
                 "    daemon: failed {} time(s), retrying: {}",
-                failure["attempts"],
-                super::shown(failure["error"].as_str().unwrap_or("?"))
+                failure.attempts,
+                super::shown(&failure.error)
             );
         }
     }
-    let daemons: Vec<String> = daemon
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d["daemon"].as_i64().map(|p| p.to_string()))
-        .collect();
+    let daemons: Vec<String> = daemon.iter().map(|d| d.daemon.to_string()).collect();
     match daemons.as_slice() {
         [] => println!("no lpkg daemon running"),
         pids => println!("lpkg daemon running (pid {})", pids.join(", ")),

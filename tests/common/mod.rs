@@ -207,6 +207,19 @@ impl Program {
         answer.trim_end().to_owned()
     }
 
+    /// Writes `line` without waiting for the answer ([`Program::answer`] reads it later).
+    pub fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+    }
+
+    /// Its next answer; fails the test if it died.
+    pub fn answer(&mut self) -> String {
+        let mut answer = String::new();
+        self.stdout.read_line(&mut answer).unwrap();
+        assert!(!answer.is_empty(), "target {} died", self.child.id());
+        answer.trim_end().to_owned()
+    }
+
     /// Its pid, as the command line takes it.
     pub fn pid(&self) -> String {
         self.child.id().to_string()

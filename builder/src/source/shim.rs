@@ -2,7 +2,9 @@
 //! `CC`/`CXX`) that run the real compiler with the project's own flags plus the ones the differ
 //! needs.
 //!
-//! The flags go last so they win over a project's `-fno-function-sections`. The tree's absolute
+//! The flags go last so they win over a project's `-fno-function-sections`. `lpkg.h` (shadow
+//! variables, routines) is on the include path after the project's own folders
+//! (`-idirafter`), so an adapted fix only has to include it. The tree's absolute
 //! path is mapped to `.` so the original and patched copies, which live in different folders,
 //! produce identical bytes for unchanged sources (paths end up in DWARF and `__FILE__`).
 
@@ -20,6 +22,9 @@ const COMPILERS: [(&str, &str); 4] = [
     ("g++", "g++"),
 ];
 
+/// The header patches include (`builder/include/lpkg.h`).
+const LPKG_H: &str = include_str!("../../include/lpkg.h");
+
 pub struct Shim {
     bin: PathBuf,
 }
@@ -32,6 +37,10 @@ impl Shim {
         // Absolute: the build runs inside the tree, where a relative PATH entry means nothing.
         let bin = std::fs::canonicalize(&bin).map_err(|e| Error::tree(&bin, e))?;
         let tree = std::fs::canonicalize(tree).map_err(|e| Error::tree(tree, e))?;
+        let include = bin.with_file_name("include");
+        std::fs::create_dir_all(&include).map_err(|e| Error::tree(&include, e))?;
+        let header = include.join("lpkg.h");
+        std::fs::write(&header, LPKG_H).map_err(|e| Error::tree(&header, e))?;
         for (name, real) in COMPILERS {
             let Some(real_path) = find_on_path(real) else {
                 if real == "gcc" {
@@ -42,9 +51,10 @@ impl Shim {
                 continue; // no C++ compiler: C projects still build
             };
             let script = format!(
-                "#!/bin/sh\nexec '{}' \"$@\" -ffunction-sections -fdata-sections '-ffile-prefix-map={}=.'\n",
+                "#!/bin/sh\nexec '{}' \"$@\" -ffunction-sections -fdata-sections '-ffile-prefix-map={}=.' -idirafter '{}'\n",
                 real_path.display(),
-                tree.display()
+                tree.display(),
+                include.display()
             );
             let path = bin.join(name);
             std::fs::write(&path, script).map_err(|e| Error::tree(&path, e))?;

@@ -1,15 +1,19 @@
 //! x86_64: registers, the system call numbers lpkg injects, and instruction encodings.
 
-mod xsave;
+pub(crate) mod xsave;
 
 pub use xsave::XsaveLayout;
+
+/// The register set and alternate stack of every architecture, under the names code written
+/// for x86_64 alone knew them by.
+pub use super::{AltStack, Registers};
+use super::{FrameError, FrameState, Raw, SigFrame, SignalFrameFacts, Sys, UnwindFacts};
 
 /// The `syscall` instruction.
 pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
 /// The `int3` breakpoint instruction.
 pub const INT3: u8 = 0xcc;
-/// Length of a `jmp rel32` (opcode `e9` and a 32-bit displacement).
-pub const JMP_REL32_LEN: usize = 5;
+pub use super::JMP_REL32_LEN;
 
 /// `mmap(2)`.
 pub const SYS_MMAP: u64 = 9;
@@ -92,19 +96,33 @@ pub const INJECTED_CALLS: &[(&str, u64, [u64; 6])] = &[
 /// `restart_syscall(2)`: continues a call interrupted with `-ERESTART_RESTARTBLOCK`.
 pub const SYS_RESTART_SYSCALL: u64 = 219;
 
-/// The `-errno` with which the kernel asks for `restart_syscall` rather than the call again.
-const ERESTART_RESTARTBLOCK: i64 = 516;
-/// The `-errno` with which the kernel makes the call again, whatever the signal disposition.
-const ERESTARTNOINTR: i64 = 513;
+/// The number of system call `sys`.
+pub(super) fn nr(sys: Sys) -> u64 {
+    match sys {
+        Sys::Mmap => SYS_MMAP,
+        Sys::Mprotect => SYS_MPROTECT,
+        Sys::Munmap => SYS_MUNMAP,
+        Sys::Close => SYS_CLOSE,
+        Sys::Ftruncate => SYS_FTRUNCATE,
+        Sys::Prctl => SYS_PRCTL,
+        Sys::MemfdCreate => SYS_MEMFD_CREATE,
+        Sys::RtSigreturn => SYS_RT_SIGRETURN,
+        Sys::Sigaltstack => SYS_SIGALTSTACK,
+        Sys::Getpid => SYS_GETPID,
+        Sys::RestartSyscall => SYS_RESTART_SYSCALL,
+    }
+}
 
-/// Kernel-internal "restart me" return values a thread stopped inside a system call may show
-/// in `rax` (never seen by user space: the kernel turns them into a restart or `EINTR`).
-pub const RESTART_ERRNOS: [i64; 4] = [
-    512, // ERESTARTSYS
-    513, // ERESTARTNOINTR
-    514, // ERESTARTNOHAND
-    516, // ERESTART_RESTARTBLOCK
-];
+/// Highest user-space address with 4-level page tables.
+pub const USER_TOP: u64 = 0x7fff_ffff_f000;
+
+/// How far a mapping may be from the address it must be near: a little under 2 GiB, so a
+/// `jmp rel32` from `near` reaches every byte of it.
+pub const JUMP_REACH: u64 = 0x7fff_0000;
+
+/// The 64-bit user code and data segment selectors (`__USER_CS`, `__USER_DS`).
+const USER_CS: u64 = 0x33;
+const USER_DS: u64 = 0x2b;
 
 /// Bytes of the System V ABI red zone below the stack pointer that a leaf function may use.
 pub const RED_ZONE: u64 = 128;
@@ -113,188 +131,90 @@ pub const RED_ZONE: u64 = 128;
 const RFLAGS_DF: u64 = 1 << 10;
 const RFLAGS_TF: u64 = 1 << 8;
 
-/// A thread's general-purpose registers (as `PTRACE_GETREGS` gives them).
-#[derive(Clone, Copy)]
-pub struct Registers(pub libc::user_regs_struct);
-
-impl Registers {
-    /// Program counter (`rip`).
-    pub fn pc(&self) -> u64 {
-        self.0.rip
-    }
-    /// Set the program counter.
-    pub fn set_pc(&mut self, pc: u64) {
-        self.0.rip = pc;
-    }
-    /// Stack pointer (`rsp`).
-    pub fn sp(&self) -> u64 {
-        self.0.rsp
-    }
-    /// Set the stack pointer.
-    pub fn set_sp(&mut self, sp: u64) {
-        self.0.rsp = sp;
-    }
-    /// Return value register (`rax`).
-    pub fn return_value(&self) -> u64 {
-        self.0.rax
-    }
-    /// The system call the thread is inside, if it was stopped in one (`orig_rax` >= 0).
-    pub fn syscall_nr(&self) -> Option<u64> {
-        (self.0.orig_rax as i64 >= 0).then_some(self.0.orig_rax)
-    }
-    /// True when the thread was stopped in a system call the kernel will restart on resume.
-    pub fn in_restartable_syscall(&self) -> bool {
-        self.syscall_nr().is_some() && RESTART_ERRNOS.contains(&-(self.0.rax as i64))
-    }
-
-    /// Registers for executing `syscall` at `insn` with number `nr` and `args`.
-    ///
-    /// `orig_rax` is set to -1 so the kernel does not apply its syscall-restart logic to this
-    /// state when the thread leaves its ptrace stop.
-    pub(crate) fn prepare_syscall(&mut self, insn: u64, nr: u64, args: [u64; 6]) {
-        let r = &mut self.0;
-        r.rip = insn;
-        r.rax = nr;
-        r.orig_rax = u64::MAX;
-        r.eflags &= !RFLAGS_TF;
-        self.set_syscall_args(args);
-    }
-
-    /// The six arguments of a system call, in the registers the kernel takes them from.
-    fn set_syscall_args(&mut self, args: [u64; 6]) {
-        let r = &mut self.0;
-        [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] = args;
-    }
-
-    /// Registers that make the thread run `rt_sigreturn` with the signal frame at `frame`,
-    /// through `restorer`: code doing `mov $15,%rax; syscall` ([`RESTORE_RT`]). The stack
-    /// pointer is `frame + 8`, as after a handler's `ret` popped the frame's return address,
-    /// which is where `rt_sigreturn` looks for the frame.
-    pub(crate) fn prepare_sigreturn(&mut self, restorer: u64, frame: u64) {
-        let r = &mut self.0;
-        r.rip = restorer;
-        r.rsp = frame + 8;
-        r.rax = SYS_RT_SIGRETURN;
-        r.orig_rax = u64::MAX;
-        r.eflags &= !RFLAGS_TF;
-    }
-
-    /// At a system-call entry stop: the kernel makes call `nr` with `args` instead of the one
-    /// being entered (it takes the number from `orig_rax` once the tracer lets it go), and
-    /// returns to `back` after it.
-    pub(crate) fn replace_syscall(&mut self, nr: u64, args: [u64; 6], back: u64) {
-        self.0.orig_rax = nr;
-        self.0.rip = back;
-        self.set_syscall_args(args);
-    }
-
-    /// Registers for entering `func` as if called with `args` and return address already pushed
-    /// at `sp` (which must be 16-byte aligned plus 8).
-    pub(crate) fn prepare_call(&mut self, func: u64, sp: u64, args: &[u64]) {
-        let r = &mut self.0;
-        let slots = [
-            &mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.rcx, &mut r.r8, &mut r.r9,
-        ];
-        for (slot, value) in slots
-            .into_iter()
-            .zip(args.iter().copied().chain(std::iter::repeat(0)))
-        {
-            *slot = value;
-        }
-        r.rip = func;
-        r.rsp = sp;
-        r.rax = 0; // no vector registers used by a variadic callee
-        r.orig_rax = u64::MAX;
-        r.eflags &= !(RFLAGS_DF | RFLAGS_TF);
-    }
+/// The system call a thread stopped in one is inside (`orig_rax` >= 0).
+pub(super) fn syscall_nr(r: &Raw) -> Option<u64> {
+    (r.orig_rax as i64 >= 0).then_some(r.orig_rax)
 }
 
-impl Registers {
-    /// At the `getpid` entry stop of [`lead_out_trampoline`]: the state right after the function
-    /// returned to `ret` (its return value back in `rax`), the system call skipped.
-    pub(crate) fn returned_to(&mut self, ret: u64) {
-        self.0.rip = ret;
-        self.0.rax = self.0.r10;
-        self.0.orig_rax = u64::MAX;
-    }
-
-    /// For a call returning through [`MARKING_TRAMPOLINE`]: it stores `value` at `address`.
-    pub(crate) fn set_mark(&mut self, address: u64, value: u64) {
-        self.0.rbx = address;
-        self.0.r12 = value;
-    }
-
-    /// The first integer argument register (`rdi`).
-    pub fn first_arg(&self) -> u64 {
-        self.0.rdi
-    }
-
-    /// The same state, except that a system call the thread was inside and that the kernel
-    /// would continue through `restart_syscall` (`-ERESTART_RESTARTBLOCK`: the remaining time
-    /// of a sleep, kept in the thread's restart block) is made again from the start instead
-    /// (`-ERESTARTNOINTR`). Needed once the thread ran code of ours: any `nanosleep`, `poll` or
-    /// `futex` it makes, and `rt_sigreturn`, reset the restart block, and `restart_syscall`
-    /// would then fail with EINTR. A sleep starts over instead.
-    pub(crate) fn without_restart_block(&self) -> Registers {
-        let mut r = *self;
-        if self.in_restartable_syscall() && -(self.0.rax as i64) == ERESTART_RESTARTBLOCK {
-            r.0.rax = -ERESTARTNOINTR as u64;
-        }
-        r
-    }
-
-    /// The registers with which the thread enters user mode after its stop when the kernel
-    /// runs no signal handler, made explicit: a system call the thread was inside and that
-    /// the kernel would restart is set up to be made again (`rax` = the call, or
-    /// `restart_syscall` for `-ERESTART_RESTARTBLOCK`; `rip` back on the `syscall`
-    /// instruction), and `orig_rax` = -1 so the kernel does nothing more to them.
-    pub(crate) fn resumed(&self) -> Registers {
-        let mut r = *self;
-        if self.in_restartable_syscall() {
-            let block = -(self.0.rax as i64) == ERESTART_RESTARTBLOCK;
-            r.0.rax = if block {
-                SYS_RESTART_SYSCALL
-            } else {
-                self.0.orig_rax
-            };
-            r.0.rip -= SYSCALL_INSN.len() as u64;
-        }
-        r.0.orig_rax = u64::MAX;
-        r
-    }
-
-    /// Every field, in `user_regs_struct` order.
-    pub fn to_array(&self) -> [u64; 27] {
-        let r = &self.0;
-        [
-            r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx,
-            r.rdx, r.rsi, r.rdi, r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base,
-            r.gs_base, r.ds, r.es, r.fs, r.gs,
-        ]
-    }
+/// What a system call returned, or the kernel's restart code while it is inside one.
+pub(super) fn syscall_result(r: &Raw) -> i64 {
+    r.rax as i64
 }
 
-impl PartialEq for Registers {
-    fn eq(&self, other: &Self) -> bool {
-        self.to_array() == other.to_array()
-    }
+/// Registers for executing `syscall` at `insn` with number `nr` and `args`, in 64-bit mode.
+pub(super) fn prepare_syscall(r: &mut Raw, insn: u64, nr: u64, args: [u64; 6]) {
+    r.rip = insn;
+    r.rax = nr;
+    r.orig_rax = u64::MAX;
+    r.eflags &= !RFLAGS_TF;
+    set_code_segment(r);
+    set_syscall_args(r, args);
 }
 
-impl Eq for Registers {}
+/// The six arguments of a system call, in the registers the kernel takes them from.
+pub(super) fn set_syscall_args(r: &mut Raw, args: [u64; 6]) {
+    [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9] = args;
+}
 
-impl std::fmt::Debug for Registers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let r = &self.0;
-        f.debug_struct("Registers")
-            .field("rip", &format_args!("{:#x}", r.rip))
-            .field("rsp", &format_args!("{:#x}", r.rsp))
-            .field("rax", &format_args!("{:#x}", r.rax))
-            .field("orig_rax", &(r.orig_rax as i64))
-            .field("rdi", &format_args!("{:#x}", r.rdi))
-            .field("rsi", &format_args!("{:#x}", r.rsi))
-            .field("rdx", &format_args!("{:#x}", r.rdx))
-            .finish_non_exhaustive()
+/// 64-bit code: a thread of a 64-bit process that runs 32-bit code of its own (a far jump
+/// to a 32-bit segment) runs ours in 64-bit mode all the same; its own `cs` comes back from
+/// the saved registers or the signal frame.
+fn set_code_segment(r: &mut Raw) {
+    r.cs = USER_CS;
+    r.ss = USER_DS;
+}
+
+/// Registers that make the thread run `rt_sigreturn` with the signal frame at `frame`,
+/// through `restorer` ([`RESTORE_RT`]). The stack pointer is `frame + 8`, as after a
+/// handler's `ret` popped the frame's return address, which is where `rt_sigreturn` looks for
+/// the frame.
+pub(super) fn prepare_sigreturn(r: &mut Raw, restorer: u64, frame: u64) {
+    r.rip = restorer;
+    r.rsp = frame + 8;
+    r.rax = SYS_RT_SIGRETURN;
+    r.orig_rax = u64::MAX;
+    r.eflags &= !RFLAGS_TF;
+    set_code_segment(r);
+}
+
+/// Registers for entering `func` as if called with `args` and return address already pushed
+/// at `sp` (which must be 16-byte aligned plus 8).
+pub(super) fn prepare_call(r: &mut Raw, func: u64, sp: u64, args: &[u64]) {
+    let slots = [
+        &mut r.rdi, &mut r.rsi, &mut r.rdx, &mut r.rcx, &mut r.r8, &mut r.r9,
+    ];
+    for (slot, value) in slots
+        .into_iter()
+        .zip(args.iter().copied().chain(std::iter::repeat(0)))
+    {
+        *slot = value;
     }
+    r.rip = func;
+    r.rsp = sp;
+    r.rax = 0; // no vector registers used by a variadic callee
+    r.orig_rax = u64::MAX;
+    r.eflags &= !(RFLAGS_DF | RFLAGS_TF);
+    set_code_segment(r);
+}
+
+/// At the `getpid` entry stop of [`lead_out_trampoline`]: the state right after the function
+/// returned to `ret` (its return value back in `rax`), the system call skipped.
+pub(super) fn returned_to(r: &mut Raw, ret: u64) {
+    r.rip = ret;
+    r.rax = r.r10;
+    r.orig_rax = u64::MAX;
+}
+
+/// For a call returning through [`MARKING_TRAMPOLINE`]: it stores `value` at `address`.
+pub(super) fn set_mark(r: &mut Raw, address: u64, value: u64) {
+    r.rbx = address;
+    r.r12 = value;
+}
+
+/// The first argument register of a system call (`rdi`): where the return trampolines keep
+/// the called function's return value.
+pub(super) fn first_arg(r: &Raw) -> u64 {
+    r.rdi
 }
 
 /// Maximum number of integer arguments passed in registers.
@@ -311,7 +231,7 @@ pub const SIGRETURN_TRAMPOLINE: [u8; 12] = [
 pub const SIGRETURN_TRAMPOLINE_SYSCALL_END: u64 = 10;
 
 /// Where a called function returns to when its return is to be marked in memory by the thread
-/// itself ([`Registers::set_mark`]): stores `r12` at `(%rbx)` (both callee-saved, so as the
+/// itself (`Registers::set_mark`): stores `r12` at `(%rbx)` (both callee-saved, so as the
 /// caller set them), then does what [`SIGRETURN_TRAMPOLINE`] does.
 /// `mov %r12,(%rbx); mov %rax,%rdi; mov $15,%eax; syscall; ud2`.
 pub const MARKING_TRAMPOLINE: [u8; 15] = [
@@ -344,51 +264,6 @@ pub fn lead_out_trampoline(ret: u64) -> [u8; LEAD_OUT_LEN] {
     code
 }
 
-/// A thread's alternate signal stack (`stack_t`), as `sigaltstack(2)` reads and writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AltStack {
-    /// Base address.
-    pub sp: u64,
-    /// `SS_ONSTACK`, `SS_DISABLE`, `SS_AUTODISARM`.
-    pub flags: i32,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl AltStack {
-    /// Size of a `stack_t` in memory.
-    pub const SIZE: usize = 24;
-
-    /// A `uc_stack` for a signal frame that leaves the thread's alternate stack as it is, for
-    /// frames built without reading it. `rt_sigreturn` applies `uc_stack` with `sigaltstack`
-    /// and ignores every failure but a fault (kernel `restore_altstack`: "squash all but
-    /// EFAULT"); `SS_ONSTACK | SS_DISABLE` is a mode `sigaltstack` refuses with EINVAL before
-    /// changing anything (since Linux 4.7, and with EPERM first when on the alternate stack).
-    pub const UNCHANGED: AltStack = AltStack {
-        sp: 0,
-        flags: libc::SS_ONSTACK | libc::SS_DISABLE,
-        size: 0,
-    };
-
-    /// Parse a `stack_t` from memory.
-    pub fn from_bytes(b: &[u8; Self::SIZE]) -> AltStack {
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        AltStack {
-            sp: u64_at(0),
-            flags: i32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
-            size: u64_at(16),
-        }
-    }
-
-    fn to_bytes(self) -> [u8; Self::SIZE] {
-        let mut b = [0u8; Self::SIZE];
-        b[0..8].copy_from_slice(&self.sp.to_le_bytes());
-        b[8..12].copy_from_slice(&self.flags.to_le_bytes());
-        b[16..24].copy_from_slice(&self.size.to_le_bytes());
-        b
-    }
-}
-
 /// The kernel's x86_64 `struct rt_sigframe`: the return address (`pretcode`), a `ucontext`
 /// (flags, link, `uc_stack`, `uc_mcontext` = `struct sigcontext`, `uc_sigmask`) and a siginfo.
 /// The XSAVE area follows it, 64-byte aligned, pointed to by `sigcontext.fpstate`.
@@ -407,14 +282,6 @@ mod sigframe {
     pub const XSTATE_ALIGN: u64 = 64;
 }
 
-/// A signal frame ready to be written into the target.
-pub struct SigFrame {
-    /// Its lowest address: where `pretcode` is, the stack pointer at the function's entry.
-    pub addr: u64,
-    /// Its bytes from `addr` up.
-    pub bytes: Vec<u8>,
-}
-
 /// Build the frame the kernel would build to run a handler on a thread whose state is `regs`,
 /// `mask`, `altstack` and `xstate` (the thread's `NT_X86_XSTATE`, in the CPU's XSAVE `layout`),
 /// entirely below `below` (at most the red zone's bottom under `regs`' stack pointer),
@@ -422,25 +289,23 @@ pub struct SigFrame {
 /// call the thread was inside set up to be made again from the start (`rt_sigreturn` resets
 /// the restart block, see `Registers::without_restart_block`). `None` when `xstate` is not an
 /// XSAVE image of `layout`.
-pub fn build_sigframe(
-    regs: &Registers,
-    mask: u64,
-    altstack: AltStack,
-    xstate: &[u8],
-    layout: &XsaveLayout,
+pub(super) fn build_sigframe(
+    state: &FrameState,
     restorer: u64,
     below: u64,
-) -> Option<SigFrame> {
+) -> Result<SigFrame, FrameError> {
     use sigframe::*;
-    let image = xsave::sigframe_image(xstate, layout)?;
-    let below = below.min(regs.sp() - RED_ZONE);
-    let fp_addr = (below - image.len() as u64) & !(XSTATE_ALIGN - 1);
-    let addr = ((fp_addr - SIZE as u64) & !15) - 8;
+    let regs = state.regs;
+    let image = xsave::sigframe_image(state.xstate, state.layout).ok_or(FrameError::Xstate)?;
+    let room = |v: Option<u64>| v.ok_or(FrameError::NoRoom);
+    let below = below.min(room(regs.sp().checked_sub(RED_ZONE))?);
+    let fp_addr = room(below.checked_sub(image.len() as u64))? & !(XSTATE_ALIGN - 1);
+    let addr = room((room(fp_addr.checked_sub(SIZE as u64))? & !15).checked_sub(8))?;
     let mut bytes = vec![0u8; (fp_addr - addr) as usize + image.len()];
     let mut put = |o: usize, v: &[u8]| bytes[o..o + v.len()].copy_from_slice(v);
     put(0, &restorer.to_le_bytes());
     put(UC_FLAGS, &FLAGS.to_le_bytes());
-    put(UC_STACK, &altstack.to_bytes());
+    put(UC_STACK, &state.altstack.to_bytes(super::Arch::X86_64));
     let r = regs.without_restart_block().resumed().0;
     let gprs = [
         r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15, r.rdi, r.rsi, r.rbp, r.rbx, r.rdx,
@@ -452,9 +317,9 @@ pub fn build_sigframe(
     put(CS, &(r.cs as u16).to_le_bytes());
     put(SS, &(r.ss as u16).to_le_bytes());
     put(FPSTATE, &fp_addr.to_le_bytes());
-    put(SIGMASK, &mask.to_le_bytes());
+    put(SIGMASK, &state.mask.to_le_bytes());
     put((fp_addr - addr) as usize, &image);
-    Some(SigFrame { addr, bytes })
+    Ok(SigFrame { addr, bytes })
 }
 
 /// Encode `jmp rel32` placed at `from` jumping to `to`, or `None` when `to` is out of the
@@ -470,6 +335,24 @@ pub fn encode_jmp_rel32(from: u64, to: u64) -> Option<[u8; JMP_REL32_LEN]> {
 #[cfg(test)]
 mod sigframe_tests {
     use super::*;
+    use crate::arch::{AltStack, Arch, Registers};
+
+    fn frame(
+        regs: &Registers,
+        alt: AltStack,
+        xstate: &[u8],
+        layout: &XsaveLayout,
+        below: u64,
+    ) -> Result<SigFrame, FrameError> {
+        let state = FrameState {
+            regs,
+            mask: 0x4000,
+            altstack: alt,
+            xstate,
+            layout,
+        };
+        build_sigframe(&state, 0xabc000, below)
+    }
 
     fn regs_in_syscall(nr: u64, rax: i64) -> Registers {
         // SAFETY: user_regs_struct is plain integers; all zeroes is a valid value.
@@ -481,7 +364,7 @@ mod sigframe_tests {
         r.cs = 0x33;
         r.ss = 0x2b;
         r.rbx = 0xb;
-        Registers(r)
+        Registers(r, Arch::X86_64)
     }
 
     #[test]
@@ -514,7 +397,7 @@ mod sigframe_tests {
             flags: 0,
             size: 0x1000,
         };
-        let f = build_sigframe(&regs, 0x4000, alt, &xstate, &layout, 0xabc000, u64::MAX).unwrap();
+        let f = frame(&regs, alt, &xstate, &layout, u64::MAX).unwrap();
         let u64_at = |o: usize| u64::from_le_bytes(f.bytes[o..o + 8].try_into().unwrap());
         let u32_at = |o: usize| u32::from_le_bytes(f.bytes[o..o + 4].try_into().unwrap());
         assert_eq!(f.addr % 16, 8, "rsp % 16 == 8 at entry");
@@ -544,10 +427,19 @@ mod sigframe_tests {
         assert_eq!(u64_at(fp + 472), 0xe7, "xfeatures");
         assert_eq!(u32_at(fp + 480), 2432, "xstate_size");
         assert_eq!(u32_at(fp + 2432), xsave::MAGIC2);
-        assert!(build_sigframe(&regs, 0, alt, &xstate[..500], &layout, 0, u64::MAX).is_none());
+        assert_eq!(
+            frame(&regs, alt, &xstate[..500], &layout, u64::MAX).err(),
+            Some(FrameError::Xstate)
+        );
+        let mut low = regs;
+        low.0.rsp = 0x800;
+        assert_eq!(
+            frame(&low, alt, &xstate, &layout, u64::MAX).err(),
+            Some(FrameError::NoRoom)
+        );
         // Lower when asked.
         let below = regs.sp() - RED_ZONE - 64;
-        let g = build_sigframe(&regs, 0x4000, alt, &xstate, &layout, 0xabc000, below).unwrap();
+        let g = frame(&regs, alt, &xstate, &layout, below).unwrap();
         assert!(g.addr + g.bytes.len() as u64 <= below && g.addr % 16 == 8);
         assert!(g.addr < f.addr);
     }
@@ -619,46 +511,25 @@ pub const GREGS_DWARF: [(u64, u16); 17] = [
     (16, DWARF_RA),
 ];
 
-impl Registers {
-    /// Every register zero: a starting point for registers built by hand (tests, fuzzing).
-    pub fn zero() -> Registers {
-        Registers(libc::user_regs_struct {
-            r15: 0,
-            r14: 0,
-            r13: 0,
-            r12: 0,
-            rbp: 0,
-            rbx: 0,
-            r11: 0,
-            r10: 0,
-            r9: 0,
-            r8: 0,
-            rax: 0,
-            rcx: 0,
-            rdx: 0,
-            rsi: 0,
-            rdi: 0,
-            orig_rax: 0,
-            rip: 0,
-            cs: 0,
-            eflags: 0,
-            rsp: 0,
-            ss: 0,
-            fs_base: 0,
-            gs_base: 0,
-            ds: 0,
-            es: 0,
-            fs: 0,
-            gs: 0,
-        })
-    }
+/// The x86_64 facts of the unwinder.
+pub(super) const UNWIND: UnwindFacts = UnwindFacts {
+    sp: DWARF_SP,
+    ra: DWARF_RA,
+    tracked: DWARF_TRACKED,
+    address_size: 8,
+    clone_syscalls: &CLONE_SYSCALLS,
+    signal_frames: &[SignalFrameFacts {
+        restorer: &RESTORE_RT,
+        regs_at: UC_GREGS,
+        slot_size: 8,
+        slots: &GREGS_DWARF,
+    }],
+};
 
-    /// The registers by DWARF number (0 to [`DWARF_TRACKED`] - 1; the last is `rip`).
-    pub fn dwarf(&self) -> [u64; DWARF_TRACKED] {
-        let r = &self.0;
-        [
-            r.rax, r.rdx, r.rcx, r.rbx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11,
-            r.r12, r.r13, r.r14, r.r15, r.rip,
-        ]
-    }
+/// The registers by DWARF number (0 to [`DWARF_TRACKED`] - 1; the last is `rip`).
+pub(super) fn dwarf(r: &Raw) -> [u64; DWARF_TRACKED] {
+    [
+        r.rax, r.rdx, r.rcx, r.rbx, r.rsi, r.rdi, r.rbp, r.rsp, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15, r.rip,
+    ]
 }

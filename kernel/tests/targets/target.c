@@ -1,9 +1,17 @@
 /* Test target for lpkg-kernel: functions to call, threads blocked in system calls, a signal
  * counter, thread churn. Commands arrive on stdin one per line; answers go to stdout.
  *   target [--blockers K] [--sleep-ms MS] [--churn N] [--suspender 1] [--leader-exit 1]
- * K threads of each kind (pipe read, accept, nanosleep, futex wait) block until "wake". */
+ *          [--seccomp arch|memfd]
+ * K threads of each kind (pipe read, accept, nanosleep, futex wait) block until "wake".
+ * Built for x86_64 and for i386 (-m32). --seccomp installs a filter before anything else:
+ * "arch" kills the process on any system call made with another architecture's convention,
+ * "memfd" also on memfd_create. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -37,9 +45,33 @@ __attribute__((noinline)) long add6(long a, long b, long c, long d, long e, long
 __attribute__((noinline)) long bump(long by) { counter += by; return counter; }
 __attribute__((noinline)) long null_deref(void) { return *(volatile long *)0; }
 __attribute__((noinline)) long spin(void) { for (;;) counter++; }
-/* Returns (rsp at entry + 8) % 16: 0 when called with the ABI's alignment. */
+/* Returns (sp at entry + return address size) % 16: 0 when called with the ABI's alignment. */
 long stack_mod16(void);
+#ifdef __i386__
+__asm__(".text\n.globl stack_mod16\nstack_mod16:\n lea 4(%esp), %eax\n and $15, %eax\n ret\n");
+#define AUDIT_ARCH_NATIVE AUDIT_ARCH_I386
+#else
 __asm__(".text\n.globl stack_mod16\nstack_mod16:\n lea 8(%rsp), %rax\n and $15, %rax\n ret\n");
+#define AUDIT_ARCH_NATIVE AUDIT_ARCH_X86_64
+#endif
+
+/* The --seccomp filter: another architecture's calls kill, and with deny_memfd memfd_create. */
+static void sandbox(int deny_memfd) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_NATIVE, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_memfd_create, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, deny_memfd ? SECCOMP_RET_KILL_PROCESS : SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog)) {
+        perror("seccomp");
+        exit(2);
+    }
+}
 
 static void say(const char *fmt, ...) {
     char buf[512];
@@ -176,6 +208,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--churn")) churn = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--suspender")) suspend = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--leader-exit")) leader_exit = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seccomp")) sandbox(!strcmp(argv[i + 1], "memfd"));
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

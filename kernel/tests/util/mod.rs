@@ -10,6 +10,67 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// How a C target is built: for x86_64, or for i386 (`-m32`, IA32 emulation), position
+/// independent (gcc's default) or not. Tests that hold for both architectures run once per
+/// build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// `-m64`.
+    X86_64,
+    /// `-m32`, PIE.
+    I386,
+    /// `-m32 -no-pie`: the program at its link-time address, 0x8048000.
+    I386NoPie,
+}
+
+impl Build {
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Build::X86_64 => &["-m64"],
+            Build::I386 => &["-m32"],
+            Build::I386NoPie => &["-m32", "-no-pie", "-fno-pie"],
+        }
+    }
+
+    /// The architecture lpkg must see in a process of this build.
+    pub fn arch(self) -> lpkg_kernel::arch::Arch {
+        match self {
+            Build::X86_64 => lpkg_kernel::arch::Arch::X86_64,
+            Build::I386 | Build::I386NoPie => lpkg_kernel::arch::Arch::I386,
+        }
+    }
+}
+
+/// The C programs of tests/targets built for i386 too.
+const COMPAT_TARGETS: [&str; 6] = ["target", "fpu32", "leaf", "writer", "farjump", "sigframe"];
+
+/// A C target of tests/targets built as `build` (the i386 builds exist for
+/// [`COMPAT_TARGETS`]), compiled once per test binary and build.
+pub fn bin_for(name: &str, build: Build) -> PathBuf {
+    if build == Build::X86_64 {
+        return bin(name);
+    }
+    static DIRS: OnceLock<std::sync::Mutex<HashMap<String, &'static tempfile::TempDir>>> =
+        OnceLock::new();
+    let dirs = DIRS.get_or_init(Default::default);
+    let mut dirs = dirs.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = dirs.entry(format!("{build:?}")).or_insert_with(|| {
+        let dir: &'static tempfile::TempDir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/targets");
+        for name in COMPAT_TARGETS {
+            let mut flags = vec!["-pthread"];
+            flags.extend_from_slice(build.flags());
+            compile(
+                &src.join(format!("{name}.c")),
+                &dir.path().join(name),
+                &flags,
+            );
+        }
+        dir
+    });
+    dir.path().join(name)
+}
+
 /// Directory holding the compiled C programs of tests/targets.
 pub fn bin(name: &str) -> PathBuf {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -26,6 +87,8 @@ pub fn bin(name: &str) -> PathBuf {
             "deepstack",
             "xstate",
             "leaf",
+            "farjump",
+            "sigframe",
         ] {
             compile(
                 &src.join(format!("{name}.c")),
@@ -177,7 +240,12 @@ pub struct Target {
 
 impl Target {
     pub fn start(args: &[&str]) -> Target {
-        let mut proc = Proc::spawn(&bin("target"), args);
+        Target::start_as(Build::X86_64, args)
+    }
+
+    /// The target built as `build`.
+    pub fn start_as(build: Build, args: &[&str]) -> Target {
+        let mut proc = Proc::spawn(&bin_for("target", build), args);
         let ready = proc.expect("ready", Duration::from_secs(10));
         let addr = fields(&ready)
             .into_iter()
