@@ -148,15 +148,17 @@ fn a_package_for_another_machine_is_refused_both_ways() {
         let maps = std::fs::read_to_string(format!("/proc/{}/maps", process.pid())).unwrap();
         assert!(!maps.contains("lpkg"), "{maps}");
     }
-    // The x86_64 package still applies to its own machine's process.
-    let run = s.run(&[
-        "apply",
-        "--pid",
-        &process64.pid(),
-        "--trust",
-        public.to_str().unwrap(),
-        package64.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(process64.ask("7"), "21");
+    // Each package applies to its own machine's process.
+    for (package, process) in [(&package64, &mut process64), (&package32, &mut process32)] {
+        let run = s.run(&[
+            "apply",
+            "--pid",
+            &process.pid(),
+            "--trust",
+            public.to_str().unwrap(),
+            package.to_str().unwrap(),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(process.ask("7"), "21");
+    }
 }

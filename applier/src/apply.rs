@@ -290,11 +290,6 @@ fn apply_verified(
     finish(&plan, switched, tracee, rollback)
 }
 
-/// The machines whose processes lpkg applies packages to. The builder and the linker handle
-/// i386 too; applying to a 32-bit process waits for the kernel side of issue 18 (a compat
-/// tracee, `int $0x80` system calls, i386 remote calls and signal frames).
-const LIVE_MACHINES: &[Machine] = &[Machine::X86_64];
-
 /// Refuses a package for another machine than the process runs (or than lpkg patches), before
 /// anything in the process is touched; and a package whose module is for another machine
 /// than its manifest says.
@@ -324,11 +319,6 @@ fn check_machine(pid: Pid, package: &Package) -> Result<(), Error> {
         return Err(Error::BadModule(format!(
             "the patch module is for {}, the manifest for {named}",
             module.name()
-        )));
-    }
-    if !LIVE_MACHINES.contains(&machine) {
-        return Err(wrong(format!(
-            "and lpkg cannot apply packages to {named} processes yet"
         )));
     }
     Ok(())
