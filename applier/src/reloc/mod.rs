@@ -50,15 +50,6 @@ pub enum Machine {
 }
 
 impl Machine {
-    /// The machine of an ELF file of class `elf64` and machine `e_machine`, when lpkg knows it.
-    pub fn of_elf(elf64: bool, e_machine: u16) -> Option<Machine> {
-        match (elf64, e_machine) {
-            (true, object::elf::EM_X86_64) => Some(Machine::X86_64),
-            (false, object::elf::EM_386) => Some(Machine::I386),
-            _ => None,
-        }
-    }
-
     /// The machine of a file the `object` crate read, when lpkg knows it.
     pub fn of_object(architecture: object::Architecture) -> Option<Machine> {
         match architecture {
