@@ -95,12 +95,7 @@ pub fn apply(
 
 /// `jmp rel32` from `from` to `to`: the displacement wraps at 4 GiB, so it reaches any
 /// address of a 32-bit process (`None` only for addresses above 4 GiB).
-pub fn jump(from: u64, to: u64) -> Option<[u8; super::JUMP_LEN]> {
-    let (from, to) = (u32::try_from(from).ok()?, u32::try_from(to).ok()?);
-    let d = to.wrapping_sub(from.wrapping_add(super::JUMP_LEN as u32));
-    let d = d.to_le_bytes();
-    Some([0xe9, d[0], d[1], d[2], d[3]])
-}
+pub use lpkg_kernel::arch::i386::encode_jmp_rel32 as jump;
 
 /// Whether the function `code` at `address` is a closed leaf (see
 /// [`super::x86_64::is_closed_leaf`]), decoded in 32-bit mode.
