@@ -290,11 +290,6 @@ fn apply_verified(
     finish(&plan, switched, tracee, rollback)
 }
 
-/// The machines whose processes lpkg applies packages to. The builder and the linker handle
-/// i386 too; applying to a 32-bit process waits for the kernel side of issue 18 (a compat
-/// tracee, `int $0x80` system calls, i386 remote calls and signal frames).
-const LIVE_MACHINES: &[Machine] = &[Machine::X86_64];
-
 /// Refuses a package for another machine than the process runs (or than lpkg patches), before
 /// anything in the process is touched; and a package whose module is for another machine
 /// than its manifest says.
@@ -324,11 +319,6 @@ fn check_machine(pid: Pid, package: &Package) -> Result<(), Error> {
         return Err(Error::BadModule(format!(
             "the patch module is for {}, the manifest for {named}",
             module.name()
-        )));
-    }
-    if !LIVE_MACHINES.contains(&machine) {
-        return Err(wrong(format!(
-            "and lpkg cannot apply packages to {named} processes yet"
         )));
     }
     Ok(())
@@ -388,8 +378,9 @@ fn prepare<'a>(
         check_no_downgrade(pid, manifest, &applied)?;
     }
     let mem = Mem::open(pid)?;
-    if let Some(first) = wait_for_loader(pid, &resolver, &mem, options.timeout)? {
-        resolver.search_in_loader_order(&loaded_objects(&mem, first));
+    let machine = crate::link::module_machine(module)?;
+    if let Some(first) = wait_for_loader(pid, machine, &resolver, &mem, options.timeout)? {
+        resolver.search_in_loader_order(&loaded_objects(&mem, machine, first));
     }
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
@@ -398,7 +389,7 @@ fn prepare<'a>(
     let mut plan = Plan {
         id,
         manifest,
-        machine: crate::link::module_machine(module)?,
+        machine,
         module,
         symbols,
         signers,
@@ -425,14 +416,17 @@ fn prepare<'a>(
 /// one (static) has nothing to wait for.
 fn wait_for_loader(
     pid: Pid,
+    machine: Machine,
     resolver: &target::Resolver,
     mem: &Mem,
     timeout: Duration,
 ) -> Result<Option<u64>, Error> {
-    /// `r_version` (int), `r_map` (pointer) and `r_state` (enum) of `struct r_debug`.
+    // `r_version` (int), `r_map` (pointer, after the int aligned to a pointer), `r_brk`
+    // (address) and `r_state` (enum) of `struct r_debug`, with the process's pointer size.
     const VERSION: usize = 0;
-    const MAP: usize = 8;
-    const STATE: usize = 24;
+    let pointer = machine.pointer_size();
+    let map = pointer;
+    let state = map + 2 * pointer;
     const RT_CONSISTENT: u32 = 0;
     let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
         return Ok(None);
@@ -440,16 +434,18 @@ fn wait_for_loader(
     let started = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {
-        let bytes = mem.read(r_debug, STATE + 4)?;
+        let bytes = mem.read(r_debug, state + 4)?;
         let word = |at: usize, len: usize| {
             bytes[at..at + len]
                 .iter()
                 .rev()
                 .fold(0u64, |v, &b| v << 8 | u64::from(b))
         };
-        if word(VERSION, 4) >= 1 && word(MAP, 8) != 0 && word(STATE, 4) == u64::from(RT_CONSISTENT)
+        if word(VERSION, 4) >= 1
+            && word(map, pointer) != 0
+            && word(state, 4) == u64::from(RT_CONSISTENT)
         {
-            return Ok(Some(word(MAP, 8)));
+            return Ok(Some(word(map, pointer)));
         }
         if started.elapsed() >= timeout {
             return Err(Error::StillLoading { pid });
@@ -460,24 +456,27 @@ fn wait_for_loader(
 }
 
 /// The addresses of the dynamic sections of the objects on the dynamic loader's list that
-/// starts at `first` (`struct link_map`: `l_ld` and `l_next`), in its order: the order in
-/// which it looks symbols up. The list is the target's: at most `LIMIT` entries are read,
-/// and a read that fails ends it.
-fn loaded_objects(mem: &Mem, first: u64) -> Vec<u64> {
-    const L_LD: usize = 16;
-    const L_NEXT: usize = 24;
+/// starts at `first` (`struct link_map`: `l_ld` and `l_next`, after `l_addr` and `l_name`,
+/// each a pointer of the process's size), in its order: the order in which it looks symbols
+/// up. The list is the target's: at most `LIMIT` entries are read, and a read that fails ends
+/// it.
+fn loaded_objects(mem: &Mem, machine: Machine, first: u64) -> Vec<u64> {
     const LIMIT: usize = 4096;
+    let pointer = machine.pointer_size();
+    let (l_ld, l_next) = (2 * pointer, 3 * pointer);
     let mut dynamic = Vec::new();
     let mut at = first;
     while at != 0 && dynamic.len() < LIMIT {
-        let Ok(bytes) = mem.read(at, L_NEXT + 8) else {
+        let Ok(bytes) = mem.read(at, l_next + pointer) else {
             break;
         };
         let word = |offset: usize| {
-            u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8 bytes"))
+            let mut le = [0u8; 8];
+            le[..pointer].copy_from_slice(&bytes[offset..offset + pointer]);
+            u64::from_le_bytes(le)
         };
-        dynamic.push(word(L_LD));
-        at = word(L_NEXT);
+        dynamic.push(word(l_ld));
+        at = word(l_next);
     }
     dynamic
 }
