@@ -502,9 +502,10 @@ fn recover_interrupted(
 ) -> Result<(Vec<String>, Vec<LiveRecord>), Error> {
     let pid = claim.pid();
     let mut recovered = Vec::new();
-    for record in records::read(pid)? {
+    let records = records::read(pid)?;
+    for record in &records {
         if record.state.is_interrupted() {
-            recover(claim, &record, timeout)?;
+            recover(claim, record, timeout)?;
             recovered.push(record.body.id.clone());
         } else if record.body.id == id && record.is_live() {
             // A record the live code does not bear out (forged, or drifted) blocks nothing.
@@ -514,7 +515,11 @@ fn recover_interrupted(
             });
         }
     }
-    Ok((recovered, records::read(pid)?))
+    // A recovery takes records out and may change what the others' code shows: read again.
+    match recovered.is_empty() {
+        true => Ok((recovered, records)),
+        false => Ok((recovered, records::read(pid)?)),
+    }
 }
 
 fn check_requirements(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> Result<(), Error> {
