@@ -99,7 +99,7 @@ fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Error> 
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0usize;
     for entry in maps {
-        if memfd_id(&entry, NAME_PREFIX).is_none() || entry.offset != 0 {
+        if memfd_id(entry, NAME_PREFIX).is_none() || entry.offset != 0 {
             continue;
         }
         let bad = |reason: String| Error::BadRecord {
