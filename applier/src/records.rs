@@ -94,7 +94,7 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
 }
 
 /// [`read`], with the process's mappings read already.
-fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Error> {
+pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Error> {
     let mut records = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0usize;
