@@ -7,7 +7,8 @@
 # that already holds both (the tests use their debug build).
 #
 # The package holds /usr/bin/lpkg, lpkg(1) and one man page per command, completions for bash,
-# zsh and fish, the daemon's systemd unit (installed, not enabled), /etc/lpkg/trusted/ (0755:
+# zsh and fish, the daemon's systemd unit (installed, not enabled), /usr/include/lpkg.h (the
+# header live patches include) with the patch author's guide, /etc/lpkg/trusted/ (0755:
 # lpkg's default trust store, empty) and /var/lib/lpkg (0755: the store, which lpkg refuses
 # when group or others may write it), all owned by root.
 set -euo pipefail
@@ -49,6 +50,8 @@ install -d -m 0755 "$root/etc/lpkg/trusted" "$root/var/lib/lpkg"
 doc=$root/usr/share/doc/lpkg
 install -D -m 0644 packaging/debian/copyright "$doc/copyright"
 install -m 0644 spec/host.md "$doc/host.md"
+install -m 0644 docs/patch-author-guide.md "$doc/patch-author-guide.md"
+install -D -m 0644 builder/include/lpkg.h "$root/usr/include/lpkg.h"
 gzip -9n <README.md >"$doc/README.md.gz"
 chmod 0644 "$doc/README.md.gz"
 

@@ -106,6 +106,8 @@ fn deb_installs_with_man_pages_completions_and_unit_and_removes_cleanly() {
         ("drwxr-xr-x", "./etc/lpkg/trusted/"),
         ("drwxr-xr-x", "./var/lib/lpkg/"),
         ("-rw-r--r--", "./lib/systemd/system/lpkg.service"),
+        ("-rw-r--r--", "./usr/include/lpkg.h"),
+        ("-rw-r--r--", "./usr/share/doc/lpkg/patch-author-guide.md"),
         ("-rw-r--r--", "./usr/share/man/man1/lpkg.1.gz"),
         ("-rw-r--r--", "./usr/share/man/man1/lpkg-apply.1.gz"),
         ("-rw-r--r--", "./usr/share/man/man1/lpkg-daemon.1.gz"),

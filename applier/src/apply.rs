@@ -378,10 +378,9 @@ fn prepare<'a>(
         check_no_downgrade(pid, manifest, &applied)?;
     }
     let mem = Mem::open(pid)?;
-    let pointer_size = lpkg_kernel::arch::Arch::of_process(pid)?.pointer_size();
-    let loader = wait_for_loader(pid, &resolver, &mem, pointer_size, options.timeout)?;
-    if let Some(first) = loader {
-        resolver.search_in_loader_order(&loaded_objects(&mem, first, pointer_size));
+    let machine = crate::link::module_machine(module)?;
+    if let Some(first) = wait_for_loader(pid, machine, &resolver, &mem, options.timeout)? {
+        resolver.search_in_loader_order(&loaded_objects(&mem, machine, first));
     }
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
@@ -390,7 +389,7 @@ fn prepare<'a>(
     let mut plan = Plan {
         id,
         manifest,
-        machine: crate::link::module_machine(module)?,
+        machine,
         module,
         symbols,
         signers,
@@ -414,18 +413,21 @@ fn prepare<'a>(
 /// caught right after its exec (by `lpkg daemon`, or `--pid all`) may still be in ld.so, whose
 /// libraries' IFUNC resolvers and code lpkg must not call before their relocation. glibc's
 /// `_r_debug` (ld.so's debugger interface) says `RT_CONSISTENT` once they are; a process without
-/// one (static) has nothing to wait for. The process's pointers are `pointer` bytes.
+/// one (static) has nothing to wait for.
 fn wait_for_loader(
     pid: Pid,
+    machine: Machine,
     resolver: &target::Resolver,
     mem: &Mem,
-    pointer: usize,
     timeout: Duration,
 ) -> Result<Option<u64>, Error> {
-    // `struct r_debug`: `r_version` (int, padded to a pointer), `r_map`, `r_brk` (pointers),
-    // `r_state` (enum).
-    let (version, map, state) = (0, pointer, 3 * pointer);
-    const RT_CONSISTENT: u64 = 0;
+    // `r_version` (int), `r_map` (pointer, after the int aligned to a pointer), `r_brk`
+    // (address) and `r_state` (enum) of `struct r_debug`, with the process's pointer size.
+    const VERSION: usize = 0;
+    let pointer = machine.pointer_size();
+    let map = pointer;
+    let state = map + 2 * pointer;
+    const RT_CONSISTENT: u32 = 0;
     let Some((_, r_debug)) = resolver.defining_object("_r_debug") else {
         return Ok(None);
     };
@@ -433,8 +435,16 @@ fn wait_for_loader(
     let mut pause = Duration::from_micros(200);
     loop {
         let bytes = mem.read(r_debug, state + 4)?;
-        let word = |at: usize, len: usize| le_word(&bytes[at..at + len]);
-        if word(version, 4) >= 1 && word(map, pointer) != 0 && word(state, 4) == RT_CONSISTENT {
+        let word = |at: usize, len: usize| {
+            bytes[at..at + len]
+                .iter()
+                .rev()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b))
+        };
+        if word(VERSION, 4) >= 1
+            && word(map, pointer) != 0
+            && word(state, 4) == u64::from(RT_CONSISTENT)
+        {
             return Ok(Some(word(map, pointer)));
         }
         if started.elapsed() >= timeout {
@@ -446,29 +456,29 @@ fn wait_for_loader(
 }
 
 /// The addresses of the dynamic sections of the objects on the dynamic loader's list that
-/// starts at `first` (`struct link_map`: `l_ld` and `l_next`), in its order: the order in
-/// which it looks symbols up. The list is the target's: at most `LIMIT` entries are read,
-/// and a read that fails ends it. The process's pointers are `pointer` bytes.
-fn loaded_objects(mem: &Mem, first: u64, pointer: usize) -> Vec<u64> {
-    // `struct link_map` starts with four pointers: `l_addr`, `l_name`, `l_ld`, `l_next`.
-    let (l_ld, l_next) = (2 * pointer, 3 * pointer);
+/// starts at `first` (`struct link_map`: `l_ld` and `l_next`, after `l_addr` and `l_name`,
+/// each a pointer of the process's size), in its order: the order in which it looks symbols
+/// up. The list is the target's: at most `LIMIT` entries are read, and a read that fails ends
+/// it.
+fn loaded_objects(mem: &Mem, machine: Machine, first: u64) -> Vec<u64> {
     const LIMIT: usize = 4096;
+    let pointer = machine.pointer_size();
+    let (l_ld, l_next) = (2 * pointer, 3 * pointer);
     let mut dynamic = Vec::new();
     let mut at = first;
     while at != 0 && dynamic.len() < LIMIT {
         let Ok(bytes) = mem.read(at, l_next + pointer) else {
             break;
         };
-        let word = |offset: usize| le_word(&bytes[offset..offset + pointer]);
+        let word = |offset: usize| {
+            let mut le = [0u8; 8];
+            le[..pointer].copy_from_slice(&bytes[offset..offset + pointer]);
+            u64::from_le_bytes(le)
+        };
         dynamic.push(word(l_ld));
         at = word(l_next);
     }
     dynamic
-}
-
-/// `bytes` (at most 8) as a little-endian number.
-fn le_word(bytes: &[u8]) -> u64 {
-    bytes.iter().rev().fold(0, |v, &b| v << 8 | u64::from(b))
 }
 
 /// The functions of the target whose calls an applied package leads to its new code (too
@@ -492,9 +502,10 @@ fn recover_interrupted(
 ) -> Result<(Vec<String>, Vec<LiveRecord>), Error> {
     let pid = claim.pid();
     let mut recovered = Vec::new();
-    for record in records::read(pid)? {
+    let records = records::read(pid)?;
+    for record in &records {
         if record.state.is_interrupted() {
-            recover(claim, &record, timeout)?;
+            recover(claim, record, timeout)?;
             recovered.push(record.body.id.clone());
         } else if record.body.id == id && record.is_live() {
             // A record the live code does not bear out (forged, or drifted) blocks nothing.
@@ -504,7 +515,11 @@ fn recover_interrupted(
             });
         }
     }
-    Ok((recovered, records::read(pid)?))
+    // A recovery takes records out and may change what the others' code shows: read again.
+    match recovered.is_empty() {
+        true => Ok((recovered, records)),
+        false => Ok((recovered, records::read(pid)?)),
+    }
 }
 
 fn check_requirements(pid: Pid, manifest: &Manifest, applied: &[LiveRecord]) -> Result<(), Error> {
@@ -811,13 +826,12 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     plan.mem.write(module_address, &image.bytes)?;
     tracee.stop_one()?;
     if let Some(slot) = shadow_slot {
-        let (area, mapped) = crate::shadows::find_or_map(tracee, &plan.mem)?;
+        let (area, len, mapped) = crate::shadows::find_or_map(tracee, &plan.mem, plan.machine)?;
         if mapped {
-            rollback.mapping(area, crate::shadows::AREA_SIZE);
+            rollback.mapping(area, len);
         }
-        // A pointer of the process: 4 bytes in a 32-bit one.
-        let pointer = tracee.arch().pointer_size();
-        plan.mem.write(slot, &area.to_le_bytes()[..pointer])?;
+        plan.mem
+            .write(slot, &crate::shadows::pointer(plan.machine, area))?;
     }
     let record_address = write_record(plan, tracee, rollback, &body)?;
     protect(tracee, &image)?;

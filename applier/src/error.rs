@@ -169,7 +169,8 @@ pub enum Error {
         /// What it returned.
         value: i64,
     },
-    /// A check routine returned non-zero before the switch; nothing of the target changed.
+    /// A check routine returned non-zero before the switch; nothing of the target changed. Not
+    /// a mismatch: the process may take the package later (`lpkg daemon` retries it).
     #[error(
         "check routine {routine} returned {value}: the package was not applied, nothing changed"
     )]
@@ -291,7 +292,6 @@ impl Error {
                 | Error::CalledFromModule { .. }
                 | Error::AlreadyApplied { .. }
                 | Error::MissingRequirement { .. }
-                | Error::CheckRefused { .. }
         )
     }
 }

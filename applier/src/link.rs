@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use object::read::{Object, ObjectSection, ObjectSymbol, RelocationTarget, SymbolSection};
 use object::{RelocationFlags, SectionFlags, SectionKind, SymbolIndex};
 
-use crate::reloc::{self, Machine, RelocKind};
+use crate::reloc::{self, GotContext, Machine, RelocKind};
 use crate::Error;
 
 const PAGE: u64 = 4096;
@@ -507,10 +507,15 @@ impl Linking<'_, '_> {
                         self.symbol_address(symbol)?
                     }
                 };
-                let field = usize::try_from(section_offset.saturating_add(offset))
-                    .ok()
-                    .and_then(|at| bytes.get_mut(at..))
-                    .unwrap_or_default();
+                let at = usize::try_from(section_offset.saturating_add(offset)).ok();
+                let got = GotContext {
+                    got: self.got,
+                    // The byte before the field, when it is in the same section.
+                    modrm: (offset > 0)
+                        .then(|| at.and_then(|at| bytes.get(at.checked_sub(1)?)).copied())
+                        .flatten(),
+                };
+                let field = at.and_then(|at| bytes.get_mut(at..)).unwrap_or_default();
                 let error = |reason| Error::Relocation {
                     section: section.name().unwrap_or("?").to_owned(),
                     offset,
@@ -523,7 +528,7 @@ impl Linking<'_, '_> {
                     false => relocation.addend(),
                 };
                 self.machine
-                    .apply(r_type, field, place, target, addend, self.got)
+                    .apply(r_type, field, place, target, addend, got)
                     .map_err(error)?;
             }
         }

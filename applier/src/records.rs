@@ -90,11 +90,16 @@ const MAX_RECORD_BYTES: usize = 32 << 20;
 
 /// Every lpkg record mapped in `pid`, oldest package first.
 pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
+    read_in(pid, &maps::read(pid)?)
+}
+
+/// [`read`], with the process's mappings read already.
+pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Error> {
     let mut records = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0usize;
-    for entry in maps::read(pid)? {
-        if memfd_id(&entry, NAME_PREFIX).is_none() || entry.offset != 0 {
+    for entry in maps {
+        if memfd_id(entry, NAME_PREFIX).is_none() || entry.offset != 0 {
             continue;
         }
         let bad = |reason: String| Error::BadRecord {
@@ -228,16 +233,10 @@ pub struct OrphanModule {
 /// Only meaningful while no other lpkg works on the process: an apply in progress has its
 /// module mapped a while before its record (seize the process first to be sure).
 pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
-    let claimed: Vec<(u64, u64)> = read(pid)?
-        .iter()
-        .map(|r| {
-            let start = r.body.module_address;
-            (start, start.saturating_add(r.body.module_len))
-        })
-        .collect();
+    let maps = maps::read(pid)?;
     let mut modules: Vec<(OrphanModule, u64)> = Vec::new();
-    for entry in maps::read(pid)? {
-        let Some(id) = memfd_id(&entry, MODULE_NAME_PREFIX) else {
+    for entry in &maps {
+        let Some(id) = memfd_id(entry, MODULE_NAME_PREFIX) else {
             continue;
         };
         // mprotect splits a module into one mapping per protection: join the parts.
@@ -258,6 +257,16 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
             )),
         }
     }
+    // The records are read only when there are modules to claim (not before a first apply).
+    let claimed: Vec<(u64, u64)> = match modules.is_empty() {
+        true => Vec::new(),
+        false => (read_in(pid, &maps)?.iter())
+            .map(|r| {
+                let start = r.body.module_address;
+                (start, start.saturating_add(r.body.module_len))
+            })
+            .collect(),
+    };
     let mut orphans: Vec<OrphanModule> = modules
         .into_iter()
         .map(|(module, _)| module)
@@ -267,7 +276,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
                 .any(|&(start, end)| m.address < end && start < m.address + m.len)
         })
         .collect();
-    orphans.extend(unwritten_records(pid)?);
+    orphans.extend(unwritten_records(pid, &maps)?);
     Ok(orphans)
 }
 
@@ -301,10 +310,10 @@ pub fn module_is_lpkgs(pid: Pid, body: &RecordBody) -> Result<bool, Error> {
 }
 
 /// The record mappings of `pid` whose header was never written.
-fn unwritten_records(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
+fn unwritten_records(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<OrphanModule>, Error> {
     let mut unwritten = Vec::new();
-    for entry in maps::read(pid)? {
-        let Some(id) = memfd_id(&entry, NAME_PREFIX) else {
+    for entry in maps {
+        let Some(id) = memfd_id(entry, NAME_PREFIX) else {
             continue;
         };
         if entry.offset == 0 && is_unwritten(&memory::read(pid, entry.start, HEADER_LEN)?) {

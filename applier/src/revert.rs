@@ -9,6 +9,7 @@ use crate::claim::Claim;
 use crate::quiesce::stop_clear;
 use crate::record::{Entry, RecordBody, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
+use crate::reloc::Machine;
 use crate::{checkpoint, spans, Error};
 
 /// Undo log of an apply in progress: entries written, mappings made and the CFI registered,
@@ -267,14 +268,23 @@ fn check_no_newer_calls(pid: Pid, one: &LiveRecord, records: &[LiveRecord]) -> R
         return Ok(());
     }
     let mem = Mem::open(pid)?;
+    // Modules hold addresses as the process's machine writes them; one that cannot be told
+    // is searched both ways.
+    let machines = match crate::target::process_machine(pid) {
+        Ok(Some(machine)) => vec![machine],
+        _ => vec![Machine::X86_64, Machine::I386],
+    };
     for newer in records
         .iter()
         .filter(|r| r.body.sequence > one.body.sequence)
     {
         let len = newer.body.module_len.min(crate::reloc::MAX_MODULE_SCAN) as usize;
         let module = mem.read(newer.body.module_address, len)?;
-        let called = (redirecting.iter())
-            .find(|e| crate::reloc::may_lead_to(&module, newer.body.module_address, e.new_address));
+        let called = (redirecting.iter()).find(|e| {
+            machines
+                .iter()
+                .any(|m| m.may_lead_to(&module, newer.body.module_address, e.new_address))
+        });
         if let Some(entry) = called {
             return Err(Error::Stacking(format!(
                 "package {} {} may call the new code of {} in package {} {}: revert {} first",

@@ -8,15 +8,31 @@ use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{maps, Pid, Tracee};
 
 use crate::records;
+use crate::reloc::Machine;
 use crate::Error;
 
 /// Name of the area's memfd: `/memfd:lpkg-shadows (deleted)` in /proc/PID/maps.
 pub const AREA_NAME: &str = "lpkg-shadows";
 /// First 8 bytes of the area.
 pub const AREA_MAGIC: &[u8; 8] = b"LPKGSHD1";
-/// Bytes of the area: a private mapping of a sparse memfd, so only what the shadows use is
-/// ever memory (the table of the runtime's 65536 buckets is 1 MiB of it).
-pub const AREA_SIZE: u64 = 256 << 20;
+/// Bytes of the area of a process of `machine`: a private mapping of a sparse memfd, so only
+/// what the shadows use is ever memory (the runtime's table of 65536 buckets is 1 MiB of it);
+/// less of an i386 process's address space.
+pub fn area_size(machine: Machine) -> u64 {
+    match machine {
+        Machine::X86_64 => 256 << 20,
+        Machine::I386 => 64 << 20,
+    }
+}
+
+/// The area's address as the module's `__lpkg_shadow_table` holds it: a pointer of
+/// `machine`, little-endian.
+pub fn pointer(machine: Machine, area: u64) -> Vec<u8> {
+    match machine {
+        Machine::X86_64 => area.to_le_bytes().to_vec(),
+        Machine::I386 => (area as u32).to_le_bytes().to_vec(),
+    }
+}
 
 /// The area's mappings in `pid` (start, length), found by name.
 fn mappings(pid: Pid) -> Result<Vec<(u64, u64)>, Error> {
@@ -33,22 +49,27 @@ fn mappings(pid: Pid) -> Result<Vec<(u64, u64)>, Error> {
         .collect())
 }
 
-/// The area of `pid`'s process, mapped now (with only the worker thread of `tracee` stopped)
-/// when there is none: its address, and whether it was mapped now.
-pub fn find_or_map(tracee: &mut Tracee, mem: &Mem) -> Result<(u64, bool), Error> {
-    for (start, _) in mappings(tracee.pid())? {
+/// The area of the process of `tracee` (of `machine`), mapped now (with only its worker thread
+/// stopped) when there is none: its address and length, and whether it was mapped now.
+pub fn find_or_map(
+    tracee: &mut Tracee,
+    mem: &Mem,
+    machine: Machine,
+) -> Result<(u64, u64, bool), Error> {
+    for (start, len) in mappings(tracee.pid())? {
         if mem.read(start, AREA_MAGIC.len())? == AREA_MAGIC {
-            return Ok((start, false));
+            return Ok((start, len, false));
         }
     }
-    let start = tracee.memfd_map_private(AREA_NAME, AREA_SIZE)?;
+    let size = area_size(machine);
+    let start = tracee.memfd_map_private(AREA_NAME, size)?;
     let mut header = AREA_MAGIC.to_vec();
-    header.extend_from_slice(&AREA_SIZE.to_le_bytes());
+    header.extend_from_slice(&size.to_le_bytes());
     if let Err(e) = mem.write(start, &header) {
-        let _ = tracee.munmap(start, AREA_SIZE);
+        let _ = tracee.munmap(start, size);
         return Err(e.into());
     }
-    Ok((start, true))
+    Ok((start, size, true))
 }
 
 /// Unmaps the area of `pid`'s process (with only the worker thread of `tracee` stopped) when

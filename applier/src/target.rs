@@ -41,32 +41,16 @@ struct ElfFacts {
     is_executable: bool,
 }
 
-/// The machine `pid` runs: read from the ELF header of its executable (`/proc/PID/exe`);
-/// `Ok(None)` for a machine lpkg does not know.
+/// The machine `pid` runs (the kernel's reading of its program's ELF header, or of its vDSO's
+/// when the program cannot be read); `Ok(None)` for a machine lpkg does not know.
 pub fn process_machine(pid: Pid) -> Result<Option<Machine>, Error> {
-    use std::io::Read;
-    let path = PathBuf::from(format!("/proc/{pid}/exe"));
-    let mut header = [0u8; 20];
-    std::fs::File::open(&path)
-        .and_then(|mut f| f.read_exact(&mut header))
-        .map_err(|source| lpkg_kernel::Error::Proc { path, source })?;
-    Ok(machine_of_header(&header))
-}
-
-/// The machine of an ELF file from its first 20 bytes: class and `e_machine`.
-fn machine_of_header(header: &[u8; 20]) -> Option<Machine> {
-    // e_ident: magic, class, data (byte order).
-    const EI_CLASS: usize = 4;
-    const EI_DATA: usize = 5;
-    if header[..4] != *b"\x7fELF" || header[EI_DATA] != elf::ELFDATA2LSB {
-        return None;
+    use lpkg_kernel::arch::Arch;
+    match Arch::of_process(pid) {
+        Ok(Arch::X86_64) => Ok(Some(Machine::X86_64)),
+        Ok(Arch::I386) => Ok(Some(Machine::I386)),
+        Err(lpkg_kernel::Error::UnsupportedArch { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
-    let elf64 = match header[EI_CLASS] {
-        elf::ELFCLASS64 => true,
-        elf::ELFCLASS32 => false,
-        _ => return None,
-    };
-    Machine::of_elf(elf64, u16::from_le_bytes([header[18], header[19]]))
 }
 
 fn elf_facts<'d>(data: impl object::ReadRef<'d>) -> Result<ElfFacts, String> {
@@ -511,30 +495,5 @@ impl Resolve for Resolver<'_> {
             )),
             None => Err(tls("the target has no TLS segment")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_machine_comes_from_the_class_and_e_machine() {
-        let mut header = [0u8; 20];
-        const EI_CLASS: usize = 4;
-        const EI_DATA: usize = 5;
-        header[..4].copy_from_slice(b"\x7fELF");
-        header[EI_DATA] = elf::ELFDATA2LSB;
-        header[EI_CLASS] = elf::ELFCLASS64;
-        header[18..].copy_from_slice(&elf::EM_X86_64.to_le_bytes());
-        assert_eq!(machine_of_header(&header), Some(Machine::X86_64));
-        header[EI_CLASS] = elf::ELFCLASS32;
-        assert_eq!(machine_of_header(&header), None, "x32 is not i386");
-        header[18..].copy_from_slice(&elf::EM_386.to_le_bytes());
-        assert_eq!(machine_of_header(&header), Some(Machine::I386));
-        header[18..].copy_from_slice(&elf::EM_AARCH64.to_le_bytes());
-        assert_eq!(machine_of_header(&header), None);
-        header[0] = b'#';
-        assert_eq!(machine_of_header(&header), None);
     }
 }

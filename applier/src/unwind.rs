@@ -555,7 +555,8 @@ impl CfiCache {
     pub fn load(pid: Pid, arch: Arch) -> Result<CfiCache, crate::Error> {
         let mem = Mem::open(pid)?;
         let mut found = Vec::new();
-        for object in objects::mapped_objects(pid)? {
+        let all = maps::read(pid)?;
+        for object in objects::mapped_objects_in(pid, &all)? {
             let ranges: Vec<_> = object
                 .ranges
                 .iter()
@@ -569,7 +570,6 @@ impl CfiCache {
                 found.push(ObjectCfi::from_sections(&sections, object.base, ranges));
             }
         }
-        let all = maps::read(pid)?;
         for vdso in all
             .iter()
             .filter(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
@@ -584,7 +584,7 @@ impl CfiCache {
             }
         }
         // Unreadable records only cost the CFI of patch code: its threads stay "busy".
-        for record in records::read(pid).unwrap_or_default() {
+        for record in records::read_in(pid, &all).unwrap_or_default() {
             let body = &record.body;
             let module = body.module_address..body.module_address.saturating_add(body.module_len);
             let (address, len) = (body.eh_frame_address, body.eh_frame_len);

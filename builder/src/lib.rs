@@ -292,13 +292,15 @@ pub fn build(opts: &BuildOptions) -> Result<Built, Error> {
     let mut units = units(&sides);
     let moved_from = find_moves(&units, &mut diffs);
     let mut writer = ModuleWriter::new(&target);
-    writer.runtime = Some(units.len());
-    units.push(Unit {
-        old: &runtime.0,
-        new: &runtime.1,
-        file: runtime.1.obj.file_name.clone(),
-        unit_path: None,
-    });
+    if let Some((old, new)) = &runtime {
+        writer.runtime = Some(units.len());
+        units.push(Unit {
+            old,
+            new,
+            file: new.obj.file_name.clone(),
+            unit_path: None,
+        });
+    }
     writer.stacked = opts
         .requires
         .iter()

@@ -315,7 +315,16 @@ impl<'a> ModuleWriter<'a> {
         if let Some(&id) = self.global_functions.get(name) {
             return Ok(id);
         }
-        if let Some(r) = self.runtime.filter(|_| crate::runtime::provides(name)) {
+        if crate::runtime::provides(name) {
+            let Some(r) = self.runtime else {
+                return Err(crate::error::refuse(
+                    name,
+                    format!(
+                        "this lpkg-builder has no shadow-variable runtime for {} (its compiler could not build one when lpkg was built: for i386, gcc-multilib)",
+                        self.target.arch.name()
+                    ),
+                ));
+            };
             if units[r].new.analysis.functions.contains_key(name) {
                 let module_name = self.add_function(units, r, name);
                 self.carried_functions

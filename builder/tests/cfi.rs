@@ -39,8 +39,14 @@ long __attribute__((noinline)) plain(long x) { return x + counter; }
 int main(int argc, char **argv) { return (int)checked(argc) + (int)plain(argc); }
 "#;
 
+/// For x86_64 (`-m64`) and i386 (`-m32`: REL relocations, 4-byte addresses).
 #[test]
 fn module_carries_one_relocated_fde_per_function_and_marks_its_eh_frame() {
+    module_carries_its_cfi("-m64");
+    module_carries_its_cfi("-m32");
+}
+
+fn module_carries_its_cfi(flag: &str) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("old.c"), OLD).unwrap();
@@ -50,6 +56,7 @@ fn module_carries_one_relocated_fde_per_function_and_marks_its_eh_frame() {
         let obj = format!("{side}.o");
         gcc(
             &[
+                flag,
                 "-O2",
                 "-g",
                 "-ffunction-sections",
@@ -63,7 +70,7 @@ fn module_carries_one_relocated_fde_per_function_and_marks_its_eh_frame() {
             d,
         );
     }
-    gcc(&["-pie", "old.o", "-o", "prog"], d);
+    gcc(&[flag, "-pie", "old.o", "-o", "prog"], d);
     let built = build(&BuildOptions {
         target: d.join("prog"),
         old: d.join("old.o"),
@@ -102,7 +109,8 @@ fn module_carries_one_relocated_fde_per_function_and_marks_its_eh_frame() {
     // Every FDE's pc_begin (8 bytes in) is relocated against the section of one module
     // function, and every function of the module has exactly one FDE.
     let mut fdes = Vec::new();
-    let section = EhFrame::new(data, LittleEndian);
+    let mut section = EhFrame::new(data, LittleEndian);
+    section.set_address_size(if flag == "-m32" { 4 } else { 8 });
     let bases = BaseAddresses::default().set_eh_frame(0);
     let mut entries = section.entries(&bases);
     while let Some(entry) = entries.next().expect("well-formed .eh_frame") {
@@ -133,7 +141,7 @@ fn module_carries_one_relocated_fde_per_function_and_marks_its_eh_frame() {
             assert_eq!(
                 *len,
                 text.size(),
-                "{section}: FDE covers the whole function"
+                "{flag} {section}: FDE covers the whole function"
             );
             section.clone()
         })
@@ -146,7 +154,7 @@ fn module_carries_one_relocated_fde_per_function_and_marks_its_eh_frame() {
         .map(|f| format!(".text.{}", f.module_symbol))
         .collect();
     functions.sort();
-    assert_eq!(covered, functions);
+    assert_eq!(covered, functions, "{flag}");
     assert!(
         functions.iter().any(|f| f == ".text.helper"),
         "{functions:?}"

@@ -388,12 +388,7 @@ fn check_shape(case: &str, c: &Compiled, shape: &str, expect: &toml::Value) {
         again.manifest, built.manifest,
         "{case}/{shape}: not deterministic"
     );
-    // Applying to an i386 process needs the kernel side of issue 18 (a compat tracee, `int
-    // $0x80` system calls, i386 remote calls): until then the i386 builds are checked up to
-    // the package, and their old and new programs by their probes.
-    if c.machine == Machine::M64 {
-        check_live(case, c, shape, expect, built);
-    }
+    check_live(case, c, shape, expect, built);
 }
 
 /// A running case program that answers one line per input line; killed on drop.
@@ -452,11 +447,16 @@ fn check_live(case: &str, c: &Compiled, shape: &str, expect: &toml::Value, built
     let mut program = LiveProgram::start(&c.path(&format!("old-{shape}/prog")));
     let pid = program.child.0.id() as i32;
     // spawn returns before exec and before ld.so maps the libraries: wait until the program
-    // waits for its first line (blocked in read(0, ...), syscall 0, on fd 0).
+    // waits for its first line (blocked in read(0, ...) on fd 0: system call 0 on x86_64, 3
+    // in an i386 process).
+    let reading = match c.machine {
+        Machine::M64 => "0 0x0 ",
+        Machine::M32 => "3 0x0 ",
+    };
     let started = Instant::now();
     while !std::fs::read_to_string(format!("/proc/{pid}/syscall"))
         .unwrap_or_default()
-        .starts_with("0 0x0 ")
+        .starts_with(reading)
     {
         assert!(
             started.elapsed() < Duration::from_secs(10),

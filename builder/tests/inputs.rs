@@ -380,3 +380,43 @@ fn objects_of_another_machine_than_the_target_are_refused() {
     let built = build(&opts).unwrap();
     assert_eq!(built.manifest.target.machine, "i386");
 }
+
+#[test]
+fn a_stripped_i386_target_is_read_with_its_debug_file() {
+    let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    for side in ["old", "new"] {
+        let d = dir.path().join(side);
+        let mut args = vec!["-m32"];
+        args.extend(FLAGS);
+        args.extend(["x.c", "-o", "x32.o"]);
+        run("gcc", &args, &d);
+    }
+    let d = dir.path();
+    run(
+        "gcc",
+        &["-m32", "-shared", "old/x32.o", "-o", "libx32.so"],
+        d,
+    );
+    run(
+        "objcopy",
+        &["--only-keep-debug", "libx32.so", "libx32.so.debug"],
+        d,
+    );
+    run("strip", &["libx32.so"], d);
+    run(
+        "objcopy",
+        &["--add-gnu-debuglink=libx32.so.debug", "libx32.so"],
+        d,
+    );
+    opts.target = d.join("libx32.so");
+    opts.old = d.join("old/x32.o");
+    opts.new = d.join("new/x32.o");
+    let built = build(&opts).unwrap();
+    assert_eq!(built.manifest.target.machine, "i386");
+    assert!(
+        built.notes.iter().any(|n| n.contains("by .gnu_debuglink")),
+        "{:?}",
+        built.notes
+    );
+    assert_eq!(built.manifest.functions[0].name, "f");
+}

@@ -28,7 +28,7 @@ pub const EH_FRAME_END_SYMBOL: &str = "__lpkg_eh_frame_end";
 pub const EH_OBJECT_SYMBOL: &str = "__lpkg_eh_object";
 /// Size of the room at [`EH_OBJECT_SYMBOL`].
 pub const EH_OBJECT_SIZE: u64 = 128;
-/// Module symbol (8 bytes, writable, global) of a module that carries the shadow-variable
+/// Module symbol (a pointer, writable, global) of a module that carries the shadow-variable
 /// runtime: the applier writes into it the address of the process's shadow area before any
 /// routine runs (spec/shadow-variables.md).
 pub const SHADOW_TABLE_SYMBOL: &str = "__lpkg_shadow_table";

@@ -35,10 +35,15 @@ impl MappedObject {
 /// Mappings of one file that follow a mapping at file offset 0 are grouped with it. Files
 /// that are not ELF (fonts, locale archives, memfds holding data) are left out.
 pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
+    mapped_objects_in(pid, &maps::read(pid)?)
+}
+
+/// [`mapped_objects`], from the process's mappings read already.
+pub fn mapped_objects_in(pid: Pid, maps: &[MapEntry]) -> Result<Vec<MappedObject>> {
     let mut objects: Vec<MappedObject> = Vec::new();
     // /proc/PID, or a live thread's directory when the main thread has exited.
     let dir = crate::procfs::mm_dir(pid);
-    for entry in maps::read(pid)? {
+    for entry in maps.iter().cloned() {
         if !entry.is_file() {
             continue;
         }

@@ -83,6 +83,52 @@ impl std::ops::BitOr for Prot {
     }
 }
 
+/// The borrow that the system calls of a [`Tracee::batched`] run share.
+pub(crate) struct Batch {
+    /// The thread and its own state.
+    pub(crate) saved: Saved,
+    /// Where the thread runs `rt_sigreturn`, and where each call returns.
+    restorer: u64,
+    /// The registers the next call starts from: the frame's `rt_sigreturn` about to run.
+    at: Registers,
+    /// Whether the thread's asynchronous signals are blocked already (after the first call).
+    masked: bool,
+    /// [`OUTPUT_ROOM`] bytes between the red zone and the frame, free for the calls' input.
+    room: u64,
+}
+
+/// The thread's registers after system call `nr`, which was to return to `back`; an error
+/// for any other ending.
+fn call_result(pid: Pid, tid: Pid, nr: u64, back: u64, outcome: Outcome) -> Result<Registers> {
+    match outcome {
+        Outcome::Returned { exit, .. } if exit.pc() == back && exit.syscall_nr() == Some(nr) => {
+            Ok(exit)
+        }
+        Outcome::Returned { exit: regs, .. } => Err(Error::UnexpectedStop {
+            pid,
+            tid,
+            what: format!(
+                "pc {:#x}, system call {:?} after system call {nr}",
+                regs.pc(),
+                regs.syscall_nr()
+            ),
+        }),
+        Outcome::Trapped { sig, regs, .. } => Err(Error::UnexpectedStop {
+            pid,
+            tid,
+            what: format!(
+                "signal {sig} at pc {:#x} while running system call {nr}",
+                regs.pc()
+            ),
+        }),
+        Outcome::TimedOut => Err(Error::UnexpectedStop {
+            pid,
+            tid,
+            what: format!("system call {nr} did not complete within {SYSCALL_TIMEOUT:?}"),
+        }),
+    }
+}
+
 impl Tracee {
     /// Run system call `nr` with `args` in the target (which must be stopped) on its main
     /// thread, the way its architecture makes them ([`Tracee::arch`]: `nr` is that
@@ -119,6 +165,9 @@ impl Tracee {
             self.sandbox_checked.insert(tid);
         }
         self.injected.set(self.injected.get() + 1);
+        if framed && self.batching && self.open_batch(tid)? {
+            return self.batched_syscall(nr, args);
+        }
         let pid = self.pid;
         let saved = self.borrow_thread(tid)?;
         let restorer = if framed { self.restorer()? } else { None };
@@ -171,37 +220,127 @@ impl Tracee {
                 Ok(outcome)
             });
         let restored = self.give_back(&saved, None);
-        let result = match outcome? {
-            Outcome::Returned { exit, .. }
-                if exit.pc() == back && exit.syscall_nr() == Some(nr) =>
-            {
-                Ok(exit.syscall_result())
-            }
-            Outcome::Returned { exit: regs, .. } => Err(Error::UnexpectedStop {
-                pid,
-                tid,
-                what: format!(
-                    "pc {:#x}, system call {:?} after system call {nr}",
-                    regs.pc(),
-                    regs.syscall_nr()
-                ),
-            }),
-            Outcome::Trapped { sig, regs, .. } => Err(Error::UnexpectedStop {
-                pid,
-                tid,
-                what: format!(
-                    "signal {sig} at pc {:#x} while running system call {nr}",
-                    regs.pc()
-                ),
-            }),
-            Outcome::TimedOut => Err(Error::UnexpectedStop {
-                pid,
-                tid,
-                what: format!("system call {nr} did not complete within {SYSCALL_TIMEOUT:?}"),
-            }),
-        };
+        let result = call_result(pid, tid, nr, back, outcome?).map(|exit| exit.syscall_result());
         restored?;
         result
+    }
+
+    /// Runs `f` with the system calls it injects (framed, on one thread) sharing one borrow
+    /// of the thread: its registers, mask and XSAVE state are read and its signal frame
+    /// written once, and each call after the first starts where the last one left the thread,
+    /// back at the restorer, which then enters `rt_sigreturn` again for the next call to take
+    /// its place. Between two calls the thread is as within one: about to run `rt_sigreturn`
+    /// on its own context, so lpkg dying there gives it back all the same. It is given back
+    /// when `f` returns (or a call fails). Only system calls may be made in `f`.
+    pub(crate) fn batched<T>(&mut self, f: impl FnOnce(&mut Tracee) -> Result<T>) -> Result<T> {
+        if self.batching {
+            return f(self);
+        }
+        self.batching = true;
+        let result = f(self);
+        self.batching = false;
+        let ended = self.end_batch();
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// Makes sure the batch's borrow is of `tid` (giving back another thread's); false when
+    /// the thread cannot be borrowed that way (no restorer, no room for a frame): its calls
+    /// then go one by one.
+    fn open_batch(&mut self, tid: Pid) -> Result<bool> {
+        if self.batch.as_ref().is_some_and(|b| b.saved.tid == tid) {
+            return Ok(true);
+        }
+        self.end_batch()?;
+        let saved = self.borrow_thread(tid)?;
+        let Some(restorer) = self.restorer()? else {
+            return Ok(false);
+        };
+        let Some(frame) = self.syscall_frame(&saved, restorer)? else {
+            return Ok(false);
+        };
+        let mut at = saved.regs;
+        at.prepare_sigreturn(restorer, frame);
+        let room = (saved.regs.sp())
+            .saturating_sub(self.arch.red_zone())
+            .saturating_sub(OUTPUT_ROOM);
+        self.batch = Some(Batch {
+            saved,
+            restorer,
+            at,
+            masked: false,
+            room,
+        });
+        Ok(true)
+    }
+
+    /// Gives the batch's thread back, if one is borrowed.
+    fn end_batch(&mut self) -> Result<()> {
+        match self.batch.take() {
+            Some(batch) => self.give_back(&batch.saved, None),
+            None => Ok(()),
+        }
+    }
+
+    /// One call of the open batch (see [`Tracee::batched`]); any failure gives the thread
+    /// back.
+    fn batched_syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
+        let pid = self.pid;
+        let Some(batch) = self.batch.as_ref() else {
+            return Err(Error::InvalidArgument {
+                what: "no batch of system calls is open".into(),
+            });
+        };
+        let (tid, back, at, masked) = (batch.saved.tid, batch.restorer, batch.at, batch.masked);
+        let end = End {
+            pc: back + self.arch.restore_rt().len() as u64,
+            nr: self.arch.nr(Sys::RtSigreturn),
+        };
+        let at_entry = |entry: &Registers, _: bool| -> Result<()> {
+            let mut ours = *entry;
+            ours.replace_syscall(nr, args, back);
+            ptrace::setregs(tid, &ours)
+                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+            test_hook::reached(pid, tid, test_hook::SYSCALL_ENTERED)
+        };
+        let deadline = Instant::now() + SYSCALL_TIMEOUT;
+        let between = match masked {
+            true => test_hook::reached(pid, tid, test_hook::SYSCALL_NEXT),
+            false => Ok(()),
+        };
+        let outcome = between
+            .and_then(|()| {
+                self.run_borrowed(
+                    tid,
+                    &at,
+                    end,
+                    at_entry,
+                    deadline,
+                    test_hook::SYSCALL_READY,
+                    !masked,
+                )
+            })
+            .and_then(|outcome| {
+                test_hook::reached(pid, tid, test_hook::SYSCALL_DONE)?;
+                Ok(outcome)
+            })
+            .and_then(|outcome| call_result(pid, tid, nr, back, outcome));
+        match outcome {
+            Ok(exit) => {
+                if let Some(batch) = self.batch.as_mut() {
+                    // Back at the restorer, whose `rt_sigreturn` the next call replaces; no
+                    // restart logic applies to a call of ours.
+                    batch.at = exit.resumed();
+                    batch.masked = true;
+                }
+                Ok(exit.syscall_result())
+            }
+            Err(error) => {
+                let _ = self.end_batch();
+                Err(error)
+            }
+        }
     }
 
     /// Writes the frame of an injected system call on the borrowed thread's stack, below the
@@ -316,14 +455,16 @@ impl Tracee {
     /// (`MFD_NOEXEC_SEAL`), not against `PROT_EXEC`.
     pub fn memfd_map_near(&mut self, name: &str, near: u64, len: u64, prot: Prot) -> Result<u64> {
         let len = page_up(len.max(1));
-        let fd = self.memfd_create(name, MFD_NOEXEC_SEAL)?;
-        let mapped = self
-            .checked_syscall(self.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
-            .and_then(|_| self.map_near_fd(near, len, prot, libc::MAP_PRIVATE, fd as i32));
-        let closed = self.checked_syscall(self.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
-        let addr = mapped?;
-        closed?;
-        Ok(addr)
+        self.batched(|t| {
+            let fd = t.memfd_create(name, MFD_NOEXEC_SEAL)?;
+            let mapped = t
+                .checked_syscall(t.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
+                .and_then(|_| t.map_near_fd(near, len, prot, libc::MAP_PRIVATE, fd as i32));
+            let closed = t.checked_syscall(t.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
+            let addr = mapped?;
+            closed?;
+            Ok(addr)
+        })
     }
 
     fn map_near_fd(&mut self, near: u64, len: u64, prot: Prot, flags: i32, fd: i32) -> Result<u64> {
@@ -386,14 +527,16 @@ impl Tracee {
     }
 
     fn memfd_map_with(&mut self, name: &str, len: u64, flags: i32) -> Result<u64> {
-        let fd = self.memfd_create(name, 0)?;
-        let mapped = self
-            .checked_syscall(self.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
-            .and_then(|_| self.mmap(0, len, Prot::RW, flags, fd as i32, 0));
-        let closed = self.checked_syscall(self.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
-        let addr = mapped?;
-        closed?;
-        Ok(addr)
+        self.batched(|t| {
+            let fd = t.memfd_create(name, 0)?;
+            let mapped = t
+                .checked_syscall(t.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
+                .and_then(|_| t.mmap(0, len, Prot::RW, flags, fd as i32, 0));
+            let closed = t.checked_syscall(t.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
+            let addr = mapped?;
+            closed?;
+            Ok(addr)
+        })
     }
 
     /// `memfd_create(name, MFD_CLOEXEC | extra)` in the target; returns the descriptor. An
@@ -406,7 +549,27 @@ impl Tracee {
                 ),
             });
         }
-        // The name must be in the target's memory: put it on a scratch page.
+        let mut cname = name.as_bytes().to_vec();
+        cname.push(0);
+        let flags = libc::MFD_CLOEXEC as u64;
+        let nr = self.arch.nr(Sys::MemfdCreate);
+        // The name must be in the target's memory: in a batch, in the room above its frame
+        // on the borrowed thread's stack.
+        if self.batching && cname.len() <= OUTPUT_ROOM as usize {
+            let worker = self.worker_thread()?;
+            if self.open_batch(worker)? {
+                let room = self.batch.as_ref().map_or(0, |b| b.room);
+                self.mem()?.write(room, &cname)?;
+                return match self.checked_syscall(nr, [room, flags | extra, 0, 0, 0, 0]) {
+                    Err(Error::SyscallFailed {
+                        errno: libc::EINVAL,
+                        ..
+                    }) if extra != 0 => self.checked_syscall(nr, [room, flags, 0, 0, 0, 0]),
+                    other => other,
+                };
+            }
+        }
+        // Else on a scratch page.
         let scratch = self.mmap(
             0,
             PAGE,
@@ -415,11 +578,7 @@ impl Tracee {
             -1,
             0,
         )?;
-        let mut cname = name.as_bytes().to_vec();
-        cname.push(0);
         let created = self.mem()?.write(scratch, &cname).and_then(|()| {
-            let flags = libc::MFD_CLOEXEC as u64;
-            let nr = self.arch.nr(Sys::MemfdCreate);
             match self.checked_syscall(nr, [scratch, flags | extra, 0, 0, 0, 0]) {
                 Err(Error::SyscallFailed {
                     errno: libc::EINVAL,

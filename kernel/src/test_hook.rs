@@ -28,6 +28,10 @@ pub const SYSCALL_ENTERED: &str = "syscall:entered";
 /// A point inside an injected system call: the call was made, the thread stopped right after
 /// it, its own registers and mask not put back yet.
 pub const SYSCALL_DONE: &str = "syscall:done";
+/// A point between two system calls of a batch (`Tracee::batched`): the thread stopped back
+/// at the restorer after the last one, its signals blocked, about to enter `rt_sigreturn`
+/// for the next one to take its place.
+pub const SYSCALL_NEXT: &str = "syscall:next";
 /// A point inside a lead-out: the function's return address leads through our code, the thread
 /// is about to be resumed.
 pub const LEAD_OUT_READY: &str = "lead-out:ready";

@@ -96,6 +96,10 @@ pub struct Tracee {
     detached: bool,
     /// Threads whose seccomp filters were found to allow every system call lpkg injects.
     pub(crate) sandbox_checked: std::collections::BTreeSet<Pid>,
+    /// Inside [`Tracee::batched`]: injected system calls share one borrow of their thread.
+    pub(crate) batching: bool,
+    /// The borrow they share, once the first of them is made (see `remote_syscall`).
+    pub(crate) batch: Option<crate::remote_syscall::Batch>,
     /// When the operation in progress must end: no stop waits past it (see
     /// [`Tracee::set_deadline`]).
     deadline: Option<Instant>,
@@ -137,6 +141,8 @@ impl Tracee {
             detached: false,
             deadline: None,
             sandbox_checked: std::collections::BTreeSet::new(),
+            batching: false,
+            batch: None,
             _not_send: PhantomData,
         };
         let mut gone = std::collections::BTreeSet::new();

@@ -132,6 +132,53 @@ fn a_request_failing_where_our_call_replaces_rt_sigreturn_as(program: &std::path
     });
 }
 
+/// Between two system calls of a batch (a memfd made and mapped: memfd_create, ftruncate,
+/// mmap, close on one borrow), a request failing gives the thread back exactly as it was, on
+/// a thread in its own `nanosleep` and on one in user code.
+#[test]
+fn a_request_failing_between_two_calls_of_a_batch_leaves_the_thread_whole() {
+    a_request_failing_between_two_calls_of_a_batch_as(&bin("fpu"));
+}
+
+/// Issue 18: the same in a 32-bit process.
+#[test]
+fn a_request_failing_between_two_calls_of_a_batch_leaves_the_thread_whole_i386() {
+    a_request_failing_between_two_calls_of_a_batch_as(&bin_for("fpu32", Build::I386));
+}
+
+fn a_request_failing_between_two_calls_of_a_batch_as(program: &std::path::Path) {
+    let program = program.to_owned();
+    with_timeout(60, move || {
+        for mode in [&[][..], &["spin"][..]] {
+            let mut proc = Proc::spawn(&program, mode);
+            proc.expect("ready", Duration::from_secs(10));
+            let pid = proc.pid();
+            let mut t = Tracee::seize(pid).unwrap();
+            for _ in 0..3 {
+                t.stop().unwrap();
+                let before = t.registers(pid).unwrap();
+                test_hook::fail_at(test_hook::SYSCALL_NEXT);
+                match t.memfd_map("lpkg-test", 4096) {
+                    Err(Error::Ptrace {
+                        op: "test hook", ..
+                    }) => {}
+                    other => panic!("expected the hook's failure, got {other:?}"),
+                }
+                let after = t.registers(pid).unwrap();
+                assert_eq!(after.to_array(), before.to_array(), "{mode:?}");
+                t.resume().unwrap();
+                proc.wait_line("ok", Duration::from_secs(10));
+                proc.wait_line("ok", Duration::from_secs(10));
+            }
+            // Nothing is left over: the whole batch goes through.
+            t.stop().unwrap();
+            t.memfd_map("lpkg-test", 4096).unwrap();
+            t.detach().unwrap();
+            proc.wait_line("ok", Duration::from_secs(10));
+        }
+    });
+}
+
 fn ping(proc: &mut Proc) -> String {
     proc.send("ping");
     proc.wait_line("pong", Duration::from_secs(10))

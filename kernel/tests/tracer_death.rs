@@ -23,11 +23,12 @@ const POINT: &str = "LPKG_TRACER_POINT";
 
 /// Every point of an injected system call where the thread is not its own: from our registers
 /// set to the thread's own put back.
-const SYSCALL_POINTS: [&str; 4] = [
+const SYSCALL_POINTS: [&str; 5] = [
     test_hook::SYSCALL_READY,
     test_hook::SYSCALL_STOP,
     test_hook::SYSCALL_ENTERED,
     test_hook::SYSCALL_DONE,
+    test_hook::SYSCALL_NEXT,
 ];
 
 /// The tracer process of the other tests; does nothing when run as a normal test.
@@ -95,11 +96,15 @@ fn tracer_child() {
                 assert!(tries < 1000, "thread never caught there");
                 t.resume().unwrap();
             }
-            // The test kills us at the pause inside this system call.
-            let rw = Prot::RW;
-            let addr = t
-                .mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
-                .unwrap();
+            // The test kills us at the pause inside this system call (between two calls of
+            // a batch: memfd_create, ftruncate, mmap and close).
+            let addr = if point == test_hook::SYSCALL_NEXT {
+                t.memfd_map("lpkg-test", 4096).unwrap()
+            } else {
+                let rw = Prot::RW;
+                t.mmap(0, 4096, rw, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+                    .unwrap()
+            };
             println!("mapped {addr:x}");
         }
         _ => match Tracee::seize(pid) {

@@ -10,7 +10,7 @@
 
 use object::elf;
 
-use super::{put, RelocKind};
+use super::{put, GotContext, RelocKind};
 use crate::Error;
 
 /// The symbol GOT-relative relocations are relative to.
@@ -47,14 +47,17 @@ pub fn implicit_addend(r_type: u32, at: &[u8]) -> Result<i64, String> {
 
 /// Writes relocation `r_type` at the start of `at`, for a place at address `place` whose
 /// resolved target (symbol, GOT slot or thread-pointer offset, per [`kind`]) is `target`;
-/// `got` is the GOT's address (needed by GOT-relative types).
+/// `context` gives the GOT's address (needed by GOT-relative types) and the ModRM byte before
+/// a GOT slot's field: without a base register (`mov sym@GOT, %reg` in code that is not
+/// position-independent) the field holds the slot's address itself, not its offset from the
+/// GOT.
 pub fn apply(
     r_type: u32,
     at: &mut [u8],
     place: u64,
     target: u64,
     addend: i64,
-    got: Option<u64>,
+    context: GotContext,
 ) -> Result<(), String> {
     let address = |value: u64, what: &str| {
         u32::try_from(value).map_err(|_| format!("{what} {value:#x} is above 4 GiB"))
@@ -65,7 +68,7 @@ pub fn apply(
             .map_err(|_| format!("thread-pointer offset {value} does not fit in 32 bits"))
     };
     let got = || {
-        got.ok_or_else(|| format!("relocation type {r_type} is relative to {GOT_SYMBOL}, which the module does not name"))
+        context.got.ok_or_else(|| format!("relocation type {r_type} is relative to {GOT_SYMBOL}, which the module does not name"))
             .and_then(|g| address(g, "the GOT's address"))
     };
     let sum = |base: u32| base.wrapping_add(addend as u32);
@@ -73,6 +76,10 @@ pub fn apply(
         elf::R_386_32 | elf::R_386_TLS_IE => sum(address(target, "address")?),
         elf::R_386_PC32 | elf::R_386_PLT32 | elf::R_386_GOTPC => {
             sum(address(target, "address")?).wrapping_sub(address(place, "place")?)
+        }
+        // ModRM with mod 00 and r/m 101: a 32-bit displacement, no base register.
+        elf::R_386_GOT32 | elf::R_386_GOT32X if context.modrm.is_some_and(|m| m & 0xc7 == 0x05) => {
+            sum(address(target, "address")?)
         }
         elf::R_386_GOTOFF | elf::R_386_GOT32 | elf::R_386_GOT32X | elf::R_386_TLS_GOTIE => {
             sum(address(target, "address")?).wrapping_sub(got()?)
@@ -88,12 +95,7 @@ pub fn apply(
 
 /// `jmp rel32` from `from` to `to`: the displacement wraps at 4 GiB, so it reaches any
 /// address of a 32-bit process (`None` only for addresses above 4 GiB).
-pub fn jump(from: u64, to: u64) -> Option<[u8; super::JUMP_LEN]> {
-    let (from, to) = (u32::try_from(from).ok()?, u32::try_from(to).ok()?);
-    let d = to.wrapping_sub(from.wrapping_add(super::JUMP_LEN as u32));
-    let d = d.to_le_bytes();
-    Some([0xe9, d[0], d[1], d[2], d[3]])
-}
+pub use lpkg_kernel::arch::i386::encode_jmp_rel32 as jump;
 
 /// Whether the function `code` at `address` is a closed leaf (see
 /// [`super::x86_64::is_closed_leaf`]), decoded in 32-bit mode.
@@ -123,7 +125,12 @@ mod tests {
 
     fn applied(r_type: u32, place: u64, target: u64, addend: i64, got: Option<u64>) -> u32 {
         let mut at = [0u8; 4];
-        apply(r_type, &mut at, place, target, addend, got).unwrap();
+        // ModRM 0x83: disp32(%ebx), as position-independent code writes it.
+        let context = GotContext {
+            got,
+            modrm: Some(0x83),
+        };
+        apply(r_type, &mut at, place, target, addend, context).unwrap();
         u32::from_le_bytes(at)
     }
 
@@ -151,6 +158,14 @@ mod tests {
             -8i32 as u32
         );
         assert_eq!(applied(elf::R_386_TLS_LE_32, 0, -8i64 as u64, 0, None), 8);
+        // `mov sym@GOT, %eax` without a base register (8b 05): the slot's address itself.
+        let mut at = [0u8; 4];
+        let absolute = GotContext {
+            got,
+            modrm: Some(0x05),
+        };
+        apply(elf::R_386_GOT32X, &mut at, 0, 0xf7f1_0000, 0, absolute).unwrap();
+        assert_eq!(u32::from_le_bytes(at), 0xf7f1_0000);
     }
 
     #[test]
@@ -191,12 +206,60 @@ mod tests {
     #[test]
     fn what_cannot_be_computed_is_an_error() {
         let mut at = [0u8; 4];
-        assert!(apply(elf::R_386_GOTOFF, &mut at, 0, 0x1000, 0, None).is_err());
-        assert!(apply(elf::R_386_32, &mut at, 0, 0x1_0000_0000, 0, None).is_err());
-        assert!(apply(elf::R_386_PC32, &mut at, 0x1_0000_0000, 0x1000, 0, None).is_err());
-        assert!(apply(elf::R_386_TLS_LE, &mut at, 0, (-1i64 << 40) as u64, 0, None).is_err());
-        assert!(apply(elf::R_386_32, &mut [0u8; 3], 0, 0x1000, 0, None).is_err());
-        assert!(apply(elf::R_386_TLS_GD, &mut at, 0, 0x1000, 0, None).is_err());
+        assert!(apply(
+            elf::R_386_GOTOFF,
+            &mut at,
+            0,
+            0x1000,
+            0,
+            GotContext::default()
+        )
+        .is_err());
+        assert!(apply(
+            elf::R_386_32,
+            &mut at,
+            0,
+            0x1_0000_0000,
+            0,
+            GotContext::default()
+        )
+        .is_err());
+        assert!(apply(
+            elf::R_386_PC32,
+            &mut at,
+            0x1_0000_0000,
+            0x1000,
+            0,
+            GotContext::default()
+        )
+        .is_err());
+        assert!(apply(
+            elf::R_386_TLS_LE,
+            &mut at,
+            0,
+            (-1i64 << 40) as u64,
+            0,
+            GotContext::default()
+        )
+        .is_err());
+        assert!(apply(
+            elf::R_386_32,
+            &mut [0u8; 3],
+            0,
+            0x1000,
+            0,
+            GotContext::default()
+        )
+        .is_err());
+        assert!(apply(
+            elf::R_386_TLS_GD,
+            &mut at,
+            0,
+            0x1000,
+            0,
+            GotContext::default()
+        )
+        .is_err());
         assert!(kind(elf::R_386_TLS_GD).is_err());
         assert_eq!(
             implicit_addend(elf::R_386_PC32, &[0xfc, 0xff, 0xff, 0xff]),

@@ -6,7 +6,7 @@
 pub mod i386;
 pub mod x86_64;
 
-pub use x86_64::{indirect_jump_stub, jump, may_lead_to, JUMP_LEN, MAX_MODULE_SCAN};
+pub use x86_64::{indirect_jump_stub, jump, JUMP_LEN, MAX_MODULE_SCAN};
 
 use crate::Error;
 
@@ -29,6 +29,17 @@ pub enum RelocKind {
     GotOffset,
 }
 
+/// What GOT-relative relocations need besides their symbol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GotContext {
+    /// The GOT's address, where the machine has GOT-relative relocations and the module
+    /// names the GOT symbol.
+    pub got: Option<u64>,
+    /// The byte before the relocated field in its section: the ModRM byte of the instruction
+    /// holding a GOT slot's offset, which says whether a base register holds the GOT.
+    pub modrm: Option<u8>,
+}
+
 /// The architecture of a patch module or a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Machine {
@@ -39,15 +50,6 @@ pub enum Machine {
 }
 
 impl Machine {
-    /// The machine of an ELF file of class `elf64` and machine `e_machine`, when lpkg knows it.
-    pub fn of_elf(elf64: bool, e_machine: u16) -> Option<Machine> {
-        match (elf64, e_machine) {
-            (true, object::elf::EM_X86_64) => Some(Machine::X86_64),
-            (false, object::elf::EM_386) => Some(Machine::I386),
-            _ => None,
-        }
-    }
-
     /// The machine of a file the `object` crate read, when lpkg knows it.
     pub fn of_object(architecture: object::Architecture) -> Option<Machine> {
         match architecture {
@@ -69,6 +71,14 @@ impl Machine {
         match self {
             Machine::X86_64 => "x86_64",
             Machine::I386 => "i386",
+        }
+    }
+
+    /// Size of a pointer in a process of this machine.
+    pub fn pointer_size(self) -> usize {
+        match self {
+            Machine::X86_64 => 8,
+            Machine::I386 => 4,
         }
     }
 
@@ -102,7 +112,7 @@ impl Machine {
 
     /// Writes relocation `r_type` at the start of `at`, for a place at address `place` whose
     /// resolved target (symbol, stub, GOT slot or TLS offset, per [`RelocKind`]) is `target`;
-    /// `got` is the GOT's address where the machine has GOT-relative relocations.
+    /// `got` says what GOT-relative types need.
     pub fn apply(
         self,
         r_type: u32,
@@ -110,7 +120,7 @@ impl Machine {
         place: u64,
         target: u64,
         addend: i64,
-        got: Option<u64>,
+        got: GotContext,
     ) -> Result<(), String> {
         match self {
             Machine::X86_64 => x86_64::apply(r_type, at, place, target, addend),
