@@ -131,13 +131,32 @@ fn i386_code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame() 
     code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame_for(Bits::M32);
 }
 
+/// An `SA_SIGINFO` handler: the rt signal frame (`signal()`'s frame is the older non-rt one on
+/// i386, the rt one on x86_64).
+#[test]
+fn code_interrupted_by_an_siginfo_handler_is_seen_through_its_rt_signal_frame() {
+    interrupted_by_a_handler(Bits::M64, "siginfo");
+}
+
+#[test]
+fn i386_code_interrupted_by_an_siginfo_handler_is_seen_through_its_rt_signal_frame() {
+    interrupted_by_a_handler(Bits::M32, "siginfo");
+}
+
 fn code_interrupted_by_a_signal_handler_is_seen_through_the_signal_frame_for(bits: Bits) {
+    interrupted_by_a_handler(bits, "signal");
+}
+
+/// The target in `mode` (`signal` or `siginfo`): its main thread spins in spin() until an
+/// alarm's handler interrupts it and sleeps.
+fn interrupted_by_a_handler(bits: Bits, mode: &str) {
     let b = built_for(bits);
-    let mut target = Target::start(&b.exe, "signal");
+    let mut target = Target::start(&b.exe, mode);
     // The alarm fires after 1 s; from then on spin() is only below the signal frame.
     std::thread::sleep(Duration::from_millis(1300));
     let message = busy_message(apply(target.pid(), &b.package, &b.trust, &options(300)));
-    assert!(message.contains("spin"), "{message}");
+    // The handler sleeps: the thread is blocked in a system call, spin() below its frame.
+    assert!(message.contains("inside spin"), "{message}");
     assert_untouched(&mut target);
 }
 

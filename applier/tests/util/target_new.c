@@ -5,6 +5,8 @@
  *   recurse     a thread recurses through recursive() and sleeps at the bottom
  *   signal      the main thread spins inside spin(); a SIGALRM handler interrupts it and
  *               sleeps for an hour, so spin() is only visible through the signal frame
+ *   siginfo     the same with an SA_SIGINFO handler: an rt signal frame (on i386, `signal`
+ *               gives the older non-rt frame)
  *   churn       a thread creates a short-lived thread (calling both functions) every 200 us
  *   leaderless  the main thread exits (pthread_exit): a zombie leader, the printer runs on
  *   vfork:N     after N s the main thread calls vfork(); the child sleeps a minute, so the
@@ -55,6 +57,12 @@ __attribute__((noipa)) void spin(void) {
 static void on_alarm(int sig) {
     (void)sig;
     sleep(3600);
+}
+
+static void on_alarm_info(int sig, siginfo_t *info, void *context) {
+    (void)info;
+    (void)context;
+    on_alarm(sig);
 }
 
 static void *parker(void *arg) {
@@ -185,6 +193,11 @@ int main(int argc, char **argv) {
         }
     } else if (strcmp(mode, "signal") == 0) {
         signal(SIGALRM, on_alarm);
+        alarm(1);
+        spin();
+    } else if (strcmp(mode, "siginfo") == 0) {
+        struct sigaction action = {.sa_sigaction = on_alarm_info, .sa_flags = SA_SIGINFO};
+        sigaction(SIGALRM, &action, NULL);
         alarm(1);
         spin();
     }
