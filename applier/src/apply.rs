@@ -913,8 +913,10 @@ fn link_entries(
                 .machine
                 .jump(entry.address, entry.new_address)
                 .is_some(),
-            false => (entry.call_sites.iter())
-                .all(|&field| call_displacement(field, entry.new_address).is_some()),
+            false => (entry.call_sites.iter()).all(|&field| {
+                plan.machine
+                    .reaches(field.wrapping_add(4), entry.new_address)
+            }),
         };
         if !reached {
             return Err(Error::OutOfJumpReach {

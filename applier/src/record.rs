@@ -13,6 +13,7 @@
 //! Only the state word changes after the body is written; a 4-byte aligned store is atomic,
 //! so a reader never sees a torn state.
 
+use crate::reloc::Machine;
 use serde::{Deserialize, Serialize};
 
 /// Magic at the start of every record.
@@ -247,7 +248,10 @@ impl Entry {
     /// The bytes at `address` that this package wrote: the new code, or the jump.
     pub fn written(&self) -> Option<Vec<u8>> {
         match &self.in_place {
-            None => crate::reloc::jump(self.address, self.new_address).map(|j| j.to_vec()),
+            // Either machine's jump (see `call_displacement`).
+            None => (Machine::X86_64.jump(self.address, self.new_address))
+                .or_else(|| Machine::I386.jump(self.address, self.new_address))
+                .map(|j| j.to_vec()),
             Some(code) => Some(code.clone()),
         }
     }
@@ -307,11 +311,19 @@ impl Entry {
     }
 }
 
-/// The 4-byte displacement at `field`, the end of a direct call or jump, that makes it lead to
-/// `to`; `None` out of ±2 GiB.
+/// The 4-byte displacement at `field`, the end of a direct call or jump (`jmp rel32` and
+/// `call rel32` on both machines), that makes it lead to `to`; `None` out of reach.
+///
+/// A record does not name its machine, so this is what either could have written: within
+/// ±2 GiB, or, between addresses below 4 GiB, any distance, as an i386 displacement wraps
+/// around its address space. An apply checks the reach with its process's machine first
+/// ([`crate::reloc::Machine::reaches`]): an x86_64 one never writes the second kind.
 pub fn call_displacement(field: u64, to: u64) -> Option<[u8; 4]> {
-    let rel = to.wrapping_sub(field.wrapping_add(4)) as i64;
-    Some(i32::try_from(rel).ok()?.to_le_bytes())
+    let end = field.wrapping_add(4);
+    let reached = [Machine::X86_64, Machine::I386]
+        .iter()
+        .any(|m| m.reaches(end, to));
+    reached.then(|| (to.wrapping_sub(end) as u32).to_le_bytes())
 }
 
 /// Start and length of the `.eh_frame` of a linked patch module, from its global symbols
@@ -453,7 +465,10 @@ mod tests {
         assert_eq!(entry.guarded_range(), 0x1000..0x1005);
         let writes = entry.writes().unwrap();
         assert_eq!(writes.len(), 1);
-        assert_eq!(writes[0].ours, crate::reloc::jump(0x1000, 0x9000).unwrap());
+        assert_eq!(
+            writes[0].ours,
+            Machine::X86_64.jump(0x1000, 0x9000).unwrap()
+        );
         // No padding: its calls at 0x2001 and 0x0f00 (their displacements) lead to 0x9000.
         entry.original = String::new();
         entry.call_sites = vec![0x2001, 0x0f00];
@@ -478,5 +493,31 @@ mod tests {
         entry.original = "c3".into();
         assert!(entry.writes().is_none());
         assert_eq!(call_displacement(0, 1 << 40), None);
+    }
+
+    #[test]
+    fn jumps_and_calls_past_2_gib_are_an_i386_process_s_only() {
+        // 3 GiB apart, below 4 GiB: an i386 displacement wraps; x86_64 cannot reach it.
+        let (from, to) = (0x0804_8000u64, 0xc804_8000u64);
+        assert!(Machine::I386.reaches(from + 5, to));
+        assert!(!Machine::X86_64.reaches(from + 5, to));
+        let rel = to.wrapping_sub(from + 5) as u32;
+        assert_eq!(call_displacement(from + 1, to), Some(rel.to_le_bytes()));
+        let entry = Entry {
+            function: "f".into(),
+            address: from,
+            size: 16,
+            original: "5589e583ec".into(),
+            new_address: to,
+            new_size: 16,
+            in_place: None,
+            call_sites: vec![],
+        };
+        let mut jump = vec![0xe9];
+        jump.extend_from_slice(&rel.to_le_bytes());
+        assert_eq!(entry.written(), Some(jump));
+        // Above 4 GiB only ±2 GiB is a displacement.
+        assert_eq!(call_displacement(1 << 33, (1 << 33) + (3 << 30)), None);
+        assert!(!Machine::I386.reaches(1 << 33, 1 << 33));
     }
 }

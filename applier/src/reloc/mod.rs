@@ -6,7 +6,7 @@
 pub mod i386;
 pub mod x86_64;
 
-pub use x86_64::{indirect_jump_stub, jump, JUMP_LEN, MAX_MODULE_SCAN};
+pub use x86_64::{indirect_jump_stub, JUMP_LEN, MAX_MODULE_SCAN};
 
 use crate::Error;
 
@@ -170,6 +170,16 @@ impl Machine {
         match self {
             Machine::X86_64 => x86_64::jump(from, to),
             Machine::I386 => i386::jump(from, to),
+        }
+    }
+
+    /// Whether a direct jump or call whose 4-byte displacement ends at `end` reaches `to` in a
+    /// process of this machine: within ±2 GiB on x86_64; anywhere in the 4 GiB of an i386
+    /// process, where the displacement wraps.
+    pub fn reaches(self, end: u64, to: u64) -> bool {
+        match self {
+            Machine::X86_64 => i32::try_from(to.wrapping_sub(end) as i64).is_ok(),
+            Machine::I386 => end <= u64::from(u32::MAX) && to <= u64::from(u32::MAX),
         }
     }
 
