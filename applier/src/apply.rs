@@ -833,8 +833,12 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         plan.mem
             .write(slot, &crate::shadows::pointer(plan.machine, area))?;
     }
-    let record_address = write_record(plan, tracee, rollback, &body)?;
-    protect(tracee, &image)?;
+    // The record's mapping and the module's protections: one borrow of the worker thread.
+    let record_address = tracee.batched(|t| {
+        let record_address = write_record(plan, t, rollback, &body)?;
+        protect(t, &image)?;
+        Ok::<_, Error>(record_address)
+    })?;
     if let (true, Some(unwinders)) = (body.registrations().any(), &plan.unwinders) {
         rollback.registrations(&body, plan.options.timeout);
         body.registrations()

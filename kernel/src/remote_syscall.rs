@@ -231,8 +231,12 @@ impl Tracee {
     /// back at the restorer, which then enters `rt_sigreturn` again for the next call to take
     /// its place. Between two calls the thread is as within one: about to run `rt_sigreturn`
     /// on its own context, so lpkg dying there gives it back all the same. It is given back
-    /// when `f` returns (or a call fails). Only system calls may be made in `f`.
-    pub(crate) fn batched<T>(&mut self, f: impl FnOnce(&mut Tracee) -> Result<T>) -> Result<T> {
+    /// when `f` returns (or a call fails). Only system calls (and memory accesses) may be made
+    /// in `f`: its registers are ours until then.
+    pub fn batched<T, E: From<Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Tracee) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         if self.batching {
             return f(self);
         }
