@@ -165,52 +165,36 @@ impl Tracee {
             self.sandbox_checked.insert(tid);
         }
         self.injected.set(self.injected.get() + 1);
-        if framed && self.batching && self.open_batch(tid)? {
-            return self.batched_syscall(nr, args);
+        if framed && self.open_batch(tid)? {
+            // A call on its own is a batch of one.
+            let result = self.batched_syscall(nr, args);
+            if self.batching {
+                return result;
+            }
+            let ended = self.end_batch();
+            let value = result?;
+            ended?;
+            return Ok(value);
         }
+        self.bare_syscall(tid, nr, args)
+    }
+
+    /// A system call without a frame (see the module's doc): the registers pointed at an
+    /// existing `syscall` instruction.
+    fn bare_syscall(&mut self, tid: Pid, nr: u64, args: [u64; 6]) -> Result<i64> {
         let pid = self.pid;
         let saved = self.borrow_thread(tid)?;
-        let restorer = if framed { self.restorer()? } else { None };
-        let framed = match restorer {
-            Some(restorer) => self.syscall_frame(&saved, restorer)?.map(|f| (restorer, f)),
-            None => None,
-        };
+        let insn = self.syscall_insn()?;
         let mut regs = saved.regs;
-        // `end`: the system call the thread enters first; `back`: where it is after ours.
-        let (end, back) = match framed {
-            Some((restorer, frame)) => {
-                regs.prepare_sigreturn(restorer, frame);
-                let end = End {
-                    pc: restorer + self.arch.restore_rt().len() as u64,
-                    nr: self.arch.nr(Sys::RtSigreturn),
-                };
-                (end, restorer)
-            }
-            None => {
-                let insn = self.syscall_insn()?;
-                regs.prepare_syscall(insn, nr, args);
-                let back = insn + self.arch.syscall_insn().len() as u64;
-                (End { pc: back, nr }, back)
-            }
-        };
-        // At the entry stop of rt_sigreturn: our call instead, back to the restorer after it.
-        let at_entry = |entry: &Registers, _: bool| -> Result<()> {
-            if framed.is_none() {
-                return Ok(());
-            }
-            let mut ours = *entry;
-            ours.replace_syscall(nr, args, back);
-            ptrace::setregs(tid, &ours)
-                .map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
-            test_hook::reached(pid, tid, test_hook::SYSCALL_ENTERED)
-        };
+        regs.prepare_syscall(insn, nr, args);
+        let back = insn + self.arch.syscall_insn().len() as u64;
         let deadline = Instant::now() + SYSCALL_TIMEOUT;
         let outcome = self
             .run_borrowed(
                 tid,
                 &regs,
-                end,
-                at_entry,
+                End { pc: back, nr },
+                |_: &Registers, _: bool| Ok(()),
                 deadline,
                 test_hook::SYSCALL_READY,
                 true,
@@ -287,8 +271,9 @@ impl Tracee {
         }
     }
 
-    /// One call of the open batch (see [`Tracee::batched`]); any failure gives the thread
-    /// back.
+    /// One call of the open batch (see [`Tracee::batched`]): the thread, set to enter the
+    /// frame's `rt_sigreturn`, makes our call in its place at its entry stop and returns to
+    /// the restorer. Any failure gives the thread back.
     fn batched_syscall(&mut self, nr: u64, args: [u64; 6]) -> Result<i64> {
         let pid = self.pid;
         let Some(batch) = self.batch.as_ref() else {
@@ -555,8 +540,6 @@ impl Tracee {
         }
         let mut cname = name.as_bytes().to_vec();
         cname.push(0);
-        let flags = libc::MFD_CLOEXEC as u64;
-        let nr = self.arch.nr(Sys::MemfdCreate);
         // The name must be in the target's memory: in a batch, in the room above its frame
         // on the borrowed thread's stack.
         if self.batching && cname.len() <= OUTPUT_ROOM as usize {
@@ -564,13 +547,7 @@ impl Tracee {
             if self.open_batch(worker)? {
                 let room = self.batch.as_ref().map_or(0, |b| b.room);
                 self.mem()?.write(room, &cname)?;
-                return match self.checked_syscall(nr, [room, flags | extra, 0, 0, 0, 0]) {
-                    Err(Error::SyscallFailed {
-                        errno: libc::EINVAL,
-                        ..
-                    }) if extra != 0 => self.checked_syscall(nr, [room, flags, 0, 0, 0, 0]),
-                    other => other,
-                };
+                return self.memfd_create_at(room, extra);
             }
         }
         // Else on a scratch page.
@@ -582,15 +559,8 @@ impl Tracee {
             -1,
             0,
         )?;
-        let created = self.mem()?.write(scratch, &cname).and_then(|()| {
-            match self.checked_syscall(nr, [scratch, flags | extra, 0, 0, 0, 0]) {
-                Err(Error::SyscallFailed {
-                    errno: libc::EINVAL,
-                    ..
-                }) if extra != 0 => self.checked_syscall(nr, [scratch, flags, 0, 0, 0, 0]),
-                other => other,
-            }
-        });
+        let created = (self.mem()?.write(scratch, &cname))
+            .and_then(|()| self.memfd_create_at(scratch, extra));
         let unmapped = self.munmap(scratch, PAGE);
         let fd = created?;
         if let Err(error) = unmapped {
@@ -598,6 +568,20 @@ impl Tracee {
             return Err(error);
         }
         Ok(fd)
+    }
+
+    /// `memfd_create` of the name at `name` in the target, with `extra` flags dropped where
+    /// the kernel does not know them.
+    fn memfd_create_at(&mut self, name: u64, extra: u64) -> Result<u64> {
+        let flags = libc::MFD_CLOEXEC as u64;
+        let nr = self.arch.nr(Sys::MemfdCreate);
+        match self.checked_syscall(nr, [name, flags | extra, 0, 0, 0, 0]) {
+            Err(Error::SyscallFailed {
+                errno: libc::EINVAL,
+                ..
+            }) if extra != 0 => self.checked_syscall(nr, [name, flags, 0, 0, 0, 0]),
+            other => other,
+        }
     }
 
     /// Address of code doing `rt_sigreturn` exactly as glibc's and musl's `__restore_rt` do
