@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{Run, Scratch};
+use common::{Program, Run, Scratch};
 
 /// Compiles `tests/targets/NAME` (C or C++ by `compiler`, with `flags`, also given to the
 /// link) as versions 1 to
@@ -299,21 +299,9 @@ fn cancellation_and_backtrace_unwind_through_new_c_code() {
     let (key, public) = s.keygen("release");
     let (old, new) = (s.path("cancel1.o"), s.path("cancel2.o"));
     let fix = s.build(&exe, &old, &new, &key, "fix.lpkg", ("cancel", "2"), &[]);
-    let mut child = Command::new(&exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ask = |command: &str| -> String {
-        use std::io::Write;
-        writeln!(stdin, "{command}").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line.trim_end().to_owned()
-    };
+    let mut target = Program::start(&mut Command::new(&exe));
+    let pid = target.child.id().to_string();
+    let mut ask = |command: &str| target.ask(command);
     assert_eq!(ask("trace"), "trace v=1 found=1");
     let trust = public.to_str().unwrap();
     let run = ok(s.run(&[
@@ -335,9 +323,6 @@ fn cancellation_and_backtrace_unwind_through_new_c_code() {
     assert_eq!(ask("trace"), "trace v=1 found=1");
     assert_eq!(ask("start"), "started");
     assert_eq!(ask("cancel"), "joined canceled=1 inner=1 outer=1");
-    // SIGKILL to our own child's PID.
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A C process without an unwinder library at apply (built without `-fexceptions`: nothing
@@ -352,21 +337,9 @@ fn cancellation_through_new_code_when_libgcc_s_is_loaded_after_the_apply() {
     let (key, public) = s.keygen("release");
     let (old, new) = (s.path("cancel1.o"), s.path("cancel2.o"));
     let fix = s.build(&exe, &old, &new, &key, "fix.lpkg", ("cancel", "2"), &[]);
-    let mut child = Command::new(&exe)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut ask = |command: &str| -> String {
-        use std::io::Write;
-        writeln!(stdin, "{command}").unwrap();
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        line.trim_end().to_owned()
-    };
+    let mut target = Program::start(&mut Command::new(&exe));
+    let pid = target.child.id().to_string();
+    let mut ask = |command: &str| target.ask(command);
     let maps_libgcc = || {
         std::fs::read_to_string(format!("/proc/{pid}/maps"))
             .unwrap()
@@ -394,7 +367,4 @@ fn cancellation_through_new_code_when_libgcc_s_is_loaded_after_the_apply() {
     ok(s.run(&["revert", "--pid", &pid]));
     assert_eq!(ask("start"), "started");
     assert_eq!(ask("cancel"), "joined canceled=1 inner=1 outer=1");
-    // SIGKILL to our own child's PID.
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -106,6 +106,29 @@ fn a_request_failing_where_our_call_replaces_rt_sigreturn_leaves_the_thread_whol
 }
 
 fn a_request_failing_where_our_call_replaces_rt_sigreturn_as(program: &std::path::Path) {
+    on_both_kinds_of_thread(
+        program,
+        |t, pid, mode| {
+            let before = t.registers(pid).unwrap();
+            getpid_failing_at(t, test_hook::SYSCALL_ENTERED);
+            // In the form the kernel's restart logic gives them: a call to be restarted set up
+            // to be made again.
+            let after = t.registers(pid).unwrap();
+            assert_eq!(after.sp(), before.sp(), "{mode}");
+            assert!(after.syscall_nr().is_none(), "{mode} {after:?}");
+        },
+        |_| {},
+    );
+}
+
+/// Three rounds of `round` on a stopped process of `program` whose thread is in its own
+/// `nanosleep`, then on one whose thread is in user code; each checks its registers after
+/// every round (two "ok" lines), and after `last` and the detach.
+fn on_both_kinds_of_thread(
+    program: &std::path::Path,
+    round: fn(&mut Tracee, i32, &str),
+    last: fn(&mut Tracee),
+) {
     let program = program.to_owned();
     with_timeout(60, move || {
         for mode in [&[][..], &["spin"][..]] {
@@ -115,17 +138,13 @@ fn a_request_failing_where_our_call_replaces_rt_sigreturn_as(program: &std::path
             let mut t = Tracee::seize(pid).unwrap();
             for _ in 0..3 {
                 t.stop().unwrap();
-                let before = t.registers(pid).unwrap();
-                getpid_failing_at(&mut t, test_hook::SYSCALL_ENTERED);
-                // In the form the kernel's restart logic gives them: a call to be restarted
-                // set up to be made again.
-                let after = t.registers(pid).unwrap();
-                assert_eq!(after.sp(), before.sp(), "{mode:?}");
-                assert!(after.syscall_nr().is_none(), "{mode:?} {after:?}");
+                round(&mut t, pid, &format!("{mode:?}"));
                 t.resume().unwrap();
                 proc.wait_line("ok", Duration::from_secs(10));
                 proc.wait_line("ok", Duration::from_secs(10));
             }
+            t.stop().unwrap();
+            last(&mut t);
             t.detach().unwrap();
             proc.wait_line("ok", Duration::from_secs(10));
         }
@@ -147,36 +166,25 @@ fn a_request_failing_between_two_calls_of_a_batch_leaves_the_thread_whole_i386()
 }
 
 fn a_request_failing_between_two_calls_of_a_batch_as(program: &std::path::Path) {
-    let program = program.to_owned();
-    with_timeout(60, move || {
-        for mode in [&[][..], &["spin"][..]] {
-            let mut proc = Proc::spawn(&program, mode);
-            proc.expect("ready", Duration::from_secs(10));
-            let pid = proc.pid();
-            let mut t = Tracee::seize(pid).unwrap();
-            for _ in 0..3 {
-                t.stop().unwrap();
-                let before = t.registers(pid).unwrap();
-                test_hook::fail_at(test_hook::SYSCALL_NEXT);
-                match t.memfd_map("lpkg-test", 4096) {
-                    Err(Error::Ptrace {
-                        op: "test hook", ..
-                    }) => {}
-                    other => panic!("expected the hook's failure, got {other:?}"),
-                }
-                let after = t.registers(pid).unwrap();
-                assert_eq!(after.to_array(), before.to_array(), "{mode:?}");
-                t.resume().unwrap();
-                proc.wait_line("ok", Duration::from_secs(10));
-                proc.wait_line("ok", Duration::from_secs(10));
+    on_both_kinds_of_thread(
+        program,
+        |t, pid, mode| {
+            let before = t.registers(pid).unwrap();
+            test_hook::fail_at(test_hook::SYSCALL_NEXT);
+            match t.memfd_map("lpkg-test", 4096) {
+                Err(Error::Ptrace {
+                    op: "test hook", ..
+                }) => {}
+                other => panic!("expected the hook's failure, got {other:?}"),
             }
-            // Nothing is left over: the whole batch goes through.
-            t.stop().unwrap();
+            let after = t.registers(pid).unwrap();
+            assert_eq!(after.to_array(), before.to_array(), "{mode}");
+        },
+        // Nothing is left over: the whole batch goes through.
+        |t| {
             t.memfd_map("lpkg-test", 4096).unwrap();
-            t.detach().unwrap();
-            proc.wait_line("ok", Duration::from_secs(10));
-        }
-    });
+        },
+    );
 }
 
 fn ping(proc: &mut Proc) -> String {
