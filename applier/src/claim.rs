@@ -9,7 +9,7 @@
 //! that waited in vain.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -112,9 +112,17 @@ impl Claim {
             std::process::id(),
             command.join(" ").escape_debug()
         );
-        let mut file = &self.lock;
-        file.set_len(0)
-            .and_then(|()| file.write_all(text.as_bytes()))
+        // Written over what a dead holder left, cut only when that was longer: a file cut to
+        // length 0 is flushed to disk when closed (ext4's `auto_da_alloc`), a write per
+        // process on a disk-backed /run.
+        use std::os::unix::fs::FileExt;
+        let file = &self.lock;
+        let left = file.metadata().map_or(0, |m| m.len());
+        file.write_all_at(text.as_bytes(), 0)
+            .and_then(|()| match left > text.len() as u64 {
+                true => file.set_len(text.len() as u64),
+                false => Ok(()),
+            })
             .map_err(|e| io_error(&self.path, e))
     }
 }

@@ -52,18 +52,27 @@ pub fn process(pid: Pid) -> Option<Process> {
 }
 
 /// The processes among `candidates` that map an object whose build-id is `build_id` (hex),
-/// with that object's offset-0 mapping. Each file is read once however many processes map it.
+/// with that object's offset-0 mapping, in the order of `candidates`. Each file is read once
+/// however many processes map it; the processes are looked at by [`default_workers`] threads.
 pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, MapEntry)> {
     let Some(wanted) = crate::record::unhex(build_id) else {
         return Vec::new();
     };
-    let mut cache = BuildIds::default();
+    let cache = BuildIds::default();
+    let found = in_parallel(
+        &candidates,
+        default_workers(),
+        |p| {
+            objects::find_build_id(p.pid, &wanted, &cache)
+                .ok()
+                .flatten()
+        },
+        |_, _| {},
+    );
     candidates
         .into_iter()
-        .filter_map(|p| {
-            let entry = objects::find_build_id(p.pid, &wanted, &mut cache).ok()??;
-            Some((p, entry))
-        })
+        .zip(found)
+        .filter_map(|(p, entry)| Some((p, entry?)))
         .collect()
 }
 

@@ -64,7 +64,8 @@ impl MapEntry {
 /// Read and parse /proc/PID/maps.
 pub fn read(pid: Pid) -> Result<Vec<MapEntry>> {
     let read = |path: std::path::PathBuf| {
-        std::fs::read(&path).map_err(|source| match source.kind() {
+        // Room for a few hundred mappings in the first read.
+        crate::procfs::read(&path, 32 << 10).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
             _ => Error::Proc { path, source },
         })

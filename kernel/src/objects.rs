@@ -85,9 +85,10 @@ pub fn mapped_objects_in(pid: Pid, maps: &[MapEntry]) -> Result<Vec<MappedObject
 }
 
 /// Build-ids of mapped files by the device and inode /proc/PID/maps shows: a scan of every
-/// process reads each file once, not once per process that maps it.
+/// process reads each file once, not once per process that maps it. Shared by the threads of
+/// a scan.
 #[derive(Debug, Default)]
-pub struct BuildIds(std::collections::HashMap<MapKey, Option<Vec<u8>>>);
+pub struct BuildIds(std::sync::Mutex<std::collections::HashMap<MapKey, Option<Vec<u8>>>>);
 
 /// A file as /proc/PID/maps names it: device (major, minor) and inode.
 type MapKey = ((u32, u32), u64);
@@ -95,21 +96,25 @@ type MapKey = ((u32, u32), u64);
 /// The offset-0 mapping of the object mapped in `pid` whose build-id is `wanted`, if one is. A file is
 /// known by its device and inode in `cache` after its first reading (a hint for choosing
 /// processes: apply reads the object again).
-pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &mut BuildIds) -> Result<Option<MapEntry>> {
+pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &BuildIds) -> Result<Option<MapEntry>> {
     let dir = crate::procfs::mm_dir(pid);
     for entry in maps::read(pid)? {
         if !entry.is_file() || entry.offset != 0 {
             continue;
         }
         let key = (entry.dev, entry.inode);
-        let id = match cache.0.get(&key) {
-            Some(id) => id.clone(),
+        let known = cache.0.lock().ok().and_then(|ids| ids.get(&key).cloned());
+        let id = match known {
+            Some(id) => id,
             None => {
+                // Read outside the lock: two threads may read one file at once, once.
                 let map_file = dir.join(format!("map_files/{:x}-{:x}", entry.start, entry.end));
                 match read_build_id(&map_file) {
                     Ok(id) => {
                         let id = id.flatten();
-                        cache.0.insert(key, id.clone());
+                        if let Ok(mut ids) = cache.0.lock() {
+                            ids.insert(key, id.clone());
+                        }
                         id
                     }
                     // Unmapped since, or the process exited: nothing known of the file.

@@ -1,8 +1,47 @@
 //! Small readers of /proc files about a process (status, task list, comm).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{Error, Pid, Result};
+
+/// Most of a /proc file lpkg reads: a process has at most `vm.max_map_count` (65 530 by
+/// default) mappings, whose lines with paths of up to 4 KiB could make maps far larger; a
+/// larger file is the target's doing and refused.
+pub(crate) const PROC_FILE_MAX: usize = 64 << 20;
+
+/// The whole of a /proc file, read with few system calls: /proc files report size 0, so
+/// `std::fs::read` starts with a 32-byte read and doubles, and each read of a `seq_file`
+/// (maps, stat, status) walks the process again. Starts with `hint` bytes; a file longer
+/// than [`PROC_FILE_MAX`] is an error.
+pub(crate) fn read(path: &Path, hint: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = vec![0u8; hint.max(512)];
+    let mut len = 0;
+    loop {
+        if len == bytes.len() {
+            if bytes.len() >= PROC_FILE_MAX {
+                return Err(std::io::Error::other(format!(
+                    "longer than {PROC_FILE_MAX} bytes"
+                )));
+            }
+            bytes.resize((bytes.len() * 2).min(PROC_FILE_MAX), 0);
+        }
+        match file.read(&mut bytes[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(len);
+    Ok(bytes)
+}
+
+/// [`read`] of a small text file (stat, status, comm): invalid UTF-8 is replaced.
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    read(path, 4096).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
 
 /// The facts of /proc/PID/status that decide whether we may seize a process.
 pub(crate) struct Status {
@@ -17,7 +56,7 @@ pub(crate) struct Status {
 /// Read /proc/PID/status; a missing file means there is no such process.
 pub(crate) fn status(pid: Pid) -> Result<Status> {
     let path = PathBuf::from(format!("/proc/{pid}/status"));
-    let text = match std::fs::read_to_string(&path) {
+    let text = match read_text(&path) {
         Ok(text) => text,
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
@@ -43,7 +82,7 @@ pub(crate) fn status(pid: Pid) -> Result<Status> {
 
 /// The `comm` of a process or thread, `?` when it cannot be read.
 pub(crate) fn comm(path: &str) -> String {
-    std::fs::read_to_string(path)
+    read_text(Path::new(path))
         .map(|s| s.trim_end_matches('\n').to_owned())
         .unwrap_or_else(|_| "?".to_owned())
 }
@@ -72,7 +111,7 @@ pub(crate) fn tasks(pid: Pid) -> Result<Vec<Pid>> {
 
 /// `TracerPid` of one thread (0 when untraced or unreadable).
 pub(crate) fn tracer_of(pid: Pid, tid: Pid) -> Pid {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+    read_text(Path::new(&format!("/proc/{pid}/task/{tid}/status")))
         .ok()
         .and_then(|text| {
             text.lines()
@@ -97,8 +136,8 @@ pub(crate) fn mm_dir(pid: Pid) -> PathBuf {
         .map_or(leader, |tid| PathBuf::from(format!("/proc/{tid}")))
 }
 
-fn is_zombie(stat: &std::path::Path) -> bool {
-    std::fs::read_to_string(stat).is_ok_and(|s| {
+fn is_zombie(stat: &Path) -> bool {
+    read_text(stat).is_ok_and(|s| {
         // The state follows the parenthesised command name, which may itself hold ')'.
         s.rsplit_once(") ")
             .is_some_and(|(_, rest)| rest.starts_with(['Z', 'X']))
@@ -123,7 +162,7 @@ pub(crate) fn thread_count(stat: &std::fs::File) -> Option<usize> {
 /// the pid, it names one process for the life of the machine.
 pub(crate) fn start_time(pid: Pid) -> Option<u64> {
     stat_field(
-        &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?,
+        &read_text(Path::new(&format!("/proc/{pid}/stat"))).ok()?,
         22,
     )
 }
@@ -138,6 +177,17 @@ fn stat_field<T: std::str::FromStr>(text: &str, n: usize) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_file_longer_than_its_first_buffer_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path, 512).unwrap(), bytes);
+        assert_eq!(read(&path, 1 << 20).unwrap(), bytes);
+        assert!(read(&dir.path().join("missing"), 512).is_err());
+    }
 
     #[test]
     fn counts_the_threads_of_a_process_again_and_again() {

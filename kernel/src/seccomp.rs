@@ -32,15 +32,17 @@ struct Insn {
 /// The seccomp mode of thread `tid` of `pid` (`Seccomp:` in its status: 0 none, 1 strict,
 /// 2 filter); 0 when it cannot be read.
 pub(crate) fn mode(pid: Pid, tid: Pid) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Seccomp:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0)
+    crate::procfs::read_text(std::path::Path::new(&format!(
+        "/proc/{pid}/task/{tid}/status"
+    )))
+    .ok()
+    .and_then(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp:"))
+            .and_then(|v| v.trim().parse().ok())
+    })
+    .unwrap_or(0)
 }
 
 /// The filters of thread `tid`, which must be in a ptrace-stop of ours.

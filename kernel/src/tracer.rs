@@ -730,7 +730,7 @@ fn seize_error(pid: Pid, errno: Errno) -> Error {
 /// process).
 fn traced_by_us(pid: Pid, tid: Pid) -> bool {
     let path = format!("/proc/{pid}/task/{tid}/status");
-    std::fs::read_to_string(path).is_ok_and(|text| {
+    crate::procfs::read_text(std::path::Path::new(&path)).is_ok_and(|text| {
         text.lines()
             .find_map(|l| l.strip_prefix("TracerPid:"))
             .and_then(|v| v.trim().parse::<u32>().ok())
@@ -740,7 +740,9 @@ fn traced_by_us(pid: Pid, tid: Pid) -> bool {
 
 /// True when the thread is gone or a zombie (exited, not yet reaped).
 fn thread_exiting(pid: Pid, tid: Pid) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+    match crate::procfs::read_text(std::path::Path::new(&format!(
+        "/proc/{pid}/task/{tid}/stat"
+    ))) {
         // The state follows the parenthesised command name, which may itself hold ')'.
         Ok(stat) => stat
             .rsplit_once(") ")
