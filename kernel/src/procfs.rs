@@ -126,7 +126,7 @@ pub(crate) fn tracer_of(pid: Pid, tid: Pid) -> Pid {
 /// has everything /proc/PID has (`/proc/PID/task/TID` has no `map_files`).
 pub(crate) fn mm_dir(pid: Pid) -> PathBuf {
     let leader = PathBuf::from(format!("/proc/{pid}"));
-    if !is_zombie(&leader.join("stat")) {
+    if leader_has_memory(pid) {
         return leader;
     }
     tasks(pid)
@@ -134,6 +134,42 @@ pub(crate) fn mm_dir(pid: Pid) -> PathBuf {
         .into_iter()
         .find(|tid| !is_zombie(&leader.join(format!("task/{tid}/stat"))))
         .map_or(leader, |tid| PathBuf::from(format!("/proc/{tid}")))
+}
+
+/// Whether the main thread of `pid` still has the process's memory: its `statm` (the
+/// cheapest /proc file that shows it) reads all zeros once it exited. Asked before every
+/// access to a process's maps, files and memory, so the file stays open for the next
+/// question about the same process (one `pread`); a file of a process that is gone fails
+/// and is opened again by path, which then names whatever process has the pid now.
+fn leader_has_memory(pid: Pid) -> bool {
+    use std::cell::RefCell;
+    use std::os::unix::fs::FileExt;
+    thread_local! {
+        static STATM: RefCell<Option<(Pid, std::fs::File)>> = const { RefCell::new(None) };
+    }
+    let size = |file: &std::fs::File| {
+        let mut buf = [0u8; 128];
+        let len = file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..len]).ok()?;
+        text.split_ascii_whitespace().next()?.parse::<u64>().ok()
+    };
+    STATM.with(|cell| {
+        let mut open = cell.borrow_mut();
+        if let Some((known, file)) = open.as_ref() {
+            if *known == pid {
+                if let Some(pages) = size(file) {
+                    return pages > 0;
+                }
+            }
+        }
+        let Ok(file) = std::fs::File::open(format!("/proc/{pid}/statm")) else {
+            *open = None;
+            return false;
+        };
+        let pages = size(&file);
+        *open = Some((pid, file));
+        pages.is_some_and(|p| p > 0)
+    })
 }
 
 fn is_zombie(stat: &Path) -> bool {
