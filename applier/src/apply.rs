@@ -760,9 +760,23 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     for orphan in remove_orphaned_modules(tracee)? {
         plan.recovered.push(orphan.id_prefix);
     }
-    let module_address = map_module(plan, tracee)?;
-    rollback.mapping(module_address, plan.layout.len());
-    checkpoint::apply_step("apply:mapped")?;
+    // Everything the load maps, in one borrow of the worker thread: the module (given its
+    // protections now: its bytes are written through /proc/PID/mem, which writes read-only
+    // pages as a debugger does) and the record, sized for the longest body the link can give.
+    let record_room = record_room(plan);
+    let (module_address, record_address) = tracee.batched(|t| {
+        let module_address = map_module(plan, t)?;
+        rollback.mapping(module_address, plan.layout.len());
+        checkpoint::apply_step("apply:mapped")?;
+        let name = format!("{NAME_PREFIX}{}", &plan.id[..16]);
+        let record_address = t.memfd_map_private(&name, record_room)?;
+        rollback.mapping(record_address, record_room);
+        checkpoint::apply_step("apply:record-mapped")?;
+        protect(t, module_address, &plan.layout)?;
+        Ok::<_, Error>((module_address, record_address))
+    })?;
+    prepare_calls(plan, tracee)?;
+    // The link runs with the thread running: nothing leads to the module yet.
     tracee.resume()?;
     let image = plan
         .layout
@@ -824,28 +838,34 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         entries: plan.entries.clone(),
     };
     plan.mem.write(module_address, &image.bytes)?;
-    tracee.stop_one()?;
-    if let Some(slot) = shadow_slot {
-        let (area, len, mapped) = crate::shadows::find_or_map(tracee, &plan.mem, plan.machine)?;
-        if mapped {
-            rollback.mapping(area, len);
+    let record = body.encode(State::Loading);
+    if record.len() as u64 > record_room {
+        return Err(Error::BadModule(format!(
+            "its record ({} bytes) is longer than the {record_room} bytes reserved for it",
+            record.len()
+        )));
+    }
+    plan.mem.write(record_address, &record)?;
+    checkpoint::apply_step("apply:recorded")?;
+    let registers = body.registrations().any() && plan.unwinders.is_some();
+    if shadow_slot.is_some() || registers {
+        tracee.stop_one()?;
+        if let Some(slot) = shadow_slot {
+            let (area, len, mapped) = crate::shadows::find_or_map(tracee, &plan.mem, plan.machine)?;
+            if mapped {
+                rollback.mapping(area, len);
+            }
+            plan.mem
+                .write(slot, &crate::shadows::pointer(plan.machine, area))?;
         }
-        plan.mem
-            .write(slot, &crate::shadows::pointer(plan.machine, area))?;
+        if let (true, Some(unwinders)) = (registers, &plan.unwinders) {
+            rollback.registrations(&body, plan.options.timeout);
+            body.registrations()
+                .register(tracee, &plan.mem, unwinders, plan.options.timeout)?;
+            checkpoint::apply_step("apply:registered")?;
+        }
+        tracee.resume()?;
     }
-    // The record's mapping and the module's protections: one borrow of the worker thread.
-    let record_address = tracee.batched(|t| {
-        let record_address = write_record(plan, t, rollback, &body)?;
-        protect(t, &image)?;
-        Ok::<_, Error>(record_address)
-    })?;
-    if let (true, Some(unwinders)) = (body.registrations().any(), &plan.unwinders) {
-        rollback.registrations(&body, plan.options.timeout);
-        body.registrations()
-            .register(tracee, &plan.mem, unwinders, plan.options.timeout)?;
-        checkpoint::apply_step("apply:registered")?;
-    }
-    tracee.resume()?;
     Ok(Loaded {
         module_address,
         record_address,
@@ -854,8 +874,54 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     })
 }
 
-/// Maps the module near the target (the worker thread stopped), resolves the IFUNCs it uses,
-/// and maps (or releases) the page calls return through for the switch.
+/// The record's room: the length of the longest body the link can give, page-aligned. What
+/// the link decides (addresses, which functions get their new code in place) is taken at its
+/// longest: every address as wide as a TOML integer gets, every candidate in place.
+fn record_room(plan: &Plan) -> u64 {
+    const WIDEST: u64 = i64::MAX as u64;
+    let mut entries = plan.entries.clone();
+    for candidate in &plan.candidates {
+        if let Some(entry) = entries.get_mut(candidate.index) {
+            let len = candidate.original_len().max(entry.original.len() / 2);
+            entry.original = "00".repeat(len);
+            entry.in_place = Some(vec![0; len]);
+        }
+    }
+    for entry in &mut entries {
+        entry.new_address = WIDEST;
+        entry.new_size = WIDEST;
+    }
+    let (unwind_registration, llvm_registration) = match &plan.unwinders {
+        Some(unwinders) if unwinders.any() => unwinders.records(WIDEST),
+        _ => (None, None),
+    };
+    let exits = plan.manifest.routines.iter();
+    let widest = RecordBody {
+        id: plan.id.clone(),
+        name: plan.manifest.package.name.clone(),
+        version: plan.manifest.package.version.clone(),
+        signers: plan.signers.clone(),
+        applied_at: WIDEST,
+        sequence: WIDEST,
+        target_path: plan.target.path.display().to_string(),
+        module_address: WIDEST,
+        module_len: WIDEST,
+        eh_frame_address: WIDEST,
+        eh_frame_len: WIDEST,
+        unwind_registration,
+        llvm_registration,
+        exit_routines: exits
+            .filter(|r| r.kind == RoutineKind::Exit)
+            .map(|_| WIDEST)
+            .collect(),
+        shadows: true,
+        entries,
+    };
+    page_align(widest.encode(State::Loading).len() as u64)
+}
+
+/// Maps the module near the target (the worker thread stopped, in a batch of system calls);
+/// returns its address.
 fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
     // Named, so that it is found if we die before the record exists (an anonymous mapping
     // where the kernel refuses executable memfds).
@@ -865,6 +931,12 @@ fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
         Err(lpkg_kernel::Error::SyscallFailed { .. }) => tracee.map_near(near, len, rw)?,
         mapped => mapped?,
     };
+    Ok(module_address)
+}
+
+/// Resolves the IFUNCs the module uses, and maps (or releases) the page calls return through
+/// for the switch (the worker thread stopped).
+fn prepare_calls(plan: &mut Plan, tracee: &mut Tracee) -> Result<(), Error> {
     let timeout = plan.options.timeout;
     for resolver_address in plan.resolver.ifunc_resolvers(plan.symbols)? {
         let implementation = tracee.call(resolver_address, &[], timeout)?;
@@ -884,7 +956,7 @@ fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
     } else {
         tracee.release_call_trampoline()?;
     }
-    Ok(module_address)
+    Ok(())
 }
 
 /// Gives each entry its new function's address (within jump reach) and, where a candidate's
@@ -950,36 +1022,17 @@ fn link_entries(
     Ok(())
 }
 
-/// Maps the record (the worker thread stopped) and writes it in state `loading`; returns its
-/// address.
-fn write_record(
-    plan: &Plan,
-    tracee: &mut Tracee,
-    rollback: &mut Rollback,
-    body: &RecordBody,
-) -> Result<u64, Error> {
-    let record = body.encode(State::Loading);
-    let record_len = page_align(record.len() as u64);
-    let name = format!("{NAME_PREFIX}{}", &plan.id[..16]);
-    let record_address = tracee.memfd_map_private(&name, record_len)?;
-    rollback.mapping(record_address, record_len);
-    checkpoint::apply_step("apply:record-mapped")?;
-    plan.mem.write(record_address, &record)?;
-    checkpoint::apply_step("apply:recorded")?;
-    Ok(record_address)
-}
-
 /// Gives each region of the linked module its protection: code r-x, read-only r--, data
 /// rw-; never rwx.
-fn protect(tracee: &mut Tracee, image: &crate::link::Image) -> Result<(), Error> {
-    for &(offset, len, region) in &image.regions {
+fn protect(tracee: &mut Tracee, base: u64, layout: &Layout) -> Result<(), Error> {
+    for (offset, len, region) in layout.regions() {
         let prot = match region {
             Region::Text => Prot::RX,
             Region::ReadOnly => Prot::READ,
             // Mapped read-write (`map_module`): nothing to change, no system call to make.
             Region::Data => continue,
         };
-        tracee.mprotect(image.base + offset, len, prot)?;
+        tracee.mprotect(base + offset, len, prot)?;
     }
     Ok(())
 }

@@ -93,6 +93,13 @@ pub struct Candidate {
     old_frames: FunctionFrames,
 }
 
+impl Candidate {
+    /// How many bytes its new code overwrites, if it goes in place.
+    pub fn original_len(&self) -> usize {
+        self.original.len()
+    }
+}
+
 /// New code to write at an entry, relinked to run there.
 pub struct Body {
     /// Index of the function among the package's replaced functions.

@@ -60,8 +60,6 @@ pub struct Image {
     pub base: u64,
     /// The whole mapping's bytes (bss included as zeros).
     pub bytes: Vec<u8>,
-    /// `(offset, length, region)` of each non-empty region, in order.
-    pub regions: Vec<(u64, u64, Region)>,
     /// Run-time address of every global symbol the module defines.
     pub symbols: BTreeMap<String, u64>,
 }
@@ -330,13 +328,12 @@ impl Layout {
         Ok(Image {
             base,
             bytes,
-            regions: self.regions(),
             symbols: linking.global_symbols()?,
         })
     }
 
     /// `(offset, length, region)` of each non-empty region, in order.
-    fn regions(&self) -> Vec<(u64, u64, Region)> {
+    pub fn regions(&self) -> Vec<(u64, u64, Region)> {
         [Region::Text, Region::ReadOnly, Region::Data]
             .into_iter()
             .filter(|&r| self.sizes[r as usize] > 0)
