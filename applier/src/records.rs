@@ -1,6 +1,7 @@
 //! Reading the records of every package applied to a process.
 
-use lpkg_kernel::{maps, memory, Pid};
+use lpkg_kernel::memory::Mem;
+use lpkg_kernel::{maps, Pid};
 
 use crate::record::Guarded;
 use crate::record::{RecordBody, State, HEADER_LEN, MODULE_NAME_PREFIX, NAME_PREFIX};
@@ -98,10 +99,15 @@ pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Err
     let mut records = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0usize;
+    let mut mem = None;
     for entry in maps {
         if memfd_id(entry, NAME_PREFIX).is_none() || entry.offset != 0 {
             continue;
         }
+        let mem = match &mut mem {
+            Some(mem) => mem,
+            None => mem.insert(Mem::reader(pid)?),
+        };
         let bad = |reason: String| Error::BadRecord {
             pid,
             address: entry.start,
@@ -116,7 +122,7 @@ pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Err
                 "more than {MAX_RECORDS} records in one process"
             )));
         }
-        let header = memory::read(pid, entry.start, HEADER_LEN)?;
+        let header = mem.read(entry.start, HEADER_LEN)?;
         if is_unwritten(&header) {
             // Mapped by an apply that died before writing it: an orphan, not a record.
             continue;
@@ -132,7 +138,7 @@ pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Err
                 MAX_RECORD_BYTES >> 20
             )));
         }
-        let body = memory::read(pid, entry.start + HEADER_LEN as u64, len)?;
+        let body = mem.read(entry.start + HEADER_LEN as u64, len)?;
         let body = RecordBody::decode_body(&body).map_err(bad)?;
         records.push(LiveRecord {
             address: entry.start,
@@ -143,14 +149,16 @@ pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Err
         });
     }
     records.sort_by_key(|r| r.body.sequence);
-    for index in 0..records.len() {
-        records[index].live = live(pid, &records, index);
+    if let Some(mem) = &mem {
+        for index in 0..records.len() {
+            records[index].live = live(mem, &records, index);
+        }
     }
     Ok(records)
 }
 
 /// Checks the entries of `records[index]` against the live code; `records` oldest first.
-fn live(pid: Pid, records: &[LiveRecord], index: usize) -> Live {
+fn live(mem: &Mem, records: &[LiveRecord], index: usize) -> Live {
     let record = &records[index];
     if record.state != State::Applied {
         return Live::NotChecked;
@@ -159,7 +167,7 @@ fn live(pid: Pid, records: &[LiveRecord], index: usize) -> Live {
         .body
         .entries
         .iter()
-        .filter(|entry| !in_effect(pid, records, index, entry))
+        .filter(|entry| !in_effect(mem, records, index, entry))
         .map(|entry| entry.function.clone())
         .collect();
     if drifted.is_empty() {
@@ -171,12 +179,18 @@ fn live(pid: Pid, records: &[LiveRecord], index: usize) -> Live {
 
 /// Whether `entry` of `records[index]` is what runs: its bytes are live, or a newer applied
 /// package replaced them, saving exactly them as its original, and is in effect itself.
-fn in_effect(pid: Pid, records: &[LiveRecord], index: usize, entry: &crate::record::Entry) -> bool {
+fn in_effect(
+    mem: &Mem,
+    records: &[LiveRecord],
+    index: usize,
+    entry: &crate::record::Entry,
+) -> bool {
     let Some(writes) = entry.writes() else {
         return false;
     };
     let live = |w: &crate::record::Write| {
-        memory::read(pid, w.address, w.ours.len()).is_ok_and(|live| live == w.ours)
+        mem.read(w.address, w.ours.len())
+            .is_ok_and(|live| live == w.ours)
     };
     if writes.iter().all(live) {
         return true;
@@ -201,7 +215,7 @@ fn in_effect(pid: Pid, records: &[LiveRecord], index: usize, entry: &crate::reco
                     && crate::record::unhex(&n.original).is_some_and(|o| {
                         !o.is_empty() && (o.starts_with(ours) || ours.starts_with(&o))
                     })
-                    && in_effect(pid, records, newer_index, n)
+                    && in_effect(mem, records, newer_index, n)
             })
         })
 }
@@ -316,7 +330,9 @@ fn unwritten_records(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<OrphanModu
         let Some(id) = memfd_id(entry, NAME_PREFIX) else {
             continue;
         };
-        if entry.offset == 0 && is_unwritten(&memory::read(pid, entry.start, HEADER_LEN)?) {
+        if entry.offset == 0
+            && is_unwritten(&lpkg_kernel::memory::read(pid, entry.start, HEADER_LEN)?)
+        {
             unwritten.push(OrphanModule {
                 id_prefix: id.to_owned(),
                 record: true,

@@ -55,6 +55,15 @@ impl Mem {
         })
     }
 
+    /// Opens process `pid`'s memory for reading only (what lists and checks need).
+    pub fn reader(pid: Pid) -> Result<Mem> {
+        Ok(Mem {
+            pid,
+            file: open(pid, false)?,
+            accesses: Cell::new(0),
+        })
+    }
+
     /// Read exactly `len` bytes at `addr`.
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
         self.accesses.set(self.accesses.get() + 1);

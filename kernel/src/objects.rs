@@ -21,6 +21,9 @@ pub struct MappedObject {
     pub map_file: PathBuf,
     /// Every mapping of the object, in address order.
     pub ranges: Vec<MapEntry>,
+    /// The file's [`FileKey`] when the object was listed: caches of what is read from the
+    /// file find it without asking again.
+    key: Option<FileKey>,
 }
 
 impl MappedObject {
@@ -59,6 +62,7 @@ pub fn mapped_objects_in(pid: Pid, maps: &[MapEntry]) -> Result<Vec<MappedObject
                 build_id: None,
                 map_file: dir.join(format!("map_files/{:x}-{:x}", entry.start, entry.end)),
                 ranges: vec![entry],
+                key: None,
             }),
             // A piece of a file whose offset-0 mapping is not right before it: no load base.
             _ => {}
@@ -66,7 +70,7 @@ pub fn mapped_objects_in(pid: Pid, maps: &[MapEntry]) -> Result<Vec<MappedObject
     }
     let mut elves = Vec::with_capacity(objects.len());
     for mut object in objects {
-        match cached_build_id(&object) {
+        match cached_build_id(&mut object) {
             Ok(Some(build_id)) => {
                 object.build_id = build_id;
                 elves.push(object);
@@ -129,10 +133,13 @@ pub fn find_build_id(pid: Pid, wanted: &[u8], cache: &BuildIds) -> Result<Option
     Ok(None)
 }
 
-/// [`read_build_id`] of the file mapped as `object`, read once per file.
-fn cached_build_id(object: &MappedObject) -> Result<Option<Option<Vec<u8>>>> {
+/// [`read_build_id`] of the file mapped as `object`, read once per file; keeps the file's
+/// key in `object`.
+fn cached_build_id(object: &mut MappedObject) -> Result<Option<Option<Vec<u8>>>> {
     static BUILD_IDS: FileCache<Option<Option<Vec<u8>>>> = FileCache::new(|_| 1, 4096);
-    BUILD_IDS.get(file_key(object)?, || read_build_id(&object.map_file))
+    let key = file_key(object)?;
+    object.key = Some(key);
+    BUILD_IDS.get(key, || read_build_id(&object.map_file))
 }
 
 /// A file read through a read cache, at most [`Capped::BUDGET`] bytes in all: the headers of a
@@ -218,9 +225,12 @@ pub struct FileKey {
     modified: (i64, i64),
 }
 
-/// The [`FileKey`] of the file mapped as `object`.
+/// The [`FileKey`] of the file mapped as `object` (as it was when the object was listed).
 pub fn file_key(object: &MappedObject) -> Result<FileKey> {
     use std::os::unix::fs::MetadataExt;
+    if let Some(key) = object.key {
+        return Ok(key);
+    }
     let meta = std::fs::metadata(&object.map_file).map_err(|source| Error::Proc {
         path: object.map_file.clone(),
         source,

@@ -160,8 +160,9 @@ impl Tracee {
         if !self.sandbox_checked.contains(&tid) {
             // Before the first call on this thread: one its seccomp filter kills would kill
             // the process.
-            let ip = self.syscall_insn()?;
-            crate::seccomp::check(self.pid, tid, ip, self.arch)?;
+            // The instruction pointer a filter sees: looked for only when there is a filter.
+            let (pid, arch) = (self.pid, self.arch);
+            crate::seccomp::check(pid, tid, || self.syscall_insn(), arch)?;
             self.sandbox_checked.insert(tid);
         }
         self.injected.set(self.injected.get() + 1);

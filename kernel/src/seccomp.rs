@@ -202,7 +202,12 @@ fn effect(answer: u32) -> String {
 
 /// Checks that the seccomp filters of thread `tid` (stopped) let every system call lpkg
 /// injects run. `ip`: where lpkg's system calls are made from.
-pub(crate) fn check(pid: Pid, tid: Pid, ip: u64, arch: Arch) -> Result<()> {
+pub(crate) fn check(
+    pid: Pid,
+    tid: Pid,
+    ip: impl FnOnce() -> Result<u64>,
+    arch: Arch,
+) -> Result<()> {
     match mode(pid, tid) {
         0 => return Ok(()),
         1 => {
@@ -215,6 +220,7 @@ pub(crate) fn check(pid: Pid, tid: Pid, ip: u64, arch: Arch) -> Result<()> {
         _ => {}
     }
     let filters = filters(pid, tid)?;
+    let ip = ip()?;
     for (name, nr, args) in arch.injected_calls() {
         let data = data(arch, *nr, ip, *args);
         for filter in &filters {
