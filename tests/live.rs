@@ -780,10 +780,14 @@ fn list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it_for(bits: Bi
 
     let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
     let list = list.as_array().unwrap();
-    assert_eq!(list.len(), 1, "{list:?}");
-    assert_eq!(list[0]["state"], "unrecorded module");
-    assert_eq!(list[0]["interrupted"], true);
-    assert!(list[0]["module_len"].as_u64().unwrap() > 0);
+    // The module, then the record mapped with it and not written yet.
+    assert_eq!(list.len(), 2, "{list:?}");
+    for (entry, unwritten_record) in list.iter().zip([false, true]) {
+        assert_eq!(entry["state"], "unrecorded module");
+        assert_eq!(entry["interrupted"], true);
+        assert_eq!(entry["unwritten_record"], unwritten_record);
+        assert!(entry["module_len"].as_u64().unwrap() > 0);
+    }
     let text = ok(s.run(&["list", "--pid", &target.pid()]));
     assert!(text.stdout.contains("unrecorded module"), "{}", text.stdout);
 

@@ -11,8 +11,8 @@ use crate::claim::Claim;
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    call_displacement, hex, unhex, Entry, Guarded, RecordBody, State, Write, MODULE_NAME_PREFIX,
-    NAME_PREFIX, STATE_OFFSET,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, State, Write, NAME_PREFIX,
+    STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
 use crate::registration::Unwinders;
@@ -765,13 +765,10 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     // pages as a debugger does) and the record, sized for the longest body the link can give.
     let record_room = record_room(plan);
     let (module_address, record_address) = tracee.batched(|t| {
-        let module_address = map_module(plan, t)?;
+        let (module_address, record_address) = map_module_and_record(plan, t, record_room)?;
         rollback.mapping(module_address, plan.layout.len());
-        checkpoint::apply_step("apply:mapped")?;
-        let name = format!("{NAME_PREFIX}{}", &plan.id[..16]);
-        let record_address = t.memfd_map_private(&name, record_room)?;
         rollback.mapping(record_address, record_room);
-        checkpoint::apply_step("apply:record-mapped")?;
+        checkpoint::apply_step("apply:mapped")?;
         protect(t, module_address, &plan.layout)?;
         Ok::<_, Error>((module_address, record_address))
     })?;
@@ -920,18 +917,28 @@ fn record_room(plan: &Plan) -> u64 {
     page_align(widest.encode(State::Loading).len() as u64)
 }
 
-/// Maps the module near the target (the worker thread stopped, in a batch of system calls);
-/// returns its address.
-fn map_module(plan: &Plan, tracee: &mut Tracee) -> Result<u64, Error> {
-    // Named, so that it is found if we die before the record exists (an anonymous mapping
-    // where the kernel refuses executable memfds).
-    let name = format!("{MODULE_NAME_PREFIX}{}", &plan.id[..16]);
+/// Maps the module near the target and the record's `room` (the worker thread stopped, in
+/// a batch of system calls): both from one memfd named as the record, the record at file
+/// offset 0, where lpkg finds records, and the module after it, where it finds modules
+/// (spec/apply-protocol.md, "The record"). Returns the module's address, then the record's.
+fn map_module_and_record(plan: &Plan, tracee: &mut Tracee, room: u64) -> Result<(u64, u64), Error> {
+    let id = &plan.id[..16];
     let (near, len, rw) = (plan.target.base, plan.layout.len(), Prot::RW);
-    let module_address = match tracee.memfd_map_near(&name, near, len, rw) {
-        Err(lpkg_kernel::Error::SyscallFailed { .. }) => tracee.map_near(near, len, rw)?,
-        mapped => mapped?,
-    };
-    Ok(module_address)
+    match tracee.memfd_map_two(&format!("{NAME_PREFIX}{id}"), room, near, len, rw) {
+        Ok((record_address, module_address)) => Ok((module_address, record_address)),
+        // Where memfds cannot be mapped executable: the module anonymous, the record alone.
+        Err(lpkg_kernel::Error::SyscallFailed { .. }) => {
+            let module_address = tracee.map_near(near, len, rw)?;
+            match tracee.memfd_map_private(&format!("{NAME_PREFIX}{id}"), room) {
+                Ok(record_address) => Ok((module_address, record_address)),
+                Err(error) => {
+                    let _ = tracee.munmap(module_address, len);
+                    Err(error.into())
+                }
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Resolves the IFUNCs the module uses, and maps (or releases) the page calls return through

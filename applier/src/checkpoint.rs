@@ -11,7 +11,6 @@ pub const PAUSE_VAR: &str = "LPKG_TEST_PAUSE_AT";
 /// Every step apply passes, in order.
 pub const APPLY_STEPS: &[&str] = &[
     "apply:mapped",
-    "apply:record-mapped",
     "apply:recorded",
     "apply:stopped",
     "apply:switching",

@@ -242,7 +242,7 @@ pub struct OrphanModule {
     pub len: u64,
 }
 
-/// The patch modules of `pid` (memfd mappings named `lpkg-module:…`) that no record claims.
+/// The patch modules of `pid` (see [`module_id`]) that no record claims.
 ///
 /// Only meaningful while no other lpkg works on the process: an apply in progress has its
 /// module mapped a while before its record (seize the process first to be sure).
@@ -250,7 +250,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
     let maps = maps::read(pid)?;
     let mut modules: Vec<(OrphanModule, u64)> = Vec::new();
     for entry in &maps {
-        let Some(id) = memfd_id(entry, MODULE_NAME_PREFIX) else {
+        let Some(id) = module_id(entry) else {
             continue;
         };
         // mprotect splits a module into one mapping per protection: join the parts.
@@ -304,6 +304,14 @@ fn memfd_id<'e>(entry: &'e maps::MapEntry, prefix: &str) -> Option<&'e str> {
         .strip_prefix(prefix)
 }
 
+/// The package id prefix of a patch module's mapping, if `entry` is one: the record's memfd
+/// past file offset 0 (the module shares its record's memfd), or a memfd of its own named
+/// `lpkg-module:…` (appliers before the shared memfd, and where memfds are not executable).
+fn module_id(entry: &maps::MapEntry) -> Option<&str> {
+    memfd_id(entry, MODULE_NAME_PREFIX)
+        .or_else(|| memfd_id(entry, NAME_PREFIX).filter(|_| entry.offset != 0))
+}
+
 /// Whether the module `body` names is a patch module lpkg mapped for its package: every page
 /// of `[module_address, module_address + module_len)` is a mapping of the memfd named after
 /// the package's id. A record the process wrote could name any memory.
@@ -316,7 +324,7 @@ pub fn module_is_lpkgs(pid: Pid, body: &RecordBody) -> Result<bool, Error> {
         body.module_address.saturating_add(body.module_len),
     );
     for entry in maps::read(pid)? {
-        if entry.start == at && at < end && memfd_id(&entry, MODULE_NAME_PREFIX) == Some(prefix) {
+        if entry.start == at && at < end && module_id(&entry) == Some(prefix) {
             at = entry.end;
         }
     }

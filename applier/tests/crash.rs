@@ -126,7 +126,7 @@ fn signal_and_wait(child: &mut std::process::Child, step: &str, signal: &str) {
 /// What the record should say after a kill at `step`: None for no record.
 fn expected_state(step: &str) -> Option<State> {
     match step {
-        "apply:mapped" | "apply:record-mapped" => None,
+        "apply:mapped" => None,
         "apply:recorded" | "apply:stopped" => Some(State::Loading),
         "apply:switching" | "apply:jump-1" | "apply:jumps-written" => Some(State::Switching),
         "apply:applied" | "revert:stopped" => Some(State::Applied),
@@ -136,12 +136,11 @@ fn expected_state(step: &str) -> Option<State> {
 
 fn check_after_kill(target: &mut Target, step: &str, bits: Bits) {
     assert!(target.alive(), "target died after a kill at {step}");
-    // Killed with the module mapped and no record yet: the module is found by its name.
+    // Killed with the module and the record mapped, the record not written yet: both are
+    // found by their memfd's name.
     let orphans = unrecorded_modules(target.pid()).unwrap();
-    // Killed with the record mapped but not written: that mapping too.
     let expected = match step {
-        "apply:mapped" => 1,
-        "apply:record-mapped" => 2,
+        "apply:mapped" => 2,
         _ => 0,
     };
     assert_eq!(
@@ -192,14 +191,21 @@ fn lpkg_modules(pid: i32) -> usize {
                 .as_ref()
                 .and_then(|p| p.to_str())
                 .is_some_and(|p| p.starts_with("/memfd:lpkg-module:"))
+                // A module shares its record's memfd, past offset 0.
+                || m.offset != 0
+                    && m.path
+                        .as_ref()
+                        .and_then(|p| p.to_str())
+                        .is_some_and(|p| p.starts_with("/memfd:lpkg:"))
         })
         .map(|m| m.inode)
         .collect();
     inodes.len()
 }
 
-/// A module mapped before its record exists is named after its package: lpkg killed in that
-/// window leaves it findable, and the next revert (or apply) removes it.
+/// A module and its record mapped before the record is written are named after their
+/// package: lpkg killed in that window leaves them findable, and the next revert (or apply)
+/// removes them.
 #[test]
 fn a_module_left_without_a_record_is_found_and_removed() {
     let (_dir, package) = package_file();
@@ -213,14 +219,25 @@ fn a_module_left_without_a_record_is_found_and_removed() {
         .unwrap()
         .0
         .id();
-    assert_eq!(orphans.len(), 1, "{orphans:?}");
-    assert_eq!(orphans[0].id_prefix, id[..16]);
-    let reports = revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
-    assert_eq!(reports.len(), 1);
-    assert_eq!(
-        (reports[0].id.as_str(), reports[0].state),
-        (&id[..16], "unrecorded module")
+    assert_eq!(orphans.len(), 2, "{orphans:?}");
+    assert!(
+        orphans.iter().all(|o| o.id_prefix == id[..16]),
+        "{orphans:?}"
     );
+    let records: Vec<bool> = orphans.iter().map(|o| o.record).collect();
+    assert_eq!(
+        records,
+        [false, true],
+        "the module, then the unwritten record"
+    );
+    let reports = revert(pid, &Selection::All, Duration::from_secs(5)).unwrap();
+    assert_eq!(reports.len(), 2);
+    for report in &reports {
+        assert_eq!(
+            (report.id.as_str(), report.state),
+            (&id[..16], "unrecorded module")
+        );
+    }
     assert_eq!(unrecorded_modules(pid).unwrap(), vec![]);
     assert_eq!(lpkg_modules(pid), 0);
     assert!(lpkg_kernel::maps::read(pid)
