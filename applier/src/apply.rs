@@ -270,10 +270,13 @@ fn apply_verified(
     check_machine(pid, package)?;
     let symbols = package.symbol_map()?;
     let claim = Claim::take(pid, options.start_time, options.timeout)?;
-    let (target, mapped, target_file) = target::find(pid, &manifest.target)?;
+    // Read once for the target, the mapped objects and the records.
+    let maps = lpkg_kernel::maps::read(pid)?;
+    let (target, mapped, target_file) = target::find(pid, &maps, &manifest.target)?;
     let resolver = target::Resolver::new(pid, &target, &symbols, &mapped);
     let mut plan = prepare(
         &claim,
+        &maps,
         package,
         &symbols,
         signers,
@@ -359,6 +362,7 @@ struct Plan<'a> {
 #[allow(clippy::too_many_arguments)] // the package, the process, and what was found in it
 fn prepare<'a>(
     claim: &Claim,
+    maps: &[lpkg_kernel::maps::MapEntry],
     package: &'a Package,
     symbols: &'a lpkg_format::SymbolMap,
     signers: Vec<String>,
@@ -371,7 +375,7 @@ fn prepare<'a>(
     let module = package.module()?;
     let id = package.id();
     let pid = claim.pid();
-    let (recovered, applied) = recover_interrupted(claim, &id, options.timeout)?;
+    let (recovered, applied) = recover_interrupted(claim, maps, &id, options.timeout)?;
     check_requirements(pid, manifest, &applied)?;
     resolver.follow_redirected_calls(redirected_calls(&applied));
     if !options.allow_downgrade {
@@ -497,12 +501,13 @@ fn redirected_calls(applied: &[LiveRecord]) -> std::collections::BTreeMap<u64, u
 /// error.
 fn recover_interrupted(
     claim: &Claim,
+    maps: &[lpkg_kernel::maps::MapEntry],
     id: &str,
     timeout: Duration,
 ) -> Result<(Vec<String>, Vec<LiveRecord>), Error> {
     let pid = claim.pid();
     let mut recovered = Vec::new();
-    let records = records::read(pid)?;
+    let records = records::read_in(pid, maps)?;
     for record in &records {
         if record.state.is_interrupted() {
             recover(claim, record, timeout)?;

@@ -247,9 +247,13 @@ pub struct OrphanModule {
 /// Only meaningful while no other lpkg works on the process: an apply in progress has its
 /// module mapped a while before its record (seize the process first to be sure).
 pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
-    let maps = maps::read(pid)?;
+    orphaned_modules_in(pid, &maps::read(pid)?)
+}
+
+/// [`orphaned_modules`], with the process's mappings read already.
+pub fn orphaned_modules_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<OrphanModule>, Error> {
     let mut modules: Vec<(OrphanModule, u64)> = Vec::new();
-    for entry in &maps {
+    for entry in maps {
         let Some(id) = module_id(entry) else {
             continue;
         };
@@ -274,7 +278,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
     // The records are read only when there are modules to claim (not before a first apply).
     let claimed: Vec<(u64, u64)> = match modules.is_empty() {
         true => Vec::new(),
-        false => (read_in(pid, &maps)?.iter())
+        false => (read_in(pid, maps)?.iter())
             .map(|r| {
                 let start = r.body.module_address;
                 (start, start.saturating_add(r.body.module_len))
@@ -290,7 +294,7 @@ pub fn orphaned_modules(pid: Pid) -> Result<Vec<OrphanModule>, Error> {
                 .any(|&(start, end)| m.address < end && start < m.address + m.len)
         })
         .collect();
-    orphans.extend(unwritten_records(pid, &maps)?);
+    orphans.extend(unwritten_records(pid, maps)?);
     Ok(orphans)
 }
 

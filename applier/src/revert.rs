@@ -106,7 +106,7 @@ pub enum Selection {
 /// Unmaps the patch modules that no record claims ([`records::orphaned_modules`]), with only
 /// the worker thread of `tracee` stopped: no thread can be running them. Returns them.
 pub fn remove_orphaned_modules(tracee: &mut Tracee) -> Result<Vec<OrphanModule>, Error> {
-    let orphans = records::orphaned_modules(tracee.pid())?;
+    let orphans = records::orphaned_modules_in(tracee.pid(), &tracee.maps()?)?;
     if !orphans.is_empty() {
         tracee.stop_one()?;
         for orphan in &orphans {

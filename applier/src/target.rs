@@ -98,10 +98,14 @@ fn elf_facts_of<'d, Elf: FileHeader<Endian = Endianness>>(
 /// The target object, every mapped object, and the target object's file.
 type Found = (TargetObject, Vec<MappedObject>, Arc<Vec<u8>>);
 
-/// Finds the object with the manifest's build-id among those mapped in `pid`; also returns
+/// Finds the object with the manifest's build-id among those mapped in `pid` (`maps`); also returns
 /// every mapped object and the object's file.
-pub fn find(pid: Pid, target: &lpkg_format::Target) -> Result<Found, Error> {
-    let mapped = objects::mapped_objects(pid)?;
+pub fn find(
+    pid: Pid,
+    maps: &[lpkg_kernel::maps::MapEntry],
+    target: &lpkg_format::Target,
+) -> Result<Found, Error> {
+    let mapped = objects::mapped_objects_in(pid, maps)?;
     let found = mapped
         .iter()
         .find(|o| o.build_id.as_deref().map(hex).as_deref() == Some(target.build_id.as_str()))

@@ -410,8 +410,12 @@ fn a_built_i386_package_links_against_a_running_process() {
     // calls = 1, tls_calls = 6.
     assert_eq!(server.ask("1"), "6102");
     let pid = server.child.id() as i32;
-    let (target, mapped, _file) =
-        lpkg_applier::fuzzing::find_target(pid, &package.manifest().target).unwrap();
+    let (target, mapped, _file) = lpkg_applier::fuzzing::find_target(
+        pid,
+        &lpkg_kernel::maps::read(pid).unwrap(),
+        &package.manifest().target,
+    )
+    .unwrap();
     let resolver = lpkg_applier::fuzzing::Resolver::new(pid, &target, &symbols, &mapped);
     let layout = Layout::new(module).unwrap();
     let image = layout

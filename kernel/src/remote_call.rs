@@ -72,6 +72,8 @@ impl Tracee {
         timeout: Duration,
         mark: Option<Mark>,
     ) -> Result<u64> {
+        // The called code may map anything.
+        self.maps = None;
         let timeout = timeout.min(crate::MAX_TIMEOUT);
         if args.len() > MAX_CALL_ARGS {
             return Err(Error::TooManyArgs {

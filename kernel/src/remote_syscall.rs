@@ -23,7 +23,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::arch::{AltStack, Registers, Sys};
 use crate::inject::{End, Outcome, Saved};
-use crate::maps::{self, MapEntry};
+use crate::maps::MapEntry;
 use crate::{ptrace, test_hook, Error, Pid, Result, Tracee};
 
 /// Longest time an injected system call may take (ours never block).
@@ -179,6 +179,11 @@ impl Tracee {
             self.sandbox_checked.insert(tid);
         }
         self.injected.set(self.injected.get() + 1);
+        // What the process maps changes with every call but these.
+        let keeps_maps = [Sys::MemfdCreate, Sys::Ftruncate, Sys::Close];
+        if !keeps_maps.iter().any(|&call| self.arch.nr(call) == nr) {
+            self.maps = None;
+        }
         if framed && self.open_batch(tid)? {
             // A call on its own is a batch of one.
             let result = self.batched_syscall(nr, args);
@@ -519,7 +524,7 @@ impl Tracee {
         let low = near.saturating_sub(reach).max(min_addr);
         let high = near.saturating_add(reach).min(self.arch.user_top());
         let reachable = |a: u64| a >= low && a.checked_add(len).is_some_and(|e| e <= high);
-        let candidates = holes(&maps::read(self.pid)?, low, high, len, near);
+        let candidates = holes(&self.maps()?, low, high, len, near);
         if candidates.is_empty() {
             return Err(no_hole);
         }
@@ -641,7 +646,7 @@ impl Tracee {
         if let Some(found) = self.restorer {
             return Ok(found);
         }
-        let maps = maps::read(self.pid)?;
+        let maps = self.maps()?;
         if let Some(name) = self.arch.vdso_restorer() {
             if let Some(at) = self.vdso_function(&maps, name, self.arch.restore_rt())? {
                 self.restorer = Some(Some(at));
@@ -760,7 +765,7 @@ impl Tracee {
         if let Some(addr) = self.syscall_insn {
             return Ok(addr);
         }
-        let maps = maps::read(self.pid)?;
+        let maps = self.maps()?;
         let named = |m: &&MapEntry, what: &str| {
             m.exec
                 && m.read

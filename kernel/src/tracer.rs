@@ -62,6 +62,8 @@ pub struct Tracee {
     /// Address of an `rt_sigreturn` restorer in the target (`Some(None)`: it has none), found
     /// on first use (see `remote_syscall`).
     pub(crate) restorer: Option<Option<u64>>,
+    /// The process's mappings as read during this stop (see [`Tracee::maps`]).
+    pub(crate) maps: Option<Vec<crate::maps::MapEntry>>,
     /// Signals (thread, signal, siginfo) to re-send when the thread is resumed.
     pub(crate) deferred: Vec<(Pid, i32, libc::siginfo_t)>,
     /// The page holding the `rt_sigreturn` trampoline of remote calls, mapped by the first
@@ -126,6 +128,7 @@ impl Tracee {
             deferred: Vec::new(),
             call_trampoline: None,
             altstacks: BTreeMap::new(),
+            maps: None,
             syscall_stop: None,
             ptrace_requests: Cell::new(0),
             waits: Cell::new(0),
@@ -232,6 +235,24 @@ impl Tracee {
             .keys()
             .map(|&tid| Ok((tid, self.registers(tid)?)))
             .collect()
+    }
+
+    /// The process's mappings (/proc/PID/maps), read once while the process stays stopped as
+    /// we left it: kept until our own system calls change them, our calls run its code, or
+    /// the threads we stopped run again. Its other threads may map meanwhile, as they may
+    /// between any read of the file and its use: what is looked up in it (a hole, the code of
+    /// a restorer, a module of ours) is checked where it is used (`MAP_FIXED_NOREPLACE`, the
+    /// code's bytes, the name of the mapping unmapped).
+    pub fn maps(&mut self) -> Result<Vec<crate::maps::MapEntry>> {
+        if let Some(maps) = &self.maps {
+            return Ok(maps.clone());
+        }
+        let maps = crate::maps::read(self.pid)?;
+        let stopped = |state: &ThreadState| matches!(state, ThreadState::Stopped { .. });
+        if self.threads.values().any(stopped) {
+            self.maps = Some(maps.clone());
+        }
+        Ok(maps)
     }
 
     /// Overwrite a stopped thread's registers.
@@ -478,6 +499,7 @@ impl Tracee {
     /// into it: the kernel restarts it from the registers we restored.
     pub fn resume(&mut self) -> Result<()> {
         self.altstacks.clear();
+        self.maps = None;
         for (&tid, state) in self.threads.iter_mut() {
             if let ThreadState::Stopped { group_stop } = *state {
                 self.ptrace_requests.set(self.ptrace_requests.get() + 1);
