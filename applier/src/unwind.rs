@@ -485,6 +485,18 @@ fn vdso_framed_code(image: &[u8], base: u64, bias: u64) -> FramedCode {
     machine.framed_code(image, base, &functions)
 }
 
+/// Where the functions of the vDSO `image`, mapped at `base`, are walked by frame pointer (see
+/// [`FramedCode`]), as the stack check finds it in a target's memory. Entry point for fuzzing
+/// with untrusted bytes.
+pub fn vdso_frames_from_bytes(image: &[u8], base: u64) -> FramedCode {
+    let first_load = object::File::parse(image)
+        .ok()
+        .and_then(|file| file.segments().map(|s| s.address()).min())
+        .unwrap_or(0)
+        & !0xfff;
+    vdso_framed_code(image, base, base.wrapping_sub(first_load))
+}
+
 /// The CFI of every object of a process, loaded before the process is stopped.
 pub struct CfiCache {
     pid: Pid,
@@ -1600,5 +1612,21 @@ mod tests {
         }
         // clock_gettime, clock_gettime64, gettimeofday, time
         assert!(time_functions >= 4, "{time_functions} time functions");
+        assert_eq!(vdso_frames_from_bytes(&image, vdso.start), framed);
+
+        // The image is the target's: changed anywhere (symbols, sizes, code), it gives frames
+        // or none, never a panic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut changed = image.clone();
+            for _ in 0..8 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed % changed.len() as u64) as usize;
+                changed[at] = (seed >> 32) as u8;
+            }
+            let _ = vdso_frames_from_bytes(&changed, vdso.start);
+        }
     }
 }

@@ -177,7 +177,7 @@ impl FramedCode {
             return;
         }
         let index = |ip: u64| instructions.binary_search_by_key(&ip, |i| i.ip()).ok();
-        let end = start + code.len() as u64;
+        let end = start.saturating_add(code.len() as u64);
         let mut info = InstructionInfoFactory::new();
         let mut states: Vec<Option<FrameState>> = vec![None; instructions.len()];
         states[0] = Some(FrameState::Entry);
@@ -340,11 +340,8 @@ fn is_pc_thunk_call(instruction: &Instruction, image: &[u8], address: u64) -> bo
     if instruction.code() != Code::Call_rel32_32 {
         return false;
     }
-    let Some(code) = function_code(
-        image,
-        address,
-        &(instruction.near_branch_target()..instruction.near_branch_target() + 4),
-    ) else {
+    let thunk = instruction.near_branch_target();
+    let Some(code) = function_code(image, address, &(thunk..thunk.saturating_add(4))) else {
         return false;
     };
     let mut decoder = Decoder::new(32, code, DecoderOptions::NONE);
@@ -482,6 +479,24 @@ mod tests {
         let code = [0x55, 0x89, 0xe5, 0x31, 0xc0, 0xc9, 0xc2, 0x04, 0x00];
         let f = framed_function(&code, 0x09);
         assert_eq!(f, FramedCode::default());
+    }
+
+    /// The code is the target's: every byte of it changed to every value gives frames (or
+    /// none), never a panic, and never a frame at the entry (nothing is pushed there yet).
+    #[test]
+    fn any_byte_changed_anywhere_never_panics_and_never_sets_the_frame_at_the_entry() {
+        let (code, len) = framed_example();
+        for at in 0..code.len() {
+            for value in 0..=255u8 {
+                let mut changed = code.clone();
+                changed[at] = value;
+                let f = framed_function(&changed, len);
+                assert!(!f.is_set_at(0x1000, true), "byte {at:#x} = {value:#x}");
+            }
+        }
+        // The image at the top of the address space.
+        let top = u64::MAX - code.len() as u64 + 1;
+        let _ = FramedCode::of(&code, top, std::slice::from_ref(&(top..u64::MAX)));
     }
 
     #[test]
