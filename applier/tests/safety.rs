@@ -709,3 +709,39 @@ fn a_thread_spinning_in_the_vdso_is_clear_at_the_first_look_for(bits: Bits) {
     let total: u64 = looks.iter().sum();
     assert!(total < 2 * APPLIES, "{looks:?}");
 }
+
+/// The other side of the same walk: the thread spins in `clock_gettime` called from timed(),
+/// a function the package replaces. Walked through the vDSO by its frame pointer, it is seen
+/// returning into timed(), and no apply ever succeeds (before issue 18 it was only "cannot be
+/// unwound" there: busy too, but not for having been seen).
+#[test]
+fn a_thread_in_the_32_bit_vdso_is_seen_returning_into_a_patched_function() {
+    a_thread_in_the_vdso_is_seen_returning_into_a_patched_function_for(Bits::M32);
+}
+
+#[test]
+fn a_thread_in_the_vdso_is_seen_returning_into_a_patched_function() {
+    a_thread_in_the_vdso_is_seen_returning_into_a_patched_function_for(Bits::M64);
+}
+
+fn a_thread_in_the_vdso_is_seen_returning_into_a_patched_function_for(bits: Bits) {
+    const APPLIES: usize = 5;
+    let b = built_for(bits);
+    let mut target = Target::start(&b.exe, "timed");
+    let mut messages = Vec::new();
+    for _ in 0..APPLIES {
+        messages.push(busy_message(apply(
+            target.pid(),
+            &b.package,
+            &b.trust,
+            &options(200),
+        )));
+    }
+    let seen = messages
+        .iter()
+        .filter(|m| m.contains("will return into timed"))
+        .count();
+    // The last look may find it in timed() itself, or where the vDSO has no frame yet.
+    assert!(seen > APPLIES / 2, "{messages:#?}");
+    assert_untouched(&mut target);
+}
