@@ -55,6 +55,7 @@ pub fn unrecorded_modules(pid: lpkg_kernel::Pid) -> Result<Vec<OrphanModule>, Er
 pub mod fuzzing {
     pub use crate::link::{Layout, Resolve};
     pub use crate::record::HEADER_LEN;
+    pub use crate::reloc::FramedCode;
     pub use crate::target::{find as find_target, Resolver};
-    pub use crate::unwind::backtrace_from_bytes;
+    pub use crate::unwind::{backtrace_from_bytes, vdso_frames_from_bytes};
 }

@@ -25,9 +25,10 @@ use lpkg_kernel::arch::current::DWARF_TRACKED;
 use lpkg_kernel::arch::{Arch, Registers, SignalFrameFacts, UnwindFacts};
 use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{maps, objects, stack, Pid};
-use object::{Object, ObjectSection, ObjectSegment};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 use crate::records;
+use crate::reloc::{FramedCode, Machine};
 
 type Reader = EndianArcSlice<LittleEndian>;
 
@@ -37,6 +38,10 @@ pub const STACK_WINDOW: usize = 256 * 1024;
 const MAX_FRAMES: usize = 4096;
 /// Largest `.eh_frame` read from a patch module in the target.
 const MAX_MODULE_EH_FRAME: u64 = 16 << 20;
+/// Largest vDSO read from the target (the kernel's are two pages).
+const MAX_VDSO: u64 = 1 << 20;
+/// Most vDSO functions looked at for a frame pointer (the kernel's have about ten).
+const MAX_VDSO_FUNCTIONS: usize = 256;
 
 /// The CFI of one object mapped in the target, indexed by address.
 struct ObjectCfi {
@@ -49,6 +54,8 @@ struct ObjectCfi {
     moved: Vec<(Range<u64>, u64)>,
     /// The vDSO: its code without CFI is never taken for a leaf (below).
     vdso: bool,
+    /// Where its code without CFI is walked by frame pointer (the 32-bit vDSO's functions).
+    framed: FramedCode,
     eh_frame: EhFrame<Reader>,
     bases: BaseAddresses,
     index: FdeIndex,
@@ -175,6 +182,7 @@ impl ObjectCfi {
             bias,
             moved: Vec::new(),
             vdso: false,
+            framed: FramedCode::default(),
             eh_frame,
             bases: BaseAddresses::default().set_eh_frame(address),
             index: FdeIndex::Sorted(Vec::new()),
@@ -456,6 +464,39 @@ fn slice_word(bytes: &[u8], base: u64, address: u64, size: u8) -> Option<u64> {
     )?))
 }
 
+/// Where the functions of the vDSO `image` (mapped at `base`, its link-time addresses plus
+/// `bias`) are walked by frame pointer: its dynamic symbols give their starts and sizes.
+fn vdso_framed_code(image: &[u8], base: u64, bias: u64) -> FramedCode {
+    let Ok(file) = object::File::parse(image) else {
+        return FramedCode::default();
+    };
+    let Some(machine) = Machine::of_object(file.architecture()) else {
+        return FramedCode::default();
+    };
+    let functions: Vec<Range<u64>> = file
+        .dynamic_symbols()
+        .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
+        .take(MAX_VDSO_FUNCTIONS)
+        .filter_map(|s| {
+            let start = s.address().checked_add(bias)?;
+            Some(start..start.checked_add(s.size())?)
+        })
+        .collect();
+    machine.framed_code(image, base, &functions)
+}
+
+/// Where the functions of the vDSO `image`, mapped at `base`, are walked by frame pointer (see
+/// [`FramedCode`]), as the stack check finds it in a target's memory. Entry point for fuzzing
+/// with untrusted bytes.
+pub fn vdso_frames_from_bytes(image: &[u8], base: u64) -> FramedCode {
+    let first_load = object::File::parse(image)
+        .ok()
+        .and_then(|file| file.segments().map(|s| s.address()).min())
+        .unwrap_or(0)
+        & !0xfff;
+    vdso_framed_code(image, base, base.wrapping_sub(first_load))
+}
+
 /// The CFI of every object of a process, loaded before the process is stopped.
 pub struct CfiCache {
     pid: Pid,
@@ -575,10 +616,14 @@ impl CfiCache {
             .filter(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
         {
             let code = vdso.start..vdso.end;
+            if vdso.len() > MAX_VDSO {
+                continue;
+            }
             if let Ok(data) = mem.read(vdso.start, vdso.len() as usize) {
                 if let Some(sections) = CfiSections::read(&data[..]) {
                     let mut cfi = ObjectCfi::from_sections(&sections, vdso.start, vec![code]);
                     cfi.vdso = true;
+                    cfi.framed = vdso_framed_code(&data, vdso.start, cfi.bias);
                     found.push(cfi);
                 }
             }
@@ -751,8 +796,11 @@ fn walk(
             (None, None, _) => Step::Stuck(Stuck::OutsideObjects),
             // The 32-bit vDSO has CFI only for its system call and sigreturn entries: its time
             // functions push registers and keep a frame pointer, so the word at the stack
-            // pointer is no return address there. Not walked: the thread is retried.
-            (None, Some(object), None) if object.vdso => Step::Stuck(Stuck::NoCfi),
+            // pointer is no return address there. Walked by frame pointer where their frame
+            // is certain to be set; elsewhere not walked: the thread is retried.
+            (None, Some(object), None) if object.vdso => {
+                frame_by_pointer(facts, &object.framed, frame, &reg, memory)
+            }
             (None, Some(_), None) => frame_without_cfi(frames.len(), regs, &reg, memory),
             (None, Some(object), Some(fde)) => {
                 frame_with_cfi(facts, object, &fde, ctx, lookup, &reg, memory)
@@ -813,6 +861,60 @@ fn signal_frame(
         ),
         _ => Step::Stuck(Stuck::BadSignalFrame),
     }
+}
+
+/// Code without CFI in the vDSO, at `frame`: where `framed` says its function's frame is set,
+/// the caller's return address is right above the saved frame pointer the frame pointer
+/// points at, and its stack pointer above that. The other registers the function may have
+/// changed and saved somewhere in its frame: unknown in the caller.
+fn frame_by_pointer(
+    facts: &UnwindFacts,
+    framed: &FramedCode,
+    frame: Frame,
+    reg: &Regs,
+    memory: &mut dyn Memory,
+) -> Step {
+    let Some(fp) = facts.vdso_frame_pointer.map(usize::from) else {
+        return Step::Stuck(Stuck::NoCfi);
+    };
+    if !framed.is_set_at(frame.pc, frame.executing) {
+        return Step::Stuck(Stuck::NoCfi);
+    }
+    let (sp, ra, size) = (
+        usize::from(facts.sp),
+        usize::from(facts.ra),
+        facts.address_size,
+    );
+    let Some(frame_address) = reg.get(fp).copied().flatten() else {
+        return Step::Stuck(Stuck::CfaRegisterUnknown);
+    };
+    let word = u64::from(size);
+    let return_address = frame_address.checked_add(word);
+    let caller_sp = frame_address.checked_add(2 * word);
+    let (Some(address), Some(caller_fp), Some(caller_sp)) = (
+        return_address.and_then(|at| memory.word(at, size)),
+        memory.word(frame_address, size),
+        caller_sp,
+    ) else {
+        return Step::Stuck(Stuck::ReturnAddressUnknown);
+    };
+    if address == 0 {
+        return Step::Stuck(Stuck::ReturnAddressUnknown);
+    }
+    if caller_sp <= reg[sp].unwrap_or(0) {
+        return Step::Stuck(Stuck::StackDoesNotGrow);
+    }
+    let mut next: Regs = [None; DWARF_TRACKED];
+    next[sp] = Some(caller_sp);
+    next[fp] = Some(caller_fp);
+    next[ra] = Some(address);
+    Step::Caller(
+        next,
+        Frame {
+            pc: address,
+            executing: false,
+        },
+    )
 }
 
 /// Whether the thread is stopped as a `clone` or `clone3` system call returns.
@@ -1196,8 +1298,14 @@ mod tests {
 
     /// The i386 [`eh_frame`]: CFA = esp + 4, the return address (DWARF 8) at CFA - 4.
     fn eh_frame_i386() -> Vec<u8> {
+        eh_frame_i386_with_cfa(4, 4)
+    }
+
+    /// [`eh_frame_i386`] with CFA = DWARF register `register` + `offset`.
+    fn eh_frame_i386_with_cfa(register: u8, offset: u8) -> Vec<u8> {
         let mut cie = vec![0, 0, 0, 0, 1, b'z', b'R', 0, 1, 0x7c, 8, 1, 0x1b];
-        cie.extend([0x0c, 4, 4, 0x88, 1, 0, 0, 0]); // def_cfa esp+4; offset r8 cfa-4; nops
+        // def_cfa register+offset; offset r8 cfa-4; nops
+        cie.extend([0x0c, register, offset, 0x88, 1, 0, 0, 0]);
         let mut bytes = (cie.len() as u32).to_le_bytes().to_vec();
         bytes.extend(cie);
         let fde_at = bytes.len() as u64;
@@ -1294,7 +1402,8 @@ mod tests {
     }
 
     /// Code without CFI is a leaf at frame 0, except in the vDSO (the 32-bit one's time
-    /// functions keep a frame pointer: the word at the stack pointer is a local there).
+    /// functions keep a frame pointer: the word at the stack pointer is a local there), which
+    /// is not walked outside the functions whose frame is known.
     #[test]
     fn code_without_cfi_in_the_vdso_is_never_taken_for_a_leaf() {
         let stack = words32(&[0x1010, 0x1020, 0], 0);
@@ -1316,6 +1425,208 @@ mod tests {
                     assert_eq!(trace.stopped, Some(Stuck::NoCfi));
                 }
             }
+        }
+    }
+
+    /// Where [`vdso_with_framed_function`] puts the function of `framed_example`.
+    const FRAMED_AT: u64 = 0x1180;
+
+    /// A vDSO object whose code (`CODE` and 0x100 bytes past it) has `eh_frame` for `CODE`
+    /// and, at [`FRAMED_AT`], the function of `framed_example` without CFI.
+    fn vdso_with_framed_function(eh_frame: Vec<u8>) -> ObjectCfi {
+        let (code, len) = crate::reloc::i386::framed_example();
+        let vdso = CODE.start..0x1200;
+        let mut object = ObjectCfi::from_eh_frame(eh_frame, EH_FRAME_AT, 4, 0, vec![vdso]);
+        object.vdso = true;
+        let function = FRAMED_AT..FRAMED_AT + len;
+        object.framed = FramedCode::of(&code, FRAMED_AT, std::slice::from_ref(&function));
+        object
+    }
+
+    fn regs_i386_framed(pc: u64, sp: u64, ebp: u64) -> Registers {
+        let mut r = regs_i386(pc, sp);
+        r.0.rbp = ebp;
+        r
+    }
+
+    #[test]
+    fn a_32_bit_vdso_function_is_walked_by_its_frame_pointer_where_its_frame_is_set() {
+        // Frame 0 in the body: `ebx` and 16 bytes of locals below the frame at SP0 + 0x14,
+        // which holds the caller's ebp (SP0 + 0x30) and the return address 0x1010. The caller
+        // has CFI whose CFA is ebp + 8: its return address, 0, is at SP0 + 0x34.
+        let mut stack = words32(&[0, 0, 0, 0, 0, (SP0 + 0x30) as u32, 0x1010], 0x40);
+        stack[0x34..0x38].copy_from_slice(&0u32.to_le_bytes());
+        let objects = [vdso_with_framed_function(eh_frame_i386_with_cfa(5, 8))];
+        let walk_from = |offset: u64| {
+            let mut memory = SliceMemory {
+                base: SP0,
+                bytes: &stack,
+            };
+            let regs = regs_i386_framed(FRAMED_AT + offset, SP0, SP0 + 0x14);
+            walk(&objects, &mut UnwindContext::new(), &regs, &mut memory)
+        };
+        // After `mov %esp,%ebp`, in the body, at the `leave` and past the `ret`.
+        for offset in [0x0d, 0x11, 0x1a, 0x1d, 0x1f] {
+            let trace = walk_from(offset);
+            assert!(trace.complete(), "{offset:#x}: {:?}", trace.stopped);
+            assert_eq!(pcs(&trace), [(FRAMED_AT + offset, true), (0x1010, false)]);
+        }
+        // Before the frame is set (the entry, the `push %ebp`, between it and the `mov`),
+        // after `leave`, and in no instruction: not walked.
+        for offset in [0x00, 0x0a, 0x0b, 0x1e, 0x16, 0x30] {
+            let trace = walk_from(offset);
+            assert_eq!(trace.stopped, Some(Stuck::NoCfi), "{offset:#x}");
+            assert_eq!(pcs(&trace), [(FRAMED_AT + offset, true)]);
+        }
+    }
+
+    #[test]
+    fn a_return_address_into_a_32_bit_vdso_function_is_walked_by_its_frame_pointer() {
+        // Frame 0 is a leaf with CFI, called from the vDSO function's `call` at 0x15; the
+        // frame (caller's ebp 0, return address 0x1010) is above 20 bytes of the function's.
+        let ret = FRAMED_AT + 0x1a;
+        let stack = words32(&[ret as u32, 0, 0, 0, 0, 0, 0, 0x1010, 0x1020, 0], 0);
+        let objects = [vdso_with_framed_function(eh_frame_i386())];
+        let walk_with = |ret: u64| {
+            let mut stack = stack.clone();
+            stack[..4].copy_from_slice(&(ret as u32).to_le_bytes());
+            let mut memory = SliceMemory {
+                base: SP0,
+                bytes: &stack,
+            };
+            let regs = regs_i386_framed(0x1000, SP0, SP0 + 0x18);
+            walk(&objects, &mut UnwindContext::new(), &regs, &mut memory)
+        };
+        let trace = walk_with(ret);
+        assert!(trace.complete(), "{:?}", trace.stopped);
+        assert_eq!(
+            pcs(&trace),
+            [
+                (0x1000, true),
+                (ret, false),
+                (0x1010, false),
+                (0x1020, false)
+            ]
+        );
+        // An address in the body that no call returns to is no return address of it.
+        let trace = walk_with(FRAMED_AT + 0x11);
+        assert_eq!(trace.stopped, Some(Stuck::NoCfi));
+    }
+
+    #[test]
+    fn a_frame_pointer_that_leads_nowhere_stops_the_walk() {
+        let objects = [vdso_with_framed_function(eh_frame_i386())];
+        // 0x100 bytes below the stack pointer, a frame at their start, then the stack.
+        let bytes = [words32(&[0, 0x1010], 0x100), words32(&[0; 8], 0)].concat();
+        for (ebp, why) in [
+            // Past the stack copy: nothing to read there.
+            (SP0 + 0x1000, Stuck::ReturnAddressUnknown),
+            // A return address of 0 read from the frame.
+            (SP0, Stuck::ReturnAddressUnknown),
+            // Below the stack pointer: the caller's would not be above this frame's.
+            (SP0 - 0x100, Stuck::StackDoesNotGrow),
+        ] {
+            let mut memory = SliceMemory {
+                base: SP0 - 0x100,
+                bytes: &bytes,
+            };
+            let regs = regs_i386_framed(FRAMED_AT + 0x11, SP0, ebp);
+            let trace = walk(&objects, &mut UnwindContext::new(), &regs, &mut memory);
+            assert_eq!(trace.stopped, Some(why), "{ebp:#x}");
+        }
+    }
+
+    /// A 32-bit process of this machine, killed (by its pid) when dropped, and the folder
+    /// of its program.
+    struct Process32(std::process::Child, #[allow(dead_code)] tempfile::TempDir);
+
+    impl Drop for Process32 {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// The prologues this machine's 32-bit vDSO really has: every time function's frame is
+    /// set from right past its `mov %esp,%ebp` on (whatever comes before it: the PC thunk's
+    /// call, `push %ebp`, other instructions), and nowhere before it.
+    #[test]
+    fn the_frames_of_this_machines_32_bit_vdso_functions_are_found() {
+        use iced_x86::{Code, Decoder, DecoderOptions, Register};
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let dir = tempfile::tempdir().unwrap();
+        let (source, exe) = (dir.path().join("p.c"), dir.path().join("p"));
+        let program = "#include <stdio.h>\n#include <unistd.h>\n\
+                       int main(void) { puts(\"ready\"); fflush(stdout); pause(); }\n";
+        std::fs::write(&source, program).unwrap();
+        let gcc = std::process::Command::new("gcc")
+            .args(["-m32", "-o"])
+            .args([&exe, &source])
+            .status()
+            .unwrap();
+        assert!(gcc.success(), "gcc -m32 (gcc-multilib) works");
+        let mut command = std::process::Command::new(&exe);
+        let mut process = Process32(command.stdout(Stdio::piped()).spawn().unwrap(), dir);
+        // Its mappings are all there once it runs its own code (not when spawn returns).
+        let mut ready = String::new();
+        let stdout = process.0.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut ready).unwrap();
+        assert_eq!(ready, "ready\n");
+        let pid = process.0.id() as Pid;
+        let maps = maps::read(pid).unwrap();
+        let vdso = maps
+            .iter()
+            .find(|m| m.path.as_deref() == Some(std::path::Path::new("[vdso]")))
+            .expect("a vDSO");
+        let image = lpkg_kernel::memory::read(pid, vdso.start, vdso.len() as usize).unwrap();
+        drop(process);
+        let framed = vdso_framed_code(&image, vdso.start, vdso.start);
+        let file = object::File::parse(&image[..]).unwrap();
+        let mut time_functions = 0;
+        for symbol in file.dynamic_symbols() {
+            let name = symbol.name().unwrap();
+            if !name.starts_with("__vdso_") || symbol.size() == 0 {
+                continue;
+            }
+            let start = vdso.start + symbol.address();
+            let code = &image[symbol.address() as usize..][..symbol.size() as usize];
+            let instructions: Vec<_> = Decoder::with_ip(32, code, start, DecoderOptions::NONE)
+                .iter()
+                .collect();
+            let mov = instructions
+                .iter()
+                .position(|i| {
+                    matches!(i.code(), Code::Mov_r32_rm32 | Code::Mov_rm32_r32)
+                        && i.op0_register() == Register::EBP
+                        && i.op1_register() == Register::ESP
+                })
+                .unwrap_or_else(|| panic!("{name}: no mov %esp,%ebp"));
+            for before in &instructions[..=mov] {
+                let at = before.ip();
+                assert!(!framed.is_set_at(at, true), "{name}: set at {at:#x}");
+            }
+            let body = instructions[mov + 1].ip();
+            assert!(framed.is_set_at(body, true), "{name}: not set at {body:#x}");
+            time_functions += name.contains("time") as usize;
+        }
+        // clock_gettime, clock_gettime64, gettimeofday, time
+        assert!(time_functions >= 4, "{time_functions} time functions");
+        assert_eq!(vdso_frames_from_bytes(&image, vdso.start), framed);
+
+        // The image is the target's: changed anywhere (symbols, sizes, code), it gives frames
+        // or none, never a panic.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..300 {
+            let mut changed = image.clone();
+            for _ in 0..8 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let at = (seed % changed.len() as u64) as usize;
+                changed[at] = (seed >> 32) as u8;
+            }
+            let _ = vdso_frames_from_bytes(&changed, vdso.start);
         }
     }
 }

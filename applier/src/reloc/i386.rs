@@ -8,6 +8,12 @@
 //! slots are the module's own. Every address is 32 bits wide and arithmetic wraps at 4 GiB, so
 //! a direct call reaches anything: no call stubs.
 
+use std::ops::Range;
+
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, OpAccess,
+    OpKind, Register,
+};
 use object::elf;
 
 use super::{put, GotContext, RelocKind};
@@ -119,9 +125,401 @@ pub fn may_lead_to(code: &[u8], address: u64, to: u64) -> bool {
     })
 }
 
+/// Where functions built with a frame pointer (`push %ebp; mov %esp,%ebp`) have their frame
+/// set: `ebp` holds the address of the caller's saved `ebp`, the return address above it, the
+/// caller's stack pointer 8 bytes up. The 32-bit vDSO's time functions are built so, and have
+/// no CFI: this is how a thread inside one is unwound.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FramedCode {
+    /// Addresses of the instructions that run with the frame set, sorted.
+    executing: Vec<u64>,
+    /// Addresses just past the calls made with the frame set (their return addresses), sorted.
+    returning: Vec<u64>,
+}
+
+/// Bytes of one function decoded at most (the vDSO's are a few hundred).
+const MAX_FRAMED_FUNCTION: u64 = 64 * 1024;
+
+impl FramedCode {
+    /// The frame of every function of `functions` (runtime address ranges) whose code is in
+    /// `image`, loaded at `address`. A function whose code is not all in `image`, does not
+    /// decode, jumps through a register, or returns popping its arguments adds nothing.
+    pub fn of(image: &[u8], address: u64, functions: &[Range<u64>]) -> FramedCode {
+        let mut framed = FramedCode::default();
+        for function in functions {
+            if let Some(code) = function_code(image, address, function) {
+                framed.add(code, function.start, image, address);
+            }
+        }
+        framed.executing.sort_unstable();
+        framed.returning.sort_unstable();
+        framed.executing.dedup();
+        framed.returning.dedup();
+        framed
+    }
+
+    /// Whether the frame is set where a thread executes `pc` (`executing`) or will return to
+    /// it.
+    pub fn is_set_at(&self, pc: u64, executing: bool) -> bool {
+        let addresses = match executing {
+            true => &self.executing,
+            false => &self.returning,
+        };
+        addresses.binary_search(&pc).is_ok()
+    }
+
+    /// The frame states of one function's instructions, found from its entry along every
+    /// branch: a state that differs between two paths into an instruction is unknown there.
+    fn add(&mut self, code: &[u8], start: u64, image: &[u8], address: u64) {
+        let mut decoder = Decoder::with_ip(32, code, start, DecoderOptions::NONE);
+        let instructions: Vec<Instruction> = decoder.iter().collect();
+        if instructions.iter().any(|i| i.is_invalid()) || instructions.is_empty() {
+            return;
+        }
+        let index = |ip: u64| instructions.binary_search_by_key(&ip, |i| i.ip()).ok();
+        let end = start.saturating_add(code.len() as u64);
+        let mut info = InstructionInfoFactory::new();
+        let mut states: Vec<Option<FrameState>> = vec![None; instructions.len()];
+        states[0] = Some(FrameState::Entry);
+        let mut work = vec![0];
+        while let Some(at) = work.pop() {
+            let instruction = &instructions[at];
+            let Some(state) = states[at] else { continue };
+            let thunk = is_pc_thunk_call(instruction, image, address);
+            let after = state.after(instruction, &mut info, thunk);
+            let next = (at + 1 < instructions.len()).then_some(at + 1);
+            let target = || {
+                let to = instruction.near_branch_target();
+                match (start..end).contains(&to) {
+                    // Into the middle of an instruction: not code this decoding knows.
+                    true => index(to).map(Some).ok_or(()),
+                    // A tail call, or a jump to a cold part (which has this frame as well).
+                    false => Ok(None),
+                }
+            };
+            let successors = match instruction.flow_control() {
+                FlowControl::Next | FlowControl::Call | FlowControl::IndirectCall => [next, None],
+                FlowControl::Interrupt => [next, None],
+                FlowControl::Return | FlowControl::Exception => [None, None],
+                FlowControl::UnconditionalBranch if near(instruction) => match target() {
+                    Ok(to) => [to, None],
+                    Err(()) => return,
+                },
+                FlowControl::ConditionalBranch if near(instruction) => match target() {
+                    Ok(to) => [next, to],
+                    Err(()) => return,
+                },
+                _ => return,
+            };
+            // `ret $n` pops arguments: the caller's stack pointer is not 8 bytes above `ebp`
+            // (and `iret`, `retf` are no function's return).
+            if instruction.flow_control() == FlowControl::Return
+                && instruction.code() != Code::Retnd
+            {
+                return;
+            }
+            for successor in successors.into_iter().flatten() {
+                let merged = match states[successor] {
+                    None => after,
+                    Some(seen) if seen == after => continue,
+                    Some(_) => FrameState::Unknown,
+                };
+                if states[successor] != Some(merged) {
+                    states[successor] = Some(merged);
+                    work.push(successor);
+                }
+            }
+        }
+        for (instruction, state) in instructions.iter().zip(&states) {
+            if *state != Some(FrameState::Set) {
+                continue;
+            }
+            self.executing.push(instruction.ip());
+            if matches!(
+                instruction.flow_control(),
+                FlowControl::Call | FlowControl::IndirectCall
+            ) {
+                self.returning.push(instruction.next_ip());
+            }
+        }
+    }
+}
+
+/// The bytes of `function` in `image` (loaded at `address`), if all there and not too long.
+fn function_code<'a>(image: &'a [u8], address: u64, function: &Range<u64>) -> Option<&'a [u8]> {
+    let len = function.end.checked_sub(function.start)?;
+    if len == 0 || len > MAX_FRAMED_FUNCTION {
+        return None;
+    }
+    let from = usize::try_from(function.start.checked_sub(address)?).ok()?;
+    image.get(from..from.checked_add(len as usize)?)
+}
+
+/// What is known of a function's frame before an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameState {
+    /// As at the entry: the return address at `esp`, `ebp` the caller's.
+    Entry,
+    /// `ebp` pushed: the caller's `ebp` at `esp`, the return address above.
+    Pushed,
+    /// `mov %esp,%ebp` done, `ebp` unchanged since.
+    Set,
+    /// Anything else: before or inside an epilogue (`leave`, `pop %ebp`), or code the
+    /// compiler did not write the usual way.
+    Unknown,
+}
+
+impl FrameState {
+    /// The state after `instruction`, which `thunk` says is a call of a `get_pc_thunk`.
+    fn after(
+        self,
+        instruction: &Instruction,
+        info: &mut InstructionInfoFactory,
+        thunk: bool,
+    ) -> FrameState {
+        // The thunk returns at once, `esp` and `ebp` as they were.
+        if thunk {
+            return self;
+        }
+        let (writes_ebp, writes_esp) = writes_frame_registers(instruction, info);
+        match self {
+            FrameState::Entry if is_push_ebp(instruction) => FrameState::Pushed,
+            FrameState::Pushed if is_mov_esp_to_ebp(instruction) => FrameState::Set,
+            FrameState::Entry | FrameState::Pushed if writes_ebp || writes_esp => {
+                FrameState::Unknown
+            }
+            // `esp` moves in the body (pushes, calls, locals); `ebp` only in the epilogue.
+            FrameState::Set if writes_ebp => FrameState::Unknown,
+            state => state,
+        }
+    }
+}
+
+/// Whether `instruction` writes `ebp` and whether it writes `esp` (any part of either,
+/// implicit uses like `push` and `leave` included).
+fn writes_frame_registers(
+    instruction: &Instruction,
+    info: &mut InstructionInfoFactory,
+) -> (bool, bool) {
+    // `pusha`, `popa` and the like: registers that `used_registers` may not list.
+    if instruction.is_save_restore_instruction() {
+        return (true, true);
+    }
+    let (mut ebp, mut esp) = (false, false);
+    for used in info.info(instruction).used_registers() {
+        let written = !matches!(
+            used.access(),
+            OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None
+        );
+        match used.register().full_register32() {
+            Register::EBP => ebp |= written,
+            Register::ESP => esp |= written,
+            _ => {}
+        }
+    }
+    (ebp, esp)
+}
+
+/// `push %ebp`.
+fn is_push_ebp(instruction: &Instruction) -> bool {
+    instruction.code() == Code::Push_r32 && instruction.op0_register() == Register::EBP
+}
+
+/// `mov %esp,%ebp` (either encoding).
+fn is_mov_esp_to_ebp(instruction: &Instruction) -> bool {
+    matches!(instruction.code(), Code::Mov_r32_rm32 | Code::Mov_rm32_r32)
+        && instruction.op0_kind() == OpKind::Register
+        && instruction.op1_kind() == OpKind::Register
+        && instruction.op0_register() == Register::EBP
+        && instruction.op1_register() == Register::ESP
+}
+
+/// Whether `instruction` is a direct call of a `__x86.get_pc_thunk.REG` in `image` (at
+/// `address`): `mov (%esp),REG; ret`, with `REG` neither `esp` nor `ebp`.
+fn is_pc_thunk_call(instruction: &Instruction, image: &[u8], address: u64) -> bool {
+    if instruction.code() != Code::Call_rel32_32 {
+        return false;
+    }
+    let thunk = instruction.near_branch_target();
+    let Some(code) = function_code(image, address, &(thunk..thunk.saturating_add(4))) else {
+        return false;
+    };
+    let mut decoder = Decoder::new(32, code, DecoderOptions::NONE);
+    let (load, ret) = (decoder.decode(), decoder.decode());
+    load.code() == Code::Mov_r32_rm32
+        && !matches!(load.op0_register(), Register::ESP | Register::EBP)
+        && load.op1_kind() == OpKind::Memory
+        && load.memory_base() == Register::ESP
+        && load.memory_index() == Register::None
+        && load.memory_displacement32() == 0
+        && load.segment_prefix() == Register::None
+        && ret.code() == Code::Retnd
+}
+
+/// A direct near branch (its target in the instruction).
+fn near(instruction: &Instruction) -> bool {
+    instruction.is_jmp_short_or_near()
+        || instruction.is_jcc_short_or_near()
+        || instruction.is_loop()
+        || instruction.is_loopcc()
+        || instruction.is_jcx_short()
+}
+
+/// A function built with a frame pointer, as the 32-bit vDSO's are, for tests: the code at
+/// `address` (with the PC thunk it calls after it), and the function's length.
+/// ```text
+/// 00 call thunk (0x40)   0a push %ebp           0d push %ebx          13 je 1f
+/// 05 add $0x1000,%eax    0b mov %esp,%ebp       0e sub $0x10,%esp      15 call 0x60 (outside)
+///                                               11 test %eax,%eax      1a mov -0x4(%ebp),%ebx
+/// 1d leave   1e ret   1f xor %eax,%eax   21 jmp 1a   ...   40 mov (%esp),%eax; ret
+/// ```
+#[cfg(test)]
+pub(crate) fn framed_example() -> (Vec<u8>, u64) {
+    let mut code = vec![
+        0xe8, 0x3b, 0, 0, 0, 0x05, 0x00, 0x10, 0x00, 0x00, 0x55, 0x89, 0xe5,
+    ];
+    code.extend([
+        0x53, 0x83, 0xec, 0x10, 0x85, 0xc0, 0x74, 0x0a, 0xe8, 0x46, 0, 0, 0,
+    ]);
+    code.extend([0x8b, 0x5d, 0xfc, 0xc9, 0xc3, 0x31, 0xc0, 0xeb, 0xf7]);
+    let len = code.len() as u64;
+    code.resize(0x40, 0x90);
+    code.extend([0x8b, 0x04, 0x24, 0xc3]);
+    (code, len)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frame of the function of `len` bytes at the start of `code`, at 0x1000.
+    fn framed_function(code: &[u8], len: u64) -> FramedCode {
+        FramedCode::of(code, 0x1000, std::slice::from_ref(&(0x1000..0x1000 + len)))
+    }
+
+    /// The frame of [`framed_example`] with `edit` applied to its bytes, at 0x1000.
+    fn framed(edit: impl FnOnce(&mut Vec<u8>)) -> FramedCode {
+        let (mut code, len) = framed_example();
+        edit(&mut code);
+        framed_function(&code, len)
+    }
+
+    #[test]
+    fn the_frame_is_set_from_past_mov_esp_ebp_to_the_epilogue() {
+        let f = framed(|_| {});
+        let set = |offset: u64| f.is_set_at(0x1000 + offset, true);
+        // Before `push %ebp` (the PC thunk's call included), and between it and the `mov`.
+        for offset in [0x00, 0x05, 0x0a, 0x0b] {
+            assert!(!set(offset), "{offset:#x}");
+        }
+        // The body, the restore of `ebx`, the `leave` itself (not executed yet), and code
+        // past the `ret` that a branch reaches from the body.
+        for offset in [0x0d, 0x0e, 0x11, 0x13, 0x15, 0x1a, 0x1d, 0x1f, 0x21] {
+            assert!(set(offset), "{offset:#x}");
+        }
+        // After `leave`: `ebp` is the caller's.
+        assert!(!set(0x1e));
+        // Not an instruction's start; past the function.
+        assert!(!set(0x16) && !set(0x23) && !set(0x40));
+        // The call's return address; not any other address as one.
+        assert!(f.is_set_at(0x101a, false));
+        assert!(!f.is_set_at(0x1015, false) && !f.is_set_at(0x1005, false));
+    }
+
+    #[test]
+    fn a_pop_ebp_epilogue_ends_the_frame_after_it() {
+        // `pop %ebx; pop %ebp; ret` instead of `mov -0x4(%ebp),%ebx; leave; ret`.
+        let f = framed(|code| code[0x1a..0x1f].copy_from_slice(&[0x90, 0x90, 0x5b, 0x5d, 0xc3]));
+        assert!(f.is_set_at(0x101c, true) && f.is_set_at(0x101d, true));
+        assert!(!f.is_set_at(0x101e, true));
+    }
+
+    #[test]
+    fn the_prologue_may_interleave_instructions_that_leave_esp_and_ebp_alone() {
+        // `push %ebp; mov $0x7b,%eax; mov %esp,%ebp` (the vDSO's getcpu), entered at 0x0a.
+        let code = [
+            0x55, 0xb8, 0x7b, 0, 0, 0, 0x89, 0xe5, 0x31, 0xc0, 0xc9, 0xc3,
+        ];
+        let f = framed_function(&code, 0x0c);
+        assert!(!f.is_set_at(0x1000, true) && !f.is_set_at(0x1001, true));
+        assert!(!f.is_set_at(0x1006, true));
+        assert!(f.is_set_at(0x1008, true) && f.is_set_at(0x100a, true));
+        // The other encoding of `mov %esp,%ebp` (8b ec).
+        let code = [0x55, 0x8b, 0xec, 0x31, 0xc0, 0x5d, 0xc3];
+        let f = framed_function(&code, 0x07);
+        assert!(f.is_set_at(0x1003, true));
+    }
+
+    #[test]
+    fn code_not_written_the_usual_way_has_no_frame_anywhere_or_after_it() {
+        // A call before the frame of something that is no PC thunk (`mov (%esp),%eax; nop`).
+        let f = framed(|code| code[0x43] = 0x90);
+        assert_eq!(f, FramedCode::default());
+        // `ebp` written in the body: unknown from there on.
+        let f = framed(|code| code[0x11..0x13].copy_from_slice(&[0x89, 0xc5]));
+        assert!(f.is_set_at(0x100e, true) && f.is_set_at(0x1011, true));
+        assert!(!f.is_set_at(0x1013, true) && !f.is_set_at(0x101a, true));
+        // `popa` restores `ebp` too.
+        let f = framed(|code| code[0x11..0x13].copy_from_slice(&[0x61, 0x90]));
+        assert!(!f.is_set_at(0x1013, true));
+        // Two paths into one instruction, with and without the frame: not set there.
+        // `push %ebp; test %eax,%eax; je +2; mov %esp,%ebp; xor %eax,%eax; leave; ret`
+        let code = [
+            0x55, 0x85, 0xc0, 0x74, 0x02, 0x89, 0xe5, 0x31, 0xc0, 0xc9, 0xc3,
+        ];
+        let f = framed_function(&code, 0x0b);
+        assert_eq!(f, FramedCode::default());
+        // A jump through a register, or into the middle of an instruction: nothing known.
+        assert_eq!(
+            framed(|code| code[0x21..0x23].copy_from_slice(&[0xff, 0xe0])),
+            FramedCode::default()
+        );
+        assert_eq!(framed(|code| code[0x22] = 0xf8), FramedCode::default());
+        // `ret $4`: the caller's stack pointer is not where the frame says.
+        let code = [0x55, 0x89, 0xe5, 0x31, 0xc0, 0xc9, 0xc2, 0x04, 0x00];
+        let f = framed_function(&code, 0x09);
+        assert_eq!(f, FramedCode::default());
+    }
+
+    /// The code is the target's: every byte of it changed to every value gives frames (or
+    /// none), never a panic, and never a frame at the entry (nothing is pushed there yet).
+    #[test]
+    fn any_byte_changed_anywhere_never_panics_and_never_sets_the_frame_at_the_entry() {
+        let (code, len) = framed_example();
+        for at in 0..code.len() {
+            for value in 0..=255u8 {
+                let mut changed = code.clone();
+                changed[at] = value;
+                let f = framed_function(&changed, len);
+                assert!(!f.is_set_at(0x1000, true), "byte {at:#x} = {value:#x}");
+            }
+        }
+        // The image at the top of the address space.
+        let top = u64::MAX - code.len() as u64 + 1;
+        let _ = FramedCode::of(&code, top, std::slice::from_ref(&(top..u64::MAX)));
+    }
+
+    #[test]
+    fn functions_outside_the_image_or_truncated_add_nothing() {
+        let (code, len) = framed_example();
+        for function in [
+            0x0fff..0x0fff + len,
+            0x1000..0x1000 + code.len() as u64 + 1,
+            0x1000..0x1000,
+            Range {
+                start: 0x1010,
+                end: 0x1000,
+            },
+            0..u64::MAX,
+            u64::MAX - 1..u64::MAX,
+        ] {
+            let f = FramedCode::of(&code, 0x1000, std::slice::from_ref(&function));
+            assert_eq!(f, FramedCode::default(), "{function:x?}");
+        }
+        // Cut in the middle of an instruction (`sub $0x10,%esp`).
+        let f = framed_function(&code, 0x10);
+        assert_eq!(f, FramedCode::default());
+    }
 
     fn applied(r_type: u32, place: u64, target: u64, addend: i64, got: Option<u64>) -> u32 {
         let mut at = [0u8; 4];

@@ -6,7 +6,10 @@
 pub mod i386;
 pub mod x86_64;
 
+pub use i386::FramedCode;
 pub use x86_64::{indirect_jump_stub, JUMP_LEN, MAX_MODULE_SCAN};
+
+use std::ops::Range;
 
 use crate::Error;
 
@@ -189,6 +192,17 @@ impl Machine {
         match self {
             Machine::X86_64 => x86_64::is_closed_leaf(code, address),
             Machine::I386 => i386::is_closed_leaf(code, address),
+        }
+    }
+
+    /// Where the functions `functions` (runtime address ranges) of `image`, loaded at
+    /// `address`, have a frame set up by a frame pointer that unwinds them without CFI: the
+    /// 32-bit vDSO's time functions (see [`i386::FramedCode`]). Nothing on x86_64, whose vDSO
+    /// has CFI for all its code.
+    pub fn framed_code(self, image: &[u8], address: u64, functions: &[Range<u64>]) -> FramedCode {
+        match self {
+            Machine::X86_64 => FramedCode::default(),
+            Machine::I386 => FramedCode::of(image, address, functions),
         }
     }
 

@@ -14,6 +14,9 @@
  *   seccomp:kill-memfd  a seccomp filter kills the process on memfd_create
  *   seccomp:deny-ptrace a seccomp filter fails ptrace() with EPERM, allows the rest
  *   mdwe        memory-deny-write-execute (PR_SET_MDWE): no mapping may become executable
+ *   clock       the main thread calls clock_gettime() in a loop: it is in the vDSO most of
+ *               the time (on i386 in code without CFI)
+ *   timed       the same inside timed(), a patched function: the vDSO returns into it
  *   fork        park:1, and a thread forks a child every millisecond; 50 ms later the child compares its
  *               own lpkg record state with its own code and prints "INCONSISTENT ..." if the
  *               record says applied over old code or no/loading record over new code */
@@ -29,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 __attribute__((noipa)) int value_a(void) { return 1; }
@@ -52,6 +56,14 @@ __attribute__((noipa)) int recursive(int n) {
 
 __attribute__((noipa)) void spin(void) {
     for (;;) spins += 1;
+}
+
+__attribute__((noipa)) void timed(void) {
+    struct timespec now;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        spins += 1;
+    }
 }
 
 static void on_alarm(int sig) {
@@ -191,6 +203,11 @@ int main(int argc, char **argv) {
             sleep(60);
             _exit(0);
         }
+    } else if (strcmp(mode, "clock") == 0) {
+        struct timespec now;
+        for (;;) clock_gettime(CLOCK_MONOTONIC, &now);
+    } else if (strcmp(mode, "timed") == 0) {
+        timed();
     } else if (strcmp(mode, "signal") == 0) {
         signal(SIGALRM, on_alarm);
         alarm(1);

@@ -270,6 +270,8 @@ pub fn encode_jmp_rel32(from: u64, to: u64) -> Option<[u8; super::JMP_REL32_LEN]
 
 /// DWARF register numbers of the i386 psABI: `eax ecx edx ebx esp ebp esi edi eip`.
 pub const DWARF_SP: u16 = 4;
+/// The frame pointer (`ebp`).
+pub const DWARF_FP: u16 = 5;
 /// The return address column (`eip`).
 pub const DWARF_RA: u16 = 8;
 
@@ -323,6 +325,7 @@ pub(super) const UNWIND: UnwindFacts = UnwindFacts {
             slots: &SIGCONTEXT_DWARF,
         },
     ],
+    vdso_frame_pointer: Some(DWARF_FP),
 };
 
 /// The kernel's `struct rt_sigframe_ia32`: return address (`pretcode`), `sig`, `pinfo`, `puc`,

@@ -331,6 +331,10 @@ pub struct UnwindFacts {
     pub clone_syscalls: &'static [u64],
     /// Signal frames a handler returns through, by the restorer's code.
     pub signal_frames: &'static [SignalFrameFacts],
+    /// DWARF register number of the frame pointer by which the vDSO's code without CFI is
+    /// walked where its function's frame is set up (i386's `ebp`: the 32-bit vDSO's time
+    /// functions keep one and have no CFI); `None` where the vDSO has CFI for all its code.
+    pub vdso_frame_pointer: Option<u16>,
 }
 
 /// Where a signal frame keeps the interrupted registers, seen from the restorer it returns

@@ -524,6 +524,7 @@ pub(super) const UNWIND: UnwindFacts = UnwindFacts {
         slot_size: 8,
         slots: &GREGS_DWARF,
     }],
+    vdso_frame_pointer: None,
 };
 
 /// The registers by DWARF number (0 to [`DWARF_TRACKED`] - 1; the last is `rip`).
