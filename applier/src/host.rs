@@ -58,17 +58,19 @@ pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, MapEnt
     let Some(wanted) = crate::record::unhex(build_id) else {
         return Vec::new();
     };
+    /// Fewer candidates are looked at on this thread: threads cost more than they save
+    /// (the daemon looks at each new process alone).
+    const ALONE: usize = 32;
     let cache = BuildIds::default();
-    let found = in_parallel(
-        &candidates,
-        default_workers(),
-        |p| {
-            objects::find_build_id(p.pid, &wanted, &cache)
-                .ok()
-                .flatten()
-        },
-        |_, _| {},
-    );
+    let look = |p: &Process| {
+        objects::find_build_id(p.pid, &wanted, &cache)
+            .ok()
+            .flatten()
+    };
+    let found: Vec<Option<MapEntry>> = match candidates.len() < ALONE {
+        true => candidates.iter().map(look).collect(),
+        false => in_parallel(&candidates, default_workers(), look, |_, _| {}),
+    };
     candidates
         .into_iter()
         .zip(found)
