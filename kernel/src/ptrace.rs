@@ -239,6 +239,8 @@ pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Optio
     const YIELDING: std::time::Duration = std::time::Duration::from_micros(50);
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_micros(5);
+    // The default 50 µs slack would make each injected step cost at least that much.
+    let mut slack = FineSlack::default();
     loop {
         if let Some(stop) = poll(tid)? {
             return Ok(Some(stop));
@@ -251,8 +253,7 @@ pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Optio
             std::thread::yield_now();
             continue;
         }
-        // The default 50 µs slack would make each injected step cost at least that much.
-        fine_slack();
+        slack.set();
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(1));
     }
@@ -263,14 +264,28 @@ pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Optio
 /// the CPU the target needs to stop.
 const SLACK_NS: u64 = 1_000;
 
-/// Lowers the calling thread's timer slack to [`SLACK_NS`], once per thread: a thread that
-/// traces keeps it (lpkg's own threads; the slack only makes its sleeps end on time).
-pub(crate) fn fine_slack() {
-    thread_local! {
-        static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
+#[derive(Default)]
+pub(crate) struct FineSlack {
+    previous: Option<u64>,
+}
+
+impl FineSlack {
+    pub(crate) fn set(&mut self) {
+        if self.previous.is_none() {
+            if let Ok(previous) = nix::sys::prctl::get_timerslack() {
+                if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {
+                    self.previous = Some(previous as u64);
+                }
+            }
+        }
     }
-    if !LOWERED.get() {
-        LOWERED.set(true);
-        let _ = nix::sys::prctl::set_timerslack(SLACK_NS);
+}
+
+impl Drop for FineSlack {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            let _ = nix::sys::prctl::set_timerslack(previous);
+        }
     }
 }

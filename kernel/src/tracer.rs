@@ -19,7 +19,7 @@ use nix::errno::Errno;
 
 use crate::arch::{AltStack, Arch, Registers};
 use crate::priority::{Boost, Scheduling};
-use crate::ptrace::{self, Stop};
+use crate::ptrace::{self, FineSlack, Stop};
 use crate::{procfs, Error, Pid, Result};
 
 /// How long `stop` waits for every thread to stop.
@@ -90,6 +90,9 @@ pub struct Tracee {
     may_boost: bool,
     /// This thread's own scheduling, read at the first boost.
     scheduling: Option<Option<Scheduling>>,
+    /// This thread's timer slack, lowered at the first wait for a thread to stop and restored
+    /// when the `Tracee` goes (not at every stop: three system calls each time).
+    slack: FineSlack,
     /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
     stat: Option<std::fs::File>,
     detached: bool,
@@ -136,6 +139,7 @@ impl Tracee {
             boost: None,
             may_boost: true,
             scheduling: None,
+            slack: FineSlack::default(),
             stat: procfs::open_stat(pid),
             detached: false,
             deadline: None,
@@ -432,7 +436,7 @@ impl Tracee {
                     timeout: started.elapsed(),
                 });
             }
-            ptrace::fine_slack();
+            self.slack.set();
             std::thread::sleep(pause);
             pause = (pause * 2).min(LONGEST_PAUSE);
         }
