@@ -11,8 +11,8 @@ use crate::claim::Claim;
 use crate::link::{Layout, Region};
 use crate::quiesce::stop_clear;
 use crate::record::{
-    call_displacement, hex, unhex, Entry, Guarded, RecordBody, State, Write, NAME_PREFIX,
-    STATE_OFFSET,
+    call_displacement, hex, unhex, Entry, Guarded, RecordBody, State, Write, MODULE_NAME_PREFIX,
+    NAME_PREFIX, STATE_OFFSET,
 };
 use crate::records::{self, LiveRecord};
 use crate::registration::Unwinders;
@@ -773,8 +773,8 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         let (module_address, record_address) = map_module_and_record(plan, t, record_room)?;
         rollback.mapping(module_address, plan.layout.len());
         rollback.mapping(record_address, record_room);
-        checkpoint::apply_step("apply:mapped")?;
         protect(t, module_address, &plan.layout)?;
+        checkpoint::apply_step("apply:mapped")?;
         Ok::<_, Error>((module_address, record_address))
     })?;
     prepare_calls(plan, tracee)?;
@@ -922,27 +922,35 @@ fn record_room(plan: &Plan) -> u64 {
     page_align(widest.encode(State::Loading).len() as u64)
 }
 
-/// Maps the module near the target and the record's `room` (the worker thread stopped, in
-/// a batch of system calls): both from one memfd named as the record, the record at file
-/// offset 0, where lpkg finds records, and the module after it, where it finds modules
-/// (spec/apply-protocol.md, "The record"). Returns the module's address, then the record's.
+/// Maps the record's `room` and the module near the target (the worker thread stopped, in a
+/// batch of system calls): one mapping of one memfd named as the record, the record at file
+/// offset 0, where lpkg finds records, and the module right after it, where it finds modules
+/// (spec/apply-protocol.md, "The record"); the module's protections then split the mapping.
+/// Returns the module's address, then the record's.
 fn map_module_and_record(plan: &Plan, tracee: &mut Tracee, room: u64) -> Result<(u64, u64), Error> {
     let id = &plan.id[..16];
     let (near, len, rw) = (plan.target.base, plan.layout.len(), Prot::RW);
-    match tracee.memfd_map_two(&format!("{NAME_PREFIX}{id}"), room, near, len, rw) {
-        Ok((record_address, module_address)) => Ok((module_address, record_address)),
-        // Where memfds cannot be mapped executable: the module anonymous, the record alone.
-        Err(lpkg_kernel::Error::SyscallFailed { .. }) => {
-            let module_address = tracee.map_near(near, len, rw)?;
-            match tracee.memfd_map_private(&format!("{NAME_PREFIX}{id}"), room) {
-                Ok(record_address) => Ok((module_address, record_address)),
-                Err(error) => {
-                    let _ = tracee.munmap(module_address, len);
-                    Err(error.into())
-                }
-            }
+    // A module that starts with data would share the record's protection and merge with it:
+    // it gets a memfd of its own, as modules had before they shared the record's.
+    let code_first = plan.layout.regions().first().map(|r| r.2) == Some(Region::Text);
+    if code_first {
+        match tracee.memfd_map_near(&format!("{NAME_PREFIX}{id}"), near, room + len, rw) {
+            Ok(record_address) => return Ok((record_address + room, record_address)),
+            // Where memfds cannot be mapped executable: below, the module anonymous.
+            Err(lpkg_kernel::Error::SyscallFailed { .. }) => {}
+            Err(error) => return Err(error.into()),
         }
-        Err(error) => Err(error.into()),
+    }
+    let module_address = match code_first {
+        true => tracee.map_near(near, len, rw)?,
+        false => tracee.memfd_map_near(&format!("{MODULE_NAME_PREFIX}{id}"), near, len, rw)?,
+    };
+    match tracee.memfd_map_private(&format!("{NAME_PREFIX}{id}"), room) {
+        Ok(record_address) => Ok((module_address, record_address)),
+        Err(error) => {
+            let _ = tracee.munmap(module_address, len);
+            Err(error.into())
+        }
     }
 }
 

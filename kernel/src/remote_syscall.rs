@@ -456,63 +456,27 @@ impl Tracee {
         self.map_near_fd(near, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
     }
 
-    /// One memfd named `name` for two private mappings, made in one batch (three system
-    /// calls fewer than a memfd each): its first `first_len` bytes, read-write wherever the
-    /// kernel puts them, and `near_len` bytes with `prot` within jump reach of `near` (as
-    /// [`Tracee::map_near`]), from the file offset one page past the first part's end (a
-    /// gap in the file, so the kernel never merges the two mappings). Returns the address
-    /// of the first part, then of the near one. Both show as `/memfd:NAME (deleted)` in
-    /// /proc/PID/maps (never merged with a neighbour), so they can be found again by name.
-    /// The near part may be mapped executable whatever `vm.memfd_noexec` says: the memfd is
-    /// sealed against execve (`MFD_NOEXEC_SEAL`), not against `PROT_EXEC`.
-    pub fn memfd_map_two(
-        &mut self,
-        name: &str,
-        first_len: u64,
-        near: u64,
-        near_len: u64,
-        prot: Prot,
-    ) -> Result<(u64, u64)> {
-        let (first_len, near_len) = (page_up(first_len.max(1)), page_up(near_len.max(1)));
-        let near_offset = first_len + PAGE;
+    /// Like [`Tracee::map_near`], but a private mapping of a new memfd named `name`, made in
+    /// one batch: the same private memory, except that it shows as `/memfd:NAME (deleted)` in
+    /// /proc/PID/maps (and never merges with a neighbour), so it can be found again by name
+    /// (and its parts by their file offsets once protections split it). It may be mapped
+    /// executable whatever `vm.memfd_noexec` says: the memfd is sealed against execve
+    /// (`MFD_NOEXEC_SEAL`), not against `PROT_EXEC`.
+    pub fn memfd_map_near(&mut self, name: &str, near: u64, len: u64, prot: Prot) -> Result<u64> {
+        let len = page_up(len.max(1));
         self.batched(|t| {
             let fd = t.memfd_create(name, MFD_NOEXEC_SEAL)?;
-            let size = near_offset + near_len;
             let mapped = t
-                .checked_syscall(t.arch.nr(Sys::Ftruncate), [fd, size, 0, 0, 0, 0])
-                .and_then(|_| {
-                    let flags = libc::MAP_PRIVATE;
-                    let near =
-                        t.map_near_at(near, near_len, prot, flags, fd as i32, near_offset)?;
-                    match t.mmap(0, first_len, Prot::RW, flags, fd as i32, 0) {
-                        Ok(first) => Ok((first, near)),
-                        Err(error) => {
-                            let _ = t.munmap(near, near_len);
-                            Err(error)
-                        }
-                    }
-                });
+                .checked_syscall(t.arch.nr(Sys::Ftruncate), [fd, len, 0, 0, 0, 0])
+                .and_then(|_| t.map_near_fd(near, len, prot, libc::MAP_PRIVATE, fd as i32));
             let closed = t.checked_syscall(t.arch.nr(Sys::Close), [fd, 0, 0, 0, 0, 0]);
-            let addresses = mapped?;
+            let addr = mapped?;
             closed?;
-            Ok(addresses)
+            Ok(addr)
         })
     }
 
     fn map_near_fd(&mut self, near: u64, len: u64, prot: Prot, flags: i32, fd: i32) -> Result<u64> {
-        self.map_near_at(near, len, prot, flags, fd, 0)
-    }
-
-    /// [`Tracee::map_near`] of `fd` from file offset `offset`.
-    fn map_near_at(
-        &mut self,
-        near: u64,
-        len: u64,
-        prot: Prot,
-        flags: i32,
-        fd: i32,
-        offset: u64,
-    ) -> Result<u64> {
         let len = page_up(len.max(1));
         let no_hole = Error::NoHoleNear {
             pid: self.pid,
@@ -531,7 +495,7 @@ impl Tracee {
         let flags = flags | MAP_FIXED_NOREPLACE;
         let mut above_limit = None;
         for want in candidates {
-            match self.mmap(want, len, prot, flags, fd, offset) {
+            match self.mmap(want, len, prot, flags, fd, 0) {
                 Ok(got) if got == want || reachable(got) => return Ok(got),
                 // A kernel without MAP_FIXED_NOREPLACE took the address as a mere hint.
                 Ok(got) => self.munmap(got, len)?,

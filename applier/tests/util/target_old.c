@@ -96,8 +96,10 @@ static unsigned record_state(void) {
     char line[512];
     unsigned state = 0;
     while (maps && fgets(line, sizeof line, maps)) {
-        unsigned long start;
-        if (strstr(line, "/memfd:lpkg:") && sscanf(line, "%lx-", &start) == 1) {
+        unsigned long start, offset;
+        /* The record is the mapping at file offset 0; its module follows in the same memfd. */
+        if (strstr(line, "/memfd:lpkg:") && sscanf(line, "%lx-%*x %*s %lx", &start, &offset) == 2
+            && offset == 0) {
             state = *(volatile unsigned *)(start + 8);
         }
     }
