@@ -908,6 +908,11 @@ fn frame_by_pointer(
     next[sp] = Some(caller_sp);
     next[fp] = Some(caller_fp);
     next[ra] = Some(address);
+    returns_to(next, address)
+}
+
+/// The caller's frame, with registers `next`, where the frame unwound returns to `address`.
+fn returns_to(next: Regs, address: u64) -> Step {
     Step::Caller(
         next,
         Frame {
@@ -945,13 +950,7 @@ fn frame_without_cfi(depth: usize, regs: &Registers, reg: &Regs, memory: &mut dy
     let mut next = *reg;
     next[sp] = reg[sp].map(|sp| sp.wrapping_add(u64::from(size)));
     next[ra] = Some(address);
-    Step::Caller(
-        next,
-        Frame {
-            pc: address,
-            executing: false,
-        },
-    )
+    returns_to(next, address)
 }
 
 /// Steps of a DWARF expression evaluated at most (the target's CFI may loop).
@@ -1077,13 +1076,7 @@ fn frame_with_cfi(
     if new_sp <= reg[sp].unwrap_or(0) {
         return Step::Stuck(Stuck::StackDoesNotGrow);
     }
-    Step::Caller(
-        next,
-        Frame {
-            pc: address,
-            executing: false,
-        },
-    )
+    returns_to(next, address)
 }
 
 #[cfg(test)]
