@@ -464,6 +464,28 @@ fn slice_word(bytes: &[u8], base: u64, address: u64, size: u8) -> Option<u64> {
     )?))
 }
 
+/// [`vdso_framed_code`], found once for every process whose vDSO holds the same bytes (every
+/// 32-bit process of one kernel: `apply --pid all` would decode it again for each), kept
+/// relative to the image and moved to where each process maps it.
+fn cached_vdso_framed_code(image: &[u8], base: u64, bias: u64) -> FramedCode {
+    /// The image, its link-time addresses' offset from its start, its frames from there.
+    type Known = (Vec<u8>, u64, FramedCode);
+    static KNOWN: std::sync::Mutex<Option<Known>> = std::sync::Mutex::new(None);
+    let link_offset = bias.wrapping_sub(base);
+    let known = KNOWN.lock().ok().and_then(|known| {
+        let (bytes, offset, framed) = known.as_ref()?;
+        (bytes[..] == *image && *offset == link_offset).then(|| framed.clone())
+    });
+    let relative = known.unwrap_or_else(|| {
+        let relative = vdso_framed_code(image, 0, link_offset);
+        if let Ok(mut known) = KNOWN.lock() {
+            *known = Some((image.to_vec(), link_offset, relative.clone()));
+        }
+        relative
+    });
+    relative.moved(base)
+}
+
 /// Where the functions of the vDSO `image` (mapped at `base`, its link-time addresses plus
 /// `bias`) are walked by frame pointer: its dynamic symbols give their starts and sizes.
 fn vdso_framed_code(image: &[u8], base: u64, bias: u64) -> FramedCode {
@@ -623,7 +645,7 @@ impl CfiCache {
                 if let Some(sections) = CfiSections::read(&data[..]) {
                     let mut cfi = ObjectCfi::from_sections(&sections, vdso.start, vec![code]);
                     cfi.vdso = true;
-                    cfi.framed = vdso_framed_code(&data, vdso.start, cfi.bias);
+                    cfi.framed = cached_vdso_framed_code(&data, vdso.start, cfi.bias);
                     found.push(cfi);
                 }
             }
@@ -1606,6 +1628,11 @@ mod tests {
         // clock_gettime, clock_gettime64, gettimeofday, time
         assert!(time_functions >= 4, "{time_functions} time functions");
         assert_eq!(vdso_frames_from_bytes(&image, vdso.start), framed);
+        // Found once, then moved to wherever another process maps the same image.
+        for base in [vdso.start, vdso.start + 0x20_0000, vdso.start, 0x1000] {
+            let direct = vdso_framed_code(&image, base, base);
+            assert_eq!(cached_vdso_framed_code(&image, base, base), direct);
+        }
 
         // The image is the target's: changed anywhere (symbols, sizes, code), it gives frames
         // or none, never a panic.

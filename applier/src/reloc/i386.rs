@@ -158,6 +158,19 @@ impl FramedCode {
         framed
     }
 
+    /// The same code loaded `delta` bytes further.
+    pub fn moved(&self, delta: u64) -> FramedCode {
+        let shift = |addresses: &[u64]| {
+            let mut moved: Vec<u64> = addresses.iter().map(|a| a.wrapping_add(delta)).collect();
+            moved.sort_unstable();
+            moved
+        };
+        FramedCode {
+            executing: shift(&self.executing),
+            returning: shift(&self.returning),
+        }
+    }
+
     /// Whether the frame is set where a thread executes `pc` (`executing`) or will return to
     /// it.
     pub fn is_set_at(&self, pc: u64, executing: bool) -> bool {
