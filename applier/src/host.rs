@@ -34,8 +34,16 @@ pub fn processes() -> Vec<Process> {
         .filter(|&pid| pid != me)
         .collect();
     pids.sort_unstable();
-    pids.into_iter().filter_map(process).collect()
+    let found: Vec<Option<Process>> = match pids.len() < ALONE {
+        true => pids.iter().map(|&pid| process(pid)).collect(),
+        false => in_parallel(&pids, default_workers(), |&pid| process(pid), |_, _| {}),
+    };
+    found.into_iter().flatten().collect()
 }
+
+/// Fewer processes than this are looked at on the calling thread: threads cost more than they
+/// save (the daemon looks at each new process alone).
+const ALONE: usize = 32;
 
 /// Process `pid` as it is now, `None` if it is gone.
 pub fn process(pid: Pid) -> Option<Process> {
@@ -58,9 +66,6 @@ pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, MapEnt
     let Some(wanted) = crate::record::unhex(build_id) else {
         return Vec::new();
     };
-    /// Fewer candidates are looked at on this thread: threads cost more than they save
-    /// (the daemon looks at each new process alone).
-    const ALONE: usize = 32;
     let cache = BuildIds::default();
     let look = |p: &Process| {
         objects::find_build_id(p.pid, &wanted, &cache)
