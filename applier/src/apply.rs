@@ -849,8 +849,8 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
     }
     plan.mem.write(record_address, &record)?;
     checkpoint::apply_step("apply:recorded")?;
-    let registers = body.registrations().any() && plan.unwinders.is_some();
-    if shadow_slot.is_some() || registers {
+    let unwinders = (plan.unwinders.as_ref()).filter(|_| body.registrations().any());
+    if shadow_slot.is_some() || unwinders.is_some() {
         tracee.stop_one()?;
         if let Some(slot) = shadow_slot {
             let (area, len, mapped) = crate::shadows::find_or_map(tracee, &plan.mem, plan.machine)?;
@@ -860,7 +860,7 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
             plan.mem
                 .write(slot, &crate::shadows::pointer(plan.machine, area))?;
         }
-        if let (true, Some(unwinders)) = (registers, &plan.unwinders) {
+        if let Some(unwinders) = unwinders {
             rollback.registrations(&body, plan.options.timeout);
             body.registrations()
                 .register(tracee, &plan.mem, unwinders, plan.options.timeout)?;
@@ -897,7 +897,6 @@ fn record_room(plan: &Plan) -> u64 {
         Some(unwinders) if unwinders.any() => unwinders.records(WIDEST),
         _ => (None, None),
     };
-    let exits = plan.manifest.routines.iter();
     let widest = RecordBody {
         id: plan.id.clone(),
         name: plan.manifest.package.name.clone(),
@@ -912,7 +911,7 @@ fn record_room(plan: &Plan) -> u64 {
         eh_frame_len: WIDEST,
         unwind_registration,
         llvm_registration,
-        exit_routines: exits
+        exit_routines: (plan.manifest.routines.iter())
             .filter(|r| r.kind == RoutineKind::Exit)
             .map(|_| WIDEST)
             .collect(),
@@ -936,15 +935,17 @@ fn map_module_and_record(plan: &Plan, tracee: &mut Tracee, room: u64) -> Result<
     if code_first {
         match tracee.memfd_map_near(&format!("{NAME_PREFIX}{id}"), near, room + len, rw) {
             Ok(record_address) => return Ok((record_address + room, record_address)),
-            // Where memfds cannot be mapped executable: below, the module anonymous.
             Err(lpkg_kernel::Error::SyscallFailed { .. }) => {}
             Err(error) => return Err(error.into()),
         }
     }
-    let module_address = match code_first {
-        true => tracee.map_near(near, len, rw)?,
-        false => tracee.memfd_map_near(&format!("{MODULE_NAME_PREFIX}{id}"), near, len, rw)?,
-    };
+    // Named when the kernel lets a memfd be mapped, so that it is found if we die before the
+    // record exists; anonymous where it does not.
+    let module_address =
+        match tracee.memfd_map_near(&format!("{MODULE_NAME_PREFIX}{id}"), near, len, rw) {
+            Err(lpkg_kernel::Error::SyscallFailed { .. }) => tracee.map_near(near, len, rw)?,
+            mapped => mapped?,
+        };
     match tracee.memfd_map_private(&format!("{NAME_PREFIX}{id}"), room) {
         Ok(record_address) => Ok((module_address, record_address)),
         Err(error) => {
@@ -1049,7 +1050,7 @@ fn protect(tracee: &mut Tracee, base: u64, layout: &Layout) -> Result<(), Error>
         let prot = match region {
             Region::Text => Prot::RX,
             Region::ReadOnly => Prot::READ,
-            // Mapped read-write (`map_module`): nothing to change, no system call to make.
+            // Mapped read-write (`map_module_and_record`): nothing to change, no system call.
             Region::Data => continue,
         };
         tracee.mprotect(base + offset, len, prot)?;
