@@ -34,16 +34,21 @@ pub fn processes() -> Vec<Process> {
         .filter(|&pid| pid != me)
         .collect();
     pids.sort_unstable();
-    let found: Vec<Option<Process>> = match pids.len() < ALONE {
-        true => pids.iter().map(|&pid| process(pid)).collect(),
-        false => in_parallel(&pids, default_workers(), |&pid| process(pid), |_, _| {}),
-    };
+    let found = look_at_each(&pids, |&pid| process(pid));
     found.into_iter().flatten().collect()
 }
 
-/// Fewer processes than this are looked at on the calling thread: threads cost more than they
-/// save (the daemon looks at each new process alone).
-const ALONE: usize = 32;
+/// `look` at each of `items` (reads of /proc, no tracing), on [`default_workers`] threads when
+/// they are many; results in the order of `items`.
+fn look_at_each<T: Sync, R: Send>(items: &[T], look: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    /// Fewer are looked at on the calling thread: threads cost more than they save (the
+    /// daemon looks at each new process alone).
+    const ALONE: usize = 32;
+    match items.len() < ALONE {
+        true => items.iter().map(look).collect(),
+        false => in_parallel(items, default_workers(), look, |_, _| {}),
+    }
+}
 
 /// Process `pid` as it is now, `None` if it is gone.
 pub fn process(pid: Pid) -> Option<Process> {
@@ -72,10 +77,7 @@ pub fn running(candidates: Vec<Process>, build_id: &str) -> Vec<(Process, MapEnt
             .ok()
             .flatten()
     };
-    let found: Vec<Option<MapEntry>> = match candidates.len() < ALONE {
-        true => candidates.iter().map(look).collect(),
-        false => in_parallel(&candidates, default_workers(), look, |_, _| {}),
-    };
+    let found = look_at_each(&candidates, look);
     candidates
         .into_iter()
         .zip(found)

@@ -48,18 +48,18 @@ pub struct Mem {
 impl Mem {
     /// Opens process `pid`'s memory for reading and writing.
     pub fn open(pid: Pid) -> Result<Mem> {
-        Ok(Mem {
-            pid,
-            file: open(pid, true)?,
-            accesses: Cell::new(0),
-        })
+        Mem::with(pid, true)
     }
 
     /// Opens process `pid`'s memory for reading only (what lists and checks need).
     pub fn reader(pid: Pid) -> Result<Mem> {
+        Mem::with(pid, false)
+    }
+
+    fn with(pid: Pid, write: bool) -> Result<Mem> {
         Ok(Mem {
             pid,
-            file: open(pid, false)?,
+            file: open(pid, write)?,
             accesses: Cell::new(0),
         })
     }

@@ -751,13 +751,7 @@ fn seize_error(pid: Pid, errno: Errno) -> Error {
 /// True when the calling thread traces `tid` (TracerPid names the tracing thread, not its
 /// process).
 fn traced_by_us(pid: Pid, tid: Pid) -> bool {
-    let path = format!("/proc/{pid}/task/{tid}/status");
-    crate::procfs::read_text(std::path::Path::new(&path)).is_ok_and(|text| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("TracerPid:"))
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            == Some(nix::unistd::gettid().as_raw() as u32)
-    })
+    procfs::tracer_of(pid, tid) == nix::unistd::gettid().as_raw() as Pid
 }
 
 /// True when the thread is gone or a zombie (exited, not yet reaped).
