@@ -241,6 +241,7 @@ impl Tracee {
         let mut entry: Option<Registers> = None;
         let mut made_syscalls = false;
         let mut created_threads = false;
+        let mut backoff = self.backoff();
         let outcome = loop {
             let issued = match entry {
                 None => ptrace::syscall(tid),
@@ -250,7 +251,8 @@ impl Tracee {
             issued.map_err(|e| ptrace::error(pid, tid, "PTRACE_SYSCALL", e))?;
             self.syscall_stop = None;
             self.threads.insert(tid, ThreadState::Running);
-            let stop = match ptrace::wait_until(tid, deadline) {
+            backoff.restart();
+            let stop = match ptrace::wait_until(tid, deadline, &mut backoff) {
                 Ok(Some(stop)) => stop,
                 Ok(None) => {
                     self.interrupt_and_wait(tid)?;
@@ -341,8 +343,9 @@ impl Tracee {
         let pid = self.pid;
         ptrace::interrupt(tid).map_err(|e| ptrace::error(pid, tid, "PTRACE_INTERRUPT", e))?;
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let mut backoff = self.backoff();
         loop {
-            match ptrace::wait_until(tid, deadline) {
+            match ptrace::wait_until(tid, deadline, &mut backoff) {
                 Ok(Some(Stop::Event {
                     event: libc::PTRACE_EVENT_STOP,
                     ..

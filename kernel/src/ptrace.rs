@@ -230,48 +230,89 @@ pub(crate) fn poll(tid: Pid) -> Result<Option<Stop>, Errno> {
     }
 }
 
-/// Poll `tid` until it reports or `deadline` passes (`Ok(None)`), backing off from spinning
-/// to 1 ms sleeps so quick stops are seen quickly without burning a core on slow ones.
-pub(crate) fn wait_until(tid: Pid, deadline: std::time::Instant) -> Result<Option<Stop>, Errno> {
-    /// How long to only yield the CPU between polls: an injected system call or a resumed
-    /// thread's next stop takes microseconds, and any sleep costs a timer and a wakeup
-    /// (tens of µs on a VM). Yielding lets a target that shares our core run first.
-    const YIELDING: std::time::Duration = std::time::Duration::from_micros(50);
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_micros(5);
-    // The default 50 µs slack would make each injected step cost at least that much.
-    let mut slack = FineSlack::default();
+/// Poll `tid` until it reports or `deadline` passes (`Ok(None)`), waiting between polls as
+/// `backoff` says.
+pub(crate) fn wait_until(
+    tid: Pid,
+    deadline: std::time::Instant,
+    backoff: &mut Backoff,
+) -> Result<Option<Stop>, Errno> {
     loop {
         if let Some(stop) = poll(tid)? {
             return Ok(Some(stop));
         }
-        let now = std::time::Instant::now();
-        if now >= deadline {
+        if std::time::Instant::now() >= deadline {
             return Ok(None);
         }
-        if now - started < YIELDING {
-            std::thread::yield_now();
-            continue;
-        }
-        slack.set();
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_millis(1));
+        backoff.wait();
     }
 }
 
-/// Timer slack while a tracer sleeps between polls (`wait_until`, `Tracee::wait_stopping`): the
-/// default (50 µs) would round each of its short sleeps up, and spinning instead would take
-/// the CPU the target needs to stop.
+/// How a tracer waits between two polls of a thread it expects to stop.
+///
+/// First it only yields the CPU, for up to [`Backoff::YIELDING`]: an injected system call or
+/// an interrupted thread stops within microseconds once it has a CPU, and a sleep costs a
+/// timer and a wake-up (tens of µs on a VM, and the core idles meanwhile). Yielding lets a
+/// target thread that shares our core run first. Then it sleeps, from 5 µs doubling to 1 ms,
+/// so that a slow thread (one waiting for a CPU or a page) does not cost a core. A tracer
+/// with real-time priority never yields (see `priority`): a yield gives the CPU only to other
+/// real-time tasks, so it would spin ahead of the very thread it waits for.
+pub(crate) struct Backoff {
+    started: std::time::Instant,
+    pause: std::time::Duration,
+    may_yield: bool,
+    /// Lowered at the first sleep, restored when the backoff goes.
+    slack: FineSlack,
+}
+
+impl Backoff {
+    /// Polls in a row that measured the gain (BENCHMARKS.md, host-wide): a thousand
+    /// processes patched by one worker per core; a shorter span sleeps more often and left
+    /// both cores idle 14 % of the time.
+    const YIELDING: std::time::Duration = std::time::Duration::from_millis(1);
+    const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_micros(5);
+    const LONGEST_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+    /// A backoff starting now; `boosted`: the caller runs with real-time priority.
+    pub(crate) fn new(boosted: bool) -> Backoff {
+        Backoff {
+            started: std::time::Instant::now(),
+            pause: Self::FIRST_PAUSE,
+            may_yield: !boosted,
+            slack: FineSlack::default(),
+        }
+    }
+
+    /// Start again, as after a stop seen: the next thread to wait for is likely close.
+    pub(crate) fn restart(&mut self) {
+        self.started = std::time::Instant::now();
+        self.pause = Self::FIRST_PAUSE;
+    }
+
+    /// Wait before the next poll.
+    pub(crate) fn wait(&mut self) {
+        if self.may_yield && self.started.elapsed() < Self::YIELDING {
+            std::thread::yield_now();
+            return;
+        }
+        self.slack.set();
+        std::thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(Self::LONGEST_PAUSE);
+    }
+}
+
+/// Timer slack while a tracer sleeps between polls ([`Backoff`]): the default (50 µs) would
+/// round each of its short sleeps up.
 const SLACK_NS: u64 = 1_000;
 
 /// The calling thread's timer slack lowered to [`SLACK_NS`] on demand, restored on drop.
 #[derive(Default)]
-pub(crate) struct FineSlack {
+struct FineSlack {
     previous: Option<u64>,
 }
 
 impl FineSlack {
-    pub(crate) fn set(&mut self) {
+    fn set(&mut self) {
         if self.previous.is_none() {
             if let Ok(previous) = nix::sys::prctl::get_timerslack() {
                 if nix::sys::prctl::set_timerslack(SLACK_NS).is_ok() {

@@ -19,16 +19,11 @@ use nix::errno::Errno;
 
 use crate::arch::{AltStack, Arch, Registers};
 use crate::priority::{Boost, Scheduling};
-use crate::ptrace::{self, FineSlack, Stop};
+use crate::ptrace::{self, Backoff, Stop};
 use crate::{procfs, Error, Pid, Result};
 
 /// How long `stop` waits for every thread to stop.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// First and longest sleep of `wait_stopping` between polls of a thread that has not stopped
-/// yet. A thread stops within microseconds of its interrupt unless it waits for a CPU.
-const FIRST_PAUSE: Duration = Duration::from_micros(5);
-const LONGEST_PAUSE: Duration = Duration::from_millis(1);
 
 /// What we know about one seized thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +85,6 @@ pub struct Tracee {
     may_boost: bool,
     /// This thread's own scheduling, read at the first boost.
     scheduling: Option<Option<Scheduling>>,
-    /// This thread's timer slack, lowered at the first wait for a thread to stop and restored
-    /// when the `Tracee` goes (not at every stop: three system calls each time).
-    slack: FineSlack,
     /// /proc/PID/stat, held open: each stop counts the process's threads with one read.
     stat: Option<std::fs::File>,
     detached: bool,
@@ -139,7 +131,6 @@ impl Tracee {
             boost: None,
             may_boost: true,
             scheduling: None,
-            slack: FineSlack::default(),
             stat: procfs::open_stat(pid),
             detached: false,
             deadline: None,
@@ -386,10 +377,10 @@ impl Tracee {
     /// concurrently, so by the time the first has reported most others have too, and each
     /// costs one waitpid. (A blocking `waitpid(-1)` would also reap children of the caller
     /// that are not ours, and a blocking wait for one thread could not time out.) Between
-    /// polls we sleep, briefly and with little timer slack.
+    /// polls we wait as [`Backoff`] says.
     pub(crate) fn wait_stopping(&mut self, deadline: Instant) -> Result<()> {
         let started = Instant::now();
-        let mut pause = FIRST_PAUSE;
+        let mut backoff = self.backoff();
         loop {
             let Some(tid) = self
                 .threads
@@ -408,7 +399,7 @@ impl Tracee {
             };
             if let Some(stop) = stop {
                 self.handle_stop_while_stopping(tid, stop)?;
-                pause = FIRST_PAUSE;
+                backoff.restart();
                 continue;
             }
             if Instant::now() >= deadline {
@@ -436,9 +427,7 @@ impl Tracee {
                     timeout: started.elapsed(),
                 });
             }
-            self.slack.set();
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(LONGEST_PAUSE);
+            backoff.wait();
         }
     }
 
@@ -639,6 +628,11 @@ impl Tracee {
     /// waitpid calls this `Tracee` made so far while stopping threads. For profiles.
     pub fn waits(&self) -> u64 {
         self.waits.get()
+    }
+
+    /// How to wait for a thread to stop: without yielding while boosted.
+    pub(crate) fn backoff(&self) -> Backoff {
+        Backoff::new(self.boost.is_some())
     }
 
     /// Raise this thread's priority for as long as the whole process is stopped.
