@@ -19,6 +19,7 @@ use crate::registration::Unwinders;
 use crate::reloc::{Machine, JUMP_LEN};
 use crate::revert::{recover, remove_orphaned_modules, Rollback};
 use crate::target::TargetObject;
+use crate::unwind::CfiCache;
 use crate::{checkpoint, in_place, spans, target, Error};
 
 /// How apply behaves.
@@ -1108,7 +1109,8 @@ fn switch(
         })
         .collect();
     let counters = Counters::snapshot(tracee, &plan.mem);
-    let attempts = stop_clear(tracee, &guarded, plan.options.timeout)?;
+    let mut cfi = CfiCache::load(&plan.mem, tracee.arch(), plan.resolver.objects())?;
+    let attempts = stop_clear(tracee, &mut cfi, &guarded, plan.options.timeout)?;
     checkpoint::apply_step("apply:stopped")?;
     let paused = Instant::now();
     // Before anything leads into the module: a veto leaves the target as it was.

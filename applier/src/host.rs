@@ -9,8 +9,6 @@ use lpkg_kernel::maps::{self, MapEntry};
 use lpkg_kernel::objects::{self, BuildIds};
 use lpkg_kernel::Pid;
 
-use crate::record::{MODULE_NAME_PREFIX, NAME_PREFIX};
-
 /// One process as a scan saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Process {
@@ -110,17 +108,7 @@ pub fn may_run(pid: Pid, known: &HashSet<((u32, u32), u64)>, names: &HashSet<Str
 
 /// Whether process `pid` holds anything lpkg put there: a record or a patch module.
 pub fn holds_lpkg(pid: Pid) -> bool {
-    maps::read(pid).is_ok_and(|entries| {
-        entries.iter().any(|e| {
-            e.path
-                .as_ref()
-                .and_then(|p| p.to_str())
-                .and_then(|p| p.strip_prefix("/memfd:"))
-                .is_some_and(|name| {
-                    name.starts_with(NAME_PREFIX) || name.starts_with(MODULE_NAME_PREFIX)
-                })
-        })
-    })
+    maps::read(pid).is_ok_and(|entries| entries.iter().any(crate::records::is_ours))
 }
 
 /// The number of workers `in_parallel` uses by default: one per core.

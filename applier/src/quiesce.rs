@@ -27,13 +27,15 @@ const QUICK_INTERVAL: Duration = Duration::from_micros(50);
 /// suspect found executing (not blocked in a system call) is checked again and again at a
 /// short interval ([`QUICK_CHECKS`]) before the backoff: a function that keeps its thread
 /// 99 % of the time is only left for moments, which rare attempts would almost never see.
+///
+/// `cfi` is the process's, parsed while it still runs (`CfiCache::load`): the stopped time is
+/// only stack copies.
 pub fn stop_clear(
     tracee: &mut Tracee,
+    cfi: &mut CfiCache<'_>,
     guarded: &[Guarded],
     timeout: Duration,
 ) -> Result<Attempts, Error> {
-    // Parse the CFI while the process still runs: the stopped time is only stack copies.
-    let mut cfi = CfiCache::load(tracee.pid(), tracee.arch())?;
     let started = Instant::now();
     let deadline = started + timeout.min(lpkg_kernel::MAX_TIMEOUT);
     // Short at first: a retry on a hot function stops one thread for a few microseconds.
@@ -43,7 +45,7 @@ pub fn stop_clear(
     loop {
         attempts.running.clear();
         let suspect_clear = match suspect {
-            Some(tid) => check_alone(tracee, tid, &mut cfi, guarded, deadline, &mut attempts)?,
+            Some(tid) => check_alone(tracee, tid, cfi, guarded, deadline, &mut attempts)?,
             None => None,
         };
         if suspect_clear != Some(false) {
@@ -57,7 +59,7 @@ pub fn stop_clear(
                 .filter(|&tid| suspect_clear.is_none() || Some(tid) != suspect)
                 .collect();
             // Resume at the first busy thread: the retry does not need the others' reasons.
-            let busy = busy_threads(tracee, &others, &mut cfi, guarded, true, &mut attempts)?;
+            let busy = busy_threads(tracee, &others, cfi, guarded, true, &mut attempts)?;
             match busy.first() {
                 None => return Ok(attempts),
                 Some(b) => suspect = Some(b.tid),
@@ -74,7 +76,7 @@ pub fn stop_clear(
             tracee.stop()?;
             let all = tracee.threads();
             attempts.running.clear();
-            let busy = busy_threads(tracee, &all, &mut cfi, guarded, false, &mut attempts)?;
+            let busy = busy_threads(tracee, &all, cfi, guarded, false, &mut attempts)?;
             if busy.is_empty() {
                 return Ok(attempts);
             }
@@ -96,7 +98,7 @@ pub fn stop_clear(
 fn check_alone(
     tracee: &mut Tracee,
     tid: Pid,
-    cfi: &mut CfiCache,
+    cfi: &mut CfiCache<'_>,
     guarded: &[Guarded],
     deadline: Instant,
     attempts: &mut Attempts,
@@ -148,7 +150,7 @@ const LEAD_OUT_WAIT: Duration = Duration::from_millis(100);
 fn lead_out(
     tracee: &mut Tracee,
     tid: Pid,
-    cfi: &mut CfiCache,
+    cfi: &mut CfiCache<'_>,
     deadline: Instant,
 ) -> Result<bool, Error> {
     let regs = tracee.registers(tid)?;
@@ -189,7 +191,7 @@ struct Busy {
 fn busy_threads(
     tracee: &Tracee,
     tids: &[Pid],
-    cfi: &mut CfiCache,
+    cfi: &mut CfiCache<'_>,
     guarded: &[Guarded],
     first_only: bool,
     attempts: &mut Attempts,

@@ -96,18 +96,20 @@ pub fn read(pid: Pid) -> Result<Vec<LiveRecord>, Error> {
 
 /// [`read`], with the process's mappings read already.
 pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Error> {
+    // Memory opened only when there is a record to read (not before a first apply).
+    match maps.iter().any(is_record) {
+        true => read_with(&Mem::reader(pid)?, maps),
+        false => Ok(Vec::new()),
+    }
+}
+
+/// [`read_in`], through the process's memory opened already.
+pub fn read_with(mem: &Mem, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Error> {
+    let pid = mem.pid();
     let mut records = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0usize;
-    let mut mem = None;
-    for entry in maps {
-        if memfd_id(entry, NAME_PREFIX).is_none() || entry.offset != 0 {
-            continue;
-        }
-        let mem = match &mut mem {
-            Some(mem) => mem,
-            None => mem.insert(Mem::reader(pid)?),
-        };
+    for entry in maps.iter().filter(|e| is_record(e)) {
         let bad = |reason: String| Error::BadRecord {
             pid,
             address: entry.start,
@@ -149,10 +151,8 @@ pub fn read_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<LiveRecord>, Err
         });
     }
     records.sort_by_key(|r| r.body.sequence);
-    if let Some(mem) = &mem {
-        for index in 0..records.len() {
-            records[index].live = live(mem, &records, index);
-        }
+    for index in 0..records.len() {
+        records[index].live = live(mem, &records, index);
     }
     Ok(records)
 }
@@ -299,6 +299,17 @@ pub fn orphaned_modules_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<Orph
 }
 
 /// What follows `prefix` in the name of a memfd mapping (`/memfd:PREFIXid`), if it is one.
+/// Whether `entry` maps a record: the start of an `lpkg:` memfd.
+fn is_record(entry: &maps::MapEntry) -> bool {
+    memfd_id(entry, NAME_PREFIX).is_some() && entry.offset == 0
+}
+
+/// Whether `entry` is a mapping lpkg made in the process (a record or a patch module, its
+/// memfds named by [`NAME_PREFIX`] or [`MODULE_NAME_PREFIX`]): never an ELF object.
+pub fn is_ours(entry: &maps::MapEntry) -> bool {
+    memfd_id(entry, NAME_PREFIX).is_some() || memfd_id(entry, MODULE_NAME_PREFIX).is_some()
+}
+
 fn memfd_id<'e>(entry: &'e maps::MapEntry, prefix: &str) -> Option<&'e str> {
     entry
         .path

@@ -10,6 +10,7 @@ use crate::quiesce::stop_clear;
 use crate::record::{Entry, RecordBody, State, STATE_OFFSET};
 use crate::records::{self, LiveRecord, OrphanModule};
 use crate::reloc::Machine;
+use crate::unwind::CfiCache;
 use crate::{checkpoint, spans, Error};
 
 /// Undo log of an apply in progress: entries written, mappings made and the CFI registered,
@@ -322,7 +323,8 @@ pub(crate) fn recover(
             tracee.map_call_trampoline()?;
             tracee.resume()?;
         }
-        let attempts = stop_clear(&mut tracee, &guarded, timeout)?;
+        let mut cfi = CfiCache::load(&mem, tracee.arch(), &[])?;
+        let attempts = stop_clear(&mut tracee, &mut cfi, &guarded, timeout)?;
         checkpoint::reached("revert:stopped");
         mem.write(
             record.address + STATE_OFFSET,

@@ -105,7 +105,13 @@ pub fn find(
     maps: &[lpkg_kernel::maps::MapEntry],
     target: &lpkg_format::Target,
 ) -> Result<Found, Error> {
-    let mapped = objects::mapped_objects_in(pid, maps)?;
+    // lpkg's own mappings (records, modules) are memfds, new in every process: never read.
+    let files: Vec<_> = maps
+        .iter()
+        .filter(|e| !crate::records::is_ours(e))
+        .cloned()
+        .collect();
+    let mapped = objects::mapped_objects_in(pid, &files, &[])?;
     let found = mapped
         .iter()
         .find(|o| o.build_id.as_deref().map(hex).as_deref() == Some(target.build_id.as_str()))
@@ -398,6 +404,11 @@ impl<'a> Resolver<'a> {
     /// version, and the symbol's address; `None` when no object does.
     pub fn defining_object(&self, symbol: &str) -> Option<(usize, u64)> {
         self.objects_defining(symbol).next()
+    }
+
+    /// Every ELF object mapped in the process, as listed for this resolver.
+    pub fn objects(&self) -> &'a [MappedObject] {
+        self.mapped
     }
 
     /// Every mapped object (by index) whose `.dynsym` defines `symbol` in its default

@@ -520,10 +520,11 @@ pub fn vdso_frames_from_bytes(image: &[u8], base: u64) -> FramedCode {
 }
 
 /// The CFI of every object of a process, loaded before the process is stopped.
-pub struct CfiCache {
+pub struct CfiCache<'m> {
     pid: Pid,
-    /// Opened once: a read outside the stack copy is one system call, not three.
-    mem: Mem,
+    /// Opened once (the applier's): a read outside the stack copy is one system call, not
+    /// three.
+    mem: &'m Mem,
     objects: Vec<ObjectCfi>,
     stacks: Vec<maps::MapEntry>,
     ctx: UnwindContext<usize>,
@@ -611,15 +612,25 @@ fn complete(frames: Vec<Frame>) -> Backtrace {
     }
 }
 
-impl CfiCache {
+impl<'m> CfiCache<'m> {
     /// Parses the `.eh_frame` of every ELF object, of the vDSO and of every lpkg patch module
-    /// mapped in `pid`, a process of architecture `arch` (its patch modules' addresses are
-    /// that size).
-    pub fn load(pid: Pid, arch: Arch) -> Result<CfiCache, crate::Error> {
-        let mem = Mem::open(pid)?;
+    /// mapped in the process whose memory is `mem`, of architecture `arch` (its patch
+    /// modules' addresses are that size). `known`: its objects as listed moments ago (see
+    /// `objects::mapped_objects_in`), or none.
+    pub fn load(
+        mem: &'m Mem,
+        arch: Arch,
+        known: &[objects::MappedObject],
+    ) -> Result<CfiCache<'m>, crate::Error> {
+        let pid = mem.pid();
         let mut found = Vec::new();
         let all = maps::read(pid)?;
-        for object in objects::mapped_objects_in(pid, &all)? {
+        let files: Vec<_> = all
+            .iter()
+            .filter(|e| !records::is_ours(e))
+            .cloned()
+            .collect();
+        for object in objects::mapped_objects_in(pid, &files, known)? {
             let ranges: Vec<_> = object
                 .ranges
                 .iter()
@@ -651,7 +662,7 @@ impl CfiCache {
             }
         }
         // Unreadable records only cost the CFI of patch code: its threads stay "busy".
-        for record in records::read_in(pid, &all).unwrap_or_default() {
+        for record in records::read_with(mem, &all).unwrap_or_default() {
             let body = &record.body;
             let module = body.module_address..body.module_address.saturating_add(body.module_len);
             let (address, len) = (body.eh_frame_address, body.eh_frame_len);
@@ -729,7 +740,7 @@ impl CfiCache {
         let len = end.saturating_sub(sp).min(STACK_WINDOW as u64) as usize;
         let window = stack::read_upto(self.pid, sp, len).unwrap_or_default();
         let mut memory = TargetMemory {
-            mem: &self.mem,
+            mem: self.mem,
             sp,
             window: &window,
             trampolines: &mut self.trampolines,

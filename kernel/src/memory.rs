@@ -64,6 +64,11 @@ impl Mem {
         })
     }
 
+    /// The process whose memory this is.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
     /// Read exactly `len` bytes at `addr`.
     pub fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>> {
         self.accesses.set(self.accesses.get() + 1);

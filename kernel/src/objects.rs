@@ -38,12 +38,19 @@ impl MappedObject {
 /// Mappings of one file that follow a mapping at file offset 0 are grouped with it. Files
 /// that are not ELF (fonts, locale archives, memfds holding data) are left out.
 pub fn mapped_objects(pid: Pid) -> Result<Vec<MappedObject>> {
-    mapped_objects_in(pid, &maps::read(pid)?)
+    mapped_objects_in(pid, &maps::read(pid)?, &[])
 }
 
-/// [`mapped_objects`], from the process's mappings read already.
-pub fn mapped_objects_in(pid: Pid, maps: &[MapEntry]) -> Result<Vec<MappedObject>> {
-    let mut objects: Vec<MappedObject> = Vec::new();
+/// [`mapped_objects`], from the process's mappings read already. An object of `known` (listed
+/// from the same process moments ago) whose offset-0 mapping is still the same is taken as it
+/// was: its file is not looked at again.
+pub fn mapped_objects_in(
+    pid: Pid,
+    maps: &[MapEntry],
+    known: &[MappedObject],
+) -> Result<Vec<MappedObject>> {
+    // With whether each was known.
+    let mut objects: Vec<(MappedObject, bool)> = Vec::new();
     // /proc/PID, or a live thread's directory when the main thread has exited.
     let dir = crate::procfs::mm_dir(pid);
     for entry in maps.iter().cloned() {
@@ -55,21 +62,40 @@ pub fn mapped_objects_in(pid: Pid, maps: &[MapEntry]) -> Result<Vec<MappedObject
             first.inode == entry.inode && first.dev == entry.dev && first.path == entry.path
         };
         match objects.last_mut() {
-            Some(last) if same_file(last) && entry.offset != 0 => last.ranges.push(entry),
-            _ if entry.offset == 0 => objects.push(MappedObject {
-                path: entry.path.clone().expect("file mappings have a path"),
-                base: entry.start,
-                build_id: None,
-                map_file: dir.join(format!("map_files/{:x}-{:x}", entry.start, entry.end)),
-                ranges: vec![entry],
-                key: None,
-            }),
+            Some((last, _)) if same_file(last) && entry.offset != 0 => last.ranges.push(entry),
+            _ if entry.offset == 0 => {
+                objects.push(match known.iter().find(|k| k.ranges[0] == entry) {
+                    Some(known) => (
+                        MappedObject {
+                            ranges: vec![entry],
+                            ..known.clone()
+                        },
+                        true,
+                    ),
+                    None => (
+                        MappedObject {
+                            path: entry.path.clone().expect("file mappings have a path"),
+                            base: entry.start,
+                            build_id: None,
+                            map_file: dir
+                                .join(format!("map_files/{:x}-{:x}", entry.start, entry.end)),
+                            ranges: vec![entry],
+                            key: None,
+                        },
+                        false,
+                    ),
+                })
+            }
             // A piece of a file whose offset-0 mapping is not right before it: no load base.
             _ => {}
         }
     }
     let mut elves = Vec::with_capacity(objects.len());
-    for mut object in objects {
+    for (mut object, known) in objects {
+        if known {
+            elves.push(object);
+            continue;
+        }
         match cached_build_id(&mut object) {
             Ok(Some(build_id)) => {
                 object.build_id = build_id;
