@@ -158,14 +158,20 @@ fn holder(mut lock: File) -> String {
 pub(crate) fn run_dir() -> Result<PathBuf, Error> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let dir = PathBuf::from(std::env::var_os("LPKG_RUN_DIR").unwrap_or_else(|| RUN_DIR.into()));
-    if let Err(e) = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-    {
-        return Err(io_error(&dir, e));
+    // Looked at first: it is there at every command but the first (one system call, where
+    // creating it first takes three).
+    let meta = match std::fs::symlink_metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| io_error(&dir, e))?;
+            std::fs::symlink_metadata(&dir)
+        }
+        other => other,
     }
-    let meta = std::fs::symlink_metadata(&dir).map_err(|e| io_error(&dir, e))?;
+    .map_err(|e| io_error(&dir, e))?;
     let mode = meta.permissions().mode() & 0o7777;
     if !meta.is_dir() || mode & 0o022 != 0 {
         return Err(Error::InsecureRunDir {

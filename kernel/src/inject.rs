@@ -203,7 +203,8 @@ impl Tracee {
         ptrace::setregs(tid, &regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))
     }
 
-    /// Set `regs` on the borrowed thread and run it until it enters the system call `end`, or
+    /// Set `regs` on the borrowed thread (`None`: it has them) and run it until it enters the
+    /// system call `end`, or
     /// traps, or `deadline` passes. `ready` names the test hook point between the last change
     /// and the resume. With `block_signals`, the asynchronous signals are blocked while it runs
     /// (code of ours, covered by a frame that restores the mask); without, the thread runs its
@@ -220,7 +221,7 @@ impl Tracee {
     pub(crate) fn run_borrowed(
         &mut self,
         tid: Pid,
-        regs: &Registers,
+        regs: Option<&Registers>,
         end: End,
         at_entry: impl FnOnce(&Registers, bool) -> Result<()>,
         deadline: Instant,
@@ -228,7 +229,9 @@ impl Tracee {
         block_signals: bool,
     ) -> Result<Outcome> {
         let pid = self.pid;
-        ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+        if let Some(regs) = regs {
+            ptrace::setregs(tid, regs).map_err(|e| ptrace::error(pid, tid, "PTRACE_SETREGS", e))?;
+        }
         if block_signals {
             // Last before the resume (see `borrow_thread`). From here a called function is
             // covered by its frame, which holds the thread's own mask for rt_sigreturn.

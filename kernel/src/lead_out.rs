@@ -59,7 +59,7 @@ impl Tracee {
         let deadline = Instant::now() + timeout.min(crate::MAX_TIMEOUT);
         let outcome = self.run_borrowed(
             tid,
-            &regs,
+            Some(&regs),
             end,
             at_entry,
             deadline,

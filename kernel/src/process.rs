@@ -58,9 +58,9 @@ impl Pinned {
         self.start_time
     }
 
-    /// Fails with [`Error::ProcessExited`] if the pinned process has exited (its pid may name
-    /// another process by now), or with [`Error::ProcessReplaced`] if it was already another
-    /// process when pinned.
+    /// Fails with [`Error::ProcessExited`] if the pinned process has exited: its pid may name
+    /// another process by now. While it lives its pid names only it, and [`Pinned::new`]
+    /// made sure the start time is its own, so one `poll` of the pidfd is the whole check.
     pub fn check(&self) -> Result<()> {
         use std::os::fd::AsRawFd;
         let mut poll = libc::pollfd {
@@ -70,13 +70,10 @@ impl Pinned {
         };
         // SAFETY: one valid pollfd, and a zero timeout: poll only reads and writes `poll`.
         let ready = unsafe { libc::poll(&mut poll, 1, 0) };
-        if ready != 0 {
+        match ready {
+            0 => Ok(()),
             // Readable: the process has exited (a failed poll is taken the same, safe way).
-            return Err(Error::ProcessExited { pid: self.pid });
-        }
-        match procfs::start_time(self.pid) {
-            Some(now) if now == self.start_time => Ok(()),
-            _ => Err(Error::ProcessReplaced { pid: self.pid }),
+            _ => Err(Error::ProcessExited { pid: self.pid }),
         }
     }
 }

@@ -278,7 +278,7 @@ impl Tracee {
         let deadline = Instant::now() + call.timeout;
         match self.run_borrowed(
             tid,
-            &regs,
+            Some(&regs),
             end,
             at_entry,
             deadline,

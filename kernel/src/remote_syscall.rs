@@ -103,7 +103,10 @@ pub(crate) struct Batch {
     /// Where the thread runs `rt_sigreturn`, and where each call returns.
     restorer: u64,
     /// The registers the next call starts from: the frame's `rt_sigreturn` about to run.
-    at: Registers,
+    /// `None` when the thread has them already: back from a call of ours whose result the
+    /// kernel's restart logic leaves alone, it runs on from its stop exactly as they would
+    /// have it (only `orig_rax` differs, which matters to nothing but that logic).
+    at: Option<Registers>,
     /// Whether the thread's asynchronous signals are blocked already (after the first call).
     masked: bool,
     /// [`OUTPUT_ROOM`] bytes between the red zone and the frame, free for the calls' input.
@@ -211,7 +214,7 @@ impl Tracee {
         let outcome = self
             .run_borrowed(
                 tid,
-                &regs,
+                Some(&regs),
                 End { pc: back, nr },
                 |_: &Registers, _: bool| Ok(()),
                 deadline,
@@ -275,7 +278,7 @@ impl Tracee {
         self.batch = Some(Batch {
             saved,
             restorer,
-            at,
+            at: Some(at),
             masked: false,
             room,
         });
@@ -321,7 +324,7 @@ impl Tracee {
             .and_then(|()| {
                 self.run_borrowed(
                     tid,
-                    &at,
+                    at.as_ref(),
                     end,
                     at_entry,
                     deadline,
@@ -339,7 +342,7 @@ impl Tracee {
                 if let Some(batch) = self.batch.as_mut() {
                     // Back at the restorer, whose `rt_sigreturn` the next call replaces; no
                     // restart logic applies to a call of ours.
-                    batch.at = exit.resumed();
+                    batch.at = exit.in_restartable_syscall().then(|| exit.resumed());
                     batch.masked = true;
                 }
                 Ok(exit.syscall_result())

@@ -105,7 +105,8 @@ impl Tracee {
     ///
     /// Threads that appear while we attach are caught: either they are created by a thread
     /// already seized (and so traced automatically, `PTRACE_O_TRACECLONE`), or a rescan of
-    /// /proc/PID/task finds them. The scan repeats until it finds nothing new.
+    /// /proc/PID/task finds them. The scan repeats until it finds nothing new or the thread
+    /// count says there is nothing more ([`Tracee::stop`] makes sure of it).
     pub fn seize(pid: Pid) -> Result<Tracee> {
         if pid <= 0 {
             return Err(Error::NoSuchProcess { pid });
@@ -176,7 +177,12 @@ impl Tracee {
                     Err(errno) => return Err(ptrace::error(pid, tid, "PTRACE_SEIZE", errno)),
                 }
             }
-            if !found_new {
+            // As many threads as we hold means most likely none was missed; a listing is four
+            // system calls, a count one. Only a hint (a seized thread may have exited and an
+            // unseen one appeared meanwhile): `stop` counts them all stopped, which proves it.
+            let all_held =
+                tracee.stat.as_ref().and_then(procfs::thread_count) == Some(tracee.threads.len());
+            if !found_new || all_held {
                 break;
             }
         }
