@@ -846,6 +846,7 @@ fn target_made_names_and_records_never_panic_and_print_escaped() {
         llvm_registration: None,
         exit_routines: vec![],
         shadows: false,
+        requires: vec![],
         entries: vec![],
     };
     let record = body.encode(lpkg_applier::State::Applied);
@@ -1011,6 +1012,7 @@ fn a_forged_record_is_shown_not_live_and_blocks_nothing() {
         llvm_registration: None,
         exit_routines: vec![],
         shadows: false,
+        requires: vec![],
         entries: vec![lpkg_applier::Entry {
             function: "compute".into(),
             address: compute,
@@ -1375,9 +1377,17 @@ fn patch_packed_short_functions(bits: Bits, compile: &[&str], link: &[&str]) {
         assert_eq!(target.ask("5"), "1 2 0 35 45");
     } else {
         // four keeps its entry, where the first package put a jump: the new wrap calls it
-        // there, and so runs the old four once that package is reverted.
-        ok(run);
-        assert_eq!(target.ask("5"), "0 1 0 5 105");
+        // there, so nothing of it would run unmapped code, but it was built for that
+        // package's four: it goes first.
+        assert!(
+            run.stderr
+                .contains("package short-wrap 1 requires package short-v2"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(target.ask("5"), "1 2 0 35 145");
+        ok(s.run(&["revert", "--pid", &target.pid()]));
+        assert_eq!(target.ask("5"), "1 2 0 35 45");
     }
     ok(s.run(&["revert", "--pid", &target.pid()]));
     assert_eq!(target.ask("5"), "0 1 0 5 5");

@@ -146,6 +146,7 @@ fn mutated_records_and_maps_are_refused_not_panicked_on() {
         llvm_registration: None,
         exit_routines: vec![],
         shadows: false,
+        requires: vec![],
         entries: vec![
             Entry {
                 function: "f".into(),

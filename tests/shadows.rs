@@ -265,6 +265,19 @@ fn stacked_package_reads_the_shadows_of_the_one_it_requires() {
     assert!(v.target.ask("dep 7 1").starts_with("ok"));
     assert_eq!(v.target.ask("report 7"), "deposits 3");
     assert_eq!(v.target.ask("dep 7 1"), "limit");
+    // The first cannot go while the second, built on it, is applied.
+    let listed = v.lpkg(&["list", "--json"]).json();
+    let first_id = listed[0]["id"].as_str().unwrap().to_owned();
+    let refused = v.lpkg(&["revert", "--id", &first_id]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.error_line().contains(
+            "package vault-fix-3 1 requires package vault-fix-2 1: revert vault-fix-3 first"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(v.target.ask("report 7"), "deposits 3");
     // The second package gone, the first still uses the area: it stays, shadows and all.
     v.ok(v.lpkg(&["revert"]));
     assert!(v.shadow_area());

@@ -838,6 +838,7 @@ fn load(plan: &mut Plan, tracee: &mut Tracee, rollback: &mut Rollback) -> Result
         llvm_registration,
         exit_routines: exits,
         shadows: shadow_slot.is_some(),
+        requires: required_ids(plan.manifest),
         entries: plan.entries.clone(),
     };
     plan.mem.write(module_address, &image.bytes)?;
@@ -917,9 +918,15 @@ fn record_room(plan: &Plan) -> u64 {
             .map(|_| WIDEST)
             .collect(),
         shadows: true,
+        requires: required_ids(plan.manifest),
         entries,
     };
     page_align(widest.encode(State::Loading).len() as u64)
+}
+
+/// The ids of the packages `manifest` requires, as its record keeps them.
+fn required_ids(manifest: &Manifest) -> Vec<String> {
+    manifest.requires.iter().map(|r| r.id.clone()).collect()
 }
 
 /// Maps the record's `room` and the module near the target (the worker thread stopped, in a

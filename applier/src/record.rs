@@ -122,6 +122,11 @@ pub struct RecordBody {
     /// false, so records of packages without shadows stay what older readers read.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadows: bool,
+    /// Ids of the packages this one requires (its manifest's `requires`): none of them is
+    /// reverted while this one is applied. Absent when empty, so records of packages that
+    /// require none stay what older readers read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
     /// Every entry overwritten with a jump.
     #[serde(default, rename = "entry")]
     pub entries: Vec<Entry>,
@@ -422,6 +427,7 @@ mod tests {
             }),
             exit_routines: vec![],
             shadows: true,
+            requires: vec!["cd".repeat(32)],
             entries: vec![Entry {
                 function: "f".into(),
                 address: 0x1000,

@@ -250,6 +250,24 @@ pub fn revert_process(
             }
         }
         check_no_newer_calls(pid, one, &records)?;
+        // A package built on this one (its `requires`) was made for this one's code, as
+        // apply wants it there first: it goes first. A record the code contradicts (one the
+        // process wrote) holds nothing back.
+        let dependent = records.iter().find(|r| {
+            r.state == State::Applied
+                && !matches!(r.live, records::Live::Drifted(_))
+                && r.body.requires.contains(&one.body.id)
+        });
+        if let Some(dependent) = dependent {
+            return Err(Error::Stacking(format!(
+                "package {} {} requires package {} {}: revert {} first",
+                dependent.body.name,
+                dependent.body.version,
+                one.body.name,
+                one.body.version,
+                dependent.body.name
+            )));
+        }
     }
     checkpoint::reached(checkpoint::REVERT_READ);
     for record in chosen {

@@ -123,6 +123,7 @@ fn json(found: &Found) -> serde_json::Value {
                 "signers": r.body.signers,
                 "applied_at": r.body.applied_at,
                 "sequence": r.body.sequence,
+                "requires": r.body.requires,
                 "state": r.state.name(),
                 "interrupted": r.state.is_interrupted(),
                 "live": match &r.live {
