@@ -33,7 +33,13 @@ fn options(lpkg: PathBuf) -> anyhow::Result<Options> {
             "--starts" => options.starts = value()?.parse()?,
             "--out" => options.out = value()?.into(),
             "--lpkg" => options.lpkg = value()?.into(),
-            other => bail!("unknown argument {other:?}"),
+            "-h" | "--help" => {
+                println!(
+                    "usage: lpkg-bench host [--processes N] [--starts N] [--out DIR] [--lpkg PATH]"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (see --help)"),
         }
     }
     Ok(options)
