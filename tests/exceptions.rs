@@ -209,6 +209,18 @@ fn exceptions_through_new_code_with_llvm_libunwind() {
     exceptions_applied_stacked_and_reverted("clang++-14", &["-stdlib=libc++"], "libunwind.so.1");
 }
 
+/// A program with libgcc's unwinder and libstdc++ linked in (`-static-libgcc
+/// -static-libstdc++`: neither exports `__register_frame_info`, and no libgcc_s is loaded)
+/// unwinds the new code's exceptions with its own copy: the frames are registered there.
+#[test]
+fn exceptions_pass_through_new_code_with_the_unwinder_linked_in() {
+    exceptions_applied_stacked_and_reverted(
+        "g++",
+        &["-static-libgcc", "-static-libstdc++"],
+        "/exceptions",
+    );
+}
+
 /// A C++ target built with `compiler` and `flags` is fixed, fixed again with a stacked
 /// package and reverted twice while exceptions fly; the apply says it registered the new
 /// code's CFI with `unwinder` (among others).

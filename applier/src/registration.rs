@@ -10,6 +10,9 @@
 //!   object)`, `object` being zeroed room in the module (`__lpkg_eh_object`: libgcc keeps its
 //!   `struct object` there, which crtstuff allocates statically, so nothing is allocated);
 //!   `__deregister_frame_info(eh_frame)` takes them out.
+//!   A target object with libgcc's unwinder linked in (`-static-libgcc`) has its own copy,
+//!   found in its `.symtab`, which its code and the new code throw through: that one is
+//!   libgcc's here.
 //! - LLVM's libunwind (libc++abi's exceptions; its `__register_frame_info` does nothing):
 //!   `__unw_add_dynamic_fde(fde)` for each FDE and `__unw_remove_dynamic_fde(fde)`, which
 //!   every version has. (`__unw_add_dynamic_eh_frame_section` would take the section in one
@@ -37,6 +40,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lpkg_kernel::memory::Mem;
+use lpkg_kernel::objects;
 use lpkg_kernel::{Mark, Tracee};
 
 use crate::record::{LlvmRegistration, Registration};
@@ -88,9 +92,23 @@ pub struct Llvm {
 
 impl Unwinders {
     /// The unwinders of the process whose objects `resolver` reads: the first libgcc and the
-    /// first LLVM libunwind among the objects exporting `__register_frame_info`.
+    /// first LLVM libunwind among the objects exporting `__register_frame_info`. A target
+    /// object with libgcc's unwinder linked in (`-static-libgcc`: its own
+    /// `__register_frame_info` and `__deregister_frame_info` in its `.symtab`, not exported)
+    /// unwinds its own exceptions, and the new code's, with that copy: it is libgcc's here,
+    /// ahead of a `libgcc_s` the process may also have.
     pub fn find(resolver: &Resolver) -> Unwinders {
+        static LINKED_IN: objects::FileCache<Vec<Option<u64>>> = objects::FileCache::new(|_| 1, 64);
         let mut found = Unwinders::default();
+        if let [Some(register), Some(deregister)] =
+            resolver.target_functions(&[REGISTER, DEREGISTER], &LINKED_IN)[..]
+        {
+            found.libgcc = Some(Libgcc {
+                register,
+                deregister,
+                library: resolver.target().path.clone(),
+            });
+        }
         for (object, register) in resolver.objects_defining(REGISTER) {
             let library = resolver.object_path(object);
             let in_object = |symbol| {

@@ -205,6 +205,51 @@ fn cached_dynamic_symbols(object: &MappedObject) -> Result<BiasedSymbols, Error>
     Ok((table, object.base.wrapping_sub(first_load)))
 }
 
+/// The addresses (as linked) of the defined functions named `names` in the `.symtab` of the
+/// ELF file `data`, in the order of `names`.
+fn symtab_functions<'d>(
+    data: impl object::ReadRef<'d>,
+    names: &[&str],
+) -> Result<Vec<Option<u64>>, object::Error> {
+    match object::FileKind::parse(data)? {
+        object::FileKind::Elf32 => {
+            symtab_functions_of::<elf::FileHeader32<Endianness>>(data, names)
+        }
+        _ => symtab_functions_of::<elf::FileHeader64<Endianness>>(data, names),
+    }
+}
+
+fn symtab_functions_of<'d, Elf: FileHeader<Endian = Endianness>>(
+    data: impl object::ReadRef<'d>,
+    names: &[&str],
+) -> Result<Vec<Option<u64>>, object::Error> {
+    let header = Elf::parse(data)?;
+    let endian = header.endian()?;
+    let sections = header.sections(endian, data)?;
+    let table = sections.symbols(endian, data, elf::SHT_SYMTAB)?;
+    // The names in one piece, as for the dynamic symbols.
+    let strings = sections
+        .section(table.string_section())?
+        .data(endian, data)?;
+    let name_at = |offset: u32| -> Option<&[u8]> {
+        let tail = strings.get(offset as usize..)?;
+        Some(&tail[..tail.iter().position(|&b| b == 0)?])
+    };
+    let mut found = vec![None; names.len()];
+    for symbol in table.symbols() {
+        if symbol.is_undefined(endian) || symbol.st_type() != elf::STT_FUNC {
+            continue;
+        }
+        let Some(name) = name_at(symbol.st_name(endian)) else {
+            continue;
+        };
+        if let Some(index) = names.iter().position(|n| n.as_bytes() == name) {
+            found[index].get_or_insert(symbol.st_value(endian).into());
+        }
+    }
+    Ok(found)
+}
+
 fn dynamic_symbols<'d>(data: impl object::ReadRef<'d>) -> Result<DynamicSymbols, object::Error> {
     match object::FileKind::parse(data)? {
         object::FileKind::Elf32 => dynamic_symbols_of::<elf::FileHeader32<Endianness>>(data),
@@ -431,6 +476,43 @@ impl<'a> Resolver<'a> {
     /// The path of mapped object `index`, as the process maps it.
     pub fn object_path(&self, index: usize) -> std::path::PathBuf {
         self.mapped[index].path.clone()
+    }
+
+    /// The target object (its path, bias...).
+    pub fn target(&self) -> &'a TargetObject {
+        self.target
+    }
+
+    /// The run-time addresses of the functions named `names` in the target object's own
+    /// symbol table (`.symtab`: functions it does not export, such as an unwinder linked in
+    /// statically), each `None` where it defines none; all `None` for a stripped object.
+    /// `cache` keeps what a file gave, by its key: each file is read once.
+    pub fn target_functions(
+        &self,
+        names: &[&str],
+        cache: &objects::FileCache<Vec<Option<u64>>>,
+    ) -> Vec<Option<u64>> {
+        let none = vec![None; names.len()];
+        let Some(object) = self.mapped.iter().find(|o| o.base == self.target.base) else {
+            return none;
+        };
+        let Ok(key) = objects::file_key(object) else {
+            return none;
+        };
+        let read = || -> Result<_, ()> {
+            // Only the headers and the symbol table, at most `Capped::BUDGET`.
+            let file = std::fs::File::open(&object.map_file).map_err(drop)?;
+            let cache = object::ReadCache::new(file);
+            let left = std::cell::Cell::new(objects::Capped::BUDGET);
+            Ok(symtab_functions(objects::Capped::new(&cache, &left), names)
+                .unwrap_or_else(|_| vec![None; names.len()]))
+        };
+        let linked = cache.get(key, read).unwrap_or(none);
+        let bias = self.target.bias;
+        linked
+            .into_iter()
+            .map(|a| a.map(|a| a.wrapping_add(bias)))
+            .collect()
     }
 
     /// `symbol` with `version` (else the default one) in the `.dynsym` of mapped object
