@@ -205,6 +205,23 @@ fn cached_dynamic_symbols(object: &MappedObject) -> Result<BiasedSymbols, Error>
     Ok((table, object.base.wrapping_sub(first_load)))
 }
 
+/// The string table of symbol `table`, read in one piece: through the file's read cache each
+/// name would be a read of its own (thousands for libc).
+fn string_table<'d, Elf: FileHeader<Endian = Endianness>, R: object::ReadRef<'d>>(
+    sections: &object::read::elf::SectionTable<'d, Elf, R>,
+    table: &object::read::elf::SymbolTable<'d, Elf, R>,
+    endian: Endianness,
+    data: R,
+) -> Result<&'d [u8], object::Error> {
+    sections.section(table.string_section())?.data(endian, data)
+}
+
+/// The NUL-terminated name at `offset` of string table `strings`.
+fn name_in(strings: &[u8], offset: u32) -> Option<&[u8]> {
+    let tail = strings.get(offset as usize..)?;
+    Some(&tail[..tail.iter().position(|&b| b == 0)?])
+}
+
 /// The addresses (as linked) of the defined functions named `names` in the `.symtab` of the
 /// ELF file `data`, in the order of `names`.
 fn symtab_functions<'d>(
@@ -227,20 +244,13 @@ fn symtab_functions_of<'d, Elf: FileHeader<Endian = Endianness>>(
     let endian = header.endian()?;
     let sections = header.sections(endian, data)?;
     let table = sections.symbols(endian, data, elf::SHT_SYMTAB)?;
-    // The names in one piece, as for the dynamic symbols.
-    let strings = sections
-        .section(table.string_section())?
-        .data(endian, data)?;
-    let name_at = |offset: u32| -> Option<&[u8]> {
-        let tail = strings.get(offset as usize..)?;
-        Some(&tail[..tail.iter().position(|&b| b == 0)?])
-    };
+    let strings = string_table(&sections, &table, endian, data)?;
     let mut found = vec![None; names.len()];
     for symbol in table.symbols() {
         if symbol.is_undefined(endian) || symbol.st_type() != elf::STT_FUNC {
             continue;
         }
-        let Some(name) = name_at(symbol.st_name(endian)) else {
+        let Some(name) = name_in(strings, symbol.st_name(endian)) else {
             continue;
         };
         if let Some(index) = names.iter().position(|n| n.as_bytes() == name) {
@@ -265,15 +275,7 @@ fn dynamic_symbols_of<'d, Elf: FileHeader<Endian = Endianness>>(
     let sections = header.sections(endian, data)?;
     let table = sections.symbols(endian, data, elf::SHT_DYNSYM)?;
     let versions = sections.versions(endian, data)?;
-    // The names, read in one piece: through the file's read cache each name would be a read
-    // of its own (thousands for libc).
-    let names = sections
-        .section(table.string_section())?
-        .data(endian, data)?;
-    let name_at = |offset: u32| -> Option<&[u8]> {
-        let tail = names.get(offset as usize..)?;
-        Some(&tail[..tail.iter().position(|&b| b == 0)?])
-    };
+    let names = string_table(&sections, &table, endian, data)?;
     let mut out = DynamicSymbols::new();
     for (index, symbol) in table.symbols().iter().enumerate() {
         if symbol.is_undefined(endian) || symbol.st_name(endian) == 0 {
@@ -287,7 +289,7 @@ fn dynamic_symbols_of<'d, Elf: FileHeader<Endian = Endianness>>(
         {
             continue;
         }
-        let Some(name) = name_at(symbol.st_name(endian)) else {
+        let Some(name) = name_in(names, symbol.st_name(endian)) else {
             continue;
         };
         let name = name.to_vec();
