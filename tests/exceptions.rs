@@ -221,6 +221,20 @@ fn exceptions_pass_through_new_code_with_the_unwinder_linked_in() {
     );
 }
 
+#[test]
+fn exceptions_pass_through_new_code_in_i386() {
+    exceptions_applied_stacked_and_reverted("g++", &["-m32"], "libgcc_s.so.1");
+}
+
+#[test]
+fn exceptions_pass_through_new_code_with_the_unwinder_linked_in_in_i386() {
+    exceptions_applied_stacked_and_reverted(
+        "g++",
+        &["-m32", "-static-libgcc", "-static-libstdc++"],
+        "/exceptions",
+    );
+}
+
 /// A C++ target built with `compiler` and `flags` is fixed, fixed again with a stacked
 /// package and reverted twice while exceptions fly; the apply says it registered the new
 /// code's CFI with `unwinder` (among others).
