@@ -298,7 +298,6 @@ pub fn orphaned_modules_in(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<Orph
     Ok(orphans)
 }
 
-/// What follows `prefix` in the name of a memfd mapping (`/memfd:PREFIXid`), if it is one.
 /// Whether `entry` maps a record: the start of an `lpkg:` memfd.
 fn is_record(entry: &maps::MapEntry) -> bool {
     memfd_id(entry, NAME_PREFIX).is_some() && entry.offset == 0
@@ -310,6 +309,7 @@ pub fn is_ours(entry: &maps::MapEntry) -> bool {
     memfd_id(entry, NAME_PREFIX).is_some() || memfd_id(entry, MODULE_NAME_PREFIX).is_some()
 }
 
+/// What follows `prefix` in the name of a memfd mapping (`/memfd:PREFIXid`), if it is one.
 fn memfd_id<'e>(entry: &'e maps::MapEntry, prefix: &str) -> Option<&'e str> {
     entry
         .path

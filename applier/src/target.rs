@@ -95,6 +95,21 @@ fn elf_facts_of<'d, Elf: FileHeader<Endian = Endianness>>(
     })
 }
 
+/// The ELF objects mapped in `pid` (see `objects::mapped_objects_in`, and its `known`), from
+/// its `maps`. lpkg's own mappings (records, modules) are memfds, new in every process, and
+/// never ELF objects: never read.
+pub fn mapped_objects(
+    pid: Pid,
+    maps: &[lpkg_kernel::maps::MapEntry],
+    known: &[MappedObject],
+) -> Result<Vec<MappedObject>, Error> {
+    let files: Vec<_> = (maps.iter())
+        .filter(|e| !crate::records::is_ours(e))
+        .cloned()
+        .collect();
+    Ok(objects::mapped_objects_in(pid, &files, known)?)
+}
+
 /// The target object, every mapped object, and the target object's file.
 type Found = (TargetObject, Vec<MappedObject>, Arc<Vec<u8>>);
 
@@ -105,13 +120,7 @@ pub fn find(
     maps: &[lpkg_kernel::maps::MapEntry],
     target: &lpkg_format::Target,
 ) -> Result<Found, Error> {
-    // lpkg's own mappings (records, modules) are memfds, new in every process: never read.
-    let files: Vec<_> = maps
-        .iter()
-        .filter(|e| !crate::records::is_ours(e))
-        .cloned()
-        .collect();
-    let mapped = objects::mapped_objects_in(pid, &files, &[])?;
+    let mapped = mapped_objects(pid, maps, &[])?;
     let found = mapped
         .iter()
         .find(|o| o.build_id.as_deref().map(hex).as_deref() == Some(target.build_id.as_str()))

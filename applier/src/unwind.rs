@@ -616,7 +616,7 @@ impl<'m> CfiCache<'m> {
     /// Parses the `.eh_frame` of every ELF object, of the vDSO and of every lpkg patch module
     /// mapped in the process whose memory is `mem`, of architecture `arch` (its patch
     /// modules' addresses are that size). `known`: its objects as listed moments ago (see
-    /// `objects::mapped_objects_in`), or none.
+    /// `target::mapped_objects`), or none.
     pub fn load(
         mem: &'m Mem,
         arch: Arch,
@@ -625,12 +625,7 @@ impl<'m> CfiCache<'m> {
         let pid = mem.pid();
         let mut found = Vec::new();
         let all = maps::read(pid)?;
-        let files: Vec<_> = all
-            .iter()
-            .filter(|e| !records::is_ours(e))
-            .cloned()
-            .collect();
-        for object in objects::mapped_objects_in(pid, &files, known)? {
+        for object in crate::target::mapped_objects(pid, &all, known)? {
             let ranges: Vec<_> = object
                 .ranges
                 .iter()
