@@ -104,10 +104,14 @@ impl Fleet {
         }
     }
 
+    /// Starts `program` and waits for its first answer: by then the loader has mapped
+    /// librate.so, so a task that follows finds it.
     fn start(&self, program: &str) -> Target {
-        Target(Program::start(&mut Command::new(
+        let mut target = Program::start(&mut Command::new(
             self.s.path(&format!("{program}{}", self.token)),
-        )))
+        ));
+        target.ask("0");
+        Target(target)
     }
 
     /// The `comm` regular expression matching this test's program `program` only.

@@ -80,10 +80,14 @@ impl Fleet {
         }
     }
 
+    /// Starts `program` and waits for its first answer: by then the loader has mapped
+    /// librate.so, so an lpkg command that follows finds it.
     fn start(&self, program: &str) -> Target {
-        Program::start(&mut Command::new(
+        let mut target = Program::start(&mut Command::new(
             self.s.path(&format!("{program}{}", self.token)),
-        ))
+        ));
+        target.ask("0");
+        target
     }
 
     /// `lpkg ARGS` with `--trust` where it applies, and `--comm` narrowing `--pid all` to this
