@@ -212,13 +212,105 @@ fn exceptions_through_new_code_with_llvm_libunwind() {
 /// A program with libgcc's unwinder and libstdc++ linked in (`-static-libgcc
 /// -static-libstdc++`: neither exports `__register_frame_info`, and no libgcc_s is loaded)
 /// unwinds the new code's exceptions with its own copy: the frames are registered there.
+/// A package written before the manifest said where that copy is (no `[target.unwinder]`)
+/// has it found in the target's `.symtab`; one that names a place outside the target's code
+/// is refused.
 #[test]
 fn exceptions_pass_through_new_code_with_the_unwinder_linked_in() {
-    exceptions_applied_stacked_and_reverted(
-        "g++",
-        &["-static-libgcc", "-static-libstdc++"],
-        "/exceptions",
+    let s = Scratch::new();
+    let flags = ["-static-libgcc", "-static-libstdc++"];
+    let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &flags, 3);
+    applied_stacked_and_reverted(&s, &exe, "/exceptions");
+
+    let (key, public) = s.keygen("older");
+    let fix = package(&s, &exe, &key, 1, 2, &[]);
+    let older = s.resigned(&fix, &key, "older.lpkg", |m| m.target.unwinder = None);
+    let outside = s.resigned(&fix, &key, "outside.lpkg", |m| {
+        m.target.unwinder.as_mut().unwrap().deregister_frame_info = 1 << 40;
+    });
+    let target = Target::start(&exe);
+    let pid = target.pid();
+    let trust = public.to_str().unwrap();
+    target.keeps_catching((2, -1, 101), false);
+    let refused = s.run(&[
+        "apply",
+        outside.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        trust,
+    ]);
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "__deregister_frame_info: the target's unwinder (target.unwinder, offset 0x10000000000) is not inside the target's code"
+        ),
+        "{}",
+        refused.stderr
     );
+    target.keeps_catching((2, -1, 101), false);
+    no_lpkg_mapping(&pid);
+    let run = ok(s.run(&[
+        "apply",
+        older.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        trust,
+        "--json",
+    ]));
+    assert!(
+        run.json()["unwind"]
+            .as_str()
+            .is_some_and(|u| u.contains("/exceptions")),
+        "{}",
+        run.stdout
+    );
+    target.keeps_catching((1002, -2, 201), true);
+    ok(s.run(&["revert", "--pid", &pid]));
+    target.keeps_catching((2, -1, 101), false);
+}
+
+/// A stripped program with libgcc's unwinder linked in, its symbols in a debug file, as a
+/// distribution ships it: the builder finds the unwinder's functions in the debug file and
+/// the package says where they are (`[target.unwinder]`), so the new code's frames are
+/// registered with the copy the stripped process throws through (without, the first
+/// exception through new code would end in `std::terminate`).
+#[test]
+fn exceptions_pass_through_new_code_in_a_stripped_program_with_the_unwinder_linked_in() {
+    stripped_with_the_unwinder_linked_in(&[]);
+}
+
+#[test]
+fn exceptions_pass_through_new_code_in_a_stripped_i386_program_with_the_unwinder_linked_in() {
+    stripped_with_the_unwinder_linked_in(&["-m32"]);
+}
+
+fn stripped_with_the_unwinder_linked_in(flags: &[&str]) {
+    let s = Scratch::new();
+    let mut flags = flags.to_vec();
+    flags.extend(["-static-libgcc", "-static-libstdc++"]);
+    let exe = compile(s.dir.path(), "exceptions.cpp", "g++", &flags, 3);
+    // As dh_strip does: the symbols to exceptions.debug, found by the stripped program's
+    // .gnu_debuglink next to it.
+    let debug = s.path("exceptions.debug");
+    let tool = |name: &str, args: &[&str]| {
+        let out = Command::new(name).args(args).output().unwrap();
+        assert!(out.status.success(), "{name} {args:?}: {out:?}");
+    };
+    let (exe_s, debug_s) = (exe.to_str().unwrap(), debug.to_str().unwrap());
+    tool("objcopy", &["--only-keep-debug", exe_s, debug_s]);
+    tool("strip", &["--strip-all", exe_s]);
+    tool(
+        "objcopy",
+        &[&format!("--add-gnu-debuglink={debug_s}"), exe_s],
+    );
+    let sections = Command::new("readelf")
+        .args(["-S", exe_s])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"));
+    applied_stacked_and_reverted(&s, &exe, "/exceptions");
 }
 
 #[test]
@@ -241,12 +333,27 @@ fn exceptions_pass_through_new_code_with_the_unwinder_linked_in_in_i386() {
 fn exceptions_applied_stacked_and_reverted(compiler: &str, flags: &[&str], unwinder: &str) {
     let s = Scratch::new();
     let exe = compile(s.dir.path(), "exceptions.cpp", compiler, flags, 3);
+    applied_stacked_and_reverted(&s, &exe, unwinder);
+}
+
+/// [`exceptions_applied_stacked_and_reverted`] on `exe`, compiled in `s`. The package names
+/// the target's unwinder (`[target.unwinder]`) exactly when it is linked into the program
+/// (`unwinder` is `/exceptions`).
+fn applied_stacked_and_reverted(s: &Scratch, exe: &Path, unwinder: &str) {
     let (key, public) = s.keygen("release");
-    let fix = package(&s, &exe, &key, 1, 2, &[]);
-    let stacked = package(&s, &exe, &key, 2, 3, &[&fix]);
-    let target = Target::start(&exe);
-    let pid = target.pid();
+    let fix = package(s, exe, &key, 1, 2, &[]);
+    let stacked = package(s, exe, &key, 2, 3, &[&fix]);
     let trust = public.to_str().unwrap();
+    let inspected =
+        ok(s.run(&["inspect", fix.to_str().unwrap(), "--trust", trust, "--json"])).json();
+    let linked_in = &inspected["target"]["unwinder"];
+    assert_eq!(
+        linked_in.is_object(),
+        unwinder == "/exceptions",
+        "{inspected}"
+    );
+    let target = Target::start(exe);
+    let pid = target.pid();
     target.keeps_catching((2, -1, 101), false);
 
     let run = ok(s.run(&[

@@ -353,7 +353,7 @@ fn refusals_leave_the_target_exactly_as_it_was_for(bits: Bits) {
     assert!(run.stderr.contains("build-id"), "{}", run.stderr);
 
     // Built for another machine: the same package, its manifest saying aarch64, signed anew.
-    let foreign_path = resigned(&s, &package, &key, "aarch64.lpkg", |m| {
+    let foreign_path = s.resigned(&package, &key, "aarch64.lpkg", |m| {
         m.target.machine = "aarch64".into()
     });
     let run = apply(&s, &foreign_path, &public, &target, &[]);
@@ -892,30 +892,6 @@ fn replaced(m: &mut lpkg_format::Manifest) -> &mut lpkg_format::Function {
         .unwrap()
 }
 
-/// The same package with its manifest changed by `edit` and signed again by `key`.
-fn resigned(
-    s: &Scratch,
-    package: &Path,
-    key: &Path,
-    name: &str,
-    edit: impl FnOnce(&mut lpkg_format::Manifest),
-) -> PathBuf {
-    let original = lpkg_format::Package::from_bytes(&std::fs::read(package).unwrap()).unwrap();
-    let mut manifest = original.manifest().clone();
-    edit(&mut manifest);
-    let payloads = original
-        .payloads()
-        .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
-        .collect();
-    let mut changed = lpkg_format::Package::new(manifest, payloads).unwrap();
-    changed
-        .sign(&lpkg_format::SecretKey::read(key).unwrap())
-        .unwrap();
-    let path = s.path(name);
-    std::fs::write(&path, changed.to_bytes()).unwrap();
-    path
-}
-
 /// Issue 19 (12): a trusted signer's manifest is not trusted for sizes. An old size of 2^62
 /// aborted apply on allocation; a new size of i64::MAX applied and could never be reverted
 /// (its guarded range covered everything). Both are refused (exit 4), the target untouched.
@@ -926,16 +902,16 @@ fn absurd_sizes_in_a_signed_manifest_are_refused() {
     let package = calc_package(&s, &key, 1, 2);
     let mut target = Target::start(&calc().path("calc"));
     assert_eq!(target.ask("3"), "6 103");
-    let huge_old = resigned(&s, &package, &key, "old.lpkg", |m| {
+    let huge_old = s.resigned(&package, &key, "old.lpkg", |m| {
         let f = replaced(m);
         f.old_size = Some(1 << 62);
         f.old_room = f.old_room.map(|_| 1 << 62);
     });
-    let huge_new = resigned(&s, &package, &key, "new.lpkg", |m| {
+    let huge_new = s.resigned(&package, &key, "new.lpkg", |m| {
         replaced(m).new_size = i64::MAX as u64
     });
     // The padding a jump or new code may use lies in the target's code too.
-    let huge_room = resigned(&s, &package, &key, "room.lpkg", |m| {
+    let huge_room = s.resigned(&package, &key, "room.lpkg", |m| {
         replaced(m).old_room = Some(1 << 40)
     });
     let cases = [
@@ -965,7 +941,7 @@ fn a_lower_version_over_a_higher_one_is_refused_unless_asked() {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
     let package = calc_package(&s, &key, 1, 2);
-    let older = resigned(&s, &package, &key, "older.lpkg", |m| {
+    let older = s.resigned(&package, &key, "older.lpkg", |m| {
         m.package.version = "1.9".into()
     });
     let mut target = Target::start(&calc().path("calc"));

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use lpkg_format::{Action, Manifest, Package, RoutineKind, TrustStore};
+use lpkg_format::{Action, LinkedUnwinder, Manifest, Package, RoutineKind, TrustStore};
 use lpkg_kernel::memory::Mem;
 use lpkg_kernel::{Pid, Prot, Tracee};
 use sha2::{Digest, Sha256};
@@ -390,7 +390,10 @@ fn prepare<'a>(
     let copies = resolver.read_only_copies(&crate::link::pc_relative_undefined(module)?, &mem)?;
     let layout = Layout::with_copies(module, copies)?;
     let has_cfi = crate::link::module_defines(module, lpkg_format::EH_OBJECT_SYMBOL);
-    let unwinders = has_cfi.then(|| Unwinders::find(&resolver));
+    if let Some(linked) = &manifest.target.unwinder {
+        check_linked_unwinder(resolver.target(), linked)?;
+    }
+    let unwinders = has_cfi.then(|| Unwinders::find(&resolver, manifest.target.unwinder.as_ref()));
     let mut plan = Plan {
         id,
         manifest,
@@ -719,6 +722,35 @@ fn entry_bytes(
 /// A replaced function's old code (`old_size` bytes at `address`) and the padding after it
 /// that new code or a jump may use (up to `old_room`) lie in the target's code: a signed
 /// manifest is trusted for what to do, not for sizes lpkg reads, writes or guards.
+/// Refuses a package whose linked-in unwinder (`target.unwinder`) is not in the target's code:
+/// lpkg would call there.
+fn check_linked_unwinder(target: &TargetObject, linked: &LinkedUnwinder) -> Result<(), Error> {
+    for (function, offset) in [
+        ("__register_frame_info", linked.register_frame_info),
+        ("__deregister_frame_info", linked.deregister_frame_info),
+    ] {
+        if !in_code(target, target.bias.wrapping_add(offset), 1) {
+            return Err(Error::BadManifest {
+                function: function.to_owned(),
+                reason: format!(
+                    "the target's unwinder (target.unwinder, offset {offset:#x}) is not inside the target's code"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `size` bytes at `address` lie in one executable mapping of the target.
+fn in_code(target: &TargetObject, address: u64, size: u64) -> bool {
+    address.checked_add(size).is_some_and(|end| {
+        target
+            .code
+            .iter()
+            .any(|r| r.start <= address && end <= r.end)
+    })
+}
+
 fn check_in_target(
     target: &TargetObject,
     function: &lpkg_format::Function,
@@ -728,14 +760,7 @@ fn check_in_target(
         .old_size
         .unwrap_or(0)
         .max(function.old_room.unwrap_or(0));
-    let inside = function.old_offset.is_some()
-        && address.checked_add(size).is_some_and(|end| {
-            target
-                .code
-                .iter()
-                .any(|r| r.start <= address && end <= r.end)
-        });
-    if inside {
+    if function.old_offset.is_some() && in_code(target, address, size) {
         return Ok(());
     }
     Err(Error::BadManifest {

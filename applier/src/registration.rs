@@ -11,8 +11,10 @@
 //!   `struct object` there, which crtstuff allocates statically, so nothing is allocated);
 //!   `__deregister_frame_info(eh_frame)` takes them out.
 //!   A target object with libgcc's unwinder linked in (`-static-libgcc`) has its own copy,
-//!   found in its `.symtab`, which its code and the new code throw through: that one is
-//!   libgcc's here.
+//!   which its code and the new code throw through: that one is libgcc's here. The package
+//!   says where it is (`target.unwinder`, found by the builder in the target's symbols or
+//!   debug file, so a stripped target is covered); for a package that does not, the target's
+//!   `.symtab` is looked in.
 //! - LLVM's libunwind (libc++abi's exceptions; its `__register_frame_info` does nothing):
 //!   `__unw_add_dynamic_fde(fde)` for each FDE and `__unw_remove_dynamic_fde(fde)`, which
 //!   every version has. (`__unw_add_dynamic_eh_frame_section` would take the section in one
@@ -39,6 +41,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lpkg_format::LinkedUnwinder;
 use lpkg_kernel::memory::Mem;
 use lpkg_kernel::objects;
 use lpkg_kernel::{Mark, Tracee};
@@ -94,15 +97,24 @@ impl Unwinders {
     /// The unwinders of the process whose objects `resolver` reads: the first libgcc and the
     /// first LLVM libunwind among the objects exporting `__register_frame_info`. A target
     /// object with libgcc's unwinder linked in (`-static-libgcc`: its own
-    /// `__register_frame_info` and `__deregister_frame_info` in its `.symtab`, not exported)
-    /// unwinds its own exceptions, and the new code's, with that copy: it is libgcc's here,
-    /// ahead of a `libgcc_s` the process may also have.
-    pub fn find(resolver: &Resolver) -> Unwinders {
+    /// `__register_frame_info` and `__deregister_frame_info`, not exported) unwinds its own
+    /// exceptions, and the new code's, with that copy: it is libgcc's here, ahead of a
+    /// `libgcc_s` the process may also have. `linked` is where the package says that copy is;
+    /// without, the target's `.symtab` is looked in.
+    pub fn find(resolver: &Resolver, linked: Option<&LinkedUnwinder>) -> Unwinders {
         static LINKED_IN: objects::FileCache<Vec<Option<u64>>> = objects::FileCache::new(|_| 1, 64);
         let mut found = Unwinders::default();
-        if let [Some(register), Some(deregister)] =
-            resolver.target_functions(&[REGISTER, DEREGISTER], &LINKED_IN)[..]
-        {
+        let linked = match linked {
+            Some(offsets) => {
+                let bias = resolver.target().bias;
+                vec![
+                    Some(bias.wrapping_add(offsets.register_frame_info)),
+                    Some(bias.wrapping_add(offsets.deregister_frame_info)),
+                ]
+            }
+            None => resolver.target_functions(&[REGISTER, DEREGISTER], &LINKED_IN),
+        };
+        if let [Some(register), Some(deregister)] = linked[..] {
             found.libgcc = Some(Libgcc {
                 register,
                 deregister,

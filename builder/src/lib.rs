@@ -695,6 +695,7 @@ fn manifest(
             build_id: target.build_id.clone(),
             sha256: target.sha256.clone(),
             machine: target.arch.name().into(),
+            unwinder: target.linked_unwinder(),
         },
         requires: opts
             .requires

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use lpkg_format::LinkedUnwinder;
 use object::read::elf::{ElfFile, FileHeader, Sym as _};
 use object::{elf, Endianness, Object, ObjectSection, ObjectSymbol};
 use sha2::{Digest, Sha256};
@@ -237,6 +238,17 @@ impl TargetFile {
         } else {
             Ok(self.global(name))
         }
+    }
+
+    /// libgcc's unwinder linked into the target (`-static-libgcc`, a static executable): its
+    /// frame registration functions, when the symbols define both. The applier registers the
+    /// new code's CFI there; in a stripped target it could not find them.
+    pub fn linked_unwinder(&self) -> Option<LinkedUnwinder> {
+        let function = |name| self.global(name).filter(|s| s.size > 0).map(|s| s.value);
+        Some(LinkedUnwinder {
+            register_frame_info: function("__register_frame_info")?,
+            deregister_frame_info: function("__deregister_frame_info")?,
+        })
     }
 
     /// Version the target imports `name` with, if it imports it.

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{one_line, Error};
 
-/// The highest manifest format version this crate reads and writes. A manifest is version 3
-/// exactly when it has a `check` routine or its module carries the shadow-variable runtime
-/// (data [`SHADOW_TABLE_SYMBOL`]), the additions of version 3; else 2 exactly when a function
-/// carries `call_sites` (the addition of version 2); else 1: older readers refuse what they
-/// would misread, and the rest stays readable by them ([`Manifest::needed_version`]).
-pub const FORMAT_VERSION: u32 = 3;
+/// The highest manifest format version this crate reads and writes. A manifest is version 4
+/// exactly when its target names a linked-in unwinder (`target.unwinder`, the addition of
+/// version 4); else 3 exactly when it has a `check` routine or its module carries the
+/// shadow-variable runtime (data [`SHADOW_TABLE_SYMBOL`]), the additions of version 3; else 2
+/// exactly when a function carries `call_sites` (the addition of version 2); else 1: older
+/// readers refuse what they would misread, and the rest stays readable by them
+/// ([`Manifest::needed_version`]).
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Name of the payload holding the patch module (an ELF relocatable object).
 pub const MODULE_PAYLOAD: &str = "module.o";
@@ -37,8 +39,8 @@ pub const SHADOW_TABLE_SYMBOL: &str = "__lpkg_shadow_table";
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// 1, 2 when a function has `call_sites`, 3 with a `check` routine or shadow variables
-    /// ([`Manifest::needed_version`]).
+    /// 1, 2 when a function has `call_sites`, 3 with a `check` routine or shadow variables, 4
+    /// when the target names a linked-in unwinder ([`Manifest::needed_version`]).
     pub format_version: u32,
     /// Who and what the package is.
     pub package: PackageInfo,
@@ -88,6 +90,21 @@ pub struct Target {
     pub sha256: String,
     /// ELF machine, e.g. `x86_64`.
     pub machine: String,
+    /// libgcc's unwinder linked into the target (`-static-libgcc`, a static executable), found
+    /// by the builder in the target's symbol table or debug file: the applier registers the
+    /// new code's CFI with this copy, which a stripped target does not show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unwinder: Option<LinkedUnwinder>,
+}
+
+/// Where libgcc's unwinder linked into the target has its frame registration functions.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedUnwinder {
+    /// Offset of `__register_frame_info` from the target's load base.
+    pub register_frame_info: u64,
+    /// Offset of `__deregister_frame_info` from the target's load base.
+    pub deregister_frame_info: u64,
 }
 
 /// A package that must be applied first.
@@ -255,13 +272,16 @@ impl Manifest {
         })
     }
 
-    /// The format version this manifest is written with: 3 when it has a `check` routine or
-    /// the shadow-variable runtime ([`SHADOW_TABLE_SYMBOL`] among its data), else 2 when a
-    /// function carries `call_sites`, else 1.
+    /// The format version this manifest is written with: 4 when its target names a linked-in
+    /// unwinder, else 3 when it has a `check` routine or the shadow-variable runtime
+    /// ([`SHADOW_TABLE_SYMBOL`] among its data), else 2 when a function carries `call_sites`,
+    /// else 1.
     pub fn needed_version(&self) -> u32 {
         let check = self.routines.iter().any(|r| r.kind == RoutineKind::Check);
         let shadows = self.data.iter().any(|d| d.name == SHADOW_TABLE_SYMBOL);
-        if check || shadows {
+        if self.target.unwinder.is_some() {
+            4
+        } else if check || shadows {
             3
         } else if self.functions.iter().any(|f| !f.call_sites.is_empty()) {
             2
@@ -348,7 +368,7 @@ impl Manifest {
         if self.format_version != self.needed_version() {
             return Err(invalid(
                 "format_version".into(),
-                "must be 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1",
+                "must be 4 exactly with target.unwinder, else 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1",
             ));
         }
         Ok(())

@@ -409,11 +409,53 @@ fn call_sites_make_a_version_2_manifest_and_version_1_stays_readable() {
         let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
         assert_eq!(
             Package::from_bytes(&bytes).unwrap_err().to_string(),
-            "manifest: format_version: must be 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1"
+            "manifest: format_version: must be 4 exactly with target.unwinder, else 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1"
         );
     }
     // A package without call sites is still version 1, as older readers expect.
     assert_eq!(signed().manifest().format_version, 1);
+}
+
+#[test]
+fn a_linked_in_unwinder_makes_a_version_4_manifest_written_as_a_table_of_the_target() {
+    let mut m = manifest();
+    m.target.unwinder = Some(LinkedUnwinder {
+        register_frame_info: 0x1a2b0,
+        deregister_frame_info: 0x1a3c0,
+    });
+    let package = Package::new(m.clone(), payloads()).unwrap();
+    assert_eq!(package.manifest().format_version, 4);
+    let text = package.manifest().to_toml().unwrap();
+    assert!(
+        text.contains(
+            "[target.unwinder]\nregister_frame_info = 107184\nderegister_frame_info = 107456\n"
+        ),
+        "{text}"
+    );
+    let read = Package::from_bytes(&package.to_bytes()).unwrap();
+    assert_eq!(read.manifest(), package.manifest());
+    // Claimed as version 3, which an applier that cannot register there reads, it is refused.
+    for version in [1, 3] {
+        m.format_version = version;
+        m.payloads = package.manifest().payloads.clone();
+        let text = m.to_toml().unwrap();
+        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+        assert!(Package::from_bytes(&bytes)
+            .unwrap_err()
+            .to_string()
+            .starts_with("manifest: format_version: must be 4 exactly"));
+    }
+    // Both offsets or none.
+    let half = package
+        .manifest()
+        .to_toml()
+        .unwrap()
+        .replace("deregister_frame_info = 107456\n", "");
+    let bytes = lpkg_format::container::encode(half.as_bytes(), &payloads(), &[]);
+    assert!(Package::from_bytes(&bytes)
+        .unwrap_err()
+        .to_string()
+        .contains("deregister_frame_info"));
 }
 
 #[test]
@@ -443,7 +485,7 @@ fn check_routines_and_shadow_variables_make_a_version_3_manifest() {
         assert!(Package::from_bytes(&bytes)
             .unwrap_err()
             .to_string()
-            .starts_with("manifest: format_version: must be 3 exactly"));
+            .starts_with("manifest: format_version: must be 4 exactly"));
     }
     // Other data, and init and exit routines, stay version 1.
     let mut m = manifest();

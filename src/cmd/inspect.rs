@@ -107,6 +107,10 @@ fn to_json(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) -> Value {
             "build_id": m.target.build_id,
             "sha256": m.target.sha256,
             "machine": m.target.machine,
+            "unwinder": m.target.unwinder.map(|u| json!({
+                "register_frame_info": u.register_frame_info,
+                "deregister_frame_info": u.deregister_frame_info,
+            })),
         },
         "requires": m.requires.iter().map(|r| json!({"name": r.name, "id": r.id})).collect::<Vec<_>>(),
         "functions": m.functions.iter().map(|f| json!({
@@ -155,6 +159,12 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
     println!("target       {} ({})", m.target.file_name, m.target.machine);
     println!("  build-id   {}", m.target.build_id);
     println!("  sha256     {}", m.target.sha256);
+    if let Some(u) = m.target.unwinder {
+        println!(
+            "  unwinder   libgcc's, linked in: __register_frame_info at {:#x}, __deregister_frame_info at {:#x} (the new code's CFI is registered there)",
+            u.register_frame_info, u.deregister_frame_info
+        );
+    }
     println!("requires     {}", m.requires.len());
     for r in &m.requires {
         println!("  {} {}", r.name, r.id);

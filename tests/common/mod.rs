@@ -131,6 +131,28 @@ impl Scratch {
         );
         path
     }
+
+    /// `package` with its manifest changed by `edit` and signed again by `key`, as `name`.
+    pub fn resigned(
+        &self,
+        package: &Path,
+        key: &Path,
+        name: &str,
+        edit: impl FnOnce(&mut Manifest),
+    ) -> PathBuf {
+        let original = Package::from_bytes(&std::fs::read(package).unwrap()).unwrap();
+        let mut manifest = original.manifest().clone();
+        edit(&mut manifest);
+        let payloads = original
+            .payloads()
+            .map(|(name, bytes)| (name.to_owned(), bytes.to_vec()))
+            .collect();
+        let mut changed = Package::new(manifest, payloads).unwrap();
+        changed.sign(&SecretKey::read(key).unwrap()).unwrap();
+        let path = self.path(name);
+        std::fs::write(&path, changed.to_bytes()).unwrap();
+        path
+    }
 }
 
 fn vectors() -> PathBuf {

@@ -23,6 +23,7 @@ pub fn manifest() -> Manifest {
             build_id: "0123456789abcdef0123456789abcdef01234567".into(),
             sha256: sha256_hex(b"the target file"),
             machine: "x86_64".into(),
+            unwinder: None,
         },
         requires: vec![],
         functions: vec![
