@@ -389,26 +389,31 @@ fn malformed_manifests_are_refused_with_the_field_named() {
     }
 }
 
+/// The error reading a package of `manifest` (its payload digests as written) claiming
+/// `version`.
+fn read_as_version(mut manifest: Manifest, version: u32) -> String {
+    manifest.format_version = version;
+    let text = manifest.to_toml().unwrap();
+    let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+    Package::from_bytes(&bytes).unwrap_err().to_string()
+}
+
 #[test]
 fn call_sites_make_a_version_2_manifest_and_version_1_stays_readable() {
     let key = SecretKey::generate().unwrap();
     let mut m = manifest();
     m.functions[0].call_sites = vec![0x1234, 0x1301];
-    let mut package = Package::new(m.clone(), payloads()).unwrap();
+    let mut package = Package::new(m, payloads()).unwrap();
     assert_eq!(package.manifest().format_version, 2);
     package.sign(&key).unwrap();
     let read = Package::from_bytes(&package.to_bytes()).unwrap();
     assert_eq!(read.manifest().functions[0].call_sites, [0x1234, 0x1301]);
     // Written as version 1, which has no call sites, it is refused; so is version 2 without.
     for (version, sites) in [(1, vec![0x1234]), (2, vec![])] {
-        let mut m = m.clone();
-        m.format_version = version;
+        let mut m = package.manifest().clone();
         m.functions[0].call_sites = sites;
-        m.payloads = package.manifest().payloads.clone();
-        let text = m.to_toml().unwrap();
-        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
         assert_eq!(
-            Package::from_bytes(&bytes).unwrap_err().to_string(),
+            read_as_version(m, version),
             "manifest: format_version: must be 4 exactly with target.unwinder, else 3 exactly with a check routine or shadow variables, else 2 exactly when a function has call_sites, else 1"
         );
     }
@@ -423,7 +428,7 @@ fn a_linked_in_unwinder_makes_a_version_4_manifest_written_as_a_table_of_the_tar
         register_frame_info: 0x1a2b0,
         deregister_frame_info: 0x1a3c0,
     });
-    let package = Package::new(m.clone(), payloads()).unwrap();
+    let package = Package::new(m, payloads()).unwrap();
     assert_eq!(package.manifest().format_version, 4);
     let text = package.manifest().to_toml().unwrap();
     assert!(
@@ -436,13 +441,7 @@ fn a_linked_in_unwinder_makes_a_version_4_manifest_written_as_a_table_of_the_tar
     assert_eq!(read.manifest(), package.manifest());
     // Claimed as version 3, which an applier that cannot register there reads, it is refused.
     for version in [1, 3] {
-        m.format_version = version;
-        m.payloads = package.manifest().payloads.clone();
-        let text = m.to_toml().unwrap();
-        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
-        assert!(Package::from_bytes(&bytes)
-            .unwrap_err()
-            .to_string()
+        assert!(read_as_version(package.manifest().clone(), version)
             .starts_with("manifest: format_version: must be 4 exactly"));
     }
     // Both offsets or none.
@@ -473,18 +472,12 @@ fn check_routines_and_shadow_variables_make_a_version_3_manifest() {
         let mut m = manifest();
         m.data = data;
         m.routines = routines;
-        let package = Package::new(m.clone(), payloads()).unwrap();
+        let package = Package::new(m, payloads()).unwrap();
         assert_eq!(package.manifest().format_version, 3);
         let read = Package::from_bytes(&package.to_bytes()).unwrap();
         assert_eq!(read.manifest(), package.manifest());
         // Claimed as an older version, it is refused rather than misread.
-        m.format_version = 2;
-        m.payloads = package.manifest().payloads.clone();
-        let text = m.to_toml().unwrap();
-        let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
-        assert!(Package::from_bytes(&bytes)
-            .unwrap_err()
-            .to_string()
+        assert!(read_as_version(package.manifest().clone(), 2)
             .starts_with("manifest: format_version: must be 4 exactly"));
     }
     // Other data, and init and exit routines, stay version 1.
