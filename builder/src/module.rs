@@ -335,6 +335,12 @@ impl<'a> ModuleWriter<'a> {
         if self.target.global(name).is_some() {
             return self.target_symbol(u, units, name, false);
         }
+        if self.target.statically_linked {
+            return Err(crate::error::refuse(
+                name,
+                "the new code calls or reads it, but the target is a statically linked program that does not contain it, and its process loads no library that could: a fix can use only what the program was linked with".to_owned(),
+            ));
+        }
         let version = self.target.import_version(name);
         let file = units[u].file.clone();
         Ok(self.bind(format!("x:{name}"), name, &file, |n| {

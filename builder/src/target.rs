@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use lpkg_format::LinkedUnwinder;
-use object::read::elf::{ElfFile, FileHeader, Sym as _};
+use object::read::elf::{Dyn as _, ElfFile, FileHeader, ProgramHeader as _, Sym as _};
 use object::{elf, Endianness, Object, ObjectSection, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
@@ -68,6 +68,9 @@ pub struct TargetFile {
     entry: u64,
     /// `ET_EXEC`: absolute addresses may be written anywhere without a dynamic relocation.
     fixed: bool,
+    /// An executable without a dynamic loader (`-static`, `-static-pie`): its process maps no
+    /// other object that new code could call into.
+    pub statically_linked: bool,
 }
 
 /// A loaded section of the target with file contents.
@@ -76,6 +79,25 @@ struct Loaded {
     address: u64,
     bytes: Vec<u8>,
     exec: bool,
+}
+
+/// Whether `file` is an executable without a dynamic loader: no `PT_INTERP`, and `ET_EXEC` or
+/// marked `DF_1_PIE` (`-static-pie`; a shared library has neither).
+fn statically_linked<Elf: FileHeader<Endian = Endianness>>(file: &ElfFile<Elf>) -> bool {
+    let endian = file.endian();
+    if (file.elf_program_headers().iter()).any(|p| p.p_type(endian) == elf::PT_INTERP) {
+        return false;
+    }
+    if file.elf_header().e_type(endian) == elf::ET_EXEC {
+        return true;
+    }
+    let Ok(Some((dynamic, _))) = file.elf_section_table().dynamic(endian, file.data()) else {
+        return false;
+    };
+    dynamic.iter().any(|d| {
+        d.tag32(endian) == Some(elf::DT_FLAGS_1)
+            && d.d_val(endian).into() & u64::from(elf::DF_1_PIE) != 0
+    })
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -170,6 +192,7 @@ impl TargetFile {
             exported,
             entry: header.e_entry(file.endian()).into(),
             fixed: header.e_type(file.endian()) == elf::ET_EXEC,
+            statically_linked: statically_linked(&file),
         })
     }
 

@@ -1,12 +1,14 @@
 /* Test target for stripped binaries and their debug files: reads a number per line on stdin
  * and answers with the balance of the account it lands in after deposit(). VERSION (set on the
- * command line) picks deposit()'s version: 1 adds the amount, 2 adds twice the amount.
+ * command line) picks deposit()'s version: 1 adds the amount, 2 adds twice the amount, 3 adds
+ * it twice too but asks getppid() first (a libc function a static link of version 1 lacks).
  * The deployed build may differ from the one a package is built from (another configuration):
  *   -DAUDIT        adds a member to struct account (deposit()'s own code is unchanged);
  *   -DLIMITS=N     changes the size of the limits[] table deposit() reads;
  *   -DFEE=N        changes the code of fee(), which deposit() calls. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #ifndef VERSION
 #define VERSION 1
@@ -36,7 +38,11 @@ __attribute__((noinline, noclone)) static long fee(long amount)
 
 __attribute__((noinline)) long deposit(struct account *a, long amount)
 {
+#if VERSION == 3
+    long next = a->balance + fee(amount) * 2 + (getppid() == 0);
+#else
     long next = a->balance + fee(amount) * VERSION;
+#endif
     if (next > limits[0])
         next = limits[0];
     a->balance = next;
