@@ -25,8 +25,7 @@ fn tool(program: &str, args: &[&str]) {
 }
 
 /// `tests/targets/ledger.c` built as a distribution would ship it, in one folder:
-/// `ledger1.o`, `ledger2.o`, `ledger3.o` (VERSION 1 to 3), `ledger` (linked from `ledger1.o`,
-/// unstripped),
+/// `ledger1.o`, `ledger2.o` (VERSION 1 and 2), `ledger` (linked from `ledger1.o`, unstripped),
 /// `stripped/ledger` (stripped, with a `.gnu_debuglink` to `ledger.debug`) and `ledger.debug`
 /// (its debug file); `other.debug` is the debug file of another link of the same object; and
 /// `audit/ledger` + `audit/ledger.debug`, `limits/...`, `fee/...`: deployed builds of VERSION 1
@@ -98,7 +97,6 @@ fn ledger() -> &'static Ledger {
         let d = dir.path();
         compile(d, "ledger1.o", &["-DVERSION=1"]);
         compile(d, "ledger2.o", &["-DVERSION=2"]);
-        compile(d, "ledger3.o", &["-DVERSION=3"]);
         compile(d, "ledger-audit.o", &["-DVERSION=1", "-DAUDIT"]);
         compile(d, "ledger-limits.o", &["-DVERSION=1", "-DLIMITS=8"]);
         compile(d, "ledger-fee.o", &["-DVERSION=1", "-DFEE=1"]);
@@ -122,20 +120,25 @@ fn ledger() -> &'static Ledger {
 
 /// `lpkg build` of the ledger fix (VERSION 1 -> 2) for `target`, with `extra` flags.
 fn build(s: &Scratch, key: &Path, target: &Path, extra: &[&str]) -> (Run, PathBuf) {
-    build_to(s, key, target, 2, extra)
+    let l = ledger();
+    build_from(
+        s,
+        key,
+        target,
+        [&l.path("ledger1.o"), &l.path("ledger2.o")],
+        extra,
+    )
 }
 
-/// `lpkg build` from VERSION 1 to `version` for `target`, with `extra` flags.
-fn build_to(
+/// `lpkg build` from object `old` to `new` for `target`, with `extra` flags.
+fn build_from(
     s: &Scratch,
     key: &Path,
     target: &Path,
-    version: u32,
+    [old, new]: [&Path; 2],
     extra: &[&str],
 ) -> (Run, PathBuf) {
-    let l = ledger();
     let out = s.path("fix.lpkg");
-    let (old, new) = (l.path("ledger1.o"), l.path(&format!("ledger{version}.o")));
     let mut args = vec![
         "build",
         "--target",
@@ -464,45 +467,76 @@ fn a_package_built_with_a_debug_file_patches_the_running_stripped_program() {
 }
 
 /// Statically linked programs (`-static`, `-static-pie`: no dynamic loader, no other object
-/// in the process), stripped as shipped, are patched live with a package built from the debug
-/// file found next to them. A fix calling a libc function the program was not linked with
-/// (`getppid`) is refused by the builder, naming it: no process of that program could run it.
+/// in the process; x86_64 and i386), stripped as shipped, are patched live with a package
+/// built from the debug file found next to them. A fix calling a libc function the program
+/// was not linked with (`getppid`) is refused by the builder, naming it: no process of that
+/// program could run it.
 #[test]
 fn a_stripped_static_program_is_patched_live_and_a_fix_calling_what_it_lacks_is_refused() {
     let s = Scratch::new();
     let (key, public) = s.keygen("release");
-    let l = ledger();
-    for link in ["-static", "-static-pie"] {
-        let dir = s.path(link.trim_start_matches('-'));
-        link_and_split(&dir, &l.path("ledger1.o"), "ledger", &[link]);
-        let stripped = dir.join("ledger");
-
-        let (run, package) = build_to(&s, &key, &stripped, 3, &[]);
-        assert_eq!(run.code, 1, "{link}: {}", run.stderr);
-        let line = run.error_line();
-        assert!(
-            line.starts_with("refused: getppid: ")
-                && line.contains("statically linked program that does not contain it"),
-            "{link}: {line}"
-        );
-        assert!(!package.exists());
-
-        let (run, package) = build_to(&s, &key, &stripped, 2, &[]);
-        ok(run);
-        let mut target = Program::start(&mut Command::new(&stripped));
-        assert_eq!(target.ask("4"), "4", "{link}");
-        let pid = target.pid();
-        ok(s.run(&[
-            "apply",
-            package.to_str().unwrap(),
-            "--pid",
-            &pid,
-            "--trust",
-            public.to_str().unwrap(),
-        ]));
-        assert_eq!(target.ask("8"), "20", "{link}");
-        ok(s.run(&["revert", "--pid", &pid, "--all"]));
-        assert_eq!(target.ask("8"), "28", "{link}");
-        std::fs::remove_file(&package).unwrap();
+    // The objects of each machine (`ledgerV.o`, `ledgerV-m32.o`), compiled with `machine`.
+    let machines: [&[&str]; 2] = [&[], &["-m32"]];
+    let object =
+        |version: u32, machine: &[&str]| s.path(&format!("ledger{version}{}.o", machine.concat()));
+    for machine in machines {
+        for version in 1..=3 {
+            let define = format!("-DVERSION={version}");
+            let flags = [&[define.as_str()][..], machine].concat();
+            compile(
+                s.dir.path(),
+                object(version, machine).to_str().unwrap(),
+                &flags,
+            );
+        }
     }
+    for machine in machines {
+        for link in ["-static", "-static-pie"] {
+            let name = format!("{link}{}", machine.concat());
+            let dir = s.path(&name);
+            let flags = [&[link][..], machine].concat();
+            link_and_split(&dir, &object(1, machine), "ledger", &flags);
+            let objects = [1, 2, 3].map(|version| object(version, machine));
+            static_program_patched_and_refused(&s, &key, &public, &dir.join("ledger"), &objects);
+        }
+    }
+}
+
+/// [`a_stripped_static_program_is_patched_live_and_a_fix_calling_what_it_lacks_is_refused`]
+/// for `stripped` and its `objects` (VERSION 1 to 3).
+fn static_program_patched_and_refused(
+    s: &Scratch,
+    key: &Path,
+    public: &Path,
+    stripped: &Path,
+    [one, two, three]: &[PathBuf; 3],
+) {
+    let what = stripped.display();
+    let (run, package) = build_from(s, key, stripped, [one, three], &[]);
+    assert_eq!(run.code, 1, "{what}: {}", run.stderr);
+    let line = run.error_line();
+    assert!(
+        line.starts_with("refused: getppid: ")
+            && line.contains("statically linked program that does not contain it"),
+        "{what}: {line}"
+    );
+    assert!(!package.exists());
+
+    let (run, package) = build_from(s, key, stripped, [one, two], &[]);
+    ok(run);
+    let mut target = Program::start(&mut Command::new(stripped));
+    assert_eq!(target.ask("4"), "4", "{what}");
+    let pid = target.pid();
+    ok(s.run(&[
+        "apply",
+        package.to_str().unwrap(),
+        "--pid",
+        &pid,
+        "--trust",
+        public.to_str().unwrap(),
+    ]));
+    assert_eq!(target.ask("8"), "20", "{what}");
+    ok(s.run(&["revert", "--pid", &pid, "--all"]));
+    assert_eq!(target.ask("8"), "28", "{what}");
+    std::fs::remove_file(&package).unwrap();
 }
