@@ -462,6 +462,11 @@ fn a_package_built_with_a_debug_file_patches_the_running_stripped_program() {
         public.to_str().unwrap(),
     ]));
     assert_eq!(target.ask("8"), "20");
+    assert_eq!(
+        target.ask("t"),
+        "1",
+        "the new code counts in the program's TLS"
+    );
     ok(s.run(&["revert", "--pid", &pid, "--all"]));
     assert_eq!(target.ask("8"), "28");
 }
@@ -470,7 +475,8 @@ fn a_package_built_with_a_debug_file_patches_the_running_stripped_program() {
 /// in the process; x86_64 and i386), stripped as shipped, are patched live with a package
 /// built from the debug file found next to them. A fix calling a libc function the program
 /// was not linked with (`getppid`) is refused by the builder, naming it: no process of that
-/// program could run it.
+/// program could run it. The fix counts deposits in the program's TLS, which a static-pie
+/// program has at the offset an executable's has.
 #[test]
 fn a_stripped_static_program_is_patched_live_and_a_fix_calling_what_it_lacks_is_refused() {
     let s = Scratch::new();
@@ -536,6 +542,8 @@ fn static_program_patched_and_refused(
         public.to_str().unwrap(),
     ]));
     assert_eq!(target.ask("8"), "20", "{what}");
+    // The new code counted that deposit in the program's TLS, where the program reads it.
+    assert_eq!(target.ask("t"), "1", "{what}");
     ok(s.run(&["revert", "--pid", &pid, "--all"]));
     assert_eq!(target.ask("8"), "28", "{what}");
     std::fs::remove_file(&package).unwrap();

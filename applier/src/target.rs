@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use object::elf;
-use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::{Endianness, SymbolIndex};
 
 use lpkg_format::{SymbolBinding, SymbolMap};
@@ -70,6 +70,7 @@ fn elf_facts_of<'d, Elf: FileHeader<Endian = Endianness>>(
     let mut first_load = None;
     let mut tls = None;
     let mut has_interp = false;
+    let mut pie = false;
     for segment in header
         .program_headers(endian, data)
         .map_err(|e| e.to_string())?
@@ -85,13 +86,21 @@ fn elf_facts_of<'d, Elf: FileHeader<Endian = Endianness>>(
                 ))
             }
             elf::PT_INTERP => has_interp = true,
+            // `-static-pie`: an executable without PT_INTERP, flagged so.
+            elf::PT_DYNAMIC => {
+                let entries = segment.dynamic(endian, data).ok().flatten();
+                pie = entries.unwrap_or_default().iter().any(|d| {
+                    d.tag32(endian) == Some(elf::DT_FLAGS_1)
+                        && d.d_val(endian).into() & u64::from(elf::DF_1_PIE) != 0
+                });
+            }
             _ => {}
         }
     }
     Ok(ElfFacts {
         first_load: first_load.ok_or("no PT_LOAD segment")?,
         tls,
-        is_executable: header.e_type(endian) == elf::ET_EXEC || has_interp,
+        is_executable: header.e_type(endian) == elf::ET_EXEC || has_interp || pie,
     })
 }
 

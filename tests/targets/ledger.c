@@ -2,6 +2,7 @@
  * and answers with the balance of the account it lands in after deposit(). VERSION (set on the
  * command line) picks deposit()'s version: 1 adds the amount, 2 adds twice the amount, 3 adds
  * it twice too but asks getppid() first (a libc function a static link of version 1 lacks).
+ * A line "t" answers the number of deposits versions 2 and 3 counted in this thread (TLS).
  * The deployed build may differ from the one a package is built from (another configuration):
  *   -DAUDIT        adds a member to struct account (deposit()'s own code is unchanged);
  *   -DLIMITS=N     changes the size of the limits[] table deposit() reads;
@@ -29,6 +30,8 @@ struct account {
 };
 
 struct account accounts[4];
+/* Versions 2 and 3 count the deposits of each thread: a fix reaching the program's TLS. */
+__thread long deposits;
 long limits[LIMITS] = {1000000, 2000000, 3000000, 4000000};
 
 __attribute__((noinline, noclone)) static long fee(long amount)
@@ -38,6 +41,9 @@ __attribute__((noinline, noclone)) static long fee(long amount)
 
 __attribute__((noinline)) long deposit(struct account *a, long amount)
 {
+#if VERSION >= 2
+    deposits++;
+#endif
 #if VERSION == 3
     long next = a->balance + fee(amount) * 2 + (getppid() == 0);
 #else
@@ -53,6 +59,11 @@ int main(void)
 {
     char line[128];
     while (fgets(line, sizeof line, stdin)) {
+        if (line[0] == 't') { /* the deposits versions 2 and 3 counted */
+            printf("%ld\n", deposits);
+            fflush(stdout);
+            continue;
+        }
         long x = strtol(line, NULL, 10);
         printf("%ld\n", deposit(&accounts[x & 3], x));
         fflush(stdout);
