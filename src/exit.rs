@@ -6,8 +6,7 @@ use std::process::ExitCode;
 pub const SUCCESS: u8 = 0;
 /// Operational failure (I/O, keys, trust store, not implemented...).
 pub const FAILURE: u8 = 1;
-/// Usage error (bad command line); clap exits with this code itself.
-#[allow(dead_code)]
+/// Usage error (bad command line); clap exits with this code itself, [`Usage`] otherwise.
 pub const USAGE: u8 = 2;
 /// The package is rejected: no trusted signature, an invalid signature, or corrupt.
 pub const REJECTED: u8 = 3;
@@ -17,6 +16,11 @@ pub const MISMATCH: u8 = 4;
 /// `status`: a process lacks an installed package, its code is not what its records say, or
 /// its records could not be read.
 pub const EXPOSED: u8 = 5;
+
+/// A command line that clap accepts but that makes no sense (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 /// The exit code table shown at the end of `lpkg --help`.
 pub const HELP: &str = "\
@@ -50,7 +54,9 @@ fn code_for(err: &anyhow::Error) -> u8 {
         .filter_map(|c| c.downcast_ref::<lpkg_format::Error>())
         .any(|e| e.is_rejection())
         || applier().any(|e| e.is_rejection());
-    if err.chain().any(|c| c.is::<super::cmd::status::Exposed>()) {
+    if err.chain().any(|c| c.is::<Usage>()) {
+        USAGE
+    } else if err.chain().any(|c| c.is::<super::cmd::status::Exposed>()) {
         EXPOSED
     } else if rejected {
         REJECTED

@@ -205,7 +205,7 @@ fn apply_list_and_revert_reach_every_process_that_maps_the_object() {
 fn revert_pid_all_needs_a_package_named_and_pid_takes_all_or_a_number() {
     let s = Scratch::new();
     let run = s.run(&["revert", "--pid", "all"]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert!(
         run.error_line().contains("needs --id ID or --all"),
         "{}",
@@ -218,6 +218,65 @@ fn revert_pid_all_needs_a_package_named_and_pid_takes_all_or_a_number() {
         "{}",
         run.stderr
     );
+}
+
+/// The options that choose among the host's processes, and `--dry-run`, are usage errors with
+/// one process named (ignored, a dry run patched it); so is an empty id, which every package's
+/// id starts with. Nothing is touched: the process is a child of the test, never attached.
+#[test]
+fn host_wide_options_with_one_pid_and_empty_ids_are_usage_errors() {
+    let s = Scratch::new();
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let pid = child.id().to_string();
+    let package = s.path("never-read.lpkg");
+    let package = package.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["apply", package, "--pid", &pid, "--dry-run"],
+            "--dry-run only with --pid all",
+        ),
+        (
+            vec![
+                "apply",
+                package,
+                "--pid",
+                &pid,
+                "--comm",
+                "x",
+                "--workers",
+                "2",
+            ],
+            "--comm, --workers only with --pid all",
+        ),
+        (
+            vec!["revert", "--pid", &pid, "--all", "--exclude-pid", "1"],
+            "--exclude-pid only with --pid all",
+        ),
+        (
+            vec!["list", "--pid", &pid, "--comm", "x"],
+            "--comm only with",
+        ),
+        (
+            vec!["revert", "--pid", &pid, "--id", ""],
+            "is not a package id",
+        ),
+        (
+            vec!["revert", "--pid", "all", "--id", "xyz"],
+            "is not a package id",
+        ),
+        (
+            vec!["uninstall", "", "--store", "/nonexistent-lpkg"],
+            "is not a package id",
+        ),
+    ] {
+        let run = s.run(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{args:?}: {}", run.stderr);
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("TracerPid:\t0"), "{status}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 #[test]

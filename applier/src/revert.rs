@@ -182,9 +182,10 @@ pub fn revert_process(
             chosen
         }
         Selection::Id(prefix) => {
+            // An empty prefix names no package (every id starts with it).
             let matching: Vec<&LiveRecord> = records
                 .iter()
-                .filter(|r| r.body.id.starts_with(prefix.as_str()))
+                .filter(|r| !prefix.is_empty() && r.body.id.starts_with(prefix.as_str()))
                 .collect();
             match matching.len() {
                 0 => {

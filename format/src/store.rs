@@ -106,7 +106,10 @@ impl Store {
         let matching: Vec<PathBuf> = self
             .files()?
             .into_iter()
-            .filter(|path| id_of(path).is_some_and(|id| id.starts_with(prefix)))
+            .filter(|path| {
+                // An empty prefix names no package (every id starts with it).
+                !prefix.is_empty() && id_of(path).is_some_and(|id| id.starts_with(prefix))
+            })
             .collect();
         match matching.as_slice() {
             [path] => {

@@ -47,6 +47,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    args.select.only_host_wide(args.pid, args.dry_run)?;
     let trust = TrustStore::resolve(args.trust.as_deref())?;
     let bytes = super::read_package_file(&args.package)?;
     let mut options = ApplyOptions {

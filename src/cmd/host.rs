@@ -26,14 +26,14 @@ pub fn parse_pids(text: &str) -> Result<Pids, String> {
 /// Which processes `--pid all` takes, and how many at once.
 #[derive(clap::Args, Debug, Default)]
 pub struct Selection {
-    /// With --pid all: leave this process alone (repeat for more).
+    /// Host-wide (--pid all, status): leave this process alone (repeat for more).
     #[arg(long, value_name = "PID")]
     pub exclude_pid: Vec<u32>,
-    /// With --pid all: only processes whose command name (as `ps -o comm` shows it) matches
-    /// this regular expression.
+    /// Host-wide (--pid all, status): only processes whose command name (as `ps -o comm`
+    /// shows it) matches this regular expression.
     #[arg(long, value_name = "REGEX")]
     pub comm: Option<String>,
-    /// With --pid all: processes worked on at once [default: one per core].
+    /// Host-wide (--pid all, status): processes worked on at once [default: one per core].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 }
@@ -62,6 +62,34 @@ impl Selection {
             .into_iter()
             .filter(|p| host::holds_lpkg(p.pid))
             .collect())
+    }
+
+    /// Refuses the options that choose among the host's processes (and `--dry-run`, when
+    /// `dry_run`) when `pid` names one process: silently ignored, a dry run would patch it.
+    pub fn only_host_wide(
+        &self,
+        pid: Pids,
+        dry_run: bool,
+    ) -> Result<(), super::super::exit::Usage> {
+        let Pids::One(pid) = pid else {
+            return Ok(());
+        };
+        let given: Vec<&str> = [
+            ("--exclude-pid", !self.exclude_pid.is_empty()),
+            ("--comm", self.comm.is_some()),
+            ("--workers", self.workers.is_some()),
+            ("--dry-run", dry_run),
+        ]
+        .into_iter()
+        .filter_map(|(option, on)| on.then_some(option))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        Err(super::super::exit::Usage(format!(
+            "{} only with --pid all; --pid {pid} names one process",
+            given.join(", ")
+        )))
     }
 
     /// How many workers to use.

@@ -39,6 +39,7 @@ fn read(pid: Pid) -> Result<Found, lpkg_applier::Error> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    args.select.only_host_wide(args.pid, false)?;
     let pid = match args.pid {
         Pids::All => return all(&args),
         Pids::One(pid) => pid,

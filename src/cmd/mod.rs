@@ -71,6 +71,18 @@ pub fn short_id(id: &str) -> String {
     shown(&id.chars().take(16).collect::<String>())
 }
 
+/// Parses a package id given on the command line, or a prefix of one: hex digits, at least
+/// one (an empty prefix would match every package), at most 64.
+pub fn parse_id(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{:?} is not a package id: 1 to 64 hex digits (a prefix of the id `lpkg inspect` shows)",
+            shown(text)
+        ));
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
 /// `YYYY-MM-DD HH:MM:SS` in UTC for seconds since the Unix epoch.
 pub fn utc(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;

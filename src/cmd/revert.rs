@@ -15,8 +15,8 @@ pub struct Args {
     /// The process to un-patch, or `all`: every process holding anything lpkg put there.
     #[arg(long, value_name = "PID|all", value_parser = super::host::parse_pids)]
     pub pid: Pids,
-    /// Revert the package with this id.
-    #[arg(long, value_name = "ID", conflicts_with = "all")]
+    /// Revert the package with this id (or a unique prefix of it).
+    #[arg(long, value_name = "ID", conflicts_with = "all", value_parser = super::parse_id)]
     pub id: Option<String>,
     /// Revert every applied package.
     #[arg(long)]
@@ -32,11 +32,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    args.select.only_host_wide(args.pid, false)?;
     let selection = match (&args.id, args.all) {
         (Some(id), _) => Selection::Id(id.clone()),
         (None, true) => Selection::All,
         (None, false) if args.pid == Pids::All => {
-            anyhow::bail!("revert --pid all needs --id ID or --all: which package to take out")
+            return Err(super::super::exit::Usage(
+                "revert --pid all needs --id ID or --all: which package to take out".into(),
+            )
+            .into())
         }
         (None, false) => Selection::Latest,
     };

@@ -8,7 +8,7 @@ use lpkg_format::Store;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The package id (or a unique prefix of it).
-    #[arg(value_name = "ID")]
+    #[arg(value_name = "ID", value_parser = super::parse_id)]
     pub id: String,
     /// The package store [default: $LPKG_STORE, then /var/lib/lpkg].
     #[arg(long, value_name = "DIR")]
