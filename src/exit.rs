@@ -38,7 +38,9 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::from(SUCCESS),
         Err(err) => {
             let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            // Causes quote packages, files and processes: nothing in them reaches the terminal
+            // as a control character.
+            eprintln!("error: {}", super::cmd::shown(&causes.join(": ")));
             ExitCode::from(code_for(&err))
         }
     }

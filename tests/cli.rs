@@ -356,7 +356,7 @@ fn contract_flags_parse_and_fail_cleanly_on_missing_inputs() {
         assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         assert!(!run.error_line().is_empty());
     }
-    let run = s.run(&["revert", "--pid", "2147483647", "--id", "x"]);
+    let run = s.run(&["revert", "--pid", "2147483647", "--id", "ab"]);
     assert_eq!(run.code, 1);
     assert!(
         run.error_line().contains("2147483647"),

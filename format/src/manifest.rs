@@ -320,6 +320,17 @@ impl Manifest {
             ));
         }
         digest("target.sha256".into(), &self.target.sha256)?;
+        for (what, text) in self.texts() {
+            if let Some(c) = text.chars().find(|&c| is_terminal_control(c)) {
+                return Err(invalid(
+                    what,
+                    &format!(
+                        "contains the control character U+{:04X}: printed, it could rewrite what an auditor reads",
+                        c as u32
+                    ),
+                ));
+            }
+        }
         for r in &self.requires {
             digest(format!("requires {}: id", r.name), &r.id)?;
         }
@@ -373,6 +384,57 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+impl Manifest {
+    /// Every free-text string of the manifest, with what it is, for [`Manifest::validate`].
+    fn texts(&self) -> Vec<(String, &str)> {
+        let p = &self.package;
+        let mut texts = vec![
+            ("package.name".to_owned(), p.name.as_str()),
+            ("package.version".to_owned(), p.version.as_str()),
+            ("package.description".to_owned(), p.description.as_str()),
+            (
+                "package.builder_version".to_owned(),
+                p.builder_version.as_str(),
+            ),
+            (
+                "target.file_name".to_owned(),
+                self.target.file_name.as_str(),
+            ),
+            ("target.machine".to_owned(), self.target.machine.as_str()),
+        ];
+        for r in &self.requires {
+            texts.push(("requires: name".to_owned(), r.name.as_str()));
+        }
+        for f in &self.functions {
+            let what = |key: &str| format!("function {}: {key}", f.name.escape_default());
+            texts.push((what("name"), f.name.as_str()));
+            texts.push((what("module_symbol"), f.module_symbol.as_str()));
+            texts.push((what("reason"), f.reason.as_str()));
+            if let Some(source) = &f.source {
+                texts.push((what("source"), source.as_str()));
+            }
+        }
+        for d in &self.data {
+            texts.push(("data: name".to_owned(), d.name.as_str()));
+            texts.push(("data: section".to_owned(), d.section.as_str()));
+        }
+        for r in &self.routines {
+            texts.push((
+                "routine: module_symbol".to_owned(),
+                r.module_symbol.as_str(),
+            ));
+        }
+        texts
+    }
+}
+
+/// Characters that move a terminal's cursor, change its state or reorder the text shown
+/// (C0 and C1 controls, DEL, and the bidirectional overrides and isolates).
+pub fn is_terminal_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn is_hex(text: &str) -> bool {

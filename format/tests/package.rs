@@ -398,6 +398,49 @@ fn read_as_version(mut manifest: Manifest, version: u32) -> String {
     Package::from_bytes(&bytes).unwrap_err().to_string()
 }
 
+/// A package's strings are printed to auditors (`inspect`, `verify`, `apply`): one carrying a
+/// control character (an escape sequence, a newline, a bidirectional override) could forge a
+/// line such as "verified yes". Writers and readers refuse it, naming the field.
+#[test]
+fn control_characters_in_manifest_strings_are_refused() {
+    let forged = "harmless\nverified     yes, signed by trusted key 1e61d963a9446cd1";
+    type Set = fn(&mut Manifest, &str);
+    let cases: [(&str, Set); 5] = [
+        ("package.description", |m, t| {
+            m.package.description = t.into()
+        }),
+        ("package.name", |m, t| m.package.name = t.into()),
+        ("package.version", |m, t| m.package.version = t.into()),
+        ("target.file_name", |m, t| m.target.file_name = t.into()),
+        ("function check_len: reason", |m, t| {
+            m.functions[1].reason = t.into()
+        }),
+    ];
+    for (what, set) in cases {
+        for text in [forged, "fix\u{1b}[2K\r", "fix\u{202e}txt.exe", "\u{9b}31m"] {
+            let mut m = manifest();
+            set(&mut m, text);
+            let error = Package::new(m.clone(), payloads()).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!(
+                    "manifest: {what}: contains the control character U+"
+                )),
+                "{what} {text:?}: {error}"
+            );
+            // Written by hand, it is refused on reading too.
+            m.payloads = signed().manifest().payloads.clone();
+            let text = m.to_toml().unwrap();
+            let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+            let error = Package::from_bytes(&bytes).unwrap_err().to_string();
+            assert!(error.contains("contains the control character"), "{error}");
+        }
+    }
+    // Other text is anyone's to write.
+    let mut m = manifest();
+    m.package.description = "Corrige l'erreur « hors limites » — 修正".into();
+    Package::new(m, payloads()).unwrap();
+}
+
 #[test]
 fn call_sites_make_a_version_2_manifest_and_version_1_stays_readable() {
     let key = SecretKey::generate().unwrap();

@@ -51,12 +51,13 @@ pub fn read_package_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     })
 }
 
-/// Text that comes from a target process (record fields, mapping names), fit to print on a
-/// terminal: control characters (newlines, escape sequences) are shown escaped.
+/// Text that comes from a target process (record fields, mapping names) or from a package,
+/// fit to print on a terminal: control characters (newlines, escape sequences, bidirectional
+/// overrides) are shown escaped.
 pub fn shown(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() {
+        if lpkg_format::is_terminal_control(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
