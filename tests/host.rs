@@ -591,13 +591,45 @@ fn a_daemon_killed_mid_apply_leaves_what_its_next_start_recovers() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     daemon.signal("KILL");
+    let killed = daemon.child.id();
     let _ = daemon.child.wait();
     assert_eq!(target.ask("2"), "3", "killed before the switch: old code");
-    let _next = Daemon::start(&fleet, &store, &["--rescan", "3600"]);
+    // Its state file stays, and says nothing: status shows no such daemon; nor does it show
+    // one whose file names a running process that is not it (a pid reused).
+    let run_dir = std::env::var("LPKG_RUN_DIR").unwrap_or_else(|_| "/run/lpkg".into());
+    let left = Path::new(&run_dir).join(format!("daemon-{killed}.json"));
+    assert!(left.exists(), "{}", left.display());
+    let reused = Path::new(&run_dir).join(format!("daemon-{pid}.json"));
+    let forged = format!(r#"{{"daemon": {pid}, "start_time": 1, "failures": []}}"#);
+    std::fs::write(&reused, forged).unwrap();
+    let daemons = |fleet: &Fleet| -> Vec<String> {
+        let trust = fleet.trust.to_str().unwrap();
+        let args = [
+            "status",
+            "--store",
+            store.to_str().unwrap(),
+            "--trust",
+            trust,
+            "--json",
+        ];
+        let run = fleet.lpkg(&args);
+        assert!(run.code == 0 || run.code == 5, "{}", run.stderr);
+        (run.json()["daemons"].as_array().unwrap().iter())
+            .map(|d| d["daemon"].to_string())
+            .collect()
+    };
+    let listed = daemons(&fleet);
+    assert!(!listed.contains(&killed.to_string()), "{listed:?}");
+    assert!(!listed.contains(&pid), "{listed:?}");
+    std::fs::remove_file(&reused).unwrap();
+    let next = Daemon::start(&fleet, &store, &["--rescan", "3600"]);
     answers(&mut target, "2001");
     let listed = ok(fleet.s.run(&["list", "--pid", &pid, "--json"])).json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["state"], "applied");
+    // Its start removed the dead daemon's file; status shows it running.
+    assert!(!left.exists(), "{}", left.display());
+    assert!(daemons(&fleet).contains(&next.child.id().to_string()));
 }
 
 /// An apply the daemon cannot make (another lpkg command holds the process) is retried with

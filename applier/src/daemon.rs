@@ -47,6 +47,10 @@ pub fn state_path(pid: u32) -> Result<PathBuf, Error> {
 pub struct DaemonState {
     /// The daemon's process.
     pub daemon: u32,
+    /// Its start time (clock ticks since boot): a file whose pid now names another process,
+    /// or a thread, is a dead daemon's.
+    #[serde(default)]
+    pub start_time: u64,
     /// The applies it failed and retries.
     pub failures: Vec<FailedApply>,
 }
@@ -67,27 +71,40 @@ pub struct FailedApply {
 }
 
 /// What the running daemons say: their state files (at most 1 MiB each; one that does not
-/// parse says nothing).
+/// parse says nothing, nor does one left by a daemon that died).
 pub fn states() -> Vec<DaemonState> {
     state_files()
-        .iter()
-        .filter_map(|path| {
-            let text = std::fs::read(path).ok()?;
-            serde_json::from_slice(&text[..text.len().min(1 << 20)]).ok()
-        })
+        .into_iter()
+        .filter_map(|(_, state)| state.filter(running))
         .collect()
 }
 
-/// The state files of the daemons whose process still runs (a file left by a daemon that
-/// died says nothing).
-fn state_files() -> Vec<PathBuf> {
+/// Whether the daemon a state file names still runs: its pid names a process started when
+/// the file says (a pid is reused, and `/proc/TID` exists for any thread too).
+fn running(state: &DaemonState) -> bool {
+    state.start_time != 0 && lpkg_kernel::start_time(state.daemon as Pid) == Some(state.start_time)
+}
+
+/// Removes the state files of daemons that no longer run (killed: one that stops removes its
+/// own).
+fn remove_stale_states() {
+    for (path, state) in state_files() {
+        if state.is_some_and(|s| !running(&s)) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The daemons' state files, sorted, each with what it says when it parses and names the
+/// daemon of its file name.
+fn state_files() -> Vec<(PathBuf, Option<DaemonState>)> {
     let Ok(dir) = crate::claim::run_dir() else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
     };
-    let mut files: Vec<PathBuf> = entries
+    let mut files: Vec<(PathBuf, Option<DaemonState>)> = entries
         .filter_map(|e| {
             let name = e.ok()?.file_name();
             let pid: u32 = name
@@ -96,12 +113,14 @@ fn state_files() -> Vec<PathBuf> {
                 .strip_suffix(".json")?
                 .parse()
                 .ok()?;
-            std::path::Path::new(&format!("/proc/{pid}"))
-                .exists()
-                .then(|| dir.join(&name))
+            let path = dir.join(&name);
+            let state = std::fs::read(&path).ok().and_then(|text| {
+                serde_json::from_slice::<DaemonState>(&text[..text.len().min(1 << 20)]).ok()
+            });
+            Some((path, state.filter(|s| s.daemon == pid)))
         })
         .collect();
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     files
 }
 
@@ -188,6 +207,9 @@ pub fn run(config: &Config, log: &(dyn Fn(&str) + Sync)) -> Result<(), Error> {
     } else {
         None
     };
+    remove_stale_states();
+    // Written at once: `lpkg status` shows the daemon running before anything fails.
+    daemon.write_state();
     daemon.reload_store();
     log(&format!(
         "ready: {} package(s) installed, {}, rescan every {:?}",
@@ -475,6 +497,7 @@ impl Daemon<'_> {
         };
         let state = DaemonState {
             daemon: std::process::id(),
+            start_time: lpkg_kernel::start_time(std::process::id() as Pid).unwrap_or(0),
             failures: (self.failures.iter())
                 .map(|((pid, id), f)| FailedApply {
                     pid: *pid,
