@@ -71,6 +71,10 @@ impl SecretKey {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let mode = meta.permissions().mode() & 0o7777;
+        // A public key given for the secret one is said so, not taken for an exposed secret.
+        if read_key_line(path, PUBLIC_TAG).is_ok() {
+            return Err(bad(path, WRONG_KIND[1]));
+        }
         if mode & 0o077 != 0 {
             return Err(Error::InsecureFile {
                 path: path.to_path_buf(),
@@ -167,6 +171,12 @@ fn bad(path: &Path, reason: &str) -> Error {
 const MAX_KEY_FILE: u64 = 4096;
 
 /// Returns the key id and the key value of the single key line of `path`.
+/// What is said of a secret key given where a public one is wanted, and the other way round.
+const WRONG_KIND: [&str; 2] = [
+    "this is a secret key (.key): a public key (.pub) is wanted here, and the secret key is to stay with whoever signs",
+    "this is a public key (.pub): the secret key (.key) from `lpkg keygen` is wanted here",
+];
+
 fn read_key_line(path: &Path, tag: &str) -> Result<(KeyId, String), Error> {
     let bytes = crate::file::read_bounded(path, MAX_KEY_FILE, "key file")?;
     let text = String::from_utf8(bytes).map_err(|_| bad(path, "key file is not UTF-8"))?;
@@ -181,6 +191,12 @@ fn read_key_line(path: &Path, tag: &str) -> Result<(KeyId, String), Error> {
         return Err(bad(path, "more than one key line"));
     }
     let fields: Vec<&str> = line.split_whitespace().collect();
+    if let Some(i) = [SECRET_TAG, PUBLIC_TAG]
+        .iter()
+        .position(|t| fields[0] == *t && *t != tag)
+    {
+        return Err(bad(path, WRONG_KIND[i]));
+    }
     if fields.len() != 3 || fields[0] != tag {
         return Err(bad(path, &format!("expected `{tag} <key id> <key>`")));
     }

@@ -60,6 +60,10 @@ fn malformed_key_files_are_clear_errors() {
     let cases = [
         (
             good.replace("public", "secret"),
+            "this is a secret key (.key): a public key (.pub) is wanted here",
+        ),
+        (
+            good.replace("public-key-v1", "public-key-v2"),
             "expected `lpkg-public-key-v1 <key id> <key>`",
         ),
         (wrong_id, "key id 0000000000000000 does not match the key"),
@@ -82,6 +86,20 @@ fn malformed_key_files_are_clear_errors() {
     // Comments and blank lines around the key are fine.
     std::fs::write(&path, format!("# release key\n\n{good}\n")).unwrap();
     assert_eq!(PublicKey::read(&path).unwrap(), key.public());
+    // A public key where the secret one is wanted is said so, whatever its mode (0644, as
+    // keygen writes it), not taken for an exposed secret key.
+    key.public()
+        .write(&dir.path().join("release.pub"), false)
+        .unwrap();
+    let err = SecretKey::read(&dir.path().join("release.pub"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "this is a public key (.pub): the secret key (.key) from `lpkg keygen` is wanted here"
+        ),
+        "{err}"
+    );
 }
 
 #[test]
