@@ -1396,3 +1396,48 @@ fn patch_packed_short_functions(bits: Bits, compile: &[&str], link: &[&str]) {
     }
     assert!(!out.exists());
 }
+
+/// A build whose objects do not differ writes no package (signed, it would pass a release
+/// pipeline as a fix), and an empty name or version is a usage error.
+#[test]
+fn a_build_that_changes_nothing_or_names_nothing_is_refused() {
+    let s = Scratch::new();
+    let (key, _) = s.keygen("release");
+    let c = calc();
+    let out = s.path("same.lpkg");
+    let (target, new) = (c.path("calc"), c.path("calc1.o"));
+    let build = |old: &str, extra: &[&str]| {
+        let old = c.path(old);
+        let mut args = vec![
+            "build",
+            "--target",
+            target.to_str().unwrap(),
+            "--old",
+            old.to_str().unwrap(),
+            "--new",
+            new.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        s.run(&args)
+    };
+    let run = build("calc1.o", &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.error_line().starts_with("no function differs between ")
+            && run
+                .error_line()
+                .ends_with("a package would change nothing; none was written"),
+        "{}",
+        run.stderr
+    );
+    assert!(!out.exists());
+    for empty in ["--name", "--version"] {
+        let run = build("calc2.o", &[empty, ""]);
+        assert_eq!(run.code, 2, "{empty}: {}", run.stderr);
+        assert!(!out.exists());
+    }
+}

@@ -60,10 +60,10 @@ pub struct PackageArgs {
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: PathBuf,
     /// Package name [default: derived from the target].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub name: Option<String>,
-    /// Package version.
-    #[arg(long, value_name = "V")]
+    /// Package version [default: 1].
+    #[arg(long, value_name = "V", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub version: Option<String>,
     /// Description for auditors.
     #[arg(long, value_name = "D")]
@@ -99,6 +99,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         debug: args.debug.options(),
     };
     let built = lpkg_builder::build(&options)?;
+    // A signed package that changes nothing would pass a release pipeline as a fix.
+    if built.manifest.functions.is_empty() {
+        anyhow::bail!(
+            "no function differs between {} and {}: a package would change nothing; none was written",
+            args.old.display(),
+            args.new.display()
+        );
+    }
     for note in &built.notes {
         eprintln!("note: {note}");
     }
