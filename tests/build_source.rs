@@ -439,3 +439,57 @@ fn a_debian_package_built_by_dpkg_buildpackage_patches_its_stripped_binary() {
     let running = Running::start(&deployed, s.path("out.log"));
     apply_and_check(&s, "fix.lpkg", &running);
 }
+
+/// `--work` must be a new folder outside the source tree: an existing one (whose files would
+/// mix with the build's) and one inside `--src` (never modified, and copied into itself) are
+/// refused before anything is built; so is `--jobs 0`.
+#[test]
+fn a_work_folder_that_exists_or_lies_in_the_source_tree_is_refused() {
+    let s = Scratch::new();
+    let before = digest(&s.path("src"));
+    let fix = patch("fix.patch");
+    std::fs::create_dir(s.path("used")).unwrap();
+    std::fs::write(s.path("used/note"), "mine").unwrap();
+    for (work, jobs, says, code) in [
+        ("used", "1", "--work used: already exists", 1),
+        ("src", "1", "--work src: already exists", 1),
+        (
+            "src/work",
+            "1",
+            "--work src/work: inside the source tree",
+            1,
+        ),
+        ("fresh", "0", "--jobs", 2),
+    ] {
+        let out = s.lpkg(&[
+            "build-source",
+            "--src",
+            "src",
+            "--patch",
+            fix.to_str().unwrap(),
+            "--target",
+            "app",
+            "--key",
+            "k.key",
+            "-o",
+            "fix.lpkg",
+            "--work",
+            work,
+            "--jobs",
+            jobs,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{work}: {stderr}");
+        assert!(stderr.contains(says), "{work}: {stderr}");
+    }
+    assert_eq!(
+        digest(&s.path("src")),
+        before,
+        "the source tree was modified"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("used/note")).unwrap(),
+        "mine"
+    );
+    assert!(!s.path("fix.lpkg").exists() && !s.path("fresh").exists());
+}

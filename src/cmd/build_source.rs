@@ -5,7 +5,7 @@
 //! Builds the tree as released and as fixed (in copies: `DIR` is never modified), diffs the
 //! objects that changed and signs the package, showing each long step with its elapsed time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -33,7 +33,8 @@ pub struct Args {
     #[arg(long, value_name = "RELDIR")]
     pub objects: Option<PathBuf>,
     /// Parallel build jobs.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub jobs: usize,
     /// An original tree already built by an earlier `build-source` (its `original` folder under
     /// `--work`): not built again; the patched copy is made from it and rebuilt incrementally.
@@ -53,6 +54,32 @@ pub struct Args {
     /// The project's build command, run in each copy [default: make].
     #[arg(last = true, value_name = "BUILD COMMAND")]
     pub build_command: Vec<String>,
+}
+
+/// Creates `--work`'s folder, which must not exist (lpkg fills it) nor lie inside the source
+/// tree (which is never modified, and would be copied into itself).
+fn make_work_dir(dir: &Path, src: &Path) -> anyhow::Result<()> {
+    let parent = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    if let (Ok(parent), Ok(src)) = (parent.canonicalize(), src.canonicalize()) {
+        if parent.starts_with(&src) {
+            anyhow::bail!(
+                "--work {}: inside the source tree --src {}, which lpkg never modifies; give a folder outside it",
+                dir.display(),
+                src.display()
+            );
+        }
+    }
+    std::fs::create_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "--work {}: already exists; give a new folder (lpkg fills it with original/, patched/ and objects/)",
+            dir.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("creating {}", dir.display())),
+    })
 }
 
 /// Prints one line per long step on stderr: its name when it starts, its time when it ends.
@@ -82,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // A temporary folder is removed when `_temp` drops, after the package is written.
     let (_temp, work) = match &args.work {
         Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            make_work_dir(dir, &args.src)?;
             (None, dir.clone())
         }
         None => {
