@@ -44,6 +44,19 @@ fn keygen_writes_a_private_secret_key_and_refuses_to_overwrite() {
     assert_ne!(std::fs::read(&secret).unwrap(), before);
     let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+
+    // A folder is not a key path (it wrote hidden `keys/.key` and `keys/.pub`).
+    std::fs::create_dir(s.path("keys")).unwrap();
+    for folder in ["keys", "keys/", "new/"] {
+        let run = s.run(&["keygen", "-o", s.path(folder).to_str().unwrap()]);
+        assert_eq!(run.code, 2, "{folder}: {}", run.stderr);
+        assert!(
+            run.error_line().contains("a folder; -o takes"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(std::fs::read_dir(s.path("keys")).unwrap().count(), 0);
 }
 
 #[test]

@@ -114,7 +114,13 @@ impl TargetFile {
             Ok(object::FileKind::Elf32) => {
                 TargetFile::read_elf::<elf::FileHeader32<Endianness>>(path, &bytes, debug)
             }
-            _ => TargetFile::read_elf::<elf::FileHeader64<Endianness>>(path, &bytes, debug),
+            Ok(object::FileKind::Elf64) => {
+                TargetFile::read_elf::<elf::FileHeader64<Endianness>>(path, &bytes, debug)
+            }
+            _ => Err(Error::BadInput {
+                path: path.to_path_buf(),
+                reason: "target: not an ELF file (the x86_64 or i386 executable or shared library to patch)".into(),
+            }),
         }
     }
 

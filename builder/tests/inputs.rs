@@ -100,6 +100,7 @@ fn shared_library_build_records_target_identity() {
 #[test]
 fn not_an_object_is_a_clear_error() {
     let (dir, mut opts) = setup("gcc", "c", OLD, NEW, &[]);
+    let new = opts.new.clone();
     std::fs::write(dir.path().join("junk.o"), b"not elf at all").unwrap();
     opts.new = dir.path().join("junk.o");
     let err = build(&opts).unwrap_err();
@@ -117,6 +118,11 @@ fn not_an_object_is_a_clear_error() {
         .unwrap_err()
         .to_string()
         .contains("not a relocatable object"));
+    // A source file where the target is expected: said so, whatever its bytes.
+    opts.new = new;
+    opts.target = dir.path().join("junk.o");
+    let err = build(&opts).unwrap_err().to_string();
+    assert!(err.contains("target: not an ELF file"), "{err}");
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub struct Args {
     /// Trusted public key (.pub) or folder of them [default: $LPKG_TRUST, then /etc/lpkg/trusted/].
     #[arg(long, value_name = "FILE|DIR")]
     pub trust: Option<PathBuf>,
-    /// Give up (and leave the process unchanged) after this many seconds.
+    /// Give up (and leave the process unchanged) after this many seconds [default: 10].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
     /// Give every replaced function a jump to its new code, never its new code written in

@@ -17,6 +17,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    if args.output.as_os_str().as_bytes().ends_with(b"/") || args.output.is_dir() {
+        return Err(super::super::exit::Usage(format!(
+            "-o {}: a folder; -o takes the key files' path without suffix (`-o keys/release` writes keys/release.key and keys/release.pub)",
+            args.output.display()
+        ))
+        .into());
+    }
     let secret_path = with_suffix(&args.output, ".key");
     let public_path = with_suffix(&args.output, ".pub");
     if !args.force {
