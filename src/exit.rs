@@ -37,13 +37,27 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(SUCCESS),
         Err(err) => {
-            let causes: Vec<String> = err.chain().map(|c| c.to_string()).collect();
             // Causes quote packages, files and processes: nothing in them reaches the terminal
             // as a control character.
-            eprintln!("error: {}", super::cmd::shown(&causes.join(": ")));
+            eprintln!("error: {}", super::cmd::shown(&one_line(&err)));
             ExitCode::from(code_for(&err))
         }
     }
+}
+
+/// Every cause of `err` on one line, `: ` between them; a cause whose text ends the one
+/// before it (an I/O error a message already quotes) is not said twice.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain().map(|c| c.to_string()) {
+        if line.is_empty() {
+            line = cause;
+        } else if !line.ends_with(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn code_for(err: &anyhow::Error) -> u8 {

@@ -111,8 +111,7 @@ pub fn who(process: &Process) -> String {
 
 /// An error on one line, every cause.
 pub fn one_line(error: &anyhow::Error) -> String {
-    let causes: Vec<String> = error.chain().map(|c| c.to_string()).collect();
-    super::shown(&causes.join(": "))
+    super::shown(&super::super::exit::one_line(error))
 }
 
 /// Prints one line for a process as soon as its outcome is known (lines of workers never mix).

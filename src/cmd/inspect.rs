@@ -69,13 +69,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     verdict.map(|_| ())
 }
 
-fn one_line(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 fn action(action: Action) -> &'static str {
     match action {
         Action::Replace => "replace",
@@ -133,7 +126,7 @@ fn to_json(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) -> Value {
         "signatures": ids(&signers),
         "verified": verdict.is_ok(),
         "trusted_signers": verdict.as_ref().map(|k| ids(k)).unwrap_or_default(),
-        "verification_error": verdict.as_ref().err().map(one_line),
+        "verification_error": verdict.as_ref().err().map(super::super::exit::one_line),
     })
 }
 
@@ -149,7 +142,10 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
                 keys.join(", ")
             );
         }
-        Err(err) => println!("verified     NO: {}", one_line(err)),
+        Err(err) => println!(
+            "verified     NO: {}",
+            super::shown(&super::super::exit::one_line(err))
+        ),
     }
     if !m.package.description.is_empty() {
         println!("description  {}", m.package.description);

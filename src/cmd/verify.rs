@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }),
             Err(err) => serde_json::json!({
                 "ok": false,
-                "error": err.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": "),
+                "error": super::super::exit::one_line(&err),
             }),
         };
         println!("{value}");
