@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }),
             Err(err) => serde_json::json!({
                 "ok": false,
-                "error": super::super::exit::one_line(&err),
+                "error": super::super::exit::one_line(err),
             }),
         };
         println!("{value}");
