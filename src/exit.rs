@@ -46,7 +46,8 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
 }
 
 /// Every cause of `err` on one line, `: ` between them; a cause whose text ends the one
-/// before it (an I/O error a message already quotes) is not said twice.
+/// before it (an I/O error a message already quotes) is not said twice. At most
+/// [`LONGEST_LINE`] characters: a cause may quote what a process or a package holds.
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain().map(|c| c.to_string()) {
@@ -57,8 +58,14 @@ pub fn one_line(err: &anyhow::Error) -> String {
             line.push_str(&cause);
         }
     }
-    line
+    match line.char_indices().nth(LONGEST_LINE) {
+        Some((end, _)) => format!("{} [...]", &line[..end]),
+        None => line,
+    }
 }
+
+/// The longest error line printed, in characters.
+const LONGEST_LINE: usize = 4096;
 
 fn code_for(err: &anyhow::Error) -> u8 {
     let applier = || {

@@ -371,7 +371,13 @@ impl RecordBody {
     /// Parses a body.
     pub fn decode_body(body: &[u8]) -> Result<RecordBody, String> {
         let text = std::str::from_utf8(body).map_err(|e| format!("body is not UTF-8: {e}"))?;
-        toml::from_str(text).map_err(|e| format!("body: {e}"))
+        // Not the parser's own rendering, which quotes the line: the process wrote it, and it
+        // may be megabytes long.
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            let at = e.span().map(|s| format!(" at byte {}", s.start));
+            let message: String = e.message().chars().take(256).collect();
+            format!("body{}: {message}", at.unwrap_or_default())
+        })
     }
 }
 
