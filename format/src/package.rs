@@ -54,6 +54,18 @@ impl Package {
                 at: 0,
             });
         }
+        // Room for every signature: a package no reader reads (over the file limit) is never
+        // written.
+        let signed = container::encode(&manifest_bytes, &payloads, &[]).len()
+            + container::MAX_SIGNATURES as usize * container::SIGNATURE_ENTRY_LEN;
+        if signed as u64 > crate::MAX_PACKAGE_LEN {
+            return Err(Error::LimitExceeded {
+                what: "package length with its signatures",
+                value: signed as u64,
+                limit: crate::MAX_PACKAGE_LEN,
+                at: 0,
+            });
+        }
         Ok(Package {
             manifest,
             manifest_bytes,

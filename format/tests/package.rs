@@ -537,3 +537,16 @@ fn check_routines_and_shadow_variables_make_a_version_3_manifest() {
         1
     );
 }
+
+/// A package a reader would refuse as a file (over 64 MiB, signatures included) is never
+/// made.
+#[test]
+fn a_package_over_the_file_limit_is_never_made() {
+    let mut payloads = payloads();
+    payloads[0].1 = vec![0; lpkg_format::MAX_PACKAGE_LEN as usize];
+    let error = Package::new(manifest(), payloads).unwrap_err().to_string();
+    assert!(
+        error.contains("package length with its signatures"),
+        "{error}"
+    );
+}
