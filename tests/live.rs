@@ -800,6 +800,133 @@ fn list_shows_a_module_left_by_a_killed_apply_and_revert_removes_it_for(bits: Bi
     assert_eq!(target.ask("5"), "15 205");
 }
 
+/// Starts `lpkg apply` of `package` with `LPKG_TEST_PAUSE_AT=apply:recorded` and SIGKILLs it
+/// (by its PID: our own child) once it says it paused there: the record is written in state
+/// `loading` and nothing is switched, as when lpkg is killed while it waits for a busy thread.
+fn kill_apply_while_loading(package: &Path, trust: &Path, target: &Target) {
+    let mut applier = Command::new(env!("CARGO_BIN_EXE_lpkg"))
+        .args(["apply", package.to_str().unwrap(), "--pid", &target.pid()])
+        .arg("--trust")
+        .arg(trust)
+        .env(lpkg_applier::checkpoint::PAUSE_VAR, "apply:recorded")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(applier.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), "lpkg: paused at apply:recorded");
+    applier.kill().unwrap();
+    applier.wait().unwrap();
+}
+
+/// The lines of `/proc/PID/maps` naming an lpkg mapping (a record or a module).
+fn lpkg_mappings(target: &Target) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", target.pid())).unwrap();
+    maps.lines()
+        .filter(|l| l.contains("lpkg"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A user trial: lpkg killed while its record is `loading`, with a thread spinning in the old
+/// compute(), which the package replaces in place. Nothing was written, so cleaning up needs
+/// every thread clear of the module only; revert and the next apply used to wait for the
+/// thread to leave compute() as if it ran the new code in place, and failed at their timeout
+/// leaving the record and the module in the process.
+#[test]
+fn a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code() {
+    a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code_of(calc());
+}
+
+/// The same in an i386 process: a non-PIE calc, whose compute() goes in place (see
+/// `revert_waits_for_an_i386_thread_inside_new_code_written_in_place`).
+#[test]
+fn a_loading_record_is_cleaned_up_while_an_i386_thread_runs_the_old_code() {
+    let calc = Calc {
+        dir: compile_versions_with(
+            "calc",
+            2,
+            &["-m32", "-O2", "-fno-pie"],
+            &["-m32", "-no-pie"],
+        ),
+    };
+    a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code_of(&calc);
+}
+
+fn a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code_of(calc: &Calc) {
+    let s = Scratch::new();
+    let (key, public) = s.keygen("release");
+    let package = calc_package_in(calc, &s, &key, (1, 2), &[]);
+    let mut target = Target::start(&calc.path("calc"));
+    // compute() is what the package puts in place; the thread never leaves the old one.
+    assert_eq!(target.ask("park"), "parked");
+    assert_eq!(target.ask("5"), "10 105");
+    let functions = [
+        target.function(&calc.path("calc"), "compute"),
+        target.function(&calc.path("calc"), "scale"),
+    ];
+    let before = target.snapshot(&functions);
+
+    kill_apply_while_loading(&package, &public, &target);
+    assert_eq!(target.ask("5"), "10 105", "nothing switched");
+    // What revert must leave: the maps without lpkg's (a killed apply may leave the page its
+    // calls return through, anonymous).
+    let (maps, code) = target.snapshot(&functions);
+    assert_eq!(code, before.1, "nothing written");
+    let cleaned: String = (maps.lines())
+        .filter(|l| !l.contains("lpkg"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    let record = &list.as_array().unwrap()[..];
+    assert_eq!(record.len(), 1, "{list}");
+    assert_eq!(record[0]["state"], "interrupted (loading)", "{list}");
+    assert_eq!(record[0]["interrupted"], true, "{list}");
+    // Revert cleans it up at once, the thread still spinning in the old compute().
+    let run = ok(s.run(&["revert", "--pid", &target.pid(), "--timeout", "5"]));
+    assert!(
+        run.stdout.contains("interrupted (loading)"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lpkg_mappings(&target), Vec::<String>::new());
+    assert_eq!(
+        target.snapshot(&functions),
+        (cleaned, before.1.clone()),
+        "the revert of a loading record must leave no byte and no mapping of lpkg behind"
+    );
+    assert_eq!(target.ask("5"), "10 105");
+
+    // So does the recovery at the start of a new apply; the apply itself then waits for the
+    // thread in the old compute() (not "the new code"), and gives up at its timeout.
+    kill_apply_while_loading(&package, &public, &target);
+    let run = apply(&s, &package, &public, &target, &["--timeout", "1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("executing compute"), "{}", run.stderr);
+    assert!(!run.stderr.contains("new code"), "{}", run.stderr);
+    assert_eq!(lpkg_mappings(&target), Vec::<String>::new());
+    let list = ok(s.run(&["list", "--pid", &target.pid(), "--json"])).json();
+    assert_eq!(list, serde_json::json!([]));
+    assert_eq!(target.snapshot(&functions).1, before.1, "code changed");
+    assert_eq!(target.ask("5"), "10 105");
+
+    // Once the thread leaves compute(), the package applies.
+    let (parked, _) = target.function(&calc.path("calc"), "parked");
+    let pid = target.child.id() as i32;
+    lpkg_kernel::memory::write(pid, parked, &0i32.to_le_bytes()).unwrap();
+    kill_apply_while_loading(&package, &public, &target);
+    let run = ok(apply(&s, &package, &public, &target, &["--json"]));
+    let report = run.json();
+    assert_eq!(report["recovered"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(in_place(&report), ["compute", "scale"], "{report}");
+    assert_eq!(target.ask("5"), "15 205");
+    ok(s.run(&["revert", "--pid", &target.pid()]));
+    assert_eq!(target.ask("5"), "10 105");
+    assert_eq!(lpkg_mappings(&target), Vec::<String>::new());
+}
+
 /// Issue 19 (3): names and records an unprivileged target makes itself are printed escaped
 /// and never make lpkg panic: a module memfd whose id is one character (apply's report of
 /// what it cleaned up sliced it), a record whose id has a multibyte character across byte 16

@@ -43,14 +43,33 @@ impl LiveRecord {
         self.state == State::Applied && self.live == Live::Intact
     }
 
+    /// Whether an entry of this package may hold what the package writes there (its jump, its
+    /// new code in place, its call sites): not while the record is `loading`, written before
+    /// the first entry is touched; the process's code is then all old.
+    pub fn may_have_written(&self) -> bool {
+        self.state != State::Loading
+    }
+
     /// The patch code of this package that no thread may be in: when it is reverted (`None`:
     /// everything), or when the functions at `addresses` that it replaced are replaced again
     /// by a stacked package. Each replaced function's new code comes named by function; the
     /// whole module (new and carried functions, stubs) is added for a revert, or when a record
-    /// of an older applier does not give a function's new size.
+    /// of an older applier does not give a function's new size. A record still `loading` wrote
+    /// no entry: its code is only in its module (a thread may be there only if lpkg died while
+    /// a check routine ran), and the functions it would replace, new code in place included,
+    /// are the old ones, which a thread may run.
     pub fn guarded_code(&self, addresses: Option<&[u64]>) -> Vec<Guarded> {
         let body = &self.body;
         let package = format!("package {} {}", body.name, body.version);
+        if !self.may_have_written() {
+            return match addresses {
+                None => vec![Guarded {
+                    range: body.module_address..body.module_address.saturating_add(body.module_len),
+                    function: format!("the code of {package}"),
+                }],
+                Some(_) => Vec::new(),
+            };
+        }
         let mut whole = addresses.is_none();
         let mut guarded = Vec::new();
         for entry in body
@@ -365,4 +384,68 @@ fn unwritten_records(pid: Pid, maps: &[maps::MapEntry]) -> Result<Vec<OrphanModu
         }
     }
     Ok(unwritten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Entry;
+
+    #[test]
+    fn a_loading_record_guards_only_its_module() {
+        let body = RecordBody::decode_body(
+            b"id='a'\nname='calc-fix'\nversion='2'\nsigners=[]\napplied_at=1\nsequence=1\n\
+              target_path='t'\nmodule_address=0x9000\nmodule_len=0x1000",
+        )
+        .unwrap();
+        let entry = |in_place: Option<Vec<u8>>| Entry {
+            function: "compute".into(),
+            address: 0x1000,
+            size: 0x20,
+            original: "5589e55d".into(),
+            new_address: 0x9000,
+            new_size: 4,
+            in_place,
+            call_sites: vec![],
+        };
+        let record = |state, entries| LiveRecord {
+            address: 0x8000,
+            len: 0x1000,
+            state,
+            body: RecordBody {
+                entries,
+                ..body.clone()
+            },
+            live: Live::NotChecked,
+        };
+        let ranges = |r: &LiveRecord, addresses: Option<&[u64]>| -> Vec<_> {
+            (r.guarded_code(addresses).into_iter())
+                .map(|g| (g.range, g.function))
+                .collect()
+        };
+        let module = (0x9000..0xa000, "the code of package calc-fix 2".to_owned());
+        for in_place in [None, Some(vec![0x31, 0xc0, 0xc3, 0x90])] {
+            // Nothing written yet: the old compute() is the process's own code.
+            let loading = record(State::Loading, vec![entry(in_place.clone())]);
+            assert!(!loading.may_have_written());
+            assert_eq!(ranges(&loading, None), std::slice::from_ref(&module));
+            assert_eq!(ranges(&loading, Some(&[0x1000])), []);
+            // Switching or later: the new code, in place or in the module, may run.
+            for state in [State::Switching, State::Applied, State::Reverting] {
+                let written = record(state, vec![entry(in_place.clone())]);
+                assert!(written.may_have_written());
+                let guarded = ranges(&written, None);
+                assert!(guarded.contains(&module), "{guarded:?}");
+                assert!(
+                    (guarded.iter()).any(|(r, _)| r == &(0x9000..0x9004)),
+                    "{guarded:?}"
+                );
+                assert_eq!(
+                    (guarded.iter()).any(|(r, f)| r == &(0x1000..0x1020) && f.contains("in place")),
+                    in_place.is_some(),
+                    "{guarded:?}"
+                );
+            }
+        }
+    }
 }

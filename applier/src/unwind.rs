@@ -672,11 +672,12 @@ impl<'m> CfiCache<'m> {
                 let address_size = arch.unwind().address_size;
                 let mut cfi =
                     ObjectCfi::from_eh_frame(bytes, address, address_size, 0, vec![module]);
-                // New code written in place is described by its FDE in the module.
+                // New code written in place is described by its FDE in the module; a record
+                // still `loading` wrote none: the old code there has the target's own CFI.
                 cfi.moved = body
                     .entries
                     .iter()
-                    .filter(|e| e.in_place.is_some())
+                    .filter(|e| e.in_place.is_some() && record.may_have_written())
                     .map(|e| (e.guarded_range(), e.address.wrapping_sub(e.new_address)))
                     .collect();
                 // Before the objects: its moved ranges are inside the target's code.
