@@ -834,7 +834,8 @@ fn lpkg_mappings(target: &Target) -> Vec<String> {
 /// compute(), which the package replaces in place. Nothing was written, so cleaning up needs
 /// every thread clear of the module only; revert and the next apply used to wait for the
 /// thread to leave compute() as if it ran the new code in place, and failed at their timeout
-/// leaving the record and the module in the process.
+/// leaving the record and the module in the process. `lpkg list` said `(in place)` of
+/// functions it never wrote.
 #[test]
 fn a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code() {
     a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code_of(calc());
@@ -884,6 +885,20 @@ fn a_loading_record_is_cleaned_up_while_a_thread_runs_the_old_code_of(calc: &Cal
     assert_eq!(record.len(), 1, "{list}");
     assert_eq!(record[0]["state"], "interrupted (loading)", "{list}");
     assert_eq!(record[0]["interrupted"], true, "{list}");
+    // Nothing of it was written: no function is said to be in place.
+    assert_eq!(record[0]["in_place"], serde_json::json!([]), "{list}");
+    for entry in record[0]["entries"].as_array().unwrap() {
+        assert_eq!(entry["how"], "not switched", "{list}");
+    }
+    let text = ok(s.run(&["list", "--pid", &target.pid()]));
+    assert!(
+        text.stdout.contains("interrupted (loading)"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("compute at"), "{}", text.stdout);
+    assert!(text.stdout.contains("(not switched)"), "{}", text.stdout);
+    assert!(!text.stdout.contains("in place"), "{}", text.stdout);
     // Revert cleans it up at once, the thread still spinning in the old compute().
     let run = ok(s.run(&["revert", "--pid", &target.pid(), "--timeout", "5"]));
     assert!(

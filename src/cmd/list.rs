@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use lpkg_applier::host;
-use lpkg_applier::{Live, LiveRecord, OrphanModule};
+use lpkg_applier::{Entry, Live, LiveRecord, OrphanModule};
 use lpkg_kernel::Pid;
 
 use super::host::{gone, one_line, Pids};
@@ -112,6 +112,15 @@ fn state(record: &LiveRecord) -> String {
     }
 }
 
+/// How an entry's new code is reached (`in place`, `jump`...), or `not switched` for a record
+/// still `loading`: it wrote nothing yet, the old code runs.
+fn how_reached(record: &LiveRecord, entry: &Entry) -> String {
+    match record.may_have_written() {
+        true => entry.how(),
+        false => "not switched".to_owned(),
+    }
+}
+
 fn json(found: &Found) -> serde_json::Value {
     let mut value: Vec<_> = found
         .records
@@ -135,8 +144,8 @@ fn json(found: &Found) -> serde_json::Value {
                 "drifted": match &r.live { Live::Drifted(f) => f.clone(), _ => Vec::new() },
                 "target": r.body.target_path,
                 "functions": r.body.entries.iter().map(|e| e.function.clone()).collect::<Vec<_>>(),
-                "in_place": r.body.entries.iter().filter(|e| e.in_place.is_some()).map(|e| e.function.clone()).collect::<Vec<_>>(),
-                "entries": r.body.entries.iter().map(|e| serde_json::json!({"function": e.function, "address": e.address, "how": e.how(), "call_sites": e.call_sites})).collect::<Vec<_>>(),
+                "in_place": r.body.entries.iter().filter(|e| e.in_place.is_some() && r.may_have_written()).map(|e| e.function.clone()).collect::<Vec<_>>(),
+                "entries": r.body.entries.iter().map(|e| serde_json::json!({"function": e.function, "address": e.address, "how": how_reached(r, e), "call_sites": e.call_sites})).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -172,7 +181,7 @@ fn print(found: &Found) {
             state(r)
         );
         for entry in &r.body.entries {
-            let how = entry.how();
+            let how = how_reached(r, entry);
             println!(
                 "    {} at {:#x} ({how})",
                 super::shown(&entry.function),
