@@ -320,9 +320,29 @@ fn extract_writes_manifest_and_payloads_and_never_overwrites() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 1);
-    assert!(run
-        .error_line()
-        .starts_with(&format!("writing {}", out.join("manifest.toml").display())));
+    assert_eq!(
+        run.error_line(),
+        format!(
+            "{} already exists: nothing was extracted",
+            out.join("manifest.toml").display()
+        )
+    );
+    // A clash on a later file writes none of the others either.
+    let other = s.path("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("symbols.toml"), "mine").unwrap();
+    let run = s.run(&[
+        "extract",
+        pkg.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(other.join("symbols.toml")).unwrap(),
+        "mine"
+    );
 }
 
 #[test]

@@ -26,8 +26,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     // Payload names are restricted by the format to plain file names, so they stay inside DIR.
-    let files =
-        std::iter::once((MANIFEST_FILE_NAME, package.manifest_bytes())).chain(package.payloads());
+    let files: Vec<(&str, &[u8])> = std::iter::once((MANIFEST_FILE_NAME, package.manifest_bytes()))
+        .chain(package.payloads())
+        .collect();
+    // All or nothing: a name already taken is found before anything is written.
+    if let Some(taken) = (files.iter())
+        .map(|(name, _)| args.output.join(name))
+        .find(|path| path.symlink_metadata().is_ok())
+    {
+        anyhow::bail!("{} already exists: nothing was extracted", taken.display());
+    }
     for (name, contents) in files {
         let path = args.output.join(name);
         std::fs::OpenOptions::new()
