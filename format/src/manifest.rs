@@ -265,10 +265,25 @@ impl Manifest {
         })
     }
 
-    /// Parses a manifest; unknown fields are errors. Does not [`Manifest::validate`].
+    /// Parses a manifest; unknown fields are errors. Does not [`Manifest::validate`]. A
+    /// manifest of a later version than this crate reads is refused as such, not for the
+    /// keys that version added.
     pub fn from_toml(text: &str) -> Result<Manifest, Error> {
-        toml::from_str(text).map_err(|e| Error::Manifest {
-            reason: one_line(e.message()),
+        toml::from_str(text).map_err(|e| {
+            #[derive(Deserialize)]
+            struct Version {
+                format_version: u32,
+            }
+            match toml::from_str::<Version>(text) {
+                Ok(Version { format_version }) if format_version > FORMAT_VERSION => {
+                    Error::UnsupportedVersion {
+                        version: format_version,
+                    }
+                }
+                _ => Error::Manifest {
+                    reason: one_line(e.message()),
+                },
+            }
         })
     }
 

@@ -550,3 +550,25 @@ fn a_package_over_the_file_limit_is_never_made() {
         "{error}"
     );
 }
+
+/// A manifest of a later version is refused as such ("unsupported format version 5"), even
+/// when it carries the keys that version added, which this reader does not know: the user
+/// learns to upgrade lpkg, not that the package is malformed.
+#[test]
+fn a_later_manifest_version_is_refused_as_such_whatever_keys_it_adds() {
+    let package = signed();
+    let text = std::str::from_utf8(package.manifest_bytes())
+        .unwrap()
+        .replace("format_version = 1", "format_version = 5")
+        .replace("[target]\n", "[target]\nsomething_new = true\n");
+    let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+    assert_eq!(
+        Package::from_bytes(&bytes).unwrap_err().to_string(),
+        "unsupported format version 5"
+    );
+    // A known version with an unknown key is malformed.
+    let text = text.replace("format_version = 5", "format_version = 1");
+    let bytes = lpkg_format::container::encode(text.as_bytes(), &payloads(), &[]);
+    let error = Package::from_bytes(&bytes).unwrap_err().to_string();
+    assert!(error.contains("unknown field `something_new`"), "{error}");
+}
