@@ -470,7 +470,8 @@ fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
         .find(|&t| t != pid)
         .unwrap();
     let mut t = Tracee::seize(pid).unwrap();
-    for _ in 0..1000 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
         t.stop().unwrap();
         let regs = t.registers(tid).unwrap();
         let ra = read_word(pid, regs.sp());
@@ -479,6 +480,8 @@ fn caught_in_hash(pid: i32, hot_at: u64) -> (i32, u64) {
             t.detach().unwrap();
             return (tid, regs.sp());
         }
+        // On a busy machine the thread may not have run since the last stop: give it time.
+        std::thread::sleep(std::time::Duration::from_micros(200));
     }
     panic!("thread never seen inside hash");
 }
