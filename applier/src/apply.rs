@@ -719,9 +719,6 @@ fn entry_bytes(
     Ok((Vec::new(), sites))
 }
 
-/// A replaced function's old code (`old_size` bytes at `address`) and the padding after it
-/// that new code or a jump may use (up to `old_room`) lie in the target's code: a signed
-/// manifest is trusted for what to do, not for sizes lpkg reads, writes or guards.
 /// Refuses a package whose linked-in unwinder (`target.unwinder`) is not in the target's code:
 /// lpkg would call there.
 fn check_linked_unwinder(target: &TargetObject, linked: &LinkedUnwinder) -> Result<(), Error> {
@@ -751,6 +748,9 @@ fn in_code(target: &TargetObject, address: u64, size: u64) -> bool {
     })
 }
 
+/// A replaced function's old code (`old_size` bytes at `address`) and the padding after it
+/// that new code or a jump may use (up to `old_room`) lie in the target's code: a signed
+/// manifest is trusted for what to do, not for sizes lpkg reads, writes or guards.
 fn check_in_target(
     target: &TargetObject,
     function: &lpkg_format::Function,

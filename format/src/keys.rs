@@ -71,10 +71,9 @@ impl SecretKey {
         use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let mode = meta.permissions().mode() & 0o7777;
-        // A public key given for the secret one is said so, not taken for an exposed secret.
-        if read_key_line(path, PUBLIC_TAG).is_ok() {
-            return Err(bad(path, WRONG_KIND[1]));
-        }
+        // Read first: a public key given for the secret one is said so, not taken for an
+        // exposed secret.
+        let (key_id, value) = read_key_line(path, SECRET_TAG)?;
         if mode & 0o077 != 0 {
             return Err(Error::InsecureFile {
                 path: path.to_path_buf(),
@@ -83,7 +82,6 @@ impl SecretKey {
                 ),
             });
         }
-        let (key_id, value) = read_key_line(path, SECRET_TAG)?;
         let seed = from_hex::<32>(&value).ok_or_else(|| bad(path, "key is not 64 hex digits"))?;
         let key = SecretKey::from_seed(seed);
         check_key_id(path, key_id, &key.public())?;
@@ -170,13 +168,13 @@ fn bad(path: &Path, reason: &str) -> Error {
 /// Key files are tiny; anything bigger is not a key file and is not read in full.
 const MAX_KEY_FILE: u64 = 4096;
 
-/// Returns the key id and the key value of the single key line of `path`.
 /// What is said of a secret key given where a public one is wanted, and the other way round.
 const WRONG_KIND: [&str; 2] = [
     "this is a secret key (.key): a public key (.pub) is wanted here, and the secret key is to stay with whoever signs",
     "this is a public key (.pub): the secret key (.key) from `lpkg keygen` is wanted here",
 ];
 
+/// Returns the key id and the key value of the single key line of `path`.
 fn read_key_line(path: &Path, tag: &str) -> Result<(KeyId, String), Error> {
     let bytes = crate::file::read_bounded(path, MAX_KEY_FILE, "key file")?;
     let text = String::from_utf8(bytes).map_err(|_| bad(path, "key file is not UTF-8"))?;

@@ -142,10 +142,7 @@ fn print_text(package: &Package, verdict: &anyhow::Result<Vec<KeyId>>) {
                 keys.join(", ")
             );
         }
-        Err(err) => println!(
-            "verified     NO: {}",
-            super::shown(&super::super::exit::one_line(err))
-        ),
+        Err(err) => println!("verified     NO: {}", super::host::one_line(err)),
     }
     if !m.package.description.is_empty() {
         println!("description  {}", m.package.description);
